@@ -1,0 +1,134 @@
+//! Which offset may be committed. Messages of one partition finish out of
+//! order (many keys run concurrently), but a committed offset promises that
+//! everything before it is done, so only the contiguous finished prefix
+//! counts. Pure bookkeeping, no I/O.
+
+use std::collections::{BTreeMap, HashMap};
+
+/// Finished-offset tracking for one partition.
+#[derive(Debug, Default)]
+pub struct PartitionTracker {
+    /// In-flight offsets and whether each has finished.
+    pending: BTreeMap<i64, bool>,
+    /// The next offset to commit: everything below it is finished.
+    committable: Option<i64>,
+}
+
+impl PartitionTracker {
+    pub fn begin(&mut self, offset: i64) {
+        self.pending.insert(offset, false);
+    }
+
+    /// Marks `offset` finished; returns the new commit position if it advanced.
+    pub fn finish(&mut self, offset: i64) -> Option<i64> {
+        match self.pending.get_mut(&offset) {
+            Some(done) => *done = true,
+            None => return None,
+        }
+        let mut advanced = None;
+        while let Some(entry) = self.pending.first_entry() {
+            if !*entry.get() {
+                break;
+            }
+            let (finished, _) = entry.remove_entry();
+            advanced = Some(finished + 1);
+        }
+        if advanced.is_some() {
+            self.committable = advanced;
+        }
+        advanced
+    }
+
+    pub fn committable(&self) -> Option<i64> {
+        self.committable
+    }
+
+    pub fn in_flight(&self) -> usize {
+        self.pending.len()
+    }
+}
+
+/// Trackers for every assigned partition, with an epoch per partition so that
+/// work started before a revocation can never advance the offset after a
+/// re-assignment.
+#[derive(Debug, Default)]
+pub struct OffsetBook {
+    partitions: HashMap<(String, i32), (u64, PartitionTracker)>,
+    next_epoch: u64,
+}
+
+impl OffsetBook {
+    /// Registers a received message; returns the epoch it belongs to.
+    pub fn begin(&mut self, topic: &str, partition: i32, offset: i64) -> u64 {
+        let next_epoch = &mut self.next_epoch;
+        let (epoch, tracker) = self.partitions.entry((topic.to_owned(), partition)).or_insert_with(|| {
+            *next_epoch += 1;
+            (*next_epoch, PartitionTracker::default())
+        });
+        tracker.begin(offset);
+        *epoch
+    }
+
+    /// Whether work of `epoch` still belongs to the current assignment.
+    pub fn is_current(&self, topic: &str, partition: i32, epoch: u64) -> bool {
+        self.partitions.get(&(topic.to_owned(), partition)).is_some_and(|(e, _)| *e == epoch)
+    }
+
+    /// Marks a message finished; returns the new commit position if it advanced.
+    pub fn finish(&mut self, topic: &str, partition: i32, offset: i64, epoch: u64) -> Option<i64> {
+        match self.partitions.get_mut(&(topic.to_owned(), partition)) {
+            Some((e, tracker)) if *e == epoch => tracker.finish(offset),
+            _ => None,
+        }
+    }
+
+    /// Forgets a revoked partition: its in-flight work will be redelivered to
+    /// whoever owns it next.
+    pub fn revoke(&mut self, topic: &str, partition: i32) {
+        self.partitions.remove(&(topic.to_owned(), partition));
+    }
+
+    /// Commit positions of every partition that has one.
+    pub fn committable(&self) -> Vec<(String, i32, i64)> {
+        self.partitions
+            .iter()
+            .filter_map(|((t, p), (_, tr))| tr.committable().map(|o| (t.clone(), *p, o)))
+            .collect()
+    }
+
+    pub fn in_flight(&self) -> usize {
+        self.partitions.values().map(|(_, t)| t.in_flight()).sum()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn commits_only_the_contiguous_prefix() {
+        let mut t = PartitionTracker::default();
+        for o in 10..15 {
+            t.begin(o);
+        }
+        assert_eq!(t.finish(12), None, "12 finished but 10 and 11 are still running");
+        assert_eq!(t.finish(11), None);
+        assert_eq!(t.finish(10), Some(13), "10..=12 are done, so 13 is next");
+        assert_eq!(t.finish(14), None);
+        assert_eq!(t.finish(13), Some(15));
+        assert_eq!(t.in_flight(), 0);
+        assert_eq!(t.finish(99), None, "unknown offsets are ignored");
+    }
+
+    #[test]
+    fn stale_epochs_cannot_advance_a_reassigned_partition() {
+        let mut book = OffsetBook::default();
+        let old = book.begin("t", 0, 5);
+        book.revoke("t", 0);
+        let new = book.begin("t", 0, 5);
+        assert_ne!(old, new);
+        assert_eq!(book.finish("t", 0, 5, old), None, "old work must not commit new work");
+        assert_eq!(book.finish("t", 0, 5, new), Some(6));
+        assert_eq!(book.committable(), vec![("t".to_owned(), 0, 6)]);
+    }
+}

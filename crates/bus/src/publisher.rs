@@ -1,0 +1,46 @@
+//! The producing side: an idempotent producer (acks=all) whose `publish`
+//! resolves only when the broker acknowledged the record, so callers can
+//! order "publish, then commit" safely.
+
+use crate::headers::to_owned_headers;
+use crate::{BusError, KafkaConfig};
+use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
+use rdkafka::util::Timeout;
+use std::time::Duration;
+
+/// A record to publish.
+#[derive(Debug, Clone)]
+pub struct Outbound {
+    pub topic: String,
+    pub key: Option<Vec<u8>>,
+    pub payload: Vec<u8>,
+    pub headers: Vec<(String, Vec<u8>)>,
+}
+
+#[derive(Clone)]
+pub struct Publisher {
+    producer: FutureProducer,
+}
+
+impl Publisher {
+    pub fn new(kafka: &KafkaConfig) -> Result<Self, BusError> {
+        Ok(Self { producer: kafka.producer_config().create()? })
+    }
+
+    /// Publishes and waits for the broker's acknowledgement; returns the
+    /// partition and offset the record landed at.
+    pub async fn publish(&self, record: &Outbound) -> Result<(i32, i64), BusError> {
+        let mut fr = FutureRecord::to(&record.topic).payload(&record.payload).headers(to_owned_headers(&record.headers));
+        if let Some(key) = &record.key {
+            fr = fr.key(key);
+        }
+        let delivery = self.producer.send(fr, Timeout::Never).await.map_err(|(e, _)| BusError::Kafka(e))?;
+        Ok((delivery.partition, delivery.offset))
+    }
+
+    /// Waits for everything queued to be delivered.
+    pub fn flush(&self, timeout: Duration) -> Result<(), BusError> {
+        self.producer.flush(timeout)?;
+        Ok(())
+    }
+}

@@ -1,0 +1,108 @@
+//! A client for the Confluent Schema Registry REST API: register a schema
+//! under a subject, fetch a writer schema by id. Ids are immutable, so they
+//! are cached forever.
+
+use crate::BusError;
+use apache_avro::Schema;
+use serde::Deserialize;
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+const CONTENT_TYPE: &str = "application/vnd.schemaregistry.v1+json";
+
+#[derive(Debug)]
+pub struct RegistryClient {
+    base_url: String,
+    http: reqwest::Client,
+    by_id: RwLock<HashMap<u32, Arc<Schema>>>,
+}
+
+/// Why a schema could not be fetched: the difference decides between the DLQ
+/// (the id does not exist) and a retry (the registry is unreachable).
+#[derive(Debug, thiserror::Error)]
+pub enum LookupError {
+    #[error("schema id {0} is not registered")]
+    UnknownId(u32),
+    #[error("{0}")]
+    Unavailable(BusError),
+}
+
+#[derive(Deserialize)]
+struct IdReply {
+    id: u32,
+}
+
+#[derive(Deserialize)]
+struct SchemaReply {
+    schema: String,
+}
+
+impl RegistryClient {
+    pub fn new(base_url: impl Into<String>) -> Result<Self, BusError> {
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(5))
+            .build()
+            .map_err(|e| BusError::Config(format!("http client: {e}")))?;
+        Ok(Self { base_url: base_url.into().trim_end_matches('/').to_owned(), http, by_id: RwLock::default() })
+    }
+
+    fn error(&self, message: impl Into<String>) -> BusError {
+        BusError::Registry { url: self.base_url.clone(), message: message.into() }
+    }
+
+    /// Registers `schema_json` under `subject` (TopicNameStrategy: `<topic>-value`)
+    /// and returns its global id; registering an existing schema is a lookup.
+    pub async fn register(&self, subject: &str, schema_json: &str) -> Result<u32, BusError> {
+        let url = format!("{}/subjects/{}/versions", self.base_url, subject);
+        let body = serde_json::json!({ "schema": schema_json });
+        let reply = self
+            .http
+            .post(&url)
+            .header("Content-Type", CONTENT_TYPE)
+            .json(&body)
+            .send()
+            .await
+            .map_err(|e| self.error(format!("register {subject}: {e}")))?;
+        let status = reply.status();
+        if !status.is_success() {
+            let text = reply.text().await.unwrap_or_default();
+            return Err(self.error(format!("register {subject}: HTTP {status}: {text}")));
+        }
+        let IdReply { id } = reply.json().await.map_err(|e| self.error(format!("register {subject}: {e}")))?;
+        if let Ok(schema) = Schema::parse_str(schema_json) {
+            self.cache(id, Arc::new(schema));
+        }
+        Ok(id)
+    }
+
+    pub async fn schema_by_id(&self, id: u32) -> Result<Arc<Schema>, LookupError> {
+        if let Some(schema) = self.by_id.read().unwrap_or_else(|e| e.into_inner()).get(&id) {
+            return Ok(schema.clone());
+        }
+        let url = format!("{}/schemas/ids/{}", self.base_url, id);
+        let reply = self
+            .http
+            .get(&url)
+            .header("Accept", CONTENT_TYPE)
+            .send()
+            .await
+            .map_err(|e| LookupError::Unavailable(self.error(format!("schema {id}: {e}"))))?;
+        match reply.status().as_u16() {
+            200 => {}
+            404 => return Err(LookupError::UnknownId(id)),
+            other => return Err(LookupError::Unavailable(self.error(format!("schema {id}: HTTP {other}")))),
+        }
+        let SchemaReply { schema } =
+            reply.json().await.map_err(|e| LookupError::Unavailable(self.error(format!("schema {id}: {e}"))))?;
+        // A registered schema that does not parse is as useless as a missing one.
+        let parsed = Schema::parse_str(&schema).map_err(|_| LookupError::UnknownId(id))?;
+        let parsed = Arc::new(parsed);
+        self.cache(id, parsed.clone());
+        Ok(parsed)
+    }
+
+    fn cache(&self, id: u32, schema: Arc<Schema>) {
+        self.by_id.write().unwrap_or_else(|e| e.into_inner()).insert(id, schema);
+    }
+}

@@ -1,0 +1,31 @@
+//! Canonical vocabulary of switchyard: commands, outcomes, the error taxonomy
+//! and identifiers. Everything that crosses the bus is expressed in these types;
+//! no vendor type and no I/O lives here.
+//!
+//! # Layout
+//! - [`money`]: amounts in minor units with an ISO 4217 currency.
+//! - [`taxonomy`]: the four error classes and our own error codes.
+//! - [`payout`]: the payout command and its outcome.
+//! - [`ids`]: correlation ids and W3C trace context.
+//! - [`fingerprint`]: a stable digest of a command's payload, used to tell an
+//!   honest duplicate from an idempotency-key collision.
+
+pub mod fingerprint;
+pub mod ids;
+pub mod money;
+pub mod payout;
+pub mod taxonomy;
+
+pub use fingerprint::Fingerprint;
+pub use ids::{CorrelationId, TraceParent};
+pub use money::{Currency, Money, MoneyError};
+pub use payout::{Beneficiary, PayoutCommand, PayoutOutcome, PayoutRail, PayoutStatus};
+pub use taxonomy::{ErrorClass, ErrorCode, OutcomeError};
+
+/// Milliseconds since the Unix epoch, the only clock representation on the wire.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}

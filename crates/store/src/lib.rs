@@ -1,0 +1,127 @@
+//! Durable state of switchyard: idempotency records (which also record the
+//! vendor attempt before the call) and the append-only audit log.
+//!
+//! PostgreSQL in production; SQLite as the embedded default so the quick
+//! start needs no database server. Both speak through sqlx's `Any` driver with
+//! one portable SQL dialect (`$N` placeholders, `ON CONFLICT`).
+//!
+//! # Layout
+//! - [`records`]: the idempotency record, its states and the claim rule.
+//! - [`batch`]: group commit: concurrent requests share one statement.
+//! - [`schema`]: DDL, applied at connect.
+
+mod batch;
+pub mod records;
+mod schema;
+
+pub use records::{Claim, Completion, Record, RecordState};
+
+use batch::Batcher;
+use sqlx::any::{AnyPoolOptions, AnyRow};
+use sqlx::{AnyPool, Row};
+use std::time::Duration;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("database URL {0:?} is neither postgres:// nor sqlite:")]
+    UnsupportedUrl(String),
+    #[error("store is shutting down")]
+    Closed,
+}
+
+/// Claims and completions wait at most this many in one statement.
+const MAX_BATCH: usize = 400;
+
+#[derive(Clone)]
+pub struct Store {
+    pool: AnyPool,
+    claims: Batcher<Claim, Record>,
+    completions: Batcher<Completion, ()>,
+}
+
+impl Store {
+    /// Connects and applies the schema. `postgres://...` or `sqlite:path` /
+    /// `sqlite::memory:`.
+    pub async fn connect(url: &str) -> Result<Self, StoreError> {
+        sqlx::any::install_default_drivers();
+        let is_sqlite = url.starts_with("sqlite:");
+        if !is_sqlite && !url.starts_with("postgres://") && !url.starts_with("postgresql://") {
+            return Err(StoreError::UnsupportedUrl(url.to_owned()));
+        }
+        // SQLite allows one writer; one connection also keeps `:memory:` a single database.
+        let max = if is_sqlite { 1 } else { 8 };
+        let pool = AnyPoolOptions::new()
+            .max_connections(max)
+            .acquire_timeout(Duration::from_secs(10))
+            .connect(url)
+            .await?;
+        schema::apply(&pool, is_sqlite).await?;
+        let claims = Batcher::spawn(pool.clone(), MAX_BATCH, records::claim_batch);
+        let completions = Batcher::spawn(pool.clone(), MAX_BATCH, records::complete_batch);
+        Ok(Self { pool, claims, completions })
+    }
+
+    /// Records the intent to call `claim.provider` before the call, or returns
+    /// the record that already exists for this key (see [`records`]).
+    pub async fn claim(&self, claim: Claim) -> Result<Record, StoreError> {
+        self.claims.submit(claim).await
+    }
+
+    /// Stores the final outcome of a claimed key.
+    pub async fn complete(&self, completion: Completion) -> Result<(), StoreError> {
+        self.completions.submit(completion).await
+    }
+
+    pub async fn record(&self, domain: &str, idempotency_key: &str) -> Result<Option<Record>, StoreError> {
+        let row: Option<AnyRow> = sqlx::query(&format!(
+            "SELECT {} FROM idempotency_records WHERE domain = $1 AND idempotency_key = $2",
+            records::COLUMNS
+        ))
+        .bind(domain)
+        .bind(idempotency_key)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|r| records::from_row(&r)).transpose()
+    }
+
+    /// Appends to the audit log: who did what to which subject, and why.
+    pub async fn audit(&self, entry: AuditEntry<'_>) -> Result<(), StoreError> {
+        use records::{Bind, Sql};
+        let mut q = Sql::new("INSERT INTO audit_log (at_ms, actor, action, subject_id, correlation_id, detail) VALUES ");
+        q.tuple([
+            Bind::Int(switchyard_canonical::now_ms()),
+            Bind::Text(Some(entry.actor)),
+            Bind::Text(Some(entry.action)),
+            Bind::Text(Some(entry.subject_id)),
+            Bind::Text(Some(entry.correlation_id)),
+            Bind::Text(Some(entry.detail)),
+        ]);
+        q.query().execute(&self.pool).await?;
+        Ok(())
+    }
+
+    pub async fn audit_count(&self, subject_id: &str) -> Result<i64, StoreError> {
+        let row = sqlx::query("SELECT COUNT(*) AS n FROM audit_log WHERE subject_id = $1")
+            .bind(subject_id)
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(row.try_get::<i64, _>("n")?)
+    }
+
+    pub fn pool(&self) -> &AnyPool {
+        &self.pool
+    }
+}
+
+/// One line of the append-only audit log.
+#[derive(Debug, Clone, Copy)]
+pub struct AuditEntry<'a> {
+    pub actor: &'a str,
+    pub action: &'a str,
+    pub subject_id: &'a str,
+    pub correlation_id: &'a str,
+    /// Short JSON; never secrets or full vendor payloads.
+    pub detail: &'a str,
+}

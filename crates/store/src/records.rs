@@ -1,0 +1,316 @@
+//! The idempotency record and the claim rule of the processing contract.
+//!
+//! A claim inserts `(domain, idempotency_key)` as `in_progress` with the chosen
+//! provider and the key we will send it, *before* the vendor call, unless a
+//! row exists. Either way the caller gets the row as it now stands:
+//! - `completed`, same fingerprint: answer with the stored outcome, call no vendor;
+//! - any state, other fingerprint: an idempotency collision;
+//! - `in_progress`, same fingerprint: call the vendor recorded in the row with
+//!   the key recorded in the row. That is our own fresh claim or the leftover
+//!   of a crashed attempt; either way the vendor deduplicates the call, and the
+//!   payout can never go to a second vendor by accident.
+
+use futures::future::BoxFuture;
+use futures::FutureExt;
+use sqlx::any::AnyRow;
+use sqlx::{AnyPool, Row};
+use std::collections::HashMap;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RecordState {
+    InProgress,
+    Completed,
+}
+
+impl RecordState {
+    fn as_str(self) -> &'static str {
+        match self {
+            RecordState::InProgress => "in_progress",
+            RecordState::Completed => "completed",
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Claim {
+    pub domain: String,
+    pub idempotency_key: String,
+    pub fingerprint: String,
+    pub subject_id: String,
+    pub provider: String,
+    /// The idempotency key in the vendor's own form, sent on every call.
+    pub provider_key: String,
+    pub correlation_id: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct Record {
+    pub domain: String,
+    pub idempotency_key: String,
+    pub fingerprint: String,
+    pub subject_id: String,
+    pub state: RecordState,
+    pub provider: Option<String>,
+    pub provider_key: Option<String>,
+    /// The canonical outcome as JSON, once completed.
+    pub outcome: Option<String>,
+    pub attempts: i64,
+    pub correlation_id: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct Completion {
+    pub claim: Claim,
+    pub outcome_json: String,
+    pub attempts: i64,
+}
+
+pub(crate) const COLUMNS: &str = "domain, idempotency_key, fingerprint, subject_id, state, provider, \
+     provider_key, outcome, attempts, correlation_id, created_at_ms, updated_at_ms";
+
+pub(crate) fn from_row(row: &AnyRow) -> Result<Record, crate::StoreError> {
+    let state: String = row.try_get("state")?;
+    Ok(Record {
+        domain: row.try_get("domain")?,
+        idempotency_key: row.try_get("idempotency_key")?,
+        fingerprint: row.try_get("fingerprint")?,
+        subject_id: row.try_get("subject_id")?,
+        state: if state == "completed" { RecordState::Completed } else { RecordState::InProgress },
+        provider: row.try_get("provider")?,
+        provider_key: row.try_get("provider_key")?,
+        outcome: row.try_get("outcome")?,
+        attempts: row.try_get("attempts")?,
+        correlation_id: row.try_get("correlation_id")?,
+    })
+}
+
+/// A bind value; statements are assembled by hand because sqlx's
+/// `QueryBuilder<Any>` emits `?` placeholders, which PostgreSQL rejects.
+#[derive(Debug, Clone)]
+pub(crate) enum Bind<'a> {
+    Text(Option<&'a str>),
+    Int(i64),
+}
+
+/// Numbered placeholders, valid on both PostgreSQL and SQLite.
+#[derive(Default)]
+pub(crate) struct Sql<'a> {
+    pub(crate) text: String,
+    binds: Vec<Bind<'a>>,
+}
+
+impl<'a> Sql<'a> {
+    pub(crate) fn new(text: impl Into<String>) -> Self {
+        Self { text: text.into(), binds: Vec::new() }
+    }
+
+    pub(crate) fn push(&mut self, text: &str) -> &mut Self {
+        self.text.push_str(text);
+        self
+    }
+
+    pub(crate) fn bind(&mut self, value: Bind<'a>) -> &mut Self {
+        self.binds.push(value);
+        self.text.push('$');
+        self.text.push_str(&self.binds.len().to_string());
+        self
+    }
+
+    /// Appends `(b1, b2, ...)` separated from the previous tuple by a comma.
+    pub(crate) fn tuple(&mut self, values: impl IntoIterator<Item = Bind<'a>>) -> &mut Self {
+        self.text.push('(');
+        for (i, v) in values.into_iter().enumerate() {
+            if i > 0 {
+                self.text.push_str(", ");
+            }
+            self.bind(v);
+        }
+        self.text.push(')');
+        self
+    }
+
+    pub(crate) fn query(&self) -> sqlx::query::Query<'_, sqlx::Any, sqlx::any::AnyArguments<'_>> {
+        let mut q = sqlx::query(&self.text);
+        for b in &self.binds {
+            q = match b {
+                Bind::Text(t) => q.bind(t.map(str::to_owned)),
+                Bind::Int(i) => q.bind(*i),
+            };
+        }
+        q
+    }
+}
+
+fn push_rows<'a>(q: &mut Sql<'a>, rows: impl IntoIterator<Item = (&'a Claim, RecordState, Option<&'a str>, i64)>) {
+    let now = switchyard_canonical::now_ms();
+    q.push("VALUES ");
+    for (i, (c, state, outcome, attempts)) in rows.into_iter().enumerate() {
+        if i > 0 {
+            q.push(", ");
+        }
+        q.tuple([
+            Bind::Text(Some(&c.domain)),
+            Bind::Text(Some(&c.idempotency_key)),
+            Bind::Text(Some(&c.fingerprint)),
+            Bind::Text(Some(&c.subject_id)),
+            Bind::Text(Some(state.as_str())),
+            Bind::Text(Some(&c.provider)),
+            Bind::Text(Some(&c.provider_key)),
+            Bind::Text(outcome),
+            Bind::Int(attempts),
+            Bind::Text(Some(&c.correlation_id)),
+            Bind::Int(now),
+            Bind::Int(now),
+        ]);
+    }
+}
+
+pub(crate) fn claim_batch<'a>(pool: &'a AnyPool, claims: &'a [Claim]) -> BoxFuture<'a, Result<Vec<Record>, sqlx::Error>> {
+    async move {
+        let mut insert = Sql::new(format!("INSERT INTO idempotency_records ({COLUMNS}) "));
+        push_rows(&mut insert, claims.iter().map(|c| (c, RecordState::InProgress, None, 0)));
+        insert.push(" ON CONFLICT (domain, idempotency_key) DO NOTHING");
+        insert.query().execute(pool).await?;
+
+        // One domain per batch in practice; group anyway so the IN list stays exact.
+        let mut by_domain: HashMap<&str, Vec<&str>> = HashMap::new();
+        for c in claims {
+            by_domain.entry(c.domain.as_str()).or_default().push(c.idempotency_key.as_str());
+        }
+        let mut rows: HashMap<(String, String), Record> = HashMap::with_capacity(claims.len());
+        for (domain, keys) in by_domain {
+            let mut select = Sql::new(format!("SELECT {COLUMNS} FROM idempotency_records WHERE domain = "));
+            select.bind(Bind::Text(Some(domain))).push(" AND idempotency_key IN ");
+            select.tuple(keys.into_iter().map(|k| Bind::Text(Some(k))));
+            for row in select.query().fetch_all(pool).await? {
+                let record = from_row(&row).map_err(|e| sqlx::Error::Protocol(e.to_string()))?;
+                rows.insert((record.domain.clone(), record.idempotency_key.clone()), record);
+            }
+        }
+        claims
+            .iter()
+            .map(|c| {
+                rows.get(&(c.domain.clone(), c.idempotency_key.clone()))
+                    .cloned()
+                    .ok_or_else(|| sqlx::Error::Protocol(format!("claimed row for {} vanished", c.idempotency_key)))
+            })
+            .collect()
+    }
+    .boxed()
+}
+
+pub(crate) fn complete_batch<'a>(pool: &'a AnyPool, completions: &'a [Completion]) -> BoxFuture<'a, Result<Vec<()>, sqlx::Error>> {
+    async move {
+        // An upsert may touch a row once per statement: keep the last
+        // completion of each key (concurrent duplicates carry the same outcome).
+        let mut last: HashMap<(&str, &str), &Completion> = HashMap::with_capacity(completions.len());
+        for c in completions {
+            last.insert((c.claim.domain.as_str(), c.claim.idempotency_key.as_str()), c);
+        }
+        let mut upsert = Sql::new(format!("INSERT INTO idempotency_records ({COLUMNS}) "));
+        push_rows(
+            &mut upsert,
+            last.values().map(|c| (&c.claim, RecordState::Completed, Some(c.outcome_json.as_str()), c.attempts)),
+        );
+        // A completed record is final; a late duplicate must not rewrite it,
+        // and a colliding payload never owns the row.
+        upsert.push(
+            " ON CONFLICT (domain, idempotency_key) DO UPDATE SET state = excluded.state, \
+             outcome = excluded.outcome, attempts = excluded.attempts, updated_at_ms = excluded.updated_at_ms \
+             WHERE idempotency_records.state <> 'completed' \
+             AND idempotency_records.fingerprint = excluded.fingerprint",
+        );
+        upsert.query().execute(pool).await?;
+        Ok(vec![(); completions.len()])
+    }
+    .boxed()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Store;
+
+    fn claim(key: &str, fp: &str, provider: &str) -> Claim {
+        Claim {
+            domain: "payouts".into(),
+            idempotency_key: key.into(),
+            fingerprint: fp.into(),
+            subject_id: format!("subject-{key}"),
+            provider: provider.into(),
+            provider_key: format!("pk-{key}"),
+            correlation_id: "corr".into(),
+        }
+    }
+
+    async fn stores() -> Vec<Store> {
+        let mut stores = vec![Store::connect("sqlite::memory:").await.expect("sqlite")];
+        // PostgreSQL runs on the development and CI machines; skip it only
+        // where none listens.
+        let url = std::env::var("DATABASE_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
+        match Store::connect(&url).await {
+            Ok(pg) => stores.push(pg),
+            Err(e) if std::env::var("CI").is_ok() => panic!("PostgreSQL required in CI: {e}"),
+            Err(e) => eprintln!("skipping PostgreSQL: {e}"),
+        }
+        stores
+    }
+
+    fn unique(prefix: &str) -> String {
+        format!("{prefix}-{}-{}", std::process::id(), switchyard_canonical::now_ms())
+    }
+
+    #[tokio::test]
+    async fn first_claim_wins_and_later_claims_see_its_provider() {
+        for store in stores().await {
+            let key = unique("k");
+            let first = store.claim(claim(&key, "fp", "stripe")).await.expect("claim");
+            assert_eq!(first.state, RecordState::InProgress);
+            assert_eq!(first.provider.as_deref(), Some("stripe"));
+            // A redelivery routed elsewhere must still use the recorded vendor.
+            let again = store.claim(claim(&key, "fp", "adyen")).await.expect("claim");
+            assert_eq!(again.provider.as_deref(), Some("stripe"));
+            assert_eq!(again.provider_key.as_deref(), Some(format!("pk-{key}").as_str()));
+        }
+    }
+
+    #[tokio::test]
+    async fn completion_is_final_and_collisions_keep_the_original() {
+        for store in stores().await {
+            let key = unique("c");
+            store.claim(claim(&key, "fp", "stripe")).await.expect("claim");
+            let done = Completion { claim: claim(&key, "fp", "stripe"), outcome_json: "{\"a\":1}".into(), attempts: 1 };
+            store.complete(done).await.expect("complete");
+            let late = Completion { claim: claim(&key, "fp", "stripe"), outcome_json: "{\"a\":2}".into(), attempts: 2 };
+            store.complete(late).await.expect("complete");
+            let other = Completion { claim: claim(&key, "other", "stripe"), outcome_json: "{\"x\":1}".into(), attempts: 1 };
+            store.complete(other).await.expect("complete");
+            let rec = store.record("payouts", &key).await.expect("read").expect("exists");
+            assert_eq!(rec.state, RecordState::Completed);
+            assert_eq!(rec.outcome.as_deref(), Some("{\"a\":1}"));
+            assert_eq!(rec.fingerprint, "fp");
+        }
+    }
+
+    #[tokio::test]
+    async fn concurrent_claims_of_one_key_in_one_batch_agree() {
+        for store in stores().await {
+            let key = unique("b");
+            let mut handles = Vec::new();
+            for i in 0..50 {
+                let store = store.clone();
+                let c = claim(&key, if i % 2 == 0 { "fp" } else { "fp2" }, if i % 3 == 0 { "stripe" } else { "adyen" });
+                handles.push(tokio::spawn(async move { store.claim(c).await }));
+            }
+            let mut providers = std::collections::HashSet::new();
+            let mut fps = std::collections::HashSet::new();
+            for h in handles {
+                let rec = h.await.expect("join").expect("claim");
+                providers.insert(rec.provider);
+                fps.insert(rec.fingerprint);
+            }
+            assert_eq!(providers.len(), 1, "every claimant sees the same provider");
+            assert_eq!(fps.len(), 1, "every claimant sees the same fingerprint");
+        }
+    }
+}

@@ -1,0 +1,55 @@
+//! DDL in the subset PostgreSQL and SQLite share.
+
+use sqlx::AnyPool;
+use std::time::Duration;
+
+const STATEMENTS: &[&str] = &[
+    "CREATE TABLE IF NOT EXISTS idempotency_records (
+        domain TEXT NOT NULL,
+        idempotency_key TEXT NOT NULL,
+        fingerprint TEXT NOT NULL,
+        subject_id TEXT NOT NULL,
+        state TEXT NOT NULL,
+        provider TEXT,
+        provider_key TEXT,
+        outcome TEXT,
+        attempts BIGINT NOT NULL,
+        correlation_id TEXT NOT NULL,
+        created_at_ms BIGINT NOT NULL,
+        updated_at_ms BIGINT NOT NULL,
+        PRIMARY KEY (domain, idempotency_key)
+    )",
+    "CREATE TABLE IF NOT EXISTS audit_log (
+        at_ms BIGINT NOT NULL,
+        actor TEXT NOT NULL,
+        action TEXT NOT NULL,
+        subject_id TEXT NOT NULL,
+        correlation_id TEXT NOT NULL,
+        detail TEXT NOT NULL
+    )",
+    "CREATE INDEX IF NOT EXISTS audit_log_subject ON audit_log (subject_id, at_ms)",
+];
+
+pub(crate) async fn apply(pool: &AnyPool, is_sqlite: bool) -> Result<(), sqlx::Error> {
+    if is_sqlite {
+        sqlx::query("PRAGMA journal_mode = WAL").execute(pool).await?;
+        sqlx::query("PRAGMA synchronous = NORMAL").execute(pool).await?;
+    }
+    for statement in STATEMENTS {
+        // Concurrent first starts race on PostgreSQL's catalog even with
+        // IF NOT EXISTS; a second try sees the winner's table.
+        let mut tries = 0;
+        loop {
+            match sqlx::query(statement).execute(pool).await {
+                Ok(_) => break,
+                Err(e) if tries < 5 => {
+                    tries += 1;
+                    tracing::debug!(error = %e, "schema statement raced; retrying");
+                    tokio::time::sleep(Duration::from_millis(50 * tries)).await;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+    Ok(())
+}
