@@ -1,0 +1,122 @@
+//! Outbound HTTP shared by every adapter.
+//!
+//! The failover rule starts here: an error is *ambiguous* when the vendor may
+//! have acted on the request (a timeout after the request was sent, a 5xx
+//! other than 503). Ambiguous results are resolved with the same idempotency
+//! key at the same vendor, never by trying another vendor.
+
+use std::time::Duration;
+use switchyard_canonical::{ErrorClass, ErrorCode, OutcomeError};
+
+/// Tracing context propagated on every vendor call.
+#[derive(Debug, Clone)]
+pub struct CallContext {
+    pub correlation_id: String,
+    pub traceparent: String,
+}
+
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{class:?}/{code:?}{}: {message}", if *.ambiguous { " (ambiguous)" } else { "" })]
+pub struct AdapterError {
+    pub class: ErrorClass,
+    pub code: ErrorCode,
+    pub message: String,
+    /// The vendor may have executed the request.
+    pub ambiguous: bool,
+    /// The vendor asked us to wait this long (429/503 `Retry-After`).
+    pub retry_after: Option<Duration>,
+    pub http_status: Option<u16>,
+}
+
+impl AdapterError {
+    pub fn new(class: ErrorClass, code: ErrorCode, message: impl Into<String>) -> Self {
+        Self { class, code, message: message.into(), ambiguous: false, retry_after: None, http_status: None }
+    }
+
+    pub fn to_outcome_error(&self) -> OutcomeError {
+        OutcomeError { class: self.class, code: self.code, message: self.message.clone() }
+    }
+
+    /// Classifies a transport failure of `reqwest`.
+    pub fn from_transport(e: &reqwest::Error) -> Self {
+        if e.is_timeout() {
+            // The request may have reached the vendor and been executed.
+            let mut err = Self::new(ErrorClass::Transient, ErrorCode::Timeout, "vendor call timed out");
+            err.ambiguous = true;
+            err
+        } else if e.is_connect() {
+            Self::new(ErrorClass::Transient, ErrorCode::VendorUnavailable, "connection to vendor failed")
+        } else if e.is_decode() {
+            let mut err = Self::new(ErrorClass::Transient, ErrorCode::Unknown, "vendor reply could not be read");
+            err.ambiguous = true;
+            err
+        } else {
+            // Reset mid-flight and the like: the body may have been sent.
+            let mut err = Self::new(ErrorClass::Transient, ErrorCode::VendorUnavailable, format!("vendor call failed: {e}"));
+            err.ambiguous = true;
+            err
+        }
+    }
+
+    /// Classifies an HTTP status that the vendor-specific mapping did not handle.
+    pub fn from_status(status: u16, retry_after: Option<Duration>, detail: &str) -> Self {
+        let (class, code, ambiguous) = match status {
+            401 | 403 => (ErrorClass::ManualRepair, ErrorCode::AuthenticationFailed, false),
+            408 => (ErrorClass::Transient, ErrorCode::Timeout, true),
+            409 => (ErrorClass::Transient, ErrorCode::VendorUnavailable, false),
+            429 => (ErrorClass::Transient, ErrorCode::RateLimited, false),
+            // 503 is the vendor saying it did not take the request.
+            503 => (ErrorClass::Transient, ErrorCode::VendorUnavailable, false),
+            500..=599 => (ErrorClass::Transient, ErrorCode::VendorUnavailable, true),
+            400..=499 => (ErrorClass::Permanent, ErrorCode::InvalidRequest, false),
+            _ => (ErrorClass::Transient, ErrorCode::Unknown, true),
+        };
+        let mut err = Self::new(class, code, format!("HTTP {status}: {detail}"));
+        err.ambiguous = ambiguous;
+        err.retry_after = retry_after;
+        err.http_status = Some(status);
+        err
+    }
+}
+
+/// Parses `Retry-After` in its delta-seconds form (HTTP-date is ignored:
+/// payout vendors send seconds).
+pub fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
+    headers
+        .get(reqwest::header::RETRY_AFTER)?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse::<u64>()
+        .ok()
+        .map(Duration::from_secs)
+}
+
+pub fn client(timeout: Duration) -> Result<reqwest::Client, AdapterError> {
+    reqwest::Client::builder()
+        .timeout(timeout)
+        .connect_timeout(Duration::from_secs(2))
+        .pool_max_idle_per_host(256)
+        .build()
+        .map_err(|e| AdapterError::new(ErrorClass::ManualRepair, ErrorCode::Unknown, format!("http client: {e}")))
+}
+
+/// Adds the tracing headers every outbound call carries.
+pub fn traced(req: reqwest::RequestBuilder, ctx: &CallContext) -> reqwest::RequestBuilder {
+    req.header("traceparent", &ctx.traceparent).header("X-Correlation-Id", &ctx.correlation_id)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_definite_refusals_are_unambiguous() {
+        assert!(!AdapterError::from_status(503, None, "").ambiguous);
+        assert!(!AdapterError::from_status(429, None, "").ambiguous);
+        assert!(AdapterError::from_status(500, None, "").ambiguous);
+        assert!(AdapterError::from_status(504, None, "").ambiguous);
+        assert_eq!(AdapterError::from_status(401, None, "").class, ErrorClass::ManualRepair);
+        assert_eq!(AdapterError::from_status(422, None, "").class, ErrorClass::Permanent);
+    }
+}

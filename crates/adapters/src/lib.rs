@@ -1,0 +1,19 @@
+//! Vendor adapters: the only place vendor wire types exist.
+//!
+//! Each vendor lives in its own module with its request/response types
+//! private to it; what leaves is canonical ([`switchyard_canonical`]) plus
+//! [`AdapterError`], already mapped to the error taxonomy.
+//!
+//! # Layout
+//! - [`http`]: the shared outbound HTTP plumbing: tracing headers, timeouts,
+//!   and the rule that tells a definite refusal from an ambiguous result.
+//! - [`payouts`]: the payout domain: [`payouts::PayoutProvider`] dispatches
+//!   to [`payouts::stripe`] and [`payouts::adyen`].
+//! - [`secret`]: credentials that cannot be printed.
+
+pub mod http;
+pub mod payouts;
+pub mod secret;
+
+pub use http::{AdapterError, CallContext};
+pub use secret::Secret;

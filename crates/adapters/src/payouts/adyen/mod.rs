@@ -1,0 +1,86 @@
+//! Adyen Transfers API, payouts to a bank account (`POST /btl/v4/transfers`,
+//! `GET /btl/v4/transfers/{id}`).
+//!
+//! Auth: `X-API-Key`. Idempotency: `Idempotency-Key` (at most 64 characters),
+//! under which Adyen replays the first result.
+//!
+//! Ambiguity: the status query replays the create under the same key (Adyen
+//! returns the stored transfer and executes nothing), then reads the
+//! transfer by id for its current status.
+
+mod transformers;
+
+use crate::http::{self, retry_after, traced};
+use crate::payouts::VendorPayout;
+use crate::{AdapterError, CallContext, Secret};
+use std::time::Duration;
+use switchyard_canonical::PayoutCommand;
+use transformers::{map_error, AdyenProblem, AdyenTransfer, AdyenTransferRequest};
+
+#[derive(Debug, Clone)]
+pub struct AdyenAdapter {
+    name: String,
+    base_url: String,
+    api_key: Secret,
+    balance_account_id: String,
+    http: reqwest::Client,
+}
+
+impl AdyenAdapter {
+    pub fn new(
+        name: impl Into<String>,
+        base_url: &str,
+        api_key: Secret,
+        balance_account_id: impl Into<String>,
+        timeout: Duration,
+    ) -> Result<Self, AdapterError> {
+        Ok(Self {
+            name: name.into(),
+            base_url: base_url.trim_end_matches('/').to_owned(),
+            api_key,
+            balance_account_id: balance_account_id.into(),
+            http: http::client(timeout)?,
+        })
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub async fn create(&self, cmd: &PayoutCommand, provider_key: &str, ctx: &CallContext) -> Result<VendorPayout, AdapterError> {
+        let body = AdyenTransferRequest::new(cmd, &self.balance_account_id);
+        let req = self
+            .http
+            .post(format!("{}/btl/v4/transfers", self.base_url))
+            .header("X-API-Key", self.api_key.expose())
+            .header("Idempotency-Key", provider_key)
+            .json(&body);
+        self.send(traced(req, ctx)).await
+    }
+
+    pub async fn status(&self, cmd: &PayoutCommand, provider_key: &str, ctx: &CallContext) -> Result<VendorPayout, AdapterError> {
+        let replayed = self.create(cmd, provider_key, ctx).await?;
+        let req = self
+            .http
+            .get(format!("{}/btl/v4/transfers/{}", self.base_url, replayed.vendor_reference))
+            .header("X-API-Key", self.api_key.expose());
+        Ok(self.send(traced(req, ctx)).await.unwrap_or(replayed))
+    }
+
+    async fn send(&self, req: reqwest::RequestBuilder) -> Result<VendorPayout, AdapterError> {
+        let reply = req.send().await.map_err(|e| AdapterError::from_transport(&e))?;
+        let status = reply.status().as_u16();
+        let wait = retry_after(reply.headers());
+        let body = reply.bytes().await.map_err(|e| AdapterError::from_transport(&e))?;
+        if (200..300).contains(&status) {
+            let transfer: AdyenTransfer = serde_json::from_slice(&body).map_err(|e| {
+                let mut err = AdapterError::from_status(502, None, &format!("unreadable transfer: {e}"));
+                err.ambiguous = true;
+                err
+            })?;
+            return Ok(transfer.into());
+        }
+        let parsed: Option<AdyenProblem> = serde_json::from_slice(&body).ok();
+        Err(map_error(status, wait, parsed))
+    }
+}

@@ -1,0 +1,81 @@
+//! Stripe Payouts (`POST /v1/payouts`, `GET /v1/payouts/{id}`).
+//!
+//! Auth: the secret key as HTTP Basic user. Bodies are form-encoded.
+//! Idempotency: `Idempotency-Key`; Stripe stores the first reply and returns
+//! it for the same key and parameters without executing again.
+//!
+//! Ambiguity: Stripe has no lookup by idempotency key, so the status query
+//! replays the create with the *same* key and parameters, which by Stripe's
+//! contract returns the stored result (or 409 while the first is in flight)
+//! and never executes twice; then it reads the payout by id for the current
+//! status.
+
+mod transformers;
+
+use crate::http::{self, retry_after, traced};
+use crate::payouts::VendorPayout;
+use crate::{AdapterError, CallContext, Secret};
+use std::time::Duration;
+use switchyard_canonical::PayoutCommand;
+use transformers::{map_error, StripeErrorBody, StripePayout, StripePayoutRequest};
+
+#[derive(Debug, Clone)]
+pub struct StripeAdapter {
+    name: String,
+    base_url: String,
+    api_key: Secret,
+    http: reqwest::Client,
+}
+
+impl StripeAdapter {
+    pub fn new(name: impl Into<String>, base_url: &str, api_key: Secret, timeout: Duration) -> Result<Self, AdapterError> {
+        Ok(Self { name: name.into(), base_url: base_url.trim_end_matches('/').to_owned(), api_key, http: http::client(timeout)? })
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub async fn create(&self, cmd: &PayoutCommand, provider_key: &str, ctx: &CallContext) -> Result<VendorPayout, AdapterError> {
+        let form = StripePayoutRequest::from(cmd).into_form()?;
+        let req = self
+            .http
+            .post(format!("{}/v1/payouts", self.base_url))
+            .basic_auth(self.api_key.expose(), Some(""))
+            .header("Idempotency-Key", provider_key)
+            .header(reqwest::header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .body(form);
+        self.send(traced(req, ctx)).await
+    }
+
+    pub async fn status(&self, cmd: &PayoutCommand, provider_key: &str, ctx: &CallContext) -> Result<VendorPayout, AdapterError> {
+        let replayed = self.create(cmd, provider_key, ctx).await?;
+        let req = self
+            .http
+            .get(format!("{}/v1/payouts/{}", self.base_url, replayed.vendor_reference))
+            .basic_auth(self.api_key.expose(), Some(""));
+        match self.send(traced(req, ctx)).await {
+            Ok(current) => Ok(current),
+            // The replay already proved what happened; a failed read only
+            // loses freshness.
+            Err(_) => Ok(replayed),
+        }
+    }
+
+    async fn send(&self, req: reqwest::RequestBuilder) -> Result<VendorPayout, AdapterError> {
+        let reply = req.send().await.map_err(|e| AdapterError::from_transport(&e))?;
+        let status = reply.status().as_u16();
+        let wait = retry_after(reply.headers());
+        let body = reply.bytes().await.map_err(|e| AdapterError::from_transport(&e))?;
+        if (200..300).contains(&status) {
+            let payout: StripePayout = serde_json::from_slice(&body).map_err(|e| {
+                let mut err = AdapterError::from_status(502, None, &format!("unreadable payout object: {e}"));
+                err.ambiguous = true;
+                err
+            })?;
+            return Ok(payout.into());
+        }
+        let parsed: Option<StripeErrorBody> = serde_json::from_slice(&body).ok();
+        Err(map_error(status, wait, parsed))
+    }
+}

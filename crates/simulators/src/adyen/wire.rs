@@ -1,0 +1,236 @@
+//! Adyen wire types: the transfer request, the transfer resource, problem JSON.
+
+use std::hash::{Hash, Hasher};
+use std::time::{Duration, Instant};
+
+use axum::body::Bytes;
+use axum::http::StatusCode;
+use serde_json::{json, Value};
+
+use crate::util::{iso8601, random_id, to_bytes};
+
+/// Value refused with reason `notEnoughBalance`, nothing executed.
+pub(crate) const MAGIC_NOT_ENOUGH_BALANCE: i64 = 40402;
+/// Value that executes, then ends `returned` (`counterpartyAccountClosed`).
+pub(crate) const MAGIC_RETURNED: i64 = 40422;
+
+const PRIORITIES: [&str; 6] = ["regular", "instant", "fast", "wire", "crossBorder", "internal"];
+
+/// A problem-JSON error reply.
+#[derive(Debug)]
+pub(crate) struct Problem {
+    pub(crate) status: StatusCode,
+    pub(crate) kind: &'static str,
+    pub(crate) title: &'static str,
+    pub(crate) detail: String,
+    pub(crate) error_code: &'static str,
+    pub(crate) invalid_fields: Vec<Value>,
+}
+
+impl Problem {
+    pub(crate) fn new(status: StatusCode, kind: &'static str, title: &'static str, code: &'static str, detail: impl Into<String>) -> Self {
+        Self { status, kind, title, detail: detail.into(), error_code: code, invalid_fields: Vec::new() }
+    }
+
+    pub(crate) fn body(&self) -> Bytes {
+        let mut v = json!({
+            "type": format!("https://docs.adyen.com/errors/{}", self.kind),
+            "title": self.title,
+            "status": self.status.as_u16(),
+            "detail": self.detail,
+            "errorCode": self.error_code,
+            "requestId": random_id(16),
+        });
+        if !self.invalid_fields.is_empty() {
+            v["invalidFields"] = Value::Array(self.invalid_fields.clone());
+        }
+        to_bytes(&v)
+    }
+}
+
+/// A validated `POST /btl/v4/transfers` body.
+#[derive(Debug)]
+pub(crate) struct TransferReq {
+    pub(crate) value: i64,
+    pub(crate) currency: String,
+    pub(crate) balance_account_id: String,
+    pub(crate) priority: String,
+    pub(crate) reference: Option<String>,
+    pub(crate) reference_for_beneficiary: Option<String>,
+    pub(crate) description: Option<String>,
+    pub(crate) counterparty: Value,
+}
+
+fn invalid(name: &str, value: &Value, message: &str) -> Value {
+    let value = match value {
+        Value::String(s) => s.clone(),
+        Value::Null => String::new(),
+        other => other.to_string(),
+    };
+    json!({ "name": name, "value": value, "message": message })
+}
+
+fn opt_str(v: &Value, name: &str, max: usize, bad: &mut Vec<Value>) -> Option<String> {
+    match v.get(name) {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) if s.chars().count() <= max => Some(s.clone()),
+        Some(other) => {
+            bad.push(invalid(name, other, &format!("Must be a string of at most {max} characters")));
+            None
+        }
+    }
+}
+
+/// Validates the JSON body, collecting every invalid field like Adyen does.
+pub(crate) fn parse(v: &Value) -> Result<TransferReq, Problem> {
+    let mut bad = Vec::new();
+    let null = Value::Null;
+    let at = |p: &str| v.pointer(p).unwrap_or(&null);
+    let value = match at("/amount/value").as_i64() {
+        Some(n) if n > 0 => n,
+        _ => {
+            bad.push(invalid("amount.value", at("/amount/value"), "Must be a positive integer in minor units"));
+            0
+        }
+    };
+    let currency = match at("/amount/currency").as_str() {
+        Some(c) if c.len() == 3 && c.bytes().all(|b| b.is_ascii_uppercase()) => c.to_owned(),
+        _ => {
+            bad.push(invalid("amount.currency", at("/amount/currency"), "Must be an uppercase ISO 4217 code"));
+            String::new()
+        }
+    };
+    let balance_account_id = match at("/balanceAccountId").as_str() {
+        Some(s) if !s.is_empty() => s.to_owned(),
+        _ => {
+            bad.push(invalid("balanceAccountId", at("/balanceAccountId"), "Required"));
+            String::new()
+        }
+    };
+    if at("/category").as_str() != Some("bank") {
+        bad.push(invalid("category", at("/category"), "Only 'bank' is supported by this simulator"));
+    }
+    let holder = at("/counterparty/bankAccount/accountHolder/fullName");
+    if holder.as_str().is_none_or(|s| s.trim().is_empty()) {
+        bad.push(invalid("counterparty.bankAccount.accountHolder.fullName", holder, "Required"));
+    }
+    if at("/counterparty/bankAccount/accountIdentification/type").as_str() != Some("iban") {
+        let t = at("/counterparty/bankAccount/accountIdentification/type");
+        bad.push(invalid("counterparty.bankAccount.accountIdentification.type", t, "Only 'iban' is supported"));
+    }
+    let iban = at("/counterparty/bankAccount/accountIdentification/iban");
+    if !iban.as_str().is_some_and(valid_iban_shape) {
+        bad.push(invalid("counterparty.bankAccount.accountIdentification.iban", iban, "Invalid IBAN"));
+    }
+    let priority = match at("/priority") {
+        Value::Null => "regular".to_owned(),
+        Value::String(p) if PRIORITIES.contains(&p.as_str()) => p.clone(),
+        other => {
+            bad.push(invalid("priority", other, "Unsupported priority"));
+            String::new()
+        }
+    };
+    let reference = opt_str(v, "reference", 80, &mut bad);
+    let reference_for_beneficiary = opt_str(v, "referenceForBeneficiary", 80, &mut bad);
+    let description = opt_str(v, "description", 140, &mut bad);
+    if !bad.is_empty() {
+        let mut p = Problem::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "validation",
+            "Invalid transfer information provided",
+            "30_002",
+            "Request validation failed",
+        );
+        p.invalid_fields = bad;
+        return Err(p);
+    }
+    let counterparty = at("/counterparty").clone();
+    Ok(TransferReq { value, currency, balance_account_id, priority, reference, reference_for_beneficiary, description, counterparty })
+}
+
+/// Shape only (country letters, check digits, 11-30 alphanumerics); the
+/// mod-97 check is left to the adapter's own validation.
+fn valid_iban_shape(s: &str) -> bool {
+    let b = s.as_bytes();
+    (15..=34).contains(&b.len())
+        && b[..2].iter().all(u8::is_ascii_uppercase)
+        && b[2..4].iter().all(u8::is_ascii_digit)
+        && b[4..].iter().all(u8::is_ascii_alphanumeric)
+}
+
+/// Hash of a JSON value with object keys sorted, so key order never turns a
+/// retry into an idempotency mismatch (and independent of serde_json's
+/// `preserve_order` feature being unified in by another crate).
+pub(crate) fn canonical_hash(v: &Value) -> u64 {
+    fn walk(v: &Value, h: &mut std::hash::DefaultHasher) {
+        match v {
+            Value::Null => 0u8.hash(h),
+            Value::Bool(b) => (1u8, b).hash(h),
+            Value::Number(n) => (2u8, n.to_string()).hash(h),
+            Value::String(s) => (3u8, s).hash(h),
+            Value::Array(a) => {
+                (4u8, a.len()).hash(h);
+                a.iter().for_each(|x| walk(x, h));
+            }
+            Value::Object(o) => {
+                (5u8, o.len()).hash(h);
+                let mut keys: Vec<&String> = o.keys().collect();
+                keys.sort_unstable();
+                for k in keys {
+                    k.hash(h);
+                    walk(&o[k.as_str()], h);
+                }
+            }
+        }
+    }
+    let mut h = std::hash::DefaultHasher::new();
+    walk(v, &mut h);
+    h.finish()
+}
+
+/// A stored transfer; status derives from elapsed time on each read.
+#[derive(Clone, Debug)]
+pub(crate) struct Transfer {
+    pub(crate) id: String,
+    pub(crate) req: std::sync::Arc<TransferReq>,
+    pub(crate) reference: String,
+    pub(crate) refused: bool,
+    pub(crate) created_ms: i64,
+    pub(crate) created_at: Instant,
+}
+
+/// `(status, reason)` of a transfer at an age.
+pub(crate) fn stage(t: &Transfer, elapsed: Duration, settle: Duration) -> (&'static str, &'static str) {
+    if t.refused {
+        ("refused", "notEnoughBalance")
+    } else if elapsed < settle {
+        ("authorised", "approved")
+    } else if t.req.value == MAGIC_RETURNED {
+        ("returned", "counterpartyAccountClosed")
+    } else {
+        ("booked", "approved")
+    }
+}
+
+impl Transfer {
+    pub(crate) fn render(&self, (status, reason): (&str, &str)) -> Value {
+        let r = &*self.req;
+        json!({
+            "id": self.id,
+            "amount": { "currency": r.currency, "value": r.value },
+            "balanceAccount": { "id": r.balance_account_id },
+            "balanceAccountId": r.balance_account_id,
+            "category": "bank",
+            "categoryData": { "type": "bank", "priority": r.priority },
+            "counterparty": r.counterparty,
+            "creationDate": iso8601(self.created_ms),
+            "description": r.description,
+            "direction": "outgoing",
+            "reason": reason,
+            "reference": self.reference,
+            "referenceForBeneficiary": r.reference_for_beneficiary,
+            "status": status,
+            "type": "bankTransfer",
+        })
+    }
+}

@@ -1,0 +1,116 @@
+//! HTTP servers that behave like real payout vendors, for tests, the demo and
+//! the benchmark. An adapter proven against them should need only a base URL
+//! and credentials to talk to the vendor's sandbox, so wire shapes follow the
+//! vendors' public docs; every guess is marked `UNCONFIRMED` in the vendor
+//! module's doc.
+//!
+//! # Layout
+//! - [`stripe`]: Stripe Payouts (`/v1/payouts`), form bodies, Basic/Bearer auth.
+//! - [`adyen`]: Adyen Transfers BTL v4 (`/btl/v4/transfers`), JSON, `X-API-Key`.
+//! - `engine`: vendor-neutral state: idempotency records, ledger, stats,
+//!   fault rolls. One short mutex section per phase keeps the hot path cheap.
+//! - `faults`: [`FaultPlan`] and its deterministic RNG.
+//! - `server`: listener, control routes (`/_sim/*`), graceful shutdown.
+//! - `webhook`: optional signed status-change callbacks.
+//!
+//! Control routes (no auth, never faulted): `GET /_sim/ledger`,
+//! `GET /_sim/stats`, `PUT /_sim/faults` (a [`FaultPlan`] JSON body).
+
+pub mod adyen;
+mod engine;
+mod faults;
+mod server;
+pub mod stripe;
+mod util;
+mod webhook;
+
+pub use faults::FaultPlan;
+
+use std::sync::Arc;
+
+/// A money movement the simulator actually performed. Tests count these to
+/// prove a payout was never executed twice.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct ExecutedPayout {
+    /// The vendor's id for the payout (`po_...` or the Adyen transfer id).
+    pub vendor_id: String,
+    /// The `Idempotency-Key` header of the executing request; empty if none.
+    pub idempotency_key: String,
+    /// Amount in minor units, as sent.
+    pub amount_minor: i64,
+    /// Uppercase ISO 4217, whatever case the vendor's wire uses.
+    pub currency: String,
+    /// The caller's reference, so tests can join back to their command.
+    pub reference: String,
+    /// Unix milliseconds of execution.
+    pub executed_at_ms: i64,
+}
+
+/// Counters for assertions and the benchmark report.
+#[derive(Clone, Debug, Default, serde::Serialize)]
+pub struct SimStats {
+    /// Every API request (control routes excluded).
+    pub requests: u64,
+    /// Executions, i.e. ledger entries.
+    pub executed: u64,
+    /// Requests answered from a saved idempotency record.
+    pub idempotent_replays: u64,
+    /// Same key with other parameters, or while the first was in flight.
+    pub idempotency_conflicts: u64,
+    /// Missing or wrong credentials.
+    pub auth_failures: u64,
+    /// 5xx, 429 and hang-after-accept injected by the [`FaultPlan`].
+    pub injected_faults: u64,
+}
+
+/// Where to POST signed status-change events; optional on both vendors.
+#[derive(Clone, Debug)]
+pub struct WebhookTarget {
+    /// Full URL of the receiver, e.g. `http://127.0.0.1:8080/webhooks/stripe`.
+    pub url: String,
+    /// Stripe: the `whsec_...` signing secret, used as raw bytes.
+    /// Adyen: the HMAC key as hex, decoded before use.
+    pub secret: String,
+}
+
+/// A running simulator. Dropping it leaves the server running until the
+/// runtime stops; call [`SimulatorHandle::shutdown`] to stop it.
+pub struct SimulatorHandle {
+    addr: std::net::SocketAddr,
+    control: Arc<dyn engine::Control>,
+    stop: server::Stopper,
+}
+
+impl std::fmt::Debug for SimulatorHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SimulatorHandle").field("addr", &self.addr).finish_non_exhaustive()
+    }
+}
+
+impl SimulatorHandle {
+    /// `http://127.0.0.1:PORT`, without a trailing slash.
+    pub fn base_url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Payouts actually executed, in execution order.
+    pub fn ledger(&self) -> Vec<ExecutedPayout> {
+        self.control.ledger()
+    }
+
+    /// A snapshot of the counters.
+    pub fn stats(&self) -> SimStats {
+        self.control.stats()
+    }
+
+    /// Replaces the fault plan and reseeds its RNG.
+    pub fn set_faults(&self, plan: FaultPlan) {
+        self.control.set_faults(plan);
+    }
+
+    /// Stops accepting connections and waits for in-flight requests to end
+    /// (bounded, so a hanging request cannot block a test forever).
+    pub async fn shutdown(self) {
+        self.stop.stop().await;
+    }
+}

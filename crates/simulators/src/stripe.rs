@@ -1,0 +1,331 @@
+//! Stripe Payouts simulator: `POST /v1/payouts`, `GET /v1/payouts/{id}`.
+//!
+//! - Auth: the secret key as HTTP Basic username (empty password) or
+//!   `Authorization: Bearer sk_...`; otherwise 401 `invalid_request_error`
+//!   with the key masked.
+//! - Body: `application/x-www-form-urlencoded`: `amount` (positive integer,
+//!   minor units), `currency` (ISO, stored lowercase), `method`
+//!   (`standard`|`instant`), `description`, `statement_descriptor` (<= 22),
+//!   `destination`, `source_type`, `metadata[key]`. Unknown parameters are
+//!   refused with `param` set, as Stripe does.
+//! - Errors: `{"error":{"type","code"?,"doc_url"?,"message","param"?}}`.
+//! - Idempotency (`Idempotency-Key`, <= 255 chars): the first executed reply
+//!   (status + body) is replayed with `Idempotent-Replayed: true`; other
+//!   parameters -> 400 `idempotency_error`; the same key while the first
+//!   request is in flight -> 409 `idempotency_error`. Validation failures,
+//!   401s and injected 5xx/429 happen before execution and are not saved.
+//! - Status: `pending` for the first half of `settle_after`, then
+//!   `in_transit`, then `paid`, computed on read.
+//! - Ledger `reference`: `metadata[reference]`, else `description`, else the id.
+//!
+//! Magic amounts: `40402` -> 400 `invalid_request_error` / `balance_insufficient`
+//! (nothing executed, but the reply is saved under the key); `40422` ->
+//! executed, then `failed` with `failure_code = account_closed` instead of `paid`.
+//!
+//! UNCONFIRMED: the 409 in-flight body (Stripe documents the status, not the
+//! message); 429 uses `invalid_request_error` + `code: rate_limit`; injected
+//! 500/503 use `api_error`; the default `destination` `ba_sim_default` and
+//! `source_type` `card`; `arrival_date` = created + `settle_after`.
+
+mod wire;
+#[cfg(test)]
+mod tests;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{header, HeaderMap, HeaderName, HeaderValue, StatusCode};
+use axum::response::Response;
+use axum::routing::{get, post};
+use axum::Router;
+use base64::Engine as _;
+use serde_json::json;
+
+use crate::engine::{Admit, Engine, Saved};
+use crate::faults::Fault;
+use crate::util::{fingerprint, header_str, json_reply, now_ms, pause, random_id, to_bytes};
+use crate::webhook::{Scheme, Webhooks};
+use crate::{ExecutedPayout, FaultPlan, SimulatorHandle, WebhookTarget};
+use wire::{ApiError, Payout, Stage};
+
+/// Configuration of a Stripe simulator.
+#[derive(Clone, Debug)]
+pub struct StripeConfig {
+    /// Listen address; port 0 picks an ephemeral port.
+    pub bind: SocketAddr,
+    /// The only secret key accepted, e.g. `sk_test_switchyard`.
+    pub api_key: String,
+    /// Faults from the start; change later with `set_faults` or `PUT /_sim/faults`.
+    pub faults: FaultPlan,
+    /// Time from creation to `paid` (or `failed`).
+    pub settle_after: Duration,
+    /// Where to POST `payout.created` and `payout.paid`/`payout.failed`.
+    pub webhook: Option<WebhookTarget>,
+}
+
+impl StripeConfig {
+    /// 127.0.0.1 on an ephemeral port, key `sk_test_switchyard`, no faults,
+    /// settling after 2 s, no webhooks.
+    pub fn local() -> Self {
+        Self {
+            bind: SocketAddr::from(([127, 0, 0, 1], 0)),
+            api_key: "sk_test_switchyard".to_owned(),
+            faults: FaultPlan::default(),
+            settle_after: Duration::from_secs(2),
+            webhook: None,
+        }
+    }
+}
+
+struct Sim {
+    engine: Arc<Engine<Payout>>,
+    api_key: String,
+    settle_after: Duration,
+    webhooks: Option<Webhooks>,
+}
+
+/// Starts a Stripe Payouts simulator.
+pub async fn spawn_stripe(cfg: StripeConfig) -> std::io::Result<SimulatorHandle> {
+    let engine = Engine::new(cfg.faults);
+    let sim = Arc::new(Sim {
+        engine: Arc::clone(&engine),
+        api_key: cfg.api_key,
+        settle_after: cfg.settle_after,
+        webhooks: cfg.webhook.map(|t| Webhooks::new(t, Scheme::Stripe)),
+    });
+    let api = Router::new()
+        .route("/v1/payouts", post(create))
+        .route("/v1/payouts/{id}", get(retrieve))
+        .with_state(sim);
+    crate::server::spawn(cfg.bind, api, engine, "stripe").await
+}
+
+fn reply(status: StatusCode, body: Bytes, extra: &[(HeaderName, HeaderValue)]) -> Response {
+    let req = HeaderValue::from_str(&format!("req_{}", random_id(14))).unwrap_or(HeaderValue::from_static("req_sim"));
+    let mut all = Vec::with_capacity(extra.len() + 1);
+    all.push((HeaderName::from_static("request-id"), req));
+    all.extend_from_slice(extra);
+    json_reply(status, body, &all)
+}
+
+fn error(e: &ApiError) -> Response {
+    reply(e.status, e.body(), &[])
+}
+
+/// Returns the presented key when it is not the configured one.
+fn check_auth(sim: &Sim, headers: &HeaderMap) -> Result<(), Option<String>> {
+    let presented = header_str(headers, "authorization").and_then(|v| {
+        if let Some(token) = v.strip_prefix("Bearer ") {
+            return Some(token.trim().to_owned());
+        }
+        let raw = base64::engine::general_purpose::STANDARD.decode(v.strip_prefix("Basic ")?.trim()).ok()?;
+        let user_pass = String::from_utf8(raw).ok()?;
+        Some(user_pass.split(':').next().unwrap_or_default().to_owned())
+    });
+    match presented {
+        Some(k) if k == sim.api_key => Ok(()),
+        other => Err(other.filter(|k| !k.is_empty())),
+    }
+}
+
+/// `sk_test_****abcd`: never echo a full key, even a wrong one.
+fn masked(key: &str) -> String {
+    let prefix = ["sk_test_", "sk_live_", "rk_test_", "rk_live_"].into_iter().find(|p| key.starts_with(p)).unwrap_or("");
+    let tail: String = if key.len() >= prefix.len() + 8 { key[key.len() - 4..].to_owned() } else { String::new() };
+    format!("{prefix}****{tail}")
+}
+
+async fn unauthorized(sim: &Sim, presented: Option<String>) -> Response {
+    pause(sim.engine.reject(true)).await;
+    let message = match presented {
+        Some(k) => format!("Invalid API Key provided: {}", masked(&k)),
+        None => "You did not provide an API key. You need to provide your API key in the Authorization header, \
+                 using Bearer auth (e.g. 'Authorization: Bearer YOUR_SECRET_KEY')."
+            .to_owned(),
+    };
+    let e = ApiError { status: StatusCode::UNAUTHORIZED, kind: "invalid_request_error", code: None, message, param: None };
+    error(&e)
+}
+
+fn fault_reply(fault: Fault) -> Response {
+    match fault {
+        Fault::ServerError { unavailable } => {
+            let (status, message) = if unavailable {
+                (StatusCode::SERVICE_UNAVAILABLE, "Stripe is temporarily unavailable. Please retry.")
+            } else {
+                (StatusCode::INTERNAL_SERVER_ERROR, "An unknown error occurred. Please retry.")
+            };
+            error(&ApiError { status, kind: "api_error", code: None, message: message.to_owned(), param: None })
+        }
+        Fault::RateLimited { secs } => {
+            let e = ApiError {
+                status: StatusCode::TOO_MANY_REQUESTS,
+                kind: "invalid_request_error",
+                code: Some("rate_limit"),
+                message: "Too many requests hit the API too quickly. We recommend an exponential backoff of your requests."
+                    .to_owned(),
+                param: None,
+            };
+            reply(e.status, e.body(), &[(header::RETRY_AFTER, HeaderValue::from(secs))])
+        }
+    }
+}
+
+async fn create(State(sim): State<Arc<Sim>>, headers: HeaderMap, body: Bytes) -> Response {
+    if let Err(presented) = check_auth(&sim, &headers) {
+        return unauthorized(&sim, presented).await;
+    }
+    let key = header_str(&headers, "idempotency-key");
+    if key.is_some_and(|k| k.len() > 255 || k.is_empty()) {
+        pause(sim.engine.reject(false)).await;
+        return error(&ApiError::invalid("Idempotency-Key", "Idempotency-Key must be 1 to 255 characters long."));
+    }
+    let (params, canonical) = match wire::parse(&body) {
+        Ok(v) => v,
+        Err(e) => {
+            pause(sim.engine.reject(false)).await;
+            return error(&e);
+        }
+    };
+    let echo: Vec<(HeaderName, HeaderValue)> = key
+        .and_then(|k| HeaderValue::from_str(k).ok())
+        .map(|v| (HeaderName::from_static("idempotency-key"), v))
+        .into_iter()
+        .collect();
+    match sim.engine.admit(key, fingerprint(&canonical)) {
+        Admit::Fault { latency, fault } => {
+            pause(latency).await;
+            fault_reply(fault)
+        }
+        Admit::Replay { latency, reply: saved } => {
+            pause(latency).await;
+            let mut extra = echo;
+            extra.push((HeaderName::from_static("idempotent-replayed"), HeaderValue::from_static("true")));
+            reply(saved.status, saved.body, &extra)
+        }
+        Admit::Mismatch { latency } => {
+            pause(latency).await;
+            let k = key.unwrap_or_default();
+            error(&ApiError {
+                status: StatusCode::BAD_REQUEST,
+                kind: "idempotency_error",
+                code: None,
+                message: format!(
+                    "Keys for idempotent requests can only be used with the same parameters they were first used with. \
+                     Try using a key other than '{k}' if you meant to execute a different request."
+                ),
+                param: None,
+            })
+        }
+        Admit::InFlight { latency } => {
+            pause(latency).await;
+            error(&ApiError {
+                status: StatusCode::CONFLICT,
+                kind: "idempotency_error",
+                code: None,
+                message: "There is currently another in-progress request using this Idempotency-Key. \
+                          Please try again later."
+                    .to_owned(),
+                param: None,
+            })
+        }
+        Admit::Proceed { latency, hang, ticket } => {
+            pause(latency).await;
+            let saved = execute(&sim, params, ticket);
+            if let Some(h) = hang {
+                pause(h).await;
+            }
+            reply(saved.status, saved.body, &echo)
+        }
+    }
+}
+
+/// Executes (or declines) a payout and commits the outcome under the key.
+fn execute(sim: &Sim, params: wire::Params, ticket: crate::engine::Ticket<Payout>) -> Saved {
+    if params.amount == wire::MAGIC_INSUFFICIENT {
+        let e = ApiError {
+            status: StatusCode::BAD_REQUEST,
+            kind: "invalid_request_error",
+            code: Some("balance_insufficient"),
+            message: "You have insufficient funds in your Stripe account for this transfer.".to_owned(),
+            param: None,
+        };
+        let saved = Saved { status: e.status, body: e.body() };
+        ticket.commit(None, None, &saved);
+        return saved;
+    }
+    let created_ms = now_ms();
+    let payout = Payout {
+        id: format!("po_1{}", random_id(23)),
+        params: Arc::new(params),
+        created_ms,
+        created_at: Instant::now(),
+        balance_transaction: format!("txn_1{}", random_id(23)),
+    };
+    let p = &payout.params;
+    let reference = p
+        .metadata
+        .iter()
+        .find(|(k, _)| k == "reference")
+        .map(|(_, v)| v.clone())
+        .or_else(|| p.description.clone())
+        .unwrap_or_else(|| payout.id.clone());
+    let executed = ExecutedPayout {
+        vendor_id: payout.id.clone(),
+        idempotency_key: ticket.key().to_owned(),
+        amount_minor: p.amount,
+        currency: p.currency.to_ascii_uppercase(),
+        reference,
+        executed_at_ms: created_ms,
+    };
+    let value = payout.render(Stage::Pending, sim.settle_after);
+    let saved = Saved { status: StatusCode::OK, body: to_bytes(&value) };
+    if let Some(w) = &sim.webhooks {
+        let key = ticket.key().to_owned();
+        w.send(event("payout.created", value, &key), Duration::ZERO);
+        let end = Stage::at(p.amount, sim.settle_after, sim.settle_after);
+        let kind = if end == Stage::Failed { "payout.failed" } else { "payout.paid" };
+        w.send(event(kind, payout.render(end, sim.settle_after), &key), sim.settle_after);
+    }
+    ticket.commit(Some((payout.id.clone(), payout)), Some(executed), &saved);
+    saved
+}
+
+fn event(kind: &str, object: serde_json::Value, idempotency_key: &str) -> serde_json::Value {
+    json!({
+        "id": format!("evt_1{}", random_id(23)),
+        "object": "event",
+        "api_version": "2024-06-20",
+        "created": now_ms() / 1000,
+        "data": { "object": object },
+        "livemode": false,
+        "pending_webhooks": 1,
+        "request": { "id": null, "idempotency_key": (!idempotency_key.is_empty()).then_some(idempotency_key) },
+        "type": kind,
+    })
+}
+
+async fn retrieve(State(sim): State<Arc<Sim>>, Path(id): Path<String>, headers: HeaderMap) -> Response {
+    if let Err(presented) = check_auth(&sim, &headers) {
+        return unauthorized(&sim, presented).await;
+    }
+    let read = sim.engine.read(&id);
+    pause(read.latency).await;
+    match read.outcome {
+        Err(fault) => fault_reply(fault),
+        Ok(None) => error(&ApiError {
+            status: StatusCode::NOT_FOUND,
+            kind: "invalid_request_error",
+            code: Some("resource_missing"),
+            message: format!("No such payout: '{id}'"),
+            param: Some("id".to_owned()),
+        }),
+        Ok(Some(p)) => {
+            let stage = Stage::at(p.params.amount, p.created_at.elapsed(), sim.settle_after);
+            reply(StatusCode::OK, to_bytes(&p.render(stage, sim.settle_after)), &[])
+        }
+    }
+}

@@ -1,0 +1,216 @@
+//! The payout worker's configuration file (YAML), validated at start-up.
+//! Unknown fields are refused and every error names the field at fault, so a
+//! typo stops the worker instead of silently meaning a default.
+
+use crate::retry::RetryPolicy;
+use crate::WorkerError;
+use serde::Deserialize;
+use std::net::SocketAddr;
+use std::path::Path;
+use switchyard_adapters::Secret;
+use switchyard_bus::KafkaConfig;
+use switchyard_routing::RoutingPolicy;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PayoutWorkerConfig {
+    /// `sandbox` refuses live vendor keys and `production` refuses test keys.
+    pub environment: Environment,
+    pub kafka: KafkaConfig,
+    /// Confluent-compatible schema registry base URL.
+    pub schema_registry_url: String,
+    /// `postgres://...` in production; `sqlite:...` for the embedded default.
+    pub database_url: String,
+    #[serde(default)]
+    pub topics: PayoutTopics,
+    pub providers: Vec<ProviderConfig>,
+    pub routing: RoutingPolicy,
+    /// Where `/metrics` and `/health` listen; none disables them.
+    #[serde(default)]
+    pub admin_bind: Option<SocketAddr>,
+    /// Messages in flight across all keys.
+    #[serde(default = "default_max_in_flight")]
+    pub max_in_flight: usize,
+    /// Trips through the retry topic before the DLQ.
+    #[serde(default = "default_max_retry_rounds")]
+    pub max_retry_rounds: u32,
+    #[serde(default)]
+    pub retry: RetryPolicy,
+}
+
+fn default_max_in_flight() -> usize {
+    2000
+}
+
+fn default_max_retry_rounds() -> u32 {
+    5
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum Environment {
+    Sandbox,
+    Production,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PayoutTopics {
+    pub commands: String,
+    pub outcomes: String,
+}
+
+impl Default for PayoutTopics {
+    fn default() -> Self {
+        Self { commands: "payouts.commands.v1".into(), outcomes: "payouts.outcomes.v1".into() }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum ProviderKind {
+    Stripe,
+    Adyen,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProviderConfig {
+    /// Catalog name, recorded with every attempt and published in outcomes.
+    pub name: String,
+    pub kind: ProviderKind,
+    pub base_url: String,
+    pub api_key: SecretSource,
+    /// Adyen only: the balance account payouts are drawn from.
+    #[serde(default)]
+    pub balance_account_id: Option<String>,
+    /// Per-call timeout; a timeout after sending is an ambiguous result.
+    #[serde(default = "default_timeout_ms")]
+    pub timeout_ms: u64,
+}
+
+fn default_timeout_ms() -> u64 {
+    5000
+}
+
+/// Where a credential comes from. Values written inline are meant for local
+/// simulators only.
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "snake_case")]
+pub enum SecretSource {
+    Env(String),
+    File(String),
+    Value(String),
+}
+
+impl std::fmt::Debug for SecretSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SecretSource::Env(name) => write!(f, "Env({name})"),
+            SecretSource::File(path) => write!(f, "File({path})"),
+            SecretSource::Value(_) => f.write_str("Value(****)"),
+        }
+    }
+}
+
+impl SecretSource {
+    pub fn load(&self, field: &str) -> Result<Secret, WorkerError> {
+        let value = match self {
+            SecretSource::Env(name) => std::env::var(name)
+                .map_err(|_| WorkerError::Config(format!("{field}: environment variable {name} is not set")))?,
+            SecretSource::File(path) => std::fs::read_to_string(path)
+                .map_err(|e| WorkerError::Config(format!("{field}: cannot read {path}: {e}")))?
+                .trim()
+                .to_owned(),
+            SecretSource::Value(v) => v.clone(),
+        };
+        if value.is_empty() {
+            return Err(WorkerError::Config(format!("{field} is empty")));
+        }
+        Ok(Secret::new(value))
+    }
+}
+
+impl PayoutWorkerConfig {
+    pub fn load(path: &Path) -> Result<Self, WorkerError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| WorkerError::Config(format!("cannot read {}: {e}", path.display())))?;
+        let config: Self =
+            serde_norway::from_str(&text).map_err(|e| WorkerError::Config(format!("{}: {e}", path.display())))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Cross-field checks serde cannot express.
+    pub fn validate(&self) -> Result<(), WorkerError> {
+        if self.providers.is_empty() {
+            return Err(WorkerError::Config("providers: at least one provider is required".into()));
+        }
+        for (i, p) in self.providers.iter().enumerate() {
+            if self.providers[..i].iter().any(|q| q.name == p.name) {
+                return Err(WorkerError::Config(format!("providers[{i}].name: {:?} is used twice", p.name)));
+            }
+            if p.kind == ProviderKind::Adyen && p.balance_account_id.is_none() {
+                return Err(WorkerError::Config(format!("providers[{i}].balance_account_id is required for adyen")));
+            }
+            if !p.base_url.starts_with("http://") && !p.base_url.starts_with("https://") {
+                return Err(WorkerError::Config(format!("providers[{i}].base_url must be an http(s) URL")));
+            }
+        }
+        self.routing
+            .validate(self.providers.iter().map(|p| p.name.as_str()))
+            .map_err(|e| WorkerError::Config(e.to_string()))?;
+        if self.max_in_flight == 0 {
+            return Err(WorkerError::Config("max_in_flight must be at least 1".into()));
+        }
+        Ok(())
+    }
+
+    /// Refuses a key whose shape says it belongs to the other environment.
+    pub fn check_key_environment(&self, provider: &ProviderConfig, key: &Secret) -> Result<(), WorkerError> {
+        let live_shaped = key.expose().starts_with("sk_live_") || key.expose().starts_with("live_");
+        let test_shaped = key.expose().starts_with("sk_test_") || key.expose().starts_with("test_");
+        match self.environment {
+            Environment::Sandbox if live_shaped => Err(WorkerError::Config(format!(
+                "providers[{}].api_key looks like a live key; a sandbox deployment refuses it",
+                provider.name
+            ))),
+            Environment::Production if test_shaped => Err(WorkerError::Config(format!(
+                "providers[{}].api_key looks like a test key; a production deployment refuses it",
+                provider.name
+            ))),
+            _ => Ok(()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_example_config_parses_and_validates() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../ops/payout-worker.example.yaml");
+        let config = PayoutWorkerConfig::load(&path).expect("example config is valid");
+        assert_eq!(config.routing.primary, "stripe");
+    }
+
+    #[test]
+    fn errors_name_the_field() {
+        let text = include_str!("../../../ops/payout-worker.example.yaml").replace("primary: stripe", "primary: wise");
+        let config: PayoutWorkerConfig = serde_norway::from_str(&text).expect("parses");
+        let err = config.validate().expect_err("wise is not configured").to_string();
+        assert!(err.contains("routing.primary"), "{err}");
+        let typo = include_str!("../../../ops/payout-worker.example.yaml").replace("max_in_flight", "max_inflight");
+        let err = serde_norway::from_str::<PayoutWorkerConfig>(&typo).expect_err("unknown field").to_string();
+        assert!(err.contains("max_inflight"), "{err}");
+    }
+
+    #[test]
+    fn sandbox_refuses_live_keys() {
+        let text = include_str!("../../../ops/payout-worker.example.yaml");
+        let config: PayoutWorkerConfig = serde_norway::from_str(text).expect("parses");
+        let err = config.check_key_environment(&config.providers[0], &Secret::new("sk_live_x")).expect_err("refused");
+        assert!(err.to_string().contains("live key"));
+    }
+}

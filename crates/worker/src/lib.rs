@@ -1,0 +1,33 @@
+//! The worker: the processing contract of DESIGN.md applied to a domain, on
+//! top of the shared bus runtime.
+//!
+//! # Layout
+//! - [`config`]: the worker's YAML config, validated with errors naming the field.
+//! - [`payout`]: the payout handler: decode, claim, call, map, store, publish.
+//! - [`retry`]: the in-place retry policy (jittered backoff honouring `Retry-After`).
+//! - [`metrics`]: Prometheus metrics and the `/metrics` + `/health` server.
+//! - [`run`]: wiring: builds everything from a config and runs until shutdown.
+
+pub mod config;
+pub mod metrics;
+pub mod payout;
+pub mod retry;
+pub mod run;
+
+pub use config::{PayoutWorkerConfig, ProviderConfig, ProviderKind, SecretSource};
+pub use run::{start_payout_worker, RunningWorker};
+
+/// Errors that stop a worker from starting.
+#[derive(Debug, thiserror::Error)]
+pub enum WorkerError {
+    #[error("config: {0}")]
+    Config(String),
+    #[error(transparent)]
+    Bus(#[from] switchyard_bus::BusError),
+    #[error(transparent)]
+    Store(#[from] switchyard_store::StoreError),
+    #[error("adapter: {0}")]
+    Adapter(#[from] switchyard_adapters::AdapterError),
+    #[error("admin server: {0}")]
+    Io(#[from] std::io::Error),
+}

@@ -1,0 +1,148 @@
+//! Prometheus metrics for the SLA scorecard and the admin HTTP server
+//! (`/metrics`, `/health`).
+
+use axum::extract::State;
+use axum::http::header;
+use axum::response::IntoResponse;
+use axum::routing::get;
+use axum::Router;
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+use switchyard_bus::consumer::RuntimeStats;
+use tokio_util::sync::CancellationToken;
+
+type Labels = Vec<(String, String)>;
+
+pub struct Metrics {
+    registry: Registry,
+    processed: Family<Labels, Counter>,
+    failures: Family<Labels, Counter>,
+    vendor_latency: Family<Labels, Histogram>,
+    flow_latency: Family<Labels, Histogram>,
+    collisions: Family<Labels, Counter>,
+    replayed: Family<Labels, Counter>,
+    in_flight: Family<Labels, Gauge>,
+    dead_lettered: Family<Labels, Gauge>,
+    retried: Family<Labels, Gauge>,
+    domain: String,
+    runtime: std::sync::OnceLock<Arc<RuntimeStats>>,
+}
+
+fn latency_buckets() -> impl Iterator<Item = f64> {
+    [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0].into_iter()
+}
+
+impl Metrics {
+    pub fn new(domain: &str) -> Self {
+        let mut registry = Registry::with_prefix("switchyard");
+        let processed = Family::<Labels, Counter>::default();
+        let failures = Family::<Labels, Counter>::default();
+        let vendor_latency = Family::<Labels, Histogram>::new_with_constructor(|| Histogram::new(latency_buckets()));
+        let flow_latency = Family::<Labels, Histogram>::new_with_constructor(|| Histogram::new(latency_buckets()));
+        let collisions = Family::<Labels, Counter>::default();
+        let replayed = Family::<Labels, Counter>::default();
+        let in_flight = Family::<Labels, Gauge>::default();
+        let dead_lettered = Family::<Labels, Gauge>::default();
+        let retried = Family::<Labels, Gauge>::default();
+        registry.register("commands_processed", "Commands answered with an outcome, by status", processed.clone());
+        registry.register("failures", "Failures by error class", failures.clone());
+        registry.register("vendor_call_duration_seconds", "Vendor call latency by provider, operation and result", vendor_latency.clone());
+        registry.register("flow_duration_seconds", "Command requested -> outcome published", flow_latency.clone());
+        registry.register("idempotency_collisions", "Same idempotency key, different payload", collisions.clone());
+        registry.register("replayed_outcomes", "Duplicates answered from the store without a vendor call", replayed.clone());
+        registry.register("in_flight_messages", "Messages received and not yet finished", in_flight.clone());
+        registry.register("dead_lettered_messages", "Messages sent to the DLQ since start", dead_lettered.clone());
+        registry.register("retry_topic_messages", "Messages sent to the retry topic since start", retried.clone());
+        Self {
+            registry,
+            processed,
+            failures,
+            vendor_latency,
+            flow_latency,
+            collisions,
+            replayed,
+            in_flight,
+            dead_lettered,
+            retried,
+            domain: domain.to_owned(),
+            runtime: std::sync::OnceLock::new(),
+        }
+    }
+
+    fn labels(&self, extra: &[(&str, &str)]) -> Labels {
+        let mut l = vec![("domain".to_owned(), self.domain.clone())];
+        l.extend(extra.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())));
+        l
+    }
+
+    pub fn attach_runtime(&self, stats: Arc<RuntimeStats>) {
+        let _ = self.runtime.set(stats);
+    }
+
+    pub fn processed(&self, status: &str, flow: Option<Duration>) {
+        self.processed.get_or_create(&self.labels(&[("status", status)])).inc();
+        if let Some(flow) = flow {
+            self.flow_latency.get_or_create(&self.labels(&[])).observe(flow.as_secs_f64());
+        }
+    }
+
+    pub fn failure(&self, class: &str) {
+        self.failures.get_or_create(&self.labels(&[("class", class)])).inc();
+    }
+
+    pub fn vendor_call(&self, provider: &str, operation: &str, result: &str, took: Duration) {
+        self.vendor_latency
+            .get_or_create(&self.labels(&[("provider", provider), ("operation", operation), ("result", result)]))
+            .observe(took.as_secs_f64());
+    }
+
+    pub fn collision(&self) {
+        self.collisions.get_or_create(&self.labels(&[])).inc();
+    }
+
+    pub fn replayed(&self) {
+        self.replayed.get_or_create(&self.labels(&[])).inc();
+    }
+
+    pub fn render(&self) -> String {
+        if let Some(rt) = self.runtime.get() {
+            let l = self.labels(&[]);
+            self.in_flight.get_or_create(&l).set(rt.in_flight() as i64);
+            self.dead_lettered.get_or_create(&l).set(rt.dead_lettered.load(Ordering::Relaxed) as i64);
+            self.retried.get_or_create(&l).set(rt.retried.load(Ordering::Relaxed) as i64);
+        }
+        let mut out = String::new();
+        if encode(&mut out, &self.registry).is_err() {
+            out.clear();
+        }
+        out
+    }
+}
+
+async fn render_metrics(State(m): State<Arc<Metrics>>) -> impl IntoResponse {
+    ([(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], m.render())
+}
+
+async fn health(State(m): State<Arc<Metrics>>) -> impl IntoResponse {
+    let in_flight = m.runtime.get().map(|r| r.in_flight()).unwrap_or(0);
+    axum::Json(serde_json::json!({ "status": "ok", "domain": m.domain, "in_flight": in_flight }))
+}
+
+/// Serves `/metrics` and `/health` until shutdown; returns the bound address.
+pub async fn serve_admin(bind: SocketAddr, metrics: Arc<Metrics>, shutdown: CancellationToken) -> std::io::Result<SocketAddr> {
+    let listener = tokio::net::TcpListener::bind(bind).await?;
+    let addr = listener.local_addr()?;
+    let app = Router::new().route("/metrics", get(render_metrics)).route("/health", get(health)).with_state(metrics);
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).with_graceful_shutdown(async move { shutdown.cancelled().await }).await;
+    });
+    Ok(addr)
+}

@@ -1,0 +1,308 @@
+//! The payout handler: DESIGN.md's processing contract, step by step.
+//!
+//! 1. Decode the Avro command; bytes that cannot be decoded go to the DLQ.
+//! 2. Claim `(payouts, idempotency_key)` in the store, recording the provider
+//!    and the vendor-side key *before* any call. A completed record is
+//!    answered from the store; another payload under the same key is a
+//!    collision; an unfinished record resumes at the recorded provider.
+//! 3. Call the vendor with the same key every time. An ambiguous result is
+//!    resolved by a status query under that key, never by a second payout.
+//! 4. Map the result to an outcome, store it, publish it; only then does the
+//!    runtime store the offset.
+
+use crate::metrics::Metrics;
+use crate::retry::RetryPolicy;
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use switchyard_adapters::payouts::{PayoutProvider, VendorPayout};
+use switchyard_adapters::{AdapterError, CallContext};
+use switchyard_bus::consumer::outbound_for;
+use switchyard_bus::{AvroDecoder, AvroEncoder, Failure, Handler, Inbound, MessageContext, Publisher};
+use switchyard_canonical::{
+    now_ms, ErrorClass, ErrorCode, OutcomeError, PayoutCommand, PayoutOutcome, PayoutStatus,
+};
+use switchyard_routing::RoutingPolicy;
+use switchyard_store::{Claim, Completion, Record, RecordState, Store};
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
+
+pub const DOMAIN: &str = "payouts";
+
+pub struct PayoutHandler {
+    pub decoder: AvroDecoder,
+    pub encoder: AvroEncoder,
+    pub publisher: Publisher,
+    pub store: Store,
+    pub providers: HashMap<String, PayoutProvider>,
+    pub routing: RoutingPolicy,
+    pub outcomes_topic: String,
+    pub retry: RetryPolicy,
+    pub metrics: Arc<Metrics>,
+    pub shutdown: CancellationToken,
+}
+
+/// What the vendor conversation ended with.
+enum Execution {
+    /// A definite answer: stored as final.
+    Final(PayoutOutcome),
+    /// The vendor may have executed it and would not say: published as
+    /// `pending_unknown`, left unfinished in the store so a redelivery or the
+    /// reconciler resolves it under the same key.
+    Unresolved(PayoutOutcome),
+    Later(Failure),
+}
+
+impl Handler for PayoutHandler {
+    async fn handle(&self, message: Arc<Inbound>) -> Result<(), Failure> {
+        let Some(payload) = message.payload.as_deref() else {
+            return Err(dead_letter("message has no value"));
+        };
+        let command: PayoutCommand = match self.decoder.decode(payload).await {
+            Ok(c) => c,
+            Err(e) if e.is_transient() => {
+                return Err(Failure::Retry { reason: e.to_string(), delay: Duration::from_secs(2) });
+            }
+            Err(e) => {
+                self.metrics.failure(ErrorClass::ManualRepair.as_str());
+                return Err(dead_letter(&format!("undecodable command: {e}")));
+            }
+        };
+        let ctx = message.context();
+        let span = tracing::info_span!(
+            "payout",
+            correlation_id = %ctx.correlation_id,
+            payout_id = %command.payout_id,
+            idempotency_key = %command.idempotency_key,
+        );
+        self.process(&message, command, ctx).instrument(span).await
+    }
+}
+
+fn dead_letter(reason: &str) -> Failure {
+    Failure::DeadLetter { class: ErrorClass::ManualRepair, reason: reason.to_owned() }
+}
+
+impl PayoutHandler {
+    async fn process(&self, message: &Inbound, command: PayoutCommand, ctx: MessageContext) -> Result<(), Failure> {
+        if let Err(reason) = command.validate() {
+            let error = OutcomeError { class: ErrorClass::Permanent, code: ErrorCode::InvalidRequest, message: reason };
+            return self.publish(message, &ctx, &PayoutOutcome::rejected(&command, error), &command).await;
+        }
+        let fingerprint = command.fingerprint();
+        let provider_name = self.routing.choose_new().to_owned();
+        let provider_key = self.providers.get(&provider_name).map(|p| p.provider_key(&command.idempotency_key));
+        let Some(provider_key) = provider_key else {
+            return Err(dead_letter(&format!("routing chose unconfigured provider {provider_name}")));
+        };
+        let claim = Claim {
+            domain: DOMAIN.into(),
+            idempotency_key: command.idempotency_key.clone(),
+            fingerprint: fingerprint.0.clone(),
+            subject_id: command.payout_id.clone(),
+            provider: provider_name,
+            provider_key,
+            correlation_id: ctx.correlation_id.0.clone(),
+        };
+        let record = self.store.claim(claim).await.map_err(|e| Failure::Retry {
+            reason: format!("store unavailable: {e}"),
+            delay: Duration::from_secs(1),
+        })?;
+
+        if record.fingerprint != fingerprint.0 {
+            self.metrics.collision();
+            tracing::warn!("idempotency key reused with a different payload");
+            let error = OutcomeError {
+                class: ErrorClass::Permanent,
+                code: ErrorCode::IdempotencyCollision,
+                message: "idempotency key already used for a different payout".into(),
+            };
+            return self.publish(message, &ctx, &PayoutOutcome::rejected(&command, error), &command).await;
+        }
+        if record.state == RecordState::Completed {
+            let stored = record.outcome.as_deref().and_then(|o| serde_json::from_str::<PayoutOutcome>(o).ok());
+            let Some(mut outcome) = stored else {
+                return Err(dead_letter("completed record holds no readable outcome"));
+            };
+            outcome.replayed = true;
+            self.metrics.replayed();
+            return self.publish(message, &ctx, &outcome, &command).await;
+        }
+        self.execute_and_answer(message, &ctx, &command, &record).await
+    }
+
+    async fn execute_and_answer(&self, message: &Inbound, ctx: &MessageContext, command: &PayoutCommand, record: &Record) -> Result<(), Failure> {
+        // The recorded provider and key win over today's routing: this may be
+        // a redelivery after a crash, and the vendor must see the same key.
+        let (Some(provider_name), Some(provider_key)) = (record.provider.as_deref(), record.provider_key.as_deref()) else {
+            return Err(dead_letter("in-progress record without provider"));
+        };
+        let Some(provider) = self.providers.get(provider_name) else {
+            return Err(dead_letter(&format!("record names provider {provider_name}, which is not configured")));
+        };
+        let call_ctx = CallContext {
+            correlation_id: ctx.correlation_id.0.clone(),
+            traceparent: ctx.traceparent.child().to_string(),
+        };
+        // A record left in progress by an earlier delivery may already have
+        // reached the vendor; calling again under the same key is safe because
+        // both vendors answer a repeated key with the stored result.
+        match self.execute(command, provider, provider_key, &call_ctx).await {
+            Execution::Final(outcome) => {
+                let completion = Completion {
+                    claim: Claim {
+                        domain: DOMAIN.into(),
+                        idempotency_key: command.idempotency_key.clone(),
+                        fingerprint: record.fingerprint.clone(),
+                        subject_id: command.payout_id.clone(),
+                        provider: provider_name.to_owned(),
+                        provider_key: provider_key.to_owned(),
+                        correlation_id: record.correlation_id.clone(),
+                    },
+                    outcome_json: serde_json::to_string(&outcome).map_err(|e| dead_letter(&e.to_string()))?,
+                    attempts: i64::from(outcome.attempts),
+                };
+                self.store.complete(completion).await.map_err(|e| Failure::Retry {
+                    reason: format!("store unavailable: {e}"),
+                    delay: Duration::from_secs(1),
+                })?;
+                self.publish(message, ctx, &outcome, command).await
+            }
+            Execution::Unresolved(outcome) => self.publish(message, ctx, &outcome, command).await,
+            Execution::Later(failure) => Err(failure),
+        }
+    }
+
+    async fn execute(
+        &self,
+        command: &PayoutCommand,
+        provider: &PayoutProvider,
+        provider_key: &str,
+        ctx: &CallContext,
+    ) -> Execution {
+        let mut ambiguous = false;
+        let mut attempts = 0;
+        let mut last_error: Option<AdapterError> = None;
+        for attempt in 0..self.retry.max_attempts.max(1) {
+            attempts += 1;
+            let operation = if ambiguous { "status" } else { "create" };
+            let started = Instant::now();
+            let result = if ambiguous {
+                provider.status(command, provider_key, ctx).await
+            } else {
+                provider.create(command, provider_key, ctx).await
+            };
+            let label = match &result {
+                Ok(_) => "ok".to_owned(),
+                Err(e) => e.http_status.map_or_else(|| e.code.as_str().to_owned(), |s| s.to_string()),
+            };
+            self.metrics.vendor_call(provider.name(), operation, &label, started.elapsed());
+            let error = match result {
+                Ok(vendor) => return Execution::Final(self.outcome(command, provider, vendor, attempts)),
+                Err(e) => e,
+            };
+            tracing::info!(provider = provider.name(), operation, error = %error, "vendor call failed");
+            self.metrics.failure(error.class.as_str());
+            match error.class {
+                ErrorClass::Transient => {}
+                ErrorClass::Permanent => {
+                    return Execution::Final(self.failed(command, provider, PayoutStatus::Failed, &error, attempts));
+                }
+                ErrorClass::ComplianceHold => {
+                    return Execution::Final(self.failed(command, provider, PayoutStatus::Held, &error, attempts));
+                }
+                ErrorClass::ManualRepair => return Execution::Later(dead_letter(&error.to_string())),
+            }
+            ambiguous |= error.ambiguous;
+            let delay = self.retry.delay(attempt, error.retry_after);
+            last_error = Some(error);
+            if !self.retry.waits_in_place(delay) {
+                return Execution::Later(Failure::Retry { reason: describe(&last_error), delay });
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(delay) => {}
+                _ = self.shutdown.cancelled() => {
+                    return Execution::Later(Failure::Retry { reason: "worker stopping".into(), delay: Duration::ZERO });
+                }
+            }
+        }
+        if ambiguous {
+            let error = AdapterError::new(
+                ErrorClass::Transient,
+                ErrorCode::Timeout,
+                format!("vendor did not confirm the payout: {}", describe(&last_error)),
+            );
+            return Execution::Unresolved(self.failed(command, provider, PayoutStatus::PendingUnknown, &error, attempts));
+        }
+        let delay = Duration::from_millis(self.retry.retry_topic_delay_ms);
+        Execution::Later(Failure::Retry { reason: describe(&last_error), delay })
+    }
+
+    fn outcome(&self, command: &PayoutCommand, provider: &PayoutProvider, vendor: VendorPayout, attempts: i32) -> PayoutOutcome {
+        PayoutOutcome {
+            payout_id: command.payout_id.clone(),
+            idempotency_key: command.idempotency_key.clone(),
+            status: vendor.status,
+            amount_minor: command.amount_minor,
+            currency: command.currency.clone(),
+            provider: Some(provider.name().to_owned()),
+            provider_reference: Some(vendor.vendor_reference),
+            error: vendor.error,
+            attempts,
+            replayed: false,
+            completed_at_ms: now_ms(),
+        }
+    }
+
+    fn failed(&self, command: &PayoutCommand, provider: &PayoutProvider, status: PayoutStatus, error: &AdapterError, attempts: i32) -> PayoutOutcome {
+        PayoutOutcome {
+            payout_id: command.payout_id.clone(),
+            idempotency_key: command.idempotency_key.clone(),
+            status,
+            amount_minor: command.amount_minor,
+            currency: command.currency.clone(),
+            provider: Some(provider.name().to_owned()),
+            provider_reference: None,
+            error: Some(error.to_outcome_error()),
+            attempts,
+            replayed: false,
+            completed_at_ms: now_ms(),
+        }
+    }
+
+    /// Publishes the outcome and waits for the broker; a broker outage is
+    /// retried here so the command is not re-executed for a publish failure.
+    async fn publish(&self, message: &Inbound, ctx: &MessageContext, outcome: &PayoutOutcome, command: &PayoutCommand) -> Result<(), Failure> {
+        let payload = self
+            .encoder
+            .encode(outcome)
+            .map_err(|e| dead_letter(&format!("outcome does not fit its schema: {e}")))?;
+        let mut record = outbound_for(message, &self.outcomes_topic, payload, Some(self.encoder.schema_id()));
+        record.key = Some(command.payout_id.clone().into_bytes());
+        if ctx.idempotency_key.is_none() {
+            record.headers.push(("idempotency-key".into(), command.idempotency_key.clone().into_bytes()));
+        }
+        let mut backoff = Duration::from_millis(100);
+        loop {
+            match self.publisher.publish(&record).await {
+                Ok(_) => break,
+                Err(e) => tracing::warn!(error = %e, "outcome publish failed; retrying"),
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(backoff) => {}
+                _ = self.shutdown.cancelled() => {
+                    return Err(Failure::Retry { reason: "worker stopping before outcome was published".into(), delay: Duration::ZERO });
+                }
+            }
+            backoff = (backoff * 2).min(Duration::from_secs(5));
+        }
+        let flow = u64::try_from(now_ms() - command.requested_at_ms).ok().map(Duration::from_millis);
+        self.metrics.processed(outcome.status.as_str(), flow);
+        tracing::debug!(status = outcome.status.as_str(), replayed = outcome.replayed, "outcome published");
+        Ok(())
+    }
+}
+
+fn describe(error: &Option<AdapterError>) -> String {
+    error.as_ref().map_or_else(|| "unknown".to_owned(), ToString::to_string)
+}

@@ -1,0 +1,53 @@
+//! In-place retry policy: a few quick tries with jittered exponential backoff
+//! before a message is handed to the retry topic, so a blip costs
+//! milliseconds and an outage does not block the partition.
+
+use serde::Deserialize;
+use std::time::Duration;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RetryPolicy {
+    /// Vendor calls per delivery, the first one included.
+    pub max_attempts: u32,
+    pub base_delay_ms: u64,
+    pub max_delay_ms: u64,
+    /// A vendor asking to wait longer than this sends the message to the
+    /// retry topic instead of holding a task.
+    pub max_in_place_wait_ms: u64,
+    /// Delay of a message sent to the retry topic when the vendor named none.
+    pub retry_topic_delay_ms: u64,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        Self { max_attempts: 4, base_delay_ms: 50, max_delay_ms: 2000, max_in_place_wait_ms: 5000, retry_topic_delay_ms: 5000 }
+    }
+}
+
+impl RetryPolicy {
+    /// Full-jitter backoff for the given attempt (0-based), never shorter
+    /// than what the vendor asked for.
+    pub fn delay(&self, attempt: u32, vendor_asked: Option<Duration>) -> Duration {
+        let cap = self.base_delay_ms.saturating_mul(1 << attempt.min(16)).min(self.max_delay_ms);
+        let jittered = Duration::from_millis(rand::random_range(cap / 2..=cap.max(1)));
+        vendor_asked.map_or(jittered, |asked| asked.max(jittered))
+    }
+
+    pub fn waits_in_place(&self, delay: Duration) -> bool {
+        delay <= Duration::from_millis(self.max_in_place_wait_ms)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn honours_retry_after_and_caps_backoff() {
+        let p = RetryPolicy::default();
+        assert!(p.delay(10, None) <= Duration::from_millis(p.max_delay_ms));
+        assert_eq!(p.delay(0, Some(Duration::from_secs(3))), Duration::from_secs(3));
+        assert!(!p.waits_in_place(Duration::from_secs(60)));
+    }
+}

@@ -1,0 +1,92 @@
+//! Wiring: builds a payout worker from its config and runs it until the
+//! shutdown token fires.
+
+use crate::config::{PayoutWorkerConfig, ProviderKind};
+use crate::metrics::{serve_admin, Metrics};
+use crate::payout::{PayoutHandler, DOMAIN};
+use crate::WorkerError;
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use switchyard_adapters::payouts::adyen::AdyenAdapter;
+use switchyard_adapters::payouts::stripe::StripeAdapter;
+use switchyard_adapters::payouts::PayoutProvider;
+use switchyard_bus::consumer::RuntimeSettings;
+use switchyard_bus::{AvroDecoder, AvroEncoder, ConsumerRuntime, Publisher, RegistryClient, RuntimeTopics};
+use switchyard_store::Store;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+/// The Avro schemas a payout worker reads and writes, compiled in so the
+/// binary cannot drift from `schemas/`.
+pub const PAYOUT_COMMAND_SCHEMA: &str = include_str!("../../../schemas/payouts/PayoutCommand.v1.avsc");
+pub const PAYOUT_OUTCOME_SCHEMA: &str = include_str!("../../../schemas/payouts/PayoutOutcome.v1.avsc");
+
+pub struct RunningWorker {
+    pub admin_addr: Option<SocketAddr>,
+    pub metrics: Arc<Metrics>,
+    pub store: Store,
+    /// Resolves when the consumer loop has drained and committed.
+    pub join: JoinHandle<Result<(), switchyard_bus::BusError>>,
+}
+
+/// Validates the config, connects to everything, and starts consuming.
+/// Every dependency is checked here, so a bad config or an unreachable
+/// registry stops start-up with a message instead of failing later.
+pub async fn start_payout_worker(config: PayoutWorkerConfig, shutdown: CancellationToken) -> Result<RunningWorker, WorkerError> {
+    config.validate()?;
+    let mut providers = HashMap::new();
+    for (i, p) in config.providers.iter().enumerate() {
+        let key = p.api_key.load(&format!("providers[{i}].api_key"))?;
+        config.check_key_environment(p, &key)?;
+        let timeout = Duration::from_millis(p.timeout_ms);
+        let provider = match p.kind {
+            ProviderKind::Stripe => PayoutProvider::Stripe(StripeAdapter::new(&p.name, &p.base_url, key, timeout)?),
+            ProviderKind::Adyen => {
+                let account = p.balance_account_id.clone().unwrap_or_default();
+                PayoutProvider::Adyen(AdyenAdapter::new(&p.name, &p.base_url, key, account, timeout)?)
+            }
+        };
+        providers.insert(p.name.clone(), provider);
+    }
+    let registry = Arc::new(RegistryClient::new(&config.schema_registry_url)?);
+    let encoder = AvroEncoder::register(&registry, &config.topics.outcomes, PAYOUT_OUTCOME_SCHEMA).await?;
+    let decoder = AvroDecoder::new(registry, PAYOUT_COMMAND_SCHEMA)?;
+    let store = Store::connect(&config.database_url).await?;
+    let publisher = Publisher::new(&config.kafka)?;
+    let metrics = Arc::new(Metrics::new(DOMAIN));
+    let handler = Arc::new(PayoutHandler {
+        decoder,
+        encoder,
+        publisher: publisher.clone(),
+        store: store.clone(),
+        providers,
+        routing: config.routing.clone(),
+        outcomes_topic: config.topics.outcomes.clone(),
+        retry: config.retry.clone(),
+        metrics: metrics.clone(),
+        shutdown: shutdown.clone(),
+    });
+    let settings = RuntimeSettings {
+        max_in_flight: config.max_in_flight,
+        max_retry_rounds: config.max_retry_rounds,
+        ..RuntimeSettings::default()
+    };
+    let runtime = ConsumerRuntime::new(
+        &config.kafka,
+        publisher,
+        RuntimeTopics::conventional(&config.topics.commands),
+        settings,
+        handler,
+        shutdown.clone(),
+    )?;
+    metrics.attach_runtime(runtime.stats());
+    let admin_addr = match config.admin_bind {
+        Some(bind) => Some(serve_admin(bind, metrics.clone(), shutdown.clone()).await?),
+        None => None,
+    };
+    tracing::info!(commands = %config.topics.commands, group = %config.kafka.group_id, "payout worker started");
+    let join = tokio::spawn(runtime.run());
+    Ok(RunningWorker { admin_addr, metrics, store, join })
+}
