@@ -46,8 +46,7 @@ impl KafkaConfig {
             .set("enable.auto.offset.store", "false")
             .set("auto.offset.reset", "earliest")
             .set("session.timeout.ms", self.session_timeout_ms.to_string())
-            .set("heartbeat.interval.ms", (self.session_timeout_ms / 12).max(100).to_string())
-            .set("partition.assignment.strategy", "cooperative-sticky,range");
+            .set("heartbeat.interval.ms", (self.session_timeout_ms / 12).max(100).to_string());
         self.apply_extra(&mut c);
         c
     }

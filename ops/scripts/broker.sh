@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Starts a local tansu broker on 127.0.0.1:${SWITCHYARD_BROKER_PORT:-9092}
+# unless something already listens there. Prints the broker address.
+# Usage: ops/scripts/broker.sh start|stop
+set -euo pipefail
+here="$(cd "$(dirname "$0")" && pwd)"
+port="${SWITCHYARD_BROKER_PORT:-9092}"
+state="${SWITCHYARD_CACHE:-$HOME/.cache/switchyard}/run"
+mkdir -p "$state"
+pidfile="$state/tansu-$port.pid"
+
+listening() { (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; }
+
+case "${1:-start}" in
+  start)
+    if listening; then echo "127.0.0.1:$port"; exit 0; fi
+    tansu="$("$here/install-tansu.sh")"
+    # Advertise 127.0.0.1, not localhost: librdkafka may resolve localhost to ::1.
+    nohup "$tansu" broker \
+      --listener-url "tcp://127.0.0.1:$port" \
+      --advertised-listener-url "tcp://127.0.0.1:$port" \
+      --storage-engine "${SWITCHYARD_BROKER_STORAGE:-memory://tansu/}" \
+      >"$state/tansu-$port.log" 2>&1 &
+    echo $! >"$pidfile"
+    for _ in $(seq 1 100); do
+      if listening; then echo "127.0.0.1:$port"; exit 0; fi
+      sleep 0.1
+    done
+    echo "tansu did not start; see $state/tansu-$port.log" >&2
+    exit 1
+    ;;
+  stop)
+    if [[ -f "$pidfile" ]]; then kill "$(cat "$pidfile")" 2>/dev/null || true; rm -f "$pidfile"; fi
+    ;;
+  *) echo "usage: $0 start|stop" >&2; exit 2 ;;
+esac
