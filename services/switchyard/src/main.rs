@@ -1,1 +1,82 @@
-fn main() {}
+//! `switchyard`, the ops CLI.
+//!
+//! - `up`: the local stack (broker, schema registry stand-in, vendor
+//!   simulators, payout worker) and a demo flow that prints its outcomes.
+//! - `registry`: the schema registry stand-in on its own.
+//! - `topics create`: creates every topic of topics.yaml.
+//! - `bench`: throughput figures against a baseline measured in the same run.
+
+mod bench;
+mod up;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+#[derive(Parser)]
+#[command(version, about = "switchyard ops CLI")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Start the local stack and run the payout demo.
+    Up(up::UpArgs),
+    /// Serve the schema registry stand-in (Confluent REST subset).
+    Registry {
+        #[arg(long, default_value = "127.0.0.1:8081")]
+        bind: SocketAddr,
+        /// Persist schemas here so ids survive a restart.
+        #[arg(long)]
+        data_file: Option<PathBuf>,
+    },
+    /// Topic management.
+    Topics {
+        #[command(subcommand)]
+        action: TopicsAction,
+    },
+    /// Measure throughput; prints figures and ratios.
+    Bench(bench::BenchArgs),
+}
+
+#[derive(Subcommand)]
+enum TopicsAction {
+    /// Create every topic in topics.yaml (existing ones are left alone).
+    Create {
+        #[arg(long, default_value = "127.0.0.1:9092")]
+        brokers: String,
+        #[arg(long, default_value = "topics.yaml")]
+        file: PathBuf,
+    },
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into());
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    match cli.command {
+        Command::Up(args) => up::run(args).await,
+        Command::Registry { bind, data_file } => {
+            let config = switchyard_schema_registry::RegistryConfig { bind, data_file };
+            println!("schema registry stand-in on http://{bind}");
+            switchyard_schema_registry::run_until(config, async {
+                let _ = tokio::signal::ctrl_c().await;
+            })
+            .await
+            .context("schema registry")
+        }
+        Command::Topics { action: TopicsAction::Create { brokers, file } } => {
+            let topics = switchyard_bus::topics::TopicsFile::load(&file)?;
+            topics.create_all(&switchyard_bus::KafkaConfig::new(brokers, "switchyard-cli")).await?;
+            for t in &topics.topics {
+                println!("{:<32} partitions={}", t.name, t.partitions);
+            }
+            Ok(())
+        }
+        Command::Bench(args) => bench::run(args).await,
+    }
+}

@@ -1,0 +1,167 @@
+//! `switchyard up`: the local stack and a payout demo.
+//!
+//! Starts (or reuses) a tansu broker, the schema registry stand-in, the
+//! Stripe and Adyen simulators with injected faults, and a payout worker on
+//! the embedded SQLite store; then plays core banking: publishes payouts,
+//! duplicates, a declined payout, an idempotency collision and bytes that are
+//! not a command, and prints what came back.
+
+use anyhow::{bail, Context, Result};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+use switchyard_canonical::PayoutOutcome;
+use switchyard_localstack::{command, LocalStack, TopicReader};
+use switchyard_simulators::{adyen, stripe, FaultPlan};
+use tokio_util::sync::CancellationToken;
+
+#[derive(clap::Args)]
+pub(crate) struct UpArgs {
+    #[arg(long, default_value = "127.0.0.1:9092")]
+    brokers: String,
+    /// The embedded default needs no server; pass postgres://... to use one.
+    #[arg(long, default_value = "sqlite:.switchyard/demo.db?mode=rwc")]
+    database_url: String,
+    #[arg(long, default_value = "127.0.0.1:9464")]
+    admin_bind: SocketAddr,
+    /// Keep the stack running after the demo until Ctrl-C.
+    #[arg(long)]
+    keep_running: bool,
+}
+
+pub(crate) async fn run(args: UpArgs) -> Result<()> {
+    let root = repo_root()?;
+    ensure_broker(&root, &args.brokers)?;
+    println!("broker           {} (tansu, memory engine)", args.brokers);
+    if args.database_url.starts_with("sqlite:") {
+        std::fs::create_dir_all(root.join(".switchyard"))?;
+    }
+    std::env::set_current_dir(&root)?;
+
+    let stack = LocalStack::open(String::new(), args.brokers.clone()).await?;
+    println!("schema registry  {} (development stand-in)", stack.registry.base_url());
+    let mut stripe_config = stripe::StripeConfig::local();
+    // Faults the demo shows being absorbed: 429s with Retry-After and 503s.
+    stripe_config.faults =
+        FaultPlan { latency_ms: 30, rate_limit_ratio: 0.2, retry_after_secs: 1, server_error_ratio: 0.1, seed: 42, ..FaultPlan::default() };
+    let stripe = stripe::spawn_stripe(stripe_config).await?;
+    let adyen = adyen::spawn_adyen(adyen::AdyenConfig::local()).await?;
+    println!("stripe simulator {}  (20% 429 + Retry-After, 10% 5xx)", stripe.base_url());
+    println!("adyen simulator  {}", adyen.base_url());
+
+    let shutdown = CancellationToken::new();
+    let mut config = stack.worker_config(&stripe.base_url(), Some(&adyen.base_url()), "stripe");
+    config.database_url = args.database_url.clone();
+    config.admin_bind = Some(args.admin_bind);
+    let worker = switchyard_worker::start_payout_worker(config, shutdown.clone()).await?;
+    if let Some(addr) = worker.admin_addr {
+        println!("payout worker    metrics http://{addr}/metrics  health http://{addr}/health");
+    }
+    println!("store            {}", args.database_url);
+
+    let run = uuid::Uuid::new_v4().simple().to_string()[..6].to_owned();
+    let producer = stack.core_producer().await?;
+    let reader = stack.outcome_reader()?;
+    let mut expected = 0;
+    println!("\npublishing to payouts.commands.v1 (run {run}):");
+    for i in 1..=5 {
+        producer.send(&command(&format!("po-{run}-{i}"), &format!("key-{run}-{i}"), 1000 * i)).await?;
+        expected += 1;
+    }
+    println!("  5 payouts");
+    for _ in 0..2 {
+        producer.send(&command(&format!("po-{run}-1"), &format!("key-{run}-1"), 1000)).await?;
+        expected += 1;
+    }
+    println!("  2 duplicates of po-{run}-1 (same idempotency key, same payload)");
+    producer.send(&command(&format!("po-{run}-6"), &format!("key-{run}-6"), 40402)).await?;
+    expected += 1;
+    println!("  1 payout the vendor declines for insufficient funds");
+    producer.send(&command(&format!("po-{run}-2"), &format!("key-{run}-2"), 999_999)).await?;
+    expected += 1;
+    println!("  1 reuse of key-{run}-2 with another amount (idempotency collision)");
+    producer.send_raw(format!("po-{run}-junk").as_bytes(), b"not avro".to_vec(), &format!("key-{run}-junk")).await?;
+    println!("  1 message that is not a command (goes to payouts.commands.v1.dlq)");
+
+    let outcomes = collect_run(&stack, &reader, &run, expected).await?;
+    println!("\noutcomes on payouts.outcomes.v1:");
+    println!("  {:<16} {:<10} {:<8} {:<20} {:>8} {:>8}  {}", "payout", "status", "provider", "vendor ref", "attempts", "replayed", "error");
+    for o in &outcomes {
+        println!(
+            "  {:<16} {:<10} {:<8} {:<20} {:>8} {:>8}  {}",
+            o.payout_id,
+            o.status.as_str(),
+            o.provider.as_deref().unwrap_or("-"),
+            o.provider_reference.as_deref().unwrap_or("-"),
+            o.attempts,
+            o.replayed,
+            o.error.as_ref().map(|e| format!("{}: {}", e.code.as_str(), e.message)).unwrap_or_default()
+        );
+    }
+    let dlq = TopicReader::new(&stack.kafka, "payouts.commands.v1.dlq")?;
+    let dead = dlq.read_up_to(usize::MAX, Duration::from_secs(3)).await?;
+    if let Some(r) = dead.iter().rev().find(|r| r.key == format!("po-{run}-junk").as_bytes()) {
+        println!("\ndead-lettered: key {}  reason: {}", String::from_utf8_lossy(&r.key), r.headers.get("dlq-reason").cloned().unwrap_or_default());
+    }
+    let stats = stripe.stats();
+    println!(
+        "\nstripe simulator: {} requests, {} payouts executed, {} injected faults absorbed",
+        stats.requests, stats.executed, stats.injected_faults
+    );
+
+    if args.keep_running {
+        println!("\nstack is up; Ctrl-C to stop");
+        let _ = tokio::signal::ctrl_c().await;
+    }
+    shutdown.cancel();
+    worker.join.await??;
+    Ok(())
+}
+
+async fn collect_run(stack: &LocalStack, reader: &TopicReader, run: &str, expected: usize) -> Result<Vec<PayoutOutcome>> {
+    let decoder = stack.outcome_decoder()?;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    let mut mine = Vec::new();
+    while mine.len() < expected {
+        if tokio::time::Instant::now() > deadline {
+            bail!("only {} of {expected} outcomes arrived within 60 s", mine.len());
+        }
+        for record in reader.read_up_to(1000, Duration::from_millis(500)).await? {
+            let outcome: PayoutOutcome = decoder.decode(&record.payload).await?;
+            if outcome.payout_id.contains(run) {
+                mine.push(outcome);
+            }
+        }
+    }
+    Ok(mine)
+}
+
+/// The directory holding topics.yaml: the current one or the binary's checkout.
+fn repo_root() -> Result<PathBuf> {
+    let cwd = std::env::current_dir()?;
+    if cwd.join("topics.yaml").exists() {
+        return Ok(cwd);
+    }
+    let exe = std::env::current_exe()?;
+    exe.ancestors()
+        .find(|p| p.join("topics.yaml").exists())
+        .map(Path::to_path_buf)
+        .context("run `switchyard up` from the repository (topics.yaml not found)")
+}
+
+fn ensure_broker(root: &Path, brokers: &str) -> Result<()> {
+    if std::net::TcpStream::connect(brokers).is_ok() {
+        return Ok(());
+    }
+    let port = brokers.rsplit(':').next().unwrap_or("9092");
+    let status = std::process::Command::new(root.join("ops/scripts/broker.sh"))
+        .arg("start")
+        .env("SWITCHYARD_BROKER_PORT", port)
+        .stdout(std::process::Stdio::null())
+        .status()
+        .context("starting tansu with ops/scripts/broker.sh")?;
+    if !status.success() {
+        bail!("could not start the broker (ops/scripts/broker.sh start)");
+    }
+    Ok(())
+}
