@@ -41,16 +41,19 @@ async fn sigkill_mid_stream_loses_no_command_and_pays_nothing_twice() -> Result<
         ),
     )?;
     let binary = workspace_binary("payout-worker")?;
-    let spawn = || {
-        tokio::process::Command::new(&binary)
+    let log_path = dir.join("payout-worker.log");
+    let spawn = || -> Result<tokio::process::Child> {
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(&log_path)?;
+        Ok(tokio::process::Command::new(&binary)
             .arg("--config")
             .arg(&config_path)
             .env("RUST_LOG", "warn")
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(log)
             .kill_on_drop(true)
-            .spawn()
+            .spawn()?)
     };
+    let log_tail = || std::fs::read_to_string(&log_path).unwrap_or_default().lines().rev().take(20).collect::<Vec<_>>().join("\n");
 
     let producer = env.core_producer().await?;
     let reader = env.outcome_reader()?;
@@ -67,6 +70,9 @@ async fn sigkill_mid_stream_loses_no_command_and_pays_nothing_twice() -> Result<
         let before = sim.ledger().len();
         let deadline = tokio::time::Instant::now() + Duration::from_secs(40);
         while sim.ledger().len() < before + 40 && tokio::time::Instant::now() < deadline {
+            if let Some(status) = child.try_wait()? {
+                anyhow::bail!("worker exited by itself ({status}); log (last lines first):\n{}", log_tail());
+            }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         tokio::time::sleep(Duration::from_millis(rand::random_range(100..600))).await;
@@ -88,7 +94,13 @@ async fn sigkill_mid_stream_loses_no_command_and_pays_nothing_twice() -> Result<
     last.start_kill()?;
 
     let missing: Vec<&String> = keys.iter().filter(|k| !seen.contains_key(*k)).collect();
-    assert!(missing.is_empty(), "{} commands without an outcome after {kills} kills, e.g. {:?}", missing.len(), missing.first());
+    assert!(
+        missing.is_empty(),
+        "{} commands without an outcome after {kills} kills, e.g. {:?}; worker log (last lines first):\n{}",
+        missing.len(),
+        missing.first(),
+        log_tail()
+    );
     let mut executions: HashMap<String, usize> = HashMap::new();
     for payout in sim.ledger() {
         *executions.entry(payout.idempotency_key).or_default() += 1;

@@ -74,7 +74,7 @@ impl LocalStack {
             name: "stripe".into(),
             kind: ProviderKind::Stripe,
             base_url: stripe_url.into(),
-            api_key: SecretSource::Value("sk_test_switchyard".into()),
+            api_key: SecretSource::inline("sk_test_switchyard"),
             balance_account_id: None,
             timeout_ms: 2000,
         }];
@@ -83,7 +83,7 @@ impl LocalStack {
                 name: "adyen".into(),
                 kind: ProviderKind::Adyen,
                 base_url: url.into(),
-                api_key: SecretSource::Value("adyen_test_switchyard".into()),
+                api_key: SecretSource::inline("adyen_test_switchyard"),
                 balance_account_id: Some("BA00000000000000000000001".into()),
                 timeout_ms: 2000,
             });
