@@ -142,3 +142,34 @@ async fn a_timeout_after_acceptance_is_resolved_by_status_query_not_a_second_pay
     worker.join.await??;
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_vendor_that_keeps_refusing_moves_the_command_through_the_retry_topic_to_the_dlq() -> Result<()> {
+    let env = TestEnv::new("retry").await?;
+    let mut sim_config = stripe::StripeConfig::local();
+    // 429 is a definite refusal: safe to retry, never ambiguous.
+    sim_config.faults = FaultPlan { rate_limit_ratio: 1.0, retry_after_secs: 0, seed: 1, ..FaultPlan::default() };
+    let sim = stripe::spawn_stripe(sim_config).await?;
+    let shutdown = CancellationToken::new();
+    let config = env.worker_config(&sim.base_url(), None, "stripe");
+    let (rounds, attempts) = (config.max_retry_rounds, config.retry.max_attempts);
+    let worker = start_payout_worker(config, shutdown.clone()).await?;
+    let producer = env.core_producer().await?;
+    let dlq = switchyard_e2e::TopicReader::new(&env.kafka, &env.topic("payouts.commands.v1.dlq"))?;
+    let retries = switchyard_e2e::TopicReader::new(&env.kafka, &env.topic("payouts.commands.v1.retry"))?;
+
+    producer.send(&command(&format!("{}po", env.prefix), &format!("{}key", env.prefix), 1234)).await?;
+    let dead = dlq.collect(1, Duration::from_secs(60)).await?.remove(0);
+    let reason = dead.headers.get("dlq-reason").cloned().unwrap_or_default();
+    assert!(reason.contains("retries exhausted"), "{reason}");
+    assert_eq!(dead.headers.get("dlq-source-topic"), Some(&env.topic("payouts.commands.v1")));
+    assert_eq!(dead.headers.get("dlq-source-offset").map(String::as_str), Some("0"), "reported at its original offset");
+    let trips = retries.read_up_to(100, Duration::from_secs(2)).await?;
+    assert_eq!(trips.len() as u32, rounds, "one trip through the retry topic per round");
+    assert!(trips.iter().all(|t| t.headers.contains_key("retry-not-before")));
+    assert_eq!(sim.stats().requests, u64::from(attempts * (rounds + 1)), "bounded in-place attempts per round");
+    assert!(sim.ledger().is_empty());
+    shutdown.cancel();
+    worker.join.await??;
+    Ok(())
+}

@@ -402,8 +402,12 @@ impl<H: Handler> Shared<H> {
 
     async fn to_retry_topic(&self, message: &Inbound, topic: &str, attempt: u32, reason: &str, delay: Duration) -> bool {
         let mut headers = message.headers.clone();
-        let original = header_text(&message.headers, HeaderName::ORIGINAL_TOPIC).unwrap_or(&message.topic).to_owned();
-        set_header(&mut headers, HeaderName::ORIGINAL_TOPIC, original);
+        // The first trip records where the message came from; later trips keep it.
+        if header_text(&message.headers, HeaderName::ORIGINAL_TOPIC).is_none() {
+            set_header(&mut headers, HeaderName::ORIGINAL_TOPIC, message.topic.clone());
+            set_header(&mut headers, HeaderName::ORIGINAL_PARTITION, message.partition.to_string());
+            set_header(&mut headers, HeaderName::ORIGINAL_OFFSET, message.offset.to_string());
+        }
         set_header(&mut headers, HeaderName::RETRY_ATTEMPT, attempt.to_string());
         set_header(&mut headers, HeaderName::RETRY_NOT_BEFORE, (now_ms() + delay.as_millis() as i64).to_string());
         set_header(&mut headers, HeaderName::RETRY_REASON, truncate(reason));
@@ -417,12 +421,17 @@ impl<H: Handler> Shared<H> {
 
     async fn dead_letter(&self, message: &Inbound, class: ErrorClass, reason: &str) -> bool {
         let mut headers = message.headers.clone();
-        let source = header_text(&message.headers, HeaderName::ORIGINAL_TOPIC).unwrap_or(&message.topic).to_owned();
+        // A message that went through the retry topic is reported at its
+        // original position, which is what an operator replays from.
+        let original = |name: &str, own: String| header_text(&message.headers, name).map_or(own, str::to_owned);
+        let source = original(HeaderName::ORIGINAL_TOPIC, message.topic.clone());
+        let partition = original(HeaderName::ORIGINAL_PARTITION, message.partition.to_string());
+        let offset = original(HeaderName::ORIGINAL_OFFSET, message.offset.to_string());
         set_header(&mut headers, HeaderName::DLQ_REASON, truncate(reason));
         set_header(&mut headers, HeaderName::DLQ_ERROR_CLASS, class.as_str());
         set_header(&mut headers, HeaderName::DLQ_SOURCE_TOPIC, source);
-        set_header(&mut headers, HeaderName::DLQ_SOURCE_PARTITION, message.partition.to_string());
-        set_header(&mut headers, HeaderName::DLQ_SOURCE_OFFSET, message.offset.to_string());
+        set_header(&mut headers, HeaderName::DLQ_SOURCE_PARTITION, partition);
+        set_header(&mut headers, HeaderName::DLQ_SOURCE_OFFSET, offset);
         set_header(&mut headers, HeaderName::DLQ_FAILED_AT, now_ms().to_string());
         tracing::warn!(key = %message.key_text(), topic = %message.topic, offset = message.offset, reason, "dead-lettered");
         let ok = self.publish_until_acked(message, &self.topics.dlq, headers).await;

@@ -1,12 +1,279 @@
 //! `switchyard bench`: throughput figures, each against a baseline measured
-//! in the same run on the same machine.
+//! in the same run on the same machine and broker.
+//!
+//! 1. raw broker consume -> produce passthrough (the ceiling);
+//! 2. the payout worker with a zero-latency vendor;
+//! 3. the payout worker with a 100 ms vendor;
+//! 4. a naive consumer handling one message at a time with the same 100 ms
+//!    vendor (decode, call, publish, commit);
+//! 5. resident memory of this process (worker, simulators, registry and load
+//!    generator share it), and the ratios.
+
+use anyhow::{bail, Context, Result};
+use futures::stream::{FuturesUnordered, StreamExt};
+use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::util::Timeout;
+use rdkafka::Message;
+use std::time::{Duration, Instant};
+use switchyard_bus::topics::{TopicSpec, TopicsFile};
+use switchyard_bus::KafkaConfig;
+use switchyard_canonical::{PayoutCommand, PayoutOutcome};
+use switchyard_localstack::{command, database_url, LocalStack};
+use switchyard_simulators::{stripe, FaultPlan};
+use tokio_util::sync::CancellationToken;
 
 #[derive(clap::Args)]
 pub(crate) struct BenchArgs {
     #[arg(long, default_value = "127.0.0.1:9092")]
     brokers: String,
+    /// Store for the worker; defaults to $DATABASE_URL or the local PostgreSQL.
+    #[arg(long)]
+    database_url: Option<String>,
+    /// Messages for the raw passthrough and the zero-latency worker run.
+    #[arg(long, default_value_t = 50_000)]
+    messages: usize,
+    /// Payouts for the 100 ms vendor run.
+    #[arg(long, default_value_t = 20_000)]
+    slow_messages: usize,
+    /// Messages for the naive one-at-a-time consumer (each takes >= 100 ms).
+    #[arg(long, default_value_t = 30)]
+    naive_messages: usize,
+    /// Worker in-flight limit.
+    #[arg(long, default_value_t = 4000)]
+    max_in_flight: usize,
 }
 
-pub(crate) async fn run(args: BenchArgs) -> anyhow::Result<()> {
-    anyhow::bail!("bench is not implemented yet (brokers {})", args.brokers)
+pub(crate) async fn run(args: BenchArgs) -> Result<()> {
+    let run = uuid::Uuid::new_v4().simple().to_string()[..6].to_owned();
+    let database_url = args.database_url.clone().unwrap_or_else(database_url);
+    println!("switchyard bench (run {run}) — broker {}, store {}", args.brokers, redact(&database_url));
+    println!("{} cores; figures are from one run on a shared machine\n", std::thread::available_parallelism().map_or(0, |n| n.get()));
+
+    let raw = raw_passthrough(&args, &run).await?;
+    println!("raw broker consume->produce      {:>10.0} msg/s   ({} messages)", raw, args.messages);
+
+    let fast = worker_run(&args, &run, "fast", 0, args.messages, &database_url).await?;
+    println!("payout worker, 0 ms vendor       {:>10.0} payouts/s ({} payouts)", fast, args.messages);
+    let rss_fast = rss_kib();
+
+    let slow = worker_run(&args, &run, "slow", 100, args.slow_messages, &database_url).await?;
+    println!("payout worker, 100 ms vendor     {:>10.0} payouts/s ({} payouts)", slow, args.slow_messages);
+
+    let naive = naive_run(&args, &run).await?;
+    println!("naive consumer, 100 ms vendor    {:>10.1} payouts/s ({} payouts)", naive, args.naive_messages);
+    let (rss, hwm) = (rss_kib(), hwm_kib());
+    println!("\nprocess RSS after 0 ms run {} MiB, now {} MiB, peak {} MiB", rss_fast / 1024, rss / 1024, hwm / 1024);
+    println!("\nratios");
+    println!("  worker (0 ms) / raw passthrough      {:>8.3}   (the layer's own cost)", fast / raw);
+    println!("  worker (100 ms) / naive (100 ms)     {:>8.0}x  (target >= 200x)", slow / naive);
+    println!("  worker (0 ms) payouts/s              {:>8.0}   (target >= 10,000)", fast);
+    Ok(())
+}
+
+fn redact(url: &str) -> String {
+    match url.split_once('@') {
+        Some((scheme_user, host)) => format!("{}@{host}", scheme_user.split(':').take(2).collect::<Vec<_>>().join(":")),
+        None => url.to_owned(),
+    }
+}
+
+fn topic_spec(name: String) -> TopicSpec {
+    TopicSpec {
+        name,
+        partitions: 6,
+        retention_ms: None,
+        key: "id".into(),
+        value_schema: None,
+        producer: "bench".into(),
+        consumer: "bench".into(),
+    }
+}
+
+async fn raw_passthrough(args: &BenchArgs, run: &str) -> Result<f64> {
+    let kafka = KafkaConfig::new(args.brokers.clone(), format!("bench-{run}-raw"));
+    let (input, output) = (format!("bench-{run}.raw.in"), format!("bench-{run}.raw.out"));
+    TopicsFile { topics: vec![topic_spec(input.clone()), topic_spec(output.clone())] }.create_all(&kafka).await?;
+    let producer: FutureProducer = kafka.producer_config().create()?;
+    let payload = vec![b'x'; 300];
+    let keys: Vec<String> = (0..10_000).map(|i| format!("k{i}")).collect();
+    let mut pending = FuturesUnordered::new();
+    for i in 0..args.messages {
+        let record = FutureRecord::to(&input).key(&keys[i % keys.len()]).payload(&payload);
+        pending.push(producer.send(record, Timeout::Never));
+        if pending.len() >= 10_000 {
+            pending.next().await;
+        }
+    }
+    while pending.next().await.is_some() {}
+
+    let consumer: StreamConsumer = kafka.consumer_config().create()?;
+    consumer.subscribe(&[&input])?;
+    let mut started = None;
+    let mut delivered = 0;
+    let mut in_flight = FuturesUnordered::new();
+    let mut consumed = 0;
+    while delivered < args.messages {
+        tokio::select! {
+            Some(result) = in_flight.next(), if !in_flight.is_empty() => {
+                let _: rdkafka::producer::future_producer::OwnedDeliveryResult = result;
+                delivered += 1;
+            }
+            message = consumer.recv(), if consumed < args.messages && in_flight.len() < 20_000 => {
+                let message = message?;
+                started.get_or_insert_with(Instant::now);
+                consumed += 1;
+                let (key, value) = (message.key().unwrap_or_default().to_vec(), message.payload().unwrap_or_default().to_vec());
+                let (producer, output) = (producer.clone(), output.clone());
+                in_flight.push(async move {
+                    producer.send(FutureRecord::to(&output).key(&key).payload(&value), Timeout::Never).await
+                });
+            }
+        }
+    }
+    let took = started.map_or(Duration::ZERO, |s| s.elapsed());
+    Ok(args.messages as f64 / took.as_secs_f64())
+}
+
+/// Starts a worker against a simulator with `latency_ms`, waits until it
+/// answers, then times `n` payouts from first publish to last outcome.
+async fn worker_run(args: &BenchArgs, run: &str, label: &str, latency_ms: u64, n: usize, database_url: &str) -> Result<f64> {
+    let stack = LocalStack::open(format!("bench-{run}-{label}."), args.brokers.clone()).await?;
+    let mut sim_config = stripe::StripeConfig::local();
+    sim_config.faults = FaultPlan { latency_ms, ..FaultPlan::default() };
+    let sim = stripe::spawn_stripe(sim_config).await?;
+    let mut config = stack.worker_config(&sim.base_url(), None, "stripe");
+    config.database_url = database_url.to_owned();
+    config.max_in_flight = args.max_in_flight;
+    let shutdown = CancellationToken::new();
+    let worker = switchyard_worker::start_payout_worker(config, shutdown.clone()).await?;
+    let producer = stack.core_producer().await?;
+    let reader = stack.outcome_reader()?;
+
+    // Warm-up: the group has joined and the reader is assigned once this returns.
+    producer.send(&command(&format!("{run}-{label}-warm"), &format!("{run}-{label}-warm"), 1)).await?;
+    reader.collect(1, Duration::from_secs(60)).await.context("warm-up outcome")?;
+
+    let commands: Vec<PayoutCommand> =
+        (0..n).map(|i| command(&format!("{run}-{label}-{i}"), &format!("{run}-{label}-{i}"), 100 + i as i64)).collect();
+    let started = Instant::now();
+    let publish = async {
+        let mut pending = FuturesUnordered::new();
+        for c in &commands {
+            pending.push(producer.send(c));
+            if pending.len() >= 5_000 {
+                if let Some(r) = pending.next().await {
+                    r?;
+                }
+            }
+        }
+        while let Some(r) = pending.next().await {
+            r?;
+        }
+        anyhow::Ok(())
+    };
+    let collect = reader.collect(n, Duration::from_secs(600));
+    let (published, collected) = tokio::join!(publish, collect);
+    published?;
+    let outcomes = collected?;
+    let took = started.elapsed();
+    let decoder = stack.outcome_decoder()?;
+    let sample: PayoutOutcome = decoder.decode(&outcomes[outcomes.len() - 1].payload).await?;
+    if sample.provider.as_deref() != Some("stripe") {
+        bail!("unexpected outcome {sample:?}");
+    }
+    if sim.ledger().len() != n + 1 {
+        bail!("simulator executed {} payouts, expected {}", sim.ledger().len(), n + 1);
+    }
+    shutdown.cancel();
+    worker.join.await??;
+    sim.shutdown().await;
+    Ok(n as f64 / took.as_secs_f64())
+}
+
+/// The baseline the issue asks for: one message at a time, in order, with
+/// the same decode, vendor call and publish, committing after each.
+async fn naive_run(args: &BenchArgs, run: &str) -> Result<f64> {
+    let stack = LocalStack::open(format!("bench-{run}-naive."), args.brokers.clone()).await?;
+    let mut sim_config = stripe::StripeConfig::local();
+    sim_config.faults = FaultPlan { latency_ms: 100, ..FaultPlan::default() };
+    let sim = stripe::spawn_stripe(sim_config).await?;
+    let adapter = switchyard_adapters_for_bench(&sim.base_url())?;
+    let producer = stack.core_producer().await?;
+    for i in 0..args.naive_messages {
+        producer.send(&command(&format!("{run}-naive-{i}"), &format!("{run}-naive-{i}"), 100 + i as i64)).await?;
+    }
+    let encoder = switchyard_bus::AvroEncoder::register(
+        &stack.registry_client,
+        &stack.topic("payouts.outcomes.v1"),
+        switchyard_worker::run::PAYOUT_OUTCOME_SCHEMA,
+    )
+    .await?;
+    let decoder = switchyard_bus::AvroDecoder::new(stack.registry_client.clone(), switchyard_worker::run::PAYOUT_COMMAND_SCHEMA)?;
+    let mut config = stack.kafka.consumer_config();
+    config.set("enable.auto.commit", "false");
+    let consumer: StreamConsumer = config.create()?;
+    consumer.subscribe(&[&stack.topic("payouts.commands.v1")])?;
+    let publisher = switchyard_bus::Publisher::new(&stack.kafka)?;
+    let ctx = switchyard_adapters::CallContext { correlation_id: "bench".into(), traceparent: switchyard_canonical::TraceParent::new_root().to_string() };
+    let mut started = None;
+    for _ in 0..args.naive_messages {
+        let message = consumer.recv().await?;
+        started.get_or_insert_with(Instant::now);
+        let cmd: PayoutCommand = decoder.decode(message.payload().unwrap_or_default()).await?;
+        let vendor = adapter.create(&cmd, &cmd.idempotency_key, &ctx).await?;
+        let outcome = PayoutOutcome {
+            payout_id: cmd.payout_id.clone(),
+            idempotency_key: cmd.idempotency_key.clone(),
+            status: vendor.status,
+            amount_minor: cmd.amount_minor,
+            currency: cmd.currency.clone(),
+            provider: Some("stripe".into()),
+            provider_reference: Some(vendor.vendor_reference),
+            error: vendor.error,
+            attempts: 1,
+            replayed: false,
+            completed_at_ms: switchyard_canonical::now_ms(),
+        };
+        let record = switchyard_bus::Outbound {
+            topic: stack.topic("payouts.outcomes.v1"),
+            key: Some(cmd.payout_id.into_bytes()),
+            payload: encoder.encode(&outcome)?,
+            headers: Vec::new(),
+        };
+        publisher.publish(&record).await?;
+        consumer.commit_message(&message, CommitMode::Sync)?;
+    }
+    let took = started.map_or(Duration::ZERO, |s| s.elapsed());
+    Ok(args.naive_messages as f64 / took.as_secs_f64())
+}
+
+fn switchyard_adapters_for_bench(base_url: &str) -> Result<switchyard_adapters::payouts::PayoutProvider> {
+    let adapter = switchyard_adapters::payouts::stripe::StripeAdapter::new(
+        "stripe",
+        base_url,
+        switchyard_adapters::Secret::new("sk_test_switchyard"),
+        Duration::from_secs(5),
+    )?;
+    Ok(switchyard_adapters::payouts::PayoutProvider::Stripe(adapter))
+}
+
+fn proc_status(field: &str) -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with(field))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|v| v.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+fn rss_kib() -> u64 {
+    proc_status("VmRSS:")
+}
+
+fn hwm_kib() -> u64 {
+    proc_status("VmHWM:")
 }
