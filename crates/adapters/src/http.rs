@@ -92,11 +92,13 @@ pub fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
         .map(Duration::from_secs)
 }
 
-pub fn client(timeout: Duration) -> Result<reqwest::Client, AdapterError> {
+/// `max_connections` idle connections are kept per vendor host, matching the
+/// worker's concurrency limit so steady load reuses connections.
+pub fn client(timeout: Duration, max_connections: usize) -> Result<reqwest::Client, AdapterError> {
     reqwest::Client::builder()
         .timeout(timeout)
         .connect_timeout(Duration::from_secs(2))
-        .pool_max_idle_per_host(256)
+        .pool_max_idle_per_host(max_connections)
         .build()
         .map_err(|e| AdapterError::new(ErrorClass::ManualRepair, ErrorCode::Unknown, format!("http client: {e}")))
 }

@@ -77,6 +77,7 @@ impl LocalStack {
             api_key: SecretSource::inline("sk_test_switchyard"),
             balance_account_id: None,
             timeout_ms: 2000,
+            max_concurrency: 256,
         }];
         if let Some(url) = adyen_url {
             providers.push(ProviderConfig {
@@ -86,6 +87,7 @@ impl LocalStack {
                 api_key: SecretSource::inline("adyen_test_switchyard"),
                 balance_account_id: Some("BA00000000000000000000001".into()),
                 timeout_ms: 2000,
+                max_concurrency: 256,
             });
         }
         PayoutWorkerConfig {

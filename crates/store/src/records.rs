@@ -14,7 +14,7 @@ use futures::future::BoxFuture;
 use futures::FutureExt;
 use sqlx::any::AnyRow;
 use sqlx::{AnyPool, Row};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RecordState {
@@ -169,20 +169,29 @@ pub(crate) fn claim_batch<'a>(pool: &'a AnyPool, claims: &'a [Claim]) -> BoxFutu
     async move {
         let mut insert = Sql::new(format!("INSERT INTO idempotency_records ({COLUMNS}) "));
         push_rows(&mut insert, claims.iter().map(|c| (c, RecordState::InProgress, None, 0)));
-        insert.push(" ON CONFLICT (domain, idempotency_key) DO NOTHING");
-        insert.query().execute(pool).await?;
-
-        // One domain per batch in practice; group anyway so the IN list stays exact.
+        insert.push(" ON CONFLICT (domain, idempotency_key) DO NOTHING RETURNING domain, idempotency_key");
+        // Rows we inserted are exactly our claims; only the others need a read.
+        let mut inserted: HashSet<(String, String)> = HashSet::with_capacity(claims.len());
+        for row in insert.query().persistent(false).fetch_all(pool).await? {
+            inserted.insert((row.try_get("domain")?, row.try_get("idempotency_key")?));
+        }
+        let mut rows: HashMap<(String, String), Record> = HashMap::new();
         let mut by_domain: HashMap<&str, Vec<&str>> = HashMap::new();
         for c in claims {
-            by_domain.entry(c.domain.as_str()).or_default().push(c.idempotency_key.as_str());
+            let id = (c.domain.clone(), c.idempotency_key.clone());
+            if inserted.contains(&id) {
+                // Two claims of one key in one batch: the first inserted the
+                // row and the second must see the first's content.
+                rows.entry(id).or_insert_with(|| fresh_record(c));
+            } else {
+                by_domain.entry(c.domain.as_str()).or_default().push(c.idempotency_key.as_str());
+            }
         }
-        let mut rows: HashMap<(String, String), Record> = HashMap::with_capacity(claims.len());
         for (domain, keys) in by_domain {
             let mut select = Sql::new(format!("SELECT {COLUMNS} FROM idempotency_records WHERE domain = "));
             select.bind(Bind::Text(Some(domain))).push(" AND idempotency_key IN ");
             select.tuple(keys.into_iter().map(|k| Bind::Text(Some(k))));
-            for row in select.query().fetch_all(pool).await? {
+            for row in select.query().persistent(false).fetch_all(pool).await? {
                 let record = from_row(&row).map_err(|e| sqlx::Error::Protocol(e.to_string()))?;
                 rows.insert((record.domain.clone(), record.idempotency_key.clone()), record);
             }
@@ -197,6 +206,21 @@ pub(crate) fn claim_batch<'a>(pool: &'a AnyPool, claims: &'a [Claim]) -> BoxFutu
             .collect()
     }
     .boxed()
+}
+
+fn fresh_record(c: &Claim) -> Record {
+    Record {
+        domain: c.domain.clone(),
+        idempotency_key: c.idempotency_key.clone(),
+        fingerprint: c.fingerprint.clone(),
+        subject_id: c.subject_id.clone(),
+        state: RecordState::InProgress,
+        provider: Some(c.provider.clone()),
+        provider_key: Some(c.provider_key.clone()),
+        outcome: None,
+        attempts: 0,
+        correlation_id: c.correlation_id.clone(),
+    }
 }
 
 pub(crate) fn complete_batch<'a>(pool: &'a AnyPool, completions: &'a [Completion]) -> BoxFuture<'a, Result<Vec<()>, sqlx::Error>> {
@@ -220,7 +244,7 @@ pub(crate) fn complete_batch<'a>(pool: &'a AnyPool, completions: &'a [Completion
              WHERE idempotency_records.state <> 'completed' \
              AND idempotency_records.fingerprint = excluded.fingerprint",
         );
-        upsert.query().execute(pool).await?;
+        upsert.query().persistent(false).execute(pool).await?;
         Ok(vec![(); completions.len()])
     }
     .boxed()

@@ -87,10 +87,18 @@ pub struct ProviderConfig {
     /// Per-call timeout; a timeout after sending is an ambiguous result.
     #[serde(default = "default_timeout_ms")]
     pub timeout_ms: u64,
+    /// Calls in flight to this vendor at once; also the HTTP connections kept
+    /// open. Bounds what a slow vendor can tie up.
+    #[serde(default = "default_max_concurrency")]
+    pub max_concurrency: usize,
 }
 
 fn default_timeout_ms() -> u64 {
     5000
+}
+
+fn default_max_concurrency() -> usize {
+    256
 }
 
 /// Where a credential comes from: exactly one of `env`, `file` or `value`.
@@ -162,6 +170,9 @@ impl PayoutWorkerConfig {
             }
             if p.kind == ProviderKind::Adyen && p.balance_account_id.is_none() {
                 return Err(WorkerError::Config(format!("providers[{i}].balance_account_id is required for adyen")));
+            }
+            if p.max_concurrency == 0 {
+                return Err(WorkerError::Config(format!("providers[{i}].max_concurrency must be at least 1")));
             }
             if !p.base_url.starts_with("http://") && !p.base_url.starts_with("https://") {
                 return Err(WorkerError::Config(format!("providers[{i}].base_url must be an http(s) URL")));

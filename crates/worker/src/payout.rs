@@ -29,12 +29,19 @@ use tracing::Instrument;
 
 pub const DOMAIN: &str = "payouts";
 
+/// A configured vendor and its call slots.
+pub struct Vendor {
+    pub adapter: PayoutProvider,
+    /// One permit per call in flight; see `ProviderConfig::max_concurrency`.
+    pub slots: Arc<tokio::sync::Semaphore>,
+}
+
 pub struct PayoutHandler {
     pub decoder: AvroDecoder,
     pub encoder: AvroEncoder,
     pub publisher: Publisher,
     pub store: Store,
-    pub providers: HashMap<String, PayoutProvider>,
+    pub providers: HashMap<String, Vendor>,
     pub routing: RoutingPolicy,
     pub outcomes_topic: String,
     pub retry: RetryPolicy,
@@ -91,7 +98,7 @@ impl PayoutHandler {
         }
         let fingerprint = command.fingerprint();
         let provider_name = self.routing.choose_new().to_owned();
-        let provider_key = self.providers.get(&provider_name).map(|p| p.provider_key(&command.idempotency_key));
+        let provider_key = self.providers.get(&provider_name).map(|p| p.adapter.provider_key(&command.idempotency_key));
         let Some(provider_key) = provider_key else {
             return Err(dead_letter(&format!("routing chose unconfigured provider {provider_name}")));
         };
@@ -137,7 +144,7 @@ impl PayoutHandler {
         let (Some(provider_name), Some(provider_key)) = (record.provider.as_deref(), record.provider_key.as_deref()) else {
             return Err(dead_letter("in-progress record without provider"));
         };
-        let Some(provider) = self.providers.get(provider_name) else {
+        let Some(vendor) = self.providers.get(provider_name) else {
             return Err(dead_letter(&format!("record names provider {provider_name}, which is not configured")));
         };
         let call_ctx = CallContext {
@@ -147,7 +154,7 @@ impl PayoutHandler {
         // A record left in progress by an earlier delivery may already have
         // reached the vendor; calling again under the same key is safe because
         // both vendors answer a repeated key with the stored result.
-        match self.execute(command, provider, provider_key, &call_ctx).await {
+        match self.execute(command, vendor, provider_key, &call_ctx).await {
             Execution::Final(outcome) => {
                 let completion = Completion {
                     claim: Claim {
@@ -176,22 +183,27 @@ impl PayoutHandler {
     async fn execute(
         &self,
         command: &PayoutCommand,
-        provider: &PayoutProvider,
+        vendor: &Vendor,
         provider_key: &str,
         ctx: &CallContext,
     ) -> Execution {
+        let provider = &vendor.adapter;
         let mut ambiguous = false;
         let mut attempts = 0;
         let mut last_error: Option<AdapterError> = None;
         for attempt in 0..self.retry.max_attempts.max(1) {
             attempts += 1;
             let operation = if ambiguous { "status" } else { "create" };
+            let Ok(_slot) = vendor.slots.acquire().await else {
+                return Execution::Later(Failure::Retry { reason: "vendor slots closed".into(), delay: Duration::ZERO });
+            };
             let started = Instant::now();
             let result = if ambiguous {
                 provider.status(command, provider_key, ctx).await
             } else {
                 provider.create(command, provider_key, ctx).await
             };
+            drop(_slot);
             let label = match &result {
                 Ok(_) => "ok".to_owned(),
                 Err(e) => e.http_status.map_or_else(|| e.code.as_str().to_owned(), |s| s.to_string()),

@@ -3,7 +3,7 @@
 
 use crate::config::{PayoutWorkerConfig, ProviderKind};
 use crate::metrics::{serve_admin, Metrics};
-use crate::payout::{PayoutHandler, DOMAIN};
+use crate::payout::{PayoutHandler, Vendor, DOMAIN};
 use crate::WorkerError;
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -42,13 +42,16 @@ pub async fn start_payout_worker(config: PayoutWorkerConfig, shutdown: Cancellat
         config.check_key_environment(p, &key)?;
         let timeout = Duration::from_millis(p.timeout_ms);
         let provider = match p.kind {
-            ProviderKind::Stripe => PayoutProvider::Stripe(StripeAdapter::new(&p.name, &p.base_url, key, timeout)?),
+            ProviderKind::Stripe => {
+                PayoutProvider::Stripe(StripeAdapter::new(&p.name, &p.base_url, key, timeout, p.max_concurrency)?)
+            }
             ProviderKind::Adyen => {
                 let account = p.balance_account_id.clone().unwrap_or_default();
-                PayoutProvider::Adyen(AdyenAdapter::new(&p.name, &p.base_url, key, account, timeout)?)
+                PayoutProvider::Adyen(AdyenAdapter::new(&p.name, &p.base_url, key, account, timeout, p.max_concurrency)?)
             }
         };
-        providers.insert(p.name.clone(), provider);
+        let slots = Arc::new(tokio::sync::Semaphore::new(p.max_concurrency));
+        providers.insert(p.name.clone(), Vendor { adapter: provider, slots });
     }
     let registry = Arc::new(RegistryClient::new(&config.schema_registry_url)?);
     let encoder = AvroEncoder::register(&registry, &config.topics.outcomes, PAYOUT_OUTCOME_SCHEMA).await?;

@@ -254,6 +254,7 @@ fn switchyard_adapters_for_bench(base_url: &str) -> Result<switchyard_adapters::
         base_url,
         switchyard_adapters::Secret::new("sk_test_switchyard"),
         Duration::from_secs(5),
+        1,
     )?;
     Ok(switchyard_adapters::payouts::PayoutProvider::Stripe(adapter))
 }

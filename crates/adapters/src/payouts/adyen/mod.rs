@@ -33,13 +33,14 @@ impl AdyenAdapter {
         api_key: Secret,
         balance_account_id: impl Into<String>,
         timeout: Duration,
+        max_connections: usize,
     ) -> Result<Self, AdapterError> {
         Ok(Self {
             name: name.into(),
             base_url: base_url.trim_end_matches('/').to_owned(),
             api_key,
             balance_account_id: balance_account_id.into(),
-            http: http::client(timeout)?,
+            http: http::client(timeout, max_connections)?,
         })
     }
 

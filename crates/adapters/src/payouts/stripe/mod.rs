@@ -28,8 +28,8 @@ pub struct StripeAdapter {
 }
 
 impl StripeAdapter {
-    pub fn new(name: impl Into<String>, base_url: &str, api_key: Secret, timeout: Duration) -> Result<Self, AdapterError> {
-        Ok(Self { name: name.into(), base_url: base_url.trim_end_matches('/').to_owned(), api_key, http: http::client(timeout)? })
+    pub fn new(name: impl Into<String>, base_url: &str, api_key: Secret, timeout: Duration, max_connections: usize) -> Result<Self, AdapterError> {
+        Ok(Self { name: name.into(), base_url: base_url.trim_end_matches('/').to_owned(), api_key, http: http::client(timeout, max_connections)? })
     }
 
     pub fn name(&self) -> &str {
