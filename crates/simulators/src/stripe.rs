@@ -285,10 +285,11 @@ fn execute(sim: &Sim, params: wire::Params, ticket: crate::engine::Ticket<Payout
     let saved = Saved { status: StatusCode::OK, body: to_bytes(&value) };
     if let Some(w) = &sim.webhooks {
         let key = ticket.key().to_owned();
-        w.send(event("payout.created", value, &key), Duration::ZERO);
+        w.send(event("payout.created", serde_json::to_value(&value).unwrap_or_default(), &key), Duration::ZERO);
         let end = Stage::at(p.amount, sim.settle_after, sim.settle_after);
         let kind = if end == Stage::Failed { "payout.failed" } else { "payout.paid" };
-        w.send(event(kind, payout.render(end, sim.settle_after), &key), sim.settle_after);
+        let rendered = serde_json::to_value(payout.render(end, sim.settle_after)).unwrap_or_default();
+        w.send(event(kind, rendered, &key), sim.settle_after);
     }
     ticket.commit(Some((payout.id.clone(), payout)), Some(executed), &saved);
     saved

@@ -38,7 +38,7 @@ pub(crate) fn json_reply(status: StatusCode, body: Bytes, extra: &[(HeaderName, 
     (status, headers, body).into_response()
 }
 
-pub(crate) fn to_bytes(v: &serde_json::Value) -> Bytes {
+pub(crate) fn to_bytes<T: serde::Serialize + ?Sized>(v: &T) -> Bytes {
     Bytes::from(serde_json::to_vec(v).unwrap_or_default())
 }
 

@@ -53,6 +53,9 @@ pub(crate) async fn run(args: BenchArgs) -> Result<()> {
     let raw = raw_passthrough(&args, &run).await?;
     println!("raw broker consume->produce      {:>10.0} msg/s   ({} messages)", raw, args.messages);
 
+    let http = vendor_only(args.messages, &run).await?;
+    println!("vendor calls alone (adapter+sim)  {:>10.0} calls/s ({} calls, 256 concurrent)", http, args.messages);
+
     let fast = worker_run(&args, &run, "fast", 0, args.messages, &database_url).await?;
     println!("payout worker, 0 ms vendor       {:>10.0} payouts/s ({} payouts)", fast, args.messages);
     let rss_fast = rss_kib();
@@ -155,7 +158,7 @@ async fn worker_run(args: &BenchArgs, run: &str, label: &str, latency_ms: u64, n
     reader.collect(1, Duration::from_secs(60)).await.context("warm-up outcome")?;
 
     let commands: Vec<PayoutCommand> =
-        (0..n).map(|i| command(&format!("{run}-{label}-{i}"), &format!("{run}-{label}-{i}"), 100 + i as i64)).collect();
+        (0..n).map(|i| command(&format!("{run}-{label}-{i}"), &format!("{run}-{label}-{i}"), 1000 + (i % 1000) as i64)).collect();
     let started = Instant::now();
     let publish = async {
         let mut pending = FuturesUnordered::new();
@@ -191,6 +194,32 @@ async fn worker_run(args: &BenchArgs, run: &str, label: &str, latency_ms: u64, n
     Ok(n as f64 / took.as_secs_f64())
 }
 
+/// The vendor leg alone: the adapter calling the simulator with the worker's
+/// default concurrency, no broker, no store. The ceiling the worker shares.
+async fn vendor_only(n: usize, run: &str) -> Result<f64> {
+    let sim = stripe::spawn_stripe(stripe::StripeConfig::local()).await?;
+    let adapter = std::sync::Arc::new(switchyard_adapters_for_bench(&sim.base_url(), 256)?);
+    let ctx = switchyard_adapters::CallContext { correlation_id: "bench".into(), traceparent: switchyard_canonical::TraceParent::new_root().to_string() };
+    let commands: Vec<PayoutCommand> =
+        (0..n).map(|i| command(&format!("{run}-http-{i}"), &format!("{run}-http-{i}"), 1000 + (i % 1000) as i64)).collect();
+    let started = Instant::now();
+    let mut pending = FuturesUnordered::new();
+    for c in &commands {
+        pending.push(adapter.create(c, &c.idempotency_key, &ctx));
+        if pending.len() >= 256 {
+            if let Some(r) = pending.next().await {
+                r?;
+            }
+        }
+    }
+    while let Some(r) = pending.next().await {
+        r?;
+    }
+    let took = started.elapsed();
+    sim.shutdown().await;
+    Ok(n as f64 / took.as_secs_f64())
+}
+
 /// The baseline the issue asks for: one message at a time, in order, with
 /// the same decode, vendor call and publish, committing after each.
 async fn naive_run(args: &BenchArgs, run: &str) -> Result<f64> {
@@ -198,7 +227,7 @@ async fn naive_run(args: &BenchArgs, run: &str) -> Result<f64> {
     let mut sim_config = stripe::StripeConfig::local();
     sim_config.faults = FaultPlan { latency_ms: 100, ..FaultPlan::default() };
     let sim = stripe::spawn_stripe(sim_config).await?;
-    let adapter = switchyard_adapters_for_bench(&sim.base_url())?;
+    let adapter = switchyard_adapters_for_bench(&sim.base_url(), 1)?;
     let producer = stack.core_producer().await?;
     for i in 0..args.naive_messages {
         producer.send(&command(&format!("{run}-naive-{i}"), &format!("{run}-naive-{i}"), 100 + i as i64)).await?;
@@ -248,13 +277,13 @@ async fn naive_run(args: &BenchArgs, run: &str) -> Result<f64> {
     Ok(args.naive_messages as f64 / took.as_secs_f64())
 }
 
-fn switchyard_adapters_for_bench(base_url: &str) -> Result<switchyard_adapters::payouts::PayoutProvider> {
+fn switchyard_adapters_for_bench(base_url: &str, connections: usize) -> Result<switchyard_adapters::payouts::PayoutProvider> {
     let adapter = switchyard_adapters::payouts::stripe::StripeAdapter::new(
         "stripe",
         base_url,
         switchyard_adapters::Secret::new("sk_test_switchyard"),
         Duration::from_secs(5),
-        1,
+        connections,
     )?;
     Ok(switchyard_adapters::payouts::PayoutProvider::Stripe(adapter))
 }
