@@ -219,54 +219,90 @@ impl<H: Handler> ConsumerRuntime<H> {
         let mut outstanding = 0usize;
         let max = self.shared.settings.max_in_flight.max(1);
         let shutdown = self.shared.shutdown.clone();
+        // Each wake-up handles everything that is ready, not one event: under
+        // load this task competes with thousands of handler tasks for a turn.
+        const BURST: usize = 512;
         loop {
             tokio::select! {
                 biased;
                 _ = shutdown.cancelled() => break,
                 Some(joined) = tasks.join_next(), if !tasks.is_empty() => {
-                    let Ok(done) = joined else { continue };
-                    outstanding -= 1;
-                    self.complete(&done);
-                    self.start_next_in_lane(done.lane, &mut lanes, &mut tasks, &mut outstanding);
+                    self.on_joined(joined, &mut lanes, &mut tasks, &mut outstanding);
+                    for _ in 0..BURST {
+                        let Some(joined) = tasks.try_join_next() else { break };
+                        self.on_joined(joined, &mut lanes, &mut tasks, &mut outstanding);
+                    }
                 }
                 received = self.consumer.recv(), if outstanding < max => {
-                    let message = match received {
-                        Ok(m) => m,
-                        Err(e) => {
-                            tracing::warn!(error = %e, "consumer error");
-                            tokio::time::sleep(Duration::from_millis(100)).await;
-                            continue;
+                    self.on_received(received, &mut lanes, &mut tasks, &mut outstanding).await;
+                    for _ in 0..BURST {
+                        if outstanding >= max {
+                            break;
                         }
-                    };
-                    let inbound = Inbound {
-                        topic: message.topic().to_owned(),
-                        partition: message.partition(),
-                        offset: message.offset(),
-                        key: message.key().map(<[u8]>::to_vec),
-                        payload: message.payload().map(<[u8]>::to_vec),
-                        headers: from_kafka_headers(message.headers()),
-                    };
-                    drop(message);
-                    self.shared.stats.received.fetch_add(1, Ordering::Relaxed);
-                    let epoch = lock(&self.book).begin(&inbound.topic, inbound.partition, inbound.offset);
-                    let lane = match &inbound.key {
-                        Some(k) => Lane::Key(k.clone()),
-                        None => Lane::Unkeyed(inbound.topic.clone(), inbound.partition, inbound.offset),
-                    };
-                    outstanding += 1;
-                    let work = Work { message: Arc::new(inbound), epoch, lane: lane.clone() };
-                    match lanes.get_mut(&lane) {
-                        Some(queue) => queue.push_back(work),
-                        None => {
-                            lanes.insert(lane, VecDeque::new());
-                            tasks.spawn(self.shared.clone().process(work));
-                        }
+                        let Some(received) = self.consumer.recv().now_or_never() else { break };
+                        self.on_received(received, &mut lanes, &mut tasks, &mut outstanding).await;
                     }
                 }
             }
         }
         self.drain(tasks).await;
         Ok(())
+    }
+
+    fn on_joined(
+        &self,
+        joined: Result<Done, tokio::task::JoinError>,
+        lanes: &mut HashMap<Lane, VecDeque<Work>>,
+        tasks: &mut JoinSet<Done>,
+        outstanding: &mut usize,
+    ) {
+        // Handler panics are caught inside the task, so a join error means
+        // the task was aborted; its message is redelivered to the next owner.
+        let Ok(done) = joined else { return };
+        *outstanding -= 1;
+        self.complete(&done);
+        self.start_next_in_lane(done.lane, lanes, tasks, outstanding);
+    }
+
+    async fn on_received(
+        &self,
+        received: Result<rdkafka::message::BorrowedMessage<'_>, rdkafka::error::KafkaError>,
+        lanes: &mut HashMap<Lane, VecDeque<Work>>,
+        tasks: &mut JoinSet<Done>,
+        outstanding: &mut usize,
+    ) {
+        let message = match received {
+            Ok(m) => m,
+            Err(e) => {
+                tracing::warn!(error = %e, "consumer error");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                return;
+            }
+        };
+        let inbound = Inbound {
+            topic: message.topic().to_owned(),
+            partition: message.partition(),
+            offset: message.offset(),
+            key: message.key().map(<[u8]>::to_vec),
+            payload: message.payload().map(<[u8]>::to_vec),
+            headers: from_kafka_headers(message.headers()),
+        };
+        drop(message);
+        self.shared.stats.received.fetch_add(1, Ordering::Relaxed);
+        let epoch = lock(&self.book).begin(&inbound.topic, inbound.partition, inbound.offset);
+        let lane = match &inbound.key {
+            Some(k) => Lane::Key(k.clone()),
+            None => Lane::Unkeyed(inbound.topic.clone(), inbound.partition, inbound.offset),
+        };
+        *outstanding += 1;
+        let work = Work { message: Arc::new(inbound), epoch, lane: lane.clone() };
+        match lanes.get_mut(&lane) {
+            Some(queue) => queue.push_back(work),
+            None => {
+                lanes.insert(lane, VecDeque::new());
+                tasks.spawn(self.shared.clone().process(work));
+            }
+        }
     }
 
     fn complete(&self, done: &Done) {

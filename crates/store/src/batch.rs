@@ -23,39 +23,41 @@ impl<Q, R> Clone for Batcher<Q, R> {
 
 impl<Q: Send + 'static, R: Send + 'static> Batcher<Q, R> {
     /// `run` executes one batch and returns one result per request, in order.
+    /// Up to `parallel` batches run at once, each on its own connection, so a
+    /// batch waiting on the database does not stall the ones behind it.
     pub(crate) fn spawn(
         pool: AnyPool,
         max_batch: usize,
+        parallel: usize,
         run: for<'a> fn(&'a AnyPool, &'a [Q]) -> BoxFuture<'a, Result<Vec<R>, sqlx::Error>>,
     ) -> Self {
         let (tx, mut rx) = mpsc::channel::<(Q, Reply<R>)>(max_batch * 4);
+        let slots = Arc::new(tokio::sync::Semaphore::new(parallel.max(1)));
         tokio::spawn(async move {
-            let mut requests = Vec::with_capacity(max_batch);
-            let mut replies = Vec::with_capacity(max_batch);
             loop {
+                let Ok(slot) = slots.clone().acquire_owned().await else { return };
                 let mut pending: Vec<(Q, Reply<R>)> = Vec::with_capacity(max_batch);
                 if rx.recv_many(&mut pending, max_batch).await == 0 {
                     return;
                 }
-                requests.clear();
-                replies.clear();
-                for (q, r) in pending {
-                    requests.push(q);
-                    replies.push(r);
-                }
-                match run(&pool, &requests).await {
-                    Ok(results) => {
-                        for (reply, result) in replies.drain(..).zip(results) {
-                            let _ = reply.send(Ok(result));
+                let pool = pool.clone();
+                tokio::spawn(async move {
+                    let (requests, replies): (Vec<Q>, Vec<Reply<R>>) = pending.into_iter().unzip();
+                    match run(&pool, &requests).await {
+                        Ok(results) => {
+                            for (reply, result) in replies.into_iter().zip(results) {
+                                let _ = reply.send(Ok(result));
+                            }
+                        }
+                        Err(e) => {
+                            let e = Arc::new(e);
+                            for reply in replies {
+                                let _ = reply.send(Err(e.clone()));
+                            }
                         }
                     }
-                    Err(e) => {
-                        let e = Arc::new(e);
-                        for reply in replies.drain(..) {
-                            let _ = reply.send(Err(e.clone()));
-                        }
-                    }
-                }
+                    drop(slot);
+                });
             }
         });
         Self { tx }

@@ -32,7 +32,10 @@ pub enum StoreError {
 }
 
 /// Claims and completions wait at most this many in one statement.
-const MAX_BATCH: usize = 400;
+const MAX_BATCH: usize = 256;
+/// Batches of one kind in flight at once on PostgreSQL (each holds a
+/// connection; claims and completions together stay below the pool size).
+const PARALLEL_BATCHES: usize = 3;
 
 #[derive(Clone)]
 pub struct Store {
@@ -58,8 +61,9 @@ impl Store {
             .connect(url)
             .await?;
         schema::apply(&pool, is_sqlite).await?;
-        let claims = Batcher::spawn(pool.clone(), MAX_BATCH, records::claim_batch);
-        let completions = Batcher::spawn(pool.clone(), MAX_BATCH, records::complete_batch);
+        let parallel = if is_sqlite { 1 } else { PARALLEL_BATCHES };
+        let claims = Batcher::spawn(pool.clone(), MAX_BATCH, parallel, records::claim_batch);
+        let completions = Batcher::spawn(pool.clone(), MAX_BATCH, parallel, records::complete_batch);
         Ok(Self { pool, claims, completions })
     }
 

@@ -27,6 +27,7 @@ pub struct Metrics {
     failures: Family<Labels, Counter>,
     vendor_latency: Family<Labels, Histogram>,
     flow_latency: Family<Labels, Histogram>,
+    stage_latency: Family<Labels, Histogram>,
     collisions: Family<Labels, Counter>,
     replayed: Family<Labels, Counter>,
     in_flight: Family<Labels, Gauge>,
@@ -47,6 +48,7 @@ impl Metrics {
         let failures = Family::<Labels, Counter>::default();
         let vendor_latency = Family::<Labels, Histogram>::new_with_constructor(|| Histogram::new(latency_buckets()));
         let flow_latency = Family::<Labels, Histogram>::new_with_constructor(|| Histogram::new(latency_buckets()));
+        let stage_latency = Family::<Labels, Histogram>::new_with_constructor(|| Histogram::new(latency_buckets()));
         let collisions = Family::<Labels, Counter>::default();
         let replayed = Family::<Labels, Counter>::default();
         let in_flight = Family::<Labels, Gauge>::default();
@@ -56,6 +58,7 @@ impl Metrics {
         registry.register("failures", "Failures by error class", failures.clone());
         registry.register("vendor_call_duration_seconds", "Vendor call latency by provider, operation and result", vendor_latency.clone());
         registry.register("flow_duration_seconds", "Command requested -> outcome published", flow_latency.clone());
+        registry.register("stage_duration_seconds", "Time per processing stage (store claim, vendor slot wait, store completion, publish)", stage_latency.clone());
         registry.register("idempotency_collisions", "Same idempotency key, different payload", collisions.clone());
         registry.register("replayed_outcomes", "Duplicates answered from the store without a vendor call", replayed.clone());
         registry.register("in_flight_messages", "Messages received and not yet finished", in_flight.clone());
@@ -67,6 +70,7 @@ impl Metrics {
             failures,
             vendor_latency,
             flow_latency,
+            stage_latency,
             collisions,
             replayed,
             in_flight,
@@ -81,6 +85,11 @@ impl Metrics {
         let mut l = vec![("domain".to_owned(), self.domain.clone())];
         l.extend(extra.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())));
         l
+    }
+
+    /// Messages received and not yet finished.
+    pub fn in_flight(&self) -> u64 {
+        self.runtime.get().map_or(0, |r| r.in_flight())
     }
 
     pub fn attach_runtime(&self, stats: Arc<RuntimeStats>) {
@@ -102,6 +111,10 @@ impl Metrics {
         self.vendor_latency
             .get_or_create(&self.labels(&[("provider", provider), ("operation", operation), ("result", result)]))
             .observe(took.as_secs_f64());
+    }
+
+    pub fn stage(&self, stage: &str, took: Duration) {
+        self.stage_latency.get_or_create(&self.labels(&[("stage", stage)])).observe(took.as_secs_f64());
     }
 
     pub fn collision(&self) {

@@ -111,10 +111,12 @@ impl PayoutHandler {
             provider_key,
             correlation_id: ctx.correlation_id.0.clone(),
         };
+        let started = Instant::now();
         let record = self.store.claim(claim).await.map_err(|e| Failure::Retry {
             reason: format!("store unavailable: {e}"),
             delay: Duration::from_secs(1),
         })?;
+        self.metrics.stage("claim", started.elapsed());
 
         if record.fingerprint != fingerprint.0 {
             self.metrics.collision();
@@ -169,10 +171,12 @@ impl PayoutHandler {
                     outcome_json: serde_json::to_string(&outcome).map_err(|e| dead_letter(&e.to_string()))?,
                     attempts: i64::from(outcome.attempts),
                 };
+                let started = Instant::now();
                 self.store.complete(completion).await.map_err(|e| Failure::Retry {
                     reason: format!("store unavailable: {e}"),
                     delay: Duration::from_secs(1),
                 })?;
+                self.metrics.stage("complete", started.elapsed());
                 self.publish(message, ctx, &outcome, command).await
             }
             Execution::Unresolved(outcome) => self.publish(message, ctx, &outcome, command).await,
@@ -194,9 +198,11 @@ impl PayoutHandler {
         for attempt in 0..self.retry.max_attempts.max(1) {
             attempts += 1;
             let operation = if ambiguous { "status" } else { "create" };
+            let waited = Instant::now();
             let Ok(_slot) = vendor.slots.acquire().await else {
                 return Execution::Later(Failure::Retry { reason: "vendor slots closed".into(), delay: Duration::ZERO });
             };
+            self.metrics.stage("vendor_slot_wait", waited.elapsed());
             let started = Instant::now();
             let result = if ambiguous {
                 provider.status(command, provider_key, ctx).await
@@ -295,6 +301,7 @@ impl PayoutHandler {
             record.headers.push(("idempotency-key".into(), command.idempotency_key.clone().into_bytes()));
         }
         let mut backoff = Duration::from_millis(100);
+        let started = Instant::now();
         loop {
             match self.publisher.publish(&record).await {
                 Ok(_) => break,
@@ -308,6 +315,7 @@ impl PayoutHandler {
             }
             backoff = (backoff * 2).min(Duration::from_secs(5));
         }
+        self.metrics.stage("publish", started.elapsed());
         let flow = u64::try_from(now_ms() - command.requested_at_ms).ok().map(Duration::from_millis);
         self.metrics.processed(outcome.status.as_str(), flow);
         tracing::debug!(status = outcome.status.as_str(), replayed = outcome.replayed, "outcome published");

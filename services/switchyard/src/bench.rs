@@ -160,6 +160,19 @@ async fn worker_run(args: &BenchArgs, run: &str, label: &str, latency_ms: u64, n
     let commands: Vec<PayoutCommand> =
         (0..n).map(|i| command(&format!("{run}-{label}-{i}"), &format!("{run}-{label}-{i}"), 1000 + (i % 1000) as i64)).collect();
     let started = Instant::now();
+    let sampler = {
+        let metrics = worker.metrics.clone();
+        tokio::spawn(async move {
+            let mut samples = Vec::new();
+            loop {
+                tokio::time::sleep(Duration::from_millis(250)).await;
+                samples.push(metrics.in_flight());
+                if std::env::var("BENCH_DEBUG").is_ok() {
+                    eprintln!("in flight {:?}", samples.last());
+                }
+            }
+        })
+    };
     let publish = async {
         let mut pending = FuturesUnordered::new();
         for c in &commands {
@@ -180,6 +193,12 @@ async fn worker_run(args: &BenchArgs, run: &str, label: &str, latency_ms: u64, n
     published?;
     let outcomes = collected?;
     let took = started.elapsed();
+    sampler.abort();
+    if std::env::var("BENCH_DEBUG").is_ok() {
+        for line in worker.metrics.render().lines().filter(|l| (l.contains("_sum") || l.contains("_count")) && !l.starts_with('#')) {
+            eprintln!("{line}");
+        }
+    }
     let decoder = stack.outcome_decoder()?;
     let sample: PayoutOutcome = decoder.decode(&outcomes[outcomes.len() - 1].payload).await?;
     if sample.provider.as_deref() != Some("stripe") {
