@@ -99,6 +99,9 @@ pub fn client(timeout: Duration, max_connections: usize) -> Result<reqwest::Clie
         .timeout(timeout)
         .connect_timeout(Duration::from_secs(2))
         .pool_max_idle_per_host(max_connections)
+        // A vendor API never redirects a payout call; following one would
+        // resend credentials and body to a place nobody configured.
+        .redirect(reqwest::redirect::Policy::none())
         .build()
         .map_err(|e| AdapterError::new(ErrorClass::ManualRepair, ErrorCode::Unknown, format!("http client: {e}")))
 }

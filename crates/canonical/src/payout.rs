@@ -184,7 +184,7 @@ mod tests {
     fn validation_names_the_problem() {
         let mut cmd = sample();
         cmd.currency = "eur".into();
-        assert!(cmd.validate().unwrap_err().contains("ISO 4217"));
+        assert!(cmd.validate().is_err_and(|e| e.contains("ISO 4217")));
         assert!(sample().validate().is_ok());
     }
 }

@@ -11,6 +11,9 @@ use tokio::sync::{mpsc, oneshot};
 
 type Reply<R> = oneshot::Sender<Result<R, Arc<sqlx::Error>>>;
 
+/// Executes one batch, returning one result per request in order.
+pub(crate) type BatchFn<Q, R> = for<'a> fn(&'a AnyPool, &'a [Q]) -> BoxFuture<'a, Result<Vec<R>, sqlx::Error>>;
+
 pub(crate) struct Batcher<Q, R> {
     tx: mpsc::Sender<(Q, Reply<R>)>,
 }
@@ -29,7 +32,7 @@ impl<Q: Send + 'static, R: Send + 'static> Batcher<Q, R> {
         pool: AnyPool,
         max_batch: usize,
         parallel: usize,
-        run: for<'a> fn(&'a AnyPool, &'a [Q]) -> BoxFuture<'a, Result<Vec<R>, sqlx::Error>>,
+        run: BatchFn<Q, R>,
     ) -> Self {
         let (tx, mut rx) = mpsc::channel::<(Q, Reply<R>)>(max_batch * 4);
         let slots = Arc::new(tokio::sync::Semaphore::new(parallel.max(1)));

@@ -10,7 +10,7 @@
 //! 4. Map the result to an outcome, store it, publish it; only then does the
 //!    runtime store the offset.
 
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, Stage};
 use crate::retry::RetryPolicy;
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -116,7 +116,7 @@ impl PayoutHandler {
             reason: format!("store unavailable: {e}"),
             delay: Duration::from_secs(1),
         })?;
-        self.metrics.stage("claim", started.elapsed());
+        self.metrics.stage(Stage::Claim, started.elapsed());
 
         if record.fingerprint != fingerprint.0 {
             self.metrics.collision();
@@ -176,7 +176,7 @@ impl PayoutHandler {
                     reason: format!("store unavailable: {e}"),
                     delay: Duration::from_secs(1),
                 })?;
-                self.metrics.stage("complete", started.elapsed());
+                self.metrics.stage(Stage::Complete, started.elapsed());
                 self.publish(message, ctx, &outcome, command).await
             }
             Execution::Unresolved(outcome) => self.publish(message, ctx, &outcome, command).await,
@@ -202,7 +202,7 @@ impl PayoutHandler {
             let Ok(_slot) = vendor.slots.acquire().await else {
                 return Execution::Later(Failure::Retry { reason: "vendor slots closed".into(), delay: Duration::ZERO });
             };
-            self.metrics.stage("vendor_slot_wait", waited.elapsed());
+            self.metrics.stage(Stage::VendorSlotWait, waited.elapsed());
             let started = Instant::now();
             let result = if ambiguous {
                 provider.status(command, provider_key, ctx).await
@@ -315,7 +315,7 @@ impl PayoutHandler {
             }
             backoff = (backoff * 2).min(Duration::from_secs(5));
         }
-        self.metrics.stage("publish", started.elapsed());
+        self.metrics.stage(Stage::Publish, started.elapsed());
         let flow = u64::try_from(now_ms() - command.requested_at_ms).ok().map(Duration::from_millis);
         self.metrics.processed(outcome.status.as_str(), flow);
         tracing::debug!(status = outcome.status.as_str(), replayed = outcome.replayed, "outcome published");

@@ -2,11 +2,12 @@
 //! in the same run on the same machine and broker.
 //!
 //! 1. raw broker consume -> produce passthrough (the ceiling);
-//! 2. the payout worker with a zero-latency vendor;
-//! 3. the payout worker with a 100 ms vendor;
-//! 4. a naive consumer handling one message at a time with the same 100 ms
+//! 2. the vendor leg alone (adapter and simulator, no broker, no store);
+//! 3. the payout worker draining a backlog with a zero-latency vendor;
+//! 4. the same with a 100 ms vendor;
+//! 5. a naive consumer handling one message at a time with the same 100 ms
 //!    vendor (decode, call, publish, commit);
-//! 5. resident memory of this process (worker, simulators, registry and load
+//! 6. resident memory of this process (worker, simulators, registry and load
 //!    generator share it), and the ratios.
 
 use anyhow::{bail, Context, Result};
@@ -138,8 +139,9 @@ async fn raw_passthrough(args: &BenchArgs, run: &str) -> Result<f64> {
     Ok(args.messages as f64 / took.as_secs_f64())
 }
 
-/// Starts a worker against a simulator with `latency_ms`, waits until it
-/// answers, then times `n` payouts from first publish to last outcome.
+/// Drains a backlog: `n` payouts are published while no worker runs, then a
+/// worker starts and the rate is measured from its first outcome to its
+/// last, so neither the load generator nor the group join is counted.
 async fn worker_run(args: &BenchArgs, run: &str, label: &str, latency_ms: u64, n: usize, database_url: &str) -> Result<f64> {
     let stack = LocalStack::open(format!("bench-{run}-{label}."), args.brokers.clone()).await?;
     let mut sim_config = stripe::StripeConfig::local();
@@ -148,61 +150,50 @@ async fn worker_run(args: &BenchArgs, run: &str, label: &str, latency_ms: u64, n
     let mut config = stack.worker_config(&sim.base_url(), None, "stripe");
     config.database_url = database_url.to_owned();
     config.max_in_flight = args.max_in_flight;
-    let shutdown = CancellationToken::new();
-    let worker = switchyard_worker::start_payout_worker(config, shutdown.clone()).await?;
     let producer = stack.core_producer().await?;
     let reader = stack.outcome_reader()?;
 
-    // Warm-up: the group has joined and the reader is assigned once this returns.
+    // Warm-up: the reader is assigned and the group has committed a position.
+    let warm_up = CancellationToken::new();
+    let worker = switchyard_worker::start_payout_worker(config.clone(), warm_up.clone()).await?;
     producer.send(&command(&format!("{run}-{label}-warm"), &format!("{run}-{label}-warm"), 1)).await?;
     reader.collect(1, Duration::from_secs(60)).await.context("warm-up outcome")?;
+    warm_up.cancel();
+    worker.join.await??;
 
     let commands: Vec<PayoutCommand> =
         (0..n).map(|i| command(&format!("{run}-{label}-{i}"), &format!("{run}-{label}-{i}"), 1000 + (i % 1000) as i64)).collect();
+    let mut pending = FuturesUnordered::new();
+    for c in &commands {
+        pending.push(producer.send(c));
+        if pending.len() >= 5_000 {
+            if let Some(r) = pending.next().await {
+                r?;
+            }
+        }
+    }
+    while let Some(r) = pending.next().await {
+        r?;
+    }
+    drop(pending);
+
+    let shutdown = CancellationToken::new();
+    let worker = switchyard_worker::start_payout_worker(config, shutdown.clone()).await?;
+    let first = reader.collect(1, Duration::from_secs(120)).await.context("first outcome")?;
     let started = Instant::now();
-    let sampler = {
-        let metrics = worker.metrics.clone();
-        tokio::spawn(async move {
-            let mut samples = Vec::new();
-            loop {
-                tokio::time::sleep(Duration::from_millis(250)).await;
-                samples.push(metrics.in_flight());
-                if std::env::var("BENCH_DEBUG").is_ok() {
-                    eprintln!("in flight {:?}", samples.last());
-                }
-            }
-        })
-    };
-    let publish = async {
-        let mut pending = FuturesUnordered::new();
-        for c in &commands {
-            pending.push(producer.send(c));
-            if pending.len() >= 5_000 {
-                if let Some(r) = pending.next().await {
-                    r?;
-                }
-            }
-        }
-        while let Some(r) = pending.next().await {
-            r?;
-        }
-        anyhow::Ok(())
-    };
-    let collect = reader.collect(n, Duration::from_secs(600));
-    let (published, collected) = tokio::join!(publish, collect);
-    published?;
-    let outcomes = collected?;
+    let rest = reader.collect(n - 1, Duration::from_secs(600)).await?;
     let took = started.elapsed();
-    sampler.abort();
     if std::env::var("BENCH_DEBUG").is_ok() {
         for line in worker.metrics.render().lines().filter(|l| (l.contains("_sum") || l.contains("_count")) && !l.starts_with('#')) {
             eprintln!("{line}");
         }
     }
     let decoder = stack.outcome_decoder()?;
-    let sample: PayoutOutcome = decoder.decode(&outcomes[outcomes.len() - 1].payload).await?;
-    if sample.provider.as_deref() != Some("stripe") {
-        bail!("unexpected outcome {sample:?}");
+    for record in [&first[0], &rest[rest.len() - 1]] {
+        let outcome: PayoutOutcome = decoder.decode(&record.payload).await?;
+        if outcome.provider.as_deref() != Some("stripe") || outcome.replayed {
+            bail!("unexpected outcome {outcome:?}");
+        }
     }
     if sim.ledger().len() != n + 1 {
         bail!("simulator executed {} payouts, expected {}", sim.ledger().len(), n + 1);
@@ -210,7 +201,7 @@ async fn worker_run(args: &BenchArgs, run: &str, label: &str, latency_ms: u64, n
     shutdown.cancel();
     worker.join.await??;
     sim.shutdown().await;
-    Ok(n as f64 / took.as_secs_f64())
+    Ok((n - 1) as f64 / took.as_secs_f64())
 }
 
 /// The vendor leg alone: the adapter calling the simulator with the worker's

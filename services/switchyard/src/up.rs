@@ -85,7 +85,7 @@ pub(crate) async fn run(args: UpArgs) -> Result<()> {
 
     let outcomes = collect_run(&stack, &reader, &run, expected).await?;
     println!("\noutcomes on payouts.outcomes.v1:");
-    println!("  {:<16} {:<10} {:<8} {:<20} {:>8} {:>8}  {}", "payout", "status", "provider", "vendor ref", "attempts", "replayed", "error");
+    println!("  {:<16} {:<10} {:<8} {:<20} {:>8} {:>8}  error", "payout", "status", "provider", "vendor ref", "attempts", "replayed");
     for o in &outcomes {
         println!(
             "  {:<16} {:<10} {:<8} {:<20} {:>8} {:>8}  {}",

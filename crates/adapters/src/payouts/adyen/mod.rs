@@ -21,6 +21,7 @@ use transformers::{map_error, AdyenProblem, AdyenTransfer, AdyenTransferRequest}
 pub struct AdyenAdapter {
     name: String,
     base_url: String,
+    transfers_url: reqwest::Url,
     api_key: Secret,
     balance_account_id: String,
     http: reqwest::Client,
@@ -35,9 +36,14 @@ impl AdyenAdapter {
         timeout: Duration,
         max_connections: usize,
     ) -> Result<Self, AdapterError> {
+        let base_url = base_url.trim_end_matches('/').to_owned();
+        let transfers_url = reqwest::Url::parse(&format!("{base_url}/btl/v4/transfers")).map_err(|e| {
+            AdapterError::new(switchyard_canonical::ErrorClass::ManualRepair, switchyard_canonical::ErrorCode::InvalidRequest, format!("base_url: {e}"))
+        })?;
         Ok(Self {
             name: name.into(),
-            base_url: base_url.trim_end_matches('/').to_owned(),
+            base_url,
+            transfers_url,
             api_key,
             balance_account_id: balance_account_id.into(),
             http: http::client(timeout, max_connections)?,
@@ -52,7 +58,7 @@ impl AdyenAdapter {
         let body = AdyenTransferRequest::new(cmd, &self.balance_account_id);
         let req = self
             .http
-            .post(format!("{}/btl/v4/transfers", self.base_url))
+            .post(self.transfers_url.clone())
             .header("X-API-Key", self.api_key.expose())
             .header("Idempotency-Key", provider_key)
             .json(&body);

@@ -23,13 +23,19 @@ use transformers::{map_error, StripeErrorBody, StripePayout, StripePayoutRequest
 pub struct StripeAdapter {
     name: String,
     base_url: String,
+    /// Parsed once: URL parsing showed up in the benchmark profile.
+    payouts_url: reqwest::Url,
     api_key: Secret,
     http: reqwest::Client,
 }
 
 impl StripeAdapter {
     pub fn new(name: impl Into<String>, base_url: &str, api_key: Secret, timeout: Duration, max_connections: usize) -> Result<Self, AdapterError> {
-        Ok(Self { name: name.into(), base_url: base_url.trim_end_matches('/').to_owned(), api_key, http: http::client(timeout, max_connections)? })
+        let base_url = base_url.trim_end_matches('/').to_owned();
+        let payouts_url = reqwest::Url::parse(&format!("{base_url}/v1/payouts")).map_err(|e| {
+            AdapterError::new(switchyard_canonical::ErrorClass::ManualRepair, switchyard_canonical::ErrorCode::InvalidRequest, format!("base_url: {e}"))
+        })?;
+        Ok(Self { name: name.into(), base_url, payouts_url, api_key, http: http::client(timeout, max_connections)? })
     }
 
     pub fn name(&self) -> &str {
@@ -40,7 +46,7 @@ impl StripeAdapter {
         let form = StripePayoutRequest::from(cmd).into_form()?;
         let req = self
             .http
-            .post(format!("{}/v1/payouts", self.base_url))
+            .post(self.payouts_url.clone())
             .basic_auth(self.api_key.expose(), Some(""))
             .header("Idempotency-Key", provider_key)
             .header(reqwest::header::CONTENT_TYPE, "application/x-www-form-urlencoded")
