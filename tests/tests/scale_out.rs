@@ -1,0 +1,61 @@
+//! Workers scale out as members of one consumer group: two instances split
+//! the partitions, one leaves mid-stream (graceful drain), and still every
+//! command gets an outcome and every payout executes once.
+
+use anyhow::Result;
+use std::collections::HashMap;
+use std::time::Duration;
+use switchyard_e2e::{command, TestEnv};
+use switchyard_simulators::{stripe, FaultPlan};
+use switchyard_worker::start_payout_worker;
+use tokio_util::sync::CancellationToken;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_group_members_share_the_work_and_survive_one_leaving() -> Result<()> {
+    let env = TestEnv::new("scale").await?;
+    let mut sim_config = stripe::StripeConfig::local();
+    sim_config.faults = FaultPlan { latency_ms: 20, ..FaultPlan::default() };
+    let sim = stripe::spawn_stripe(sim_config).await?;
+    let config = env.worker_config(&sim.base_url(), None, "stripe");
+    let (first_stop, second_stop) = (CancellationToken::new(), CancellationToken::new());
+    let first = start_payout_worker(config.clone(), first_stop.clone()).await?;
+    let second = start_payout_worker(config, second_stop.clone()).await?;
+    let producer = env.core_producer().await?;
+    let reader = env.outcome_reader()?;
+
+    let keys: Vec<String> = (0..600).map(|i| format!("{}key-{i}", env.prefix)).collect();
+    for (i, key) in keys.iter().enumerate() {
+        producer.send(&command(&format!("{}po-{i}", env.prefix), key, 1000 + i as i64)).await?;
+    }
+    // Let both members work, then take one away while payouts are in flight.
+    while sim.ledger().len() < 150 {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    first_stop.cancel();
+    first.join.await??;
+
+    let decoder = env.outcome_decoder()?;
+    let mut seen: HashMap<String, usize> = HashMap::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(90);
+    while seen.len() < keys.len() && tokio::time::Instant::now() < deadline {
+        for record in reader.read_up_to(10_000, Duration::from_millis(500)).await? {
+            let outcome: switchyard_canonical::PayoutOutcome = decoder.decode(&record.payload).await?;
+            *seen.entry(outcome.idempotency_key).or_default() += 1;
+        }
+    }
+    assert_eq!(seen.len(), keys.len(), "every command answered after a member left");
+    let mut executions: HashMap<String, usize> = HashMap::new();
+    for payout in sim.ledger() {
+        *executions.entry(payout.idempotency_key).or_default() += 1;
+    }
+    assert_eq!(executions.len(), keys.len());
+    assert!(executions.values().all(|&n| n == 1), "no payout executed twice");
+    let first_share = first.metrics.render();
+    assert!(
+        first_share.contains("switchyard_commands_processed_total{domain=\"payouts\",status=\"submitted\"}"),
+        "the first member did part of the work"
+    );
+    second_stop.cancel();
+    second.join.await??;
+    Ok(())
+}
