@@ -97,7 +97,12 @@ impl LocalStack {
             database_url: database_url(),
             topics: PayoutTopics { commands: self.topic("payouts.commands.v1"), outcomes: self.topic("payouts.outcomes.v1") },
             providers,
-            routing: switchyard_routing::RoutingPolicy { primary: primary.into(), secondary: None },
+            routing: switchyard_routing::RoutingPolicy {
+                primary: primary.into(),
+                // With both vendors configured, the other one is the secondary.
+                secondary: adyen_url.map(|_| if primary == "stripe" { "adyen" } else { "stripe" }.to_owned()),
+                breaker: switchyard_routing::BreakerConfig::default(),
+            },
             admin_bind: None,
             max_in_flight: 2000,
             max_retry_rounds: 3,

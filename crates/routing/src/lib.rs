@@ -1,14 +1,23 @@
-//! Where routing is decided: which provider gets a command.
+//! Where routing is decided: which provider gets a command, and whether a
+//! refused command may move to another.
 //!
-//! This first cut knows a primary and an optional secondary per domain and
-//! the rule that matters most: a provider is chosen once per idempotency key
-//! and recorded before the call; a redelivery goes to the recorded provider,
-//! never to a fresh choice. Percentage and shadow rollouts and circuit
-//! breakers extend [`RoutingPolicy`] (issue 5).
+//! The rule that prevents double payouts lives here ([`Router::failover_target`]):
+//! a command moves from its provider to the secondary only after a *definite*
+//! refusal (circuit open, connection refused, 503) in the same delivery that
+//! claimed it, never after an ambiguous result (timeout, other 5xx), and never
+//! for a claim inherited from an earlier delivery, which may have reached the
+//! vendor before a crash. Percentage and shadow rollouts extend
+//! [`RoutingPolicy`] later (issue 5).
+
+pub mod breaker;
+
+pub use breaker::{BreakerConfig, BreakerState, CircuitBreaker};
 
 use serde::Deserialize;
+use std::collections::HashMap;
+use std::sync::Arc;
 
-#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct RoutingPolicy {
     /// Catalog name of the provider that takes new commands.
@@ -16,6 +25,9 @@ pub struct RoutingPolicy {
     /// Takes new commands only when the primary definitely refused them.
     #[serde(default)]
     pub secondary: Option<String>,
+    /// Circuit breaker settings, shared by every provider of the domain.
+    #[serde(default)]
+    pub breaker: BreakerConfig,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -45,9 +57,66 @@ impl RoutingPolicy {
         Ok(())
     }
 
-    /// The provider for a command seen for the first time.
+}
+
+/// Why a vendor call failed, as far as failover is concerned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// The vendor certainly did not act on the request.
+    Definite,
+    /// The vendor may have acted on it.
+    Ambiguous,
+}
+
+/// The live routing table: policy plus a breaker per provider.
+#[derive(Debug, Clone)]
+pub struct Router {
+    policy: RoutingPolicy,
+    breakers: HashMap<String, Arc<CircuitBreaker>>,
+}
+
+impl Router {
+    pub fn new(policy: RoutingPolicy) -> Self {
+        let mut breakers = HashMap::new();
+        for name in std::iter::once(&policy.primary).chain(policy.secondary.as_ref()) {
+            breakers.insert(name.clone(), Arc::new(CircuitBreaker::new(policy.breaker.clone())));
+        }
+        Self { policy, breakers }
+    }
+
+    pub fn breaker(&self, provider: &str) -> Option<&Arc<CircuitBreaker>> {
+        self.breakers.get(provider)
+    }
+
+    pub fn breakers(&self) -> impl Iterator<Item = (&String, &Arc<CircuitBreaker>)> {
+        self.breakers.iter()
+    }
+
+    /// The provider for a command seen for the first time: the primary unless
+    /// its breaker is open and the secondary's is not.
     pub fn choose_new(&self) -> &str {
-        &self.primary
+        let allows = |name: &str| self.breakers.get(name).is_none_or(|b| b.would_allow());
+        if allows(&self.policy.primary) {
+            return &self.policy.primary;
+        }
+        match &self.policy.secondary {
+            Some(s) if allows(s) => s,
+            _ => &self.policy.primary,
+        }
+    }
+
+    /// Where a command refused by `current` may go, if anywhere. `fresh` is
+    /// whether this delivery created the claim; `refusals` every failure seen
+    /// for it in this delivery.
+    pub fn failover_target(&self, current: &str, fresh: bool, refusals: &[Refusal]) -> Option<&str> {
+        if !fresh || refusals.is_empty() || refusals.contains(&Refusal::Ambiguous) {
+            return None;
+        }
+        let secondary = self.policy.secondary.as_deref()?;
+        if secondary == current {
+            return None;
+        }
+        self.breakers.get(secondary).is_none_or(|b| b.would_allow()).then_some(secondary)
     }
 }
 
@@ -57,9 +126,39 @@ mod tests {
 
     #[test]
     fn unknown_names_are_reported_with_the_field() {
-        let p = RoutingPolicy { primary: "stripe".into(), secondary: Some("wise".into()) };
+        let p = RoutingPolicy { primary: "stripe".into(), secondary: Some("wise".into()), breaker: BreakerConfig::default() };
         let err = p.validate(["stripe", "adyen"]).expect_err("wise is unknown");
         assert!(err.to_string().contains("routing.secondary"));
-        assert!(RoutingPolicy { primary: "adyen".into(), secondary: None }.validate(["adyen"]).is_ok());
+        assert!(RoutingPolicy { primary: "adyen".into(), secondary: None, breaker: BreakerConfig::default() }
+            .validate(["adyen"])
+            .is_ok());
+    }
+
+    fn router() -> Router {
+        Router::new(RoutingPolicy {
+            primary: "stripe".into(),
+            secondary: Some("adyen".into()),
+            breaker: BreakerConfig { window_ms: 60_000, min_calls: 2, failure_ratio: 0.5, open_ms: 60_000 },
+        })
+    }
+
+    #[test]
+    fn ambiguity_or_an_inherited_claim_never_fails_over() {
+        let r = router();
+        assert_eq!(r.failover_target("stripe", true, &[Refusal::Definite]), Some("adyen"));
+        assert_eq!(r.failover_target("stripe", true, &[Refusal::Definite, Refusal::Ambiguous]), None);
+        assert_eq!(r.failover_target("stripe", false, &[Refusal::Definite]), None, "an earlier delivery may have sent it");
+        assert_eq!(r.failover_target("adyen", true, &[Refusal::Definite]), None, "nowhere further to go");
+        assert_eq!(r.failover_target("stripe", true, &[]), None);
+    }
+
+    #[test]
+    fn an_open_primary_sends_new_commands_to_the_secondary() {
+        let r = router();
+        assert_eq!(r.choose_new(), "stripe");
+        let b = r.breaker("stripe").expect("breaker");
+        b.record(true);
+        b.record(true);
+        assert_eq!(r.choose_new(), "adyen");
     }
 }

@@ -13,6 +13,9 @@ pub struct FaultPlan {
     pub latency_ms: u64,
     /// Answer 500 or 503 before executing anything: a definite non-acceptance.
     pub server_error_ratio: f64,
+    /// Answer 503 before executing anything (maintenance, overload): the
+    /// deterministic definite refusal failover tests need.
+    pub unavailable_ratio: f64,
     /// Answer 429 with `Retry-After`, nothing executed.
     pub rate_limit_ratio: f64,
     /// Value of the `Retry-After` header, in seconds.
@@ -43,6 +46,9 @@ impl FaultPlan {
     /// Rolls the pre-execution faults. Ratios of zero skip the dice so the
     /// default plan costs nothing.
     pub(crate) fn roll_pre(&self, rng: &mut Rng) -> Option<Fault> {
+        if self.unavailable_ratio > 0.0 && rng.next_f64() < self.unavailable_ratio {
+            return Some(Fault::ServerError { unavailable: true });
+        }
         if self.server_error_ratio > 0.0 && rng.next_f64() < self.server_error_ratio {
             return Some(Fault::ServerError { unavailable: rng.next_u64() & 1 == 1 });
         }

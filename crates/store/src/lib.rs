@@ -78,6 +78,28 @@ impl Store {
         self.completions.submit(completion).await
     }
 
+    /// Moves an unfinished claim from `from` to `to` (failover after a
+    /// definite refusal). Compare-and-set: false if the record is finished or
+    /// no longer names `from`, so two deliveries cannot both move it.
+    pub async fn reroute(&self, domain: &str, idempotency_key: &str, from: &str, to: &str, to_key: &str) -> Result<bool, StoreError> {
+        use records::{Bind, Sql};
+        let mut q = Sql::new("UPDATE idempotency_records SET provider = ");
+        q.bind(Bind::Text(Some(to)))
+            .push(", provider_key = ")
+            .bind(Bind::Text(Some(to_key)))
+            .push(", updated_at_ms = ")
+            .bind(Bind::Int(switchyard_canonical::now_ms()))
+            .push(" WHERE domain = ")
+            .bind(Bind::Text(Some(domain)))
+            .push(" AND idempotency_key = ")
+            .bind(Bind::Text(Some(idempotency_key)))
+            .push(" AND provider = ")
+            .bind(Bind::Text(Some(from)))
+            .push(" AND state = 'in_progress'");
+        let done = q.query().execute(&self.pool).await?;
+        Ok(done.rows_affected() == 1)
+    }
+
     pub async fn record(&self, domain: &str, idempotency_key: &str) -> Result<Option<Record>, StoreError> {
         let row: Option<AnyRow> = sqlx::query(&format!(
             "SELECT {} FROM idempotency_records WHERE domain = $1 AND idempotency_key = $2",

@@ -56,6 +56,9 @@ pub struct Record {
     pub outcome: Option<String>,
     pub attempts: i64,
     pub correlation_id: String,
+    /// True only for the claim that created the row: no earlier delivery can
+    /// have called a vendor for it.
+    pub fresh: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -81,6 +84,7 @@ pub(crate) fn from_row(row: &AnyRow) -> Result<Record, crate::StoreError> {
         outcome: row.try_get("outcome")?,
         attempts: row.try_get("attempts")?,
         correlation_id: row.try_get("correlation_id")?,
+        fresh: false,
     })
 }
 
@@ -177,11 +181,14 @@ pub(crate) fn claim_batch<'a>(pool: &'a AnyPool, claims: &'a [Claim]) -> BoxFutu
         }
         let mut rows: HashMap<(String, String), Record> = HashMap::new();
         let mut by_domain: HashMap<&str, Vec<&str>> = HashMap::new();
-        for c in claims {
+        let mut fresh_for: HashMap<(String, String), usize> = HashMap::new();
+        for (i, c) in claims.iter().enumerate() {
             let id = (c.domain.clone(), c.idempotency_key.clone());
             if inserted.contains(&id) {
                 // Two claims of one key in one batch: the first inserted the
-                // row and the second must see the first's content.
+                // row (VALUES are applied in order) and owns its freshness;
+                // the second sees the first's content.
+                fresh_for.entry(id.clone()).or_insert(i);
                 rows.entry(id).or_insert_with(|| fresh_record(c));
             } else {
                 by_domain.entry(c.domain.as_str()).or_default().push(c.idempotency_key.as_str());
@@ -198,10 +205,15 @@ pub(crate) fn claim_batch<'a>(pool: &'a AnyPool, claims: &'a [Claim]) -> BoxFutu
         }
         claims
             .iter()
-            .map(|c| {
-                rows.get(&(c.domain.clone(), c.idempotency_key.clone()))
+            .enumerate()
+            .map(|(i, c)| {
+                let id = (c.domain.clone(), c.idempotency_key.clone());
+                let mut record = rows
+                    .get(&id)
                     .cloned()
-                    .ok_or_else(|| sqlx::Error::Protocol(format!("claimed row for {} vanished", c.idempotency_key)))
+                    .ok_or_else(|| sqlx::Error::Protocol(format!("claimed row for {} vanished", c.idempotency_key)))?;
+                record.fresh = fresh_for.get(&id) == Some(&i);
+                Ok(record)
             })
             .collect()
     }
@@ -220,6 +232,7 @@ fn fresh_record(c: &Claim) -> Record {
         outcome: None,
         attempts: 0,
         correlation_id: c.correlation_id.clone(),
+        fresh: true,
     }
 }
 
@@ -290,10 +303,16 @@ mod tests {
             let key = unique("k");
             let first = store.claim(claim(&key, "fp", "stripe")).await.expect("claim");
             assert_eq!(first.state, RecordState::InProgress);
+            assert!(first.fresh, "this claim created the row");
             assert_eq!(first.provider.as_deref(), Some("stripe"));
             // A redelivery routed elsewhere must still use the recorded vendor.
             let again = store.claim(claim(&key, "fp", "adyen")).await.expect("claim");
+            assert!(!again.fresh, "a redelivery inherits the claim");
             assert_eq!(again.provider.as_deref(), Some("stripe"));
+            assert!(store.reroute("payouts", &key, "stripe", "adyen", "pk2").await.expect("reroute"));
+            assert!(!store.reroute("payouts", &key, "stripe", "adyen", "pk2").await.expect("reroute"), "only from the recorded provider");
+            let moved = store.record("payouts", &key).await.expect("read").expect("exists");
+            assert_eq!((moved.provider.as_deref(), moved.provider_key.as_deref()), (Some("adyen"), Some("pk2")));
             assert_eq!(again.provider_key.as_deref(), Some(format!("pk-{key}").as_str()));
         }
     }

@@ -30,6 +30,7 @@ pub struct Metrics {
     collisions: Family<Labels, Counter>,
     replayed: Family<Labels, Counter>,
     in_flight: Family<Labels, Gauge>,
+    breakers: Family<Labels, Gauge>,
     dead_lettered: Family<Labels, Gauge>,
     retried: Family<Labels, Gauge>,
     /// Handles per stage, resolved once: this is called several times per message.
@@ -71,6 +72,7 @@ impl Metrics {
         let collisions = Family::<Labels, Counter>::default();
         let replayed = Family::<Labels, Counter>::default();
         let in_flight = Family::<Labels, Gauge>::default();
+        let breakers = Family::<Labels, Gauge>::default();
         let dead_lettered = Family::<Labels, Gauge>::default();
         let retried = Family::<Labels, Gauge>::default();
         registry.register("commands_processed", "Commands answered with an outcome, by status", processed.clone());
@@ -80,6 +82,7 @@ impl Metrics {
         registry.register("stage_duration_seconds", "Time per processing stage (store claim, vendor slot wait, store completion, publish)", stage_latency.clone());
         registry.register("idempotency_collisions", "Same idempotency key, different payload", collisions.clone());
         registry.register("replayed_outcomes", "Duplicates answered from the store without a vendor call", replayed.clone());
+        registry.register("circuit_state", "Circuit breaker per provider: 0 closed, 1 open, 2 half-open", breakers.clone());
         registry.register("in_flight_messages", "Messages received and not yet finished", in_flight.clone());
         registry.register("dead_lettered_messages", "Messages sent to the DLQ since start", dead_lettered.clone());
         registry.register("retry_topic_messages", "Messages sent to the retry topic since start", retried.clone());
@@ -95,6 +98,7 @@ impl Metrics {
             collisions,
             replayed,
             in_flight,
+            breakers,
             dead_lettered,
             retried,
             domain: domain.to_owned(),
@@ -136,6 +140,10 @@ impl Metrics {
 
     pub fn stage(&self, stage: Stage, took: Duration) {
         self.stages[stage as usize].observe(took.as_secs_f64());
+    }
+
+    pub fn breaker(&self, provider: &str, state: switchyard_routing::BreakerState) {
+        self.breakers.get_or_create(&self.labels(&[("provider", provider)])).set(state.as_gauge());
     }
 
     pub fn collision(&self) {

@@ -22,8 +22,8 @@ use switchyard_bus::{AvroDecoder, AvroEncoder, Failure, Handler, Inbound, Messag
 use switchyard_canonical::{
     now_ms, ErrorClass, ErrorCode, OutcomeError, PayoutCommand, PayoutOutcome, PayoutStatus,
 };
-use switchyard_routing::RoutingPolicy;
-use switchyard_store::{Claim, Completion, Record, RecordState, Store};
+use switchyard_routing::{Refusal, Router};
+use switchyard_store::{AuditEntry, Claim, Completion, Record, RecordState, Store};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
@@ -42,7 +42,7 @@ pub struct PayoutHandler {
     pub publisher: Publisher,
     pub store: Store,
     pub providers: HashMap<String, Vendor>,
-    pub routing: RoutingPolicy,
+    pub router: Router,
     pub outcomes_topic: String,
     pub retry: RetryPolicy,
     pub metrics: Arc<Metrics>,
@@ -97,7 +97,7 @@ impl PayoutHandler {
             return self.publish(message, &ctx, &PayoutOutcome::rejected(&command, error), &command).await;
         }
         let fingerprint = command.fingerprint();
-        let provider_name = self.routing.choose_new().to_owned();
+        let provider_name = self.router.choose_new().to_owned();
         let provider_key = self.providers.get(&provider_name).map(|p| p.adapter.provider_key(&command.idempotency_key));
         let Some(provider_key) = provider_key else {
             return Err(dead_letter(&format!("routing chose unconfigured provider {provider_name}")));
@@ -146,9 +146,6 @@ impl PayoutHandler {
         let (Some(provider_name), Some(provider_key)) = (record.provider.as_deref(), record.provider_key.as_deref()) else {
             return Err(dead_letter("in-progress record without provider"));
         };
-        let Some(vendor) = self.providers.get(provider_name) else {
-            return Err(dead_letter(&format!("record names provider {provider_name}, which is not configured")));
-        };
         let call_ctx = CallContext {
             correlation_id: ctx.correlation_id.0.clone(),
             traceparent: ctx.traceparent.child().to_string(),
@@ -156,7 +153,7 @@ impl PayoutHandler {
         // A record left in progress by an earlier delivery may already have
         // reached the vendor; calling again under the same key is safe because
         // both vendors answer a repeated key with the stored result.
-        match self.execute(command, vendor, provider_key, &call_ctx).await {
+        match self.execute(command, record, &call_ctx).await {
             Execution::Final(outcome) => {
                 let completion = Completion {
                     claim: Claim {
@@ -164,7 +161,7 @@ impl PayoutHandler {
                         idempotency_key: command.idempotency_key.clone(),
                         fingerprint: record.fingerprint.clone(),
                         subject_id: command.payout_id.clone(),
-                        provider: provider_name.to_owned(),
+                        provider: outcome.provider.clone().unwrap_or_else(|| provider_name.to_owned()),
                         provider_key: provider_key.to_owned(),
                         correlation_id: record.correlation_id.clone(),
                     },
@@ -184,42 +181,34 @@ impl PayoutHandler {
         }
     }
 
-    async fn execute(
-        &self,
-        command: &PayoutCommand,
-        vendor: &Vendor,
-        provider_key: &str,
-        ctx: &CallContext,
-    ) -> Execution {
-        let provider = &vendor.adapter;
+    /// Talks to the vendor until there is an answer or a reason to stop.
+    /// Moves to the secondary only as [`Router::failover_target`] allows.
+    async fn execute(&self, command: &PayoutCommand, record: &Record, ctx: &CallContext) -> Execution {
+        let (Some(first_name), Some(first_key)) = (record.provider.as_deref(), record.provider_key.as_deref()) else {
+            return Execution::Later(dead_letter("in-progress record without provider"));
+        };
+        let Some(mut vendor) = self.providers.get(first_name) else {
+            return Execution::Later(dead_letter(&format!("record names provider {first_name}, which is not configured")));
+        };
+        let mut provider_key = first_key.to_owned();
+        let mut refusals: Vec<Refusal> = Vec::new();
         let mut ambiguous = false;
         let mut attempts = 0;
         let mut last_error: Option<AdapterError> = None;
         for attempt in 0..self.retry.max_attempts.max(1) {
-            attempts += 1;
-            let operation = if ambiguous { "status" } else { "create" };
-            let waited = Instant::now();
-            let Ok(_slot) = vendor.slots.acquire().await else {
-                return Execution::Later(Failure::Retry { reason: "vendor slots closed".into(), delay: Duration::ZERO });
-            };
-            self.metrics.stage(Stage::VendorSlotWait, waited.elapsed());
-            let started = Instant::now();
-            let result = if ambiguous {
-                provider.status(command, provider_key, ctx).await
+            let provider = &vendor.adapter;
+            let error = if self.breaker_allows(provider.name()) || ambiguous {
+                // An ambiguous payout is resolved at its vendor whatever the
+                // breaker says: nobody else may execute it.
+                attempts += 1;
+                match self.call(command, vendor, &provider_key, ctx, ambiguous).await {
+                    Ok(done) => return Execution::Final(self.outcome(command, provider, done, attempts)),
+                    Err(e) => e,
+                }
             } else {
-                provider.create(command, provider_key, ctx).await
+                AdapterError::new(ErrorClass::Transient, ErrorCode::VendorUnavailable, format!("circuit open for {}", provider.name()))
             };
-            drop(_slot);
-            let label = match &result {
-                Ok(_) => "ok".to_owned(),
-                Err(e) => e.http_status.map_or_else(|| e.code.as_str().to_owned(), |s| s.to_string()),
-            };
-            self.metrics.vendor_call(provider.name(), operation, &label, started.elapsed());
-            let error = match result {
-                Ok(vendor) => return Execution::Final(self.outcome(command, provider, vendor, attempts)),
-                Err(e) => e,
-            };
-            tracing::info!(provider = provider.name(), operation, error = %error, "vendor call failed");
+            tracing::info!(provider = provider.name(), error = %error, "vendor call failed");
             self.metrics.failure(error.class.as_str());
             match error.class {
                 ErrorClass::Transient => {}
@@ -232,6 +221,17 @@ impl PayoutHandler {
                 ErrorClass::ManualRepair => return Execution::Later(dead_letter(&error.to_string())),
             }
             ambiguous |= error.ambiguous;
+            if error.ambiguous {
+                refusals.push(Refusal::Ambiguous);
+            } else if error.code == ErrorCode::VendorUnavailable {
+                refusals.push(Refusal::Definite);
+            }
+            if let Some(moved) = self.fail_over(command, record, provider.name(), &refusals).await {
+                (vendor, provider_key) = moved;
+                refusals.clear();
+                last_error = Some(error);
+                continue;
+            }
             let delay = self.retry.delay(attempt, error.retry_after);
             last_error = Some(error);
             if !self.retry.waits_in_place(delay) {
@@ -250,10 +250,80 @@ impl PayoutHandler {
                 ErrorCode::Timeout,
                 format!("vendor did not confirm the payout: {}", describe(&last_error)),
             );
-            return Execution::Unresolved(self.failed(command, provider, PayoutStatus::PendingUnknown, &error, attempts));
+            return Execution::Unresolved(self.failed(command, &vendor.adapter, PayoutStatus::PendingUnknown, &error, attempts));
         }
         let delay = Duration::from_millis(self.retry.retry_topic_delay_ms);
         Execution::Later(Failure::Retry { reason: describe(&last_error), delay })
+    }
+
+    /// One vendor call (a status query once the payout is ambiguous), timed
+    /// and fed to the provider's breaker.
+    async fn call(&self, command: &PayoutCommand, vendor: &Vendor, provider_key: &str, ctx: &CallContext, ambiguous: bool) -> Result<VendorPayout, AdapterError> {
+        let provider = &vendor.adapter;
+        let operation = if ambiguous { "status" } else { "create" };
+        let waited = Instant::now();
+        let Ok(_slot) = vendor.slots.acquire().await else {
+            return Err(AdapterError::new(ErrorClass::Transient, ErrorCode::VendorUnavailable, "vendor slots closed"));
+        };
+        self.metrics.stage(Stage::VendorSlotWait, waited.elapsed());
+        let started = Instant::now();
+        let result = if ambiguous {
+            provider.status(command, provider_key, ctx).await
+        } else {
+            provider.create(command, provider_key, ctx).await
+        };
+        let label = match &result {
+            Ok(_) => "ok".to_owned(),
+            Err(e) => e.http_status.map_or_else(|| e.code.as_str().to_owned(), |s| s.to_string()),
+        };
+        self.metrics.vendor_call(provider.name(), operation, &label, started.elapsed());
+        // Only the vendor being unwell counts against it; a decline is health.
+        let vendor_failed = matches!(&result, Err(e) if matches!(e.code, ErrorCode::VendorUnavailable | ErrorCode::Timeout));
+        if let Some(breaker) = self.router.breaker(provider.name()) {
+            if let Some(state) = breaker.record(vendor_failed) {
+                tracing::warn!(provider = provider.name(), ?state, "circuit breaker changed state");
+            }
+            self.metrics.breaker(provider.name(), breaker.state());
+        }
+        result
+    }
+
+    fn breaker_allows(&self, provider: &str) -> bool {
+        self.router.breaker(provider).is_none_or(|b| {
+            let allowed = b.allow();
+            self.metrics.breaker(provider, b.state());
+            allowed
+        })
+    }
+
+    /// Moves the claim to the failover target if the rule allows and the
+    /// store agrees (compare-and-set on the recorded provider).
+    async fn fail_over(&self, command: &PayoutCommand, record: &Record, current: &str, refusals: &[Refusal]) -> Option<(&Vendor, String)> {
+        let target = self.router.failover_target(current, record.fresh, refusals)?;
+        let vendor = self.providers.get(target)?;
+        let key = vendor.adapter.provider_key(&command.idempotency_key);
+        match self.store.reroute(DOMAIN, &command.idempotency_key, current, target, &key).await {
+            Ok(true) => {
+                tracing::warn!(from = current, to = target, "failing over after a definite refusal");
+                let detail = format!("{{\"from\":\"{current}\",\"to\":\"{target}\"}}");
+                let entry = AuditEntry {
+                    actor: "payout-worker",
+                    action: "failover",
+                    subject_id: &command.payout_id,
+                    correlation_id: &record.correlation_id,
+                    detail: &detail,
+                };
+                if let Err(e) = self.store.audit(entry).await {
+                    tracing::warn!(error = %e, "audit entry for failover not written");
+                }
+                Some((vendor, key))
+            }
+            Ok(false) => None,
+            Err(e) => {
+                tracing::warn!(error = %e, "failover not recorded; staying with {current}");
+                None
+            }
+        }
     }
 
     fn outcome(&self, command: &PayoutCommand, provider: &PayoutProvider, vendor: VendorPayout, attempts: i32) -> PayoutOutcome {

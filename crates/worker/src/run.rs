@@ -65,7 +65,7 @@ pub async fn start_payout_worker(config: PayoutWorkerConfig, shutdown: Cancellat
         publisher: publisher.clone(),
         store: store.clone(),
         providers,
-        routing: config.routing.clone(),
+        router: switchyard_routing::Router::new(config.routing.clone()),
         outcomes_topic: config.topics.outcomes.clone(),
         retry: config.retry.clone(),
         metrics: metrics.clone(),
