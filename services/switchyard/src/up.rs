@@ -99,9 +99,19 @@ pub(crate) async fn run(args: UpArgs) -> Result<()> {
         );
     }
     let dlq = TopicReader::new(&stack.kafka, "payouts.commands.v1.dlq")?;
-    let dead = dlq.read_up_to(usize::MAX, Duration::from_secs(3)).await?;
-    if let Some(r) = dead.iter().rev().find(|r| r.key == format!("po-{run}-junk").as_bytes()) {
-        println!("\ndead-lettered: key {}  reason: {}", String::from_utf8_lossy(&r.key), r.headers.get("dlq-reason").cloned().unwrap_or_default());
+    let junk = format!("po-{run}-junk").into_bytes();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    while tokio::time::Instant::now() < deadline {
+        let dead = dlq.read_up_to(1000, Duration::from_millis(500)).await?;
+        if let Some(r) = dead.iter().find(|r| r.key == junk) {
+            println!(
+                "\ndead-lettered on payouts.commands.v1.dlq: key {}\n  dlq-reason: {}\n  dlq-error-class: {}",
+                String::from_utf8_lossy(&r.key),
+                r.headers.get("dlq-reason").cloned().unwrap_or_default(),
+                r.headers.get("dlq-error-class").cloned().unwrap_or_default()
+            );
+            break;
+        }
     }
     let stats = stripe.stats();
     println!(
