@@ -78,6 +78,7 @@ impl LocalStack {
             balance_account_id: None,
             timeout_ms: 2000,
             max_concurrency: 256,
+            sandbox_only: false,
         }];
         if let Some(url) = adyen_url {
             providers.push(ProviderConfig {
@@ -88,6 +89,7 @@ impl LocalStack {
                 balance_account_id: Some("BA00000000000000000000001".into()),
                 timeout_ms: 2000,
                 max_concurrency: 256,
+                sandbox_only: false,
             });
         }
         PayoutWorkerConfig {
@@ -102,6 +104,8 @@ impl LocalStack {
                 // With both vendors configured, the other one is the secondary.
                 secondary: adyen_url.map(|_| if primary == "stripe" { "adyen" } else { "stripe" }.to_owned()),
                 breaker: switchyard_routing::BreakerConfig::default(),
+                rollout: None,
+                shadow: None,
             },
             admin_bind: None,
             max_in_flight: 2000,

@@ -28,12 +28,41 @@ pub struct RoutingPolicy {
     /// Circuit breaker settings, shared by every provider of the domain.
     #[serde(default)]
     pub breaker: BreakerConfig,
+    /// Sends a share of new commands to a candidate provider.
+    #[serde(default)]
+    pub rollout: Option<Rollout>,
+    /// Also calls a sandbox provider with every new command and compares its
+    /// normalized outcome; never acts on it.
+    #[serde(default)]
+    pub shadow: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Rollout {
+    pub candidate: String,
+    /// Share of new commands, 0..=100; decided per idempotency key, so a
+    /// redelivered command lands where it landed before.
+    pub percent: f64,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum RoutingError {
     #[error("routing.{field} names provider {name:?}, which is not configured (known: {known})")]
     UnknownProvider { field: &'static str, name: String, known: String },
+    #[error("routing.{field}: {message}")]
+    Invalid { field: &'static str, message: String },
+}
+
+/// A stable bucket in 0..10_000 for a key (FNV-1a: the standard library's
+/// hasher may change between releases, and a key must keep its bucket).
+pub fn bucket(key: &str) -> u32 {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for byte in key.bytes() {
+        hash ^= u64::from(byte);
+        hash = hash.wrapping_mul(0x0100_0000_01b3);
+    }
+    (hash % 10_000) as u32
 }
 
 impl RoutingPolicy {
@@ -53,6 +82,21 @@ impl RoutingPolicy {
         check("primary", &self.primary)?;
         if let Some(s) = &self.secondary {
             check("secondary", s)?;
+        }
+        if let Some(r) = &self.rollout {
+            check("rollout.candidate", &r.candidate)?;
+            if !(0.0..=100.0).contains(&r.percent) {
+                return Err(RoutingError::Invalid { field: "rollout.percent", message: format!("{} is not within 0..=100", r.percent) });
+            }
+        }
+        if let Some(s) = &self.shadow {
+            check("shadow", s)?;
+            if *s == self.primary || self.secondary.as_ref() == Some(s) || self.rollout.as_ref().is_some_and(|r| r.candidate == *s) {
+                return Err(RoutingError::Invalid {
+                    field: "shadow",
+                    message: format!("{s:?} also takes live traffic; a shadow provider must be a sandbox of its own"),
+                });
+            }
         }
         Ok(())
     }
@@ -78,7 +122,8 @@ pub struct Router {
 impl Router {
     pub fn new(policy: RoutingPolicy) -> Self {
         let mut breakers = HashMap::new();
-        for name in std::iter::once(&policy.primary).chain(policy.secondary.as_ref()) {
+        let candidate = policy.rollout.as_ref().map(|r| &r.candidate);
+        for name in std::iter::once(&policy.primary).chain(policy.secondary.as_ref()).chain(candidate) {
             breakers.insert(name.clone(), Arc::new(CircuitBreaker::new(policy.breaker.clone())));
         }
         Self { policy, breakers }
@@ -92,10 +137,21 @@ impl Router {
         self.breakers.iter()
     }
 
-    /// The provider for a command seen for the first time: the primary unless
-    /// its breaker is open and the secondary's is not.
-    pub fn choose_new(&self) -> &str {
+    /// The sandbox provider shadowing live traffic, if any.
+    pub fn shadow(&self) -> Option<&str> {
+        self.policy.shadow.as_deref()
+    }
+
+    /// The provider for a command seen for the first time: the rollout
+    /// candidate for its share of keys, else the primary unless its breaker
+    /// is open and the secondary's is not.
+    pub fn choose_new(&self, idempotency_key: &str) -> &str {
         let allows = |name: &str| self.breakers.get(name).is_none_or(|b| b.would_allow());
+        if let Some(r) = &self.policy.rollout {
+            if f64::from(bucket(idempotency_key)) < r.percent * 100.0 && allows(&r.candidate) {
+                return &r.candidate;
+            }
+        }
         if allows(&self.policy.primary) {
             return &self.policy.primary;
         }
@@ -126,19 +182,36 @@ mod tests {
 
     #[test]
     fn unknown_names_are_reported_with_the_field() {
-        let p = RoutingPolicy { primary: "stripe".into(), secondary: Some("wise".into()), breaker: BreakerConfig::default() };
+        let p = RoutingPolicy { primary: "stripe".into(), secondary: Some("wise".into()), ..policy() };
         let err = p.validate(["stripe", "adyen"]).expect_err("wise is unknown");
         assert!(err.to_string().contains("routing.secondary"));
-        assert!(RoutingPolicy { primary: "adyen".into(), secondary: None, breaker: BreakerConfig::default() }
-            .validate(["adyen"])
-            .is_ok());
+        assert!(RoutingPolicy { primary: "adyen".into(), secondary: None, ..policy() }.validate(["adyen"]).is_ok());
+        let live_shadow = RoutingPolicy { shadow: Some("adyen".into()), ..policy() };
+        assert!(live_shadow.validate(["stripe", "adyen"]).is_err_and(|e| e.to_string().contains("routing.shadow")));
+    }
+
+    fn policy() -> RoutingPolicy {
+        RoutingPolicy {
+            primary: "stripe".into(),
+            secondary: Some("adyen".into()),
+            breaker: BreakerConfig::default(),
+            rollout: None,
+            shadow: None,
+        }
+    }
+
+    #[test]
+    fn a_rollout_takes_its_share_of_keys_and_keeps_each_key_in_place() {
+        let r = Router::new(RoutingPolicy { rollout: Some(Rollout { candidate: "adyen".into(), percent: 10.0 }), ..policy() });
+        let picked = (0..20_000).filter(|i| r.choose_new(&format!("key-{i}")) == "adyen").count();
+        assert!((1_700..=2_300).contains(&picked), "10 % of 20,000 within 1.5 points, got {picked}");
+        assert_eq!(r.choose_new("key-7"), r.choose_new("key-7"));
     }
 
     fn router() -> Router {
         Router::new(RoutingPolicy {
-            primary: "stripe".into(),
-            secondary: Some("adyen".into()),
             breaker: BreakerConfig { window_ms: 60_000, min_calls: 2, failure_ratio: 0.5, open_ms: 60_000 },
+            ..policy()
         })
     }
 
@@ -155,10 +228,10 @@ mod tests {
     #[test]
     fn an_open_primary_sends_new_commands_to_the_secondary() {
         let r = router();
-        assert_eq!(r.choose_new(), "stripe");
+        assert_eq!(r.choose_new("k"), "stripe");
         let b = r.breaker("stripe").expect("breaker");
         b.record(true);
         b.record(true);
-        assert_eq!(r.choose_new(), "adyen");
+        assert_eq!(r.choose_new("k"), "adyen");
     }
 }

@@ -91,6 +91,10 @@ pub struct ProviderConfig {
     /// open. Bounds what a slow vendor can tie up.
     #[serde(default = "default_max_concurrency")]
     pub max_concurrency: usize,
+    /// A vendor sandbox used only for shadow comparisons; it may never take
+    /// live traffic (a shadow call of a payout must not move money).
+    #[serde(default)]
+    pub sandbox_only: bool,
 }
 
 fn default_timeout_ms() -> u64 {
@@ -181,6 +185,18 @@ impl PayoutWorkerConfig {
         self.routing
             .validate(self.providers.iter().map(|p| p.name.as_str()))
             .map_err(|e| WorkerError::Config(e.to_string()))?;
+        let sandbox_only = |name: &str| self.providers.iter().any(|p| p.name == name && p.sandbox_only);
+        let live = [Some(&self.routing.primary), self.routing.secondary.as_ref(), self.routing.rollout.as_ref().map(|r| &r.candidate)];
+        if let Some(name) = live.into_iter().flatten().find(|n| sandbox_only(n)) {
+            return Err(WorkerError::Config(format!("routing: {name:?} is sandbox_only and cannot take live payouts")));
+        }
+        if let Some(shadow) = &self.routing.shadow {
+            if !sandbox_only(shadow) {
+                return Err(WorkerError::Config(format!(
+                    "routing.shadow: {shadow:?} must be a provider with sandbox_only: true; payouts are shadowed only against a vendor sandbox"
+                )));
+            }
+        }
         if self.max_in_flight == 0 {
             return Err(WorkerError::Config("max_in_flight must be at least 1".into()));
         }

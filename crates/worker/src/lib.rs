@@ -6,6 +6,7 @@
 //! - [`payout`]: the payout handler: decode, claim, call, map, store, publish.
 //! - [`retry`]: the in-place retry policy (jittered backoff honouring `Retry-After`).
 //! - [`metrics`]: Prometheus metrics and the `/metrics` + `/health` server.
+//! - [`shadow`]: calls a sandbox candidate alongside live traffic and counts agreement.
 //! - [`run`]: wiring: builds everything from a config and runs until shutdown.
 
 pub mod config;
@@ -13,6 +14,7 @@ pub mod metrics;
 pub mod payout;
 pub mod retry;
 pub mod run;
+pub mod shadow;
 
 pub use config::{PayoutWorkerConfig, ProviderConfig, ProviderKind, SecretSource};
 pub use run::{start_payout_worker, RunningWorker};

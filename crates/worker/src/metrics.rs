@@ -31,6 +31,7 @@ pub struct Metrics {
     replayed: Family<Labels, Counter>,
     in_flight: Family<Labels, Gauge>,
     breakers: Family<Labels, Gauge>,
+    shadow: Family<Labels, Counter>,
     dead_lettered: Family<Labels, Gauge>,
     retried: Family<Labels, Gauge>,
     /// Handles per stage, resolved once: this is called several times per message.
@@ -73,6 +74,7 @@ impl Metrics {
         let replayed = Family::<Labels, Counter>::default();
         let in_flight = Family::<Labels, Gauge>::default();
         let breakers = Family::<Labels, Gauge>::default();
+        let shadow = Family::<Labels, Counter>::default();
         let dead_lettered = Family::<Labels, Gauge>::default();
         let retried = Family::<Labels, Gauge>::default();
         registry.register("commands_processed", "Commands answered with an outcome, by status", processed.clone());
@@ -82,6 +84,7 @@ impl Metrics {
         registry.register("stage_duration_seconds", "Time per processing stage (store claim, vendor slot wait, store completion, publish)", stage_latency.clone());
         registry.register("idempotency_collisions", "Same idempotency key, different payload", collisions.clone());
         registry.register("replayed_outcomes", "Duplicates answered from the store without a vendor call", replayed.clone());
+        registry.register("shadow_comparisons", "Shadow candidate vs live outcome: agree, disagree, error, skipped", shadow.clone());
         registry.register("circuit_state", "Circuit breaker per provider: 0 closed, 1 open, 2 half-open", breakers.clone());
         registry.register("in_flight_messages", "Messages received and not yet finished", in_flight.clone());
         registry.register("dead_lettered_messages", "Messages sent to the DLQ since start", dead_lettered.clone());
@@ -99,6 +102,7 @@ impl Metrics {
             replayed,
             in_flight,
             breakers,
+            shadow,
             dead_lettered,
             retried,
             domain: domain.to_owned(),
@@ -144,6 +148,10 @@ impl Metrics {
 
     pub fn breaker(&self, provider: &str, state: switchyard_routing::BreakerState) {
         self.breakers.get_or_create(&self.labels(&[("provider", provider)])).set(state.as_gauge());
+    }
+
+    pub fn shadow(&self, candidate: &str, result: &str) {
+        self.shadow.get_or_create(&self.labels(&[("candidate", candidate), ("result", result)])).inc();
     }
 
     pub fn collision(&self) {

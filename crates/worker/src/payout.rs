@@ -43,6 +43,8 @@ pub struct PayoutHandler {
     pub store: Store,
     pub providers: HashMap<String, Vendor>,
     pub router: Router,
+    /// Compares a sandbox candidate's answers with live ones, if configured.
+    pub shadow: Option<crate::shadow::ShadowCaller>,
     pub outcomes_topic: String,
     pub retry: RetryPolicy,
     pub metrics: Arc<Metrics>,
@@ -97,7 +99,7 @@ impl PayoutHandler {
             return self.publish(message, &ctx, &PayoutOutcome::rejected(&command, error), &command).await;
         }
         let fingerprint = command.fingerprint();
-        let provider_name = self.router.choose_new().to_owned();
+        let provider_name = self.router.choose_new(&command.idempotency_key).to_owned();
         let provider_key = self.providers.get(&provider_name).map(|p| p.adapter.provider_key(&command.idempotency_key));
         let Some(provider_key) = provider_key else {
             return Err(dead_letter(&format!("routing chose unconfigured provider {provider_name}")));
@@ -155,6 +157,9 @@ impl PayoutHandler {
         // both vendors answer a repeated key with the stored result.
         match self.execute(command, record, &call_ctx).await {
             Execution::Final(outcome) => {
+                if let Some(shadow) = &self.shadow {
+                    shadow.compare(command, &outcome, &call_ctx);
+                }
                 let completion = Completion {
                     claim: Claim {
                         domain: DOMAIN.into(),

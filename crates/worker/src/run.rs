@@ -4,6 +4,7 @@
 use crate::config::{PayoutWorkerConfig, ProviderKind};
 use crate::metrics::{serve_admin, Metrics};
 use crate::payout::{PayoutHandler, Vendor, DOMAIN};
+use crate::shadow::ShadowCaller;
 use crate::WorkerError;
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -53,12 +54,21 @@ pub async fn start_payout_worker(config: PayoutWorkerConfig, shutdown: Cancellat
         let slots = Arc::new(tokio::sync::Semaphore::new(p.max_concurrency));
         providers.insert(p.name.clone(), Vendor { adapter: provider, slots });
     }
+    let metrics = Arc::new(Metrics::new(DOMAIN));
+    let shadow = match &config.routing.shadow {
+        Some(name) => {
+            let Some(vendor) = providers.remove(name.as_str()) else {
+                return Err(WorkerError::Config(format!("routing.shadow: {name:?} is not configured")));
+            };
+            Some(ShadowCaller { adapter: vendor.adapter, slots: vendor.slots, metrics: metrics.clone() })
+        }
+        None => None,
+    };
     let registry = Arc::new(RegistryClient::new(&config.schema_registry_url)?);
     let encoder = AvroEncoder::register(&registry, &config.topics.outcomes, PAYOUT_OUTCOME_SCHEMA).await?;
     let decoder = AvroDecoder::new(registry, PAYOUT_COMMAND_SCHEMA)?;
     let store = Store::connect(&config.database_url).await?;
     let publisher = Publisher::new(&config.kafka)?;
-    let metrics = Arc::new(Metrics::new(DOMAIN));
     let handler = Arc::new(PayoutHandler {
         decoder,
         encoder,
@@ -66,6 +76,7 @@ pub async fn start_payout_worker(config: PayoutWorkerConfig, shutdown: Cancellat
         store: store.clone(),
         providers,
         router: switchyard_routing::Router::new(config.routing.clone()),
+        shadow,
         outcomes_topic: config.topics.outcomes.clone(),
         retry: config.retry.clone(),
         metrics: metrics.clone(),

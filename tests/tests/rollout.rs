@@ -1,0 +1,91 @@
+//! Percentage rollouts and shadow mode.
+
+use anyhow::Result;
+use std::time::Duration;
+use switchyard_canonical::PayoutStatus;
+use switchyard_e2e::{command, TestEnv};
+use switchyard_routing::Rollout;
+use switchyard_simulators::{adyen, stripe};
+use switchyard_worker::{start_payout_worker, ProviderConfig, ProviderKind, SecretSource};
+use tokio_util::sync::CancellationToken;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_ten_percent_rollout_sends_about_ten_percent_to_the_candidate() -> Result<()> {
+    let env = TestEnv::new("split").await?;
+    let live = stripe::spawn_stripe(stripe::StripeConfig::local()).await?;
+    let candidate = adyen::spawn_adyen(adyen::AdyenConfig::local()).await?;
+    let mut config = env.worker_config(&live.base_url(), Some(&candidate.base_url()), "stripe");
+    config.routing.secondary = None;
+    config.routing.rollout = Some(Rollout { candidate: "adyen".into(), percent: 10.0 });
+    let shutdown = CancellationToken::new();
+    let worker = start_payout_worker(config, shutdown.clone()).await?;
+    let producer = env.core_producer().await?;
+    let reader = env.outcome_reader()?;
+
+    for i in 0..2000 {
+        producer.send(&command(&format!("{}po-{i}", env.prefix), &format!("{}key-{i}", env.prefix), 1000 + i % 1000)).await?;
+    }
+    let outcomes = env.collect_outcomes(&reader, 2000, Duration::from_secs(120)).await?;
+    let to_candidate = outcomes.iter().filter(|o| o.provider.as_deref() == Some("adyen")).count();
+    // Binomial(2000, 0.1) has a standard deviation of 13.4; 3 points is 4.5 of them.
+    assert!((140..=260).contains(&to_candidate), "10 % +/- 3 points of 2,000, got {to_candidate}");
+    assert_eq!(candidate.ledger().len(), to_candidate);
+    assert_eq!(live.ledger().len(), 2000 - to_candidate);
+    shutdown.cancel();
+    worker.join.await??;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn shadow_mode_compares_against_a_sandbox_and_never_changes_an_outcome() -> Result<()> {
+    let env = TestEnv::new("shadow").await?;
+    let live = stripe::spawn_stripe(stripe::StripeConfig::local()).await?;
+    let sandbox = adyen::spawn_adyen(adyen::AdyenConfig::local()).await?;
+    let mut config = env.worker_config(&live.base_url(), None, "stripe");
+    config.providers.push(ProviderConfig {
+        name: "adyen-sandbox".into(),
+        kind: ProviderKind::Adyen,
+        base_url: sandbox.base_url(),
+        api_key: SecretSource::inline("adyen_test_switchyard"),
+        balance_account_id: Some("BA00000000000000000000001".into()),
+        timeout_ms: 2000,
+        max_concurrency: 64,
+        sandbox_only: true,
+    });
+    config.routing.shadow = Some("adyen-sandbox".into());
+    let shutdown = CancellationToken::new();
+    let worker = start_payout_worker(config.clone(), shutdown.clone()).await?;
+    let producer = env.core_producer().await?;
+    let reader = env.outcome_reader()?;
+
+    // Every fifth payout is one both vendors decline for insufficient funds.
+    for i in 0..50 {
+        let amount = if i % 5 == 0 { 40402 } else { 1000 + i };
+        producer.send(&command(&format!("{}po-{i}", env.prefix), &format!("{}key-{i}", env.prefix), amount)).await?;
+    }
+    let outcomes = env.collect_outcomes(&reader, 50, Duration::from_secs(60)).await?;
+    for o in &outcomes {
+        assert_eq!(o.provider.as_deref(), Some("stripe"), "the shadow never answers");
+        let expected = if o.amount_minor == 40402 { PayoutStatus::Failed } else { PayoutStatus::Submitted };
+        assert_eq!(o.status, expected);
+    }
+    let agreed = "switchyard_shadow_comparisons_total{domain=\"payouts\",candidate=\"adyen-sandbox\",result=\"agree\"} 50";
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while !worker.metrics.render().contains(agreed) && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(worker.metrics.render().contains(agreed), "{}", worker.metrics.render());
+    assert_eq!(live.ledger().len(), 40, "live executed the 40 fundable payouts");
+    assert_eq!(sandbox.ledger().len(), 40, "the sandbox saw the same calls, in its own books");
+
+    // A shadow provider that could move money is refused at start-up.
+    let mut unsafe_config = config;
+    if let Some(p) = unsafe_config.providers.last_mut() {
+        p.sandbox_only = false;
+    }
+    let refused = start_payout_worker(unsafe_config, CancellationToken::new()).await;
+    assert!(refused.is_err_and(|e| e.to_string().contains("routing.shadow")));
+    shutdown.cancel();
+    worker.join.await??;
+    Ok(())
+}
