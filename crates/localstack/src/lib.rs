@@ -108,6 +108,7 @@ impl LocalStack {
                 shadow: None,
             },
             admin_bind: None,
+            catalog_file: None,
             max_in_flight: 2000,
             max_retry_rounds: 3,
             retry: RetryPolicy { base_delay_ms: 20, max_delay_ms: 500, retry_topic_delay_ms: 500, ..RetryPolicy::default() },

@@ -10,8 +10,10 @@
 //! [`RoutingPolicy`] later (issue 5).
 
 pub mod breaker;
+pub mod catalog;
 
 pub use breaker::{BreakerConfig, BreakerState, CircuitBreaker};
+pub use catalog::{Partner, PartnerCatalog};
 
 use serde::Deserialize;
 use std::collections::HashMap;
@@ -117,6 +119,15 @@ pub enum Refusal {
 pub struct Router {
     policy: RoutingPolicy,
     breakers: HashMap<String, Arc<CircuitBreaker>>,
+    /// Capabilities; without a catalog every provider is assumed capable.
+    catalog: Option<PartnerCatalog>,
+}
+
+/// What a command needs from a partner.
+#[derive(Debug, Clone, Copy)]
+pub struct Needs<'a> {
+    pub currency: &'a str,
+    pub rail: &'a str,
 }
 
 impl Router {
@@ -126,7 +137,19 @@ impl Router {
         for name in std::iter::once(&policy.primary).chain(policy.secondary.as_ref()).chain(candidate) {
             breakers.insert(name.clone(), Arc::new(CircuitBreaker::new(policy.breaker.clone())));
         }
-        Self { policy, breakers }
+        Self { policy, breakers, catalog: None }
+    }
+
+    pub fn with_catalog(mut self, catalog: PartnerCatalog) -> Self {
+        self.catalog = Some(catalog);
+        self
+    }
+
+    fn capable(&self, provider: &str, needs: Needs<'_>) -> bool {
+        match &self.catalog {
+            Some(c) => c.partner(provider).is_some_and(|p| p.supports(needs.currency, needs.rail)),
+            None => true,
+        }
     }
 
     pub fn breaker(&self, provider: &str) -> Option<&Arc<CircuitBreaker>> {
@@ -143,33 +166,33 @@ impl Router {
     }
 
     /// The provider for a command seen for the first time: the rollout
-    /// candidate for its share of keys, else the primary unless its breaker
-    /// is open and the secondary's is not.
-    pub fn choose_new(&self, idempotency_key: &str) -> &str {
-        let allows = |name: &str| self.breakers.get(name).is_none_or(|b| b.would_allow());
-        if let Some(r) = &self.policy.rollout {
-            if f64::from(bucket(idempotency_key)) < r.percent * 100.0 && allows(&r.candidate) {
-                return &r.candidate;
-            }
-        }
-        if allows(&self.policy.primary) {
-            return &self.policy.primary;
-        }
-        match &self.policy.secondary {
-            Some(s) if allows(s) => s,
-            _ => &self.policy.primary,
-        }
+    /// candidate for its share of keys, else the primary, else the secondary;
+    /// skipping providers whose breaker is open or that lack the capability.
+    /// With every capable breaker open, the first capable provider is still
+    /// chosen (the call then fails fast and is retried). None when no
+    /// configured partner can carry the command at all.
+    pub fn choose_new(&self, idempotency_key: &str, needs: Needs<'_>) -> Option<&str> {
+        let rollout = self
+            .policy
+            .rollout
+            .as_ref()
+            .filter(|r| f64::from(bucket(idempotency_key)) < r.percent * 100.0)
+            .map(|r| r.candidate.as_str());
+        let order = rollout.into_iter().chain(std::iter::once(self.policy.primary.as_str())).chain(self.policy.secondary.as_deref());
+        let capable: Vec<&str> = order.filter(|p| self.capable(p, needs)).collect();
+        let open = |name: &str| self.breakers.get(name).is_some_and(|b| !b.would_allow());
+        capable.iter().find(|p| !open(p)).or(capable.first()).copied()
     }
 
     /// Where a command refused by `current` may go, if anywhere. `fresh` is
     /// whether this delivery created the claim; `refusals` every failure seen
     /// for it in this delivery.
-    pub fn failover_target(&self, current: &str, fresh: bool, refusals: &[Refusal]) -> Option<&str> {
+    pub fn failover_target(&self, current: &str, fresh: bool, refusals: &[Refusal], needs: Needs<'_>) -> Option<&str> {
         if !fresh || refusals.is_empty() || refusals.contains(&Refusal::Ambiguous) {
             return None;
         }
         let secondary = self.policy.secondary.as_deref()?;
-        if secondary == current {
+        if secondary == current || !self.capable(secondary, needs) {
             return None;
         }
         self.breakers.get(secondary).is_none_or(|b| b.would_allow()).then_some(secondary)
@@ -190,6 +213,20 @@ mod tests {
         assert!(live_shadow.validate(["stripe", "adyen"]).is_err_and(|e| e.to_string().contains("routing.shadow")));
     }
 
+    const EUR: Needs<'static> = Needs { currency: "EUR", rail: "standard" };
+
+    #[test]
+    fn capability_gaps_steer_routing() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../ops/partners.yaml");
+        let catalog = PartnerCatalog::load(&path).expect("catalog");
+        let r = Router::new(policy()).with_catalog(catalog);
+        let usd = Needs { currency: "USD", rail: "standard" };
+        assert_eq!(r.choose_new("k", usd), Some("stripe"), "only stripe pays USD");
+        assert_eq!(r.failover_target("stripe", true, &[Refusal::Definite], usd), None, "adyen cannot take USD");
+        let jpy = Needs { currency: "JPY", rail: "standard" };
+        assert_eq!(r.choose_new("k", jpy), None);
+    }
+
     fn policy() -> RoutingPolicy {
         RoutingPolicy {
             primary: "stripe".into(),
@@ -203,9 +240,9 @@ mod tests {
     #[test]
     fn a_rollout_takes_its_share_of_keys_and_keeps_each_key_in_place() {
         let r = Router::new(RoutingPolicy { rollout: Some(Rollout { candidate: "adyen".into(), percent: 10.0 }), ..policy() });
-        let picked = (0..20_000).filter(|i| r.choose_new(&format!("key-{i}")) == "adyen").count();
+        let picked = (0..20_000).filter(|i| r.choose_new(&format!("key-{i}"), EUR) == Some("adyen")).count();
         assert!((1_700..=2_300).contains(&picked), "10 % of 20,000 within 1.5 points, got {picked}");
-        assert_eq!(r.choose_new("key-7"), r.choose_new("key-7"));
+        assert_eq!(r.choose_new("key-7", EUR), r.choose_new("key-7", EUR));
     }
 
     fn router() -> Router {
@@ -218,20 +255,20 @@ mod tests {
     #[test]
     fn ambiguity_or_an_inherited_claim_never_fails_over() {
         let r = router();
-        assert_eq!(r.failover_target("stripe", true, &[Refusal::Definite]), Some("adyen"));
-        assert_eq!(r.failover_target("stripe", true, &[Refusal::Definite, Refusal::Ambiguous]), None);
-        assert_eq!(r.failover_target("stripe", false, &[Refusal::Definite]), None, "an earlier delivery may have sent it");
-        assert_eq!(r.failover_target("adyen", true, &[Refusal::Definite]), None, "nowhere further to go");
-        assert_eq!(r.failover_target("stripe", true, &[]), None);
+        assert_eq!(r.failover_target("stripe", true, &[Refusal::Definite], EUR), Some("adyen"));
+        assert_eq!(r.failover_target("stripe", true, &[Refusal::Definite, Refusal::Ambiguous], EUR), None);
+        assert_eq!(r.failover_target("stripe", false, &[Refusal::Definite], EUR), None, "an earlier delivery may have sent it");
+        assert_eq!(r.failover_target("adyen", true, &[Refusal::Definite], EUR), None, "nowhere further to go");
+        assert_eq!(r.failover_target("stripe", true, &[], EUR), None);
     }
 
     #[test]
     fn an_open_primary_sends_new_commands_to_the_secondary() {
         let r = router();
-        assert_eq!(r.choose_new("k"), "stripe");
+        assert_eq!(r.choose_new("k", EUR), Some("stripe"));
         let b = r.breaker("stripe").expect("breaker");
         b.record(true);
         b.record(true);
-        assert_eq!(r.choose_new("k"), "adyen");
+        assert_eq!(r.choose_new("k", EUR), Some("adyen"));
     }
 }

@@ -25,6 +25,10 @@ pub struct PayoutWorkerConfig {
     pub topics: PayoutTopics,
     pub providers: Vec<ProviderConfig>,
     pub routing: RoutingPolicy,
+    /// The partner catalog (`ops/partners.yaml`): rate limits and capabilities.
+    /// When set, every provider must be listed in it.
+    #[serde(default)]
+    pub catalog_file: Option<std::path::PathBuf>,
     /// Where `/metrics` and `/health` listen; none disables them.
     #[serde(default)]
     pub admin_bind: Option<SocketAddr>,

@@ -20,9 +20,9 @@ use switchyard_adapters::{AdapterError, CallContext};
 use switchyard_bus::consumer::outbound_for;
 use switchyard_bus::{AvroDecoder, AvroEncoder, Failure, Handler, Inbound, MessageContext, Publisher};
 use switchyard_canonical::{
-    now_ms, ErrorClass, ErrorCode, OutcomeError, PayoutCommand, PayoutOutcome, PayoutStatus,
+    now_ms, ErrorClass, ErrorCode, OutcomeError, PayoutCommand, PayoutOutcome, PayoutRail, PayoutStatus,
 };
-use switchyard_routing::{Refusal, Router};
+use switchyard_routing::{Needs, Refusal, Router};
 use switchyard_store::{AuditEntry, Claim, Completion, Record, RecordState, Store};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
@@ -34,6 +34,8 @@ pub struct Vendor {
     pub adapter: PayoutProvider,
     /// One permit per call in flight; see `ProviderConfig::max_concurrency`.
     pub slots: Arc<tokio::sync::Semaphore>,
+    /// The catalog's rate limit for this partner, if it has one.
+    pub limiter: Option<Arc<crate::ratelimit::TokenBucket>>,
 }
 
 pub struct PayoutHandler {
@@ -99,7 +101,16 @@ impl PayoutHandler {
             return self.publish(message, &ctx, &PayoutOutcome::rejected(&command, error), &command).await;
         }
         let fingerprint = command.fingerprint();
-        let provider_name = self.router.choose_new(&command.idempotency_key).to_owned();
+        let rail = rail_name(command.rail);
+        let needs = Needs { currency: &command.currency, rail };
+        let Some(provider_name) = self.router.choose_new(&command.idempotency_key, needs).map(str::to_owned) else {
+            let error = OutcomeError {
+                class: ErrorClass::Permanent,
+                code: ErrorCode::InvalidRequest,
+                message: format!("no configured partner pays out {} on the {rail} rail", command.currency),
+            };
+            return self.publish(message, &ctx, &PayoutOutcome::rejected(&command, error), &command).await;
+        };
         let provider_key = self.providers.get(&provider_name).map(|p| p.adapter.provider_key(&command.idempotency_key));
         let Some(provider_key) = provider_key else {
             return Err(dead_letter(&format!("routing chose unconfigured provider {provider_name}")));
@@ -270,6 +281,9 @@ impl PayoutHandler {
         let Ok(_slot) = vendor.slots.acquire().await else {
             return Err(AdapterError::new(ErrorClass::Transient, ErrorCode::VendorUnavailable, "vendor slots closed"));
         };
+        if let Some(limiter) = &vendor.limiter {
+            limiter.acquire().await;
+        }
         self.metrics.stage(Stage::VendorSlotWait, waited.elapsed());
         let started = Instant::now();
         let result = if ambiguous {
@@ -304,7 +318,8 @@ impl PayoutHandler {
     /// Moves the claim to the failover target if the rule allows and the
     /// store agrees (compare-and-set on the recorded provider).
     async fn fail_over(&self, command: &PayoutCommand, record: &Record, current: &str, refusals: &[Refusal]) -> Option<(&Vendor, String)> {
-        let target = self.router.failover_target(current, record.fresh, refusals)?;
+        let needs = Needs { currency: &command.currency, rail: rail_name(command.rail) };
+        let target = self.router.failover_target(current, record.fresh, refusals, needs)?;
         let vendor = self.providers.get(target)?;
         let key = vendor.adapter.provider_key(&command.idempotency_key);
         match self.store.reroute(DOMAIN, &command.idempotency_key, current, target, &key).await {
@@ -395,6 +410,13 @@ impl PayoutHandler {
         self.metrics.processed(outcome.status.as_str(), flow);
         tracing::debug!(status = outcome.status.as_str(), replayed = outcome.replayed, "outcome published");
         Ok(())
+    }
+}
+
+fn rail_name(rail: PayoutRail) -> &'static str {
+    match rail {
+        PayoutRail::Standard => "standard",
+        PayoutRail::Instant => "instant",
     }
 }
 

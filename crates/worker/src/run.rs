@@ -4,7 +4,9 @@
 use crate::config::{PayoutWorkerConfig, ProviderKind};
 use crate::metrics::{serve_admin, Metrics};
 use crate::payout::{PayoutHandler, Vendor, DOMAIN};
+use crate::ratelimit::TokenBucket;
 use crate::shadow::ShadowCaller;
+use switchyard_routing::{PartnerCatalog, Router};
 use crate::WorkerError;
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -37,6 +39,10 @@ pub struct RunningWorker {
 /// registry stops start-up with a message instead of failing later.
 pub async fn start_payout_worker(config: PayoutWorkerConfig, shutdown: CancellationToken) -> Result<RunningWorker, WorkerError> {
     config.validate()?;
+    let catalog = match &config.catalog_file {
+        Some(path) => Some(PartnerCatalog::load(path).map_err(|e| WorkerError::Config(format!("catalog_file: {e}")))?),
+        None => None,
+    };
     let mut providers = HashMap::new();
     for (i, p) in config.providers.iter().enumerate() {
         let key = p.api_key.load(&format!("providers[{i}].api_key"))?;
@@ -52,7 +58,16 @@ pub async fn start_payout_worker(config: PayoutWorkerConfig, shutdown: Cancellat
             }
         };
         let slots = Arc::new(tokio::sync::Semaphore::new(p.max_concurrency));
-        providers.insert(p.name.clone(), Vendor { adapter: provider, slots });
+        let limiter = match &catalog {
+            Some(c) => {
+                let Some(partner) = c.partner(&p.name) else {
+                    return Err(WorkerError::Config(format!("providers[{i}].name: {:?} is not in the partner catalog", p.name)));
+                };
+                Some(Arc::new(TokenBucket::new(partner.rate_limit.per_second, partner.rate_limit.burst)))
+            }
+            None => None,
+        };
+        providers.insert(p.name.clone(), Vendor { adapter: provider, slots, limiter });
     }
     let metrics = Arc::new(Metrics::new(DOMAIN));
     let shadow = match &config.routing.shadow {
@@ -75,7 +90,10 @@ pub async fn start_payout_worker(config: PayoutWorkerConfig, shutdown: Cancellat
         publisher: publisher.clone(),
         store: store.clone(),
         providers,
-        router: switchyard_routing::Router::new(config.routing.clone()),
+        router: match catalog {
+            Some(c) => Router::new(config.routing.clone()).with_catalog(c),
+            None => Router::new(config.routing.clone()),
+        },
         shadow,
         outcomes_topic: config.topics.outcomes.clone(),
         retry: config.retry.clone(),

@@ -1,0 +1,152 @@
+//! The partner catalog (`ops/partners.yaml`): inventory, not tribal
+//! knowledge. Per partner its domains, regions, currencies and rails, rate
+//! limit, owners, last disaster test, known gaps and SLA thresholds.
+//! Validated at start-up; every error names the field.
+
+use serde::Deserialize;
+use std::path::Path;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PartnerCatalog {
+    pub partners: Vec<Partner>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Partner {
+    /// Catalog name; providers in worker configs refer to it.
+    pub name: String,
+    /// The vendor product, e.g. "Stripe Payouts".
+    pub product: String,
+    pub domains: Vec<String>,
+    /// ISO 3166-1 alpha-2 codes, or "*" for anywhere.
+    pub regions: Vec<String>,
+    /// ISO 4217 codes the partner pays out in.
+    pub currencies: Vec<String>,
+    /// `standard`, `instant`.
+    pub rails: Vec<String>,
+    pub rate_limit: RateLimit,
+    pub contract_owner: String,
+    pub technical_owner: String,
+    /// YYYY-MM-DD of the last failover drill against this partner.
+    pub last_disaster_test: String,
+    #[serde(default)]
+    pub known_gaps: Vec<String>,
+    pub sla: Sla,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimit {
+    pub per_second: f64,
+    /// Calls that may go out at once after a quiet period.
+    pub burst: u32,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Sla {
+    pub p99_latency_ms: u64,
+    pub error_ratio: f64,
+    pub timeout_ratio: f64,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("partner catalog {path}: {message}")]
+pub struct CatalogError {
+    pub path: String,
+    pub message: String,
+}
+
+impl PartnerCatalog {
+    pub fn load(path: &Path) -> Result<Self, CatalogError> {
+        let err = |message: String| CatalogError { path: path.display().to_string(), message };
+        let text = std::fs::read_to_string(path).map_err(|e| err(e.to_string()))?;
+        let catalog: Self = serde_norway::from_str(&text).map_err(|e| err(e.to_string()))?;
+        catalog.validate().map_err(err)?;
+        Ok(catalog)
+    }
+
+    pub fn validate(&self) -> Result<(), String> {
+        for (i, p) in self.partners.iter().enumerate() {
+            let at = |field: &str| format!("partners[{i}] ({}).{field}", p.name);
+            if self.partners[..i].iter().any(|q| q.name == p.name) {
+                return Err(format!("{}: {:?} is listed twice", at("name"), p.name));
+            }
+            for (field, list) in [("domains", &p.domains), ("regions", &p.regions), ("currencies", &p.currencies), ("rails", &p.rails)] {
+                if list.is_empty() {
+                    return Err(format!("{} must not be empty", at(field)));
+                }
+            }
+            if let Some(c) = p.currencies.iter().find(|c| c.len() != 3 || !c.bytes().all(|b| b.is_ascii_uppercase())) {
+                return Err(format!("{}: {c:?} is not an ISO 4217 code", at("currencies")));
+            }
+            if let Some(r) = p.rails.iter().find(|r| !matches!(r.as_str(), "standard" | "instant")) {
+                return Err(format!("{}: {r:?} is not one of standard, instant", at("rails")));
+            }
+            if !(p.rate_limit.per_second > 0.0) || p.rate_limit.burst == 0 {
+                return Err(format!("{} needs per_second > 0 and burst >= 1", at("rate_limit")));
+            }
+            if !is_date(&p.last_disaster_test) {
+                return Err(format!("{}: {:?} is not YYYY-MM-DD", at("last_disaster_test"), p.last_disaster_test));
+            }
+            for (field, ratio) in [("sla.error_ratio", p.sla.error_ratio), ("sla.timeout_ratio", p.sla.timeout_ratio)] {
+                if !(0.0..=1.0).contains(&ratio) {
+                    return Err(format!("{}: {ratio} is not within 0..=1", at(field)));
+                }
+            }
+            if p.contract_owner.trim().is_empty() || p.technical_owner.trim().is_empty() {
+                return Err(format!("{} and technical_owner must name someone", at("contract_owner")));
+            }
+        }
+        Ok(())
+    }
+
+    pub fn partner(&self, name: &str) -> Option<&Partner> {
+        self.partners.iter().find(|p| p.name == name)
+    }
+}
+
+impl Partner {
+    /// Whether the partner can carry a payout in `currency` on `rail`.
+    pub fn supports(&self, currency: &str, rail: &str) -> bool {
+        self.currencies.iter().any(|c| c == currency) && self.rails.iter().any(|r| r == rail)
+    }
+}
+
+fn is_date(s: &str) -> bool {
+    let parts: Vec<&str> = s.split('-').collect();
+    matches!(parts.as_slice(), [y, m, d]
+        if y.len() == 4 && m.len() == 2 && d.len() == 2
+        && [y, m, d].iter().all(|p| p.bytes().all(|b| b.is_ascii_digit()))
+        && (1..=12).contains(&m.parse::<u8>().unwrap_or(0))
+        && (1..=31).contains(&d.parse::<u8>().unwrap_or(0)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn repo_catalog() -> String {
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../ops/partners.yaml")).unwrap_or_default()
+    }
+
+    #[test]
+    fn the_repository_catalog_is_valid() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../ops/partners.yaml");
+        let catalog = PartnerCatalog::load(&path).expect("ops/partners.yaml is valid");
+        assert!(catalog.partner("stripe").is_some_and(|p| p.supports("EUR", "standard")));
+    }
+
+    #[test]
+    fn errors_name_the_partner_and_field() {
+        let broken = repo_catalog().replacen("last_disaster_test: 2026-", "last_disaster_test: 26-", 1);
+        let catalog: PartnerCatalog = serde_norway::from_str(&broken).expect("parses");
+        let err = catalog.validate().expect_err("bad date");
+        assert!(err.contains("partners[0] (stripe).last_disaster_test"), "{err}");
+        let typo = repo_catalog().replacen("known_gaps", "known_gapz", 1);
+        let err = serde_norway::from_str::<PartnerCatalog>(&typo).expect_err("unknown field").to_string();
+        assert!(err.contains("known_gapz"), "{err}");
+    }
+}
