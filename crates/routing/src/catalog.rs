@@ -85,7 +85,8 @@ impl PartnerCatalog {
             if let Some(r) = p.rails.iter().find(|r| !matches!(r.as_str(), "standard" | "instant")) {
                 return Err(format!("{}: {r:?} is not one of standard, instant", at("rails")));
             }
-            if !(p.rate_limit.per_second > 0.0) || p.rate_limit.burst == 0 {
+            let positive_rate = p.rate_limit.per_second.is_finite() && p.rate_limit.per_second > 0.0;
+            if !positive_rate || p.rate_limit.burst == 0 {
                 return Err(format!("{} needs per_second > 0 and burst >= 1", at("rate_limit")));
             }
             if !is_date(&p.last_disaster_test) {

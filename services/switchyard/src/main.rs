@@ -5,8 +5,10 @@
 //! - `registry`: the schema registry stand-in on its own.
 //! - `topics create`: creates every topic of topics.yaml.
 //! - `bench`: throughput figures against a baseline measured in the same run.
+//! - `catalog`: the partner catalog, the routing table, shadow agreement.
 
 mod bench;
+mod catalog;
 mod up;
 
 /// glibc malloc spent about a quarter of all instructions in the benchmark
@@ -46,6 +48,9 @@ enum Command {
     },
     /// Measure throughput; prints figures and ratios.
     Bench(bench::BenchArgs),
+    /// Print the partner catalog, the live routing table and, from a running
+    /// worker's metrics, the shadow agreement rate per candidate.
+    Catalog(catalog::CatalogArgs),
 }
 
 #[derive(Subcommand)]
@@ -84,5 +89,6 @@ async fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Command::Bench(args) => bench::run(args).await,
+        Command::Catalog(args) => catalog::run(args).await,
     }
 }
