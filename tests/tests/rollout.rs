@@ -89,3 +89,37 @@ async fn shadow_mode_compares_against_a_sandbox_and_never_changes_an_outcome() -
     worker.join.await??;
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_policy_change_applies_without_a_restart_and_is_audited() -> Result<()> {
+    let env = TestEnv::new("reload").await?;
+    let stripe_sim = stripe::spawn_stripe(stripe::StripeConfig::local()).await?;
+    let adyen_sim = adyen::spawn_adyen(adyen::AdyenConfig::local()).await?;
+    let config = env.worker_config(&stripe_sim.base_url(), Some(&adyen_sim.base_url()), "stripe");
+    let mut next = config.routing.clone();
+    let shutdown = CancellationToken::new();
+    let worker = start_payout_worker(config, shutdown.clone()).await?;
+    let producer = env.core_producer().await?;
+    let reader = env.outcome_reader()?;
+
+    producer.send(&command(&format!("{}po-1", env.prefix), &format!("{}key-1", env.prefix), 1001)).await?;
+    let before = env.collect_outcomes(&reader, 1, Duration::from_secs(30)).await?.remove(0);
+    assert_eq!(before.provider.as_deref(), Some("stripe"));
+
+    next.primary = "adyen".into();
+    next.secondary = Some("stripe".into());
+    let audited_before = worker.store.audit_count("payouts").await?;
+    assert!(worker.routing.apply(next.clone(), &worker.store, "test").await.map_err(anyhow::Error::msg)?);
+    assert!(!worker.routing.apply(next, &worker.store, "test").await.map_err(anyhow::Error::msg)?, "no-op change");
+    let mut unknown = worker.routing.get().policy().clone();
+    unknown.primary = "wise".into();
+    assert!(worker.routing.apply(unknown, &worker.store, "test").await.is_err(), "unknown providers refused");
+
+    producer.send(&command(&format!("{}po-2", env.prefix), &format!("{}key-2", env.prefix), 1002)).await?;
+    let after = env.collect_outcomes(&reader, 1, Duration::from_secs(30)).await?.remove(0);
+    assert_eq!(after.provider.as_deref(), Some("adyen"), "new payouts follow the new policy");
+    assert_eq!(worker.store.audit_count("payouts").await? - audited_before, 1, "the one change is in the audit log");
+    shutdown.cancel();
+    worker.join.await??;
+    Ok(())
+}

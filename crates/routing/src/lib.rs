@@ -140,6 +140,26 @@ impl Router {
         Self { policy, breakers, catalog: None }
     }
 
+    /// A router for a new policy that keeps the breakers (and their state)
+    /// of providers it shares with this one, when the breaker settings are
+    /// unchanged: a policy edit must not reset a tripped breaker.
+    pub fn reconfigured(&self, policy: RoutingPolicy) -> Self {
+        let mut next = Router::new(policy);
+        if next.policy.breaker == self.policy.breaker {
+            for (name, breaker) in next.breakers.iter_mut() {
+                if let Some(old) = self.breakers.get(name) {
+                    *breaker = old.clone();
+                }
+            }
+        }
+        next.catalog = self.catalog.clone();
+        next
+    }
+
+    pub fn policy(&self) -> &RoutingPolicy {
+        &self.policy
+    }
+
     pub fn with_catalog(mut self, catalog: PartnerCatalog) -> Self {
         self.catalog = Some(catalog);
         self

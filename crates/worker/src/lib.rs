@@ -4,6 +4,7 @@
 //! # Layout
 //! - [`config`]: the worker's YAML config, validated with errors naming the field.
 //! - [`payout`]: the payout handler: decode, claim, call, map, store, publish.
+//! - [`policy`]: routing policy changes without a restart, audited.
 //! - [`ratelimit`]: token buckets from the partner catalog's rate limits.
 //! - [`retry`]: the in-place retry policy (jittered backoff honouring `Retry-After`).
 //! - [`metrics`]: Prometheus metrics and the `/metrics` + `/health` server.
@@ -13,6 +14,7 @@
 pub mod config;
 pub mod metrics;
 pub mod payout;
+pub mod policy;
 pub mod ratelimit;
 pub mod retry;
 pub mod run;

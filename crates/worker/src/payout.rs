@@ -22,7 +22,7 @@ use switchyard_bus::{AvroDecoder, AvroEncoder, Failure, Handler, Inbound, Messag
 use switchyard_canonical::{
     now_ms, ErrorClass, ErrorCode, OutcomeError, PayoutCommand, PayoutOutcome, PayoutRail, PayoutStatus,
 };
-use switchyard_routing::{Needs, Refusal, Router};
+use switchyard_routing::{Needs, Refusal};
 use switchyard_store::{AuditEntry, Claim, Completion, Record, RecordState, Store};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
@@ -44,7 +44,7 @@ pub struct PayoutHandler {
     pub publisher: Publisher,
     pub store: Store,
     pub providers: HashMap<String, Vendor>,
-    pub router: Router,
+    pub router: Arc<crate::policy::LiveRouter>,
     /// Compares a sandbox candidate's answers with live ones, if configured.
     pub shadow: Option<crate::shadow::ShadowCaller>,
     pub outcomes_topic: String,
@@ -103,7 +103,7 @@ impl PayoutHandler {
         let fingerprint = command.fingerprint();
         let rail = rail_name(command.rail);
         let needs = Needs { currency: &command.currency, rail };
-        let Some(provider_name) = self.router.choose_new(&command.idempotency_key, needs).map(str::to_owned) else {
+        let Some(provider_name) = self.router.get().choose_new(&command.idempotency_key, needs).map(str::to_owned) else {
             let error = OutcomeError {
                 class: ErrorClass::Permanent,
                 code: ErrorCode::InvalidRequest,
@@ -298,7 +298,7 @@ impl PayoutHandler {
         self.metrics.vendor_call(provider.name(), operation, &label, started.elapsed());
         // Only the vendor being unwell counts against it; a decline is health.
         let vendor_failed = matches!(&result, Err(e) if matches!(e.code, ErrorCode::VendorUnavailable | ErrorCode::Timeout));
-        if let Some(breaker) = self.router.breaker(provider.name()) {
+        if let Some(breaker) = self.router.get().breaker(provider.name()) {
             if let Some(state) = breaker.record(vendor_failed) {
                 tracing::warn!(provider = provider.name(), ?state, "circuit breaker changed state");
             }
@@ -308,7 +308,7 @@ impl PayoutHandler {
     }
 
     fn breaker_allows(&self, provider: &str) -> bool {
-        self.router.breaker(provider).is_none_or(|b| {
+        self.router.get().breaker(provider).is_none_or(|b| {
             let allowed = b.allow();
             self.metrics.breaker(provider, b.state());
             allowed
@@ -319,7 +319,8 @@ impl PayoutHandler {
     /// store agrees (compare-and-set on the recorded provider).
     async fn fail_over(&self, command: &PayoutCommand, record: &Record, current: &str, refusals: &[Refusal]) -> Option<(&Vendor, String)> {
         let needs = Needs { currency: &command.currency, rail: rail_name(command.rail) };
-        let target = self.router.failover_target(current, record.fresh, refusals, needs)?;
+        let router = self.router.get();
+        let target = router.failover_target(current, record.fresh, refusals, needs)?;
         let vendor = self.providers.get(target)?;
         let key = vendor.adapter.provider_key(&command.idempotency_key);
         match self.store.reroute(DOMAIN, &command.idempotency_key, current, target, &key).await {

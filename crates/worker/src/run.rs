@@ -4,6 +4,7 @@
 use crate::config::{PayoutWorkerConfig, ProviderKind};
 use crate::metrics::{serve_admin, Metrics};
 use crate::payout::{PayoutHandler, Vendor, DOMAIN};
+use crate::policy::LiveRouter;
 use crate::ratelimit::TokenBucket;
 use crate::shadow::ShadowCaller;
 use switchyard_routing::{PartnerCatalog, Router};
@@ -30,6 +31,8 @@ pub struct RunningWorker {
     pub admin_addr: Option<SocketAddr>,
     pub metrics: Arc<Metrics>,
     pub store: Store,
+    /// The routing policy in force; `apply` changes it without a restart.
+    pub routing: Arc<LiveRouter>,
     /// Resolves when the consumer loop has drained and committed.
     pub join: JoinHandle<Result<(), switchyard_bus::BusError>>,
 }
@@ -79,6 +82,12 @@ pub async fn start_payout_worker(config: PayoutWorkerConfig, shutdown: Cancellat
         }
         None => None,
     };
+    let router = match catalog {
+        Some(c) => Router::new(config.routing.clone()).with_catalog(c),
+        None => Router::new(config.routing.clone()),
+    };
+    let known = providers.keys().cloned().chain(config.routing.shadow.clone()).collect();
+    let live_router = Arc::new(LiveRouter::new(router, known));
     let registry = Arc::new(RegistryClient::new(&config.schema_registry_url)?);
     let encoder = AvroEncoder::register(&registry, &config.topics.outcomes, PAYOUT_OUTCOME_SCHEMA).await?;
     let decoder = AvroDecoder::new(registry, PAYOUT_COMMAND_SCHEMA)?;
@@ -90,10 +99,7 @@ pub async fn start_payout_worker(config: PayoutWorkerConfig, shutdown: Cancellat
         publisher: publisher.clone(),
         store: store.clone(),
         providers,
-        router: match catalog {
-            Some(c) => Router::new(config.routing.clone()).with_catalog(c),
-            None => Router::new(config.routing.clone()),
-        },
+        router: live_router.clone(),
         shadow,
         outcomes_topic: config.topics.outcomes.clone(),
         retry: config.retry.clone(),
@@ -120,5 +126,5 @@ pub async fn start_payout_worker(config: PayoutWorkerConfig, shutdown: Cancellat
     };
     tracing::info!(commands = %config.topics.commands, group = %config.kafka.group_id, "payout worker started");
     let join = tokio::spawn(runtime.run());
-    Ok(RunningWorker { admin_addr, metrics, store, join })
+    Ok(RunningWorker { admin_addr, metrics, store, routing: live_router, join })
 }

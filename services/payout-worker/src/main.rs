@@ -38,6 +38,14 @@ async fn main() -> anyhow::Result<()> {
     let config = PayoutWorkerConfig::load(&args.config).context("invalid configuration")?;
     let shutdown = CancellationToken::new();
     let worker = start_payout_worker(config, shutdown.clone()).await.context("payout worker failed to start")?;
+    // Routing policy edits in the config file apply without a restart.
+    switchyard_worker::policy::watch_config(
+        args.config.clone(),
+        worker.routing.clone(),
+        worker.store.clone(),
+        std::time::Duration::from_secs(2),
+        shutdown.clone(),
+    );
     if let Some(addr) = worker.admin_addr {
         tracing::info!(%addr, "metrics on /metrics, health on /health");
     }
