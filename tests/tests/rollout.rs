@@ -123,3 +123,35 @@ async fn a_policy_change_applies_without_a_restart_and_is_audited() -> Result<()
     worker.join.await??;
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn switching_the_domain_off_holds_commands_and_switching_it_on_releases_them() -> Result<()> {
+    let env = TestEnv::new("off").await?;
+    let sim = stripe::spawn_stripe(stripe::StripeConfig::local()).await?;
+    let mut config = env.worker_config(&sim.base_url(), None, "stripe");
+    config.routing.mode = switchyard_routing::DomainMode::Off;
+    let mut on = config.routing.clone();
+    on.mode = switchyard_routing::DomainMode::On;
+    let shutdown = CancellationToken::new();
+    let worker = start_payout_worker(config, shutdown.clone()).await?;
+    let producer = env.core_producer().await?;
+    let reader = env.outcome_reader()?;
+
+    for i in 0..5 {
+        producer.send(&command(&format!("{}po-{i}", env.prefix), &format!("{}key-{i}", env.prefix), 1000 + i)).await?;
+    }
+    let held = env.collect_outcomes(&reader, 5, Duration::from_secs(30)).await?;
+    assert!(held.iter().all(|o| o.status == PayoutStatus::Held), "{:?}", held.first());
+    assert!(held.iter().all(|o| o.error.as_ref().map(|e| e.code) == Some(switchyard_canonical::ErrorCode::DomainOff)));
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(sim.ledger().is_empty(), "nothing reaches the vendor while off");
+
+    assert!(worker.routing.apply(on, &worker.store, "test").await.map_err(anyhow::Error::msg)?);
+    let released = env.collect_outcomes(&reader, 5, Duration::from_secs(60)).await?;
+    assert!(released.iter().all(|o| o.status == PayoutStatus::Submitted), "{:?}", released.first());
+    let keys: std::collections::HashSet<_> = sim.ledger().into_iter().map(|p| p.idempotency_key).collect();
+    assert_eq!(keys.len(), 5, "every held command ran once after release");
+    shutdown.cancel();
+    worker.join.await??;
+    Ok(())
+}

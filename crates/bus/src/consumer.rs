@@ -64,6 +64,9 @@ pub enum Failure {
     Retry { reason: String, delay: Duration },
     /// Never retry automatically: original bytes to the DLQ.
     DeadLetter { class: ErrorClass, reason: String },
+    /// Not now, by policy: original bytes to the held topic, from which they
+    /// are released when the policy allows (see [`crate::relay`]).
+    Park { reason: String },
 }
 
 pub trait Handler: Send + Sync + 'static {
@@ -77,12 +80,19 @@ pub struct RuntimeTopics {
     /// Consumed alongside the input; `None` retries in place instead.
     pub retry: Option<String>,
     pub dlq: String,
+    /// Where parked messages wait; without one, parking dead-letters.
+    pub held: Option<String>,
 }
 
 impl RuntimeTopics {
     /// `<input>`, `<input>.retry`, `<input>.dlq`, the convention of topics.yaml.
     pub fn conventional(input: &str) -> Self {
-        Self { input: input.to_owned(), retry: Some(format!("{input}.retry")), dlq: format!("{input}.dlq") }
+        Self {
+            input: input.to_owned(),
+            retry: Some(format!("{input}.retry")),
+            dlq: format!("{input}.dlq"),
+            held: Some(format!("{input}.held")),
+        }
     }
 }
 
@@ -416,6 +426,17 @@ impl<H: Handler> Shared<H> {
             };
             match failure {
                 Failure::DeadLetter { class, reason } => return self.dead_letter(message, class, &reason).await,
+                Failure::Park { reason } => match &self.topics.held {
+                    Some(held) => {
+                        let mut headers = message.headers.clone();
+                        if header_text(&message.headers, HeaderName::ORIGINAL_TOPIC).is_none() {
+                            set_header(&mut headers, HeaderName::ORIGINAL_TOPIC, message.topic.clone());
+                        }
+                        set_header(&mut headers, HeaderName::HELD_REASON, truncate(&reason));
+                        return self.publish_until_acked(message, held, headers).await;
+                    }
+                    None => return self.dead_letter(message, ErrorClass::ManualRepair, &reason).await,
+                },
                 Failure::Retry { reason, delay } => match &self.topics.retry {
                     Some(retry_topic) => {
                         let attempt = message.retry_attempt() + 1;

@@ -24,6 +24,7 @@ impl HeaderName {
     pub const RETRY_NOT_BEFORE: &'static str = "retry-not-before";
     pub const RETRY_REASON: &'static str = "retry-reason";
     pub const ORIGINAL_TOPIC: &'static str = "original-topic";
+    pub const HELD_REASON: &'static str = "held-reason";
     pub const ORIGINAL_PARTITION: &'static str = "original-partition";
     pub const ORIGINAL_OFFSET: &'static str = "original-offset";
 }

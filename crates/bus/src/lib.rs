@@ -10,6 +10,7 @@
 //! - [`publisher`]: an idempotent producer whose `publish` returns only once the broker acknowledged.
 //! - [`offsets`]: per-partition tracking of finished offsets; only the contiguous prefix is committed.
 //! - [`consumer`]: key-ordered parallel processing, retry topic and DLQ routing.
+//! - [`relay`]: moves parked messages back to their topic while a condition holds.
 
 pub mod codec;
 pub mod config;
@@ -18,6 +19,7 @@ pub mod headers;
 pub mod offsets;
 pub mod publisher;
 pub mod registry;
+pub mod relay;
 pub mod topics;
 pub mod wire;
 

@@ -44,6 +44,8 @@ pub enum ErrorCode {
     AuthenticationFailed,
     UndecodableMessage,
     Unknown,
+    /// The domain is switched off by policy; the command waits to be released.
+    DomainOff,
 }
 
 impl ErrorCode {
@@ -60,6 +62,7 @@ impl ErrorCode {
             ErrorCode::AuthenticationFailed => "authentication_failed",
             ErrorCode::UndecodableMessage => "undecodable_message",
             ErrorCode::Unknown => "unknown",
+            ErrorCode::DomainOff => "domain_off",
         }
     }
 }

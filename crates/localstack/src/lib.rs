@@ -100,6 +100,7 @@ impl LocalStack {
             topics: PayoutTopics { commands: self.topic("payouts.commands.v1"), outcomes: self.topic("payouts.outcomes.v1") },
             providers,
             routing: switchyard_routing::RoutingPolicy {
+                mode: switchyard_routing::DomainMode::On,
                 primary: primary.into(),
                 // With both vendors configured, the other one is the secondary.
                 secondary: adyen_url.map(|_| if primary == "stripe" { "adyen" } else { "stripe" }.to_owned()),

@@ -22,6 +22,9 @@ use std::sync::Arc;
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct RoutingPolicy {
+    /// `off` parks new commands with a held outcome until the domain is on again.
+    #[serde(default)]
+    pub mode: DomainMode,
     /// Catalog name of the provider that takes new commands.
     pub primary: String,
     /// Takes new commands only when the primary definitely refused them.
@@ -37,6 +40,14 @@ pub struct RoutingPolicy {
     /// normalized outcome; never acts on it.
     #[serde(default)]
     pub shadow: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum DomainMode {
+    #[default]
+    On,
+    Off,
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -249,6 +260,7 @@ mod tests {
 
     fn policy() -> RoutingPolicy {
         RoutingPolicy {
+            mode: DomainMode::On,
             primary: "stripe".into(),
             secondary: Some("adyen".into()),
             breaker: BreakerConfig::default(),

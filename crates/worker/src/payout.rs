@@ -22,7 +22,7 @@ use switchyard_bus::{AvroDecoder, AvroEncoder, Failure, Handler, Inbound, Messag
 use switchyard_canonical::{
     now_ms, ErrorClass, ErrorCode, OutcomeError, PayoutCommand, PayoutOutcome, PayoutRail, PayoutStatus,
 };
-use switchyard_routing::{Needs, Refusal};
+use switchyard_routing::{DomainMode, Needs, Refusal};
 use switchyard_store::{AuditEntry, Claim, Completion, Record, RecordState, Store};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
@@ -99,6 +99,17 @@ impl PayoutHandler {
         if let Err(reason) = command.validate() {
             let error = OutcomeError { class: ErrorClass::Permanent, code: ErrorCode::InvalidRequest, message: reason };
             return self.publish(message, &ctx, &PayoutOutcome::rejected(&command, error), &command).await;
+        }
+        if self.router.get().policy().mode == DomainMode::Off {
+            // Nothing is claimed: the command runs from scratch when released.
+            let mut held = PayoutOutcome::rejected(&command, OutcomeError {
+                class: ErrorClass::Transient,
+                code: ErrorCode::DomainOff,
+                message: "payouts are switched off; the command is parked and runs when they are back on".into(),
+            });
+            held.status = PayoutStatus::Held;
+            self.publish(message, &ctx, &held, &command).await?;
+            return Err(Failure::Park { reason: "domain off by routing policy".into() });
         }
         let fingerprint = command.fingerprint();
         let rail = rail_name(command.rail);

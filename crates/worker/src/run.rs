@@ -93,6 +93,7 @@ pub async fn start_payout_worker(config: PayoutWorkerConfig, shutdown: Cancellat
     let decoder = AvroDecoder::new(registry, PAYOUT_COMMAND_SCHEMA)?;
     let store = Store::connect(&config.database_url).await?;
     let publisher = Publisher::new(&config.kafka)?;
+    let release_publisher = publisher.clone();
     let handler = Arc::new(PayoutHandler {
         decoder,
         encoder,
@@ -120,6 +121,20 @@ pub async fn start_payout_worker(config: PayoutWorkerConfig, shutdown: Cancellat
         shutdown.clone(),
     )?;
     metrics.attach_runtime(runtime.stats());
+    {
+        // Commands parked while the domain was off go back to the command
+        // topic whenever it is on (every instance shares the release group).
+        let (kafka, live, held, commands) =
+            (config.kafka.clone(), live_router.clone(), format!("{}.held", config.topics.commands), config.topics.commands.clone());
+        let (publisher, shutdown) = (release_publisher, shutdown.clone());
+        let group = format!("{}-release", config.kafka.group_id);
+        tokio::spawn(async move {
+            let on = || live.get().policy().mode == switchyard_routing::DomainMode::On;
+            if let Err(e) = switchyard_bus::relay::relay_while(&kafka, &held, &commands, &group, publisher, on, shutdown).await {
+                tracing::error!(error = %e, "release of held commands stopped");
+            }
+        });
+    }
     let admin_addr = match config.admin_bind {
         Some(bind) => Some(serve_admin(bind, metrics.clone(), shutdown.clone()).await?),
         None => None,
