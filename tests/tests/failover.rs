@@ -42,6 +42,12 @@ async fn a_primary_refusing_with_503_fails_over_opens_its_breaker_and_recovers()
     assert_eq!(metric(&metrics, "switchyard_circuit_state{domain=\"payouts\",provider=\"stripe\"}"), 1.0, "breaker open");
     assert!(primary.stats().requests < 100, "the open breaker spared the primary: {} calls", primary.stats().requests);
     assert!(worker.store.audit_count(&format!("{}po-0", env.prefix)).await? >= 1, "failover audited");
+    let events = switchyard_e2e::TopicReader::new(&env.kafka, &env.topic("routing.circuit-events.v1"))?;
+    let opened = events.collect(1, Duration::from_secs(30)).await?.remove(0);
+    assert_eq!(opened.key, b"stripe");
+    let decoder = switchyard_bus::AvroDecoder::new(env.registry_client.clone(), switchyard_worker::run::CIRCUIT_EVENT_SCHEMA)?;
+    let event: switchyard_canonical::routing::CircuitStateChanged = decoder.decode(&opened.payload).await?;
+    assert_eq!(event.state, switchyard_canonical::routing::CircuitState::Open, "the opening was announced on the bus");
 
     // The primary recovers; after the cool-down a probe closes the breaker
     // and new payouts go to the primary again.

@@ -6,6 +6,7 @@
 //! - [`money`]: amounts in minor units with an ISO 4217 currency.
 //! - [`taxonomy`]: the four error classes and our own error codes.
 //! - [`payout`]: the payout command and its outcome.
+//! - [`routing`]: events about partner health (circuit breaker changes).
 //! - [`ids`]: correlation ids and W3C trace context.
 //! - [`fingerprint`]: a stable digest of a command's payload, used to tell an
 //!   honest duplicate from an idempotency-key collision.
@@ -14,6 +15,7 @@ pub mod fingerprint;
 pub mod ids;
 pub mod money;
 pub mod payout;
+pub mod routing;
 pub mod taxonomy;
 
 pub use fingerprint::Fingerprint;

@@ -97,7 +97,11 @@ impl LocalStack {
             kafka: self.kafka.clone(),
             schema_registry_url: self.registry.base_url(),
             database_url: database_url(),
-            topics: PayoutTopics { commands: self.topic("payouts.commands.v1"), outcomes: self.topic("payouts.outcomes.v1") },
+            topics: PayoutTopics {
+                commands: self.topic("payouts.commands.v1"),
+                outcomes: self.topic("payouts.outcomes.v1"),
+                circuit_events: self.topic("routing.circuit-events.v1"),
+            },
             providers,
             routing: switchyard_routing::RoutingPolicy {
                 mode: switchyard_routing::DomainMode::On,

@@ -62,11 +62,17 @@ pub enum Environment {
 pub struct PayoutTopics {
     pub commands: String,
     pub outcomes: String,
+    /// Circuit breaker state changes of this worker's providers.
+    pub circuit_events: String,
 }
 
 impl Default for PayoutTopics {
     fn default() -> Self {
-        Self { commands: "payouts.commands.v1".into(), outcomes: "payouts.outcomes.v1".into() }
+        Self {
+            commands: "payouts.commands.v1".into(),
+            outcomes: "payouts.outcomes.v1".into(),
+            circuit_events: "routing.circuit-events.v1".into(),
+        }
     }
 }
 

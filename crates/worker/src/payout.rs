@@ -45,12 +45,19 @@ pub struct PayoutHandler {
     pub store: Store,
     pub providers: HashMap<String, Vendor>,
     pub router: Arc<crate::policy::LiveRouter>,
+    pub circuit_events: CircuitEvents,
     /// Compares a sandbox candidate's answers with live ones, if configured.
     pub shadow: Option<crate::shadow::ShadowCaller>,
     pub outcomes_topic: String,
     pub retry: RetryPolicy,
     pub metrics: Arc<Metrics>,
     pub shutdown: CancellationToken,
+}
+
+/// Where breaker state changes are announced.
+pub struct CircuitEvents {
+    pub encoder: AvroEncoder,
+    pub topic: String,
 }
 
 /// What the vendor conversation ended with.
@@ -312,10 +319,43 @@ impl PayoutHandler {
         if let Some(breaker) = self.router.get().breaker(provider.name()) {
             if let Some(state) = breaker.record(vendor_failed) {
                 tracing::warn!(provider = provider.name(), ?state, "circuit breaker changed state");
+                self.announce(provider.name(), state);
             }
             self.metrics.breaker(provider.name(), breaker.state());
         }
         result
+    }
+
+    /// Publishes a breaker change in the background: announcing it must not
+    /// hold up the payout that tripped it.
+    fn announce(&self, provider: &str, state: switchyard_routing::BreakerState) {
+        use switchyard_canonical::routing::{CircuitState, CircuitStateChanged};
+        let event = CircuitStateChanged {
+            domain: DOMAIN.into(),
+            provider: provider.to_owned(),
+            state: match state {
+                switchyard_routing::BreakerState::Closed => CircuitState::Closed,
+                switchyard_routing::BreakerState::Open => CircuitState::Open,
+                switchyard_routing::BreakerState::HalfOpen => CircuitState::HalfOpen,
+            },
+            changed_at_ms: now_ms(),
+        };
+        let payload = match self.circuit_events.encoder.encode(&event) {
+            Ok(p) => p,
+            Err(e) => return tracing::error!(error = %e, "circuit event does not fit its schema"),
+        };
+        let record = switchyard_bus::Outbound {
+            topic: self.circuit_events.topic.clone(),
+            key: Some(provider.as_bytes().to_vec()),
+            payload,
+            headers: MessageContext::new_root().outbound_headers(Some(self.circuit_events.encoder.schema_id())),
+        };
+        let publisher = self.publisher.clone();
+        tokio::spawn(async move {
+            if let Err(e) = publisher.publish(&record).await {
+                tracing::warn!(error = %e, "circuit event not published");
+            }
+        });
     }
 
     fn breaker_allows(&self, provider: &str) -> bool {

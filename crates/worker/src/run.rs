@@ -26,6 +26,7 @@ use tokio_util::sync::CancellationToken;
 /// binary cannot drift from `schemas/`.
 pub const PAYOUT_COMMAND_SCHEMA: &str = include_str!("../../../schemas/payouts/PayoutCommand.v1.avsc");
 pub const PAYOUT_OUTCOME_SCHEMA: &str = include_str!("../../../schemas/payouts/PayoutOutcome.v1.avsc");
+pub const CIRCUIT_EVENT_SCHEMA: &str = include_str!("../../../schemas/routing/CircuitStateChanged.v1.avsc");
 
 pub struct RunningWorker {
     pub admin_addr: Option<SocketAddr>,
@@ -90,6 +91,7 @@ pub async fn start_payout_worker(config: PayoutWorkerConfig, shutdown: Cancellat
     let live_router = Arc::new(LiveRouter::new(router, known));
     let registry = Arc::new(RegistryClient::new(&config.schema_registry_url)?);
     let encoder = AvroEncoder::register(&registry, &config.topics.outcomes, PAYOUT_OUTCOME_SCHEMA).await?;
+    let circuit_encoder = AvroEncoder::register(&registry, &config.topics.circuit_events, CIRCUIT_EVENT_SCHEMA).await?;
     let decoder = AvroDecoder::new(registry, PAYOUT_COMMAND_SCHEMA)?;
     let store = Store::connect(&config.database_url).await?;
     let publisher = Publisher::new(&config.kafka)?;
@@ -102,6 +104,7 @@ pub async fn start_payout_worker(config: PayoutWorkerConfig, shutdown: Cancellat
         providers,
         router: live_router.clone(),
         shadow,
+        circuit_events: crate::payout::CircuitEvents { encoder: circuit_encoder, topic: config.topics.circuit_events.clone() },
         outcomes_topic: config.topics.outcomes.clone(),
         retry: config.retry.clone(),
         metrics: metrics.clone(),
