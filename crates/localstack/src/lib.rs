@@ -111,6 +111,7 @@ impl LocalStack {
                 breaker: switchyard_routing::BreakerConfig::default(),
                 rollout: None,
                 shadow: None,
+                segments: Vec::new(),
             },
             admin_bind: None,
             catalog_file: None,

@@ -40,6 +40,40 @@ pub struct RoutingPolicy {
     /// normalized outcome; never acts on it.
     #[serde(default)]
     pub shadow: Option<String>,
+    /// Overrides of primary and secondary for commands matching a segment;
+    /// the first match wins, unmatched commands use the defaults above.
+    #[serde(default)]
+    pub segments: Vec<Segment>,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Segment {
+    #[serde(rename = "match")]
+    pub matches: SegmentMatch,
+    pub primary: String,
+    #[serde(default)]
+    pub secondary: Option<String>,
+}
+
+/// Every field set must match; unset fields match anything.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct SegmentMatch {
+    #[serde(default)]
+    pub currency: Option<String>,
+    #[serde(default)]
+    pub rail: Option<String>,
+    /// The beneficiary's country, ISO 3166-1 alpha-2.
+    #[serde(default)]
+    pub region: Option<String>,
+}
+
+impl SegmentMatch {
+    fn accepts(&self, needs: Needs<'_>) -> bool {
+        let field = |want: &Option<String>, have: &str| want.as_deref().is_none_or(|w| w == have);
+        field(&self.currency, needs.currency) && field(&self.rail, needs.rail) && field(&self.region, needs.region)
+    }
 }
 
 #[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
@@ -65,6 +99,16 @@ pub enum RoutingError {
     UnknownProvider { field: &'static str, name: String, known: String },
     #[error("routing.{field}: {message}")]
     Invalid { field: &'static str, message: String },
+}
+
+fn with_index(e: RoutingError, i: usize) -> RoutingError {
+    match e {
+        RoutingError::UnknownProvider { field, name, known } => RoutingError::Invalid {
+            field: "segments",
+            message: format!("segments[{i}].{}: {name:?} is not configured (known: {known})", field.trim_start_matches("segments[].")),
+        },
+        other => other,
+    }
 }
 
 /// A stable bucket in 0..10_000 for a key (FNV-1a: the standard library's
@@ -100,6 +144,12 @@ impl RoutingPolicy {
             check("rollout.candidate", &r.candidate)?;
             if !(0.0..=100.0).contains(&r.percent) {
                 return Err(RoutingError::Invalid { field: "rollout.percent", message: format!("{} is not within 0..=100", r.percent) });
+            }
+        }
+        for (i, segment) in self.segments.iter().enumerate() {
+            check("segments[].primary", &segment.primary).map_err(|e| with_index(e, i))?;
+            if let Some(s) = &segment.secondary {
+                check("segments[].secondary", s).map_err(|e| with_index(e, i))?;
             }
         }
         if let Some(s) = &self.shadow {
@@ -139,13 +189,16 @@ pub struct Router {
 pub struct Needs<'a> {
     pub currency: &'a str,
     pub rail: &'a str,
+    /// The beneficiary's country.
+    pub region: &'a str,
 }
 
 impl Router {
     pub fn new(policy: RoutingPolicy) -> Self {
         let mut breakers = HashMap::new();
         let candidate = policy.rollout.as_ref().map(|r| &r.candidate);
-        for name in std::iter::once(&policy.primary).chain(policy.secondary.as_ref()).chain(candidate) {
+        let segments = policy.segments.iter().flat_map(|s| std::iter::once(&s.primary).chain(s.secondary.as_ref()));
+        for name in std::iter::once(&policy.primary).chain(policy.secondary.as_ref()).chain(candidate).chain(segments) {
             breakers.insert(name.clone(), Arc::new(CircuitBreaker::new(policy.breaker.clone())));
         }
         Self { policy, breakers, catalog: None }
@@ -174,6 +227,14 @@ impl Router {
     pub fn with_catalog(mut self, catalog: PartnerCatalog) -> Self {
         self.catalog = Some(catalog);
         self
+    }
+
+    /// Primary and secondary for a command: its segment's, or the defaults.
+    fn pair_for(&self, needs: Needs<'_>) -> (&str, Option<&str>) {
+        match self.policy.segments.iter().find(|s| s.matches.accepts(needs)) {
+            Some(s) => (&s.primary, s.secondary.as_deref()),
+            None => (&self.policy.primary, self.policy.secondary.as_deref()),
+        }
     }
 
     fn capable(&self, provider: &str, needs: Needs<'_>) -> bool {
@@ -209,7 +270,8 @@ impl Router {
             .as_ref()
             .filter(|r| f64::from(bucket(idempotency_key)) < r.percent * 100.0)
             .map(|r| r.candidate.as_str());
-        let order = rollout.into_iter().chain(std::iter::once(self.policy.primary.as_str())).chain(self.policy.secondary.as_deref());
+        let (primary, secondary) = self.pair_for(needs);
+        let order = rollout.into_iter().chain(std::iter::once(primary)).chain(secondary);
         let capable: Vec<&str> = order.filter(|p| self.capable(p, needs)).collect();
         let open = |name: &str| self.breakers.get(name).is_some_and(|b| !b.would_allow());
         capable.iter().find(|p| !open(p)).or(capable.first()).copied()
@@ -222,7 +284,7 @@ impl Router {
         if !fresh || refusals.is_empty() || refusals.contains(&Refusal::Ambiguous) {
             return None;
         }
-        let secondary = self.policy.secondary.as_deref()?;
+        let secondary = self.pair_for(needs).1?;
         if secondary == current || !self.capable(secondary, needs) {
             return None;
         }
@@ -244,17 +306,35 @@ mod tests {
         assert!(live_shadow.validate(["stripe", "adyen"]).is_err_and(|e| e.to_string().contains("routing.shadow")));
     }
 
-    const EUR: Needs<'static> = Needs { currency: "EUR", rail: "standard" };
+    const EUR: Needs<'static> = Needs { currency: "EUR", rail: "standard", region: "DE" };
+
+    #[test]
+    fn a_segment_overrides_the_default_pair() {
+        let r = Router::new(RoutingPolicy {
+            segments: vec![Segment {
+                matches: SegmentMatch { currency: Some("GBP".into()), rail: Some("instant".into()), region: None },
+                primary: "adyen".into(),
+                secondary: None,
+            }],
+            ..policy()
+        });
+        let gbp_instant = Needs { currency: "GBP", rail: "instant", region: "GB" };
+        assert_eq!(r.choose_new("k", gbp_instant), Some("adyen"));
+        assert_eq!(r.failover_target("adyen", true, &[Refusal::Definite], gbp_instant), None, "the segment has no secondary");
+        assert_eq!(r.choose_new("k", Needs { rail: "standard", ..gbp_instant }), Some("stripe"), "other rails use the defaults");
+        let bad = RoutingPolicy { segments: vec![Segment { matches: SegmentMatch::default(), primary: "wise".into(), secondary: None }], ..policy() };
+        assert!(bad.validate(["stripe", "adyen"]).is_err_and(|e| e.to_string().contains("segments[0].primary")));
+    }
 
     #[test]
     fn capability_gaps_steer_routing() {
         let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../ops/partners.yaml");
         let catalog = PartnerCatalog::load(&path).expect("catalog");
         let r = Router::new(policy()).with_catalog(catalog);
-        let usd = Needs { currency: "USD", rail: "standard" };
+        let usd = Needs { currency: "USD", rail: "standard", region: "US" };
         assert_eq!(r.choose_new("k", usd), Some("stripe"), "only stripe pays USD");
         assert_eq!(r.failover_target("stripe", true, &[Refusal::Definite], usd), None, "adyen cannot take USD");
-        let jpy = Needs { currency: "JPY", rail: "standard" };
+        let jpy = Needs { currency: "JPY", rail: "standard", region: "JP" };
         assert_eq!(r.choose_new("k", jpy), None);
     }
 
@@ -266,6 +346,7 @@ mod tests {
             breaker: BreakerConfig::default(),
             rollout: None,
             shadow: None,
+            segments: Vec::new(),
         }
     }
 

@@ -120,7 +120,7 @@ impl PayoutHandler {
         }
         let fingerprint = command.fingerprint();
         let rail = rail_name(command.rail);
-        let needs = Needs { currency: &command.currency, rail };
+        let needs = Needs { currency: &command.currency, rail, region: &command.beneficiary.country };
         let Some(provider_name) = self.router.get().choose_new(&command.idempotency_key, needs).map(str::to_owned) else {
             let error = OutcomeError {
                 class: ErrorClass::Permanent,
@@ -369,7 +369,7 @@ impl PayoutHandler {
     /// Moves the claim to the failover target if the rule allows and the
     /// store agrees (compare-and-set on the recorded provider).
     async fn fail_over(&self, command: &PayoutCommand, record: &Record, current: &str, refusals: &[Refusal]) -> Option<(&Vendor, String)> {
-        let needs = Needs { currency: &command.currency, rail: rail_name(command.rail) };
+        let needs = Needs { currency: &command.currency, rail: rail_name(command.rail), region: &command.beneficiary.country };
         let router = self.router.get();
         let target = router.failover_target(current, record.fresh, refusals, needs)?;
         let vendor = self.providers.get(target)?;

@@ -52,6 +52,18 @@ pub(crate) async fn run(args: CatalogArgs) -> Result<()> {
         None => println!("  rollout    -"),
     }
     println!("  shadow     {}", r.shadow.as_deref().unwrap_or("-"));
+    println!("  mode       {:?}", r.mode);
+    for seg in &r.segments {
+        let m = &seg.matches;
+        println!(
+            "  segment    currency={} rail={} region={} -> primary {} secondary {}",
+            m.currency.as_deref().unwrap_or("*"),
+            m.rail.as_deref().unwrap_or("*"),
+            m.region.as_deref().unwrap_or("*"),
+            seg.primary,
+            seg.secondary.as_deref().unwrap_or("-")
+        );
+    }
     println!(
         "  breaker    opens at {:.0}% failures of >= {} calls in {} ms; half-open after {} ms",
         r.breaker.failure_ratio * 100.0,
