@@ -106,6 +106,31 @@ pub fn client(timeout: Duration, max_connections: usize) -> Result<reqwest::Clie
         .map_err(|e| AdapterError::new(ErrorClass::ManualRepair, ErrorCode::Unknown, format!("http client: {e}")))
 }
 
+/// Sends a request and reads a JSON reply: `T` on 2xx, otherwise the
+/// vendor's error body `E` (if it parses) handed to the vendor's mapping.
+/// A 2xx body that cannot be read is ambiguous: the vendor did act.
+pub async fn send_json<T, E>(
+    req: reqwest::RequestBuilder,
+    map_error: impl FnOnce(u16, Option<Duration>, Option<E>) -> AdapterError,
+) -> Result<T, AdapterError>
+where
+    T: serde::de::DeserializeOwned,
+    E: serde::de::DeserializeOwned,
+{
+    let reply = req.send().await.map_err(|e| AdapterError::from_transport(&e))?;
+    let status = reply.status().as_u16();
+    let wait = retry_after(reply.headers());
+    let body = reply.bytes().await.map_err(|e| AdapterError::from_transport(&e))?;
+    if (200..300).contains(&status) {
+        return serde_json::from_slice(&body).map_err(|e| {
+            let mut err = AdapterError::from_status(502, None, &format!("unreadable {status} reply: {e}"));
+            err.ambiguous = true;
+            err
+        });
+    }
+    Err(map_error(status, wait, serde_json::from_slice(&body).ok()))
+}
+
 /// Adds the tracing headers every outbound call carries.
 pub fn traced(req: reqwest::RequestBuilder, ctx: &CallContext) -> reqwest::RequestBuilder {
     req.header("traceparent", &ctx.traceparent).header("X-Correlation-Id", &ctx.correlation_id)

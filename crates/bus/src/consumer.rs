@@ -533,9 +533,3 @@ fn truncate(reason: &str) -> String {
     }
     reason[..end].to_owned()
 }
-
-/// The context a handler needs to publish its own records with this message's
-/// tracing headers.
-pub fn outbound_for(message: &Inbound, topic: &str, payload: Vec<u8>, schema_id: Option<u32>) -> Outbound {
-    Outbound { topic: topic.to_owned(), key: message.key.clone(), payload, headers: message.context().outbound_headers(schema_id) }
-}

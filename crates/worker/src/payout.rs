@@ -17,8 +17,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use switchyard_adapters::payouts::{PayoutProvider, VendorPayout};
 use switchyard_adapters::{AdapterError, CallContext};
-use switchyard_bus::consumer::outbound_for;
-use switchyard_bus::{AvroDecoder, AvroEncoder, Failure, Handler, Inbound, MessageContext, Publisher};
+use switchyard_bus::{AvroDecoder, AvroEncoder, Failure, Handler, HeaderName, Inbound, MessageContext, Outbound, Publisher};
 use switchyard_canonical::{
     now_ms, ErrorClass, ErrorCode, OutcomeError, PayoutCommand, PayoutOutcome, PayoutRail, PayoutStatus,
 };
@@ -93,7 +92,7 @@ impl Handler for PayoutHandler {
             payout_id = %command.payout_id,
             idempotency_key = %command.idempotency_key,
         );
-        self.process(&message, command, ctx).instrument(span).await
+        self.process(command, ctx).instrument(span).await
     }
 }
 
@@ -102,10 +101,10 @@ fn dead_letter(reason: &str) -> Failure {
 }
 
 impl PayoutHandler {
-    async fn process(&self, message: &Inbound, command: PayoutCommand, ctx: MessageContext) -> Result<(), Failure> {
+    async fn process(&self, command: PayoutCommand, ctx: MessageContext) -> Result<(), Failure> {
         if let Err(reason) = command.validate() {
             let error = OutcomeError { class: ErrorClass::Permanent, code: ErrorCode::InvalidRequest, message: reason };
-            return self.publish(message, &ctx, &PayoutOutcome::rejected(&command, error), &command).await;
+            return self.publish(&ctx, &PayoutOutcome::rejected(&command, error), &command).await;
         }
         if self.router.get().policy().mode == DomainMode::Off {
             // Nothing is claimed: the command runs from scratch when released.
@@ -115,7 +114,7 @@ impl PayoutHandler {
                 message: "payouts are switched off; the command is parked and runs when they are back on".into(),
             });
             held.status = PayoutStatus::Held;
-            self.publish(message, &ctx, &held, &command).await?;
+            self.publish(&ctx, &held, &command).await?;
             return Err(Failure::Park { reason: "domain off by routing policy".into() });
         }
         let fingerprint = command.fingerprint();
@@ -127,7 +126,7 @@ impl PayoutHandler {
                 code: ErrorCode::InvalidRequest,
                 message: format!("no configured partner pays out {} on the {rail} rail", command.currency),
             };
-            return self.publish(message, &ctx, &PayoutOutcome::rejected(&command, error), &command).await;
+            return self.publish(&ctx, &PayoutOutcome::rejected(&command, error), &command).await;
         };
         let provider_key = self.providers.get(&provider_name).map(|p| p.adapter.provider_key(&command.idempotency_key));
         let Some(provider_key) = provider_key else {
@@ -157,7 +156,7 @@ impl PayoutHandler {
                 code: ErrorCode::IdempotencyCollision,
                 message: "idempotency key already used for a different payout".into(),
             };
-            return self.publish(message, &ctx, &PayoutOutcome::rejected(&command, error), &command).await;
+            return self.publish(&ctx, &PayoutOutcome::rejected(&command, error), &command).await;
         }
         if record.state == RecordState::Completed {
             let stored = record.outcome.as_deref().and_then(|o| serde_json::from_str::<PayoutOutcome>(o).ok());
@@ -166,12 +165,12 @@ impl PayoutHandler {
             };
             outcome.replayed = true;
             self.metrics.replayed();
-            return self.publish(message, &ctx, &outcome, &command).await;
+            return self.publish(&ctx, &outcome, &command).await;
         }
-        self.execute_and_answer(message, &ctx, &command, &record).await
+        self.execute_and_answer(&ctx, &command, &record).await
     }
 
-    async fn execute_and_answer(&self, message: &Inbound, ctx: &MessageContext, command: &PayoutCommand, record: &Record) -> Result<(), Failure> {
+    async fn execute_and_answer(&self, ctx: &MessageContext, command: &PayoutCommand, record: &Record) -> Result<(), Failure> {
         // The recorded provider and key win over today's routing: this may be
         // a redelivery after a crash, and the vendor must see the same key.
         let (Some(provider_name), Some(provider_key)) = (record.provider.as_deref(), record.provider_key.as_deref()) else {
@@ -208,9 +207,9 @@ impl PayoutHandler {
                     delay: Duration::from_secs(1),
                 })?;
                 self.metrics.stage(Stage::Complete, started.elapsed());
-                self.publish(message, ctx, &outcome, command).await
+                self.publish(ctx, &outcome, command).await
             }
-            Execution::Unresolved(outcome) => self.publish(message, ctx, &outcome, command).await,
+            Execution::Unresolved(outcome) => self.publish(ctx, &outcome, command).await,
             Execution::Later(failure) => Err(failure),
         }
     }
@@ -432,15 +431,20 @@ impl PayoutHandler {
 
     /// Publishes the outcome and waits for the broker; a broker outage is
     /// retried here so the command is not re-executed for a publish failure.
-    async fn publish(&self, message: &Inbound, ctx: &MessageContext, outcome: &PayoutOutcome, command: &PayoutCommand) -> Result<(), Failure> {
+    async fn publish(&self, ctx: &MessageContext, outcome: &PayoutOutcome, command: &PayoutCommand) -> Result<(), Failure> {
         let payload = self
             .encoder
             .encode(outcome)
             .map_err(|e| dead_letter(&format!("outcome does not fit its schema: {e}")))?;
-        let mut record = outbound_for(message, &self.outcomes_topic, payload, Some(self.encoder.schema_id()));
-        record.key = Some(command.payout_id.clone().into_bytes());
+        let record = Outbound {
+            topic: self.outcomes_topic.clone(),
+            key: Some(command.payout_id.clone().into_bytes()),
+            payload,
+            headers: ctx.outbound_headers(Some(self.encoder.schema_id())),
+        };
+        let mut record = record;
         if ctx.idempotency_key.is_none() {
-            record.headers.push(("idempotency-key".into(), command.idempotency_key.clone().into_bytes()));
+            record.headers.push((HeaderName::IDEMPOTENCY_KEY.into(), command.idempotency_key.clone().into_bytes()));
         }
         let mut backoff = Duration::from_millis(100);
         let started = Instant::now();

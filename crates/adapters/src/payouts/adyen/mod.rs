@@ -10,7 +10,7 @@
 
 mod transformers;
 
-use crate::http::{self, retry_after, traced};
+use crate::http::{self, traced};
 use crate::payouts::VendorPayout;
 use crate::{AdapterError, CallContext, Secret};
 use std::time::Duration;
@@ -75,19 +75,6 @@ impl AdyenAdapter {
     }
 
     async fn send(&self, req: reqwest::RequestBuilder) -> Result<VendorPayout, AdapterError> {
-        let reply = req.send().await.map_err(|e| AdapterError::from_transport(&e))?;
-        let status = reply.status().as_u16();
-        let wait = retry_after(reply.headers());
-        let body = reply.bytes().await.map_err(|e| AdapterError::from_transport(&e))?;
-        if (200..300).contains(&status) {
-            let transfer: AdyenTransfer = serde_json::from_slice(&body).map_err(|e| {
-                let mut err = AdapterError::from_status(502, None, &format!("unreadable transfer: {e}"));
-                err.ambiguous = true;
-                err
-            })?;
-            return Ok(transfer.into());
-        }
-        let parsed: Option<AdyenProblem> = serde_json::from_slice(&body).ok();
-        Err(map_error(status, wait, parsed))
+        http::send_json::<AdyenTransfer, AdyenProblem>(req, map_error).await.map(Into::into)
     }
 }

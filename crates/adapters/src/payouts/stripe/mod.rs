@@ -12,7 +12,7 @@
 
 mod transformers;
 
-use crate::http::{self, retry_after, traced};
+use crate::http::{self, traced};
 use crate::payouts::VendorPayout;
 use crate::{AdapterError, CallContext, Secret};
 use std::time::Duration;
@@ -69,19 +69,6 @@ impl StripeAdapter {
     }
 
     async fn send(&self, req: reqwest::RequestBuilder) -> Result<VendorPayout, AdapterError> {
-        let reply = req.send().await.map_err(|e| AdapterError::from_transport(&e))?;
-        let status = reply.status().as_u16();
-        let wait = retry_after(reply.headers());
-        let body = reply.bytes().await.map_err(|e| AdapterError::from_transport(&e))?;
-        if (200..300).contains(&status) {
-            let payout: StripePayout = serde_json::from_slice(&body).map_err(|e| {
-                let mut err = AdapterError::from_status(502, None, &format!("unreadable payout object: {e}"));
-                err.ambiguous = true;
-                err
-            })?;
-            return Ok(payout.into());
-        }
-        let parsed: Option<StripeErrorBody> = serde_json::from_slice(&body).ok();
-        Err(map_error(status, wait, parsed))
+        http::send_json::<StripePayout, StripeErrorBody>(req, map_error).await.map(Into::into)
     }
 }
