@@ -146,11 +146,19 @@ async fn switching_the_domain_off_holds_commands_and_switching_it_on_releases_th
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert!(sim.ledger().is_empty(), "nothing reaches the vendor while off");
 
+    let mut off = on.clone();
+    off.mode = switchyard_routing::DomainMode::Off;
     assert!(worker.routing.apply(on, &worker.store, "test").await.map_err(anyhow::Error::msg)?);
     let released = env.collect_outcomes(&reader, 5, Duration::from_secs(60)).await?;
     assert!(released.iter().all(|o| o.status == PayoutStatus::Submitted), "{:?}", released.first());
     let keys: std::collections::HashSet<_> = sim.ledger().into_iter().map(|p| p.idempotency_key).collect();
     assert_eq!(keys.len(), 5, "every held command ran once after release");
+
+    // Off again: a duplicate of a finished payout is still answered from the store.
+    assert!(worker.routing.apply(off, &worker.store, "test").await.map_err(anyhow::Error::msg)?);
+    producer.send(&command(&format!("{}po-0", env.prefix), &format!("{}key-0", env.prefix), 1000)).await?;
+    let duplicate = env.collect_outcomes(&reader, 1, Duration::from_secs(30)).await?.remove(0);
+    assert_eq!((duplicate.status, duplicate.replayed), (PayoutStatus::Submitted, true));
     shutdown.cancel();
     worker.join.await??;
     Ok(())

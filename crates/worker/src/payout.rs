@@ -107,7 +107,16 @@ impl PayoutHandler {
             return self.publish(&ctx, &PayoutOutcome::rejected(&command, error), &command).await;
         }
         if self.router.get().policy().mode == DomainMode::Off {
-            // Nothing is claimed: the command runs from scratch when released.
+            // A payout that already finished is answered as always; anything
+            // else is parked unclaimed and runs from scratch when released.
+            let existing = self.store.record(DOMAIN, &command.idempotency_key).await.map_err(|e| Failure::Retry {
+                reason: format!("store unavailable: {e}"),
+                delay: Duration::from_secs(1),
+            })?;
+            let finished = existing.filter(|r| r.fingerprint == command.fingerprint().0).as_ref().and_then(stored_outcome);
+            if let Some(outcome) = finished {
+                return self.replay(&ctx, outcome, &command).await;
+            }
             let mut held = PayoutOutcome::rejected(&command, OutcomeError {
                 class: ErrorClass::Transient,
                 code: ErrorCode::DomainOff,
@@ -159,15 +168,19 @@ impl PayoutHandler {
             return self.publish(&ctx, &PayoutOutcome::rejected(&command, error), &command).await;
         }
         if record.state == RecordState::Completed {
-            let stored = record.outcome.as_deref().and_then(|o| serde_json::from_str::<PayoutOutcome>(o).ok());
-            let Some(mut outcome) = stored else {
+            let Some(outcome) = stored_outcome(&record) else {
                 return Err(dead_letter("completed record holds no readable outcome"));
             };
-            outcome.replayed = true;
-            self.metrics.replayed();
-            return self.publish(&ctx, &outcome, &command).await;
+            return self.replay(&ctx, outcome, &command).await;
         }
         self.execute_and_answer(&ctx, &command, &record).await
+    }
+
+    /// Answers a duplicate from the store, without a vendor call.
+    async fn replay(&self, ctx: &MessageContext, mut outcome: PayoutOutcome, command: &PayoutCommand) -> Result<(), Failure> {
+        outcome.replayed = true;
+        self.metrics.replayed();
+        self.publish(ctx, &outcome, command).await
     }
 
     async fn execute_and_answer(&self, ctx: &MessageContext, command: &PayoutCommand, record: &Record) -> Result<(), Failure> {
@@ -467,6 +480,14 @@ impl PayoutHandler {
         tracing::debug!(status = outcome.status.as_str(), replayed = outcome.replayed, "outcome published");
         Ok(())
     }
+}
+
+/// The outcome a completed record holds.
+fn stored_outcome(record: &Record) -> Option<PayoutOutcome> {
+    if record.state != RecordState::Completed {
+        return None;
+    }
+    record.outcome.as_deref().and_then(|o| serde_json::from_str(o).ok())
 }
 
 fn rail_name(rail: PayoutRail) -> &'static str {
