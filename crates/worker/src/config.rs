@@ -243,6 +243,14 @@ mod tests {
     }
 
     #[test]
+    fn the_docker_compose_config_parses_and_validates() {
+        let text = include_str!("../../../ops/docker/payout-worker.yaml");
+        let config: PayoutWorkerConfig = serde_norway::from_str(text).expect("ops/docker/payout-worker.yaml parses");
+        config.validate().expect("and validates");
+        assert_eq!(config.environment, Environment::Sandbox);
+    }
+
+    #[test]
     fn errors_name_the_field() {
         let text = include_str!("../../../ops/payout-worker.example.yaml").replace("primary: stripe", "primary: wise");
         let config: PayoutWorkerConfig = serde_norway::from_str(&text).expect("parses");
