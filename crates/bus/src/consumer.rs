@@ -428,10 +428,7 @@ impl<H: Handler> Shared<H> {
                 Failure::DeadLetter { class, reason } => return self.dead_letter(message, class, &reason).await,
                 Failure::Park { reason } => match &self.topics.held {
                     Some(held) => {
-                        let mut headers = message.headers.clone();
-                        if header_text(&message.headers, HeaderName::ORIGINAL_TOPIC).is_none() {
-                            set_header(&mut headers, HeaderName::ORIGINAL_TOPIC, message.topic.clone());
-                        }
+                        let mut headers = with_origin(message);
                         set_header(&mut headers, HeaderName::HELD_REASON, truncate(&reason));
                         return self.publish_until_acked(message, held, headers).await;
                     }
@@ -458,13 +455,7 @@ impl<H: Handler> Shared<H> {
     }
 
     async fn to_retry_topic(&self, message: &Inbound, topic: &str, attempt: u32, reason: &str, delay: Duration) -> bool {
-        let mut headers = message.headers.clone();
-        // The first trip records where the message came from; later trips keep it.
-        if header_text(&message.headers, HeaderName::ORIGINAL_TOPIC).is_none() {
-            set_header(&mut headers, HeaderName::ORIGINAL_TOPIC, message.topic.clone());
-            set_header(&mut headers, HeaderName::ORIGINAL_PARTITION, message.partition.to_string());
-            set_header(&mut headers, HeaderName::ORIGINAL_OFFSET, message.offset.to_string());
-        }
+        let mut headers = with_origin(message);
         set_header(&mut headers, HeaderName::RETRY_ATTEMPT, attempt.to_string());
         set_header(&mut headers, HeaderName::RETRY_NOT_BEFORE, (now_ms() + delay.as_millis() as i64).to_string());
         set_header(&mut headers, HeaderName::RETRY_REASON, truncate(reason));
@@ -520,6 +511,19 @@ impl<H: Handler> Shared<H> {
             backoff = (backoff * 2).min(Duration::from_secs(5));
         }
     }
+}
+
+/// The message's headers plus where it was first consumed: the first trip
+/// through the retry or held topic records it, later trips keep it, so the
+/// DLQ can report the position an operator replays from.
+fn with_origin(message: &Inbound) -> Vec<(String, Vec<u8>)> {
+    let mut headers = message.headers.clone();
+    if header_text(&message.headers, HeaderName::ORIGINAL_TOPIC).is_none() {
+        set_header(&mut headers, HeaderName::ORIGINAL_TOPIC, message.topic.clone());
+        set_header(&mut headers, HeaderName::ORIGINAL_PARTITION, message.partition.to_string());
+        set_header(&mut headers, HeaderName::ORIGINAL_OFFSET, message.offset.to_string());
+    }
+    headers
 }
 
 fn truncate(reason: &str) -> String {
