@@ -11,7 +11,7 @@
 //!    generator share it), and the ratios.
 
 use anyhow::{bail, Context, Result};
-use futures::stream::{FuturesUnordered, StreamExt};
+use futures::stream::{FuturesUnordered, StreamExt, TryStreamExt};
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::util::Timeout;
@@ -163,19 +163,7 @@ async fn worker_run(args: &BenchArgs, run: &str, label: &str, latency_ms: u64, n
 
     let commands: Vec<PayoutCommand> =
         (0..n).map(|i| command(&format!("{run}-{label}-{i}"), &format!("{run}-{label}-{i}"), 1000 + (i % 1000) as i64)).collect();
-    let mut pending = FuturesUnordered::new();
-    for c in &commands {
-        pending.push(producer.send(c));
-        if pending.len() >= 5_000 {
-            if let Some(r) = pending.next().await {
-                r?;
-            }
-        }
-    }
-    while let Some(r) = pending.next().await {
-        r?;
-    }
-    drop(pending);
+    futures::stream::iter(&commands).map(|c| producer.send(c)).buffer_unordered(5_000).try_collect::<()>().await?;
 
     let shutdown = CancellationToken::new();
     let worker = switchyard_worker::start_payout_worker(config, shutdown.clone()).await?;
@@ -213,18 +201,8 @@ async fn vendor_only(n: usize, run: &str) -> Result<f64> {
     let commands: Vec<PayoutCommand> =
         (0..n).map(|i| command(&format!("{run}-http-{i}"), &format!("{run}-http-{i}"), 1000 + (i % 1000) as i64)).collect();
     let started = Instant::now();
-    let mut pending = FuturesUnordered::new();
-    for c in &commands {
-        pending.push(adapter.create(c, &c.idempotency_key, &ctx));
-        if pending.len() >= 256 {
-            if let Some(r) = pending.next().await {
-                r?;
-            }
-        }
-    }
-    while let Some(r) = pending.next().await {
-        r?;
-    }
+    let calls = futures::stream::iter(&commands).map(|c| adapter.create(c, &c.idempotency_key, &ctx));
+    calls.buffer_unordered(256).try_collect::<Vec<_>>().await?;
     let took = started.elapsed();
     sim.shutdown().await;
     Ok(n as f64 / took.as_secs_f64())
