@@ -147,4 +147,31 @@ mod tests {
             assert_eq!(back, o);
         }
     }
+
+    #[test]
+    fn provider_event_round_trips_through_its_schema() {
+        use switchyard_canonical::{ProviderEvent, ProviderEventKind};
+        let schema = Schema::parse_str(include_str!("../../../schemas/events/ProviderEvent.v1.avsc")).expect("schema");
+        let encoder = AvroEncoder { schema: Arc::new(schema.clone()), schema_id: 9 };
+        let event = ProviderEvent {
+            event_id: "evt_1".into(),
+            provider: "stripe".into(),
+            domain: "payouts".into(),
+            subject_id: "po-1".into(),
+            provider_reference: "po_123".into(),
+            kind: ProviderEventKind::PayoutReturned,
+            vendor_event_type: "payout.failed".into(),
+            amount_minor: Some(1250),
+            currency: Some("EUR".into()),
+            reason: Some("account_closed".into()),
+            occurred_at_ms: 1_700_000_000_000,
+            received_at_ms: 1_700_000_000_100,
+            payload_sha256: "ab".repeat(32),
+        };
+        let framed = encoder.encode(&event).expect("encodes");
+        let (_, mut datum) = wire::unframe(&framed).expect("framed");
+        let value = apache_avro::from_avro_datum(&schema, &mut datum, None).expect("decodes");
+        let back: ProviderEvent = apache_avro::from_value(&value).expect("deserializes");
+        assert_eq!(back, event);
+    }
 }

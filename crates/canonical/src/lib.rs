@@ -6,15 +6,22 @@
 //! - [`money`]: amounts in minor units with an ISO 4217 currency.
 //! - [`taxonomy`]: the four error classes and our own error codes.
 //! - [`payout`]: the payout command and its outcome.
+//! - [`check`]: what KYC, AML and fraud outcomes share (flow step, subject).
+//! - [`kyc`]: identity verification command and outcome.
+//! - [`provider_event`]: vendor callbacks in our vocabulary, and the rule that
+//!   ignores a late regression.
 //! - [`routing`]: events about partner health (circuit breaker changes).
 //! - [`ids`]: correlation ids and W3C trace context.
 //! - [`fingerprint`]: a stable digest of a command's payload, used to tell an
 //!   honest duplicate from an idempotency-key collision.
 
+pub mod check;
 pub mod fingerprint;
 pub mod ids;
+pub mod kyc;
 pub mod money;
 pub mod payout;
+pub mod provider_event;
 pub mod routing;
 pub mod taxonomy;
 
@@ -22,6 +29,7 @@ pub use fingerprint::Fingerprint;
 pub use ids::{CorrelationId, TraceParent};
 pub use money::{Currency, Money, MoneyError};
 pub use payout::{Beneficiary, PayoutCommand, PayoutOutcome, PayoutRail, PayoutStatus};
+pub use provider_event::{EventProgress, ProviderEvent, ProviderEventKind, Transition};
 pub use taxonomy::{ErrorClass, ErrorCode, OutcomeError};
 
 /// Milliseconds since the Unix epoch, the only clock representation on the wire.
