@@ -66,6 +66,15 @@ impl<Q: Send + 'static, R: Send + 'static> Batcher<Q, R> {
         Self { tx }
     }
 
+    /// Queues a request without waiting for its statement: for writes whose
+    /// failure must not hold up the caller (the audit trail of vendor calls).
+    /// Waits only while the queue is full, so a slow database slows callers
+    /// down instead of losing entries; the batch function reports failures.
+    pub(crate) async fn submit_detached(&self, request: Q) -> Result<(), StoreError> {
+        let (reply, _ignored) = oneshot::channel();
+        self.tx.send((request, reply)).await.map_err(|_| StoreError::Closed)
+    }
+
     pub(crate) async fn submit(&self, request: Q) -> Result<R, StoreError> {
         let (reply, wait) = oneshot::channel();
         self.tx.send((request, reply)).await.map_err(|_| StoreError::Closed)?;

@@ -9,12 +9,18 @@
 //! - [`records`]: the idempotency record, its states and the claim rule.
 //! - [`batch`]: group commit: concurrent requests share one statement.
 //! - [`schema`]: DDL, applied at connect.
+//! - [`audit`]: group-committed audit entries and the trail `switchyard trace` reads.
+//! - [`replays`]: which DLQ positions `switchyard dlq replay` already sent back.
 
+pub mod audit;
 mod batch;
 pub mod records;
+pub mod replays;
 mod schema;
 
+pub use audit::AuditRecord;
 pub use records::{Claim, Completion, Record, RecordState};
+pub use replays::DlqPosition;
 
 use batch::Batcher;
 use sqlx::any::{AnyPoolOptions, AnyRow};
@@ -42,6 +48,8 @@ pub struct Store {
     pool: AnyPool,
     claims: Batcher<Claim, Record>,
     completions: Batcher<Completion, ()>,
+    /// Audit entries of the hot path (vendor calls, routing), group-committed.
+    audits: Batcher<AuditRecord, ()>,
 }
 
 impl Store {
@@ -64,7 +72,10 @@ impl Store {
         let parallel = if is_sqlite { 1 } else { PARALLEL_BATCHES };
         let claims = Batcher::spawn(pool.clone(), MAX_BATCH, parallel, records::claim_batch);
         let completions = Batcher::spawn(pool.clone(), MAX_BATCH, parallel, records::complete_batch);
-        Ok(Self { pool, claims, completions })
+        // One audit batch at a time: claims and completions keep their
+        // connections, and a large multi-row insert keeps up with both.
+        let audits = Batcher::spawn(pool.clone(), audit::MAX_AUDIT_BATCH, 1, audit::audit_batch);
+        Ok(Self { pool, claims, completions, audits })
     }
 
     /// Records the intent to call `claim.provider` before the call, or returns

@@ -28,6 +28,23 @@ const STATEMENTS: &[&str] = &[
         detail TEXT NOT NULL
     )",
     "CREATE INDEX IF NOT EXISTS audit_log_subject ON audit_log (subject_id, at_ms)",
+    // `switchyard trace <correlation-id>` looks entries up by correlation id.
+    "CREATE INDEX IF NOT EXISTS audit_log_correlation ON audit_log (correlation_id)",
+    // One row per DLQ position sent back by `switchyard dlq replay`.
+    "CREATE TABLE IF NOT EXISTS dlq_replays (
+        dlq_topic TEXT NOT NULL,
+        dlq_partition BIGINT NOT NULL,
+        dlq_offset BIGINT NOT NULL,
+        target_topic TEXT NOT NULL,
+        message_key TEXT NOT NULL,
+        state TEXT NOT NULL,
+        actor TEXT NOT NULL,
+        replayed_at_ms BIGINT NOT NULL,
+        replays BIGINT NOT NULL,
+        target_partition BIGINT,
+        target_offset BIGINT,
+        PRIMARY KEY (dlq_topic, dlq_partition, dlq_offset)
+    )",
 ];
 
 pub(crate) async fn apply(pool: &AnyPool, is_sqlite: bool) -> Result<(), sqlx::Error> {

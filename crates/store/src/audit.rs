@@ -1,0 +1,132 @@
+//! The audit log beyond single inserts: group-committed entries for the hot
+//! path (one per vendor call and routing decision) and the read `switchyard
+//! trace` uses.
+//!
+//! Entries from [`Store::audit_later`] are stamped when they are queued, so
+//! the log orders events as they happened, not as batches committed.
+
+use crate::records::{Bind, Sql};
+use crate::{AuditEntry, Store, StoreError};
+use futures::future::BoxFuture;
+use futures::FutureExt;
+use sqlx::{AnyPool, Row};
+
+/// Audit entries wait at most this many in one statement (6 binds each, far
+/// below PostgreSQL's 65,535 bind limit).
+pub(crate) const MAX_AUDIT_BATCH: usize = 512;
+
+/// An owned audit entry, queued for the next batch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditRecord {
+    pub at_ms: i64,
+    pub actor: String,
+    pub action: String,
+    pub subject_id: String,
+    pub correlation_id: String,
+    pub detail: String,
+}
+
+impl AuditRecord {
+    fn from_entry(entry: AuditEntry<'_>) -> Self {
+        Self {
+            at_ms: switchyard_canonical::now_ms(),
+            actor: entry.actor.to_owned(),
+            action: entry.action.to_owned(),
+            subject_id: entry.subject_id.to_owned(),
+            correlation_id: entry.correlation_id.to_owned(),
+            detail: entry.detail.to_owned(),
+        }
+    }
+}
+
+pub(crate) fn audit_batch<'a>(pool: &'a AnyPool, rows: &'a [AuditRecord]) -> BoxFuture<'a, Result<Vec<()>, sqlx::Error>> {
+    async move {
+        let mut insert = Sql::new("INSERT INTO audit_log (at_ms, actor, action, subject_id, correlation_id, detail) VALUES ");
+        for (i, r) in rows.iter().enumerate() {
+            if i > 0 {
+                insert.push(", ");
+            }
+            insert.tuple([
+                Bind::Int(r.at_ms),
+                Bind::Text(Some(&r.actor)),
+                Bind::Text(Some(&r.action)),
+                Bind::Text(Some(&r.subject_id)),
+                Bind::Text(Some(&r.correlation_id)),
+                Bind::Text(Some(&r.detail)),
+            ]);
+        }
+        if let Err(e) = insert.query().persistent(false).execute(pool).await {
+            // Nobody waits for these rows; say loudly that they are missing.
+            tracing::error!(error = %e, entries = rows.len(), "audit entries not written");
+            return Err(e);
+        }
+        Ok(vec![(); rows.len()])
+    }
+    .boxed()
+}
+
+impl Store {
+    /// Queues an audit entry for the next group commit and returns without
+    /// waiting for it, so the caller (a payout in flight) never fails or
+    /// slows down for its audit trail unless the queue is full. Failed
+    /// batches are logged at error level.
+    pub async fn audit_later(&self, entry: AuditEntry<'_>) {
+        if let Err(e) = self.audits.submit_detached(AuditRecord::from_entry(entry)).await {
+            tracing::warn!(error = %e, action = entry.action, "audit entry dropped");
+        }
+    }
+
+    /// Every audit entry about any of `ids`, as a subject or a correlation
+    /// id, oldest first.
+    pub async fn audit_trail(&self, ids: &[&str]) -> Result<Vec<AuditRecord>, StoreError> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut q = Sql::new("SELECT at_ms, actor, action, subject_id, correlation_id, detail FROM audit_log WHERE subject_id IN ");
+        q.tuple(ids.iter().map(|id| Bind::Text(Some(id))));
+        q.push(" OR correlation_id IN ");
+        q.tuple(ids.iter().map(|id| Bind::Text(Some(id))));
+        q.push(" ORDER BY at_ms");
+        let rows = q.query().persistent(false).fetch_all(&self.pool).await?;
+        rows.iter()
+            .map(|r| {
+                Ok(AuditRecord {
+                    at_ms: r.try_get("at_ms")?,
+                    actor: r.try_get("actor")?,
+                    action: r.try_get("action")?,
+                    subject_id: r.try_get("subject_id")?,
+                    correlation_id: r.try_get("correlation_id")?,
+                    detail: r.try_get("detail")?,
+                })
+            })
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(StoreError::from)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn queued_entries_are_readable_by_subject_and_correlation() {
+        let store = Store::connect("sqlite::memory:").await.expect("sqlite");
+        for action in ["route", "vendor_call"] {
+            let entry = AuditEntry { actor: "t", action, subject_id: "po-1", correlation_id: "corr-1", detail: "{}" };
+            store.audit_later(entry).await;
+        }
+        let other = AuditEntry { actor: "t", action: "x", subject_id: "po-2", correlation_id: "corr-2", detail: "{}" };
+        store.audit_later(other).await;
+        // Nothing waits for queued entries; poll until the batch committed.
+        for _ in 0..100 {
+            if store.audit_trail(&["po-1", "corr-2"]).await.expect("read").len() == 3 {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        let by_subject = store.audit_trail(&["po-1"]).await.expect("read");
+        assert_eq!(by_subject.iter().map(|r| r.action.as_str()).collect::<Vec<_>>(), ["route", "vendor_call"]);
+        assert_eq!(store.audit_trail(&["corr-2"]).await.expect("read").len(), 1);
+        assert_eq!(store.audit_trail(&[]).await.expect("read"), Vec::new());
+    }
+}
