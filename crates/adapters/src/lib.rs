@@ -10,10 +10,14 @@
 //! - [`payouts`]: the payout domain: [`payouts::PayoutProvider`] dispatches
 //!   to [`payouts::stripe`] and [`payouts::adyen`].
 //! - [`secret`]: credentials that cannot be printed.
+//! - [`webhooks`]: callback signature schemes; each vendor's callback body is
+//!   mapped in its own module (`payouts::stripe::webhook`, `cards::lithic::webhook`, ...).
 
+pub mod cards;
 pub mod http;
 pub mod payouts;
 pub mod secret;
+pub mod webhooks;
 
 pub use http::{AdapterError, CallContext};
 pub use secret::Secret;

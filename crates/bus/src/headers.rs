@@ -27,6 +27,9 @@ impl HeaderName {
     pub const HELD_REASON: &'static str = "held-reason";
     pub const ORIGINAL_PARTITION: &'static str = "original-partition";
     pub const ORIGINAL_OFFSET: &'static str = "original-offset";
+    /// Provider events: which partner sent it, and its event id there.
+    pub const PROVIDER: &'static str = "provider";
+    pub const PROVIDER_EVENT_ID: &'static str = "provider-event-id";
 }
 
 /// Tracing context carried from a command to every hop it causes.

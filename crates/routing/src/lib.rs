@@ -11,6 +11,7 @@
 
 pub mod breaker;
 pub mod catalog;
+pub mod ratelimit;
 
 pub use breaker::{BreakerConfig, BreakerState, CircuitBreaker};
 pub use catalog::{Partner, PartnerCatalog};

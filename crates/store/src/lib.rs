@@ -10,6 +10,7 @@
 //! - [`batch`]: group commit: concurrent requests share one statement.
 //! - [`schema`]: DDL, applied at connect.
 //! - [`audit`]: group-committed audit entries and the trail `switchyard trace` reads.
+//! - [`webhooks`]: webhook dedup by (provider, event id), with a publish lease.
 //! - [`replays`]: which DLQ positions `switchyard dlq replay` already sent back.
 
 pub mod audit;
@@ -17,6 +18,7 @@ mod batch;
 pub mod records;
 pub mod replays;
 mod schema;
+pub mod webhooks;
 
 pub use audit::AuditRecord;
 pub use records::{Claim, Completion, Record, RecordState};

@@ -7,6 +7,7 @@ use crate::WorkerError;
 use serde::Deserialize;
 use std::net::SocketAddr;
 use std::path::Path;
+pub use switchyard_adapters::secret::SecretSource;
 use switchyard_adapters::Secret;
 use switchyard_bus::KafkaConfig;
 use switchyard_routing::RoutingPolicy;
@@ -113,54 +114,6 @@ fn default_timeout_ms() -> u64 {
 
 fn default_max_concurrency() -> usize {
     256
-}
-
-/// Where a credential comes from: exactly one of `env`, `file` or `value`.
-/// Values written inline are meant for local simulators only.
-#[derive(Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct SecretSource {
-    /// Name of an environment variable holding the secret.
-    #[serde(default)]
-    pub env: Option<String>,
-    /// Path of a file holding the secret (surrounding whitespace ignored).
-    #[serde(default)]
-    pub file: Option<String>,
-    #[serde(default)]
-    pub value: Option<String>,
-}
-
-impl std::fmt::Debug for SecretSource {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SecretSource")
-            .field("env", &self.env)
-            .field("file", &self.file)
-            .field("value", &self.value.as_ref().map(|_| "****"))
-            .finish()
-    }
-}
-
-impl SecretSource {
-    pub fn inline(value: &str) -> Self {
-        Self { value: Some(value.to_owned()), ..Self::default() }
-    }
-
-    pub fn load(&self, field: &str) -> Result<Secret, WorkerError> {
-        let value = match (&self.env, &self.file, &self.value) {
-            (Some(name), None, None) => std::env::var(name)
-                .map_err(|_| WorkerError::Config(format!("{field}: environment variable {name} is not set")))?,
-            (None, Some(path), None) => std::fs::read_to_string(path)
-                .map_err(|e| WorkerError::Config(format!("{field}: cannot read {path}: {e}")))?
-                .trim()
-                .to_owned(),
-            (None, None, Some(v)) => v.clone(),
-            _ => return Err(WorkerError::Config(format!("{field}: set exactly one of env, file, value"))),
-        };
-        if value.is_empty() {
-            return Err(WorkerError::Config(format!("{field} is empty")));
-        }
-        Ok(Secret::new(value))
-    }
 }
 
 impl PayoutWorkerConfig {

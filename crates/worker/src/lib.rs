@@ -5,7 +5,6 @@
 //! - [`config`]: the worker's YAML config, validated with errors naming the field.
 //! - [`payout`]: the payout handler: decode, claim, call, map, store, publish.
 //! - [`policy`]: routing policy changes without a restart, audited.
-//! - [`ratelimit`]: token buckets from the partner catalog's rate limits.
 //! - [`retry`]: the in-place retry policy (jittered backoff honouring `Retry-After`).
 //! - [`metrics`]: Prometheus metrics and the `/metrics` + `/health` server.
 //! - [`shadow`]: calls a sandbox candidate alongside live traffic and counts agreement.
@@ -15,7 +14,8 @@ pub mod config;
 pub mod metrics;
 pub mod payout;
 pub mod policy;
-pub mod ratelimit;
+/// Token buckets from the partner catalog's rate limits (shared with the webhook ingester).
+pub use switchyard_routing::ratelimit;
 pub mod retry;
 pub mod run;
 pub mod shadow;
@@ -36,4 +36,10 @@ pub enum WorkerError {
     Adapter(#[from] switchyard_adapters::AdapterError),
     #[error("admin server: {0}")]
     Io(#[from] std::io::Error),
+}
+
+impl From<switchyard_adapters::secret::SecretError> for WorkerError {
+    fn from(e: switchyard_adapters::secret::SecretError) -> Self {
+        WorkerError::Config(e.0)
+    }
 }

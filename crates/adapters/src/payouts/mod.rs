@@ -3,6 +3,7 @@
 
 pub mod adyen;
 pub mod stripe;
+pub mod wise;
 
 use crate::{AdapterError, CallContext};
 use switchyard_canonical::{OutcomeError, PayoutCommand, PayoutStatus};

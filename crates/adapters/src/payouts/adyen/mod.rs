@@ -9,6 +9,7 @@
 //! transfer by id for its current status.
 
 mod transformers;
+pub(crate) mod webhook;
 
 use crate::http::{self, traced};
 use crate::payouts::VendorPayout;

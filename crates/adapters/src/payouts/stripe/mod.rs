@@ -11,6 +11,7 @@
 //! status.
 
 mod transformers;
+pub(crate) mod webhook;
 
 use crate::http::{self, traced};
 use crate::payouts::VendorPayout;

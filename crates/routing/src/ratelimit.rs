@@ -1,5 +1,6 @@
 //! A token bucket per provider, from the partner catalog's rate limit: calls
-//! wait for a token instead of collecting 429s from the vendor.
+//! wait for a token instead of collecting 429s from the vendor; the webhook
+//! ingester uses the same bucket to refuse a callback flood per provider.
 
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -33,6 +34,23 @@ impl TokenBucket {
         }
     }
 
+    /// Takes a token if one is free now; otherwise takes nothing and says
+    /// how long until one is. For callers that refuse instead of waiting
+    /// (the webhook ingester answers 429 with that as Retry-After).
+    pub fn try_take(&self) -> Result<(), Duration> {
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let (tokens, last) = &mut *state;
+        let now = Instant::now();
+        *tokens = (*tokens + now.duration_since(*last).as_secs_f64() * self.per_second).min(self.burst);
+        *last = now;
+        if *tokens >= 1.0 {
+            *tokens -= 1.0;
+            Ok(())
+        } else {
+            Err(Duration::from_secs_f64((1.0 - *tokens) / self.per_second))
+        }
+    }
+
     pub async fn acquire(&self) {
         let wait = self.reserve();
         if !wait.is_zero() {
@@ -55,5 +73,17 @@ mod tests {
         assert!(fourth > Duration::from_millis(80) && fourth <= Duration::from_millis(100), "{fourth:?}");
         let fifth = bucket.reserve();
         assert!(fifth > Duration::from_millis(180), "queued behind the fourth: {fifth:?}");
+    }
+
+    #[test]
+    fn try_take_refuses_without_reserving() {
+        let bucket = TokenBucket::new(10.0, 2);
+        assert_eq!(bucket.try_take(), Ok(()));
+        assert_eq!(bucket.try_take(), Ok(()));
+        let wait = bucket.try_take().expect_err("empty");
+        assert!(wait <= Duration::from_millis(100), "{wait:?}");
+        // A refusal took nothing: the wait does not grow with refusals.
+        let again = bucket.try_take().expect_err("still empty");
+        assert!(again <= wait, "{again:?} vs {wait:?}");
     }
 }

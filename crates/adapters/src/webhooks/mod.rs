@@ -1,0 +1,283 @@
+//! Webhook authenticity and payload mapping: what the webhook ingester asks
+//! of a vendor callback before anything reaches the bus.
+//!
+//! Each vendor signs in its own way ([`Scheme`]); each vendor's body maps to
+//! the canonical [`ProviderEvent`] in its own module (`payouts::stripe::webhook`,
+//! `payouts::adyen::webhook`, `payouts::wise::webhook`, `cards::lithic::webhook`).
+//! Vendor JSON types never leave those modules.
+//!
+//! Replay protection: schemes that sign a delivery timestamp (Stripe,
+//! Standard Webhooks) are refused outside the tolerance window. Schemes that
+//! sign only the body (Adyen, Wise) cannot tell a replay from the vendor's own
+//! retry days later, so for them the dedup store is the replay protection: a
+//! replayed body carries an event id already seen and is never republished.
+//!
+//! Rotation: every scheme holds a list of keys, each with an optional
+//! `not_after`; during an overlap any unexpired key verifies.
+
+mod der;
+mod hmac_body;
+mod rsa_body;
+mod standard;
+mod stripe_signature;
+
+use crate::secret::Secret;
+use reqwest::header::HeaderMap;
+use switchyard_canonical::{ProviderEvent, ProviderEventKind};
+
+pub use rsa_body::RsaPublicKey;
+
+/// Why a callback was refused. Never carries secrets or the payload.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Refusal {
+    #[error("header {0} is missing")]
+    MissingHeader(&'static str),
+    #[error("header {0} is malformed")]
+    MalformedHeader(&'static str),
+    #[error("no signature matches any current key")]
+    BadSignature,
+    #[error("timestamp is outside the tolerance window")]
+    StaleTimestamp,
+    #[error("payload: {0}")]
+    MalformedPayload(String),
+}
+
+impl Refusal {
+    /// Low-cardinality label for the refused-callbacks metric.
+    pub fn label(&self) -> &'static str {
+        match self {
+            Refusal::MissingHeader(_) => "missing_header",
+            Refusal::MalformedHeader(_) => "malformed_header",
+            Refusal::BadSignature => "bad_signature",
+            Refusal::StaleTimestamp => "stale_timestamp",
+            Refusal::MalformedPayload(_) => "malformed_payload",
+        }
+    }
+}
+
+/// A key with the instant after which it no longer verifies (Unix ms).
+#[derive(Clone, Debug)]
+pub struct Timed<K> {
+    pub key: K,
+    pub not_after_ms: Option<i64>,
+}
+
+impl<K> Timed<K> {
+    fn live(&self, now_ms: i64) -> bool {
+        self.not_after_ms.is_none_or(|t| now_ms <= t)
+    }
+}
+
+/// A vendor's signing scheme with its current keys.
+#[derive(Clone, Debug)]
+pub enum Scheme {
+    /// `Stripe-Signature: t=<unix>,v1=<hex HMAC-SHA256(secret, "t.body")>`.
+    StripeSignature { secrets: Vec<Timed<Secret>>, tolerance_s: i64 },
+    /// Standard Webhooks `webhook-id`, `webhook-timestamp`,
+    /// `webhook-signature: v1,<base64 HMAC-SHA256(key, "id.ts.body")>`,
+    /// `whsec_<base64 key>` secrets.
+    StandardWebhooks { keys: Vec<Timed<Vec<u8>>>, tolerance_s: i64 },
+    /// Adyen `HmacSignature: <base64 HMAC-SHA256(hex-decoded key, body)>`.
+    AdyenHmac { keys: Vec<Timed<Vec<u8>>> },
+    /// Wise `X-Signature-SHA256: <base64 RSA PKCS#1 v1.5 SHA-256 over body>`.
+    WiseRsa { keys: Vec<Timed<RsaPublicKey>> },
+}
+
+/// What a verified callback proved beyond its body.
+#[derive(Debug, Default)]
+pub struct Verified {
+    /// Standard Webhooks: the message id, stable across the vendor's retries.
+    pub message_id: Option<String>,
+}
+
+impl Scheme {
+    pub fn verify(&self, headers: &HeaderMap, body: &[u8], now_ms: i64) -> Result<Verified, Refusal> {
+        match self {
+            Scheme::StripeSignature { secrets, tolerance_s } => {
+                let live: Vec<&[u8]> =
+                    secrets.iter().filter(|s| s.live(now_ms)).map(|s| s.key.expose().as_bytes()).collect();
+                stripe_signature::verify(headers, body, &live, *tolerance_s, now_ms / 1000)?;
+                Ok(Verified::default())
+            }
+            Scheme::StandardWebhooks { keys, tolerance_s } => {
+                let live: Vec<&[u8]> = keys.iter().filter(|k| k.live(now_ms)).map(|k| k.key.as_slice()).collect();
+                let id = standard::verify(headers, body, &live, *tolerance_s, now_ms / 1000)?;
+                Ok(Verified { message_id: Some(id) })
+            }
+            Scheme::AdyenHmac { keys } => {
+                let live: Vec<&[u8]> = keys.iter().filter(|k| k.live(now_ms)).map(|k| k.key.as_slice()).collect();
+                hmac_body::verify_adyen(headers, body, &live)?;
+                Ok(Verified::default())
+            }
+            Scheme::WiseRsa { keys } => {
+                let live: Vec<&RsaPublicKey> = keys.iter().filter(|k| k.live(now_ms)).map(|k| &k.key).collect();
+                rsa_body::verify_wise(headers, body, &live)?;
+                Ok(Verified::default())
+            }
+        }
+    }
+}
+
+/// Decodes a Standard Webhooks `whsec_<base64>` secret into its key bytes.
+pub fn standard_webhooks_key(secret: &str) -> Result<Vec<u8>, String> {
+    standard::decode_secret(secret)
+}
+
+/// Decodes an Adyen HMAC key (hex) into its bytes.
+pub fn adyen_hmac_key(hex_key: &str) -> Result<Vec<u8>, String> {
+    hex::decode(hex_key.trim()).map_err(|_| "not a hex HMAC key".to_owned()).and_then(|k| {
+        if k.is_empty() {
+            Err("empty HMAC key".to_owned())
+        } else {
+            Ok(k)
+        }
+    })
+}
+
+/// The facts a vendor body states, before the ingester stamps its own.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EventFacts {
+    pub event_id: String,
+    pub subject_id: String,
+    pub provider_reference: String,
+    pub kind: ProviderEventKind,
+    pub vendor_event_type: String,
+    pub amount_minor: Option<i64>,
+    pub currency: Option<String>,
+    pub reason: Option<String>,
+    pub occurred_at_ms: i64,
+}
+
+impl EventFacts {
+    pub fn into_event(self, provider: &str, domain: &str, received_at_ms: i64, payload_sha256: String) -> ProviderEvent {
+        ProviderEvent {
+            event_id: self.event_id,
+            provider: provider.to_owned(),
+            domain: domain.to_owned(),
+            subject_id: self.subject_id,
+            provider_reference: self.provider_reference,
+            kind: self.kind,
+            vendor_event_type: self.vendor_event_type,
+            amount_minor: self.amount_minor,
+            currency: self.currency,
+            reason: self.reason,
+            occurred_at_ms: self.occurred_at_ms,
+            received_at_ms,
+            payload_sha256,
+        }
+    }
+}
+
+/// The vendors whose callbacks switchyard understands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WebhookVendor {
+    Stripe,
+    Adyen,
+    Wise,
+    Lithic,
+}
+
+impl WebhookVendor {
+    pub fn parse(name: &str) -> Option<Self> {
+        match name {
+            "stripe" => Some(Self::Stripe),
+            "adyen" => Some(Self::Adyen),
+            "wise" => Some(Self::Wise),
+            "lithic" => Some(Self::Lithic),
+            _ => None,
+        }
+    }
+
+    /// Maps a verified body to the facts it states.
+    pub fn map(self, body: &[u8], verified: &Verified) -> Result<EventFacts, Refusal> {
+        match self {
+            Self::Stripe => crate::payouts::stripe::webhook::map(body),
+            Self::Adyen => crate::payouts::adyen::webhook::map(body),
+            Self::Wise => crate::payouts::wise::webhook::map(body),
+            Self::Lithic => crate::cards::lithic::webhook::map(body, verified),
+        }
+    }
+}
+
+pub(crate) fn header<'a>(headers: &'a HeaderMap, name: &'static str) -> Result<&'a str, Refusal> {
+    headers
+        .get(name)
+        .ok_or(Refusal::MissingHeader(name))?
+        .to_str()
+        .map_err(|_| Refusal::MalformedHeader(name))
+}
+
+/// Parses an RFC 3339 UTC timestamp (`2024-05-01T12:00:00Z`, optional
+/// fraction and numeric offset) into Unix ms; vendors' bodies carry these.
+pub fn rfc3339_ms(text: &str) -> Option<i64> {
+    let b = text.as_bytes();
+    if b.len() < 19 || b[4] != b'-' || b[7] != b'-' || !(b[10] == b'T' || b[10] == b' ') {
+        return None;
+    }
+    let num = |r: std::ops::Range<usize>| -> Option<i64> { text.get(r)?.parse().ok() };
+    let (y, mo, d) = (num(0..4)?, num(5..7)?, num(8..10)?);
+    let (h, mi, s) = (num(11..13)?, num(14..16)?, num(17..19)?);
+    if !(1..=12).contains(&mo) || !(1..=31).contains(&d) || h > 23 || mi > 59 || s > 60 {
+        return None;
+    }
+    let mut rest = &text[19..];
+    let mut millis = 0;
+    if let Some(frac) = rest.strip_prefix('.') {
+        let digits = frac.bytes().take_while(u8::is_ascii_digit).count();
+        if digits == 0 {
+            return None;
+        }
+        let first3: String = frac[..digits].chars().chain("000".chars()).take(3).collect();
+        millis = first3.parse::<i64>().ok()?;
+        rest = &frac[digits..];
+    }
+    let offset_s = match rest {
+        "Z" | "z" | "" => 0,
+        _ => {
+            let sign = match rest.as_bytes().first()? {
+                b'+' => 1,
+                b'-' => -1,
+                _ => return None,
+            };
+            let oh: i64 = rest.get(1..3)?.parse().ok()?;
+            let om: i64 = rest.get(4..6)?.parse().ok()?;
+            sign * (oh * 3600 + om * 60)
+        }
+    };
+    // Days from civil (Howard Hinnant's algorithm).
+    let y = if mo <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (mo + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    Some((days * 86_400 + h * 3600 + mi * 60 + s - offset_s) * 1000 + millis)
+}
+
+/// A deterministic event id for vendors whose callbacks carry none (Wise):
+/// the same state change delivered twice hashes to the same id.
+pub(crate) fn derived_event_id(parts: &[&str]) -> String {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    for p in parts {
+        h.update((p.len() as u64).to_be_bytes());
+        h.update(p.as_bytes());
+    }
+    format!("sha256:{}", hex::encode(&h.finalize()[..16]))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::rfc3339_ms;
+
+    #[test]
+    fn parses_rfc3339_with_fraction_and_offset() {
+        assert_eq!(rfc3339_ms("1970-01-01T00:00:00Z"), Some(0));
+        assert_eq!(rfc3339_ms("2024-05-01T12:00:00.250Z"), Some(1_714_564_800_250));
+        assert_eq!(rfc3339_ms("2024-05-01T14:00:00+02:00"), Some(1_714_564_800_000));
+        assert_eq!(rfc3339_ms("2024-05-01"), None);
+        assert_eq!(rfc3339_ms("2024-13-01T00:00:00Z"), None);
+        assert_eq!(rfc3339_ms("2024-05-01T00:00:00.Z"), None);
+    }
+}

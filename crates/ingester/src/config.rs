@@ -1,0 +1,105 @@
+//! The ingester's configuration file. Unknown fields and bad keys stop
+//! start-up with a message naming the field.
+
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::Path;
+use switchyard_adapters::secret::SecretSource;
+use switchyard_bus::KafkaConfig;
+
+use crate::IngesterError;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IngesterConfig {
+    /// Where vendors POST (`/webhooks/{provider}`); `/metrics` and `/health` too.
+    pub bind: SocketAddr,
+    pub kafka: KafkaConfig,
+    pub schema_registry_url: String,
+    pub database_url: String,
+    /// Topic per domain; a domain not listed uses `<domain>.provider-events.v1`.
+    #[serde(default)]
+    pub topics: BTreeMap<String, String>,
+    /// Larger bodies are refused with 413 before any parsing.
+    #[serde(default = "default_max_body_bytes")]
+    pub max_body_bytes: usize,
+    /// How long one delivery may take to publish before a retry may take over.
+    #[serde(default = "default_lease_ms")]
+    pub lease_ms: u64,
+    /// Longest wait for the broker's acknowledgement; then 503, and the vendor retries.
+    #[serde(default = "default_publish_timeout_ms")]
+    pub publish_timeout_ms: u64,
+    pub providers: BTreeMap<String, ProviderConfig>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProviderConfig {
+    /// Whose scheme and payload: `stripe`, `adyen`, `wise`, `lithic`.
+    /// Defaults to the provider's name.
+    #[serde(default)]
+    pub vendor: Option<String>,
+    /// `payouts`, `cards`, ...: picks the provider-events topic.
+    pub domain: String,
+    /// Signing secrets (HMAC schemes) or public keys (Wise, PEM). Several
+    /// during a rotation; each may end at `not_after`.
+    pub keys: Vec<KeyConfig>,
+    /// Accepted clock distance of a signed delivery timestamp, in seconds.
+    #[serde(default = "default_tolerance_s")]
+    pub tolerance_s: i64,
+    #[serde(default)]
+    pub rate_limit: Option<RateLimitConfig>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeyConfig {
+    #[serde(default)]
+    pub env: Option<String>,
+    #[serde(default)]
+    pub file: Option<String>,
+    #[serde(default)]
+    pub value: Option<String>,
+    /// RFC 3339; after it, this key no longer verifies (end of a rotation overlap).
+    #[serde(default)]
+    pub not_after: Option<String>,
+}
+
+impl KeyConfig {
+    pub fn source(&self) -> SecretSource {
+        SecretSource { env: self.env.clone(), file: self.file.clone(), value: self.value.clone() }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimitConfig {
+    pub per_second: f64,
+    pub burst: u32,
+}
+
+fn default_max_body_bytes() -> usize {
+    256 * 1024
+}
+fn default_lease_ms() -> u64 {
+    30_000
+}
+fn default_publish_timeout_ms() -> u64 {
+    10_000
+}
+fn default_tolerance_s() -> i64 {
+    300
+}
+
+impl IngesterConfig {
+    pub fn load(path: &Path) -> Result<Self, IngesterError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| IngesterError::Config(format!("cannot read {}: {e}", path.display())))?;
+        serde_norway::from_str(&text).map_err(|e| IngesterError::Config(format!("{}: {e}", path.display())))
+    }
+
+    pub fn topic_for(&self, domain: &str) -> String {
+        self.topics.get(domain).cloned().unwrap_or_else(|| format!("{domain}.provider-events.v1"))
+    }
+}

@@ -1,0 +1,125 @@
+//! The webhook ingester: vendor callbacks in, verified and deduplicated
+//! [`ProviderEvent`](switchyard_canonical::ProviderEvent)s out on
+//! `<domain>.provider-events.v1`.
+//!
+//! # Layout
+//! - [`config`]: the configuration file (providers, keys with rotation, limits).
+//! - [`providers`]: one verifier per configured provider.
+//! - `receive`: the request path: verify -> map -> dedup -> publish -> answer.
+//! - [`metrics`]: lag, refusals by reason, duplicates.
+//!
+//! Signature schemes and vendor payload mapping live in
+//! `switchyard_adapters::webhooks` and the vendors' modules; the dedup table
+//! in `switchyard_store::webhooks`.
+
+pub mod config;
+pub mod metrics;
+pub mod providers;
+mod receive;
+
+use axum::extract::DefaultBodyLimit;
+use axum::routing::{get, post};
+use config::IngesterConfig;
+use metrics::Metrics;
+use providers::Provider;
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use switchyard_bus::{AvroEncoder, Publisher, RegistryClient};
+use switchyard_canonical::ProviderEvent;
+use switchyard_store::webhooks::WebhookDedup;
+use switchyard_store::{AuditEntry, Store};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+pub const PROVIDER_EVENT_SCHEMA: &str = include_str!("../../../schemas/events/ProviderEvent.v1.avsc");
+
+#[derive(Debug, thiserror::Error)]
+pub enum IngesterError {
+    #[error("config: {0}")]
+    Config(String),
+    #[error(transparent)]
+    Bus(#[from] switchyard_bus::BusError),
+    #[error(transparent)]
+    Store(#[from] switchyard_store::StoreError),
+    #[error("listener: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// Shared state of the request path.
+pub(crate) struct Ingester {
+    providers: HashMap<String, Arc<Provider>>,
+    encoders: HashMap<String, AvroEncoder>,
+    publisher: Publisher,
+    dedup: WebhookDedup,
+    store: Store,
+    metrics: Arc<Metrics>,
+    lease: Duration,
+    publish_timeout: Duration,
+}
+
+impl Ingester {
+    async fn audit_id_reuse(&self, event: &ProviderEvent) {
+        let detail = format!(
+            "{{\"provider\":\"{}\",\"event_id\":{:?},\"payload_sha256\":\"{}\"}}",
+            event.provider, event.event_id, event.payload_sha256
+        );
+        let entry = AuditEntry {
+            actor: "webhook-ingester",
+            action: "webhook_id_reused",
+            subject_id: &event.subject_id,
+            correlation_id: "",
+            detail: &detail,
+        };
+        if let Err(e) = self.store.audit(entry).await {
+            tracing::warn!(error = %e, "audit entry for a reused event id not written");
+        }
+    }
+}
+
+pub struct RunningIngester {
+    pub addr: SocketAddr,
+    pub metrics: Arc<Metrics>,
+    pub dedup: WebhookDedup,
+    pub join: JoinHandle<Result<(), std::io::Error>>,
+}
+
+/// Validates the config, connects, and serves until `shutdown`.
+pub async fn start_ingester(config: IngesterConfig, shutdown: CancellationToken) -> Result<RunningIngester, IngesterError> {
+    let providers = providers::build(&config)?;
+    let registry = RegistryClient::new(&config.schema_registry_url)?;
+    let mut encoders = HashMap::new();
+    for p in providers.values() {
+        if !encoders.contains_key(&p.topic) {
+            encoders.insert(p.topic.clone(), AvroEncoder::register(&registry, &p.topic, PROVIDER_EVENT_SCHEMA).await?);
+        }
+    }
+    let store = Store::connect(&config.database_url).await?;
+    let dedup = WebhookDedup::open(&store).await?;
+    let metrics = Arc::new(Metrics::new());
+    let state = Arc::new(Ingester {
+        providers,
+        encoders,
+        publisher: Publisher::new(&config.kafka)?,
+        dedup: dedup.clone(),
+        store,
+        metrics: metrics.clone(),
+        lease: Duration::from_millis(config.lease_ms),
+        publish_timeout: Duration::from_millis(config.publish_timeout_ms),
+    });
+    let metrics_for_route = metrics.clone();
+    let app = axum::Router::new()
+        .route("/webhooks/{provider}", post(receive::receive))
+        .route("/health", get(|| async { "ok" }))
+        .route("/metrics", get(move || async move { metrics_for_route.render() }))
+        .layer(DefaultBodyLimit::max(config.max_body_bytes))
+        .with_state(state);
+    let listener = tokio::net::TcpListener::bind(config.bind).await?;
+    let addr = listener.local_addr()?;
+    tracing::info!(%addr, "webhook ingester listening");
+    let join = tokio::spawn(async move {
+        axum::serve(listener, app).with_graceful_shutdown(async move { shutdown.cancelled().await }).await
+    });
+    Ok(RunningIngester { addr, metrics, dedup, join })
+}

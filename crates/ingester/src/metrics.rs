@@ -1,0 +1,105 @@
+//! The ingester's share of the SLA scorecard: webhook lag (vendor timestamp
+//! -> published on the bus) per provider, refusals by reason, duplicates.
+
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+
+type Labels = Vec<(&'static str, String)>;
+
+pub struct Metrics {
+    registry: Registry,
+    received: Family<Labels, Counter>,
+    published: Family<Labels, Counter>,
+    refused: Family<Labels, Counter>,
+    duplicates: Family<Labels, Counter>,
+    id_reused: Family<Labels, Counter>,
+    lag: Family<Labels, Histogram>,
+    handling: Family<Labels, Histogram>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("switchyard_webhooks");
+        let m = Self {
+            received: Family::default(),
+            published: Family::default(),
+            refused: Family::default(),
+            duplicates: Family::default(),
+            id_reused: Family::default(),
+            lag: Family::new_with_constructor(|| {
+                Histogram::new([0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 3600.0].into_iter())
+            }),
+            handling: Family::new_with_constructor(|| {
+                Histogram::new([0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0].into_iter())
+            }),
+            registry: Registry::default(),
+        };
+        registry.register("received", "Callbacks received, by provider", m.received.clone());
+        registry.register("published", "Provider events published on the bus", m.published.clone());
+        registry.register("refused", "Callbacks refused, by provider and reason", m.refused.clone());
+        registry.register("duplicates", "Callbacks already published, acknowledged without publishing", m.duplicates.clone());
+        registry.register("id_reused", "Callbacks reusing a seen event id with another body", m.id_reused.clone());
+        registry.register("lag_seconds", "Vendor event timestamp to published on the bus", m.lag.clone());
+        registry.register("handling_seconds", "Time to answer a callback", m.handling.clone());
+        Self { registry, ..m }
+    }
+
+    fn provider(provider: &str) -> Labels {
+        vec![("provider", provider.to_owned())]
+    }
+
+    pub fn received(&self, provider: &str) {
+        self.received.get_or_create(&Self::provider(provider)).inc();
+    }
+
+    pub fn published(&self, provider: &str, lag_seconds: f64) {
+        self.published.get_or_create(&Self::provider(provider)).inc();
+        self.lag.get_or_create(&Self::provider(provider)).observe(lag_seconds.max(0.0));
+    }
+
+    pub fn refused(&self, provider: &str, reason: &'static str) {
+        self.refused.get_or_create(&vec![("provider", provider.to_owned()), ("reason", reason.to_owned())]).inc();
+    }
+
+    pub fn duplicate(&self, provider: &str) {
+        self.duplicates.get_or_create(&Self::provider(provider)).inc();
+    }
+
+    pub fn id_reused(&self, provider: &str) {
+        self.id_reused.get_or_create(&Self::provider(provider)).inc();
+    }
+
+    pub fn handled(&self, provider: &str, seconds: f64) {
+        self.handling.get_or_create(&Self::provider(provider)).observe(seconds);
+    }
+
+    /// A counter's current value, for tests and the benchmark.
+    pub fn refused_count(&self, provider: &str, reason: &'static str) -> u64 {
+        self.refused.get_or_create(&vec![("provider", provider.to_owned()), ("reason", reason.to_owned())]).get()
+    }
+
+    pub fn published_count(&self, provider: &str) -> u64 {
+        self.published.get_or_create(&Self::provider(provider)).get()
+    }
+
+    pub fn duplicate_count(&self, provider: &str) -> u64 {
+        self.duplicates.get_or_create(&Self::provider(provider)).get()
+    }
+
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        if encode(&mut out, &self.registry).is_err() {
+            out.clear();
+        }
+        out
+    }
+}

@@ -1,0 +1,91 @@
+//! Builds each configured provider's verifier from its keys. Every error
+//! names the field (`providers.stripe.keys[1]`).
+
+use crate::config::{IngesterConfig, ProviderConfig};
+use crate::IngesterError;
+use std::collections::HashMap;
+use std::sync::Arc;
+use switchyard_adapters::webhooks::{self, RsaPublicKey, Scheme, Timed, WebhookVendor};
+use switchyard_routing::ratelimit::TokenBucket;
+
+/// One `/webhooks/{name}` endpoint.
+pub struct Provider {
+    pub name: String,
+    pub domain: String,
+    pub topic: String,
+    pub vendor: WebhookVendor,
+    pub scheme: Scheme,
+    pub limiter: Option<TokenBucket>,
+}
+
+pub fn build(config: &IngesterConfig) -> Result<HashMap<String, Arc<Provider>>, IngesterError> {
+    let mut out = HashMap::new();
+    for (name, p) in &config.providers {
+        let field = format!("providers.{name}");
+        let vendor_name = p.vendor.as_deref().unwrap_or(name);
+        let vendor = WebhookVendor::parse(vendor_name).ok_or_else(|| {
+            IngesterError::Config(format!("{field}.vendor: {vendor_name:?} is not one of stripe, adyen, wise, lithic"))
+        })?;
+        if p.keys.is_empty() {
+            return Err(IngesterError::Config(format!("{field}.keys: at least one key is needed")));
+        }
+        if p.domain.is_empty() {
+            return Err(IngesterError::Config(format!("{field}.domain is empty")));
+        }
+        let scheme = scheme(vendor, p, &field)?;
+        let limiter = p.rate_limit.map(|r| TokenBucket::new(r.per_second, r.burst));
+        let provider = Provider {
+            name: name.clone(),
+            domain: p.domain.clone(),
+            topic: config.topic_for(&p.domain),
+            vendor,
+            scheme,
+            limiter,
+        };
+        out.insert(name.clone(), Arc::new(provider));
+    }
+    Ok(out)
+}
+
+fn scheme(vendor: WebhookVendor, p: &ProviderConfig, field: &str) -> Result<Scheme, IngesterError> {
+    let mut raw = Vec::new();
+    for (i, key) in p.keys.iter().enumerate() {
+        let at = format!("{field}.keys[{i}]");
+        let secret = key.source().load(&at).map_err(|e| IngesterError::Config(e.0))?;
+        let not_after_ms = match &key.not_after {
+            Some(text) => Some(
+                webhooks::rfc3339_ms(text)
+                    .ok_or_else(|| IngesterError::Config(format!("{at}.not_after: {text:?} is not RFC 3339")))?,
+            ),
+            None => None,
+        };
+        raw.push((at, secret, not_after_ms));
+    }
+    let decode = |f: &dyn Fn(&str) -> Result<Vec<u8>, String>| -> Result<Vec<Timed<Vec<u8>>>, IngesterError> {
+        raw.iter()
+            .map(|(at, s, not_after_ms)| {
+                let key = f(s.expose()).map_err(|e| IngesterError::Config(format!("{at}: {e}")))?;
+                Ok(Timed { key, not_after_ms: *not_after_ms })
+            })
+            .collect()
+    };
+    Ok(match vendor {
+        WebhookVendor::Stripe => Scheme::StripeSignature {
+            secrets: raw.iter().map(|(_, s, n)| Timed { key: s.clone(), not_after_ms: *n }).collect(),
+            tolerance_s: p.tolerance_s,
+        },
+        WebhookVendor::Lithic => {
+            Scheme::StandardWebhooks { keys: decode(&webhooks::standard_webhooks_key)?, tolerance_s: p.tolerance_s }
+        }
+        WebhookVendor::Adyen => Scheme::AdyenHmac { keys: decode(&webhooks::adyen_hmac_key)? },
+        WebhookVendor::Wise => Scheme::WiseRsa {
+            keys: raw
+                .iter()
+                .map(|(at, s, n)| {
+                    let key = RsaPublicKey::from_pem(s.expose()).map_err(|e| IngesterError::Config(format!("{at}: {e}")))?;
+                    Ok(Timed { key, not_after_ms: *n })
+                })
+                .collect::<Result<_, IngesterError>>()?,
+        },
+    })
+}

@@ -1,0 +1,176 @@
+//! `POST /webhooks/{provider}`: verify, map, dedup, publish, then answer.
+//!
+//! The answer is 2xx only once the event is on the bus (or was already), so
+//! an accepted callback is never lost; everything else is a status the vendor
+//! retries: 401 forged or stale, 400 malformed, 409 a copy being published
+//! right now, 413 too large, 429 over the provider's rate, 503 broker or
+//! database unavailable. Logs name the provider, event id and reason, never
+//! secrets or payloads.
+
+use crate::providers::Provider;
+use crate::Ingester;
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use sha2::{Digest, Sha256};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use switchyard_adapters::webhooks::Refusal;
+use switchyard_bus::headers::set_header;
+use switchyard_bus::{HeaderName, MessageContext, Outbound};
+use switchyard_canonical::ProviderEvent;
+use switchyard_store::webhooks::{DedupClaim, DedupVerdict};
+
+pub(crate) async fn receive(
+    State(app): State<Arc<Ingester>>,
+    Path(provider): Path<String>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let Some(p) = app.providers.get(&provider).cloned() else {
+        app.metrics.refused("unknown", "unknown_provider");
+        return (StatusCode::NOT_FOUND, "unknown provider").into_response();
+    };
+    let started = Instant::now();
+    app.metrics.received(&p.name);
+    let response = handle(&app, &p, &headers, body).await;
+    app.metrics.handled(&p.name, started.elapsed().as_secs_f64());
+    response
+}
+
+async fn handle(app: &Ingester, p: &Provider, headers: &HeaderMap, body: Result<Bytes, BytesRejection>) -> Response {
+    let body = match body {
+        Ok(b) => b,
+        Err(rejection) => {
+            app.metrics.refused(&p.name, "too_large");
+            return (rejection.status(), "body refused").into_response();
+        }
+    };
+    if let Some(limiter) = &p.limiter {
+        if let Err(wait) = limiter.try_take() {
+            app.metrics.refused(&p.name, "rate_limited");
+            return retry_after(StatusCode::TOO_MANY_REQUESTS, wait, "rate limited");
+        }
+    }
+    let now = switchyard_canonical::now_ms();
+    let event = match verify_and_map(p, headers, &body, now) {
+        Ok(e) => e,
+        Err(refusal) => {
+            app.metrics.refused(&p.name, refusal.label());
+            tracing::info!(provider = %p.name, reason = refusal.label(), "callback refused");
+            let status = match refusal {
+                Refusal::BadSignature | Refusal::StaleTimestamp => StatusCode::UNAUTHORIZED,
+                _ => StatusCode::BAD_REQUEST,
+            };
+            return (status, refusal.to_string()).into_response();
+        }
+    };
+    let claim = DedupClaim {
+        provider: p.name.clone(),
+        event_id: event.event_id.clone(),
+        payload_sha256: event.payload_sha256.clone(),
+        subject_id: event.subject_id.clone(),
+        lease_ms: app.lease.as_millis() as i64,
+    };
+    match app.dedup.claim(claim).await {
+        Err(e) => {
+            tracing::warn!(provider = %p.name, error = %e, "dedup store unavailable");
+            app.metrics.refused(&p.name, "store_unavailable");
+            retry_after(StatusCode::SERVICE_UNAVAILABLE, Duration::from_secs(5), "store unavailable")
+        }
+        Ok(DedupVerdict::Duplicate) => {
+            app.metrics.duplicate(&p.name);
+            accepted(p)
+        }
+        Ok(DedupVerdict::InFlight) => {
+            app.metrics.refused(&p.name, "in_flight");
+            retry_after(StatusCode::CONFLICT, Duration::from_secs(1), "another delivery of this event is in progress")
+        }
+        Ok(DedupVerdict::IdReused) => {
+            // Refusing would have the vendor retry for days; the first body
+            // stands and ops hear about the second.
+            app.metrics.id_reused(&p.name);
+            tracing::warn!(provider = %p.name, event_id = %event.event_id, "event id reused with a different body; not published");
+            app.audit_id_reuse(&event).await;
+            accepted(p)
+        }
+        Ok(DedupVerdict::Claimed) => publish(app, p, event).await,
+    }
+}
+
+fn verify_and_map(p: &Provider, headers: &HeaderMap, body: &[u8], now_ms: i64) -> Result<ProviderEvent, Refusal> {
+    let verified = p.scheme.verify(headers, body, now_ms)?;
+    let facts = p.vendor.map(body, &verified)?;
+    let digest = hex::encode(Sha256::digest(body));
+    Ok(facts.into_event(&p.name, &p.domain, now_ms, digest))
+}
+
+async fn publish(app: &Ingester, p: &Provider, event: ProviderEvent) -> Response {
+    let Some(encoder) = app.encoders.get(&p.topic) else {
+        return (StatusCode::INTERNAL_SERVER_ERROR, "no encoder for topic").into_response();
+    };
+    let payload = match encoder.encode(&event) {
+        Ok(bytes) => bytes,
+        Err(e) => {
+            tracing::error!(provider = %p.name, error = %e, "provider event does not fit its schema");
+            release(app, p, &event).await;
+            return (StatusCode::INTERNAL_SERVER_ERROR, "encoding failed").into_response();
+        }
+    };
+    let mut headers = MessageContext::new_root().outbound_headers(Some(encoder.schema_id()));
+    set_header(&mut headers, HeaderName::PROVIDER, p.name.as_bytes());
+    set_header(&mut headers, HeaderName::PROVIDER_EVENT_ID, event.event_id.as_bytes());
+    let record = Outbound { topic: p.topic.clone(), key: Some(event.subject_id.as_bytes().to_vec()), payload, headers };
+    match tokio::time::timeout(app.publish_timeout, app.publisher.publish(&record)).await {
+        Ok(Ok(_)) => {}
+        Ok(Err(e)) => {
+            tracing::warn!(provider = %p.name, event_id = %event.event_id, error = %e, "publish failed; vendor will retry");
+            return unavailable(app, p, &event).await;
+        }
+        Err(_) => {
+            tracing::warn!(provider = %p.name, event_id = %event.event_id, "broker did not acknowledge in time; vendor will retry");
+            return unavailable(app, p, &event).await;
+        }
+    }
+    let lag = (switchyard_canonical::now_ms() - event.occurred_at_ms) as f64 / 1000.0;
+    app.metrics.published(&p.name, lag);
+    if let Err(e) = app.dedup.mark_published(&p.name, &event.event_id).await {
+        // The event is on the bus: answer 2xx. The row stays pending until
+        // its lease ends; a later copy may then publish it again, which
+        // consumers absorb (they fold by event id and kind).
+        tracing::warn!(provider = %p.name, event_id = %event.event_id, error = %e, "published but not marked");
+    }
+    accepted(p)
+}
+
+async fn unavailable(app: &Ingester, p: &Provider, event: &ProviderEvent) -> Response {
+    app.metrics.refused(&p.name, "broker_unavailable");
+    release(app, p, event).await;
+    retry_after(StatusCode::SERVICE_UNAVAILABLE, Duration::from_secs(5), "broker unavailable")
+}
+
+async fn release(app: &Ingester, p: &Provider, event: &ProviderEvent) {
+    if let Err(e) = app.dedup.release(&p.name, &event.event_id).await {
+        tracing::warn!(provider = %p.name, error = %e, "claim not released; the lease will expire");
+    }
+}
+
+/// Adyen wants `[accepted]` as the body; the others read only the status.
+fn accepted(p: &Provider) -> Response {
+    let body = match p.vendor {
+        switchyard_adapters::webhooks::WebhookVendor::Adyen => "[accepted]",
+        _ => "{\"received\":true}",
+    };
+    (StatusCode::OK, body).into_response()
+}
+
+fn retry_after(status: StatusCode, wait: Duration, message: &'static str) -> Response {
+    let mut response = (status, message).into_response();
+    let seconds = wait.as_secs_f64().ceil().max(1.0) as u64;
+    if let Ok(v) = HeaderValue::from_str(&seconds.to_string()) {
+        response.headers_mut().insert("retry-after", v);
+    }
+    response
+}

@@ -1,0 +1,219 @@
+//! Webhook dedup: one row per `(provider, event id)`, so a vendor's retries
+//! and duplicates are published once.
+//!
+//! The row is claimed with a lease *before* publishing and marked published
+//! after the broker acknowledged. A duplicate arriving while the first copy
+//! is being published sees a live lease and is told to come back later
+//! ([`DedupVerdict::InFlight`]), so two copies never publish at once. A
+//! claimer that died mid-way leaves a pending row whose lease expires; the
+//! vendor's next retry takes it over. The payload digest tells an honest
+//! re-delivery from a vendor reusing an id for another body.
+//!
+//! Claims and publications are group-committed (see `batch`), which is what
+//! lets the ingester answer thousands of callbacks per second.
+
+use crate::batch::{BatchFn, Batcher};
+use crate::records::{Bind, Sql};
+use crate::StoreError;
+use futures::FutureExt;
+use sqlx::{AnyPool, Row};
+use std::collections::{HashMap, HashSet};
+
+const DDL: &str = "CREATE TABLE IF NOT EXISTS webhook_events (
+    provider TEXT NOT NULL,
+    event_id TEXT NOT NULL,
+    payload_sha256 TEXT NOT NULL,
+    subject_id TEXT NOT NULL,
+    state TEXT NOT NULL,
+    lease_until_ms BIGINT NOT NULL,
+    received_at_ms BIGINT NOT NULL,
+    published_at_ms BIGINT,
+    PRIMARY KEY (provider, event_id)
+)";
+
+const MAX_BATCH: usize = 256;
+const PARALLEL_BATCHES: usize = 2;
+
+/// A request to own the publication of one event.
+#[derive(Debug, Clone)]
+pub struct DedupClaim {
+    pub provider: String,
+    pub event_id: String,
+    pub payload_sha256: String,
+    pub subject_id: String,
+    /// How long the claimer may take to publish before another may take over.
+    pub lease_ms: i64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DedupVerdict {
+    /// First sight (or a dead claimer's expired lease): publish it.
+    Claimed,
+    /// Already published with this very body: acknowledge, publish nothing.
+    Duplicate,
+    /// Another delivery of it is being published right now: ask the vendor to retry.
+    InFlight,
+    /// The id was seen with a different body: the vendor reused an id.
+    IdReused,
+}
+
+/// The dedup table with its group-commit queues.
+#[derive(Clone)]
+pub struct WebhookDedup {
+    pool: AnyPool,
+    claims: Batcher<DedupClaim, DedupVerdict>,
+    published: Batcher<(String, String), ()>,
+}
+
+impl WebhookDedup {
+    /// Creates the table if needed and starts the batchers.
+    pub async fn open(store: &crate::Store) -> Result<Self, StoreError> {
+        let pool = store.pool().clone();
+        sqlx::query(DDL).execute(&pool).await?;
+        // SQLite has one writer; parallel batches would only queue on its lock.
+        let is_sqlite = pool.connect_options().database_url.scheme().starts_with("sqlite");
+        let parallel = if is_sqlite { 1 } else { PARALLEL_BATCHES };
+        let claim: BatchFn<DedupClaim, DedupVerdict> = claim_batch;
+        let publish: BatchFn<(String, String), ()> = published_batch;
+        Ok(Self {
+            claims: Batcher::spawn(pool.clone(), MAX_BATCH, parallel, claim),
+            published: Batcher::spawn(pool.clone(), MAX_BATCH, parallel, publish),
+            pool,
+        })
+    }
+
+    pub async fn claim(&self, claim: DedupClaim) -> Result<DedupVerdict, StoreError> {
+        self.claims.submit(claim).await
+    }
+
+    /// Records that the broker acknowledged the event.
+    pub async fn mark_published(&self, provider: &str, event_id: &str) -> Result<(), StoreError> {
+        self.published.submit((provider.to_owned(), event_id.to_owned())).await
+    }
+
+    /// Gives up a claim whose publication failed, so the vendor's retry can
+    /// take it at once instead of waiting for the lease to expire.
+    pub async fn release(&self, provider: &str, event_id: &str) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE webhook_events SET lease_until_ms = 0 WHERE provider = $1 AND event_id = $2 AND state = 'pending'",
+        )
+        .bind(provider)
+        .bind(event_id)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Published events of a provider, for tests and ops.
+    pub async fn published_count(&self, provider: &str) -> Result<i64, StoreError> {
+        let row = sqlx::query("SELECT COUNT(*) AS n FROM webhook_events WHERE provider = $1 AND state = 'published'")
+            .bind(provider)
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(row.try_get::<i64, _>("n")?)
+    }
+}
+
+fn claim_batch<'a>(pool: &'a AnyPool, claims: &'a [DedupClaim]) -> futures::future::BoxFuture<'a, Result<Vec<DedupVerdict>, sqlx::Error>> {
+    async move {
+        let now = switchyard_canonical::now_ms();
+        // An upsert may touch a row once per statement: the first copy of an
+        // id in the batch competes, later copies see it in flight.
+        let mut first: HashMap<(&str, &str), usize> = HashMap::new();
+        for (i, c) in claims.iter().enumerate() {
+            first.entry((c.provider.as_str(), c.event_id.as_str())).or_insert(i);
+        }
+        let mut insert = Sql::new(
+            "INSERT INTO webhook_events (provider, event_id, payload_sha256, subject_id, state, lease_until_ms, received_at_ms) VALUES ",
+        );
+        for (n, &i) in first.values().enumerate() {
+            let c = &claims[i];
+            if n > 0 {
+                insert.push(", ");
+            }
+            insert.tuple([
+                Bind::Text(Some(&c.provider)),
+                Bind::Text(Some(&c.event_id)),
+                Bind::Text(Some(&c.payload_sha256)),
+                Bind::Text(Some(&c.subject_id)),
+                Bind::Text(Some("pending")),
+                Bind::Int(now + c.lease_ms),
+                Bind::Int(now),
+            ]);
+        }
+        insert
+            .push(
+                " ON CONFLICT (provider, event_id) DO UPDATE SET lease_until_ms = excluded.lease_until_ms, \
+                 received_at_ms = excluded.received_at_ms \
+                 WHERE webhook_events.state = 'pending' AND webhook_events.lease_until_ms < ",
+            )
+            .bind(Bind::Int(now))
+            .push(" AND webhook_events.payload_sha256 = excluded.payload_sha256 RETURNING provider, event_id");
+        let mut claimed: HashSet<(String, String)> = HashSet::new();
+        for row in insert.query().persistent(false).fetch_all(pool).await? {
+            claimed.insert((row.try_get("provider")?, row.try_get("event_id")?));
+        }
+        // Only the ids we did not get need a look at who holds them.
+        let mut by_provider: HashMap<&str, Vec<&str>> = HashMap::new();
+        for (&(provider, event_id), _) in first.iter() {
+            if !claimed.contains(&(provider.to_owned(), event_id.to_owned())) {
+                by_provider.entry(provider).or_default().push(event_id);
+            }
+        }
+        let mut existing: HashMap<(String, String), (String, String)> = HashMap::new();
+        for (provider, ids) in by_provider {
+            let mut select = Sql::new("SELECT event_id, state, payload_sha256 FROM webhook_events WHERE provider = ");
+            select.bind(Bind::Text(Some(provider))).push(" AND event_id IN ");
+            select.tuple(ids.into_iter().map(|id| Bind::Text(Some(id))));
+            for row in select.query().persistent(false).fetch_all(pool).await? {
+                let id: String = row.try_get("event_id")?;
+                existing.insert((provider.to_owned(), id), (row.try_get("state")?, row.try_get("payload_sha256")?));
+            }
+        }
+        Ok(claims
+            .iter()
+            .enumerate()
+            .map(|(i, c)| {
+                let id = (c.provider.clone(), c.event_id.clone());
+                let is_first = first.get(&(c.provider.as_str(), c.event_id.as_str())) == Some(&i);
+                if claimed.contains(&id) {
+                    return if is_first { DedupVerdict::Claimed } else { same_batch_copy(c, &claims[first[&(c.provider.as_str(), c.event_id.as_str())]]) };
+                }
+                match existing.get(&id) {
+                    Some((_, sha)) if *sha != c.payload_sha256 => DedupVerdict::IdReused,
+                    Some((state, _)) if state == "published" => DedupVerdict::Duplicate,
+                    // Pending under someone's live lease, or vanished (cannot
+                    // happen: rows are never deleted); either way, retry later.
+                    _ => DedupVerdict::InFlight,
+                }
+            })
+            .collect())
+    }
+    .boxed()
+}
+
+fn same_batch_copy(copy: &DedupClaim, owner: &DedupClaim) -> DedupVerdict {
+    if copy.payload_sha256 == owner.payload_sha256 {
+        DedupVerdict::InFlight
+    } else {
+        DedupVerdict::IdReused
+    }
+}
+
+fn published_batch<'a>(pool: &'a AnyPool, ids: &'a [(String, String)]) -> futures::future::BoxFuture<'a, Result<Vec<()>, sqlx::Error>> {
+    async move {
+        let mut by_provider: HashMap<&str, Vec<&str>> = HashMap::new();
+        for (provider, event_id) in ids {
+            by_provider.entry(provider.as_str()).or_default().push(event_id.as_str());
+        }
+        let now = switchyard_canonical::now_ms();
+        for (provider, event_ids) in by_provider {
+            let mut update = Sql::new("UPDATE webhook_events SET state = 'published', published_at_ms = ");
+            update.bind(Bind::Int(now)).push(" WHERE provider = ").bind(Bind::Text(Some(provider)));
+            update.push(" AND event_id IN ").tuple(event_ids.into_iter().map(|id| Bind::Text(Some(id))));
+            update.query().persistent(false).execute(pool).await?;
+        }
+        Ok(vec![(); ids.len()])
+    }
+    .boxed()
+}

@@ -1,0 +1,65 @@
+//! webhook-ingester: `POST /webhooks/{provider}` in, verified and
+//! deduplicated provider events out on `<domain>.provider-events.v1`. All
+//! logic lives in `switchyard-ingester`; this binary parses arguments, sets up
+//! logging and turns SIGINT/SIGTERM into a graceful stop (requests in flight
+//! finish, so none is acknowledged without its event on the bus).
+
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+use anyhow::Context;
+use clap::Parser;
+use std::path::PathBuf;
+use switchyard_ingester::config::IngesterConfig;
+use switchyard_ingester::start_ingester;
+use tokio_util::sync::CancellationToken;
+
+#[derive(Parser)]
+#[command(version, about = "switchyard webhook ingester")]
+struct Args {
+    /// YAML config; see ops/webhook-ingester.example.yaml.
+    #[arg(long, env = "SWITCHYARD_CONFIG")]
+    config: PathBuf,
+    /// Log as JSON lines instead of human-readable text.
+    #[arg(long, env = "SWITCHYARD_LOG_JSON")]
+    log_json: bool,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
+    if args.log_json {
+        tracing_subscriber::fmt().json().with_env_filter(filter).init();
+    } else {
+        tracing_subscriber::fmt().with_env_filter(filter).init();
+    }
+    let config = IngesterConfig::load(&args.config).context("invalid configuration")?;
+    let shutdown = CancellationToken::new();
+    let ingester = start_ingester(config, shutdown.clone()).await.context("webhook ingester failed to start")?;
+    tracing::info!(addr = %ingester.addr, "POST /webhooks/{{provider}}; metrics on /metrics, health on /health");
+    wait_for_signal().await;
+    tracing::info!("stopping: finishing callbacks in flight");
+    shutdown.cancel();
+    ingester.join.await.context("server task")?.context("server")?;
+    Ok(())
+}
+
+async fn wait_for_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(_) => return std::future::pending().await,
+        };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
+}
