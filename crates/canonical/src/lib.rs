@@ -6,8 +6,6 @@
 //! - [`money`]: amounts in minor units with an ISO 4217 currency.
 //! - [`taxonomy`]: the four error classes and our own error codes.
 //! - [`payout`]: the payout command and its outcome.
-//! - [`check`]: what KYC, AML and fraud outcomes share (flow step, subject).
-//! - [`kyc`]: identity verification command and outcome.
 //! - [`provider_event`]: vendor callbacks in our vocabulary, and the rule that
 //!   ignores a late regression.
 //! - [`routing`]: events about partner health (circuit breaker changes).
@@ -15,10 +13,8 @@
 //! - [`fingerprint`]: a stable digest of a command's payload, used to tell an
 //!   honest duplicate from an idempotency-key collision.
 
-pub mod check;
 pub mod fingerprint;
 pub mod ids;
-pub mod kyc;
 pub mod money;
 pub mod payout;
 pub mod provider_event;
