@@ -9,20 +9,26 @@
 //! - [`provider_event`]: vendor callbacks in our vocabulary, and the rule that
 //!   ignores a late regression.
 //! - [`routing`]: events about partner health (circuit breaker changes).
+//! - [`ledger`]: the postings core banking books for payouts.
+//! - [`discrepancy`]: drift the reconciler reports.
 //! - [`ids`]: correlation ids and W3C trace context.
 //! - [`fingerprint`]: a stable digest of a command's payload, used to tell an
 //!   honest duplicate from an idempotency-key collision.
 
+pub mod discrepancy;
 pub mod fingerprint;
 pub mod ids;
+pub mod ledger;
 pub mod money;
 pub mod payout;
 pub mod provider_event;
 pub mod routing;
 pub mod taxonomy;
 
+pub use discrepancy::{Discrepancy, DiscrepancyClass, DiscrepancyStatus};
 pub use fingerprint::Fingerprint;
 pub use ids::{CorrelationId, TraceParent};
+pub use ledger::{LedgerPosting, PostingKind};
 pub use money::{Currency, Money, MoneyError};
 pub use payout::{Beneficiary, PayoutCommand, PayoutOutcome, PayoutRail, PayoutStatus};
 pub use provider_event::{EventProgress, ProviderEvent, ProviderEventKind, Transition};

@@ -5,6 +5,7 @@
 
 use serde::Deserialize;
 use std::path::Path;
+use std::time::Duration;
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -34,6 +35,37 @@ pub struct Partner {
     #[serde(default)]
     pub known_gaps: Vec<String>,
     pub sla: Sla,
+    /// How long after a successful payout core banking's posting may still
+    /// arrive before the reconciler calls it missing (`30m`, `24h`, `2d`).
+    #[serde(default = "default_settlement_window", deserialize_with = "duration_text")]
+    pub settlement_window: Duration,
+}
+
+/// One business day: the reconciler's window for partners that do not set one.
+fn default_settlement_window() -> Duration {
+    Duration::from_secs(24 * 3600)
+}
+
+fn duration_text<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    let text = String::deserialize(d)?;
+    parse_duration(&text).ok_or_else(|| serde::de::Error::custom(format!("{text:?} is not a duration like 90s, 30m, 24h or 2d")))
+}
+
+/// `<n><unit>` with unit `ms`, `s`, `m`, `h` or `d`.
+pub fn parse_duration(text: &str) -> Option<Duration> {
+    let text = text.trim();
+    let split = text.find(|c: char| !c.is_ascii_digit())?;
+    let (n, unit) = text.split_at(split);
+    let n: u64 = n.parse().ok()?;
+    let ms = match unit {
+        "ms" => n,
+        "s" => n.checked_mul(1000)?,
+        "m" => n.checked_mul(60_000)?,
+        "h" => n.checked_mul(3_600_000)?,
+        "d" => n.checked_mul(86_400_000)?,
+        _ => return None,
+    };
+    Some(Duration::from_millis(ms))
 }
 
 #[derive(Debug, Clone, Copy, Deserialize, PartialEq)]
@@ -138,6 +170,19 @@ mod tests {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../ops/partners.yaml");
         let catalog = PartnerCatalog::load(&path).expect("ops/partners.yaml is valid");
         assert!(catalog.partner("stripe").is_some_and(|p| p.supports("EUR", "standard")));
+        assert!(catalog.partners.iter().all(|p| p.settlement_window >= Duration::from_secs(60)));
+    }
+
+    #[test]
+    fn settlement_windows_parse_and_reject_nonsense() {
+        assert_eq!(parse_duration("36h"), Some(Duration::from_secs(36 * 3600)));
+        assert_eq!(parse_duration("2d"), Some(Duration::from_secs(2 * 86_400)));
+        assert_eq!(parse_duration("1500ms"), Some(Duration::from_millis(1500)));
+        assert_eq!(parse_duration("h"), None);
+        assert_eq!(parse_duration("3 weeks"), None);
+        let broken = repo_catalog().replacen("settlement_window: ", "settlement_window: soon", 1);
+        let err = serde_norway::from_str::<PartnerCatalog>(&broken).expect_err("bad window").to_string();
+        assert!(err.contains("not a duration"), "{err}");
     }
 
     #[test]

@@ -9,6 +9,7 @@
 //! - [`records`]: the idempotency record, its states and the claim rule.
 //! - [`batch`]: group commit: concurrent requests share one statement.
 //! - [`schema`]: DDL, applied at connect.
+//! - [`recon`]: the reconciler's facts, due subjects and discrepancies (own pool and DDL).
 //! - [`audit`]: group-committed audit entries and the trail `switchyard trace` reads.
 //! - [`webhooks`]: webhook dedup by (provider, event id), with a publish lease.
 //! - [`replays`]: which DLQ positions `switchyard dlq replay` already sent back.
@@ -16,6 +17,7 @@
 pub mod audit;
 mod batch;
 pub mod records;
+pub mod recon;
 pub mod replays;
 mod schema;
 pub mod webhooks;

@@ -94,6 +94,8 @@ pub(crate) fn from_row(row: &AnyRow) -> Result<Record, crate::StoreError> {
 pub(crate) enum Bind<'a> {
     Text(Option<&'a str>),
     Int(i64),
+    /// A nullable integer; `Text(None)` would reach PostgreSQL typed as text.
+    OptInt(Option<i64>),
 }
 
 /// Numbered placeholders, valid on both PostgreSQL and SQLite.
@@ -139,6 +141,7 @@ impl<'a> Sql<'a> {
             q = match b {
                 Bind::Text(t) => q.bind(t.map(str::to_owned)),
                 Bind::Int(i) => q.bind(*i),
+                Bind::OptInt(i) => q.bind(*i),
             };
         }
         q

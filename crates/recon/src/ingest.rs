@@ -1,0 +1,270 @@
+//! Consumes outcomes, provider events and ledger postings into the store.
+//!
+//! Messages are taken in batches (up to `max_batch`, or whatever arrived
+//! within `linger`), decoded into facts and stored in one transaction; only
+//! then are their offsets stored for commit. The batch is handled in order,
+//! so every offset of it is finished when it is stored: at-least-once, and a
+//! re-delivered fact is a no-op in the store.
+
+use crate::ReconError;
+use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::message::{BorrowedMessage, Headers, Message};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use switchyard_bus::{AvroDecoder, KafkaConfig, RegistryClient};
+use switchyard_canonical::{LedgerPosting, PayoutCommand, PayoutOutcome, ProviderEvent};
+use switchyard_store::recon::{CommandRecord, EventFact, FactBatch, OutcomeFact, PostingFact, ReconStore};
+use tokio_util::sync::CancellationToken;
+
+pub const PAYOUT_OUTCOME_SCHEMA: &str = include_str!("../../../schemas/payouts/PayoutOutcome.v1.avsc");
+pub const PROVIDER_EVENT_SCHEMA: &str = include_str!("../../../schemas/events/ProviderEvent.v1.avsc");
+pub const LEDGER_POSTING_SCHEMA: &str = include_str!("../../../schemas/ledger/LedgerPosting.v1.avsc");
+pub const PAYOUT_COMMAND_SCHEMA: &str = include_str!("../../../schemas/payouts/PayoutCommand.v1.avsc");
+pub const DISCREPANCY_SCHEMA: &str = include_str!("../../../schemas/recon/Discrepancy.v1.avsc");
+
+/// The topics the reconciler reads and writes.
+#[derive(Debug, Clone)]
+pub struct ReconTopics {
+    pub outcomes: String,
+    pub provider_events: String,
+    pub postings: String,
+    pub discrepancies: String,
+    /// Payout commands, kept only to ask vendors about stuck payouts.
+    pub commands: Option<String>,
+}
+
+impl ReconTopics {
+    /// The names of topics.yaml behind `prefix` (empty in production).
+    pub fn with_prefix(prefix: &str) -> Self {
+        Self {
+            outcomes: format!("{prefix}payouts.outcomes.v1"),
+            provider_events: format!("{prefix}payouts.provider-events.v1"),
+            postings: format!("{prefix}ledger.postings.v1"),
+            discrepancies: format!("{prefix}recon.discrepancies.v1"),
+            commands: Some(format!("{prefix}payouts.commands.v1")),
+        }
+    }
+}
+
+/// Only facts stamped within this range are kept (the one-shot job).
+#[derive(Debug, Clone, Copy)]
+pub struct TimeRange {
+    pub from_ms: i64,
+    pub to_ms: i64,
+}
+
+/// Counters for the report and metrics.
+#[derive(Debug, Default)]
+pub struct IngestStats {
+    pub messages: AtomicU64,
+    pub facts: AtomicU64,
+    /// Bytes that are not a record of the topic's schema: logged and skipped,
+    /// since a reconciler that stops on them would hide every other drift.
+    pub undecodable: AtomicU64,
+    pub out_of_range: AtomicU64,
+    pub batches: AtomicU64,
+    /// Wall-clock ms of the last stored batch; the one-shot job stops once idle.
+    pub last_batch_at_ms: AtomicU64,
+}
+
+pub struct Ingestor {
+    consumer: StreamConsumer,
+    topics: ReconTopics,
+    outcomes: AvroDecoder,
+    events: AvroDecoder,
+    postings: AvroDecoder,
+    commands: AvroDecoder,
+    store: ReconStore,
+    pub max_batch: usize,
+    pub linger: Duration,
+    pub range: Option<TimeRange>,
+    pub stats: Arc<IngestStats>,
+}
+
+impl Ingestor {
+    pub fn new(kafka: &KafkaConfig, registry: Arc<RegistryClient>, topics: ReconTopics, store: ReconStore) -> Result<Self, ReconError> {
+        let consumer: StreamConsumer = kafka.consumer_config().set("fetch.min.bytes", "1").create()?;
+        let mut names = vec![topics.outcomes.as_str(), topics.provider_events.as_str(), topics.postings.as_str()];
+        names.extend(topics.commands.as_deref());
+        consumer.subscribe(&names)?;
+        Ok(Self {
+            consumer,
+            outcomes: AvroDecoder::new(registry.clone(), PAYOUT_OUTCOME_SCHEMA)?,
+            events: AvroDecoder::new(registry.clone(), PROVIDER_EVENT_SCHEMA)?,
+            postings: AvroDecoder::new(registry.clone(), LEDGER_POSTING_SCHEMA)?,
+            commands: AvroDecoder::new(registry, PAYOUT_COMMAND_SCHEMA)?,
+            topics,
+            store,
+            max_batch: 5000,
+            linger: Duration::from_millis(50),
+            range: None,
+            stats: Arc::default(),
+        })
+    }
+
+    /// Runs until `shutdown`; every `notify` wakes the evaluator after a stored batch.
+    pub async fn run(self, shutdown: CancellationToken, notify: Arc<tokio::sync::Notify>) -> Result<(), ReconError> {
+        loop {
+            let first = tokio::select! {
+                _ = shutdown.cancelled() => return Ok(()),
+                m = self.consumer.recv() => m,
+            };
+            let first = match first {
+                Ok(m) => m,
+                Err(e) => {
+                    tracing::warn!(error = %e, "consume failed; retrying");
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                    continue;
+                }
+            };
+            let mut messages = vec![first];
+            let deadline = tokio::time::Instant::now() + self.linger;
+            while messages.len() < self.max_batch {
+                match tokio::time::timeout_at(deadline, self.consumer.recv()).await {
+                    Ok(Ok(m)) => messages.push(m),
+                    Ok(Err(e)) => {
+                        tracing::warn!(error = %e, "consume failed mid-batch");
+                        break;
+                    }
+                    Err(_) => break,
+                }
+            }
+            let batch = self.decode(&messages).await;
+            // The store must take the batch before its offsets move; a
+            // database outage pauses consumption instead of losing facts.
+            let mut wait = Duration::from_millis(100);
+            loop {
+                match self.store.ingest(&batch).await {
+                    Ok(()) => break,
+                    Err(e) if !shutdown.is_cancelled() => {
+                        tracing::warn!(error = %e, "storing facts failed; retrying");
+                        tokio::time::sleep(wait).await;
+                        wait = (wait * 2).min(Duration::from_secs(5));
+                    }
+                    Err(e) => return Err(e.into()),
+                }
+            }
+            let mut last: HashMap<(&str, i32), i64> = HashMap::new();
+            for m in &messages {
+                let slot = last.entry((m.topic(), m.partition())).or_insert(m.offset());
+                *slot = (*slot).max(m.offset());
+            }
+            for ((topic, partition), offset) in last {
+                self.consumer.store_offset(topic, partition, offset)?;
+            }
+            self.stats.messages.fetch_add(messages.len() as u64, Ordering::Relaxed);
+            self.stats.facts.fetch_add(batch.len() as u64, Ordering::Relaxed);
+            self.stats.batches.fetch_add(1, Ordering::Relaxed);
+            self.stats.last_batch_at_ms.store(switchyard_canonical::now_ms() as u64, Ordering::Relaxed);
+            notify.notify_one();
+        }
+    }
+
+    async fn decode(&self, messages: &[BorrowedMessage<'_>]) -> FactBatch {
+        let mut batch = FactBatch::default();
+        for m in messages {
+            let Some(payload) = m.payload() else {
+                self.skip(m, "no payload");
+                continue;
+            };
+            let topic = m.topic();
+            if topic == self.topics.outcomes {
+                match self.outcomes.decode::<PayoutOutcome>(payload).await {
+                    Ok(o) => {
+                        let fact = outcome_fact(o, header(m, switchyard_bus::HeaderName::CORRELATION_ID));
+                        if self.in_range(fact.completed_at_ms) {
+                            batch.outcomes.push(fact);
+                        }
+                    }
+                    Err(e) => self.skip(m, &e.to_string()),
+                }
+            } else if topic == self.topics.provider_events {
+                match self.events.decode::<ProviderEvent>(payload).await {
+                    Ok(e) if self.in_range(e.received_at_ms) => batch.events.push(event_fact(e)),
+                    Ok(_) => {}
+                    Err(e) => self.skip(m, &e.to_string()),
+                }
+            } else if topic == self.topics.postings {
+                match self.postings.decode::<LedgerPosting>(payload).await {
+                    Ok(p) if self.in_range(p.posted_at_ms) => batch.postings.push(posting_fact(p)),
+                    Ok(_) => {}
+                    Err(e) => self.skip(m, &e.to_string()),
+                }
+            } else if self.topics.commands.as_deref() == Some(topic) {
+                // A command that does not decode is the worker's DLQ's business, not drift.
+                if let Ok(c) = self.commands.decode::<PayoutCommand>(payload).await {
+                    if let Ok(json) = serde_json::to_string(&c) {
+                        batch.commands.push(CommandRecord { subject_id: c.payout_id, idempotency_key: c.idempotency_key, command_json: json });
+                    }
+                }
+            }
+        }
+        batch
+    }
+
+    fn in_range(&self, at_ms: i64) -> bool {
+        let inside = self.range.is_none_or(|r| (r.from_ms..=r.to_ms).contains(&at_ms));
+        if !inside {
+            self.stats.out_of_range.fetch_add(1, Ordering::Relaxed);
+        }
+        inside
+    }
+
+    fn skip(&self, m: &BorrowedMessage<'_>, reason: &str) {
+        self.stats.undecodable.fetch_add(1, Ordering::Relaxed);
+        tracing::error!(topic = m.topic(), partition = m.partition(), offset = m.offset(), reason, "undecodable message skipped");
+    }
+}
+
+fn header(m: &BorrowedMessage<'_>, name: &str) -> Option<String> {
+    let headers = m.headers()?;
+    headers
+        .iter()
+        .find(|h| h.key == name)
+        .and_then(|h| h.value)
+        .and_then(|v| std::str::from_utf8(v).ok())
+        .map(str::to_owned)
+}
+
+pub fn outcome_fact(o: PayoutOutcome, correlation_id: Option<String>) -> OutcomeFact {
+    OutcomeFact {
+        subject_id: o.payout_id,
+        idempotency_key: o.idempotency_key,
+        status: o.status,
+        provider: o.provider,
+        provider_reference: o.provider_reference,
+        amount_minor: o.amount_minor,
+        currency: o.currency,
+        correlation_id,
+        completed_at_ms: o.completed_at_ms,
+    }
+}
+
+pub fn posting_fact(p: LedgerPosting) -> PostingFact {
+    PostingFact {
+        posting_id: p.posting_id,
+        subject_id: p.payout_id,
+        idempotency_key: p.idempotency_key,
+        correlation_id: p.correlation_id,
+        kind: p.kind,
+        amount_minor: p.amount_minor,
+        currency: p.currency,
+        posted_at_ms: p.posted_at_ms,
+    }
+}
+
+pub fn event_fact(e: ProviderEvent) -> EventFact {
+    EventFact {
+        provider: e.provider,
+        event_id: e.event_id,
+        subject_id: e.subject_id,
+        provider_reference: e.provider_reference,
+        kind: e.kind,
+        amount_minor: e.amount_minor,
+        currency: e.currency,
+        occurred_at_ms: e.occurred_at_ms,
+        received_at_ms: e.received_at_ms,
+    }
+}

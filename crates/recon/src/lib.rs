@@ -1,0 +1,35 @@
+//! The reconciler: joins, per payout, outcomes, provider events and ledger
+//! postings, and reports drift as typed discrepancies.
+//!
+//! # Layout
+//! - [`rules`]: the matching rules, pure: facts of one subject in, open
+//!   findings and the next time to look out.
+//! - [`track`]: findings to discrepancy records (open once, update, resolve, reopen).
+//! - [`engine`]: evaluates due subjects from the store in batches and
+//!   publishes what changed.
+//! - [`ingest`]: consumes the three topics into the store, offsets committed
+//!   only after the batch is stored.
+//! - [`settle`]: asks vendors about payouts stuck in `pending_unknown`.
+//! - [`run`]: wiring for the continuous service and the one-shot job.
+
+pub mod engine;
+pub mod ingest;
+pub mod rules;
+pub mod run;
+pub mod settle;
+pub mod track;
+
+pub use rules::{judge, Finding, Policy, SettleRequest, Verdict};
+
+/// Errors of the reconciler.
+#[derive(Debug, thiserror::Error)]
+pub enum ReconError {
+    #[error("store: {0}")]
+    Store(#[from] switchyard_store::StoreError),
+    #[error("bus: {0}")]
+    Bus(#[from] switchyard_bus::BusError),
+    #[error("kafka: {0}")]
+    Kafka(#[from] rdkafka::error::KafkaError),
+    #[error("configuration: {0}")]
+    Config(String),
+}

@@ -1,0 +1,215 @@
+//! Wiring: the continuous reconciler (a consumer group plus an evaluation
+//! loop) and the one-shot job over a time range.
+
+use crate::engine::{DiscrepancySink, Engine, PassStats};
+use crate::ingest::{IngestStats, Ingestor, ReconTopics, TimeRange, DISCREPANCY_SCHEMA, PAYOUT_OUTCOME_SCHEMA};
+use crate::rules::Policy;
+use crate::settle::{OutcomeSink, Settler};
+use crate::ReconError;
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+use switchyard_adapters::payouts::PayoutProvider;
+use switchyard_bus::{AvroEncoder, KafkaConfig, Publisher, RegistryClient};
+use switchyard_canonical::{now_ms, Discrepancy, DiscrepancyStatus};
+use switchyard_routing::PartnerCatalog;
+use switchyard_store::recon::{ReconStore, Tally};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+pub struct ReconConfig {
+    pub kafka: KafkaConfig,
+    pub schema_registry_url: String,
+    pub database_url: String,
+    /// Partitions the store between deployments sharing a database.
+    pub scope: String,
+    pub topics: ReconTopics,
+    pub policy: Policy,
+    /// Adapters used to settle stuck payouts, by catalog name; empty = report only.
+    pub providers: HashMap<String, PayoutProvider>,
+    /// How often due subjects are evaluated when no new facts wake the loop
+    /// (windows expire without any message arriving).
+    pub eval_interval: Duration,
+    /// Subjects per evaluation batch.
+    pub batch: usize,
+}
+
+impl Policy {
+    /// Windows per provider from the partner catalog.
+    pub fn from_catalog(catalog: Option<&PartnerCatalog>, default_window: Duration, pending_deadline: Duration) -> Self {
+        let windows = catalog
+            .map(|c| c.partners.iter().map(|p| (p.name.clone(), p.settlement_window.as_millis() as i64)).collect())
+            .unwrap_or_default();
+        Self {
+            domain: "payouts".into(),
+            settlement_windows_ms: windows,
+            default_window_ms: default_window.as_millis() as i64,
+            pending_deadline_ms: pending_deadline.as_millis() as i64,
+            settle_retry_ms: 60_000,
+        }
+    }
+}
+
+pub struct RunningReconciler {
+    pub store: ReconStore,
+    pub ingest: Arc<IngestStats>,
+    /// Resolves when both loops stopped.
+    pub join: JoinHandle<Result<(), ReconError>>,
+}
+
+async fn engine(config: &ReconConfig, store: &ReconStore) -> Result<Engine, ReconError> {
+    let registry = Arc::new(RegistryClient::new(&config.schema_registry_url)?);
+    let publisher = Publisher::new(&config.kafka)?;
+    let sink = DiscrepancySink {
+        publisher: publisher.clone(),
+        encoder: AvroEncoder::register(&registry, &config.topics.discrepancies, DISCREPANCY_SCHEMA).await?,
+        topic: config.topics.discrepancies.clone(),
+    };
+    let settler = if config.providers.is_empty() {
+        None
+    } else {
+        let outcomes = OutcomeSink {
+            publisher,
+            encoder: AvroEncoder::register(&registry, &config.topics.outcomes, PAYOUT_OUTCOME_SCHEMA).await?,
+            topic: config.topics.outcomes.clone(),
+        };
+        Some(Settler { providers: config.providers.clone(), store: store.clone(), outcomes: Some(outcomes), concurrency: 16 })
+    };
+    Ok(Engine { store: store.clone(), policy: config.policy.clone(), sink: Some(sink), settler, batch: config.batch })
+}
+
+/// Starts consuming and evaluating until `shutdown`.
+pub async fn start(config: ReconConfig, shutdown: CancellationToken) -> Result<RunningReconciler, ReconError> {
+    let store = ReconStore::connect(&config.database_url, &config.scope).await?;
+    let registry = Arc::new(RegistryClient::new(&config.schema_registry_url)?);
+    let engine = engine(&config, &store).await?;
+    let ingestor = Ingestor::new(&config.kafka, registry, config.topics.clone(), store.clone())?;
+    let stats = ingestor.stats.clone();
+    let wake = Arc::new(tokio::sync::Notify::new());
+    let ingest = tokio::spawn(ingestor.run(shutdown.clone(), wake.clone()));
+    let interval = config.eval_interval;
+    let evaluate = tokio::spawn({
+        let shutdown = shutdown.clone();
+        async move {
+            while !shutdown.is_cancelled() {
+                match engine.drain(switchyard_canonical::now_ms()).await {
+                    Ok(p) if p != PassStats::default() => tracing::info!(
+                        evaluated = p.evaluated, opened = p.opened, updated = p.updated, resolved = p.resolved, settled = p.settled,
+                        "reconciled"
+                    ),
+                    Ok(_) => {}
+                    Err(e) => tracing::warn!(error = %e, "evaluation failed; retrying"),
+                }
+                tokio::select! {
+                    _ = shutdown.cancelled() => {}
+                    _ = wake.notified() => {}
+                    _ = tokio::time::sleep(interval) => {}
+                }
+            }
+        }
+    });
+    let join = tokio::spawn(async move {
+        let ingested = ingest.await;
+        let _ = evaluate.await;
+        match ingested {
+            Ok(r) => r,
+            Err(e) => Err(ReconError::Config(format!("ingest task: {e}"))),
+        }
+    });
+    Ok(RunningReconciler { store, ingest: stats, join })
+}
+
+/// What a run found.
+#[derive(Debug, Clone)]
+pub struct Report {
+    pub as_of_ms: i64,
+    pub messages: u64,
+    pub undecodable: u64,
+    pub pass: PassStats,
+    pub tally: Tally,
+    pub open: Vec<Discrepancy>,
+}
+
+impl Report {
+    pub fn open_count(&self) -> i64 {
+        self.tally.by_class.iter().filter(|(_, s, _)| *s == DiscrepancyStatus::Open).map(|(_, _, n)| n).sum()
+    }
+}
+
+impl fmt::Display for Report {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(
+            f,
+            "reconciliation as of {} ms: {} messages ({} undecodable), {} subjects evaluated, {} opened, {} resolved, {} settled",
+            self.as_of_ms, self.messages, self.undecodable, self.pass.evaluated, self.pass.opened, self.pass.resolved, self.pass.settled
+        )?;
+        if self.tally.by_class.is_empty() {
+            writeln!(f, "  no discrepancies")?;
+        }
+        for (class, status, n) in &self.tally.by_class {
+            writeln!(f, "  {:<26} {:<9} {n}", class.as_str(), status.as_str())?;
+        }
+        for d in &self.open {
+            writeln!(
+                f,
+                "  OPEN {} [{}] expected {} / actual {}",
+                d.discrepancy_id,
+                d.providers.join(","),
+                d.expected,
+                d.actual
+            )?;
+        }
+        Ok(())
+    }
+}
+
+/// Reads the topics from the beginning, keeps facts stamped within `range`,
+/// stops once no message arrived for `idle`, and judges every subject as of
+/// the end of the range (or now, if that is earlier).
+pub async fn run_once(config: ReconConfig, range: TimeRange, idle: Duration) -> Result<Report, ReconError> {
+    let store = ReconStore::connect(&config.database_url, &config.scope).await?;
+    let registry = Arc::new(RegistryClient::new(&config.schema_registry_url)?);
+    let engine = engine(&config, &store).await?;
+    // A private group: the job reads everything and leaves the service's offsets alone.
+    let mut kafka = config.kafka.clone();
+    kafka.group_id = format!("{}-once-{}", config.kafka.group_id, switchyard_canonical::now_ms());
+    kafka.extra.insert("enable.auto.commit".into(), "false".into());
+    let mut ingestor = Ingestor::new(&kafka, registry, config.topics.clone(), store.clone())?;
+    ingestor.range = Some(range);
+    let stats = ingestor.stats.clone();
+    let stop = CancellationToken::new();
+    let task = tokio::spawn(ingestor.run(stop.clone(), Arc::new(tokio::sync::Notify::new())));
+    let started = switchyard_canonical::now_ms();
+    // Joining a group takes seconds on some brokers: before the first batch,
+    // wait longer than the idle gap that ends the run.
+    let first_wait = (idle.as_millis() as i64).max(30_000);
+    loop {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let last = stats.last_batch_at_ms.load(Ordering::Relaxed) as i64;
+        let quiet = if last == 0 { now_ms() - started >= first_wait } else { now_ms() - last >= idle.as_millis() as i64 };
+        if quiet || task.is_finished() {
+            break;
+        }
+    }
+    stop.cancel();
+    match task.await {
+        Ok(r) => r?,
+        Err(e) => return Err(ReconError::Config(format!("ingest task: {e}"))),
+    }
+    let as_of = range.to_ms.min(switchyard_canonical::now_ms());
+    let pass = engine.drain(as_of).await?;
+    report(&store, &stats, pass, as_of).await
+}
+
+pub async fn report(store: &ReconStore, stats: &IngestStats, pass: PassStats, as_of_ms: i64) -> Result<Report, ReconError> {
+    Ok(Report {
+        as_of_ms,
+        messages: stats.messages.load(Ordering::Relaxed),
+        undecodable: stats.undecodable.load(Ordering::Relaxed),
+        pass,
+        tally: store.tally().await?,
+        open: store.discrepancies(true, 50).await?,
+    })
+}

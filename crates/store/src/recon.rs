@@ -1,0 +1,783 @@
+//! Reconciliation state: the facts the reconciler has seen (outcomes, ledger
+//! postings, provider events), which subjects are due for evaluation, and the
+//! discrepancies found. Everything lives here rather than in RAM, so memory
+//! stays bounded and a restarted reconciler continues where it stopped.
+//!
+//! Every table carries a `scope` (a deployment, a test, a benchmark run), so
+//! reconcilers sharing one database never see each other's rows.
+//!
+//! Writes are multi-row `INSERT .. ON CONFLICT` statements, one transaction
+//! per batch: a batch of thousands of messages costs a handful of round trips.
+//!
+//! The evaluation protocol: ingesting a fact bumps its subject's `version` and
+//! makes it due; the evaluator reads due subjects with their version, judges
+//! them, and writes the next due time back only if the version is unchanged,
+//! so a fact that arrived during the evaluation is never skipped.
+
+use crate::records::{Bind, Sql};
+use crate::StoreError;
+use sqlx::any::{AnyPoolOptions, AnyRow};
+use sqlx::{AnyPool, Row};
+use std::collections::HashMap;
+use std::time::Duration;
+use switchyard_canonical::{
+    Discrepancy, DiscrepancyClass, DiscrepancyStatus, PayoutStatus, PostingKind, ProviderEventKind,
+};
+
+/// PostgreSQL allows 65,535 binds per statement, SQLite 32,766; stay below both.
+const MAX_BINDS: usize = 30_000;
+
+const DDL: &[&str] = &[
+    "CREATE TABLE IF NOT EXISTS recon_outcomes (
+        scope TEXT NOT NULL,
+        subject_id TEXT NOT NULL,
+        idempotency_key TEXT NOT NULL,
+        status TEXT NOT NULL,
+        status_rank BIGINT NOT NULL,
+        provider TEXT,
+        provider_reference TEXT,
+        amount_minor BIGINT NOT NULL,
+        currency TEXT NOT NULL,
+        correlation_id TEXT,
+        completed_at_ms BIGINT NOT NULL,
+        PRIMARY KEY (scope, subject_id, idempotency_key)
+    )",
+    "CREATE TABLE IF NOT EXISTS recon_postings (
+        scope TEXT NOT NULL,
+        posting_id TEXT NOT NULL,
+        subject_id TEXT NOT NULL,
+        idempotency_key TEXT,
+        correlation_id TEXT,
+        kind TEXT NOT NULL,
+        amount_minor BIGINT NOT NULL,
+        currency TEXT NOT NULL,
+        posted_at_ms BIGINT NOT NULL,
+        PRIMARY KEY (scope, posting_id)
+    )",
+    "CREATE INDEX IF NOT EXISTS recon_postings_subject ON recon_postings (scope, subject_id)",
+    "CREATE TABLE IF NOT EXISTS recon_events (
+        scope TEXT NOT NULL,
+        provider TEXT NOT NULL,
+        event_id TEXT NOT NULL,
+        subject_id TEXT NOT NULL,
+        provider_reference TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        amount_minor BIGINT,
+        currency TEXT,
+        occurred_at_ms BIGINT NOT NULL,
+        received_at_ms BIGINT NOT NULL,
+        PRIMARY KEY (scope, provider, event_id)
+    )",
+    "CREATE INDEX IF NOT EXISTS recon_events_subject ON recon_events (scope, subject_id)",
+    "CREATE TABLE IF NOT EXISTS recon_subjects (
+        scope TEXT NOT NULL,
+        subject_id TEXT NOT NULL,
+        version BIGINT NOT NULL,
+        due_at_ms BIGINT,
+        open_count BIGINT NOT NULL,
+        PRIMARY KEY (scope, subject_id)
+    )",
+    "CREATE INDEX IF NOT EXISTS recon_subjects_due ON recon_subjects (scope, due_at_ms)",
+    "CREATE TABLE IF NOT EXISTS recon_discrepancies (
+        scope TEXT NOT NULL,
+        discrepancy_id TEXT NOT NULL,
+        class TEXT NOT NULL,
+        domain TEXT NOT NULL,
+        subject_id TEXT NOT NULL,
+        providers TEXT NOT NULL,
+        expected TEXT NOT NULL,
+        actual TEXT NOT NULL,
+        status TEXT NOT NULL,
+        detected_at_ms BIGINT NOT NULL,
+        resolved_at_ms BIGINT,
+        updated_at_ms BIGINT NOT NULL,
+        PRIMARY KEY (scope, discrepancy_id)
+    )",
+    "CREATE INDEX IF NOT EXISTS recon_discrepancies_subject ON recon_discrepancies (scope, subject_id)",
+    // The commands themselves, kept only so a vendor can be asked about a
+    // stuck payout with the exact request it may have seen.
+    "CREATE TABLE IF NOT EXISTS recon_commands (
+        scope TEXT NOT NULL,
+        subject_id TEXT NOT NULL,
+        idempotency_key TEXT NOT NULL,
+        command TEXT NOT NULL,
+        PRIMARY KEY (scope, subject_id, idempotency_key)
+    )",
+];
+
+/// A payout outcome as the reconciler keeps it: the most final one per
+/// (subject, idempotency key).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutcomeFact {
+    pub subject_id: String,
+    pub idempotency_key: String,
+    pub status: PayoutStatus,
+    pub provider: Option<String>,
+    pub provider_reference: Option<String>,
+    pub amount_minor: i64,
+    pub currency: String,
+    /// From the outcome's `correlation-id` header.
+    pub correlation_id: Option<String>,
+    pub completed_at_ms: i64,
+}
+
+impl OutcomeFact {
+    /// Later outcomes of one key replace earlier ones only if at least as
+    /// final: a replayed `pending_unknown` never hides the `paid` that settled it.
+    pub fn rank(&self) -> i64 {
+        match self.status {
+            PayoutStatus::Held => 1,
+            PayoutStatus::Submitted | PayoutStatus::PendingUnknown => 2,
+            PayoutStatus::Paid | PayoutStatus::Failed | PayoutStatus::Rejected => 3,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PostingFact {
+    pub posting_id: String,
+    pub subject_id: String,
+    pub idempotency_key: Option<String>,
+    pub correlation_id: Option<String>,
+    pub kind: PostingKind,
+    pub amount_minor: i64,
+    pub currency: String,
+    pub posted_at_ms: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EventFact {
+    pub provider: String,
+    pub event_id: String,
+    pub subject_id: String,
+    pub provider_reference: String,
+    pub kind: ProviderEventKind,
+    pub amount_minor: Option<i64>,
+    pub currency: Option<String>,
+    pub occurred_at_ms: i64,
+    pub received_at_ms: i64,
+}
+
+/// Everything stored about one subject: the input of the matching rules.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SubjectFacts {
+    pub subject_id: String,
+    pub outcomes: Vec<OutcomeFact>,
+    pub postings: Vec<PostingFact>,
+    pub events: Vec<EventFact>,
+    /// Discrepancies recorded for the subject so far, open or resolved.
+    pub discrepancies: Vec<Discrepancy>,
+}
+
+/// A payout command as JSON, for status queries; not a fact the rules judge.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CommandRecord {
+    pub subject_id: String,
+    pub idempotency_key: String,
+    pub command_json: String,
+}
+
+/// Facts gathered from one poll of the topics.
+#[derive(Debug, Clone, Default)]
+pub struct FactBatch {
+    pub outcomes: Vec<OutcomeFact>,
+    pub postings: Vec<PostingFact>,
+    pub events: Vec<EventFact>,
+    pub commands: Vec<CommandRecord>,
+}
+
+impl FactBatch {
+    pub fn len(&self) -> usize {
+        self.outcomes.len() + self.postings.len() + self.events.len() + self.commands.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// A subject due for evaluation, as read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DueSubject {
+    pub subject_id: String,
+    /// Written back with the verdict; a newer fact makes the write a no-op.
+    pub version: i64,
+    /// Open discrepancies on record; zero spares loading them.
+    pub open_count: i64,
+}
+
+/// The verdict on one subject, to be written back.
+#[derive(Debug, Clone)]
+pub struct Judged {
+    pub subject_id: String,
+    pub version: i64,
+    /// When to look again (a window still running), or never.
+    pub next_due_at_ms: Option<i64>,
+    pub open_count: i64,
+    /// Discrepancies that opened, changed or resolved in this evaluation.
+    pub changed: Vec<Discrepancy>,
+}
+
+/// Counts of discrepancies by class and status, for reports.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Tally {
+    pub by_class: Vec<(DiscrepancyClass, DiscrepancyStatus, i64)>,
+}
+
+#[derive(Clone)]
+pub struct ReconStore {
+    pool: AnyPool,
+    scope: String,
+}
+
+impl ReconStore {
+    /// Connects with its own pool (reads of due subjects and batch writes run
+    /// side by side) and creates the reconciliation tables.
+    pub async fn connect(url: &str, scope: &str) -> Result<Self, StoreError> {
+        sqlx::any::install_default_drivers();
+        let is_sqlite = url.starts_with("sqlite:");
+        if !is_sqlite && !url.starts_with("postgres://") && !url.starts_with("postgresql://") {
+            return Err(StoreError::UnsupportedUrl(url.to_owned()));
+        }
+        let pool = AnyPoolOptions::new()
+            .max_connections(if is_sqlite { 1 } else { 6 })
+            .acquire_timeout(Duration::from_secs(30))
+            .connect(url)
+            .await?;
+        for statement in DDL {
+            // Concurrent first starts race on PostgreSQL's catalog even with
+            // IF NOT EXISTS; a second try sees the winner's table.
+            let mut tries = 0;
+            loop {
+                match sqlx::query(statement).execute(&pool).await {
+                    Ok(_) => break,
+                    Err(_) if tries < 5 => {
+                        tries += 1;
+                        tokio::time::sleep(Duration::from_millis(50 * tries)).await;
+                    }
+                    Err(e) => return Err(e.into()),
+                }
+            }
+        }
+        Ok(Self { pool, scope: scope.to_owned() })
+    }
+
+    pub fn scope(&self) -> &str {
+        &self.scope
+    }
+
+    /// Stores a batch of facts and makes their subjects due at the fact's own
+    /// time, in one transaction. Re-delivered facts change nothing.
+    pub async fn ingest(&self, batch: &FactBatch) -> Result<(), StoreError> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self.pool.begin().await?;
+        // An upsert may touch a row once per statement: keep the most final
+        // outcome per key, the first copy of a posting or event.
+        let mut outcomes: HashMap<(&str, &str), &OutcomeFact> = HashMap::new();
+        for o in &batch.outcomes {
+            let slot = outcomes.entry((o.subject_id.as_str(), o.idempotency_key.as_str())).or_insert(o);
+            if (o.rank(), o.completed_at_ms) > (slot.rank(), slot.completed_at_ms) {
+                *slot = o;
+            }
+        }
+        let outcomes: Vec<&OutcomeFact> = outcomes.into_values().collect();
+        for chunk in outcomes.chunks(MAX_BINDS / 11) {
+            let mut q = Sql::new(
+                "INSERT INTO recon_outcomes (scope, subject_id, idempotency_key, status, status_rank, provider, \
+                 provider_reference, amount_minor, currency, correlation_id, completed_at_ms) VALUES ",
+            );
+            for (i, o) in chunk.iter().enumerate() {
+                if i > 0 {
+                    q.push(", ");
+                }
+                q.tuple([
+                    Bind::Text(Some(&self.scope)),
+                    Bind::Text(Some(&o.subject_id)),
+                    Bind::Text(Some(&o.idempotency_key)),
+                    Bind::Text(Some(o.status.as_str())),
+                    Bind::Int(o.rank()),
+                    Bind::Text(o.provider.as_deref()),
+                    Bind::Text(o.provider_reference.as_deref()),
+                    Bind::Int(o.amount_minor),
+                    Bind::Text(Some(&o.currency)),
+                    Bind::Text(o.correlation_id.as_deref()),
+                    Bind::Int(o.completed_at_ms),
+                ]);
+            }
+            q.push(
+                " ON CONFLICT (scope, subject_id, idempotency_key) DO UPDATE SET status = excluded.status, \
+                 status_rank = excluded.status_rank, provider = excluded.provider, \
+                 provider_reference = excluded.provider_reference, amount_minor = excluded.amount_minor, \
+                 currency = excluded.currency, correlation_id = excluded.correlation_id, \
+                 completed_at_ms = excluded.completed_at_ms \
+                 WHERE excluded.status_rank > recon_outcomes.status_rank \
+                 OR (excluded.status_rank = recon_outcomes.status_rank \
+                 AND excluded.completed_at_ms > recon_outcomes.completed_at_ms)",
+            );
+            q.query().persistent(false).execute(&mut *tx).await?;
+        }
+        let mut postings: HashMap<&str, &PostingFact> = HashMap::new();
+        for p in &batch.postings {
+            postings.entry(p.posting_id.as_str()).or_insert(p);
+        }
+        let postings: Vec<&PostingFact> = postings.into_values().collect();
+        for chunk in postings.chunks(MAX_BINDS / 9) {
+            let mut q = Sql::new(
+                "INSERT INTO recon_postings (scope, posting_id, subject_id, idempotency_key, correlation_id, kind, \
+                 amount_minor, currency, posted_at_ms) VALUES ",
+            );
+            for (i, p) in chunk.iter().enumerate() {
+                if i > 0 {
+                    q.push(", ");
+                }
+                q.tuple([
+                    Bind::Text(Some(&self.scope)),
+                    Bind::Text(Some(&p.posting_id)),
+                    Bind::Text(Some(&p.subject_id)),
+                    Bind::Text(p.idempotency_key.as_deref()),
+                    Bind::Text(p.correlation_id.as_deref()),
+                    Bind::Text(Some(p.kind.as_str())),
+                    Bind::Int(p.amount_minor),
+                    Bind::Text(Some(&p.currency)),
+                    Bind::Int(p.posted_at_ms),
+                ]);
+            }
+            q.push(" ON CONFLICT (scope, posting_id) DO NOTHING");
+            q.query().persistent(false).execute(&mut *tx).await?;
+        }
+        let mut events: HashMap<(&str, &str), &EventFact> = HashMap::new();
+        for e in &batch.events {
+            events.entry((e.provider.as_str(), e.event_id.as_str())).or_insert(e);
+        }
+        let events: Vec<&EventFact> = events.into_values().collect();
+        for chunk in events.chunks(MAX_BINDS / 10) {
+            let mut q = Sql::new(
+                "INSERT INTO recon_events (scope, provider, event_id, subject_id, provider_reference, kind, \
+                 amount_minor, currency, occurred_at_ms, received_at_ms) VALUES ",
+            );
+            for (i, e) in chunk.iter().enumerate() {
+                if i > 0 {
+                    q.push(", ");
+                }
+                q.tuple([
+                    Bind::Text(Some(&self.scope)),
+                    Bind::Text(Some(&e.provider)),
+                    Bind::Text(Some(&e.event_id)),
+                    Bind::Text(Some(&e.subject_id)),
+                    Bind::Text(Some(&e.provider_reference)),
+                    Bind::Text(Some(e.kind.as_str())),
+                    e.amount_minor.map_or(Bind::OptInt(None), Bind::Int),
+                    Bind::Text(e.currency.as_deref()),
+                    Bind::Int(e.occurred_at_ms),
+                    Bind::Int(e.received_at_ms),
+                ]);
+            }
+            q.push(" ON CONFLICT (scope, provider, event_id) DO NOTHING");
+            q.query().persistent(false).execute(&mut *tx).await?;
+        }
+        let mut commands: HashMap<(&str, &str), &CommandRecord> = HashMap::new();
+        for c in &batch.commands {
+            commands.entry((c.subject_id.as_str(), c.idempotency_key.as_str())).or_insert(c);
+        }
+        let commands: Vec<&CommandRecord> = commands.into_values().collect();
+        for chunk in commands.chunks(MAX_BINDS / 4) {
+            let mut q = Sql::new("INSERT INTO recon_commands (scope, subject_id, idempotency_key, command) VALUES ");
+            for (i, c) in chunk.iter().enumerate() {
+                if i > 0 {
+                    q.push(", ");
+                }
+                q.tuple([
+                    Bind::Text(Some(&self.scope)),
+                    Bind::Text(Some(&c.subject_id)),
+                    Bind::Text(Some(&c.idempotency_key)),
+                    Bind::Text(Some(&c.command_json)),
+                ]);
+            }
+            q.push(" ON CONFLICT (scope, subject_id, idempotency_key) DO NOTHING");
+            q.query().persistent(false).execute(&mut *tx).await?;
+        }
+        // Due at the earliest fact time of the batch: "now" when consuming
+        // live, the fact's place in a past range for a one-shot run.
+        let mut due: HashMap<&str, i64> = HashMap::new();
+        let facts = batch
+            .outcomes
+            .iter()
+            .map(|o| (o.subject_id.as_str(), o.completed_at_ms))
+            .chain(batch.postings.iter().map(|p| (p.subject_id.as_str(), p.posted_at_ms)))
+            .chain(batch.events.iter().map(|e| (e.subject_id.as_str(), e.received_at_ms)));
+        for (subject, at) in facts {
+            let slot = due.entry(subject).or_insert(at);
+            *slot = (*slot).min(at);
+        }
+        let due: Vec<(&str, i64)> = due.into_iter().collect();
+        for chunk in due.chunks(MAX_BINDS / 5) {
+            let mut q = Sql::new("INSERT INTO recon_subjects (scope, subject_id, version, due_at_ms, open_count) VALUES ");
+            for (i, (subject, at)) in chunk.iter().enumerate() {
+                if i > 0 {
+                    q.push(", ");
+                }
+                q.tuple([
+                    Bind::Text(Some(&self.scope)),
+                    Bind::Text(Some(subject)),
+                    Bind::Int(1),
+                    Bind::Int(*at),
+                    Bind::Int(0),
+                ]);
+            }
+            q.push(
+                " ON CONFLICT (scope, subject_id) DO UPDATE SET version = recon_subjects.version + 1, \
+                 due_at_ms = CASE WHEN recon_subjects.due_at_ms IS NULL \
+                 OR excluded.due_at_ms < recon_subjects.due_at_ms \
+                 THEN excluded.due_at_ms ELSE recon_subjects.due_at_ms END",
+            );
+            q.query().persistent(false).execute(&mut *tx).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Subjects due at `as_of`, earliest first.
+    pub async fn due(&self, as_of_ms: i64, limit: usize) -> Result<Vec<DueSubject>, StoreError> {
+        let mut q = Sql::new("SELECT subject_id, version, open_count FROM recon_subjects WHERE scope = ");
+        q.bind(Bind::Text(Some(&self.scope)))
+            .push(" AND due_at_ms <= ")
+            .bind(Bind::Int(as_of_ms))
+            .push(" ORDER BY due_at_ms LIMIT ")
+            .bind(Bind::Int(limit as i64));
+        let rows = q.query().persistent(false).fetch_all(&self.pool).await?;
+        rows.iter()
+            .map(|r| {
+                Ok(DueSubject {
+                    subject_id: r.try_get("subject_id")?,
+                    version: r.try_get("version")?,
+                    open_count: r.try_get("open_count")?,
+                })
+            })
+            .collect()
+    }
+
+    /// Every stored fact of `subjects`, in the order given. Discrepancies are
+    /// read only for subjects that have some on record.
+    pub async fn load(&self, subjects: &[DueSubject]) -> Result<Vec<SubjectFacts>, StoreError> {
+        let mut facts: Vec<SubjectFacts> =
+            subjects.iter().map(|s| SubjectFacts { subject_id: s.subject_id.clone(), ..SubjectFacts::default() }).collect();
+        let index: HashMap<&str, usize> = subjects.iter().enumerate().map(|(i, s)| (s.subject_id.as_str(), i)).collect();
+        let ids: Vec<&str> = subjects.iter().map(|s| s.subject_id.as_str()).collect();
+        let with_history: Vec<&str> = subjects.iter().filter(|s| s.open_count != 0).map(|s| s.subject_id.as_str()).collect();
+        let slot = |row: &AnyRow| -> Result<usize, StoreError> {
+            let subject: String = row.try_get("subject_id")?;
+            index.get(subject.as_str()).copied().ok_or_else(|| protocol(format!("unasked subject {subject}")))
+        };
+        for row in self.select_in(OUTCOME_COLUMNS, "recon_outcomes", &ids).await? {
+            facts[slot(&row)?].outcomes.push(outcome_from_row(&row)?);
+        }
+        for row in self.select_in(POSTING_COLUMNS, "recon_postings", &ids).await? {
+            facts[slot(&row)?].postings.push(posting_from_row(&row)?);
+        }
+        for row in self.select_in(EVENT_COLUMNS, "recon_events", &ids).await? {
+            facts[slot(&row)?].events.push(event_from_row(&row)?);
+        }
+        for row in self.select_in(DISCREPANCY_COLUMNS, "recon_discrepancies", &with_history).await? {
+            facts[slot(&row)?].discrepancies.push(discrepancy_from_row(&row)?);
+        }
+        for f in &mut facts {
+            // Rows come back in no particular order; the rules want time order.
+            f.postings.sort_by(|a, b| (a.posted_at_ms, &a.posting_id).cmp(&(b.posted_at_ms, &b.posting_id)));
+            f.events.sort_by(|a, b| (a.occurred_at_ms, &a.event_id).cmp(&(b.occurred_at_ms, &b.event_id)));
+            f.outcomes.sort_by(|a, b| (a.completed_at_ms, &a.idempotency_key).cmp(&(b.completed_at_ms, &b.idempotency_key)));
+        }
+        Ok(facts)
+    }
+
+    async fn select_in(&self, columns: &str, table: &str, ids: &[&str]) -> Result<Vec<AnyRow>, StoreError> {
+        let mut out = Vec::new();
+        for chunk in ids.chunks(MAX_BINDS - 1) {
+            let mut q = Sql::new(format!("SELECT {columns} FROM {table} WHERE scope = "));
+            q.bind(Bind::Text(Some(&self.scope))).push(" AND subject_id IN ");
+            q.tuple(chunk.iter().map(|s| Bind::Text(Some(s))));
+            out.extend(q.query().persistent(false).fetch_all(&self.pool).await?);
+        }
+        Ok(out)
+    }
+
+    /// Writes verdicts: changed discrepancies (upserted by id, the first
+    /// detection time kept) and each subject's next due time, unless a newer
+    /// fact arrived meanwhile. One transaction.
+    pub async fn record(&self, judged: &[Judged]) -> Result<(), StoreError> {
+        if judged.is_empty() {
+            return Ok(());
+        }
+        let now = switchyard_canonical::now_ms();
+        let mut tx = self.pool.begin().await?;
+        let changed: Vec<&Discrepancy> = judged.iter().flat_map(|j| j.changed.iter()).collect();
+        let providers: Vec<String> = changed.iter().map(|d| d.providers.join(",")).collect();
+        for (chunk, providers) in changed.chunks(MAX_BINDS / 12).zip(providers.chunks(MAX_BINDS / 12)) {
+            let mut q = Sql::new(format!("INSERT INTO recon_discrepancies ({DISCREPANCY_COLUMNS}, scope, updated_at_ms) VALUES "));
+            for (i, (d, providers)) in chunk.iter().zip(providers).enumerate() {
+                if i > 0 {
+                    q.push(", ");
+                }
+                q.tuple([
+                    Bind::Text(Some(&d.discrepancy_id)),
+                    Bind::Text(Some(d.class.as_str())),
+                    Bind::Text(Some(&d.domain)),
+                    Bind::Text(Some(&d.subject_id)),
+                    Bind::Text(Some(providers)),
+                    Bind::Text(Some(&d.expected)),
+                    Bind::Text(Some(&d.actual)),
+                    Bind::Text(Some(d.status.as_str())),
+                    Bind::Int(d.detected_at_ms),
+                    d.resolved_at_ms.map_or(Bind::OptInt(None), Bind::Int),
+                    Bind::Text(Some(&self.scope)),
+                    Bind::Int(now),
+                ]);
+            }
+            q.push(
+                " ON CONFLICT (scope, discrepancy_id) DO UPDATE SET providers = excluded.providers, \
+                 expected = excluded.expected, actual = excluded.actual, status = excluded.status, \
+                 detected_at_ms = excluded.detected_at_ms, resolved_at_ms = excluded.resolved_at_ms, \
+                 updated_at_ms = excluded.updated_at_ms",
+            );
+            q.query().persistent(false).execute(&mut *tx).await?;
+        }
+        for chunk in judged.chunks(MAX_BINDS / 5) {
+            let mut q = Sql::new("INSERT INTO recon_subjects (scope, subject_id, version, due_at_ms, open_count) VALUES ");
+            for (i, j) in chunk.iter().enumerate() {
+                if i > 0 {
+                    q.push(", ");
+                }
+                q.tuple([
+                    Bind::Text(Some(&self.scope)),
+                    Bind::Text(Some(&j.subject_id)),
+                    Bind::Int(j.version),
+                    j.next_due_at_ms.map_or(Bind::OptInt(None), Bind::Int),
+                    Bind::Int(j.open_count),
+                ]);
+            }
+            // The open count always follows the discrepancies just written;
+            // the due time only if no fact arrived since the read.
+            q.push(
+                " ON CONFLICT (scope, subject_id) DO UPDATE SET open_count = excluded.open_count, \
+                 due_at_ms = CASE WHEN recon_subjects.version = excluded.version \
+                 THEN excluded.due_at_ms ELSE recon_subjects.due_at_ms END",
+            );
+            q.query().persistent(false).execute(&mut *tx).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// The command stored for a payout, as JSON.
+    pub async fn command(&self, subject_id: &str, idempotency_key: &str) -> Result<Option<String>, StoreError> {
+        let mut q = Sql::new("SELECT command FROM recon_commands WHERE scope = ");
+        q.bind(Bind::Text(Some(&self.scope)))
+            .push(" AND subject_id = ")
+            .bind(Bind::Text(Some(subject_id)))
+            .push(" AND idempotency_key = ")
+            .bind(Bind::Text(Some(idempotency_key)));
+        let row = q.query().persistent(false).fetch_optional(&self.pool).await?;
+        Ok(row.map(|r| r.try_get("command")).transpose()?)
+    }
+
+    /// Discrepancies of this scope, optionally only open ones, newest first.
+    pub async fn discrepancies(&self, only_open: bool, limit: usize) -> Result<Vec<Discrepancy>, StoreError> {
+        let mut q = Sql::new(format!("SELECT {DISCREPANCY_COLUMNS} FROM recon_discrepancies WHERE scope = "));
+        q.bind(Bind::Text(Some(&self.scope)));
+        if only_open {
+            q.push(" AND status = 'open'");
+        }
+        q.push(" ORDER BY detected_at_ms DESC, discrepancy_id LIMIT ").bind(Bind::Int(limit as i64));
+        let rows = q.query().persistent(false).fetch_all(&self.pool).await?;
+        rows.iter().map(discrepancy_from_row).collect()
+    }
+
+    /// Discrepancy counts by class and status.
+    pub async fn tally(&self) -> Result<Tally, StoreError> {
+        let mut q = Sql::new("SELECT class, status, COUNT(*) AS n FROM recon_discrepancies WHERE scope = ");
+        q.bind(Bind::Text(Some(&self.scope))).push(" GROUP BY class, status ORDER BY class, status");
+        let rows = q.query().persistent(false).fetch_all(&self.pool).await?;
+        let mut by_class = Vec::with_capacity(rows.len());
+        for r in rows {
+            let class: String = r.try_get("class")?;
+            let status: String = r.try_get("status")?;
+            by_class.push((DiscrepancyClass::parse(&class), parse_status(&status), r.try_get::<i64, _>("n")?));
+        }
+        Ok(Tally { by_class })
+    }
+
+    /// Subjects whose facts are stored, and how many are waiting for a look.
+    pub async fn subject_counts(&self) -> Result<(i64, i64), StoreError> {
+        let mut q = Sql::new("SELECT COUNT(*) AS n, COUNT(due_at_ms) AS due FROM recon_subjects WHERE scope = ");
+        q.bind(Bind::Text(Some(&self.scope)));
+        let row = q.query().persistent(false).fetch_one(&self.pool).await?;
+        Ok((row.try_get("n")?, row.try_get("due")?))
+    }
+
+    /// Deletes every row of this scope (benchmark and test clean-up).
+    pub async fn purge(&self) -> Result<(), StoreError> {
+        for table in ["recon_outcomes", "recon_postings", "recon_events", "recon_subjects", "recon_discrepancies", "recon_commands"] {
+            let mut q = Sql::new(format!("DELETE FROM {table} WHERE scope = "));
+            q.bind(Bind::Text(Some(&self.scope)));
+            q.query().persistent(false).execute(&self.pool).await?;
+        }
+        Ok(())
+    }
+}
+
+const OUTCOME_COLUMNS: &str =
+    "subject_id, idempotency_key, status, provider, provider_reference, amount_minor, currency, correlation_id, completed_at_ms";
+const POSTING_COLUMNS: &str =
+    "posting_id, subject_id, idempotency_key, correlation_id, kind, amount_minor, currency, posted_at_ms";
+const EVENT_COLUMNS: &str =
+    "provider, event_id, subject_id, provider_reference, kind, amount_minor, currency, occurred_at_ms, received_at_ms";
+const DISCREPANCY_COLUMNS: &str =
+    "discrepancy_id, class, domain, subject_id, providers, expected, actual, status, detected_at_ms, resolved_at_ms";
+
+fn protocol(message: String) -> StoreError {
+    StoreError::Database(sqlx::Error::Protocol(message))
+}
+
+fn outcome_from_row(r: &AnyRow) -> Result<OutcomeFact, StoreError> {
+    let status: String = r.try_get("status")?;
+    Ok(OutcomeFact {
+        subject_id: r.try_get("subject_id")?,
+        idempotency_key: r.try_get("idempotency_key")?,
+        status: parse_payout_status(&status).ok_or_else(|| protocol(format!("stored status {status:?}")))?,
+        provider: r.try_get("provider")?,
+        provider_reference: r.try_get("provider_reference")?,
+        amount_minor: r.try_get("amount_minor")?,
+        currency: r.try_get("currency")?,
+        correlation_id: r.try_get("correlation_id")?,
+        completed_at_ms: r.try_get("completed_at_ms")?,
+    })
+}
+
+fn posting_from_row(r: &AnyRow) -> Result<PostingFact, StoreError> {
+    let kind: String = r.try_get("kind")?;
+    Ok(PostingFact {
+        posting_id: r.try_get("posting_id")?,
+        subject_id: r.try_get("subject_id")?,
+        idempotency_key: r.try_get("idempotency_key")?,
+        correlation_id: r.try_get("correlation_id")?,
+        kind: PostingKind::parse(&kind).ok_or_else(|| protocol(format!("stored posting kind {kind:?}")))?,
+        amount_minor: r.try_get("amount_minor")?,
+        currency: r.try_get("currency")?,
+        posted_at_ms: r.try_get("posted_at_ms")?,
+    })
+}
+
+fn event_from_row(r: &AnyRow) -> Result<EventFact, StoreError> {
+    let kind: String = r.try_get("kind")?;
+    Ok(EventFact {
+        provider: r.try_get("provider")?,
+        event_id: r.try_get("event_id")?,
+        subject_id: r.try_get("subject_id")?,
+        provider_reference: r.try_get("provider_reference")?,
+        kind: parse_event_kind(&kind),
+        amount_minor: r.try_get("amount_minor")?,
+        currency: r.try_get("currency")?,
+        occurred_at_ms: r.try_get("occurred_at_ms")?,
+        received_at_ms: r.try_get("received_at_ms")?,
+    })
+}
+
+fn discrepancy_from_row(r: &AnyRow) -> Result<Discrepancy, StoreError> {
+    let class: String = r.try_get("class")?;
+    let status: String = r.try_get("status")?;
+    let providers: String = r.try_get("providers")?;
+    Ok(Discrepancy {
+        discrepancy_id: r.try_get("discrepancy_id")?,
+        class: DiscrepancyClass::parse(&class),
+        domain: r.try_get("domain")?,
+        subject_id: r.try_get("subject_id")?,
+        providers: providers.split(',').filter(|p| !p.is_empty()).map(str::to_owned).collect(),
+        expected: r.try_get("expected")?,
+        actual: r.try_get("actual")?,
+        status: parse_status(&status),
+        detected_at_ms: r.try_get("detected_at_ms")?,
+        resolved_at_ms: r.try_get("resolved_at_ms")?,
+    })
+}
+
+fn parse_status(s: &str) -> DiscrepancyStatus {
+    if s == "resolved" {
+        DiscrepancyStatus::Resolved
+    } else {
+        DiscrepancyStatus::Open
+    }
+}
+
+fn parse_payout_status(s: &str) -> Option<PayoutStatus> {
+    use PayoutStatus::*;
+    [Submitted, Paid, Failed, Rejected, PendingUnknown, Held].into_iter().find(|p| p.as_str() == s)
+}
+
+fn parse_event_kind(s: &str) -> ProviderEventKind {
+    use ProviderEventKind::*;
+    [
+        PayoutCreated, PayoutProcessing, PayoutPaid, PayoutFailed, PayoutCanceled, PayoutReturned, CardIssued,
+        CardShipped, CardActivated, CardClosed,
+    ]
+    .into_iter()
+    .find(|k| k.as_str() == s)
+    .unwrap_or(Other)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn outcome(subject: &str, status: PayoutStatus, at: i64) -> OutcomeFact {
+        OutcomeFact {
+            subject_id: subject.into(),
+            idempotency_key: format!("k-{subject}"),
+            status,
+            provider: Some("stripe".into()),
+            provider_reference: None,
+            amount_minor: 100,
+            currency: "EUR".into(),
+            correlation_id: None,
+            completed_at_ms: at,
+        }
+    }
+
+    async fn stores() -> Vec<ReconStore> {
+        let scope = format!("unit-{}-{}", std::process::id(), switchyard_canonical::now_ms());
+        let mut stores = vec![ReconStore::connect("sqlite::memory:", &scope).await.expect("sqlite")];
+        let url = std::env::var("DATABASE_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
+        match ReconStore::connect(&url, &scope).await {
+            Ok(pg) => stores.push(pg),
+            Err(e) if std::env::var("CI").is_ok() => panic!("PostgreSQL required in CI: {e}"),
+            Err(e) => eprintln!("skipping PostgreSQL: {e}"),
+        }
+        stores
+    }
+
+    #[tokio::test]
+    async fn a_replayed_earlier_status_never_hides_the_final_one_and_late_facts_keep_the_subject_due() {
+        for store in stores().await {
+            let batch = FactBatch { outcomes: vec![outcome("s1", PayoutStatus::Paid, 20)], ..FactBatch::default() };
+            store.ingest(&batch).await.expect("ingest");
+            let replay = FactBatch { outcomes: vec![outcome("s1", PayoutStatus::PendingUnknown, 30)], ..FactBatch::default() };
+            store.ingest(&replay).await.expect("ingest");
+            let due = store.due(100, 10).await.expect("due");
+            assert_eq!(due.len(), 1);
+            assert_eq!(due[0].version, 2);
+            let facts = store.load(&due).await.expect("load");
+            assert_eq!(facts[0].outcomes.len(), 1);
+            assert_eq!(facts[0].outcomes[0].status, PayoutStatus::Paid);
+            // A verdict computed from version 2 must not clear a subject that
+            // has since received another fact.
+            store.ingest(&FactBatch { outcomes: vec![outcome("s1", PayoutStatus::Paid, 40)], ..FactBatch::default() }).await.expect("ingest");
+            let stale = Judged { subject_id: "s1".into(), version: 2, next_due_at_ms: None, open_count: 0, changed: vec![] };
+            store.record(&[stale]).await.expect("record");
+            assert_eq!(store.due(100, 10).await.expect("due").len(), 1, "still due after a stale verdict");
+            let fresh = Judged { subject_id: "s1".into(), version: 3, next_due_at_ms: None, open_count: 0, changed: vec![] };
+            store.record(&[fresh]).await.expect("record");
+            assert!(store.due(100, 10).await.expect("due").is_empty());
+            store.purge().await.expect("purge");
+        }
+    }
+}
