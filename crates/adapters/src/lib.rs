@@ -9,8 +9,15 @@
 //!   and the rule that tells a definite refusal from an ambiguous result.
 //! - [`payouts`]: the payout domain: [`payouts::PayoutProvider`] dispatches
 //!   to [`payouts::stripe`] and [`payouts::adyen`].
+//! - [`kyc`]: identity verification: [`kyc::KycProvider`] over
+//!   [`kyc::onfido`] and [`kyc::sumsub`].
+//! - [`poll`]: polling for asynchronous vendor results within a budget.
+//! - [`multipart`]: a hand-built `multipart/form-data` body for uploads.
 //! - [`secret`]: credentials that cannot be printed.
 //! - [`webhooks`]: callback signature schemes; each vendor's callback body is
+pub mod kyc;
+pub mod poll;
+pub mod multipart;
 //!   mapped in its own module (`payouts::stripe::webhook`, `cards::lithic::webhook`, ...).
 
 pub mod cards;

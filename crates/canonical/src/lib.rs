@@ -6,6 +6,8 @@
 //! - [`money`]: amounts in minor units with an ISO 4217 currency.
 //! - [`taxonomy`]: the four error classes and our own error codes.
 //! - [`payout`]: the payout command and its outcome.
+//! - [`check`]: what KYC, AML and fraud outcomes share (flow step, subject).
+//! - [`kyc`]: identity verification command and outcome.
 //! - [`provider_event`]: vendor callbacks in our vocabulary, and the rule that
 //!   ignores a late regression.
 //! - [`routing`]: events about partner health (circuit breaker changes).
@@ -13,8 +15,10 @@
 //! - [`discrepancy`]: drift the reconciler reports.
 //! - [`ids`]: correlation ids and W3C trace context.
 //! - [`fingerprint`]: a stable digest of a command's payload, used to tell an
+pub mod check;
 //!   honest duplicate from an idempotency-key collision.
 
+pub mod kyc;
 pub mod discrepancy;
 pub mod fingerprint;
 pub mod ids;

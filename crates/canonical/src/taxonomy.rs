@@ -46,6 +46,9 @@ pub enum ErrorCode {
     Unknown,
     /// The domain is switched off by policy; the command waits to be released.
     DomainOff,
+    /// AML screening confirmed a sanctions/PEP/adverse-media match: the
+    /// subject is held for compliance (class `compliance_hold`).
+    SanctionsMatch,
 }
 
 impl ErrorCode {
@@ -60,6 +63,7 @@ impl ErrorCode {
             ErrorCode::RateLimited => "rate_limited",
             ErrorCode::Timeout => "timeout",
             ErrorCode::AuthenticationFailed => "authentication_failed",
+            ErrorCode::SanctionsMatch => "sanctions_match",
             ErrorCode::UndecodableMessage => "undecodable_message",
             ErrorCode::Unknown => "unknown",
             ErrorCode::DomainOff => "domain_off",

@@ -7,6 +7,9 @@
 //! # Layout
 //! - [`stripe`]: Stripe Payouts (`/v1/payouts`), form bodies, Basic/Bearer auth.
 //! - [`adyen`]: Adyen Transfers BTL v4 (`/btl/v4/transfers`), JSON, `X-API-Key`.
+//! - [`onfido`]: Onfido v3.6 KYC (applicants, documents, checks, reports).
+//! - [`sumsub`]: Sumsub KYC (applicants, idDoc uploads, signed requests, reviews).
+//! - `checks`: helpers and magic inputs shared by the KYC/AML/fraud simulators.
 //! - `engine`: vendor-neutral state: idempotency records, ledger, stats,
 //!   fault rolls. One short mutex section per phase keeps the hot path cheap.
 //! - `faults`: [`FaultPlan`] and its deterministic RNG.
@@ -14,8 +17,11 @@
 //! - `webhook`: optional signed status-change callbacks.
 //!
 //! Control routes (no auth, never faulted): `GET /_sim/ledger`,
+mod checks;
 //! `GET /_sim/stats`, `PUT /_sim/faults` (a [`FaultPlan`] JSON body).
+pub mod onfido;
 
+pub mod sumsub;
 pub mod adyen;
 mod engine;
 mod faults;

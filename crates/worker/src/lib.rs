@@ -8,6 +8,13 @@
 //! - [`retry`]: the in-place retry policy (jittered backoff honouring `Retry-After`).
 //! - [`metrics`]: Prometheus metrics and the `/metrics` + `/health` server.
 //! - [`shadow`]: calls a sandbox candidate alongside live traffic and counts agreement.
+//! - [`check`]: the generic handler of the check domains (KYC, AML, fraud).
+//! - [`check_config`], [`check_run`]: their config and wiring.
+pub mod check;
+pub mod kyc;
+pub mod check_config;
+pub mod check_run;
+//! - [`kyc`]: the KYC domain (Onfido, Sumsub).
 //! - [`run`]: wiring: builds everything from a config and runs until shutdown.
 
 pub mod config;

@@ -1,0 +1,70 @@
+//! Wiring of a check worker: builds providers, codecs, store and router
+//! from a [`CheckWorkerConfig`] and runs the shared consumer runtime.
+
+use crate::check::{CheckDomain, CheckHandler, CheckVendor};
+use crate::check_config::CheckWorkerConfig;
+use crate::metrics::{serve_admin, Metrics};
+use crate::WorkerError;
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use switchyard_bus::consumer::RuntimeSettings;
+use switchyard_bus::{AvroDecoder, AvroEncoder, ConsumerRuntime, Publisher, RegistryClient, RuntimeTopics};
+use switchyard_routing::Router;
+use switchyard_store::Store;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+pub struct RunningCheckWorker {
+    pub admin_addr: Option<SocketAddr>,
+    pub metrics: Arc<Metrics>,
+    pub store: Store,
+    /// Resolves when the consumer loop has drained and committed.
+    pub join: JoinHandle<Result<(), switchyard_bus::BusError>>,
+}
+
+/// Validates the config, connects to everything, and starts consuming
+/// `<domain>.commands.v1`. A bad config or unreachable dependency stops
+/// start-up here with a message naming it.
+pub async fn start_check_worker<D: CheckDomain>(config: CheckWorkerConfig, shutdown: CancellationToken) -> Result<RunningCheckWorker, WorkerError> {
+    config.validate(D::NAME, D::VENDORS)?;
+    let topics = config.topics_for(D::NAME);
+    let mut providers = HashMap::new();
+    for p in &config.providers {
+        let key = p.api_key.load(&format!("providers[{}].api_key", p.name))?;
+        config.check_key_environment(p, &key)?;
+        let adapter = D::build_provider(p)?;
+        let slots = Arc::new(tokio::sync::Semaphore::new(p.max_concurrency));
+        providers.insert(p.name.clone(), CheckVendor { adapter, slots });
+    }
+    let metrics = Arc::new(Metrics::new(D::NAME));
+    let registry = Arc::new(RegistryClient::new(&config.schema_registry_url)?);
+    let encoder = AvroEncoder::register(&registry, &topics.outcomes, D::OUTCOME_SCHEMA).await?;
+    let decoder = AvroDecoder::new(registry, D::COMMAND_SCHEMA)?;
+    let store = Store::connect(&config.database_url).await?;
+    let publisher = Publisher::new(&config.kafka)?;
+    let handler = Arc::new(CheckHandler::<D> {
+        decoder,
+        encoder,
+        publisher: publisher.clone(),
+        store: store.clone(),
+        providers,
+        router: Arc::new(Router::new(config.routing.clone())),
+        outcomes_topic: topics.outcomes.clone(),
+        retry: config.retry.clone(),
+        metrics: metrics.clone(),
+        shutdown: shutdown.clone(),
+    });
+    let settings = RuntimeSettings { max_in_flight: config.max_in_flight, max_retry_rounds: config.max_retry_rounds, ..RuntimeSettings::default() };
+    // No held topic: check domains cannot be switched off yet.
+    let runtime_topics = RuntimeTopics { held: None, ..RuntimeTopics::conventional(&topics.commands) };
+    let runtime = ConsumerRuntime::new(&config.kafka, publisher, runtime_topics, settings, handler, shutdown.clone())?;
+    metrics.attach_runtime(runtime.stats());
+    let admin_addr = match config.admin_bind {
+        Some(bind) => Some(serve_admin(bind, metrics.clone(), shutdown.clone()).await?),
+        None => None,
+    };
+    tracing::info!(domain = D::NAME, commands = %topics.commands, group = %config.kafka.group_id, "check worker started");
+    let join = tokio::spawn(runtime.run());
+    Ok(RunningCheckWorker { admin_addr, metrics, store, join })
+}

@@ -1,0 +1,186 @@
+//! KYC end to end: real broker, real PostgreSQL, Onfido and Sumsub
+//! simulators over HTTP, the kyc worker in-process. Every outcome class is
+//! reached through each vendor, driven by the simulators' magic inputs.
+
+use anyhow::Result;
+use std::collections::HashMap;
+use std::time::Duration;
+use switchyard_canonical::kyc::{DocumentKind, IdDocument, KycCommand, KycOutcome, KycReason, KycStatus, Person};
+use switchyard_canonical::check::FlowStep;
+use switchyard_canonical::ErrorCode;
+use switchyard_e2e::checks::{check_config, provider, CommandProducer, OutcomeReader};
+use switchyard_e2e::TestEnv;
+use switchyard_simulators::{onfido, sumsub, SimulatorHandle};
+use switchyard_worker::check_config::{CheckProviderConfig, CheckVendorKind};
+use switchyard_worker::check_run::start_check_worker;
+use switchyard_worker::config::SecretSource;
+use switchyard_worker::kyc::{Kyc, KYC_COMMAND_SCHEMA, KYC_OUTCOME_SCHEMA};
+use tokio_util::sync::CancellationToken;
+
+fn command(run: &str, name: &str, last_name: &str) -> KycCommand {
+    KycCommand {
+        subject_id: format!("{run}app-{name}"),
+        idempotency_key: format!("{run}kyc-{name}"),
+        flow_id: Some(format!("{run}flow-{name}")),
+        person: Person { first_name: "Ada".into(), last_name: last_name.into(), date_of_birth: Some("1990-12-10".into()), email: None },
+        document: IdDocument { kind: DocumentKind::Passport, issuing_country: "GBR".into(), front_ref: format!("doc://{name}/front"), back_ref: None },
+        selfie_ref: Some(format!("doc://{name}/selfie")),
+        requested_at_ms: switchyard_canonical::now_ms(),
+    }
+}
+
+fn onfido_provider(sim: &SimulatorHandle) -> CheckProviderConfig {
+    provider("onfido", CheckVendorKind::Onfido, &sim.base_url(), "api_sandbox.switchyard")
+}
+
+fn sumsub_provider(sim: &SimulatorHandle) -> CheckProviderConfig {
+    let mut p = provider("sumsub", CheckVendorKind::Sumsub, &sim.base_url(), "sbx:switchyard");
+    p.api_secret = Some(SecretSource::inline("sumsub-secret"));
+    p.level_name = Some("basic-kyc-level".into());
+    p
+}
+
+/// The commands that reach every outcome class, and what each must yield.
+fn scenarios(run: &str) -> Vec<(KycCommand, KycStatus, Option<KycReason>)> {
+    let mut blurry = command(run, "blurry", "Lovelace");
+    blurry.document.front_ref = "doc://blurry-scan/front".into();
+    let mut invalid = command(run, "invalid", "Lovelace");
+    invalid.document.issuing_country = "GB".into();
+    vec![
+        (command(run, "clear", "Lovelace"), KycStatus::Approved, None),
+        (command(run, "forged", "Forged"), KycStatus::Declined, Some(KycReason::DocumentForged)),
+        (blurry, KycStatus::Resubmit, Some(KycReason::DocumentUnreadable)),
+        (command(run, "expired", "Expired"), KycStatus::Resubmit, Some(KycReason::DocumentExpired)),
+        (command(run, "stepup", "StepUp"), KycStatus::StepUpRequired, Some(KycReason::AdditionalDocumentRequired)),
+        (command(run, "review", "Review"), KycStatus::ManualReview, None),
+        (invalid, KycStatus::Rejected, None),
+    ]
+}
+
+/// Runs every scenario through `primary` and checks each outcome.
+async fn every_outcome_class_through(name: &str, primary: &str, vendor: impl Fn(&SimulatorHandle) -> CheckProviderConfig, sim: SimulatorHandle) -> Result<()> {
+    let env = TestEnv::new(name).await?;
+    let shutdown = CancellationToken::new();
+    let worker = start_check_worker::<Kyc>(check_config(&env, "kyc", vec![vendor(&sim)], primary), shutdown.clone()).await?;
+    let producer = CommandProducer::new(&env, "kyc", KYC_COMMAND_SCHEMA).await?;
+    let reader = OutcomeReader::new(&env, "kyc", KYC_OUTCOME_SCHEMA)?;
+    let cases = scenarios(&env.prefix);
+    for (cmd, _, _) in &cases {
+        producer.send(&cmd.subject_id, &cmd.idempotency_key, cmd).await?;
+    }
+    // The approved verification again: answered from the store.
+    producer.send(&cases[0].0.subject_id, &cases[0].0.idempotency_key, &cases[0].0).await?;
+    let outcomes = reader.collect::<KycOutcome>(cases.len() + 1, Duration::from_secs(60)).await?;
+
+    let mut by_key: HashMap<String, Vec<(KycOutcome, String)>> = HashMap::new();
+    for (o, corr) in outcomes {
+        by_key.entry(o.idempotency_key.clone()).or_default().push((o, corr));
+    }
+    for (cmd, status, reason) in &cases {
+        let got = &by_key[&cmd.idempotency_key];
+        let (o, corr) = &got[0];
+        assert_eq!(o.status, *status, "{primary}: {}: {o:?}", cmd.idempotency_key);
+        assert_eq!(o.terminal, status.terminal());
+        assert_eq!((o.step, o.flow_id.as_ref(), o.subject_id.as_str()), (FlowStep::Kyc, cmd.flow_id.as_ref(), cmd.subject_id.as_str()));
+        assert_eq!(corr, &format!("corr-{}", cmd.idempotency_key), "correlation id carried to the outcome");
+        if let Some(r) = reason {
+            assert!(o.reasons.contains(r), "{primary}: {:?} lacks {r:?}", o.reasons);
+        }
+        match status {
+            KycStatus::Rejected => {
+                assert_eq!(o.error.as_ref().map(|e| e.code), Some(ErrorCode::InvalidRequest));
+                assert_eq!(o.provider, None, "no vendor call for an invalid command");
+            }
+            _ => {
+                assert_eq!(o.provider.as_deref(), Some(primary));
+                assert!(o.provider_reference.is_some());
+            }
+        }
+    }
+    let approved = &by_key[&cases[0].0.idempotency_key];
+    assert_eq!(approved.len(), 2);
+    assert_eq!(approved.iter().filter(|(o, _)| o.replayed).count(), 1, "the duplicate was answered from the store");
+    assert_eq!(approved[0].0.provider_reference, approved[1].0.provider_reference);
+    let checks = sim.ledger();
+    assert_eq!(checks.len(), cases.len() - 1, "one billable check per valid command, none for the duplicate: {checks:?}");
+    shutdown.cancel();
+    worker.join.await??;
+    sim.shutdown().await;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn every_outcome_class_through_onfido() -> Result<()> {
+    let sim = onfido::spawn_onfido(onfido::OnfidoConfig::local()).await?;
+    every_outcome_class_through("kyc-onfido", "onfido", onfido_provider, sim).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn every_outcome_class_through_sumsub() -> Result<()> {
+    let sim = sumsub::spawn_sumsub(sumsub::SumsubConfig::local()).await?;
+    every_outcome_class_through("kyc-sumsub", "sumsub", sumsub_provider, sim).await
+}
+
+/// A review slower than the poll budget sends the command round the retry
+/// topic; the redelivery resumes the same check instead of starting another.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_slow_review_resumes_the_same_check_after_the_retry_topic() -> Result<()> {
+    let env = TestEnv::new("kyc-slow").await?;
+    let sim = onfido::spawn_onfido(onfido::OnfidoConfig { settle_after: Duration::from_millis(1500), ..onfido::OnfidoConfig::local() }).await?;
+    let mut vendor = onfido_provider(&sim);
+    vendor.poll_budget_ms = 300;
+    let mut config = check_config(&env, "kyc", vec![vendor], "onfido");
+    config.retry.max_attempts = 1;
+    let shutdown = CancellationToken::new();
+    let worker = start_check_worker::<Kyc>(config, shutdown.clone()).await?;
+    let producer = CommandProducer::new(&env, "kyc", KYC_COMMAND_SCHEMA).await?;
+    let reader = OutcomeReader::new(&env, "kyc", KYC_OUTCOME_SCHEMA)?;
+    let retries = switchyard_e2e::TopicReader::new(&env.kafka, &env.topic("kyc.commands.v1.retry"))?;
+    let cmd = command(&env.prefix, "slow", "Lovelace");
+    producer.send(&cmd.subject_id, &cmd.idempotency_key, &cmd).await?;
+
+    let (outcome, _) = reader.collect::<KycOutcome>(1, Duration::from_secs(60)).await?.remove(0);
+    assert_eq!(outcome.status, KycStatus::Approved, "{outcome:?}");
+    assert!(!retries.read_up_to(1, Duration::from_secs(5)).await?.is_empty(), "the first delivery went round the retry topic");
+    let checks = sim.ledger();
+    assert_eq!(checks.len(), 1, "one check, resumed: {checks:?}");
+    assert_eq!(outcome.provider_reference.as_deref(), Some(checks[0].vendor_id.as_str()));
+    assert!(sim.stats().idempotent_replays >= 2, "applicant and check creation were replayed under the same keys");
+    shutdown.cancel();
+    worker.join.await??;
+    Ok(())
+}
+
+/// Partial data: an ID card without its back side is a soft failure at
+/// Sumsub; a selfie that does not match is a face mismatch at either vendor.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn partial_documents_and_face_mismatches_map_to_our_reasons() -> Result<()> {
+    let env = TestEnv::new("kyc-partial").await?;
+    let onfido_sim = onfido::spawn_onfido(onfido::OnfidoConfig::local()).await?;
+    let sumsub_sim = sumsub::spawn_sumsub(sumsub::SumsubConfig::local()).await?;
+    let ctx = switchyard_adapters::CallContext { correlation_id: "c".into(), traceparent: switchyard_canonical::TraceParent::new_root().to_string() };
+    let polling = switchyard_adapters::kyc::Polling { interval: Duration::from_millis(50), budget: Duration::from_secs(5) };
+    let onfido = switchyard_adapters::kyc::onfido::OnfidoAdapter::new(
+        "onfido", &onfido_sim.base_url(), switchyard_adapters::Secret::new("api_sandbox.switchyard"), Duration::from_secs(2), 4, polling,
+    )?;
+    let sumsub = switchyard_adapters::kyc::sumsub::SumsubAdapter::new(
+        "sumsub", &sumsub_sim.base_url(), switchyard_adapters::Secret::new("sbx:switchyard"),
+        switchyard_adapters::Secret::new("sumsub-secret"), "basic-kyc-level", Duration::from_secs(2), 4, polling,
+    )?;
+    let mut card = command(&env.prefix, "card", "Lovelace");
+    card.document.kind = DocumentKind::NationalIdentityCard;
+    let v = sumsub.verify(&card, &card.idempotency_key, &ctx).await?;
+    assert_eq!((v.status, v.reasons), (KycStatus::Resubmit, vec![KycReason::DocumentSideMissing]));
+    assert!(v.applicant_message.is_some_and(|m| m.contains("back side")), "the user-safe comment is passed on");
+
+    let mut face = command(&env.prefix, "face", "Lovelace");
+    face.selfie_ref = Some("doc://mismatch/selfie".into());
+    let v = onfido.verify(&face, &face.idempotency_key, &ctx).await?;
+    assert_eq!((v.status, v.reasons), (KycStatus::ManualReview, vec![KycReason::FaceMismatch]));
+    let v = sumsub.verify(&face, &format!("{}-s", face.idempotency_key), &ctx).await?;
+    assert_eq!((v.status, v.reasons), (KycStatus::Resubmit, vec![KycReason::FaceMismatch]));
+    // Sumsub's natural key: the same verification again resumes the applicant.
+    let again = sumsub.verify(&face, &format!("{}-s", face.idempotency_key), &ctx).await?;
+    assert_eq!(again.vendor_reference, v.vendor_reference);
+    Ok(())
+}
