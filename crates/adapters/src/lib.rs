@@ -15,14 +15,14 @@
 //! - [`multipart`]: a hand-built `multipart/form-data` body for uploads.
 //! - [`secret`]: credentials that cannot be printed.
 //! - [`webhooks`]: callback signature schemes; each vendor's callback body is
-pub mod kyc;
-pub mod poll;
-pub mod multipart;
 //!   mapped in its own module (`payouts::stripe::webhook`, `cards::lithic::webhook`, ...).
 
 pub mod cards;
 pub mod http;
+pub mod kyc;
+pub mod multipart;
 pub mod payouts;
+pub mod poll;
 pub mod secret;
 pub mod webhooks;
 

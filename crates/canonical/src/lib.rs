@@ -15,13 +15,13 @@
 //! - [`discrepancy`]: drift the reconciler reports.
 //! - [`ids`]: correlation ids and W3C trace context.
 //! - [`fingerprint`]: a stable digest of a command's payload, used to tell an
-pub mod check;
 //!   honest duplicate from an idempotency-key collision.
 
-pub mod kyc;
+pub mod check;
 pub mod discrepancy;
 pub mod fingerprint;
 pub mod ids;
+pub mod kyc;
 pub mod ledger;
 pub mod money;
 pub mod payout;

@@ -63,10 +63,10 @@ impl ErrorCode {
             ErrorCode::RateLimited => "rate_limited",
             ErrorCode::Timeout => "timeout",
             ErrorCode::AuthenticationFailed => "authentication_failed",
-            ErrorCode::SanctionsMatch => "sanctions_match",
             ErrorCode::UndecodableMessage => "undecodable_message",
             ErrorCode::Unknown => "unknown",
             ErrorCode::DomainOff => "domain_off",
+            ErrorCode::SanctionsMatch => "sanctions_match",
         }
     }
 }

@@ -17,16 +17,16 @@
 //! - `webhook`: optional signed status-change callbacks.
 //!
 //! Control routes (no auth, never faulted): `GET /_sim/ledger`,
-mod checks;
 //! `GET /_sim/stats`, `PUT /_sim/faults` (a [`FaultPlan`] JSON body).
-pub mod onfido;
 
-pub mod sumsub;
 pub mod adyen;
+mod checks;
 mod engine;
 mod faults;
+pub mod onfido;
 mod server;
 pub mod stripe;
+pub mod sumsub;
 mod util;
 mod webhook;
 

@@ -10,14 +10,14 @@
 //! - [`shadow`]: calls a sandbox candidate alongside live traffic and counts agreement.
 //! - [`check`]: the generic handler of the check domains (KYC, AML, fraud).
 //! - [`check_config`], [`check_run`]: their config and wiring.
-pub mod check;
-pub mod kyc;
-pub mod check_config;
-pub mod check_run;
 //! - [`kyc`]: the KYC domain (Onfido, Sumsub).
 //! - [`run`]: wiring: builds everything from a config and runs until shutdown.
 
+pub mod check;
+pub mod check_config;
+pub mod check_run;
 pub mod config;
+pub mod kyc;
 pub mod metrics;
 pub mod payout;
 pub mod policy;
