@@ -106,6 +106,47 @@ pub fn client(timeout: Duration, max_connections: usize) -> Result<reqwest::Clie
         .map_err(|e| AdapterError::new(ErrorClass::ManualRepair, ErrorCode::Unknown, format!("http client: {e}")))
 }
 
+/// What the vendor's reply said about itself: its HTTP status and the id the
+/// vendor gave the request (Stripe `Request-Id`, Adyen `pspReference`), which
+/// support tickets and the audit trail quote.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ReplyMeta {
+    pub http_status: Option<u16>,
+    pub request_id: Option<String>,
+}
+
+tokio::task_local! {
+    static REPLY_META: std::cell::RefCell<ReplyMeta>;
+}
+
+/// Runs `call` and returns, with its result, the metadata of the last vendor
+/// reply it received (none after a transport failure). A task-local keeps
+/// every vendor module's signature unchanged: the shared send path records
+/// what it saw, and only callers that ask pay for it.
+pub async fn observe<F: std::future::Future>(call: F) -> (F::Output, ReplyMeta) {
+    REPLY_META
+        .scope(std::cell::RefCell::new(ReplyMeta::default()), async move {
+            let out = call.await;
+            let meta = REPLY_META.with(|m| m.borrow().clone());
+            (out, meta)
+        })
+        .await
+}
+
+/// Request-id headers in the order vendors use them.
+const REQUEST_ID_HEADERS: &[&str] = &["request-id", "pspreference", "x-request-id"];
+
+fn note_reply(status: u16, headers: &reqwest::header::HeaderMap) {
+    // Outside `observe` there is nobody to tell; that is not an error.
+    let _ = REPLY_META.try_with(|m| {
+        let request_id = REQUEST_ID_HEADERS
+            .iter()
+            .find_map(|h| headers.get(*h)?.to_str().ok())
+            .map(|v| v.chars().take(128).collect());
+        *m.borrow_mut() = ReplyMeta { http_status: Some(status), request_id };
+    });
+}
+
 /// Sends a request and reads a JSON reply: `T` on 2xx, otherwise the
 /// vendor's error body `E` (if it parses) handed to the vendor's mapping.
 /// A 2xx body that cannot be read is ambiguous: the vendor did act.
@@ -120,6 +161,7 @@ where
     let reply = req.send().await.map_err(|e| AdapterError::from_transport(&e))?;
     let status = reply.status().as_u16();
     let wait = retry_after(reply.headers());
+    note_reply(status, reply.headers());
     let body = reply.bytes().await.map_err(|e| AdapterError::from_transport(&e))?;
     if (200..300).contains(&status) {
         return serde_json::from_slice(&body).map_err(|e| {
@@ -139,6 +181,19 @@ pub fn traced(req: reqwest::RequestBuilder, ctx: &CallContext) -> reqwest::Reque
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn observe_reports_the_last_reply_and_nothing_outside() {
+        let mut headers = reqwest::header::HeaderMap::new();
+        headers.insert("pspreference", reqwest::header::HeaderValue::from_static("ABC123"));
+        note_reply(503, &headers); // no observer: ignored
+        let ((), meta) = observe(async {
+            note_reply(200, &reqwest::header::HeaderMap::new());
+            note_reply(503, &headers);
+        })
+        .await;
+        assert_eq!(meta, ReplyMeta { http_status: Some(503), request_id: Some("ABC123".into()) });
+    }
 
     #[test]
     fn only_definite_refusals_are_unambiguous() {

@@ -49,7 +49,7 @@ use serde_json::{json, Value};
 
 use crate::engine::{Admit, Engine, Saved, Ticket};
 use crate::faults::Fault;
-use crate::util::{header_str, iso8601, json_reply, now_ms, pause, random_id, to_bytes};
+use crate::util::{header_str, iso8601, now_ms, pause, random_id, to_bytes};
 use crate::webhook::{Scheme, Webhooks};
 use crate::{ExecutedPayout, FaultPlan, SimulatorHandle, WebhookTarget};
 use wire::{Problem, Transfer};
@@ -110,6 +110,17 @@ pub async fn spawn_adyen(cfg: AdyenConfig) -> std::io::Result<SimulatorHandle> {
         .route("/btl/v4/transfers/{id}", get(retrieve))
         .with_state(sim);
     crate::server::spawn(cfg.bind, api, engine, "adyen").await
+}
+
+/// Every Adyen API reply carries a `pspReference` header identifying the
+/// request, which clients log and quote to Adyen support; the worker's audit
+/// trail records it as the vendor's request id.
+fn json_reply(status: StatusCode, body: Bytes, extra: &[(HeaderName, HeaderValue)]) -> Response {
+    let mut reply = crate::util::json_reply(status, body, extra);
+    if let Ok(id) = HeaderValue::from_str(&random_id(16)) {
+        reply.headers_mut().insert(HeaderName::from_static("pspreference"), id);
+    }
+    reply
 }
 
 fn problem(p: &Problem, extra: &[(HeaderName, HeaderValue)]) -> Response {

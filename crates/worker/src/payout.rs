@@ -189,6 +189,17 @@ impl PayoutHandler {
         let (Some(provider_name), Some(provider_key)) = (record.provider.as_deref(), record.provider_key.as_deref()) else {
             return Err(dead_letter("in-progress record without provider"));
         };
+        // The routing decision, as recorded in the claim: chosen now (fresh)
+        // or inherited from an earlier delivery (resumed).
+        let detail = serde_json::json!({ "provider": provider_name, "resumed": !record.fresh }).to_string();
+        let entry = AuditEntry {
+            actor: "payout-worker",
+            action: "route",
+            subject_id: &command.payout_id,
+            correlation_id: &ctx.correlation_id.0,
+            detail: &detail,
+        };
+        self.store.audit_later(entry).await;
         let call_ctx = CallContext {
             correlation_id: ctx.correlation_id.0.clone(),
             traceparent: ctx.traceparent.child().to_string(),
@@ -316,16 +327,21 @@ impl PayoutHandler {
         }
         self.metrics.stage(Stage::VendorSlotWait, waited.elapsed());
         let started = Instant::now();
-        let result = if ambiguous {
-            provider.status(command, provider_key, ctx).await
-        } else {
-            provider.create(command, provider_key, ctx).await
-        };
+        let (result, reply) = switchyard_adapters::http::observe(async {
+            if ambiguous {
+                provider.status(command, provider_key, ctx).await
+            } else {
+                provider.create(command, provider_key, ctx).await
+            }
+        })
+        .await;
+        let elapsed = started.elapsed();
         let label = match &result {
             Ok(_) => "ok".to_owned(),
             Err(e) => e.http_status.map_or_else(|| e.code.as_str().to_owned(), |s| s.to_string()),
         };
-        self.metrics.vendor_call(provider.name(), operation, &label, started.elapsed());
+        self.metrics.vendor_call(provider.name(), operation, &label, elapsed);
+        self.audit_call(command, provider.name(), operation, &result, &reply, elapsed, ctx).await;
         // Only the vendor being unwell counts against it; a decline is health.
         let vendor_failed = matches!(&result, Err(e) if matches!(e.code, ErrorCode::VendorUnavailable | ErrorCode::Timeout));
         if let Some(breaker) = self.router.get().breaker(provider.name()) {
@@ -336,6 +352,48 @@ impl PayoutHandler {
             self.metrics.breaker(provider.name(), breaker.state());
         }
         result
+    }
+
+    /// One audit entry per vendor call, for `switchyard trace`: group
+    /// committed, and a failed write never fails the payout.
+    #[allow(clippy::too_many_arguments)]
+    async fn audit_call(
+        &self,
+        command: &PayoutCommand,
+        provider: &str,
+        operation: &str,
+        result: &Result<VendorPayout, AdapterError>,
+        reply: &switchyard_adapters::http::ReplyMeta,
+        elapsed: Duration,
+        ctx: &CallContext,
+    ) {
+        let mut detail = serde_json::json!({
+            "provider": provider,
+            "operation": operation,
+            "result": if result.is_ok() { "ok" } else { "failed" },
+            "http_status": reply.http_status,
+            "latency_ms": u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX),
+            "request_id": reply.request_id,
+        });
+        match result {
+            Ok(done) => {
+                detail["vendor_reference"] = done.vendor_reference.clone().into();
+                detail["vendor_status"] = done.status.as_str().into();
+            }
+            Err(e) => {
+                detail["error"] = format!("{}/{}: {}", e.class.as_str(), e.code.as_str(), e.message).into();
+                detail["ambiguous"] = e.ambiguous.into();
+            }
+        }
+        let detail = detail.to_string();
+        let entry = AuditEntry {
+            actor: "payout-worker",
+            action: "vendor_call",
+            subject_id: &command.payout_id,
+            correlation_id: &ctx.correlation_id,
+            detail: &detail,
+        };
+        self.store.audit_later(entry).await;
     }
 
     /// Publishes a breaker change in the background: announcing it must not

@@ -6,9 +6,12 @@
 //! - `topics create`: creates every topic of topics.yaml.
 //! - `bench`: throughput figures against a baseline measured in the same run.
 //! - `catalog`: the partner catalog, the routing table, shadow agreement.
+//! - `dlq list|show|replay`: dead letters, decoded and replayed (`switchyard-ops`).
+//! - `trace`: one flow's timeline from the audit log and the topics.
 
 mod bench;
 mod catalog;
+mod ops;
 mod up;
 
 /// glibc malloc spent about a quarter of all instructions in the benchmark
@@ -51,6 +54,11 @@ enum Command {
     /// Print the partner catalog, the live routing table and, from a running
     /// worker's metrics, the shadow agreement rate per candidate.
     Catalog(catalog::CatalogArgs),
+    /// Dead-letter topics: list, show, replay.
+    Dlq(ops::DlqArgs),
+    /// The timeline of one flow (correlation id or subject id): commands,
+    /// routing, vendor calls, retries, dead letters, outcomes.
+    Trace(ops::TraceArgs),
 }
 
 #[derive(Subcommand)]
@@ -90,5 +98,7 @@ async fn main() -> anyhow::Result<()> {
         }
         Command::Bench(args) => bench::run(args).await,
         Command::Catalog(args) => catalog::run(args).await,
+        Command::Dlq(args) => ops::run_dlq(args).await,
+        Command::Trace(args) => ops::run_trace(args).await,
     }
 }

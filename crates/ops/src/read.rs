@@ -1,0 +1,169 @@
+//! Reading a topic from its beginning to its end, without a consumer group.
+//!
+//! Partitions are assigned by hand (no group join, nothing committed), so an
+//! operator's read never moves a worker's offsets. "The end" is decided by
+//! three signals, because the local broker (tansu's memory engine) reports
+//! watermarks that can be wrong:
+//! - every partition reported end-of-partition and then nothing more arrived
+//!   for a short settle time (an early EOF from a wrong watermark is followed
+//!   by more records, which reset the wait);
+//! - or no record and no EOF arrived for `idle` (a broker that never sends EOF);
+//! - or the overall `deadline` passed, reported as [`ReadEnd::Deadline`].
+
+use crate::OpsError;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::KafkaError;
+use rdkafka::message::{Headers, Message};
+use rdkafka::{Offset, TopicPartitionList};
+use serde::Serialize;
+use std::collections::HashSet;
+use std::time::{Duration, Instant};
+use switchyard_bus::KafkaConfig;
+
+/// One record as read, detached from the consumer.
+#[derive(Debug, Clone, Serialize)]
+pub struct TopicMessage {
+    pub topic: String,
+    pub partition: i32,
+    pub offset: i64,
+    /// The broker's record timestamp (create time), when it has one.
+    pub timestamp_ms: Option<i64>,
+    #[serde(skip)]
+    pub key: Option<Vec<u8>>,
+    #[serde(skip)]
+    pub payload: Vec<u8>,
+    #[serde(skip)]
+    pub headers: Vec<(String, Vec<u8>)>,
+}
+
+impl TopicMessage {
+    pub fn key_text(&self) -> String {
+        self.key.as_deref().map(String::from_utf8_lossy).unwrap_or_default().into_owned()
+    }
+
+    pub fn header(&self, name: &str) -> Option<&str> {
+        switchyard_bus::headers::header_text(&self.headers, name)
+    }
+
+    /// When the record was produced: switchyard's `produced-at` header, else
+    /// the broker timestamp.
+    pub fn produced_at_ms(&self) -> Option<i64> {
+        self.header(switchyard_bus::HeaderName::PRODUCED_AT).and_then(|v| v.parse().ok()).or(self.timestamp_ms)
+    }
+}
+
+/// How long a read may take.
+#[derive(Debug, Clone, Copy)]
+pub struct ReadOptions {
+    /// Stop when nothing arrived for this long.
+    pub idle: Duration,
+    /// After every partition reported its end, wait this long for stragglers.
+    pub settle: Duration,
+    /// Stop regardless after this long.
+    pub deadline: Duration,
+}
+
+impl Default for ReadOptions {
+    fn default() -> Self {
+        Self { idle: Duration::from_secs(3), settle: Duration::from_millis(300), deadline: Duration::from_secs(120) }
+    }
+}
+
+/// Why a read stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReadEnd {
+    EndOfPartitions,
+    Idle,
+    Deadline,
+}
+
+/// Reads `topic` from the beginning; keeps the records `keep` accepts.
+pub async fn read_topic(
+    kafka: &KafkaConfig,
+    topic: &str,
+    options: ReadOptions,
+    keep: impl Fn(&TopicMessage) -> bool + Send + 'static,
+) -> Result<(Vec<TopicMessage>, ReadEnd), OpsError> {
+    let kafka = kafka.clone();
+    let topic = topic.to_owned();
+    // librdkafka's poll blocks; keep it off the async workers.
+    tokio::task::spawn_blocking(move || read_blocking(&kafka, &topic, options, keep))
+        .await
+        .map_err(|e| OpsError::Usage(format!("reader task failed: {e}")))?
+}
+
+fn read_blocking(
+    kafka: &KafkaConfig,
+    topic: &str,
+    options: ReadOptions,
+    keep: impl Fn(&TopicMessage) -> bool,
+) -> Result<(Vec<TopicMessage>, ReadEnd), OpsError> {
+    let mut config = kafka.consumer_config();
+    // A throwaway group id: librdkafka wants one, nothing is committed under it.
+    config
+        .set("group.id", format!("switchyard-ops-{}", uuid::Uuid::new_v4().simple()))
+        .set("enable.auto.commit", "false")
+        .set("enable.partition.eof", "true");
+    let consumer: BaseConsumer = config.create()?;
+    let metadata = consumer.fetch_metadata(Some(topic), Duration::from_secs(10))?;
+    let partitions: Vec<i32> = metadata
+        .topics()
+        .iter()
+        .filter(|t| t.name() == topic && t.error().is_none())
+        .flat_map(|t| t.partitions().iter().map(|p| p.id()))
+        .collect();
+    if partitions.is_empty() {
+        return Err(OpsError::UnknownTopic(topic.to_owned()));
+    }
+    let mut tpl = TopicPartitionList::new();
+    for p in &partitions {
+        tpl.add_partition_offset(topic, *p, Offset::Beginning)?;
+    }
+    consumer.assign(&tpl)?;
+
+    let started = Instant::now();
+    let mut last_event = Instant::now();
+    let mut at_end: HashSet<i32> = HashSet::new();
+    let mut out = Vec::new();
+    loop {
+        if started.elapsed() >= options.deadline {
+            return Ok((out, ReadEnd::Deadline));
+        }
+        let all_ended = at_end.len() == partitions.len();
+        if all_ended && last_event.elapsed() >= options.settle {
+            return Ok((out, ReadEnd::EndOfPartitions));
+        }
+        if last_event.elapsed() >= options.idle {
+            return Ok((out, ReadEnd::Idle));
+        }
+        match consumer.poll(Duration::from_millis(50)) {
+            None => {}
+            Some(Err(KafkaError::PartitionEOF(p))) => {
+                at_end.insert(p);
+                last_event = Instant::now();
+            }
+            Some(Err(e)) => return Err(e.into()),
+            Some(Ok(m)) => {
+                at_end.remove(&m.partition());
+                last_event = Instant::now();
+                let headers = m
+                    .headers()
+                    .map(|h| h.iter().map(|h| (h.key.to_owned(), h.value.map(<[u8]>::to_vec).unwrap_or_default())).collect())
+                    .unwrap_or_default();
+                let record = TopicMessage {
+                    topic: topic.to_owned(),
+                    partition: m.partition(),
+                    offset: m.offset(),
+                    timestamp_ms: m.timestamp().to_millis(),
+                    key: m.key().map(<[u8]>::to_vec),
+                    payload: m.payload().map(<[u8]>::to_vec).unwrap_or_default(),
+                    headers,
+                };
+                if keep(&record) {
+                    out.push(record);
+                }
+            }
+        }
+    }
+}
