@@ -16,6 +16,10 @@ cleanup() { if [[ -n "$started_broker" ]]; then ops/scripts/broker.sh stop; fi; 
 trap cleanup EXIT
 export SWITCHYARD_TEST_BROKERS="127.0.0.1:9092"
 
+# Reference webhook signers (tests/reference) are Python: the Standard
+# Webhooks reference library and `cryptography`. Installed once, then cached.
+python3 -m pip install --quiet --disable-pip-version-check -r tests/reference/requirements.txt
+
 # The crash test runs the worker binary as its own process.
 cargo build --workspace --bins
 

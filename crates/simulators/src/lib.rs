@@ -20,6 +20,7 @@
 //! `GET /_sim/stats`, `PUT /_sim/faults` (a [`FaultPlan`] JSON body).
 
 pub mod adyen;
+pub mod callbacks;
 mod checks;
 mod engine;
 mod faults;

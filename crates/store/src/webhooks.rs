@@ -69,7 +69,16 @@ impl WebhookDedup {
     /// Creates the table if needed and starts the batchers.
     pub async fn open(store: &crate::Store) -> Result<Self, StoreError> {
         let pool = store.pool().clone();
-        sqlx::query(DDL).execute(&pool).await?;
+        // Concurrent first starts race on PostgreSQL's catalog even with
+        // IF NOT EXISTS; a second try sees the winner's table.
+        let mut tries = 0;
+        while let Err(e) = sqlx::query(DDL).execute(&pool).await {
+            tries += 1;
+            if tries > 5 {
+                return Err(e.into());
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50 * tries)).await;
+        }
         // SQLite has one writer; parallel batches would only queue on its lock.
         let is_sqlite = pool.connect_options().database_url.scheme().starts_with("sqlite");
         let parallel = if is_sqlite { 1 } else { PARALLEL_BATCHES };

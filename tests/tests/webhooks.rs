@@ -1,0 +1,294 @@
+//! The webhook ingester against a real broker and PostgreSQL: a callback
+//! storm with forged, stale, duplicated and reordered deliveries; the broker
+//! going away; secret rotation; and callbacks signed by independent
+//! reference signers (Python's `standardwebhooks` and `hmac`, OpenSSL).
+
+use anyhow::{bail, Context, Result};
+use std::collections::{BTreeMap, HashMap};
+use std::time::Duration;
+use switchyard_bus::AvroDecoder;
+use switchyard_canonical::{EventProgress, ProviderEvent, ProviderEventKind, Transition};
+use switchyard_ingester::config::{IngesterConfig, KeyConfig, ProviderConfig};
+use switchyard_ingester::{start_ingester, RunningIngester, PROVIDER_EVENT_SCHEMA};
+use switchyard_localstack::{database_url, repo_root, LocalStack, TopicReader};
+use switchyard_simulators::callbacks::{bodies, Callback, CallbackFaults, Signer, WebhookEmitter};
+use tokio_util::sync::CancellationToken;
+
+const STRIPE_SECRET: &str = "whsec_storm_stripe_secret";
+const LITHIC_SECRET: &str = "whsec_c3dpdGNoeWFyZC1saXRoaWMtdGVzdC1rZXk=";
+const ADYEN_HEX: &str = "44782DEF547AAA06C910C43932B1EB0C71FC68D9D0C057550C48EC2ACF6BA056";
+
+fn key(value: &str, not_after: Option<String>) -> KeyConfig {
+    KeyConfig { env: None, file: None, value: Some(value.to_owned()), not_after }
+}
+
+fn provider(domain: &str, keys: Vec<KeyConfig>) -> ProviderConfig {
+    ProviderConfig { vendor: None, domain: domain.into(), keys, tolerance_s: 300, rate_limit: None }
+}
+
+fn ingester_config(stack: &LocalStack, providers: BTreeMap<String, ProviderConfig>) -> IngesterConfig {
+    let mut topics = BTreeMap::new();
+    topics.insert("payouts".to_owned(), stack.topic("payouts.provider-events.v1"));
+    topics.insert("cards".to_owned(), stack.topic("cards.provider-events.v1"));
+    IngesterConfig {
+        bind: "127.0.0.1:0".parse().expect("addr"),
+        kafka: stack.kafka.clone(),
+        schema_registry_url: stack.registry.base_url(),
+        database_url: database_url(),
+        topics,
+        max_body_bytes: 64 * 1024,
+        lease_ms: 30_000,
+        publish_timeout_ms: 3_000,
+        providers,
+    }
+}
+
+fn default_providers() -> BTreeMap<String, ProviderConfig> {
+    let wise_public = std::fs::read_to_string(repo_root().join("ops/dev-keys/wise-webhook-dev-public.pem")).unwrap_or_default();
+    BTreeMap::from([
+        ("stripe".to_owned(), provider("payouts", vec![key(STRIPE_SECRET, None)])),
+        ("lithic".to_owned(), provider("cards", vec![key(LITHIC_SECRET, None)])),
+        ("adyen".to_owned(), provider("payouts", vec![key(ADYEN_HEX, None)])),
+        ("wise".to_owned(), provider("payouts", vec![key(&wise_public, None)])),
+    ])
+}
+
+fn url(ingester: &RunningIngester, provider: &str) -> String {
+    format!("http://{}/webhooks/{provider}", ingester.addr)
+}
+
+/// Every provider event on `topic` until `idle` passes without one.
+async fn drain(stack: &LocalStack, topic: &str, expect: usize, idle: Duration) -> Result<Vec<(String, ProviderEvent)>> {
+    let reader = TopicReader::new(&stack.kafka, topic)?;
+    let decoder = AvroDecoder::new(stack.registry_client.clone(), PROVIDER_EVENT_SCHEMA)?;
+    let mut records = reader.read_up_to(expect, Duration::from_secs(60)).await?;
+    // Anything beyond what we expect would be a duplicate: wait to see it.
+    records.extend(reader.read_up_to(usize::MAX, idle).await?);
+    let mut out = Vec::with_capacity(records.len());
+    for r in records {
+        let event: ProviderEvent = decoder.decode(&r.payload).await.context("decoding a provider event")?;
+        let id = r.headers.get("provider-event-id").cloned().unwrap_or_default();
+        if id != event.event_id {
+            bail!("provider-event-id header {id:?} differs from the event's id {:?}", event.event_id);
+        }
+        out.push((String::from_utf8_lossy(&r.key).into_owned(), event));
+    }
+    Ok(out)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn storm_publishes_every_genuine_callback_once_and_nothing_forged_or_stale() -> Result<()> {
+    let stack = LocalStack::new("webhook-storm").await?;
+    let shutdown = CancellationToken::new();
+    let ingester = start_ingester(ingester_config(&stack, default_providers()), shutdown.clone()).await?;
+    let run = uuid::Uuid::new_v4().simple().to_string();
+
+    // Two states per object, in life order, so reordering produces regressions.
+    let mut stripe_events = Vec::new();
+    for i in 0..1050 {
+        let payout = format!("po-{run}-{i}");
+        for (n, kind) in [(0, "payout.updated"), (1, "payout.paid")] {
+            let id = format!("evt_{run}_{i}_{n}");
+            let body = bodies::stripe_payout(&id, kind, &payout, &format!("po_{run}{i}"), 1000 + i, now_s() - 5 + n);
+            stripe_events.push(Callback { id, body });
+        }
+    }
+    let mut card_events = Vec::new();
+    for i in 0..1050 {
+        let card = format!("card-{run}-{i}");
+        for (n, kind) in [(0, "card.created"), (1, "card.shipped")] {
+            let id = format!("msg_{run}_{i}_{n}");
+            card_events.push(Callback { body: bodies::lithic_card(&id, kind, &card, &format!("tok-{run}-{i}")), id });
+        }
+    }
+    let faults = |seed| CallbackFaults {
+        duplicate_ratio: 0.10,
+        forged_ratio: 0.05,
+        stale_ratio: 0.05,
+        reorder_ratio: 0.05,
+        drop_ratio: 0.0,
+        max_delay_ms: 5,
+        seed,
+    };
+    let stripe = WebhookEmitter::new(url(&ingester, "stripe"), Signer::Stripe { secret: STRIPE_SECRET.into() });
+    let lithic = WebhookEmitter::new(url(&ingester, "lithic"), Signer::StandardWebhooks { secret: LITHIC_SECRET.into() });
+    let (stripe_faults, lithic_faults) = (faults(7), faults(11));
+    let (s, l) = tokio::join!(stripe.storm(stripe_events, &stripe_faults, 32), lithic.storm(card_events, &lithic_faults, 32));
+    let callbacks = [&s, &l]
+        .iter()
+        .map(|r| r.delivered.len() + r.duplicated.len() + r.forged.len() + r.stale.len())
+        .sum::<usize>();
+    assert!(callbacks >= 5_000, "a storm of at least 5,000 callbacks, got {callbacks}");
+    for (name, r) in [("stripe", &s), ("lithic", &l)] {
+        assert!(r.attacks_accepted.is_empty(), "{name}: forged or stale accepted: {:?}", &r.attacks_accepted[..r.attacks_accepted.len().min(5)]);
+        assert!(r.undelivered.is_empty(), "{name}: genuine callbacks never accepted: {}", r.undelivered.len());
+        assert!(r.forged.len() > 50 && r.stale.len() > 50 && r.duplicated.len() > 100, "{name}: the storm had its faults");
+        assert_eq!(ingester.metrics.refused_count(name, "bad_signature") as usize, r.forged.len(), "{name}: each forgery refused as such");
+        assert_eq!(ingester.metrics.refused_count(name, "stale_timestamp") as usize, r.stale.len(), "{name}: each stale callback refused as such");
+    }
+
+    for (topic, report, provider) in [("payouts.provider-events.v1", &s, "stripe"), ("cards.provider-events.v1", &l, "lithic")] {
+        let published = drain(&stack, &stack.topic(topic), report.delivered.len(), Duration::from_secs(3)).await?;
+        let mut counts: HashMap<&str, usize> = HashMap::new();
+        for (_, e) in &published {
+            *counts.entry(e.event_id.as_str()).or_default() += 1;
+        }
+        let twice: Vec<_> = counts.iter().filter(|(_, n)| **n > 1).map(|(id, _)| *id).collect();
+        assert!(twice.is_empty(), "{provider}: published more than once: {twice:?}");
+        assert_eq!(published.len(), report.delivered.len(), "{provider}: every genuine callback published");
+        for id in &report.delivered {
+            assert!(counts.contains_key(id.as_str()), "{provider}: {id} accepted but not on the bus");
+        }
+        for id in report.forged.iter().chain(&report.stale) {
+            assert!(!counts.contains_key(id.as_str()), "{provider}: attack {id} reached the bus");
+        }
+        assert_eq!(ingester.metrics.published_count(provider) as usize, report.delivered.len());
+
+        // A consumer folding in bus order ends in the latest state whatever
+        // the arrival order, and notices the regressions it ignored.
+        let mut progress: HashMap<&str, EventProgress> = HashMap::new();
+        let mut regressions = 0;
+        for (key, e) in &published {
+            assert_eq!(key, &e.subject_id, "keyed by subject");
+            if progress.entry(e.subject_id.as_str()).or_default().apply(e.kind) == Transition::Regression {
+                regressions += 1;
+            }
+        }
+        let last = if provider == "stripe" { ProviderEventKind::PayoutPaid } else { ProviderEventKind::CardShipped };
+        assert!(progress.values().all(|p| p.latest == Some(last)), "{provider}: every subject ends {last:?}");
+        assert!(regressions > 0, "{provider}: reordering happened and was ignored");
+    }
+    shutdown.cancel();
+    Ok(())
+}
+
+fn now_s() -> i64 {
+    switchyard_canonical::now_ms() / 1000
+}
+
+fn stripe_callback(run: &str, i: usize) -> Callback {
+    let id = format!("evt_{run}_{i}");
+    Callback { body: bodies::stripe_payout(&id, "payout.paid", &format!("po-{run}-{i}"), &format!("po_{run}{i}"), 500, now_s()), id }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rotation_accepts_old_and_new_secret_during_the_overlap_and_refuses_the_old_after() -> Result<()> {
+    let stack = LocalStack::new("webhook-rotation").await?;
+    let shutdown = CancellationToken::new();
+    let overlap_ends = switchyard_canonical::now_ms() + 4_000;
+    let not_after = iso8601(overlap_ends);
+    let providers = BTreeMap::from([(
+        "stripe".to_owned(),
+        provider("payouts", vec![key("whsec_old", Some(not_after)), key("whsec_new", None)]),
+    )]);
+    let ingester = start_ingester(ingester_config(&stack, providers), shutdown.clone()).await?;
+    let run = uuid::Uuid::new_v4().simple().to_string();
+    let old = WebhookEmitter::new(url(&ingester, "stripe"), Signer::Stripe { secret: "whsec_old".into() });
+    let new = WebhookEmitter::new(url(&ingester, "stripe"), Signer::Stripe { secret: "whsec_new".into() });
+    assert_eq!(old.send_once(&Signer::Stripe { secret: "whsec_old".into() }, &stripe_callback(&run, 1), now_s()).await, 200);
+    assert_eq!(new.send_once(&Signer::Stripe { secret: "whsec_new".into() }, &stripe_callback(&run, 2), now_s()).await, 200);
+    let wait = overlap_ends - switchyard_canonical::now_ms() + 500;
+    tokio::time::sleep(Duration::from_millis(wait.max(0) as u64)).await;
+    assert_eq!(old.send_once(&Signer::Stripe { secret: "whsec_old".into() }, &stripe_callback(&run, 3), now_s()).await, 401);
+    assert_eq!(new.send_once(&Signer::Stripe { secret: "whsec_new".into() }, &stripe_callback(&run, 4), now_s()).await, 200);
+    let published = drain(&stack, &stack.topic("payouts.provider-events.v1"), 3, Duration::from_secs(2)).await?;
+    let mut ids: Vec<_> = published.iter().map(|(_, e)| e.event_id.clone()).collect();
+    ids.sort();
+    assert_eq!(ids, vec![format!("evt_{run}_1"), format!("evt_{run}_2"), format!("evt_{run}_4")]);
+    shutdown.cancel();
+    Ok(())
+}
+
+fn iso8601(ms: i64) -> String {
+    let out = std::process::Command::new("date")
+        .args(["-u", "-d", &format!("@{}", ms / 1000), "+%Y-%m-%dT%H:%M:%SZ"])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+        .unwrap_or_default();
+    out
+}
+
+/// Runs `tests/reference/sign_webhook.py` (Python's `standardwebhooks`
+/// package, `hmac`, and the `cryptography` package), an implementation of
+/// each scheme that shares no code with ours.
+fn reference_sign(scheme: &str, key: &str, id: &str, body: &[u8]) -> Result<Vec<(String, String)>> {
+    let dir = std::env::temp_dir().join(format!("switchyard-ref-{}", uuid::Uuid::new_v4().simple()));
+    std::fs::create_dir_all(&dir)?;
+    let body_path = dir.join("body.json");
+    std::fs::write(&body_path, body)?;
+    let out = std::process::Command::new("python3")
+        .arg(repo_root().join("tests/reference/sign_webhook.py"))
+        .args([scheme, key, id])
+        .arg(&body_path)
+        .output()
+        .context("python3 is needed for the reference signers (ops/scripts/test.sh installs its packages)")?;
+    if !out.status.success() {
+        bail!("reference signer failed: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    let headers: BTreeMap<String, String> = serde_json::from_slice(&out.stdout)?;
+    Ok(headers.into_iter().collect())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn callbacks_signed_by_reference_implementations_are_accepted_and_tampering_is_not() -> Result<()> {
+    let stack = LocalStack::new("webhook-reference").await?;
+    let shutdown = CancellationToken::new();
+    let ingester = start_ingester(ingester_config(&stack, default_providers()), shutdown.clone()).await?;
+    let run = uuid::Uuid::new_v4().simple().to_string();
+    let wise_private = repo_root().join("ops/dev-keys/wise-webhook-dev-private.pem");
+    let cases: Vec<(&str, &str, String, String, Vec<u8>)> = vec![
+        ("stripe", "stripe", STRIPE_SECRET.to_owned(), format!("evt_ref_{run}"), stripe_callback(&run, 0).body.clone()),
+        ("lithic", "standard", LITHIC_SECRET.to_owned(), format!("msg_ref_{run}"), bodies::lithic_card(&format!("msg_ref_{run}"), "card.created", &format!("card-{run}"), "tok")),
+        ("adyen", "adyen", ADYEN_HEX.to_owned(), format!("adyen-{run}"), bodies::adyen_transfer(&format!("TR{run}"), &format!("po-{run}"), "booked", 2, 700)),
+        ("wise", "wise", wise_private.display().to_string(), format!("wise-{run}"), bodies::wise_state_change(rand::random::<u32>() as i64, "outgoing_payment_sent", "processing")),
+    ];
+    let client = reqwest::Client::new();
+    for (provider, scheme, key, id, body) in &cases {
+        // The stripe body's id must be the one we sign for.
+        let body = if *provider == "stripe" { String::from_utf8_lossy(body).replace(&format!("evt_{run}_0"), id).into_bytes() } else { body.clone() };
+        let headers = reference_sign(scheme, key, id, &body)?;
+        let post = |body: Vec<u8>| {
+            let mut r = client.post(url(&ingester, provider)).header("content-type", "application/json").body(body);
+            for (k, v) in &headers {
+                r = r.header(k.as_str(), v.as_str());
+            }
+            r.send()
+        };
+        let mut tampered = body.clone();
+        tampered.extend_from_slice(b" ");
+        assert_eq!(post(tampered).await?.status().as_u16(), 401, "{provider}: a changed body is refused");
+        assert_eq!(post(body.clone()).await?.status().as_u16(), 200, "{provider}: the reference signature verifies");
+    }
+    let payouts = drain(&stack, &stack.topic("payouts.provider-events.v1"), 3, Duration::from_secs(2)).await?;
+    let cards = drain(&stack, &stack.topic("cards.provider-events.v1"), 1, Duration::from_secs(1)).await?;
+    let mut providers: Vec<_> = payouts.iter().chain(&cards).map(|(_, e)| e.provider.clone()).collect();
+    providers.sort();
+    assert_eq!(providers, ["adyen", "lithic", "stripe", "wise"]);
+    shutdown.cancel();
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unknown_provider_is_404_and_oversized_or_garbage_bodies_are_refused_without_harm() -> Result<()> {
+    let stack = LocalStack::new("webhook-hardening").await?;
+    let shutdown = CancellationToken::new();
+    let ingester = start_ingester(ingester_config(&stack, default_providers()), shutdown.clone()).await?;
+    let client = reqwest::Client::new();
+    let status = |r: reqwest::Response| r.status().as_u16();
+    assert_eq!(status(client.post(format!("http://{}/webhooks/nobody", ingester.addr)).body("{}").send().await?), 404);
+    assert_eq!(status(client.post(url(&ingester, "stripe")).body(vec![b'x'; 100 * 1024]).send().await?), 413);
+    for garbage in [&b""[..], b"\xff\xfe", b"{\"id\":", b"[[[[[[[[[[[["] {
+        assert_eq!(status(client.post(url(&ingester, "stripe")).header("stripe-signature", "t=1,v1=zz").body(garbage.to_vec()).send().await?), 401);
+        assert_eq!(status(client.post(url(&ingester, "lithic")).body(garbage.to_vec()).send().await?), 400);
+    }
+    // A correctly signed body that is not a Stripe event: refused, not published.
+    let signer = Signer::Stripe { secret: STRIPE_SECRET.into() };
+    let emitter = WebhookEmitter::new(url(&ingester, "stripe"), signer.clone());
+    assert_eq!(emitter.send_once(&signer, &Callback { id: "x".into(), body: b"{\"not\":\"an event\"}".to_vec() }, now_s()).await, 400);
+    let health = client.get(format!("http://{}/health", ingester.addr)).send().await?;
+    assert_eq!(health.status().as_u16(), 200, "still serving");
+    let published = drain(&stack, &stack.topic("payouts.provider-events.v1"), 0, Duration::from_secs(1)).await?;
+    assert!(published.is_empty());
+    shutdown.cancel();
+    Ok(())
+}
