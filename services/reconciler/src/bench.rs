@@ -1,0 +1,175 @@
+//! `reconciler bench`: reconciles generated ledger postings against their
+//! outcomes through the real store (PostgreSQL by default), the way the
+//! service does: facts ingested in batches, due subjects judged in batches,
+//! verdicts written back. State lives in the database, so memory stays flat
+//! however many payouts run. A few payouts carry a deliberate amount break;
+//! the run checks exactly those are reported.
+
+use anyhow::{ensure, Context};
+use clap::Args;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use switchyard_canonical::{DiscrepancyClass, DiscrepancyStatus, PayoutStatus, PostingKind};
+use switchyard_recon::engine::{Engine, PassStats};
+use switchyard_recon::Policy;
+use switchyard_store::recon::{FactBatch, OutcomeFact, PostingFact, ReconStore};
+
+#[derive(Args)]
+pub(crate) struct BenchArgs {
+    /// Payouts, each with one outcome and one posting.
+    #[arg(long, default_value_t = 1_000_000)]
+    postings: usize,
+    /// Facts per ingested batch and subjects per evaluation batch.
+    #[arg(long, default_value_t = 5000)]
+    batch: usize,
+    /// Batches being ingested at once.
+    #[arg(long, default_value_t = 2)]
+    ingest_tasks: usize,
+    /// One payout in this many is posted with a wrong amount (0: a clean stream).
+    #[arg(long, default_value_t = 10_000)]
+    break_every: usize,
+    /// Outcomes and postings arrive in separate batches, so each payout is
+    /// judged twice (once waiting for its posting), as when the topics lag apart.
+    #[arg(long)]
+    split: bool,
+    #[arg(long, env = "DATABASE_URL", default_value = "postgres://postgres@127.0.0.1:5432/test")]
+    database_url: String,
+    /// Leave the rows in the database afterwards.
+    #[arg(long)]
+    keep: bool,
+}
+
+fn batch_of(from: usize, to: usize, base_ms: i64, args: &BenchArgs, outcomes: bool, postings: bool) -> FactBatch {
+    let mut batch = FactBatch::default();
+    for i in from..to {
+        let subject = format!("bench-po-{i:08}");
+        let key = format!("bench-key-{i:08}");
+        let at = base_ms + i as i64;
+        if outcomes {
+            batch.outcomes.push(OutcomeFact {
+                subject_id: subject.clone(),
+                idempotency_key: key.clone(),
+                status: PayoutStatus::Paid,
+                provider: Some(if i % 3 == 0 { "adyen" } else { "stripe" }.to_owned()),
+                provider_reference: Some(format!("po_{i}")),
+                amount_minor: 1000 + (i % 5000) as i64,
+                currency: "EUR".into(),
+                correlation_id: None,
+                completed_at_ms: at,
+            });
+        }
+        if postings {
+            let broken = args.break_every > 0 && i % args.break_every == 0;
+            batch.postings.push(PostingFact {
+                posting_id: format!("bench-posting-{i:08}"),
+                subject_id: subject,
+                idempotency_key: Some(key),
+                correlation_id: None,
+                kind: PostingKind::Payout,
+                amount_minor: 1000 + (i % 5000) as i64 + i64::from(broken),
+                currency: "EUR".into(),
+                posted_at_ms: at + 1000,
+            });
+        }
+    }
+    batch
+}
+
+pub(crate) async fn run(args: BenchArgs) -> anyhow::Result<()> {
+    let args = Arc::new(args);
+    let scope = format!("bench-{}-{}", std::process::id(), switchyard_canonical::now_ms());
+    let store = ReconStore::connect(&args.database_url, &scope).await.context("database")?;
+    let catalog = switchyard_routing::PartnerCatalog::load(std::path::Path::new("ops/partners.yaml")).ok();
+    let policy = Policy::from_catalog(catalog.as_ref(), Duration::from_secs(24 * 3600), Duration::from_secs(900));
+    let engine = Engine { store: store.clone(), policy, sink: None, settler: None, batch: args.batch };
+    // Three days ago: every settlement window has passed, so a missing
+    // posting would be reported; none is.
+    let base_ms = switchyard_canonical::now_ms() - 3 * 86_400_000;
+    println!("reconciling {} postings against their outcomes (scope {scope}, batch {}, {} ingest tasks{})", args.postings, args.batch, args.ingest_tasks, if args.split { ", split topics" } else { "" });
+
+    let started = Instant::now();
+    let next = Arc::new(AtomicUsize::new(0));
+    let ingest_done = Arc::new(AtomicBool::new(false));
+    // Work units: one per batch of subjects (two when outcomes and postings come apart).
+    let chunks = args.postings.div_ceil(args.batch);
+    let units = if args.split { chunks * 2 } else { chunks };
+    let mut ingesters = Vec::new();
+    for _ in 0..args.ingest_tasks.max(1) {
+        let (store, next, args) = (store.clone(), next.clone(), args.clone());
+        ingesters.push(tokio::spawn(async move {
+            loop {
+                let unit = next.fetch_add(1, Ordering::Relaxed);
+                if unit >= units {
+                    return Ok::<_, anyhow::Error>(());
+                }
+                let (chunk, outcomes, postings) = match args.split {
+                    false => (unit, true, true),
+                    // All outcome batches of a stretch first, then their postings.
+                    true => (unit / 2, unit % 2 == 0, unit % 2 == 1),
+                };
+                let from = chunk * args.batch;
+                let to = (from + args.batch).min(args.postings);
+                store.ingest(&batch_of(from, to, base_ms, &args, outcomes, postings)).await?;
+            }
+        }));
+    }
+    let evaluator = {
+        let ingest_done = ingest_done.clone();
+        tokio::spawn(async move {
+            let mut total = PassStats::default();
+            loop {
+                let finished = ingest_done.load(Ordering::Acquire);
+                let pass = engine.step(switchyard_canonical::now_ms()).await?;
+                total.evaluated += pass.evaluated;
+                total.opened += pass.opened;
+                total.resolved += pass.resolved;
+                if pass.evaluated == 0 {
+                    if finished {
+                        return Ok::<_, anyhow::Error>(total);
+                    }
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+            }
+        })
+    };
+    for i in ingesters {
+        i.await??;
+    }
+    let ingest_secs = started.elapsed().as_secs_f64();
+    ingest_done.store(true, Ordering::Release);
+    let total = evaluator.await??;
+    let secs = started.elapsed().as_secs_f64();
+
+    let tally = store.tally().await?;
+    let (subjects, due) = store.subject_counts().await?;
+    let count = |class: DiscrepancyClass| {
+        tally.by_class.iter().filter(|(c, s, _)| *c == class && *s == DiscrepancyStatus::Open).map(|(_, _, n)| n).sum::<i64>()
+    };
+    let mismatches = count(DiscrepancyClass::AmountMismatch);
+    let all_open: i64 = tally.by_class.iter().filter(|(_, s, _)| *s == DiscrepancyStatus::Open).map(|(_, _, n)| n).sum();
+    let expected = if args.break_every == 0 { 0 } else { args.postings.div_ceil(args.break_every) as i64 };
+    println!("ingested {} facts in {ingest_secs:.1} s ({:.0} facts/s)", args.postings * 2, (args.postings * 2) as f64 / ingest_secs);
+    println!(
+        "reconciled {} postings in {secs:.1} s ({:.0} postings/s), {} evaluations",
+        args.postings,
+        args.postings as f64 / secs,
+        total.evaluated
+    );
+    println!("subjects stored {subjects}, still due {due}");
+    println!("discrepancies open: {all_open} (amount_mismatch {mismatches}, deliberate breaks {expected})");
+    println!("peak RSS {} MiB", proc_status_kib("VmHWM:") / 1024);
+    if !args.keep {
+        store.purge().await?;
+    }
+    ensure!(mismatches == expected && all_open == expected, "the report does not match the deliberate breaks");
+    ensure!(due == 0, "{due} subjects were left unjudged");
+    Ok(())
+}
+
+fn proc_status_kib(field: &str) -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| s.lines().find(|l| l.starts_with(field)).and_then(|l| l.split_whitespace().nth(1)?.parse().ok()))
+        .unwrap_or(0)
+}
