@@ -331,3 +331,62 @@ async fn await_subjects(store: &ReconStore, n: i64) -> Result<()> {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_payout_stuck_in_pending_unknown_is_settled_by_asking_its_vendor() -> Result<()> {
+    use switchyard_adapters::payouts::{stripe::StripeAdapter, PayoutProvider};
+    use switchyard_simulators::stripe;
+    let env = TestEnv::new("recon-settle").await?;
+    let vendor = stripe::spawn_stripe(stripe::StripeConfig::local()).await?;
+    let adapter = || StripeAdapter::new("stripe", &vendor.base_url(), switchyard_adapters::Secret::new("sk_test_switchyard"), Duration::from_secs(2), 4);
+    let (id, key) = (format!("{}po-1", env.prefix), format!("{}key-1", env.prefix));
+    let cmd = command(&id, &key, 777);
+    // What the worker left behind after an ambiguous call: the vendor executed
+    // the payout, the worker could not confirm it and published pending_unknown.
+    env.core_producer().await?.send(&cmd).await?;
+    let ctx = switchyard_adapters::CallContext { correlation_id: "corr".into(), traceparent: switchyard_canonical::TraceParent::new_root().to_string() };
+    adapter()?.create(&cmd, &key, &ctx).await?;
+    let src = Sources::new(&env).await?;
+    let mut doubt = outcome(&id, PayoutStatus::PendingUnknown, "stripe", switchyard_canonical::now_ms() - 3 * DAY);
+    doubt.idempotency_key = key.clone();
+    doubt.amount_minor = 777;
+    doubt.provider_reference = None;
+    src.outcome(&doubt).await?;
+    let reader = env.outcome_reader()?;
+    // Past its deadline, the reconciler asks the vendor under the same key.
+    let mut recon = recon_config(&env)?;
+    recon.policy.settle_retry_ms = 500;
+    recon.providers.insert("stripe".into(), PayoutProvider::Stripe(adapter()?));
+    let shutdown = CancellationToken::new();
+    let running = switchyard_recon::run::start(recon, shutdown.clone()).await?;
+
+    // The settled outcome goes out on the outcome topic for core banking.
+    let decoder = env.outcome_decoder()?;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let settled = loop {
+        if Instant::now() > deadline {
+            bail!("no settled outcome published");
+        }
+        let Some(record) = reader.read_up_to(1, Duration::from_secs(2)).await?.pop() else { continue };
+        if record.headers.get("settled-by").map(String::as_str) == Some("reconciler") {
+            break decoder.decode::<PayoutOutcome>(&record.payload).await?;
+        }
+    };
+    assert_eq!((settled.payout_id.as_str(), settled.idempotency_key.as_str()), (id.as_str(), key.as_str()));
+    assert!(matches!(settled.status, PayoutStatus::Submitted | PayoutStatus::Paid), "{settled:?}");
+    assert_eq!(settled.provider.as_deref(), Some("stripe"));
+    // No stuck discrepancy remains open, and asking never executed it twice.
+    let stuck_open = || async {
+        let open = running.store.discrepancies(true, 10).await?;
+        Ok::<_, anyhow::Error>(open.iter().any(|d| d.class == DiscrepancyClass::StuckPendingUnknown))
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while stuck_open().await? {
+        assert!(Instant::now() < deadline, "the stuck discrepancy stayed open after settling");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(vendor.ledger().iter().filter(|p| p.idempotency_key == key).count(), 1, "executed once");
+    shutdown.cancel();
+    running.join.await??;
+    Ok(())
+}
