@@ -21,6 +21,7 @@ pub fn provider(name: &str, kind: CheckVendorKind, base_url: &str, key: &str) ->
         api_key: SecretSource::inline(key),
         api_secret: None,
         level_name: None,
+        dataset: None,
         timeout_ms: 2000,
         max_concurrency: 32,
         poll_interval_ms: 50,

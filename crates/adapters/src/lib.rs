@@ -9,6 +9,8 @@
 //!   and the rule that tells a definite refusal from an ambiguous result.
 //! - [`payouts`]: the payout domain: [`payouts::PayoutProvider`] dispatches
 //!   to [`payouts::stripe`] and [`payouts::adyen`].
+//! - [`aml`]: sanctions/PEP screening: [`aml::AmlProvider`] over
+//!   [`aml::comply_advantage`] and [`aml::open_sanctions`].
 //! - [`kyc`]: identity verification: [`kyc::KycProvider`] over
 //!   [`kyc::onfido`] and [`kyc::sumsub`].
 //! - [`poll`]: polling for asynchronous vendor results within a budget.
@@ -17,6 +19,7 @@
 //! - [`webhooks`]: callback signature schemes; each vendor's callback body is
 //!   mapped in its own module (`payouts::stripe::webhook`, `cards::lithic::webhook`, ...).
 
+pub mod aml;
 pub mod cards;
 pub mod http;
 pub mod kyc;

@@ -8,6 +8,7 @@
 //! - [`payout`]: the payout command and its outcome.
 //! - [`check`]: what KYC, AML and fraud outcomes share (flow step, subject).
 //! - [`kyc`]: identity verification command and outcome.
+//! - [`aml`]: sanctions/PEP/adverse-media screening command and outcome.
 //! - [`provider_event`]: vendor callbacks in our vocabulary, and the rule that
 //!   ignores a late regression.
 //! - [`routing`]: events about partner health (circuit breaker changes).
@@ -17,6 +18,7 @@
 //! - [`fingerprint`]: a stable digest of a command's payload, used to tell an
 //!   honest duplicate from an idempotency-key collision.
 
+pub mod aml;
 pub mod check;
 pub mod discrepancy;
 pub mod fingerprint;

@@ -7,6 +7,8 @@
 //! # Layout
 //! - [`stripe`]: Stripe Payouts (`/v1/payouts`), form bodies, Basic/Bearer auth.
 //! - [`adyen`]: Adyen Transfers BTL v4 (`/btl/v4/transfers`), JSON, `X-API-Key`.
+//! - [`comply_advantage`]: ComplyAdvantage searches (AML, synchronous hits).
+//! - [`open_sanctions`]: OpenSanctions/yente match API (AML, scores only).
 //! - [`onfido`]: Onfido v3.6 KYC (applicants, documents, checks, reports).
 //! - [`sumsub`]: Sumsub KYC (applicants, idDoc uploads, signed requests, reviews).
 //! - `checks`: helpers and magic inputs shared by the KYC/AML/fraud simulators.
@@ -22,9 +24,11 @@
 pub mod adyen;
 pub mod callbacks;
 mod checks;
+pub mod comply_advantage;
 mod engine;
 mod faults;
 pub mod onfido;
+pub mod open_sanctions;
 mod server;
 pub mod stripe;
 pub mod sumsub;

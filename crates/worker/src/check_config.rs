@@ -62,6 +62,8 @@ pub struct CheckTopics {
 pub enum CheckVendorKind {
     Onfido,
     Sumsub,
+    ComplyAdvantage,
+    OpenSanctions,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -79,6 +81,9 @@ pub struct CheckProviderConfig {
     /// Sumsub: the verification level applicants are created at.
     #[serde(default)]
     pub level_name: Option<String>,
+    /// OpenSanctions: the dataset to match against (`default`, `sanctions`, ...).
+    #[serde(default)]
+    pub dataset: Option<String>,
     /// Per HTTP call.
     #[serde(default = "default_timeout_ms")]
     pub timeout_ms: u64,
@@ -200,5 +205,13 @@ mod tests {
         assert_eq!(config.topics_for("kyc").commands, "kyc.commands.v1");
         let err = config.validate("aml", &[]).expect_err("not aml vendors").to_string();
         assert!(err.contains("providers[0].kind"), "{err}");
+    }
+
+    #[test]
+    fn the_aml_example_config_parses_and_validates() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../ops/aml-worker.example.yaml");
+        let config = CheckWorkerConfig::load(&path).expect("example config parses");
+        config.validate("aml", &[CheckVendorKind::ComplyAdvantage, CheckVendorKind::OpenSanctions]).expect("and validates");
+        assert_eq!(config.providers[1].dataset.as_deref(), Some("default"));
     }
 }

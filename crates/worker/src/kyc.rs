@@ -38,6 +38,7 @@ impl CheckDomain for Kyc {
                 let secret = secret.load(&format!("providers[{}].api_secret", p.name))?;
                 KycProvider::Sumsub(SumsubAdapter::new(&p.name, &p.base_url, key, secret, level, p.timeout(), p.max_concurrency, p.polling())?)
             }
+            other => return Err(WorkerError::Config(format!("providers[{}].kind: {other:?} is not a kyc vendor", p.name))),
         })
     }
 

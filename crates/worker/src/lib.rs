@@ -11,8 +11,10 @@
 //! - [`check`]: the generic handler of the check domains (KYC, AML, fraud).
 //! - [`check_config`], [`check_run`]: their config and wiring.
 //! - [`kyc`]: the KYC domain (Onfido, Sumsub).
+//! - [`aml`]: the AML screening domain (ComplyAdvantage, OpenSanctions).
 //! - [`run`]: wiring: builds everything from a config and runs until shutdown.
 
+pub mod aml;
 pub mod check;
 pub mod check_config;
 pub mod check_run;

@@ -2,6 +2,7 @@
 //! hash for idempotency fingerprints, a small `multipart/form-data` reader,
 //! and the magic inputs that steer a verification to each outcome.
 
+pub(crate) mod aml_magic;
 pub(crate) mod kyc_magic;
 pub(crate) mod multipart;
 
