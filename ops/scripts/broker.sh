@@ -30,7 +30,15 @@ case "${1:-start}" in
     exit 1
     ;;
   stop)
-    if [[ -f "$pidfile" ]]; then kill "$(cat "$pidfile")" 2>/dev/null || true; rm -f "$pidfile"; fi
+    # Waits for the process to end: a dying broker still serves the
+    # connections it has, which would confuse an outage drill.
+    if [[ -f "$pidfile" ]]; then
+      pid="$(cat "$pidfile")"
+      kill "$pid" 2>/dev/null || true
+      for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+      kill -9 "$pid" 2>/dev/null || true
+      rm -f "$pidfile"
+    fi
     ;;
   *) echo "usage: $0 start|stop" >&2; exit 2 ;;
 esac

@@ -292,3 +292,80 @@ async fn unknown_provider_is_404_and_oversized_or_garbage_bodies_are_refused_wit
     shutdown.cancel();
     Ok(())
 }
+
+/// A private tansu on its own port, so stopping it cannot disturb other tests.
+struct PrivateBroker {
+    port: u16,
+}
+
+impl PrivateBroker {
+    fn script(&self, action: &str) -> Result<()> {
+        let status = std::process::Command::new(repo_root().join("ops/scripts/broker.sh"))
+            .arg(action)
+            .env("SWITCHYARD_BROKER_PORT", self.port.to_string())
+            .stdout(std::process::Stdio::null())
+            .status()?;
+        if !status.success() {
+            bail!("broker.sh {action} failed on port {}", self.port);
+        }
+        Ok(())
+    }
+
+    fn brokers(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for PrivateBroker {
+    fn drop(&mut self) {
+        let _ = self.script("stop");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn broker_outage_answers_503_publishes_nothing_and_retried_callbacks_land_once_it_is_back() -> Result<()> {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+    let broker = PrivateBroker { port };
+    broker.script("start")?;
+    let prefix = format!("webhook-outage-{}.", &uuid::Uuid::new_v4().simple().to_string()[..8]);
+    let stack = LocalStack::open(prefix.clone(), broker.brokers()).await?;
+    let shutdown = CancellationToken::new();
+    let ingester = start_ingester(ingester_config(&stack, default_providers()), shutdown.clone()).await?;
+    let run = uuid::Uuid::new_v4().simple().to_string();
+    let signer = Signer::Stripe { secret: STRIPE_SECRET.into() };
+    let emitter = WebhookEmitter::new(url(&ingester, "stripe"), signer.clone());
+    assert_eq!(emitter.send_once(&signer, &stripe_callback(&run, 0), now_s()).await, 200, "accepted while the broker is up");
+
+    broker.script("stop")?;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let during: Vec<Callback> = (1..=5).map(|i| stripe_callback(&run, i)).collect();
+    let statuses = futures::future::join_all(during.iter().map(|c| emitter.send_once(&signer, c, now_s()))).await;
+    assert!(statuses.iter().all(|s| *s == 503), "refused with 503 while the broker is down: {statuses:?}");
+
+    // The vendor keeps retrying; the broker comes back (the memory engine
+    // forgets topics, so they are created again) and the retries land.
+    let retries = {
+        let mut emitter = emitter.clone();
+        emitter.max_attempts = 12;
+        let during = during.clone();
+        tokio::spawn(async move { futures::future::join_all(during.iter().map(|c| emitter.deliver(c))).await })
+    };
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    broker.script("start")?;
+    let _ = LocalStack::open(prefix, broker.brokers()).await?;
+    let delivered = retries.await?;
+    assert!(
+        delivered.iter().all(|(ok, _)| *ok),
+        "every retried callback accepted once the broker is back; metrics:\n{}",
+        ingester.metrics.render().lines().filter(|l| l.contains("refused") && !l.starts_with('#')).collect::<Vec<_>>().join("\n")
+    );
+
+    let published = drain(&stack, &stack.topic("payouts.provider-events.v1"), 5, Duration::from_secs(3)).await?;
+    let mut ids: Vec<String> = published.iter().map(|(_, e)| e.event_id.clone()).collect();
+    ids.sort();
+    let mut expected: Vec<String> = (1..=5).map(|i| format!("evt_{run}_{i}")).collect();
+    expected.sort();
+    assert_eq!(ids, expected, "each refused callback published exactly once after the outage (event 0 went down with the old broker's memory)");
+    shutdown.cancel();
+    Ok(())
+}

@@ -38,6 +38,13 @@ impl Publisher {
         Ok((delivery.partition, delivery.offset))
     }
 
+    /// A fatal producer error (the idempotent producer lost its sequence,
+    /// e.g. after the broker forgot its state): this producer will never
+    /// deliver again and must be replaced.
+    pub fn fatal_error(&self) -> Option<String> {
+        self.producer.client().fatal_error().map(|(code, reason)| format!("{code:?}: {reason}"))
+    }
+
     /// Waits for everything queued to be delivered.
     pub fn flush(&self, timeout: Duration) -> Result<(), BusError> {
         self.producer.flush(timeout)?;

@@ -51,7 +51,10 @@ pub enum IngesterError {
 pub(crate) struct Ingester {
     providers: HashMap<String, Arc<Provider>>,
     encoders: HashMap<String, AvroEncoder>,
-    publisher: Publisher,
+    /// Replaced when it fails fatally (see [`Ingester::publisher`]).
+    publisher: std::sync::RwLock<Publisher>,
+    kafka: switchyard_bus::KafkaConfig,
+    renewed_at: std::sync::Mutex<std::time::Instant>,
     dedup: WebhookDedup,
     store: Store,
     metrics: Arc<Metrics>,
@@ -60,6 +63,33 @@ pub(crate) struct Ingester {
 }
 
 impl Ingester {
+    fn publisher(&self) -> Publisher {
+        self.publisher.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Called after a failed publish. An idempotent producer whose broker
+    /// lost its state (a restart without persistence; tansu's memory engine
+    /// does this) can stay stuck on its old producer id, fatally or not; a
+    /// new producer starts a new sequence. Renewed at most every few seconds
+    /// so an outage does not churn producers.
+    fn renew_publisher(&self, failed: &Publisher) {
+        let fatal = failed.fatal_error();
+        {
+            let mut last = self.renewed_at.lock().unwrap_or_else(|e| e.into_inner());
+            if fatal.is_none() && last.elapsed() < Duration::from_secs(3) {
+                return;
+            }
+            *last = std::time::Instant::now();
+        }
+        match Publisher::new(&self.kafka) {
+            Ok(fresh) => {
+                tracing::warn!(fatal = ?fatal, "producer replaced after a failed publish");
+                *self.publisher.write().unwrap_or_else(|e| e.into_inner()) = fresh;
+            }
+            Err(e) => tracing::error!(error = %e, "producer cannot be replaced"),
+        }
+    }
+
     async fn audit_id_reuse(&self, event: &ProviderEvent) {
         let detail = format!(
             "{{\"provider\":\"{}\",\"event_id\":{:?},\"payload_sha256\":\"{}\"}}",
@@ -98,15 +128,23 @@ pub async fn start_ingester(config: IngesterConfig, shutdown: CancellationToken)
     let store = Store::connect(&config.database_url).await?;
     let dedup = WebhookDedup::open(&store).await?;
     let metrics = Arc::new(Metrics::new());
+    // librdkafka drops a record it could not deliver within this, and says
+    // so: once we answer 503 the record is no longer queued to appear later
+    // beside the vendor's retry.
+    let mut kafka = config.kafka.clone();
+    kafka.extra.entry("message.timeout.ms".into()).or_insert_with(|| config.publish_timeout_ms.to_string());
     let state = Arc::new(Ingester {
         providers,
         encoders,
-        publisher: Publisher::new(&config.kafka)?,
+        publisher: std::sync::RwLock::new(Publisher::new(&kafka)?),
+        kafka,
+        renewed_at: std::sync::Mutex::new(std::time::Instant::now()),
         dedup: dedup.clone(),
         store,
         metrics: metrics.clone(),
         lease: Duration::from_millis(config.lease_ms),
-        publish_timeout: Duration::from_millis(config.publish_timeout_ms),
+        // A safety net only: librdkafka's own timeout answers first.
+        publish_timeout: Duration::from_millis(config.publish_timeout_ms + 5_000),
     });
     let metrics_for_route = metrics.clone();
     let app = axum::Router::new()

@@ -123,14 +123,19 @@ async fn publish(app: &Ingester, p: &Provider, event: ProviderEvent) -> Response
     set_header(&mut headers, HeaderName::PROVIDER, p.name.as_bytes());
     set_header(&mut headers, HeaderName::PROVIDER_EVENT_ID, event.event_id.as_bytes());
     let record = Outbound { topic: p.topic.clone(), key: Some(event.subject_id.as_bytes().to_vec()), payload, headers };
-    match tokio::time::timeout(app.publish_timeout, app.publisher.publish(&record)).await {
+    let publisher = app.publisher();
+    match tokio::time::timeout(app.publish_timeout, publisher.publish(&record)).await {
         Ok(Ok(_)) => {}
         Ok(Err(e)) => {
             tracing::warn!(provider = %p.name, event_id = %event.event_id, error = %e, "publish failed; vendor will retry");
+            app.renew_publisher(&publisher);
             return unavailable(app, p, &event).await;
         }
         Err(_) => {
+            // Not reached while librdkafka's message timeout is the shorter
+            // one. Dropping the delivery future would not unqueue the record.
             tracing::warn!(provider = %p.name, event_id = %event.event_id, "broker did not acknowledge in time; vendor will retry");
+            app.renew_publisher(&publisher);
             return unavailable(app, p, &event).await;
         }
     }
