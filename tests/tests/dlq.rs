@@ -1,11 +1,12 @@
 //! Ops tooling against the real broker and PostgreSQL: DLQ replay after the
 //! cause is fixed pays each payout once, even when the replay runs twice; a
-//! dry run publishes nothing; `trace` shows the failing vendor call.
+//! dry run publishes nothing; `trace` shows the failing vendor call, with
+//! provider events and discrepancies of the same subject.
 
 use anyhow::{ensure, Result};
 use std::collections::HashMap;
 use std::time::Duration;
-use switchyard_canonical::PayoutStatus;
+use switchyard_canonical::{Discrepancy, DiscrepancyClass, DiscrepancyStatus, PayoutStatus, ProviderEvent, ProviderEventKind};
 use switchyard_e2e::{command, TestEnv};
 use switchyard_ops::dlq::{self, ReplayAction, ReplayOptions, Selection};
 use switchyard_ops::read::{read_topic, ReadOptions};
@@ -34,10 +35,10 @@ fn all_topics(env: &TestEnv) -> Result<Vec<String>> {
 /// Audit entries are group-committed after the call; wait until the trace
 /// holds what `done` asks for.
 async fn trace_until(env: &TestEnv, store: &Store, id: &str, done: impl Fn(&Trace) -> bool) -> Result<Trace> {
-    let decoder = env.outcome_decoder()?;
+    let decoders = trace::Decoders::new(env.registry_client.clone())?;
     let mut last = None;
     for _ in 0..20 {
-        let request = TraceRequest { id, topics: all_topics(env)?, read: reads(), outcome_decoder: Some(&decoder), since: None };
+        let request = TraceRequest { id, topics: all_topics(env)?, read: reads(), decoders: Some(&decoders), since: None };
         let found = trace::trace(&env.kafka, store, request).await?;
         if done(&found) {
             return Ok(found);
@@ -159,6 +160,47 @@ async fn trace_shows_the_failing_vendor_call_of_a_failed_payout() -> Result<()> 
     let outcome = env.collect_outcomes(&env.outcome_reader()?, 1, Duration::from_secs(30)).await?.remove(0);
     assert_eq!(outcome.status, PayoutStatus::Failed, "{outcome:?}");
 
+    // What the webhook ingester and the reconciler would add to this flow.
+    let publisher = switchyard_bus::Publisher::new(&env.kafka)?;
+    let event = ProviderEvent {
+        event_id: "evt_1".into(),
+        provider: "stripe".into(),
+        domain: "payouts".into(),
+        subject_id: payout_id.clone(),
+        provider_reference: "po_sim_1".into(),
+        kind: ProviderEventKind::PayoutFailed,
+        vendor_event_type: "payout.failed".into(),
+        amount_minor: Some(40402),
+        currency: Some("EUR".into()),
+        reason: Some("insufficient_funds".into()),
+        occurred_at_ms: switchyard_canonical::now_ms(),
+        received_at_ms: switchyard_canonical::now_ms(),
+        payload_sha256: "00".into(),
+    };
+    let discrepancy = Discrepancy {
+        discrepancy_id: Discrepancy::id_for("payouts", DiscrepancyClass::UnexpectedPosting, &payout_id),
+        class: DiscrepancyClass::UnexpectedPosting,
+        domain: "payouts".into(),
+        subject_id: payout_id.clone(),
+        providers: vec!["stripe".into()],
+        expected: "no posting".into(),
+        actual: "debit 40402 EUR".into(),
+        status: DiscrepancyStatus::Open,
+        detected_at_ms: switchyard_canonical::now_ms(),
+        resolved_at_ms: None,
+    };
+    let schemas = switchyard_localstack::repo_root().join("schemas");
+    let register = |topic: String, schema: &'static str| {
+        let (registry, path) = (env.registry_client.clone(), schemas.join(schema));
+        async move { anyhow::Ok((switchyard_bus::AvroEncoder::register(&registry, &topic, &std::fs::read_to_string(path)?).await?, topic)) }
+    };
+    let (events, events_topic) = register(env.topic("payouts.provider-events.v1"), "events/ProviderEvent.v1.avsc").await?;
+    let (recon, recon_topic) = register(env.topic("recon.discrepancies.v1"), "recon/Discrepancy.v1.avsc").await?;
+    for (topic, payload) in [(events_topic, events.encode(&event)?), (recon_topic, recon.encode(&discrepancy)?)] {
+        let record = switchyard_bus::Outbound { topic, key: Some(payout_id.clone().into_bytes()), payload, headers: Vec::new() };
+        publisher.publish(&record).await?;
+    }
+
     let store = Store::connect(&switchyard_localstack::database_url()).await?;
     let found = trace_until(&env, &store, &payout_id, |t| t.events.iter().any(|e| e.what == "vendor_call")).await?;
     let call = found.events.iter().find(|e| e.what == "vendor_call").expect("vendor call");
@@ -170,6 +212,10 @@ async fn trace_shows_the_failing_vendor_call_of_a_failed_payout() -> Result<()> 
     let order: Vec<&str> = found.events.iter().map(|e| e.what.as_str()).collect();
     let at = |what: &str| order.iter().position(|w| *w == what);
     assert!(at("command") < at("route") && at("route") < at("vendor_call") && at("vendor_call") < at("outcome"), "time-ordered: {order:?}");
+    let event_line = found.events.iter().find(|e| e.what == "provider_event").expect("provider event traced");
+    assert_eq!(event_line.status.as_deref(), Some("payout_failed"));
+    let recon_line = found.events.iter().find(|e| e.what == "discrepancy").expect("discrepancy traced");
+    assert!(recon_line.failed && recon_line.detail.contains("unexpected_posting"), "{recon_line:?}");
     let final_line = found.events.iter().find(|e| e.what == "outcome").expect("outcome");
     assert_eq!(final_line.status.as_deref(), Some("FAILED"));
     assert!(final_line.failed);

@@ -24,9 +24,36 @@ use serde::Serialize;
 use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
-use switchyard_bus::{AvroDecoder, HeaderName, KafkaConfig};
-use switchyard_canonical::{PayoutOutcome, PayoutStatus};
+use switchyard_bus::{AvroDecoder, BusError, HeaderName, KafkaConfig, RegistryClient};
+use switchyard_canonical::{Discrepancy, LedgerPosting, PayoutOutcome, PayoutStatus, ProviderEvent};
 use switchyard_store::{AuditRecord, Store};
+
+/// Reader schemas, compiled in like the worker's, so the trace reads what
+/// any compatible writer produced.
+const PAYOUT_OUTCOME_SCHEMA: &str = include_str!("../../../schemas/payouts/PayoutOutcome.v1.avsc");
+const PROVIDER_EVENT_SCHEMA: &str = include_str!("../../../schemas/events/ProviderEvent.v1.avsc");
+const LEDGER_POSTING_SCHEMA: &str = include_str!("../../../schemas/ledger/LedgerPosting.v1.avsc");
+const DISCREPANCY_SCHEMA: &str = include_str!("../../../schemas/recon/Discrepancy.v1.avsc");
+
+/// Decoders for the values a trace can explain; without them a line says
+/// only where the record is.
+pub struct Decoders {
+    payout_outcome: AvroDecoder,
+    provider_event: AvroDecoder,
+    ledger_posting: AvroDecoder,
+    discrepancy: AvroDecoder,
+}
+
+impl Decoders {
+    pub fn new(registry: Arc<RegistryClient>) -> Result<Self, BusError> {
+        Ok(Self {
+            payout_outcome: AvroDecoder::new(registry.clone(), PAYOUT_OUTCOME_SCHEMA)?,
+            provider_event: AvroDecoder::new(registry.clone(), PROVIDER_EVENT_SCHEMA)?,
+            ledger_posting: AvroDecoder::new(registry.clone(), LEDGER_POSTING_SCHEMA)?,
+            discrepancy: AvroDecoder::new(registry, DISCREPANCY_SCHEMA)?,
+        })
+    }
+}
 
 /// What a topic carries, from its name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -99,8 +126,8 @@ pub struct TraceRequest<'a> {
     /// Candidate topics; those [`TopicKind::of`] does not classify are ignored.
     pub topics: Vec<String>,
     pub read: ReadOptions,
-    /// Decodes outcomes into status, provider and error when given.
-    pub outcome_decoder: Option<&'a AvroDecoder>,
+    /// Decodes outcomes, provider events, postings and discrepancies when given.
+    pub decoders: Option<&'a Decoders>,
     /// Only events newer than this are shown.
     pub since: Option<Duration>,
 }
@@ -110,6 +137,14 @@ pub async fn trace(kafka: &KafkaConfig, store: &Store, request: TraceRequest<'_>
     let mut ids: BTreeSet<String> = BTreeSet::from([request.id.to_owned()]);
     for row in &first {
         ids.extend([row.subject_id.clone(), row.correlation_id.clone()].into_iter().filter(|s| !s.is_empty()));
+        // Provider events may be keyed by the vendor's id when the vendor
+        // does not echo ours; vendor calls recorded it.
+        if let Some(reference) = serde_json::from_str::<serde_json::Value>(&row.detail)
+            .ok()
+            .and_then(|d| d.get("vendor_reference")?.as_str().map(str::to_owned))
+        {
+            ids.insert(reference);
+        }
     }
 
     // Read every classified topic at once; each read is its own blocking task.
@@ -150,7 +185,7 @@ pub async fn trace(kafka: &KafkaConfig, store: &Store, request: TraceRequest<'_>
 
     let mut events: Vec<TraceEvent> = audit.iter().map(audit_event).collect();
     for m in &messages {
-        events.push(message_event(m, request.outcome_decoder).await);
+        events.push(message_event(m, request.decoders).await);
     }
     if let Some(since) = request.since {
         let cutoff = switchyard_canonical::now_ms() - i64::try_from(since.as_millis()).unwrap_or(i64::MAX);
@@ -247,7 +282,7 @@ fn audit_event(row: &AuditRecord) -> TraceEvent {
     }
 }
 
-async fn message_event(m: &TopicMessage, decoder: Option<&AvroDecoder>) -> TraceEvent {
+async fn message_event(m: &TopicMessage, decoders: Option<&Decoders>) -> TraceEvent {
     let kind = TopicKind::of(&m.topic);
     let at = format!("[{}]@{}", m.partition, m.offset);
     let header = |name: &str| m.header(name).unwrap_or("?").to_owned();
@@ -266,8 +301,10 @@ async fn message_event(m: &TopicMessage, decoder: Option<&AvroDecoder>) -> Trace
             format!("{at}: {}", header(HeaderName::DLQ_REASON)),
             true,
         ),
-        Some(TopicKind::Outcome) => match decoder {
-            Some(d) => match d.decode::<PayoutOutcome>(&m.payload).await {
+        // Only payout outcomes have a decoder here; other domains' outcomes
+        // are shown by position.
+        Some(TopicKind::Outcome) => match decoders.filter(|_| m.topic.contains("payouts.outcomes.")) {
+            Some(d) => match d.payout_outcome.decode::<PayoutOutcome>(&m.payload).await {
                 Ok(o) => {
                     let failed = matches!(o.status, PayoutStatus::Failed | PayoutStatus::Rejected | PayoutStatus::PendingUnknown);
                     let mut line = format!("{at} via {}", o.provider.as_deref().unwrap_or("-"));
@@ -282,13 +319,46 @@ async fn message_event(m: &TopicMessage, decoder: Option<&AvroDecoder>) -> Trace
                     }
                     ("outcome", Some(o.status.as_str().to_uppercase()), line, failed)
                 }
-                Err(e) => ("outcome", None, format!("{at}: not decodable as a payout outcome: {e}"), false),
+                Err(e) => ("outcome", None, format!("{at}: not decodable: {e}"), false),
             },
             None => ("outcome", None, format!("published {at}"), false),
         },
-        Some(TopicKind::ProviderEvent) => ("provider_event", None, format!("{at} on {}", m.topic), false),
-        Some(TopicKind::Posting) => ("ledger_posting", None, format!("{at} on {}", m.topic), false),
-        Some(TopicKind::Discrepancy) => ("discrepancy", None, format!("{at} on {}", m.topic), true),
+        Some(TopicKind::ProviderEvent) => match decoders {
+            Some(d) => match d.provider_event.decode::<ProviderEvent>(&m.payload).await {
+                Ok(e) => (
+                    "provider_event",
+                    Some(e.kind.as_str().to_owned()),
+                    format!("{at} {} {} ({}), vendor ref {}", e.provider, e.vendor_event_type, e.event_id, e.provider_reference),
+                    false,
+                ),
+                Err(e) => ("provider_event", None, format!("{at}: not decodable: {e}"), false),
+            },
+            None => ("provider_event", None, format!("{at} on {}", m.topic), false),
+        },
+        Some(TopicKind::Posting) => match decoders {
+            Some(d) => match d.ledger_posting.decode::<LedgerPosting>(&m.payload).await {
+                Ok(p) => (
+                    "ledger_posting",
+                    Some(p.kind.as_str().to_owned()),
+                    format!("{at} {} {} minor units ({})", p.currency, p.amount_minor, p.posting_id),
+                    false,
+                ),
+                Err(e) => ("ledger_posting", None, format!("{at}: not decodable: {e}"), false),
+            },
+            None => ("ledger_posting", None, format!("{at} on {}", m.topic), false),
+        },
+        Some(TopicKind::Discrepancy) => match decoders {
+            Some(d) => match d.discrepancy.decode::<Discrepancy>(&m.payload).await {
+                Ok(x) => (
+                    "discrepancy",
+                    Some(x.status.as_str().to_owned()),
+                    format!("{at} {}: expected {}, actual {}", x.class.as_str(), x.expected, x.actual),
+                    x.status == switchyard_canonical::DiscrepancyStatus::Open,
+                ),
+                Err(e) => ("discrepancy", None, format!("{at}: not decodable: {e}"), true),
+            },
+            None => ("discrepancy", None, format!("{at} on {}", m.topic), true),
+        },
         None => ("message", None, format!("{at} on {}", m.topic), false),
     };
     TraceEvent {

@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 use switchyard_bus::topics::TopicsFile;
-use switchyard_bus::{AvroDecoder, KafkaConfig, Publisher, RegistryClient};
+use switchyard_bus::{KafkaConfig, Publisher, RegistryClient};
 use switchyard_ops::dlq::{self, ReplayOptions, Selection};
 use switchyard_ops::read::ReadOptions;
 use switchyard_ops::table::colour_on_stdout;
@@ -165,7 +165,8 @@ pub(crate) struct TraceArgs {
     id: String,
     #[command(flatten)]
     target: Target,
-    /// Schema registry, to decode outcomes into status, provider and error.
+    /// Schema registry, to decode outcomes (status, provider, error),
+    /// provider events, ledger postings and discrepancies.
     #[arg(long, env = "SCHEMA_REGISTRY_URL")]
     registry_url: Option<String>,
     /// Only events of the last ... (90s, 15m, 2h, 7d).
@@ -253,8 +254,8 @@ pub(crate) async fn run_dlq(args: DlqArgs) -> Result<()> {
 pub(crate) async fn run_trace(args: TraceArgs) -> Result<()> {
     let target = &args.target;
     let store = target.store().await?;
-    let decoder = match &args.registry_url {
-        Some(url) => Some(AvroDecoder::new(Arc::new(RegistryClient::new(url.clone())?), switchyard_worker::run::PAYOUT_OUTCOME_SCHEMA)?),
+    let decoders = match &args.registry_url {
+        Some(url) => Some(trace::Decoders::new(Arc::new(RegistryClient::new(url.clone())?))?),
         None => None,
     };
     let topics = target.topics()?.topics.into_iter().map(|t| t.name).collect();
@@ -262,7 +263,7 @@ pub(crate) async fn run_trace(args: TraceArgs) -> Result<()> {
         id: &args.id,
         topics,
         read: target.read_options(),
-        outcome_decoder: decoder.as_ref(),
+        decoders: decoders.as_ref(),
         since: args.since,
     };
     let found = trace::trace(&target.kafka(), &store, request).await?;
