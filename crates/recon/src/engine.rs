@@ -1,18 +1,21 @@
-//! Evaluation: take due subjects from the store in batches, judge each with
-//! [`crate::rules`], turn findings into records with [`crate::track`],
-//! publish what changed, then write verdicts back.
+//! Evaluation: judge subjects with [`crate::rules`], turn findings into
+//! records with [`crate::track`], publish what changed, then write verdicts
+//! back. Two entry points: [`Engine::ingest`] judges the subjects a batch of
+//! facts touches in the transaction that stores them; [`Engine::step`]
+//! judges subjects whose timer (settlement window, pending deadline) is due,
+//! and asks vendors about stuck payouts.
 //!
 //! Publishing comes before the store write: a crash in between re-evaluates
 //! the subjects and publishes the same records again (same ids, so consumers
 //! keep the latest), rather than recording a change nobody was told about.
 
-use crate::rules::{judge, Policy, SettleRequest};
+use crate::rules::{judge, judge_inline, Policy, SettleRequest, Verdict};
 use crate::settle::Settler;
 use crate::track::track;
 use crate::ReconError;
 use switchyard_bus::{AvroEncoder, MessageContext, Outbound, Publisher};
 use switchyard_canonical::{Discrepancy, DiscrepancyStatus};
-use switchyard_store::recon::{FactBatch, Judged, ReconStore, SubjectFacts};
+use switchyard_store::recon::{DueSubject, FactBatch, Judged, ReconStore, SubjectFacts};
 
 /// Where discrepancy records go.
 #[derive(Clone)]
@@ -55,7 +58,7 @@ pub struct PassStats {
 }
 
 impl PassStats {
-    fn add(&mut self, other: PassStats) {
+    pub fn add(&mut self, other: PassStats) {
         self.evaluated += other.evaluated;
         self.opened += other.opened;
         self.updated += other.updated;
@@ -71,10 +74,37 @@ pub struct Engine {
     pub settler: Option<Settler>,
     /// Subjects judged per store round trip.
     pub batch: usize,
+    /// Timer evaluation runs alone, so within one process a subject is never
+    /// judged twice at once. Ingests may share (the consumer runs one at a
+    /// time; the benchmark's parallel ingests touch disjoint subjects).
+    pub gate: tokio::sync::RwLock<()>,
 }
 
 impl Engine {
-    /// Evaluates everything due at `as_of` until nothing is.
+    pub fn new(store: ReconStore, policy: Policy, sink: Option<DiscrepancySink>, settler: Option<Settler>, batch: usize) -> Self {
+        Self { store, policy, sink, settler, batch, gate: tokio::sync::RwLock::new(()) }
+    }
+
+    /// Stores a batch of facts and judges the subjects it touches as of
+    /// `as_of_ms`, in one transaction; changes are published before it commits.
+    pub async fn ingest(&self, batch: &FactBatch, as_of_ms: i64) -> Result<PassStats, ReconError> {
+        if batch.is_empty() {
+            return Ok(PassStats::default());
+        }
+        let _turn = self.gate.read().await;
+        let tx = self.store.begin_ingest(batch).await?;
+        // No vendor calls while the transaction is open: a stuck payout is
+        // only ever found by its deadline timer, which the sweep evaluates.
+        let verdicts: Vec<Verdict> = tx.facts.iter().map(|f| judge_inline(f, &self.policy, as_of_ms)).collect();
+        let (judged, changed, stats) = self.track_all(&tx.subjects, &tx.facts, verdicts);
+        if let Some(sink) = &self.sink {
+            sink.publish(&changed).await?;
+        }
+        tx.commit(&judged).await?;
+        Ok(stats)
+    }
+
+    /// Evaluates every timer due at `as_of` until none is.
     pub async fn drain(&self, as_of_ms: i64) -> Result<PassStats, ReconError> {
         let mut total = PassStats::default();
         loop {
@@ -86,15 +116,16 @@ impl Engine {
         }
     }
 
-    /// One batch of due subjects.
+    /// One batch of subjects whose timer is due.
     pub async fn step(&self, as_of_ms: i64) -> Result<PassStats, ReconError> {
+        let _turn = self.gate.write().await;
         let due = self.store.due(as_of_ms, self.batch).await?;
         if due.is_empty() {
             return Ok(PassStats::default());
         }
         let mut facts = self.store.load(&due).await?;
-        let mut stats = PassStats { evaluated: due.len() as u64, ..PassStats::default() };
         let mut verdicts: Vec<_> = facts.iter().map(|f| judge(f, &self.policy, as_of_ms)).collect();
+        let mut settled = 0;
         if let Some(settler) = &self.settler {
             let asks: Vec<(usize, SettleRequest)> =
                 verdicts.iter().enumerate().filter_map(|(i, v)| v.settle.clone().map(|s| (i, s))).collect();
@@ -102,21 +133,31 @@ impl Engine {
                 let answers = settler.settle_all(asks).await;
                 let mut learned = FactBatch::default();
                 for (i, outcome) in answers {
-                    stats.settled += 1;
+                    settled += 1;
                     facts[i].outcomes.push(outcome.clone());
                     learned.outcomes.push(outcome);
                     verdicts[i] = judge(&facts[i], &self.policy, as_of_ms);
                 }
                 // Stored like any consumed outcome (it is also published for
-                // core banking); the subject's version moves, so it is looked
-                // at once more with everything on record.
+                // core banking), and judged with just above.
                 self.store.ingest(&learned).await?;
             }
         }
+        let (judged, changed, mut stats) = self.track_all(&due, &facts, verdicts);
+        stats.settled = settled;
+        if let Some(sink) = &self.sink {
+            sink.publish(&changed).await?;
+        }
+        self.store.record(&judged).await?;
+        Ok(stats)
+    }
+
+    fn track_all(&self, subjects: &[DueSubject], facts: &[SubjectFacts], verdicts: Vec<Verdict>) -> (Vec<Judged>, Vec<Discrepancy>, PassStats) {
         let now = switchyard_canonical::now_ms();
-        let mut judged = Vec::with_capacity(due.len());
+        let mut stats = PassStats { evaluated: subjects.len() as u64, ..PassStats::default() };
+        let mut judged = Vec::with_capacity(subjects.len());
         let mut changed_all = Vec::new();
-        for ((d, f), v) in due.iter().zip(&facts).zip(verdicts) {
+        for ((d, f), v) in subjects.iter().zip(facts).zip(verdicts) {
             let (changed, open_count) = track(&self.policy.domain, &d.subject_id, &f.discrepancies, &v.open, now);
             for c in &changed {
                 let before = f.discrepancies.iter().find(|p| p.discrepancy_id == c.discrepancy_id);
@@ -135,11 +176,7 @@ impl Engine {
                 changed,
             });
         }
-        if let Some(sink) = &self.sink {
-            sink.publish(&changed_all).await?;
-        }
-        self.store.record(&judged).await?;
-        Ok(stats)
+        (judged, changed_all, stats)
     }
 }
 

@@ -1,8 +1,8 @@
 //! Consumes outcomes, provider events and ledger postings into the store.
 //!
 //! Messages are taken in batches (up to `max_batch`, or whatever arrived
-//! within `linger`), decoded into facts and stored in one transaction; only
-//! then are their offsets stored for commit. The batch is handled in order,
+//! within `linger`), decoded into facts, stored and judged in one
+//! transaction ([`Engine::ingest`]); only then are their offsets stored for commit. The batch is handled in order,
 //! so every offset of it is finished when it is stored: at-least-once, and a
 //! re-delivered fact is a no-op in the store.
 
@@ -10,12 +10,13 @@ use crate::ReconError;
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::message::{BorrowedMessage, Headers, Message};
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use switchyard_bus::{AvroDecoder, KafkaConfig, RegistryClient};
 use switchyard_canonical::{LedgerPosting, PayoutCommand, PayoutOutcome, ProviderEvent};
-use switchyard_store::recon::{CommandRecord, EventFact, FactBatch, OutcomeFact, PostingFact, ReconStore};
+use crate::engine::Engine;
+use switchyard_store::recon::{CommandRecord, EventFact, FactBatch, OutcomeFact, PostingFact};
 use tokio_util::sync::CancellationToken;
 
 pub const PAYOUT_OUTCOME_SCHEMA: &str = include_str!("../../../schemas/payouts/PayoutOutcome.v1.avsc");
@@ -56,7 +57,7 @@ pub struct TimeRange {
 }
 
 /// Counters for the report and metrics.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct IngestStats {
     pub messages: AtomicU64,
     pub facts: AtomicU64,
@@ -65,8 +66,33 @@ pub struct IngestStats {
     pub undecodable: AtomicU64,
     pub out_of_range: AtomicU64,
     pub batches: AtomicU64,
+    /// Subjects judged as their facts were stored, and what changed.
+    pub evaluated: AtomicU64,
+    pub opened: AtomicU64,
+    pub resolved: AtomicU64,
+    /// The last poll filled a whole batch: the consumer is catching up, and
+    /// a missing fact may just not be read yet, so absences wait.
+    pub backlogged: AtomicBool,
     /// Wall-clock ms of the last stored batch; the one-shot job stops once idle.
     pub last_batch_at_ms: AtomicU64,
+}
+
+impl Default for IngestStats {
+    fn default() -> Self {
+        Self {
+            messages: AtomicU64::new(0),
+            facts: AtomicU64::new(0),
+            undecodable: AtomicU64::new(0),
+            out_of_range: AtomicU64::new(0),
+            batches: AtomicU64::new(0),
+            evaluated: AtomicU64::new(0),
+            opened: AtomicU64::new(0),
+            resolved: AtomicU64::new(0),
+            // Until the first poll says otherwise, assume a backlog.
+            backlogged: AtomicBool::new(true),
+            last_batch_at_ms: AtomicU64::new(0),
+        }
+    }
 }
 
 pub struct Ingestor {
@@ -76,7 +102,7 @@ pub struct Ingestor {
     events: AvroDecoder,
     postings: AvroDecoder,
     commands: AvroDecoder,
-    store: ReconStore,
+    engine: Arc<Engine>,
     pub max_batch: usize,
     pub linger: Duration,
     pub range: Option<TimeRange>,
@@ -84,7 +110,7 @@ pub struct Ingestor {
 }
 
 impl Ingestor {
-    pub fn new(kafka: &KafkaConfig, registry: Arc<RegistryClient>, topics: ReconTopics, store: ReconStore) -> Result<Self, ReconError> {
+    pub fn new(kafka: &KafkaConfig, registry: Arc<RegistryClient>, topics: ReconTopics, engine: Arc<Engine>) -> Result<Self, ReconError> {
         let consumer: StreamConsumer = kafka.consumer_config().set("fetch.min.bytes", "1").create()?;
         let mut names = vec![topics.outcomes.as_str(), topics.provider_events.as_str(), topics.postings.as_str()];
         names.extend(topics.commands.as_deref());
@@ -96,7 +122,7 @@ impl Ingestor {
             postings: AvroDecoder::new(registry.clone(), LEDGER_POSTING_SCHEMA)?,
             commands: AvroDecoder::new(registry, PAYOUT_COMMAND_SCHEMA)?,
             topics,
-            store,
+            engine,
             max_batch: 5000,
             linger: Duration::from_millis(50),
             range: None,
@@ -104,12 +130,19 @@ impl Ingestor {
         })
     }
 
-    /// Runs until `shutdown`; every `notify` wakes the evaluator after a stored batch.
-    pub async fn run(self, shutdown: CancellationToken, notify: Arc<tokio::sync::Notify>) -> Result<(), ReconError> {
+    /// Runs until `shutdown`.
+    pub async fn run(self, shutdown: CancellationToken) -> Result<(), ReconError> {
         loop {
             let first = tokio::select! {
                 _ = shutdown.cancelled() => return Ok(()),
-                m = self.consumer.recv() => m,
+                m = tokio::time::timeout(Duration::from_secs(1), self.consumer.recv()) => match m {
+                    Ok(m) => m,
+                    Err(_) => {
+                        // Nothing to read: caught up on every topic.
+                        self.stats.backlogged.store(false, Ordering::Relaxed);
+                        continue;
+                    }
+                },
             };
             let first = match first {
                 Ok(m) => m,
@@ -136,8 +169,14 @@ impl Ingestor {
             // database outage pauses consumption instead of losing facts.
             let mut wait = Duration::from_millis(100);
             loop {
-                match self.store.ingest(&batch).await {
-                    Ok(()) => break,
+                let as_of = self.range.map_or_else(switchyard_canonical::now_ms, |r| r.to_ms.min(switchyard_canonical::now_ms()));
+                match self.engine.ingest(&batch, as_of).await {
+                    Ok(pass) => {
+                        self.stats.evaluated.fetch_add(pass.evaluated, Ordering::Relaxed);
+                        self.stats.opened.fetch_add(pass.opened, Ordering::Relaxed);
+                        self.stats.resolved.fetch_add(pass.resolved, Ordering::Relaxed);
+                        break;
+                    }
                     Err(e) if !shutdown.is_cancelled() => {
                         tracing::warn!(error = %e, "storing facts failed; retrying");
                         tokio::time::sleep(wait).await;
@@ -157,8 +196,8 @@ impl Ingestor {
             self.stats.messages.fetch_add(messages.len() as u64, Ordering::Relaxed);
             self.stats.facts.fetch_add(batch.len() as u64, Ordering::Relaxed);
             self.stats.batches.fetch_add(1, Ordering::Relaxed);
+            self.stats.backlogged.store(messages.len() >= self.max_batch, Ordering::Relaxed);
             self.stats.last_batch_at_ms.store(switchyard_canonical::now_ms() as u64, Ordering::Relaxed);
-            notify.notify_one();
         }
     }
 

@@ -19,7 +19,7 @@ pub mod run;
 pub mod settle;
 pub mod track;
 
-pub use rules::{judge, Finding, Policy, SettleRequest, Verdict};
+pub use rules::{judge, judge_inline, Finding, Policy, SettleRequest, Verdict};
 
 /// Errors of the reconciler.
 #[derive(Debug, thiserror::Error)]

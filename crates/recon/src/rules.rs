@@ -86,6 +86,10 @@ enum Execution {
 struct Judge<'a> {
     policy: &'a Policy,
     as_of: i64,
+    /// Judging as facts are stored: absence is not yet trusted.
+    inline: bool,
+    /// Classes on record as open for the subject.
+    already_open: Vec<DiscrepancyClass>,
     verdict: Verdict,
 }
 
@@ -96,9 +100,15 @@ impl Judge<'_> {
         }
     }
 
-    /// Fires `class` once `due` has passed, otherwise remembers to look again then.
+    /// A rule about something *absent*: fires `class` once `due` has passed,
+    /// otherwise remembers to look again then. Judging inline, a newly found
+    /// absence is only scheduled (due now): another topic may still be
+    /// catching up with the very fact that is missing, so absence is decided
+    /// by the timer evaluation, which runs once the consumer is caught up. An
+    /// absence already on record stays open meanwhile.
     fn open_after(&mut self, due: i64, class: DiscrepancyClass, providers: Vec<String>, expected: String, actual: String) {
-        if self.as_of >= due {
+        let decided = !self.inline || self.already_open.contains(&class);
+        if self.as_of >= due && decided {
             self.open(class, providers, expected, actual);
         } else {
             self.wake_at(due);
@@ -111,8 +121,25 @@ impl Judge<'_> {
 }
 
 /// Judges one subject as of `as_of`; facts stamped later are not yet known.
+/// Every rule is decided, absences included (the timer evaluation).
 pub fn judge(facts: &SubjectFacts, policy: &Policy, as_of: i64) -> Verdict {
-    let mut j = Judge { policy, as_of, verdict: Verdict::default() };
+    judge_with(facts, policy, as_of, false)
+}
+
+/// Judges as facts are stored: what the facts show is decided now; what
+/// they lack is left to a timer (see `Judge::open_after`).
+pub fn judge_inline(facts: &SubjectFacts, policy: &Policy, as_of: i64) -> Verdict {
+    judge_with(facts, policy, as_of, true)
+}
+
+fn judge_with(facts: &SubjectFacts, policy: &Policy, as_of: i64, inline: bool) -> Verdict {
+    let already_open = facts
+        .discrepancies
+        .iter()
+        .filter(|d| d.status == switchyard_canonical::DiscrepancyStatus::Open)
+        .map(|d| d.class)
+        .collect();
+    let mut j = Judge { policy, as_of, inline, already_open, verdict: Verdict::default() };
     let outcomes: Vec<&OutcomeFact> = facts.outcomes.iter().filter(|o| o.completed_at_ms <= as_of).collect();
     let postings: Vec<&PostingFact> = facts.postings.iter().filter(|p| p.posted_at_ms <= as_of).collect();
     let events: Vec<_> = facts.events.iter().filter(|e| e.received_at_ms <= as_of).collect();
@@ -206,7 +233,8 @@ pub fn judge(facts: &SubjectFacts, policy: &Policy, as_of: i64) -> Verdict {
 
     if execution == Execution::Unknown {
         let due = outcome.completed_at_ms.saturating_add(policy.pending_deadline_ms);
-        if as_of >= due {
+        let already = j.already_open.contains(&DiscrepancyClass::StuckPendingUnknown);
+        if as_of >= due && !j.inline {
             j.open(
                 DiscrepancyClass::StuckPendingUnknown,
                 named.clone(),
@@ -226,6 +254,15 @@ pub fn judge(facts: &SubjectFacts, policy: &Policy, as_of: i64) -> Verdict {
                 });
             }
         } else {
+            if already {
+                // Inline: still stuck, and the timer keeps asking the vendor.
+                j.open(
+                    DiscrepancyClass::StuckPendingUnknown,
+                    named.clone(),
+                    "paid or failed within the pending deadline".into(),
+                    format!("pending_unknown since {} ms", outcome.completed_at_ms),
+                );
+            }
             j.wake_at(due);
         }
     }
@@ -500,6 +537,23 @@ mod tests {
         let v = judge(&told, &policy(), 1000 + H);
         assert!(v.open.is_empty() && v.settle.is_none());
         assert_eq!(v.next_check_ms, Some(1000 + 36 * H), "now waits for its posting");
+    }
+
+    #[test]
+    fn judged_inline_an_absence_waits_for_the_timer_but_an_open_one_stays_open() {
+        let f = facts(vec![], vec![posting("p1", PostingKind::Payout, 1250, "EUR")], vec![]);
+        let v = judge_inline(&f, &policy(), 100 * H);
+        assert!(v.open.is_empty(), "the outcome topic may still be catching up");
+        assert_eq!(v.next_check_ms, Some(2000 + 24 * H), "due already: the next timer pass decides");
+        let mut on_record = f.clone();
+        on_record.discrepancies = crate::track::track("payouts", "po-1", &[], &judge(&f, &policy(), 100 * H).open, 5).0;
+        assert_eq!(classes(&judge_inline(&on_record, &policy(), 100 * H)), vec![UnexpectedPosting]);
+        // What the facts do show is decided inline.
+        let wrong = facts(vec![outcome(PayoutStatus::Paid, "stripe")], vec![posting("p1", PostingKind::Payout, 1, "EUR")], vec![]);
+        assert_eq!(classes(&judge_inline(&wrong, &policy(), 100 * H)), vec![AmountMismatch]);
+        let stuck = facts(vec![outcome(PayoutStatus::PendingUnknown, "stripe")], vec![], vec![]);
+        let v = judge_inline(&stuck, &policy(), 100 * H);
+        assert!(v.open.is_empty() && v.settle.is_none());
     }
 
     #[test]

@@ -77,24 +77,26 @@ async fn engine(config: &ReconConfig, store: &ReconStore) -> Result<Engine, Reco
         };
         Some(Settler { providers: config.providers.clone(), store: store.clone(), outcomes: Some(outcomes), concurrency: 16 })
     };
-    Ok(Engine { store: store.clone(), policy: config.policy.clone(), sink: Some(sink), settler, batch: config.batch })
+    Ok(Engine::new(store.clone(), config.policy.clone(), Some(sink), settler, config.batch))
 }
 
 /// Starts consuming and evaluating until `shutdown`.
 pub async fn start(config: ReconConfig, shutdown: CancellationToken) -> Result<RunningReconciler, ReconError> {
     let store = ReconStore::connect(&config.database_url, &config.scope).await?;
     let registry = Arc::new(RegistryClient::new(&config.schema_registry_url)?);
-    let engine = engine(&config, &store).await?;
-    let ingestor = Ingestor::new(&config.kafka, registry, config.topics.clone(), store.clone())?;
+    let engine = Arc::new(engine(&config, &store).await?);
+    let ingestor = Ingestor::new(&config.kafka, registry, config.topics.clone(), engine.clone())?;
     let stats = ingestor.stats.clone();
-    let wake = Arc::new(tokio::sync::Notify::new());
-    let ingest = tokio::spawn(ingestor.run(shutdown.clone(), wake.clone()));
+    let ingest = tokio::spawn(ingestor.run(shutdown.clone()));
     let interval = config.eval_interval;
     let evaluate = tokio::spawn({
-        let shutdown = shutdown.clone();
+        let (shutdown, stats) = (shutdown.clone(), stats.clone());
         async move {
             while !shutdown.is_cancelled() {
-                match engine.drain(switchyard_canonical::now_ms()).await {
+                // Absences are only decided once every topic is read up to now.
+                let caught_up = !stats.backlogged.load(Ordering::Relaxed);
+                let pass = if caught_up { engine.drain(switchyard_canonical::now_ms()).await } else { Ok(PassStats::default()) };
+                match pass {
                     Ok(p) if p != PassStats::default() => tracing::info!(
                         evaluated = p.evaluated, opened = p.opened, updated = p.updated, resolved = p.resolved, settled = p.settled,
                         "reconciled"
@@ -104,7 +106,6 @@ pub async fn start(config: ReconConfig, shutdown: CancellationToken) -> Result<R
                 }
                 tokio::select! {
                     _ = shutdown.cancelled() => {}
-                    _ = wake.notified() => {}
                     _ = tokio::time::sleep(interval) => {}
                 }
             }
@@ -171,16 +172,16 @@ impl fmt::Display for Report {
 pub async fn run_once(config: ReconConfig, range: TimeRange, idle: Duration) -> Result<Report, ReconError> {
     let store = ReconStore::connect(&config.database_url, &config.scope).await?;
     let registry = Arc::new(RegistryClient::new(&config.schema_registry_url)?);
-    let engine = engine(&config, &store).await?;
+    let engine = Arc::new(engine(&config, &store).await?);
     // A private group: the job reads everything and leaves the service's offsets alone.
     let mut kafka = config.kafka.clone();
     kafka.group_id = format!("{}-once-{}", config.kafka.group_id, switchyard_canonical::now_ms());
     kafka.extra.insert("enable.auto.commit".into(), "false".into());
-    let mut ingestor = Ingestor::new(&kafka, registry, config.topics.clone(), store.clone())?;
+    let mut ingestor = Ingestor::new(&kafka, registry, config.topics.clone(), engine.clone())?;
     ingestor.range = Some(range);
     let stats = ingestor.stats.clone();
     let stop = CancellationToken::new();
-    let task = tokio::spawn(ingestor.run(stop.clone(), Arc::new(tokio::sync::Notify::new())));
+    let task = tokio::spawn(ingestor.run(stop.clone()));
     let started = switchyard_canonical::now_ms();
     // Joining a group takes seconds on some brokers: before the first batch,
     // wait longer than the idle gap that ends the run.
@@ -203,7 +204,14 @@ pub async fn run_once(config: ReconConfig, range: TimeRange, idle: Duration) -> 
     report(&store, &stats, pass, as_of).await
 }
 
-pub async fn report(store: &ReconStore, stats: &IngestStats, pass: PassStats, as_of_ms: i64) -> Result<Report, ReconError> {
+/// The report of a run: judged on ingest plus the timer passes in `pass`.
+pub async fn report(store: &ReconStore, stats: &IngestStats, mut pass: PassStats, as_of_ms: i64) -> Result<Report, ReconError> {
+    pass.add(PassStats {
+        evaluated: stats.evaluated.load(Ordering::Relaxed),
+        opened: stats.opened.load(Ordering::Relaxed),
+        resolved: stats.resolved.load(Ordering::Relaxed),
+        ..PassStats::default()
+    });
     Ok(Report {
         as_of_ms,
         messages: stats.messages.load(Ordering::Relaxed),

@@ -9,10 +9,14 @@
 //! Writes are multi-row `INSERT .. ON CONFLICT` statements, one transaction
 //! per batch: a batch of thousands of messages costs a handful of round trips.
 //!
-//! The evaluation protocol: ingesting a fact bumps its subject's `version` and
-//! makes it due; the evaluator reads due subjects with their version, judges
-//! them, and writes the next due time back only if the version is unchanged,
-//! so a fact that arrived during the evaluation is never skipped.
+//! The evaluation protocol: a batch of facts is judged in the transaction
+//! that stores it ([`ReconStore::begin_ingest`], [`IngestTx::commit`]), so a
+//! clean payout costs its fact rows and nothing else. A subject that must be
+//! looked at again later (a settlement window or deadline still running) gets
+//! a row in `recon_subjects` with a due time, and so does one with open
+//! discrepancies. The timer evaluation ([`ReconStore::due`], [`ReconStore::record`])
+//! writes back only if the subject's version is unchanged, so a fact that
+//! arrived meanwhile is never overruled by a verdict that did not see it.
 
 use crate::records::{Bind, Sql};
 use crate::StoreError;
@@ -77,7 +81,8 @@ const DDL: &[&str] = &[
         open_count BIGINT NOT NULL,
         PRIMARY KEY (scope, subject_id)
     )",
-    "CREATE INDEX IF NOT EXISTS recon_subjects_due ON recon_subjects (scope, due_at_ms)",
+    // Only subjects with a timer are indexed: clean ones cost no index entry.
+    "CREATE INDEX IF NOT EXISTS recon_subjects_timer ON recon_subjects (scope, due_at_ms) WHERE due_at_ms IS NOT NULL",
     "CREATE TABLE IF NOT EXISTS recon_discrepancies (
         scope TEXT NOT NULL,
         discrepancy_id TEXT NOT NULL,
@@ -266,13 +271,55 @@ impl ReconStore {
         &self.scope
     }
 
-    /// Stores a batch of facts and makes their subjects due at the fact's own
-    /// time, in one transaction. Re-delivered facts change nothing.
+    /// Stores facts without judging them (a settled outcome the evaluator
+    /// already judged with). Re-delivered facts change nothing.
     pub async fn ingest(&self, batch: &FactBatch) -> Result<(), StoreError> {
-        if batch.is_empty() {
-            return Ok(());
-        }
         let mut tx = self.pool.begin().await?;
+        self.write_facts(&mut tx, batch).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Stores a batch of facts and, in the same transaction, reads back
+    /// everything known about the subjects they touch, so the caller can
+    /// judge them and hand the verdicts to [`IngestTx::commit`]. Subjects
+    /// with a row (a timer or open discrepancies) get their version bumped
+    /// first: that locks them against a concurrent evaluation of the timer,
+    /// whose write-back then sees the newer version and yields.
+    pub async fn begin_ingest(&self, batch: &FactBatch) -> Result<IngestTx, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        self.write_facts(&mut tx, batch).await?;
+        let mut touched: Vec<&str> = batch
+            .outcomes
+            .iter()
+            .map(|o| o.subject_id.as_str())
+            .chain(batch.postings.iter().map(|p| p.subject_id.as_str()))
+            .chain(batch.events.iter().map(|e| e.subject_id.as_str()))
+            .collect();
+        touched.sort_unstable();
+        touched.dedup();
+        let mut rows: HashMap<String, (i64, i64)> = HashMap::new();
+        for chunk in touched.chunks(MAX_BINDS - 1) {
+            let mut q = Sql::new("UPDATE recon_subjects SET version = version + 1 WHERE scope = ");
+            q.bind(Bind::Text(Some(&self.scope))).push(" AND subject_id IN ");
+            q.tuple(chunk.iter().map(|s| Bind::Text(Some(s))));
+            q.push(" RETURNING subject_id, version, open_count");
+            for r in q.query().persistent(false).fetch_all(&mut *tx).await? {
+                rows.insert(r.try_get("subject_id")?, (r.try_get("version")?, r.try_get("open_count")?));
+            }
+        }
+        let subjects: Vec<DueSubject> = touched
+            .iter()
+            .map(|s| {
+                let (version, open_count) = rows.get(*s).copied().unwrap_or((0, 0));
+                DueSubject { subject_id: (*s).to_owned(), version, open_count }
+            })
+            .collect();
+        let facts = self.load_with(&mut tx, &subjects).await?;
+        Ok(IngestTx { tx, scope: self.scope.clone(), subjects, facts })
+    }
+
+    async fn write_facts(&self, conn: &mut sqlx::AnyConnection, batch: &FactBatch) -> Result<(), StoreError> {
         // An upsert may touch a row once per statement: keep the most final
         // outcome per key, the first copy of a posting or event.
         let mut outcomes: HashMap<(&str, &str), &OutcomeFact> = HashMap::new();
@@ -316,7 +363,7 @@ impl ReconStore {
                  OR (excluded.status_rank = recon_outcomes.status_rank \
                  AND excluded.completed_at_ms > recon_outcomes.completed_at_ms)",
             );
-            q.query().persistent(false).execute(&mut *tx).await?;
+            q.query().persistent(false).execute(&mut *conn).await?;
         }
         let mut postings: HashMap<&str, &PostingFact> = HashMap::new();
         for p in &batch.postings {
@@ -345,7 +392,7 @@ impl ReconStore {
                 ]);
             }
             q.push(" ON CONFLICT (scope, posting_id) DO NOTHING");
-            q.query().persistent(false).execute(&mut *tx).await?;
+            q.query().persistent(false).execute(&mut *conn).await?;
         }
         let mut events: HashMap<(&str, &str), &EventFact> = HashMap::new();
         for e in &batch.events {
@@ -375,7 +422,7 @@ impl ReconStore {
                 ]);
             }
             q.push(" ON CONFLICT (scope, provider, event_id) DO NOTHING");
-            q.query().persistent(false).execute(&mut *tx).await?;
+            q.query().persistent(false).execute(&mut *conn).await?;
         }
         let mut commands: HashMap<(&str, &str), &CommandRecord> = HashMap::new();
         for c in &batch.commands {
@@ -396,45 +443,8 @@ impl ReconStore {
                 ]);
             }
             q.push(" ON CONFLICT (scope, subject_id, idempotency_key) DO NOTHING");
-            q.query().persistent(false).execute(&mut *tx).await?;
+            q.query().persistent(false).execute(&mut *conn).await?;
         }
-        // Due at the earliest fact time of the batch: "now" when consuming
-        // live, the fact's place in a past range for a one-shot run.
-        let mut due: HashMap<&str, i64> = HashMap::new();
-        let facts = batch
-            .outcomes
-            .iter()
-            .map(|o| (o.subject_id.as_str(), o.completed_at_ms))
-            .chain(batch.postings.iter().map(|p| (p.subject_id.as_str(), p.posted_at_ms)))
-            .chain(batch.events.iter().map(|e| (e.subject_id.as_str(), e.received_at_ms)));
-        for (subject, at) in facts {
-            let slot = due.entry(subject).or_insert(at);
-            *slot = (*slot).min(at);
-        }
-        let due: Vec<(&str, i64)> = due.into_iter().collect();
-        for chunk in due.chunks(MAX_BINDS / 5) {
-            let mut q = Sql::new("INSERT INTO recon_subjects (scope, subject_id, version, due_at_ms, open_count) VALUES ");
-            for (i, (subject, at)) in chunk.iter().enumerate() {
-                if i > 0 {
-                    q.push(", ");
-                }
-                q.tuple([
-                    Bind::Text(Some(&self.scope)),
-                    Bind::Text(Some(subject)),
-                    Bind::Int(1),
-                    Bind::Int(*at),
-                    Bind::Int(0),
-                ]);
-            }
-            q.push(
-                " ON CONFLICT (scope, subject_id) DO UPDATE SET version = recon_subjects.version + 1, \
-                 due_at_ms = CASE WHEN recon_subjects.due_at_ms IS NULL \
-                 OR excluded.due_at_ms < recon_subjects.due_at_ms \
-                 THEN excluded.due_at_ms ELSE recon_subjects.due_at_ms END",
-            );
-            q.query().persistent(false).execute(&mut *tx).await?;
-        }
-        tx.commit().await?;
         Ok(())
     }
 
@@ -461,6 +471,11 @@ impl ReconStore {
     /// Every stored fact of `subjects`, in the order given. Discrepancies are
     /// read only for subjects that have some on record.
     pub async fn load(&self, subjects: &[DueSubject]) -> Result<Vec<SubjectFacts>, StoreError> {
+        let mut conn = self.pool.acquire().await?;
+        self.load_with(&mut conn, subjects).await
+    }
+
+    async fn load_with(&self, conn: &mut sqlx::AnyConnection, subjects: &[DueSubject]) -> Result<Vec<SubjectFacts>, StoreError> {
         let mut facts: Vec<SubjectFacts> =
             subjects.iter().map(|s| SubjectFacts { subject_id: s.subject_id.clone(), ..SubjectFacts::default() }).collect();
         let index: HashMap<&str, usize> = subjects.iter().enumerate().map(|(i, s)| (s.subject_id.as_str(), i)).collect();
@@ -470,16 +485,16 @@ impl ReconStore {
             let subject: String = row.try_get("subject_id")?;
             index.get(subject.as_str()).copied().ok_or_else(|| protocol(format!("unasked subject {subject}")))
         };
-        for row in self.select_in(OUTCOME_COLUMNS, "recon_outcomes", &ids).await? {
+        for row in self.select_in(&mut *conn, OUTCOME_COLUMNS, "recon_outcomes", &ids).await? {
             facts[slot(&row)?].outcomes.push(outcome_from_row(&row)?);
         }
-        for row in self.select_in(POSTING_COLUMNS, "recon_postings", &ids).await? {
+        for row in self.select_in(&mut *conn, POSTING_COLUMNS, "recon_postings", &ids).await? {
             facts[slot(&row)?].postings.push(posting_from_row(&row)?);
         }
-        for row in self.select_in(EVENT_COLUMNS, "recon_events", &ids).await? {
+        for row in self.select_in(&mut *conn, EVENT_COLUMNS, "recon_events", &ids).await? {
             facts[slot(&row)?].events.push(event_from_row(&row)?);
         }
-        for row in self.select_in(DISCREPANCY_COLUMNS, "recon_discrepancies", &with_history).await? {
+        for row in self.select_in(&mut *conn, DISCREPANCY_COLUMNS, "recon_discrepancies", &with_history).await? {
             facts[slot(&row)?].discrepancies.push(discrepancy_from_row(&row)?);
         }
         for f in &mut facts {
@@ -491,82 +506,33 @@ impl ReconStore {
         Ok(facts)
     }
 
-    async fn select_in(&self, columns: &str, table: &str, ids: &[&str]) -> Result<Vec<AnyRow>, StoreError> {
+    async fn select_in(&self, conn: &mut sqlx::AnyConnection, columns: &str, table: &str, ids: &[&str]) -> Result<Vec<AnyRow>, StoreError> {
         let mut out = Vec::new();
         for chunk in ids.chunks(MAX_BINDS - 1) {
             let mut q = Sql::new(format!("SELECT {columns} FROM {table} WHERE scope = "));
             q.bind(Bind::Text(Some(&self.scope))).push(" AND subject_id IN ");
             q.tuple(chunk.iter().map(|s| Bind::Text(Some(s))));
-            out.extend(q.query().persistent(false).fetch_all(&self.pool).await?);
+            out.extend(q.query().persistent(false).fetch_all(&mut *conn).await?);
         }
         Ok(out)
     }
 
-    /// Writes verdicts: changed discrepancies (upserted by id, the first
-    /// detection time kept) and each subject's next due time, unless a newer
-    /// fact arrived meanwhile. One transaction.
-    pub async fn record(&self, judged: &[Judged]) -> Result<(), StoreError> {
+    /// Writes the verdicts of a timer evaluation: each subject's next due
+    /// time and open count, only where no fact arrived since it was read, and
+    /// then the changed discrepancies of exactly those subjects. Returns how
+    /// many verdicts applied. One transaction.
+    pub async fn record(&self, judged: &[Judged]) -> Result<usize, StoreError> {
         if judged.is_empty() {
-            return Ok(());
+            return Ok(0);
         }
-        let now = switchyard_canonical::now_ms();
         let mut tx = self.pool.begin().await?;
-        let changed: Vec<&Discrepancy> = judged.iter().flat_map(|j| j.changed.iter()).collect();
-        let providers: Vec<String> = changed.iter().map(|d| d.providers.join(",")).collect();
-        for (chunk, providers) in changed.chunks(MAX_BINDS / 12).zip(providers.chunks(MAX_BINDS / 12)) {
-            let mut q = Sql::new(format!("INSERT INTO recon_discrepancies ({DISCREPANCY_COLUMNS}, scope, updated_at_ms) VALUES "));
-            for (i, (d, providers)) in chunk.iter().zip(providers).enumerate() {
-                if i > 0 {
-                    q.push(", ");
-                }
-                q.tuple([
-                    Bind::Text(Some(&d.discrepancy_id)),
-                    Bind::Text(Some(d.class.as_str())),
-                    Bind::Text(Some(&d.domain)),
-                    Bind::Text(Some(&d.subject_id)),
-                    Bind::Text(Some(providers)),
-                    Bind::Text(Some(&d.expected)),
-                    Bind::Text(Some(&d.actual)),
-                    Bind::Text(Some(d.status.as_str())),
-                    Bind::Int(d.detected_at_ms),
-                    d.resolved_at_ms.map_or(Bind::OptInt(None), Bind::Int),
-                    Bind::Text(Some(&self.scope)),
-                    Bind::Int(now),
-                ]);
-            }
-            q.push(
-                " ON CONFLICT (scope, discrepancy_id) DO UPDATE SET providers = excluded.providers, \
-                 expected = excluded.expected, actual = excluded.actual, status = excluded.status, \
-                 detected_at_ms = excluded.detected_at_ms, resolved_at_ms = excluded.resolved_at_ms, \
-                 updated_at_ms = excluded.updated_at_ms",
-            );
-            q.query().persistent(false).execute(&mut *tx).await?;
-        }
-        for chunk in judged.chunks(MAX_BINDS / 5) {
-            let mut q = Sql::new("INSERT INTO recon_subjects (scope, subject_id, version, due_at_ms, open_count) VALUES ");
-            for (i, j) in chunk.iter().enumerate() {
-                if i > 0 {
-                    q.push(", ");
-                }
-                q.tuple([
-                    Bind::Text(Some(&self.scope)),
-                    Bind::Text(Some(&j.subject_id)),
-                    Bind::Int(j.version),
-                    j.next_due_at_ms.map_or(Bind::OptInt(None), Bind::Int),
-                    Bind::Int(j.open_count),
-                ]);
-            }
-            // The open count always follows the discrepancies just written;
-            // the due time only if no fact arrived since the read.
-            q.push(
-                " ON CONFLICT (scope, subject_id) DO UPDATE SET open_count = excluded.open_count, \
-                 due_at_ms = CASE WHEN recon_subjects.version = excluded.version \
-                 THEN excluded.due_at_ms ELSE recon_subjects.due_at_ms END",
-            );
-            q.query().persistent(false).execute(&mut *tx).await?;
-        }
+        let rows: Vec<&Judged> = judged.iter().collect();
+        let applied = write_subjects(&mut tx, &self.scope, &rows, true).await?;
+        let changed: Vec<&Discrepancy> =
+            judged.iter().filter(|j| applied.contains(j.subject_id.as_str())).flat_map(|j| j.changed.iter()).collect();
+        write_discrepancies(&mut tx, &self.scope, &changed).await?;
         tx.commit().await?;
-        Ok(())
+        Ok(applied.len())
     }
 
     /// The command stored for a payout, as JSON.
@@ -607,12 +573,16 @@ impl ReconStore {
         Ok(Tally { by_class })
     }
 
-    /// Subjects whose facts are stored, and how many are waiting for a look.
+    /// Subjects waiting on a timer (a window or deadline still running), and
+    /// subjects with open discrepancies.
     pub async fn subject_counts(&self) -> Result<(i64, i64), StoreError> {
-        let mut q = Sql::new("SELECT COUNT(*) AS n, COUNT(due_at_ms) AS due FROM recon_subjects WHERE scope = ");
+        let mut q = Sql::new(
+            "SELECT COUNT(due_at_ms) AS timers, COALESCE(SUM(CASE WHEN open_count > 0 THEN 1 ELSE 0 END), 0) AS open \
+             FROM recon_subjects WHERE scope = ",
+        );
         q.bind(Bind::Text(Some(&self.scope)));
         let row = q.query().persistent(false).fetch_one(&self.pool).await?;
-        Ok((row.try_get("n")?, row.try_get("due")?))
+        Ok((row.try_get("timers")?, row.try_get("open")?))
     }
 
     /// Deletes every row of this scope (benchmark and test clean-up).
@@ -624,6 +594,108 @@ impl ReconStore {
         }
         Ok(())
     }
+}
+
+/// Facts of one batch stored but not yet committed, with everything known
+/// about the subjects they touch. Dropping it rolls the batch back.
+pub struct IngestTx {
+    tx: sqlx::Transaction<'static, sqlx::Any>,
+    scope: String,
+    /// The touched subjects; `version` 0 means the subject has no row yet.
+    pub subjects: Vec<DueSubject>,
+    /// Their facts, in the order of `subjects`.
+    pub facts: Vec<SubjectFacts>,
+}
+
+impl IngestTx {
+    /// Writes the verdicts and commits facts and verdicts together. A subject
+    /// gets a row only when it needs one: a timer, open discrepancies, or a
+    /// row it already had; a clean subject costs no write beyond its facts.
+    pub async fn commit(mut self, judged: &[Judged]) -> Result<(), StoreError> {
+        let had_row: std::collections::HashSet<&str> =
+            self.subjects.iter().filter(|s| s.version > 0).map(|s| s.subject_id.as_str()).collect();
+        let rows: Vec<&Judged> = judged
+            .iter()
+            .filter(|j| j.next_due_at_ms.is_some() || j.open_count > 0 || had_row.contains(j.subject_id.as_str()))
+            .collect();
+        write_subjects(&mut self.tx, &self.scope, &rows, false).await?;
+        let changed: Vec<&Discrepancy> = judged.iter().flat_map(|j| j.changed.iter()).collect();
+        write_discrepancies(&mut self.tx, &self.scope, &changed).await?;
+        self.tx.commit().await?;
+        Ok(())
+    }
+}
+
+/// Upserts subjects' due time and open count. `conditional`: only where the
+/// stored version still equals the one judged; returns the subjects written.
+async fn write_subjects(
+    conn: &mut sqlx::AnyConnection,
+    scope: &str,
+    judged: &[&Judged],
+    conditional: bool,
+) -> Result<std::collections::HashSet<String>, StoreError> {
+    let mut applied = std::collections::HashSet::new();
+    for chunk in judged.chunks(MAX_BINDS / 5) {
+        let mut q = Sql::new("INSERT INTO recon_subjects (scope, subject_id, version, due_at_ms, open_count) VALUES ");
+        for (i, j) in chunk.iter().enumerate() {
+            if i > 0 {
+                q.push(", ");
+            }
+            q.tuple([
+                Bind::Text(Some(scope)),
+                Bind::Text(Some(&j.subject_id)),
+                Bind::Int(j.version.max(1)),
+                j.next_due_at_ms.map_or(Bind::OptInt(None), Bind::Int),
+                Bind::Int(j.open_count),
+            ]);
+        }
+        q.push(" ON CONFLICT (scope, subject_id) DO UPDATE SET due_at_ms = excluded.due_at_ms, open_count = excluded.open_count");
+        if conditional {
+            q.push(" WHERE recon_subjects.version = excluded.version RETURNING subject_id");
+            for r in q.query().persistent(false).fetch_all(&mut *conn).await? {
+                applied.insert(r.try_get::<String, _>("subject_id")?);
+            }
+        } else {
+            q.query().persistent(false).execute(&mut *conn).await?;
+        }
+    }
+    Ok(applied)
+}
+
+/// Upserts discrepancy records by id; the caller decides detection times.
+async fn write_discrepancies(conn: &mut sqlx::AnyConnection, scope: &str, changed: &[&Discrepancy]) -> Result<(), StoreError> {
+    let now = switchyard_canonical::now_ms();
+    let providers: Vec<String> = changed.iter().map(|d| d.providers.join(",")).collect();
+    for (chunk, providers) in changed.chunks(MAX_BINDS / 12).zip(providers.chunks(MAX_BINDS / 12)) {
+        let mut q = Sql::new(format!("INSERT INTO recon_discrepancies ({DISCREPANCY_COLUMNS}, scope, updated_at_ms) VALUES "));
+        for (i, (d, providers)) in chunk.iter().zip(providers).enumerate() {
+            if i > 0 {
+                q.push(", ");
+            }
+            q.tuple([
+                Bind::Text(Some(&d.discrepancy_id)),
+                Bind::Text(Some(d.class.as_str())),
+                Bind::Text(Some(&d.domain)),
+                Bind::Text(Some(&d.subject_id)),
+                Bind::Text(Some(providers)),
+                Bind::Text(Some(&d.expected)),
+                Bind::Text(Some(&d.actual)),
+                Bind::Text(Some(d.status.as_str())),
+                Bind::Int(d.detected_at_ms),
+                d.resolved_at_ms.map_or(Bind::OptInt(None), Bind::Int),
+                Bind::Text(Some(scope)),
+                Bind::Int(now),
+            ]);
+        }
+        q.push(
+            " ON CONFLICT (scope, discrepancy_id) DO UPDATE SET providers = excluded.providers, \
+             expected = excluded.expected, actual = excluded.actual, status = excluded.status, \
+             detected_at_ms = excluded.detected_at_ms, resolved_at_ms = excluded.resolved_at_ms, \
+             updated_at_ms = excluded.updated_at_ms",
+        );
+        q.query().persistent(false).execute(&mut *conn).await?;
+    }
+    Ok(())
 }
 
 const OUTCOME_COLUMNS: &str =
@@ -755,28 +827,36 @@ mod tests {
         stores
     }
 
+    fn verdict(subject: &str, version: i64, next_due: Option<i64>) -> Judged {
+        Judged { subject_id: subject.into(), version, next_due_at_ms: next_due, open_count: 0, changed: vec![] }
+    }
+
     #[tokio::test]
-    async fn a_replayed_earlier_status_never_hides_the_final_one_and_late_facts_keep_the_subject_due() {
+    async fn a_replayed_earlier_status_never_hides_the_final_one_and_stale_verdicts_yield() {
         for store in stores().await {
             let batch = FactBatch { outcomes: vec![outcome("s1", PayoutStatus::Paid, 20)], ..FactBatch::default() };
-            store.ingest(&batch).await.expect("ingest");
+            let tx = store.begin_ingest(&batch).await.expect("ingest");
+            assert_eq!(tx.subjects[0].version, 0, "no row yet");
+            tx.commit(&[verdict("s1", 0, Some(50))]).await.expect("commit");
+            // A replayed pending_unknown arrives later: still paid, and the
+            // subject's row is locked and bumped for this evaluation.
             let replay = FactBatch { outcomes: vec![outcome("s1", PayoutStatus::PendingUnknown, 30)], ..FactBatch::default() };
-            store.ingest(&replay).await.expect("ingest");
+            let tx = store.begin_ingest(&replay).await.expect("ingest");
+            assert_eq!((tx.subjects[0].version, tx.facts[0].outcomes.len()), (2, 1));
+            assert_eq!(tx.facts[0].outcomes[0].status, PayoutStatus::Paid);
+            tx.commit(&[verdict("s1", 2, Some(60))]).await.expect("commit");
             let due = store.due(100, 10).await.expect("due");
             assert_eq!(due.len(), 1);
             assert_eq!(due[0].version, 2);
-            let facts = store.load(&due).await.expect("load");
-            assert_eq!(facts[0].outcomes.len(), 1);
-            assert_eq!(facts[0].outcomes[0].status, PayoutStatus::Paid);
-            // A verdict computed from version 2 must not clear a subject that
-            // has since received another fact.
-            store.ingest(&FactBatch { outcomes: vec![outcome("s1", PayoutStatus::Paid, 40)], ..FactBatch::default() }).await.expect("ingest");
-            let stale = Judged { subject_id: "s1".into(), version: 2, next_due_at_ms: None, open_count: 0, changed: vec![] };
-            store.record(&[stale]).await.expect("record");
+            // A verdict computed from an older version must not clear the timer.
+            assert_eq!(store.record(&[verdict("s1", 1, None)]).await.expect("record"), 0);
             assert_eq!(store.due(100, 10).await.expect("due").len(), 1, "still due after a stale verdict");
-            let fresh = Judged { subject_id: "s1".into(), version: 3, next_due_at_ms: None, open_count: 0, changed: vec![] };
-            store.record(&[fresh]).await.expect("record");
+            assert_eq!(store.record(&[verdict("s1", 2, None)]).await.expect("record"), 1);
             assert!(store.due(100, 10).await.expect("due").is_empty());
+            // A clean subject costs no subject row at all.
+            let clean = FactBatch { outcomes: vec![outcome("s2", PayoutStatus::Paid, 20)], ..FactBatch::default() };
+            store.begin_ingest(&clean).await.expect("ingest").commit(&[verdict("s2", 0, None)]).await.expect("commit");
+            assert_eq!(store.subject_counts().await.expect("counts"), (0, 0));
             store.purge().await.expect("purge");
         }
     }
