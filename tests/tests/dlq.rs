@@ -49,6 +49,23 @@ async fn trace_until(env: &TestEnv, store: &Store, id: &str, done: impl Fn(&Trac
     anyhow::bail!("trace of {id} never complete: {last:#?}")
 }
 
+/// Runs the `switchyard` binary (built by `cargo build --workspace --bins`,
+/// as ops/scripts/test.sh does) against this env's topics and store.
+async fn switchyard_cli(env: &TestEnv, args: &[&str]) -> Result<std::process::Output> {
+    let topics = switchyard_localstack::repo_root().join("topics.yaml");
+    let output = tokio::process::Command::new(switchyard_e2e::workspace_binary("switchyard")?)
+        .args(args)
+        .args(["--prefix", &env.prefix, "--brokers", &switchyard_localstack::brokers(), "--idle", "2s"])
+        .args(["--database-url", &switchyard_localstack::database_url()])
+        .arg("--topics-file")
+        .arg(topics)
+        .env("NO_COLOR", "1")
+        .env("RUST_BACKTRACE", "0")
+        .output()
+        .await?;
+    Ok(output)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn replay_after_the_fix_pays_each_payout_once_even_when_run_twice() -> Result<()> {
     let env = TestEnv::new("dlq").await?;
@@ -106,6 +123,21 @@ async fn replay_after_the_fix_pays_each_payout_once_even_when_run_twice() -> Res
     assert!(outcomes.iter().all(|o| o.status == PayoutStatus::Submitted && !o.replayed), "{outcomes:?}");
     let second = dlq::replay(&env.kafka, &publisher, &store, &dlq_topic, &replay_options(false), reads(), |_, _| {}).await?;
     assert_eq!((second.replayed(), second.skipped()), (0, 3), "the second run skips what the first replayed");
+
+    // The operator's CLI sees the same ledger: a third run replays nothing,
+    // and a replay without any filter is refused.
+    let refused = switchyard_cli(&env, &["dlq", "replay"]).await?;
+    ensure!(!refused.status.success(), "replay without a filter must be refused");
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("--all"));
+    let third = switchyard_cli(&env, &["dlq", "replay", "--all", "--json"]).await?;
+    ensure!(third.status.success(), "{}", String::from_utf8_lossy(&third.stderr));
+    let third: serde_json::Value = serde_json::from_slice(&third.stdout)?;
+    let actions: Vec<&str> = third["items"].as_array().into_iter().flatten().filter_map(|i| i["action"]["action"].as_str()).collect();
+    assert_eq!(actions, ["already_replayed"; 3], "{third}");
+    let listed = switchyard_cli(&env, &["dlq", "list", "--json"]).await?;
+    let listed: serde_json::Value = serde_json::from_slice(&listed.stdout)?;
+    let ours = listed.as_array().into_iter().flatten().find(|t| t["topic"] == dlq_topic.as_str()).cloned().unwrap_or_default();
+    assert_eq!((ours["depth"].as_u64(), ours["replayed"].as_u64()), (Some(3), Some(3)), "{listed}");
 
     // Give a wrongly repeated replay time to show up, then count everything.
     tokio::time::sleep(Duration::from_secs(2)).await;
