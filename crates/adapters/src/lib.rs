@@ -11,6 +11,8 @@
 //!   to [`payouts::stripe`] and [`payouts::adyen`].
 //! - [`aml`]: sanctions/PEP screening: [`aml::AmlProvider`] over
 //!   [`aml::comply_advantage`] and [`aml::open_sanctions`].
+//! - [`fraud`]: fraud scoring and feedback: [`fraud::FraudProvider`] over
+//!   [`fraud::sardine`] and [`fraud::seon`].
 //! - [`kyc`]: identity verification: [`kyc::KycProvider`] over
 //!   [`kyc::onfido`] and [`kyc::sumsub`].
 //! - [`poll`]: polling for asynchronous vendor results within a budget.
@@ -21,6 +23,7 @@
 
 pub mod aml;
 pub mod cards;
+pub mod fraud;
 pub mod http;
 pub mod kyc;
 pub mod multipart;

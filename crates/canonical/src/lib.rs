@@ -9,6 +9,7 @@
 //! - [`check`]: what KYC, AML and fraud outcomes share (flow step, subject).
 //! - [`kyc`]: identity verification command and outcome.
 //! - [`aml`]: sanctions/PEP/adverse-media screening command and outcome.
+//! - [`fraud`]: fraud scoring and feedback command and outcome.
 //! - [`provider_event`]: vendor callbacks in our vocabulary, and the rule that
 //!   ignores a late regression.
 //! - [`routing`]: events about partner health (circuit breaker changes).
@@ -22,6 +23,7 @@ pub mod aml;
 pub mod check;
 pub mod discrepancy;
 pub mod fingerprint;
+pub mod fraud;
 pub mod ids;
 pub mod kyc;
 pub mod ledger;

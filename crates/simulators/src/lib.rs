@@ -9,6 +9,8 @@
 //! - [`adyen`]: Adyen Transfers BTL v4 (`/btl/v4/transfers`), JSON, `X-API-Key`.
 //! - [`comply_advantage`]: ComplyAdvantage searches (AML, synchronous hits).
 //! - [`open_sanctions`]: OpenSanctions/yente match API (AML, scores only).
+//! - [`sardine`]: Sardine risk scoring and feedback (fraud).
+//! - [`seon`]: SEON fraud API scoring and labels (fraud).
 //! - [`onfido`]: Onfido v3.6 KYC (applicants, documents, checks, reports).
 //! - [`sumsub`]: Sumsub KYC (applicants, idDoc uploads, signed requests, reviews).
 //! - `checks`: helpers and magic inputs shared by the KYC/AML/fraud simulators.
@@ -30,6 +32,8 @@ mod faults;
 pub mod onfido;
 pub mod open_sanctions;
 mod server;
+pub mod sardine;
+pub mod seon;
 pub mod stripe;
 pub mod sumsub;
 mod util;

@@ -64,6 +64,8 @@ pub enum CheckVendorKind {
     Sumsub,
     ComplyAdvantage,
     OpenSanctions,
+    Sardine,
+    Seon,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -75,7 +77,8 @@ pub struct CheckProviderConfig {
     pub base_url: String,
     /// Onfido API token, Sumsub app token.
     pub api_key: SecretSource,
-    /// Sumsub: the secret key that signs requests.
+    /// Sumsub: the secret key that signs requests. Sardine: the client secret
+    /// (`api_key` is then the client id).
     #[serde(default)]
     pub api_secret: Option<SecretSource>,
     /// Sumsub: the verification level applicants are created at.
@@ -155,6 +158,9 @@ impl CheckWorkerConfig {
             if p.kind == CheckVendorKind::Sumsub && (p.api_secret.is_none() || p.level_name.is_none()) {
                 return bad(format!("providers[{i}]: sumsub needs api_secret and level_name"));
             }
+            if p.kind == CheckVendorKind::Sardine && p.api_secret.is_none() {
+                return bad(format!("providers[{i}].api_secret: sardine needs its client secret"));
+            }
             if p.max_concurrency == 0 {
                 return bad(format!("providers[{i}].max_concurrency must be at least 1"));
             }
@@ -213,5 +219,15 @@ mod tests {
         let config = CheckWorkerConfig::load(&path).expect("example config parses");
         config.validate("aml", &[CheckVendorKind::ComplyAdvantage, CheckVendorKind::OpenSanctions]).expect("and validates");
         assert_eq!(config.providers[1].dataset.as_deref(), Some("default"));
+    }
+
+    #[test]
+    fn the_fraud_example_config_parses_and_validates() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../ops/fraud-worker.example.yaml");
+        let mut config = CheckWorkerConfig::load(&path).expect("example config parses");
+        config.validate("fraud", &[CheckVendorKind::Sardine, CheckVendorKind::Seon]).expect("and validates");
+        config.providers[0].api_secret = None;
+        let err = config.validate("fraud", &[CheckVendorKind::Sardine, CheckVendorKind::Seon]).expect_err("secret needed").to_string();
+        assert!(err.contains("providers[0].api_secret"), "{err}");
     }
 }

@@ -12,6 +12,7 @@
 //! - [`check_config`], [`check_run`]: their config and wiring.
 //! - [`kyc`]: the KYC domain (Onfido, Sumsub).
 //! - [`aml`]: the AML screening domain (ComplyAdvantage, OpenSanctions).
+//! - [`fraud`]: the fraud scoring and feedback domain (Sardine, SEON).
 //! - [`run`]: wiring: builds everything from a config and runs until shutdown.
 
 pub mod aml;
@@ -19,6 +20,7 @@ pub mod check;
 pub mod check_config;
 pub mod check_run;
 pub mod config;
+pub mod fraud;
 pub mod kyc;
 pub mod metrics;
 pub mod payout;

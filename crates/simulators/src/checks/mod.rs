@@ -3,6 +3,7 @@
 //! and the magic inputs that steer a verification to each outcome.
 
 pub(crate) mod aml_magic;
+pub(crate) mod fraud_magic;
 pub(crate) mod kyc_magic;
 pub(crate) mod multipart;
 

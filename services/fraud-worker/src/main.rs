@@ -1,0 +1,64 @@
+//! fraud-worker: consumes `fraud.commands.v1`, scores each event (or sends feedback)
+//! once at a vendor (Sardine or SEON), publishes `fraud.outcomes.v1`. All
+//! logic lives in `switchyard-worker`; this binary parses arguments, sets up
+//! logging and turns SIGINT/SIGTERM into a graceful drain.
+
+use anyhow::Context;
+use clap::Parser;
+use std::path::PathBuf;
+use switchyard_worker::check_config::CheckWorkerConfig;
+use switchyard_worker::check_run::start_check_worker;
+use switchyard_worker::fraud::Fraud;
+use tokio_util::sync::CancellationToken;
+
+#[derive(Parser)]
+#[command(version, about = "switchyard fraud worker")]
+struct Args {
+    /// YAML config; see ops/fraud-worker.example.yaml.
+    #[arg(long, env = "SWITCHYARD_CONFIG")]
+    config: PathBuf,
+    /// Log as JSON lines instead of human-readable text.
+    #[arg(long, env = "SWITCHYARD_LOG_JSON")]
+    log_json: bool,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
+    if args.log_json {
+        tracing_subscriber::fmt().json().with_env_filter(filter).init();
+    } else {
+        tracing_subscriber::fmt().with_env_filter(filter).init();
+    }
+    let config = CheckWorkerConfig::load(&args.config).context("invalid configuration")?;
+    let shutdown = CancellationToken::new();
+    let worker = start_check_worker::<Fraud>(config, shutdown.clone()).await.context("fraud worker failed to start")?;
+    if let Some(addr) = worker.admin_addr {
+        tracing::info!(%addr, "metrics on /metrics, health on /health");
+    }
+    wait_for_signal().await;
+    tracing::info!("stopping: draining in-flight scores");
+    shutdown.cancel();
+    worker.join.await.context("consumer task")?.context("consumer")?;
+    Ok(())
+}
+
+async fn wait_for_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(_) => return std::future::pending().await,
+        };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
+}
