@@ -212,7 +212,7 @@ pub(crate) async fn run_dlq(args: DlqArgs) -> Result<()> {
             if selection.is_everything() && !all {
                 bail!("no filter given: pass --all to replay every message, or narrow with --key, --reason, --from-offset, ...");
             }
-            if !(rate > 0.0) {
+            if rate.is_nan() || rate <= 0.0 {
                 bail!("--rate must be positive");
             }
             let store = target.store().await?;
