@@ -5,6 +5,9 @@ use crate::AdapterError;
 use std::time::Duration;
 use switchyard_canonical::{ErrorClass, ErrorCode};
 
+/// The `http_status` of an error that only says the poll budget ran out.
+pub const STILL_PROCESSING: u16 = 202;
+
 /// How long to wait for an asynchronous result inside one delivery.
 #[derive(Debug, Clone, Copy)]
 pub struct Polling {
@@ -38,6 +41,9 @@ impl Polling {
                 // not fail over to a second vendor.
                 let mut e = AdapterError::new(ErrorClass::Transient, ErrorCode::Timeout, format!("{what} still in progress at the vendor"));
                 e.ambiguous = true;
+                // Like HTTP 202: the vendor is healthy and working on it, so
+                // this must not count against its circuit breaker.
+                e.http_status = Some(STILL_PROCESSING);
                 return Err(e);
             }
             tokio::time::sleep(self.interval).await;

@@ -267,7 +267,8 @@ impl<D: CheckDomain> CheckHandler<D> {
         };
         self.metrics.vendor_call(name, D::NAME, &label, started.elapsed());
         // Only the vendor being unwell counts against its breaker.
-        let unwell = matches!(&result, Err(e) if matches!(e.code, ErrorCode::VendorUnavailable | ErrorCode::Timeout) && !e.ambiguous);
+        let unwell = matches!(&result, Err(e) if matches!(e.code, ErrorCode::VendorUnavailable | ErrorCode::Timeout)
+            && e.http_status != Some(switchyard_adapters::poll::STILL_PROCESSING));
         if let Some(breaker) = self.router.breaker(name) {
             if let Some(state) = breaker.record(unwell) {
                 tracing::warn!(provider = name, ?state, "circuit breaker changed state");
