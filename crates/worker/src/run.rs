@@ -94,6 +94,7 @@ pub async fn start_payout_worker(config: PayoutWorkerConfig, shutdown: Cancellat
     let circuit_encoder = AvroEncoder::register(&registry, &config.topics.circuit_events, CIRCUIT_EVENT_SCHEMA).await?;
     let decoder = AvroDecoder::new(registry, PAYOUT_COMMAND_SCHEMA)?;
     let store = Store::connect(&config.database_url).await?;
+    let store_for_flush = store.clone();
     let publisher = Publisher::new(&config.kafka)?;
     let release_publisher = publisher.clone();
     let handler = Arc::new(PayoutHandler {
@@ -143,6 +144,11 @@ pub async fn start_payout_worker(config: PayoutWorkerConfig, shutdown: Cancellat
         None => None,
     };
     tracing::info!(commands = %config.topics.commands, group = %config.kafka.group_id, "payout worker started");
-    let join = tokio::spawn(runtime.run());
+    let join = tokio::spawn(async move {
+        let drained = runtime.run().await;
+        // Vendor-call audit entries are queued, not awaited, by the handler.
+        store_for_flush.flush_audit().await;
+        drained
+    });
     Ok(RunningWorker { admin_addr, metrics, store, routing: live_router, join })
 }
