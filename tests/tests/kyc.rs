@@ -184,3 +184,32 @@ async fn partial_documents_and_face_mismatches_map_to_our_reasons() -> Result<()
     assert_eq!(again.vendor_reference, v.vendor_reference);
     Ok(())
 }
+
+/// The same key with another document is a collision: rejected from the
+/// store, the vendor never hears of it; the first verification stands.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_key_reused_for_another_document_is_a_collision_without_a_vendor_call() -> Result<()> {
+    let env = TestEnv::new("kyc-collide").await?;
+    let sim = sumsub::spawn_sumsub(sumsub::SumsubConfig::local()).await?;
+    let shutdown = CancellationToken::new();
+    let worker = start_check_worker::<Kyc>(check_config(&env, "kyc", vec![sumsub_provider(&sim)], "sumsub"), shutdown.clone()).await?;
+    let producer = CommandProducer::new(&env, "kyc", KYC_COMMAND_SCHEMA).await?;
+    let reader = OutcomeReader::new(&env, "kyc", KYC_OUTCOME_SCHEMA)?;
+    let first = command(&env.prefix, "collide", "Lovelace");
+    producer.send(&first.subject_id, &first.idempotency_key, &first).await?;
+    let (o, _) = reader.collect::<KycOutcome>(1, Duration::from_secs(30)).await?.remove(0);
+    assert_eq!(o.status, KycStatus::Approved);
+    let requests = sim.stats().requests;
+
+    let mut other = first.clone();
+    other.document.front_ref = "doc://someone-else/front".into();
+    producer.send(&other.subject_id, &other.idempotency_key, &other).await?;
+    let (o, _) = reader.collect::<KycOutcome>(1, Duration::from_secs(30)).await?.remove(0);
+    assert_eq!((o.status, o.error.as_ref().map(|e| e.code)), (KycStatus::Rejected, Some(ErrorCode::IdempotencyCollision)));
+    assert_eq!(sim.stats().requests, requests, "the colliding command never reached the vendor");
+    let metrics = worker.metrics.render();
+    assert!(metrics.contains("switchyard_idempotency_collisions_total{domain=\"kyc\"} 1"), "{metrics}");
+    shutdown.cancel();
+    worker.join.await??;
+    Ok(())
+}
