@@ -1,11 +1,14 @@
 //! Helpers shared by the KYC, AML and fraud simulators: a canonical JSON
 //! hash for idempotency fingerprints, a small `multipart/form-data` reader,
-//! and the magic inputs that steer a verification to each outcome.
+//! and the magic inputs that steer a check to each outcome. `vendor_tests`
+//! holds the vendor-contract tests of the six check simulators.
 
 pub(crate) mod aml_magic;
 pub(crate) mod fraud_magic;
 pub(crate) mod kyc_magic;
 pub(crate) mod multipart;
+#[cfg(test)]
+mod vendor_tests;
 
 use std::hash::{Hash, Hasher};
 
