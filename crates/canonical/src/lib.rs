@@ -10,6 +10,8 @@
 //! - [`kyc`]: identity verification command and outcome.
 //! - [`aml`]: sanctions/PEP/adverse-media screening command and outcome.
 //! - [`fraud`]: fraud scoring and feedback command and outcome.
+//! - [`onboarding`]: the onboarding flow's commands (start, evidence, manual
+//!   decision) and the event every transition publishes.
 //! - [`provider_event`]: vendor callbacks in our vocabulary, and the rule that
 //!   ignores a late regression.
 //! - [`routing`]: events about partner health (circuit breaker changes).
@@ -28,6 +30,7 @@ pub mod ids;
 pub mod kyc;
 pub mod ledger;
 pub mod money;
+pub mod onboarding;
 pub mod payout;
 pub mod provider_event;
 pub mod routing;

@@ -12,10 +12,12 @@
 //! - [`recon`]: the reconciler's facts, due subjects and discrepancies (own pool and DDL).
 //! - [`audit`]: group-committed audit entries and the trail `switchyard trace` reads.
 //! - [`webhooks`]: webhook dedup by (provider, event id), with a publish lease.
+//! - [`onboarding`]: onboarding flows, applied inputs and their outbox (own DDL).
 //! - [`replays`]: which DLQ positions `switchyard dlq replay` already sent back.
 
 pub mod audit;
 mod batch;
+pub mod onboarding;
 pub mod records;
 pub mod recon;
 pub mod replays;

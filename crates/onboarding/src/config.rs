@@ -1,0 +1,153 @@
+//! The orchestrator's YAML config. Unknown fields are refused and every
+//! error names the field at fault.
+
+use crate::machine::Limits;
+use crate::OrchestratorError;
+use serde::Deserialize;
+use std::net::SocketAddr;
+use std::path::Path;
+use switchyard_bus::KafkaConfig;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OrchestratorConfig {
+    /// `group_id` is a base: each input topic is read by its own consumer
+    /// group `<group_id>.<input>` (commands, kyc, aml, fraud).
+    pub kafka: KafkaConfig,
+    /// Confluent-compatible schema registry base URL.
+    pub schema_registry_url: String,
+    /// `postgres://...` in production; `sqlite:...` for the embedded default.
+    pub database_url: String,
+    #[serde(default)]
+    pub topics: OnboardingTopics,
+    #[serde(default)]
+    pub limits: Limits,
+    /// How often the sweep looks for flows past their deadline and unsent outbox rows.
+    #[serde(default = "default_sweep_interval_ms")]
+    pub sweep_interval_ms: u64,
+    /// Outbox rows older than this are re-sent by the sweep (their writer
+    /// probably stopped between commit and publish).
+    #[serde(default = "default_outbox_grace_ms")]
+    pub outbox_grace_ms: i64,
+    /// Where `/metrics` and `/health` listen; none disables them.
+    #[serde(default)]
+    pub admin_bind: Option<SocketAddr>,
+    /// Messages in flight per input topic.
+    #[serde(default = "default_max_in_flight")]
+    pub max_in_flight: usize,
+}
+
+fn default_sweep_interval_ms() -> u64 {
+    1000
+}
+
+fn default_outbox_grace_ms() -> i64 {
+    5000
+}
+
+fn default_max_in_flight() -> usize {
+    200
+}
+
+/// Every topic the orchestrator reads or writes; defaults are topics.yaml's names.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct OnboardingTopics {
+    pub commands: String,
+    pub events: String,
+    /// Undecodable inputs and commands that cannot apply.
+    pub dlq: String,
+    pub kyc_commands: String,
+    pub kyc_outcomes: String,
+    pub aml_commands: String,
+    pub aml_outcomes: String,
+    pub fraud_commands: String,
+    pub fraud_outcomes: String,
+}
+
+impl Default for OnboardingTopics {
+    fn default() -> Self {
+        Self::with_prefix("")
+    }
+}
+
+impl OnboardingTopics {
+    /// topics.yaml's names behind a prefix (the local stack's isolation).
+    pub fn with_prefix(prefix: &str) -> Self {
+        let t = |name: &str| format!("{prefix}{name}");
+        Self {
+            commands: t("onboarding.commands.v1"),
+            events: t("onboarding.events.v1"),
+            dlq: t("onboarding.commands.v1.dlq"),
+            kyc_commands: t("kyc.commands.v1"),
+            kyc_outcomes: t("kyc.outcomes.v1"),
+            aml_commands: t("aml.commands.v1"),
+            aml_outcomes: t("aml.outcomes.v1"),
+            fraud_commands: t("fraud.commands.v1"),
+            fraud_outcomes: t("fraud.outcomes.v1"),
+        }
+    }
+}
+
+impl OrchestratorConfig {
+    pub fn load(path: &Path) -> Result<Self, OrchestratorError> {
+        let text = std::fs::read_to_string(path).map_err(|e| OrchestratorError::Config(format!("{}: {e}", path.display())))?;
+        let config: Self = serde_norway::from_str(&text).map_err(|e| OrchestratorError::Config(format!("{}: {e}", path.display())))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Cross-field checks serde cannot express.
+    pub fn validate(&self) -> Result<(), OrchestratorError> {
+        let bad = |field: &str, why: &str| Err(OrchestratorError::Config(format!("{field}: {why}")));
+        let l = &self.limits;
+        if l.max_kyc_attempts < 1 {
+            return bad("limits.max_kyc_attempts", "must be at least 1");
+        }
+        if l.max_resends < 0 {
+            return bad("limits.max_resends", "must not be negative");
+        }
+        for (field, v) in [
+            ("limits.step_timeout_ms", l.step_timeout_ms),
+            ("limits.evidence_timeout_ms", l.evidence_timeout_ms),
+            ("limits.decision_timeout_ms", l.decision_timeout_ms),
+            ("outbox_grace_ms", self.outbox_grace_ms),
+        ] {
+            if v <= 0 {
+                return bad(field, "must be positive");
+            }
+        }
+        if self.sweep_interval_ms == 0 {
+            return bad("sweep_interval_ms", "must be positive");
+        }
+        if self.max_in_flight == 0 {
+            return bad("max_in_flight", "must be positive");
+        }
+        if self.kafka.group_id.is_empty() {
+            return bad("kafka.group_id", "must not be empty");
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_example_config_parses_and_validates() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../ops/onboarding-orchestrator.example.yaml");
+        let config = OrchestratorConfig::load(&path).expect("example config");
+        assert_eq!(config.topics, OnboardingTopics::default());
+        assert_eq!(config.limits.max_kyc_attempts, 3);
+    }
+
+    #[test]
+    fn errors_name_the_field() {
+        let text = "kafka: {brokers: x, group_id: g}\nschema_registry_url: u\ndatabase_url: d\nlimits: {max_kyc_attempts: 0}\n";
+        let config: OrchestratorConfig = serde_norway::from_str(text).expect("parses");
+        assert!(config.validate().is_err_and(|e| e.to_string().contains("limits.max_kyc_attempts")));
+        let unknown = "kafka: {brokers: x, group_id: g}\nschema_registry_url: u\ndatabase_url: d\nlimit: {}\n";
+        assert!(serde_norway::from_str::<OrchestratorConfig>(unknown).is_err_and(|e| e.to_string().contains("limit")));
+    }
+}
