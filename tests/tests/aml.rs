@@ -57,6 +57,7 @@ fn scenarios(run: &str, partial_blocked: AmlStatus) -> Vec<(AmlCommand, Expect)>
         (command(run, "partial", "Boris", "Blocked", None), Expect { status: partial_blocked, list: Some(ScreeningList::Sanctions) }),
         (rescreen, Expect { status: AmlStatus::Clear, list: None }),
         (invalid, Expect { status: AmlStatus::Rejected, list: None }),
+        (command(run, "old", "Ada", "Lovelace", Some("1850")), Expect { status: AmlStatus::Failed, list: None }),
     ]
 }
 
@@ -92,7 +93,7 @@ async fn every_outcome_class_through(name: &str, vendor: CheckProviderConfig, si
         let error = o.error.as_ref().map(|e| (e.class, e.code));
         match o.status {
             AmlStatus::ConfirmedMatch => assert_eq!(error, Some((ErrorClass::ComplianceHold, ErrorCode::SanctionsMatch))),
-            AmlStatus::Rejected => assert_eq!(error, Some((ErrorClass::Permanent, ErrorCode::InvalidRequest))),
+            AmlStatus::Rejected | AmlStatus::Failed => assert_eq!(error, Some((ErrorClass::Permanent, ErrorCode::InvalidRequest))),
             _ => assert_eq!(error, None),
         }
     }

@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 use switchyard_canonical::kyc::{DocumentKind, IdDocument, KycCommand, KycOutcome, KycReason, KycStatus, Person};
 use switchyard_canonical::check::FlowStep;
-use switchyard_canonical::ErrorCode;
+use switchyard_canonical::{ErrorClass, ErrorCode};
 use switchyard_e2e::checks::{check_config, provider, CommandProducer, OutcomeReader};
 use switchyard_e2e::TestEnv;
 use switchyard_simulators::{onfido, sumsub, SimulatorHandle};
@@ -46,6 +46,9 @@ fn scenarios(run: &str) -> Vec<(KycCommand, KycStatus, Option<KycReason>)> {
     blurry.document.front_ref = "doc://blurry-scan/front".into();
     let mut invalid = command(run, "invalid", "Lovelace");
     invalid.document.issuing_country = "GB".into();
+    // Passes our validation, refused by the vendor's: a permanent failure.
+    let mut bad_email = command(run, "bad-email", "Lovelace");
+    bad_email.person.email = Some("ada.example.com".into());
     vec![
         (command(run, "clear", "Lovelace"), KycStatus::Approved, None),
         (command(run, "forged", "Forged"), KycStatus::Declined, Some(KycReason::DocumentForged)),
@@ -54,6 +57,7 @@ fn scenarios(run: &str) -> Vec<(KycCommand, KycStatus, Option<KycReason>)> {
         (command(run, "stepup", "StepUp"), KycStatus::StepUpRequired, Some(KycReason::AdditionalDocumentRequired)),
         (command(run, "review", "Review"), KycStatus::ManualReview, None),
         (invalid, KycStatus::Rejected, None),
+        (bad_email, KycStatus::Failed, None),
     ]
 }
 
@@ -91,6 +95,10 @@ async fn every_outcome_class_through(name: &str, primary: &str, vendor: impl Fn(
                 assert_eq!(o.error.as_ref().map(|e| e.code), Some(ErrorCode::InvalidRequest));
                 assert_eq!(o.provider, None, "no vendor call for an invalid command");
             }
+            KycStatus::Failed => {
+                assert_eq!(o.error.as_ref().map(|e| (e.class, e.code)), Some((ErrorClass::Permanent, ErrorCode::InvalidRequest)));
+                assert_eq!(o.provider.as_deref(), Some(primary));
+            }
             _ => {
                 assert_eq!(o.provider.as_deref(), Some(primary));
                 assert!(o.provider_reference.is_some());
@@ -102,7 +110,7 @@ async fn every_outcome_class_through(name: &str, primary: &str, vendor: impl Fn(
     assert_eq!(approved.iter().filter(|(o, _)| o.replayed).count(), 1, "the duplicate was answered from the store");
     assert_eq!(approved[0].0.provider_reference, approved[1].0.provider_reference);
     let checks = sim.ledger();
-    assert_eq!(checks.len(), cases.len() - 1, "one billable check per valid command, none for the duplicate: {checks:?}");
+    assert_eq!(checks.len(), cases.len() - 2, "one billable check per command the vendor took, none for the duplicate: {checks:?}");
     shutdown.cancel();
     worker.join.await??;
     sim.shutdown().await;

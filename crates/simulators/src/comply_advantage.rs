@@ -5,7 +5,7 @@
 //!   `{code: 401, message, status: "failure"}`.
 //! - Body: `search_term` (string or `{first_name, last_name}`), `client_ref`,
 //!   `fuzziness`, `filters {types, birth_year, country_codes, entity_type}`,
-//!   `tags`. No search term -> 400 with `errors`.
+//!   `tags`. No search term, or a birth year before 1900 -> 400 with `errors`.
 //! - Reply: `{code: 200, status: "success", content: {data: {id, ref,
 //!   match_status, risk_level, total_hits, hits[{doc{id, name, types,
 //!   sources}, match_types, score, is_whitelisted}], ...}}}`.
@@ -132,6 +132,10 @@ async fn search(State(sim): State<Arc<Sim>>, headers: HeaderMap, body: Bytes) ->
         pause(sim.engine.reject(false)).await;
         return failure(StatusCode::BAD_REQUEST, "Invalid request", Some(json!({ "search_term": "A search term is required" })));
     };
+    if json.pointer("/filters/birth_year").and_then(Value::as_i64).is_some_and(|y| y < 1900) {
+        pause(sim.engine.reject(false)).await;
+        return failure(StatusCode::BAD_REQUEST, "Invalid request", Some(json!({ "filters.birth_year": "Must be 1900 or later" })));
+    }
     let client_ref = json.get("client_ref").and_then(Value::as_str).map(str::to_owned);
     match sim.engine.admit(client_ref.as_deref(), canonical_hash(&json)) {
         Admit::Fault { latency, fault } => {

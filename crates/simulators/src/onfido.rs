@@ -4,8 +4,8 @@
 //! - Auth: `Authorization: Token token=<api token>`; otherwise 401
 //!   `{"error":{"type":"authorization_error","message":...}}`.
 //! - `POST /v3.6/applicants` (JSON `first_name`, `last_name`, `dob`,
-//!   `email`) -> 201 applicant; missing names -> 422 `validation_error` with
-//!   `fields`.
+//!   `email`) -> 201 applicant; missing names or an email without `@` ->
+//!   422 `validation_error` with `fields`.
 //! - `POST /v3.6/documents` (multipart `applicant_id`, `type`, `side`,
 //!   `issuing_country`, `file`) and `POST /v3.6/live_photos` (multipart
 //!   `applicant_id`, `file`) -> 201 resource; unknown applicant -> 422.
@@ -203,6 +203,9 @@ async fn create_applicant(State(sim): State<Arc<Sim>>, headers: HeaderMap, body:
     let (Some(first), Some(last)) = (name("first_name"), name("last_name")) else {
         return invalid(&sim, "There was a validation error on this request", json!({ "first_name": ["can't be blank"], "last_name": ["can't be blank"] })).await;
     };
+    if json.get("email").and_then(Value::as_str).is_some_and(|e| !e.contains('@')) {
+        return invalid(&sim, "There was a validation error on this request", json!({ "email": ["is invalid"] })).await;
+    }
     let sim2 = Arc::clone(&sim);
     idempotent(&sim, &headers, canonical_hash(&json), move || {
         let id = uuid();

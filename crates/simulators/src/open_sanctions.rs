@@ -3,7 +3,8 @@
 //! - Auth: `Authorization: ApiKey <key>`; otherwise 401 `{detail}`.
 //! - Body `{queries: {<id>: {schema: Person|Organization|..., properties:
 //!   {name[], firstName[], lastName[], birthDate[], nationality[]}}}}`;
-//!   query `threshold` (default 0.7). A query without a name -> 400.
+//!   query `threshold` (default 0.7). A query without a name -> 400; a
+//!   birth date before 1900 -> 422 (UNCONFIRMED).
 //!   Unknown dataset -> 404.
 //! - Reply `{responses: {<id>: {status: 200, results: [{id, caption,
 //!   schema, properties{topics[], ...}, datasets[], score, match, features}],
@@ -136,6 +137,11 @@ async fn match_entities(
             pause(sim.engine.reject(false)).await;
             return detail(StatusCode::BAD_REQUEST, &format!("Query {id} has no name"));
         };
+        let year = query.pointer("/properties/birthDate/0").and_then(Value::as_str).and_then(|d| d.get(0..4)).and_then(|y| y.parse::<i32>().ok());
+        if year.is_some_and(|y| y < 1900) {
+            pause(sim.engine.reject(false)).await;
+            return detail(StatusCode::UNPROCESSABLE_ENTITY, &format!("Query {id}: birthDate out of range"));
+        }
         responses.insert(id.clone(), json!({ "status": 200, "results": found, "total": { "value": found.len(), "relation": "eq" }, "query": query }));
     }
     match sim.engine.admit(None, 0) {

@@ -6,7 +6,7 @@
 //!   path?query + body); otherwise 401 `{description, code, correlationId}`.
 //! - `POST /resources/applicants?levelName=<level>` (JSON `externalUserId`,
 //!   `fixedInfo{firstName, lastName, dob, country}`, `email`) -> 200
-//!   applicant with `review.reviewStatus` `init`.
+//!   applicant with `review.reviewStatus` `init`; an email without `@` -> 400.
 //! - `GET /resources/applicants/{id}/one` and
 //!   `GET /resources/applicants/-;externalUserId=<id>/one`.
 //! - `POST /resources/applicants/{id}/info/idDoc` (multipart `metadata` JSON
@@ -223,6 +223,10 @@ async fn create_applicant(State(sim): State<Arc<Sim>>, method: Method, uri: Uri,
         pause(sim.engine.reject(false)).await;
         return error(StatusCode::BAD_REQUEST, "externalUserId is required", None);
     };
+    if json.get("email").and_then(Value::as_str).is_some_and(|e| !e.contains('@')) {
+        pause(sim.engine.reject(false)).await;
+        return error(StatusCode::BAD_REQUEST, "Invalid email", Some("invalid-field"));
+    }
     let last_name = json.pointer("/fixedInfo/lastName").and_then(Value::as_str).unwrap_or_default().to_owned();
     match sim.engine.admit(Some(&external), canonical_hash(&json)) {
         Admit::Fault { latency, fault } => {
