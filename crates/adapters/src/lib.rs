@@ -11,6 +11,7 @@
 //!   to [`payouts::stripe`] and [`payouts::adyen`].
 //! - [`aml`]: sanctions/PEP screening: [`aml::AmlProvider`] over
 //!   [`aml::comply_advantage`] and [`aml::open_sanctions`].
+//! - [`encode`]: percent-encoding of our ids in vendor URL paths.
 //! - [`fraud`]: fraud scoring and feedback: [`fraud::FraudProvider`] over
 //!   [`fraud::sardine`] and [`fraud::seon`].
 //! - [`kyc`]: identity verification: [`kyc::KycProvider`] over
@@ -23,6 +24,7 @@
 
 pub mod aml;
 pub mod cards;
+pub mod encode;
 pub mod fraud;
 pub mod http;
 pub mod kyc;

@@ -171,7 +171,7 @@ impl<D: CheckDomain> CheckHandler<D> {
         }
         let call_ctx = CallContext { correlation_id: ctx.correlation_id.0.clone(), traceparent: ctx.traceparent.child().to_string() };
         match self.execute(&command, &record, &call_ctx).await {
-            Execution::Final((outcome, provider, provider_key)) => {
+            Execution::Final((outcome, provider, provider_key, attempts)) => {
                 let completion = Completion {
                     claim: Claim {
                         domain: D::NAME.into(),
@@ -183,7 +183,7 @@ impl<D: CheckDomain> CheckHandler<D> {
                         correlation_id: record.correlation_id.clone(),
                     },
                     outcome_json: serde_json::to_string(&outcome).map_err(|e| dead_letter(&e.to_string()))?,
-                    attempts: 1,
+                    attempts: i64::from(attempts),
                 };
                 let started = Instant::now();
                 self.store.complete(completion).await.map_err(store_down)?;
@@ -195,8 +195,9 @@ impl<D: CheckDomain> CheckHandler<D> {
     }
 
     /// Talks to the recorded vendor until there is an answer or a reason to
-    /// stop; returns the outcome with the provider and key that produced it.
-    async fn execute(&self, command: &D::Command, record: &Record, ctx: &CallContext) -> Execution<(D::Outcome, String, String)> {
+    /// stop; returns the outcome with the provider and key that produced it
+    /// and the number of vendor calls made.
+    async fn execute(&self, command: &D::Command, record: &Record, ctx: &CallContext) -> Execution<(D::Outcome, String, String, i32)> {
         let (Some(first), Some(first_key)) = (record.provider.as_deref(), record.provider_key.as_deref()) else {
             return Execution::Later(dead_letter("in-progress record without provider"));
         };
@@ -212,7 +213,7 @@ impl<D: CheckDomain> CheckHandler<D> {
             let error = if self.breaker_allows(&name) {
                 attempts += 1;
                 match self.call(command, vendor, &provider_key, ctx).await {
-                    Ok(verdict) => return Execution::Final((D::outcome(command, &name, verdict, attempts), name, provider_key)),
+                    Ok(verdict) => return Execution::Final((D::outcome(command, &name, verdict, attempts), name, provider_key, attempts)),
                     Err(e) => e,
                 }
             } else {
@@ -224,7 +225,7 @@ impl<D: CheckDomain> CheckHandler<D> {
                 ErrorClass::Transient => {}
                 ErrorClass::Permanent | ErrorClass::ComplianceHold => {
                     let outcome = D::error_outcome(command, Some(&name), error.to_outcome_error(), attempts);
-                    return Execution::Final((outcome, name, provider_key));
+                    return Execution::Final((outcome, name, provider_key, attempts));
                 }
                 ErrorClass::ManualRepair => return Execution::Later(dead_letter(&error.to_string())),
             }

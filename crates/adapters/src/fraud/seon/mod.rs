@@ -57,7 +57,7 @@ impl SeonAdapter {
         let f = feedback_of(cmd)?;
         let req = self
             .http
-            .put(format!("{}/SeonRestService/fraud-api/label/v1/{}", self.base_url, f.transaction_id))
+            .put(format!("{}/SeonRestService/fraud-api/label/v1/{}", self.base_url, crate::encode::path_segment(&f.transaction_id)))
             .header("X-API-KEY", self.api_key.expose())
             .json(&serde_json::json!({ "label": label(f.kind) }));
         let reply: SeonReply = http::send_json::<_, SeonReply>(traced(req, ctx), map_error).await?;

@@ -100,7 +100,7 @@ impl SumsubAdapter {
         match created {
             Err(e) if e.http_status == Some(409) => {
                 // Created by an earlier delivery: resume that applicant.
-                let path = format!("/resources/applicants/-;externalUserId={key}/one");
+                let path = format!("/resources/applicants/-;externalUserId={}/one", crate::encode::path_segment(key));
                 http::send_json::<SumsubApplicant, SumsubError>(self.signed(reqwest::Method::GET, &path, None, Vec::new(), ctx), map_error).await
             }
             other => other,
