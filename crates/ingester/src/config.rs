@@ -103,3 +103,21 @@ impl IngesterConfig {
         self.topics.get(domain).cloned().unwrap_or_else(|| format!("{domain}.provider-events.v1"))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_example_config_parses_and_names_unknown_fields() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../ops/webhook-ingester.example.yaml");
+        let config = IngesterConfig::load(&path).expect("example parses");
+        assert_eq!(config.topic_for("cards"), "cards.provider-events.v1");
+        assert_eq!(config.providers.len(), 4);
+        let err = serde_norway::from_str::<IngesterConfig>(
+            "bind: 127.0.0.1:1\nkafka: {brokers: b, group_id: g}\nschema_registry_url: u\ndatabase_url: d\nproviders: {stripe: {domain: payouts, keys: [], secret: x}}\n",
+        )
+        .expect_err("unknown field");
+        assert!(err.to_string().contains("secret"), "{err}");
+    }
+}

@@ -18,6 +18,29 @@ pub struct Metrics {
     id_reused: Family<Labels, Counter>,
     lag: Family<Labels, Histogram>,
     handling: Family<Labels, Histogram>,
+    stages: Family<Labels, Histogram>,
+    /// Sum of nanoseconds and count per stage, for the benchmark's breakdown.
+    stage_totals: [(std::sync::atomic::AtomicU64, std::sync::atomic::AtomicU64); 3],
+}
+
+/// Steps of the request path timed per callback.
+#[derive(Debug, Clone, Copy)]
+pub enum Stage {
+    Claim = 0,
+    Publish = 1,
+    MarkPublished = 2,
+}
+
+impl Stage {
+    pub const ALL: [Stage; 3] = [Stage::Claim, Stage::Publish, Stage::MarkPublished];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Stage::Claim => "claim",
+            Stage::Publish => "publish",
+            Stage::MarkPublished => "mark_published",
+        }
+    }
 }
 
 impl Default for Metrics {
@@ -41,6 +64,10 @@ impl Metrics {
             handling: Family::new_with_constructor(|| {
                 Histogram::new([0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0].into_iter())
             }),
+            stages: Family::new_with_constructor(|| {
+                Histogram::new([0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0].into_iter())
+            }),
+            stage_totals: Default::default(),
             registry: Registry::default(),
         };
         registry.register("received", "Callbacks received, by provider", m.received.clone());
@@ -50,6 +77,7 @@ impl Metrics {
         registry.register("id_reused", "Callbacks reusing a seen event id with another body", m.id_reused.clone());
         registry.register("lag_seconds", "Vendor event timestamp to published on the bus", m.lag.clone());
         registry.register("handling_seconds", "Time to answer a callback", m.handling.clone());
+        registry.register("stage_seconds", "Time per step of the request path (claim, publish, mark_published)", m.stages.clone());
         Self { registry, ..m }
     }
 
@@ -80,6 +108,21 @@ impl Metrics {
 
     pub fn handled(&self, provider: &str, seconds: f64) {
         self.handling.get_or_create(&Self::provider(provider)).observe(seconds);
+    }
+
+    pub fn stage(&self, stage: Stage, seconds: f64) {
+        use std::sync::atomic::Ordering::Relaxed;
+        self.stages.get_or_create(&vec![("stage", stage.as_str().to_owned())]).observe(seconds);
+        let (sum, count) = &self.stage_totals[stage as usize];
+        sum.fetch_add((seconds * 1e9) as u64, Relaxed);
+        count.fetch_add(1, Relaxed);
+    }
+
+    /// Mean milliseconds of a stage since start.
+    pub fn stage_mean_ms(&self, stage: Stage) -> f64 {
+        use std::sync::atomic::Ordering::Relaxed;
+        let (sum, count) = &self.stage_totals[stage as usize];
+        sum.load(Relaxed) as f64 / 1e6 / count.load(Relaxed).max(1) as f64
     }
 
     /// A counter's current value, for tests and the benchmark.

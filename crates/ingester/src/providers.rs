@@ -89,3 +89,34 @@ fn scheme(vendor: WebhookVendor, p: &ProviderConfig, field: &str) -> Result<Sche
         },
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{KeyConfig, ProviderConfig};
+
+    fn config(vendor: &str, key: &str, not_after: Option<&str>) -> IngesterConfig {
+        let text = "bind: 127.0.0.1:1\nkafka: {brokers: b, group_id: g}\nschema_registry_url: u\ndatabase_url: d\nproviders: {}\n";
+        let mut c: IngesterConfig = serde_norway::from_str(text).expect("base");
+        let key = KeyConfig { env: None, file: None, value: Some(key.into()), not_after: not_after.map(str::to_owned) };
+        c.providers.insert(vendor.into(), ProviderConfig { vendor: None, domain: "payouts".into(), keys: vec![key], tolerance_s: 300, rate_limit: None });
+        c
+    }
+
+    fn error(c: &IngesterConfig) -> String {
+        match build(c) {
+            Ok(_) => String::new(),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    #[test]
+    fn bad_keys_stop_start_up_naming_the_field() {
+        assert!(error(&config("adyen", "not hex", None)).contains("providers.adyen.keys[0]"));
+        assert!(error(&config("lithic", "whsec_***", None)).contains("providers.lithic.keys[0]"));
+        assert!(error(&config("wise", "no pem here", None)).contains("providers.wise.keys[0]"));
+        assert!(error(&config("stripe", "whsec_x", Some("tomorrow"))).contains("providers.stripe.keys[0].not_after"));
+        assert!(error(&config("paypal", "x", None)).contains("providers.paypal.vendor"));
+        assert!(build(&config("stripe", "whsec_x", Some("2026-12-01T00:00:00Z"))).is_ok());
+    }
+}

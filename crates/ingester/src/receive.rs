@@ -7,6 +7,7 @@
 //! database unavailable. Logs name the provider, event id and reason, never
 //! secrets or payloads.
 
+use crate::metrics::Stage;
 use crate::providers::Provider;
 use crate::Ingester;
 use axum::body::Bytes;
@@ -74,7 +75,10 @@ async fn handle(app: &Ingester, p: &Provider, headers: &HeaderMap, body: Result<
         subject_id: event.subject_id.clone(),
         lease_ms: app.lease.as_millis() as i64,
     };
-    match app.dedup.claim(claim).await {
+    let claiming = Instant::now();
+    let verdict = app.dedup.claim(claim).await;
+    app.metrics.stage(Stage::Claim, claiming.elapsed().as_secs_f64());
+    match verdict {
         Err(e) => {
             tracing::warn!(provider = %p.name, error = %e, "dedup store unavailable");
             app.metrics.refused(&p.name, "store_unavailable");
@@ -124,7 +128,10 @@ async fn publish(app: &Ingester, p: &Provider, event: ProviderEvent) -> Response
     set_header(&mut headers, HeaderName::PROVIDER_EVENT_ID, event.event_id.as_bytes());
     let record = Outbound { topic: p.topic.clone(), key: Some(event.subject_id.as_bytes().to_vec()), payload, headers };
     let publisher = app.publisher();
-    match tokio::time::timeout(app.publish_timeout, publisher.publish(&record)).await {
+    let publishing = Instant::now();
+    let published = tokio::time::timeout(app.publish_timeout, publisher.publish(&record)).await;
+    app.metrics.stage(Stage::Publish, publishing.elapsed().as_secs_f64());
+    match published {
         Ok(Ok(_)) => {}
         Ok(Err(e)) => {
             tracing::warn!(provider = %p.name, event_id = %event.event_id, error = %e, "publish failed; vendor will retry");
@@ -141,7 +148,10 @@ async fn publish(app: &Ingester, p: &Provider, event: ProviderEvent) -> Response
     }
     let lag = (switchyard_canonical::now_ms() - event.occurred_at_ms) as f64 / 1000.0;
     app.metrics.published(&p.name, lag);
-    if let Err(e) = app.dedup.mark_published(&p.name, &event.event_id).await {
+    let marking = Instant::now();
+    let marked = app.dedup.mark_published_later(&p.name, &event.event_id).await;
+    app.metrics.stage(Stage::MarkPublished, marking.elapsed().as_secs_f64());
+    if let Err(e) = marked {
         // The event is on the bus: answer 2xx. The row stays pending until
         // its lease ends; a later copy may then publish it again, which
         // consumers absorb (they fold by event id and kind).

@@ -285,22 +285,24 @@ fn execute(sim: &Sim, params: wire::Params, ticket: crate::engine::Ticket<Payout
     let saved = Saved { status: StatusCode::OK, body: to_bytes(&value) };
     if let Some(w) = &sim.webhooks {
         let key = ticket.key().to_owned();
-        w.send(event("payout.created", serde_json::to_value(&value).unwrap_or_default(), &key), Duration::ZERO);
+        w.send(event("payout.created", serde_json::to_value(&value).unwrap_or_default(), &key, now_ms()), Duration::ZERO);
         let end = Stage::at(p.amount, sim.settle_after, sim.settle_after);
         let kind = if end == Stage::Failed { "payout.failed" } else { "payout.paid" };
         let rendered = serde_json::to_value(payout.render(end, sim.settle_after)).unwrap_or_default();
-        w.send(event(kind, rendered, &key), sim.settle_after);
+        // The event is stamped when the payout settles, as Stripe does.
+        let settled_at = now_ms() + sim.settle_after.as_millis() as i64;
+        w.send(event(kind, rendered, &key, settled_at), sim.settle_after);
     }
     ticket.commit(Some((payout.id.clone(), payout)), Some(executed), &saved);
     saved
 }
 
-fn event(kind: &str, object: serde_json::Value, idempotency_key: &str) -> serde_json::Value {
+fn event(kind: &str, object: serde_json::Value, idempotency_key: &str, at_ms: i64) -> serde_json::Value {
     json!({
         "id": format!("evt_1{}", random_id(23)),
         "object": "event",
         "api_version": "2024-06-20",
-        "created": now_ms() / 1000,
+        "created": at_ms / 1000,
         "data": { "object": object },
         "livemode": false,
         "pending_webhooks": 1,

@@ -100,6 +100,15 @@ impl WebhookDedup {
         self.published.submit((provider.to_owned(), event_id.to_owned())).await
     }
 
+    /// Queues the mark without waiting for it: the event is already on the
+    /// bus, so the callback can be answered now. Until the mark commits, a
+    /// copy of the event sees the claim in flight and is told to retry; a
+    /// mark lost to a crash leaves the lease to expire, after which a copy
+    /// may publish the event again (consumers fold by event id).
+    pub async fn mark_published_later(&self, provider: &str, event_id: &str) -> Result<(), StoreError> {
+        self.published.submit_detached((provider.to_owned(), event_id.to_owned())).await
+    }
+
     /// Gives up a claim whose publication failed, so the vendor's retry can
     /// take it at once instead of waiting for the lease to expire.
     pub async fn release(&self, provider: &str, event_id: &str) -> Result<(), StoreError> {
@@ -220,7 +229,11 @@ fn published_batch<'a>(pool: &'a AnyPool, ids: &'a [(String, String)]) -> future
             let mut update = Sql::new("UPDATE webhook_events SET state = 'published', published_at_ms = ");
             update.bind(Bind::Int(now)).push(" WHERE provider = ").bind(Bind::Text(Some(provider)));
             update.push(" AND event_id IN ").tuple(event_ids.into_iter().map(|id| Bind::Text(Some(id))));
-            update.query().persistent(false).execute(pool).await?;
+            if let Err(e) = update.query().persistent(false).execute(pool).await {
+                // Callers may not wait for this batch (mark_published_later).
+                tracing::warn!(error = %e, "webhook events not marked published; their leases will expire");
+                return Err(e);
+            }
         }
         Ok(vec![(); ids.len()])
     }

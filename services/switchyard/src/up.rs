@@ -4,7 +4,9 @@
 //! Stripe and Adyen simulators with injected faults, and a payout worker on
 //! the embedded SQLite store; then plays core banking: publishes payouts,
 //! duplicates, a declined payout, an idempotency collision and bytes that are
-//! not a command, and prints what came back.
+//! not a command, and prints what came back. The simulators' signed status
+//! callbacks go through a webhook ingester; the provider events it published
+//! are printed too, beside a forged callback it refused.
 
 use anyhow::{bail, Context, Result};
 use std::net::SocketAddr;
@@ -40,16 +42,18 @@ pub(crate) async fn run(args: UpArgs) -> Result<()> {
 
     let stack = LocalStack::open(String::new(), args.brokers.clone()).await?;
     println!("schema registry  {} (development stand-in)", stack.registry.base_url());
+    let shutdown = CancellationToken::new();
+    let ingester = crate::demo_webhooks::DemoIngester::start(&stack, &args.database_url, shutdown.clone()).await?;
     let mut stripe_config = stripe::StripeConfig::local();
     // Faults the demo shows being absorbed: 429s with Retry-After and 503s.
     stripe_config.faults =
         FaultPlan { latency_ms: 30, rate_limit_ratio: 0.2, retry_after_secs: 1, server_error_ratio: 0.1, seed: 42, ..FaultPlan::default() };
+    stripe_config.webhook = Some(ingester.target("stripe"));
     let stripe = stripe::spawn_stripe(stripe_config).await?;
-    let adyen = adyen::spawn_adyen(adyen::AdyenConfig::local()).await?;
+    let adyen = adyen::spawn_adyen(adyen::AdyenConfig { webhook: Some(ingester.target("adyen")), ..adyen::AdyenConfig::local() }).await?;
     println!("stripe simulator {}  (20% 429 + Retry-After, 10% 5xx)", stripe.base_url());
     println!("adyen simulator  {}", adyen.base_url());
 
-    let shutdown = CancellationToken::new();
     let mut config = stack.worker_config(&stripe.base_url(), Some(&adyen.base_url()), "stripe");
     config.database_url = args.database_url.clone();
     config.admin_bind = Some(args.admin_bind);
@@ -113,6 +117,9 @@ pub(crate) async fn run(args: UpArgs) -> Result<()> {
             break;
         }
     }
+    // Each payout the vendor accepted calls back twice (created, then paid or failed).
+    let accepted = outcomes.iter().filter(|o| o.provider_reference.is_some() && !o.replayed).count();
+    ingester.report(&stack, &run, accepted * 2).await?;
     let stats = stripe.stats();
     println!(
         "\nstripe simulator: {} requests, {} payouts executed, {} injected faults absorbed",

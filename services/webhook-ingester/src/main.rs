@@ -14,27 +14,46 @@ use switchyard_ingester::config::IngesterConfig;
 use switchyard_ingester::start_ingester;
 use tokio_util::sync::CancellationToken;
 
+mod bench;
+
 #[derive(Parser)]
 #[command(version, about = "switchyard webhook ingester")]
 struct Args {
     /// YAML config; see ops/webhook-ingester.example.yaml.
     #[arg(long, env = "SWITCHYARD_CONFIG")]
-    config: PathBuf,
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Option<Command>,
     /// Log as JSON lines instead of human-readable text.
     #[arg(long, env = "SWITCHYARD_LOG_JSON")]
     log_json: bool,
 }
 
+#[derive(clap::Subcommand)]
+enum Command {
+    /// Measures callbacks/s and latency against a bare handler (needs the broker and PostgreSQL).
+    Bench {
+        #[arg(long, default_value_t = 20_000)]
+        callbacks: usize,
+        #[arg(long, default_value_t = 64)]
+        concurrency: usize,
+    },
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
+    if let Some(Command::Bench { callbacks, concurrency }) = args.command {
+        return bench::run(callbacks, concurrency).await;
+    }
+    let Some(config_path) = args.config else { anyhow::bail!("--config is required") };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
     if args.log_json {
         tracing_subscriber::fmt().json().with_env_filter(filter).init();
     } else {
         tracing_subscriber::fmt().with_env_filter(filter).init();
     }
-    let config = IngesterConfig::load(&args.config).context("invalid configuration")?;
+    let config = IngesterConfig::load(&config_path).context("invalid configuration")?;
     let shutdown = CancellationToken::new();
     let ingester = start_ingester(config, shutdown.clone()).await.context("webhook ingester failed to start")?;
     tracing::info!(addr = %ingester.addr, "POST /webhooks/{{provider}}; metrics on /metrics, health on /health");

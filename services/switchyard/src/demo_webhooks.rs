@@ -1,0 +1,91 @@
+//! The webhook part of `switchyard up`: an ingester the payout simulators
+//! send their signed status callbacks to, and a look at what reached
+//! `payouts.provider-events.v1`, next to a forged callback being refused.
+
+use anyhow::Result;
+use std::collections::BTreeMap;
+use std::time::Duration;
+use switchyard_bus::AvroDecoder;
+use switchyard_canonical::ProviderEvent;
+use switchyard_ingester::config::{IngesterConfig, KeyConfig, ProviderConfig};
+use switchyard_ingester::{start_ingester, RunningIngester, PROVIDER_EVENT_SCHEMA};
+use switchyard_localstack::{LocalStack, TopicReader};
+use switchyard_simulators::callbacks::{bodies, Callback, Signer, WebhookEmitter};
+use switchyard_simulators::WebhookTarget;
+use tokio_util::sync::CancellationToken;
+
+/// Demo-only secrets, shared by the simulators and the ingester.
+const STRIPE_SECRET: &str = "whsec_switchyard_demo";
+const ADYEN_HMAC_HEX: &str = "5357495443485941524444454d4f4b4559";
+
+pub(crate) struct DemoIngester {
+    pub(crate) running: RunningIngester,
+}
+
+impl DemoIngester {
+    pub(crate) async fn start(stack: &LocalStack, database_url: &str, shutdown: CancellationToken) -> Result<Self> {
+        let key = |v: &str| KeyConfig { env: None, file: None, value: Some(v.to_owned()), not_after: None };
+        let provider = |v: &str| ProviderConfig { vendor: None, domain: "payouts".into(), keys: vec![key(v)], tolerance_s: 300, rate_limit: None };
+        let config = IngesterConfig {
+            bind: "127.0.0.1:0".parse()?,
+            kafka: stack.kafka.clone(),
+            schema_registry_url: stack.registry.base_url(),
+            database_url: database_url.to_owned(),
+            topics: BTreeMap::new(),
+            max_body_bytes: 256 * 1024,
+            lease_ms: 30_000,
+            publish_timeout_ms: 10_000,
+            providers: BTreeMap::from([("stripe".to_owned(), provider(STRIPE_SECRET)), ("adyen".to_owned(), provider(ADYEN_HMAC_HEX))]),
+        };
+        let running = start_ingester(config, shutdown).await?;
+        println!("webhook ingester http://{}/webhooks/{{stripe,adyen}}  metrics http://{}/metrics", running.addr, running.addr);
+        Ok(Self { running })
+    }
+
+    pub(crate) fn target(&self, provider: &str) -> WebhookTarget {
+        let secret = if provider == "stripe" { STRIPE_SECRET } else { ADYEN_HMAC_HEX };
+        WebhookTarget { url: format!("http://{}/webhooks/{provider}", self.running.addr), secret: secret.to_owned() }
+    }
+
+    /// Shows a forged callback refused, then the provider events of this run.
+    pub(crate) async fn report(&self, stack: &LocalStack, run: &str, expected: usize) -> Result<()> {
+        let forger = Signer::Stripe { secret: "whsec_not_ours".into() };
+        let emitter = WebhookEmitter::new(format!("http://{}/webhooks/stripe", self.running.addr), forger.clone());
+        let body = bodies::stripe_payout("evt_forged", "payout.paid", &format!("po-{run}-1"), "po_forged", 1_000_000, now_s());
+        let status = emitter.send_once(&forger, &Callback { id: "evt_forged".into(), body }, now_s()).await;
+        println!("\na forged payout.paid callback for po-{run}-1: HTTP {status} (refused, never published)");
+
+        let reader = TopicReader::new(&stack.kafka, "payouts.provider-events.v1")?;
+        let decoder = AvroDecoder::new(stack.registry_client.clone(), PROVIDER_EVENT_SCHEMA)?;
+        let prefix = format!("po-{run}-");
+        let mut events: Vec<ProviderEvent> = Vec::new();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        while events.len() < expected && tokio::time::Instant::now() < deadline {
+            for r in reader.read_up_to(1000, Duration::from_millis(500)).await? {
+                if let Ok(e) = decoder.decode::<ProviderEvent>(&r.payload).await {
+                    if e.subject_id.starts_with(&prefix) {
+                        events.push(e);
+                    }
+                }
+            }
+        }
+        println!("verified callbacks on payouts.provider-events.v1 (signed by the simulators, deduplicated):");
+        println!("  {:<16} {:<8} {:<18} {:<34} {:>8}", "payout", "provider", "kind", "vendor event", "lag ms");
+        events.sort_by(|a, b| (&a.subject_id, a.occurred_at_ms).cmp(&(&b.subject_id, b.occurred_at_ms)));
+        for e in &events {
+            println!(
+                "  {:<16} {:<8} {:<18} {:<34} {:>8}",
+                e.subject_id,
+                e.provider,
+                e.kind.as_str(),
+                e.vendor_event_type,
+                e.received_at_ms - e.occurred_at_ms
+            );
+        }
+        Ok(())
+    }
+}
+
+fn now_s() -> i64 {
+    switchyard_canonical::now_ms() / 1000
+}
