@@ -114,6 +114,8 @@ mod tests {
         let config = IngesterConfig::load(&path).expect("example parses");
         assert_eq!(config.topic_for("cards"), "cards.provider-events.v1");
         assert_eq!(config.providers.len(), 4);
+        let compose = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../ops/docker/webhook-ingester.yaml");
+        IngesterConfig::load(&compose).expect("the docker-compose config parses");
         let err = serde_norway::from_str::<IngesterConfig>(
             "bind: 127.0.0.1:1\nkafka: {brokers: b, group_id: g}\nschema_registry_url: u\ndatabase_url: d\nproviders: {stripe: {domain: payouts, keys: [], secret: x}}\n",
         )
