@@ -31,6 +31,9 @@ use switchyard_canonical::{
 /// PostgreSQL allows 65,535 binds per statement, SQLite 32,766; stay below both.
 const MAX_BINDS: usize = 30_000;
 
+/// Fact tables are keyed by subject first: the only read is "everything
+/// about these subjects", served by the primary key without a second index.
+/// (A re-sent posting or event keeps its subject, so deduplication holds.)
 const DDL: &[&str] = &[
     "CREATE TABLE IF NOT EXISTS recon_outcomes (
         scope TEXT NOT NULL,
@@ -56,9 +59,8 @@ const DDL: &[&str] = &[
         amount_minor BIGINT NOT NULL,
         currency TEXT NOT NULL,
         posted_at_ms BIGINT NOT NULL,
-        PRIMARY KEY (scope, posting_id)
+        PRIMARY KEY (scope, subject_id, posting_id)
     )",
-    "CREATE INDEX IF NOT EXISTS recon_postings_subject ON recon_postings (scope, subject_id)",
     "CREATE TABLE IF NOT EXISTS recon_events (
         scope TEXT NOT NULL,
         provider TEXT NOT NULL,
@@ -70,9 +72,8 @@ const DDL: &[&str] = &[
         currency TEXT,
         occurred_at_ms BIGINT NOT NULL,
         received_at_ms BIGINT NOT NULL,
-        PRIMARY KEY (scope, provider, event_id)
+        PRIMARY KEY (scope, subject_id, provider, event_id)
     )",
-    "CREATE INDEX IF NOT EXISTS recon_events_subject ON recon_events (scope, subject_id)",
     "CREATE TABLE IF NOT EXISTS recon_subjects (
         scope TEXT NOT NULL,
         subject_id TEXT NOT NULL,
@@ -233,6 +234,8 @@ pub struct Tally {
 pub struct ReconStore {
     pool: AnyPool,
     scope: String,
+    /// Row sets travel as one JSON parameter, unpacked by backend-specific SQL.
+    is_sqlite: bool,
 }
 
 impl ReconStore {
@@ -264,7 +267,7 @@ impl ReconStore {
                 }
             }
         }
-        Ok(Self { pool, scope: scope.to_owned() })
+        Ok(Self { pool, scope: scope.to_owned(), is_sqlite })
     }
 
     pub fn scope(&self) -> &str {
@@ -299,14 +302,14 @@ impl ReconStore {
         touched.sort_unstable();
         touched.dedup();
         let mut rows: HashMap<String, (i64, i64)> = HashMap::new();
-        for chunk in touched.chunks(MAX_BINDS - 1) {
-            let mut q = Sql::new("UPDATE recon_subjects SET version = version + 1 WHERE scope = ");
-            q.bind(Bind::Text(Some(&self.scope))).push(" AND subject_id IN ");
-            q.tuple(chunk.iter().map(|s| Bind::Text(Some(s))));
-            q.push(" RETURNING subject_id, version, open_count");
-            for r in q.query().persistent(false).fetch_all(&mut *tx).await? {
-                rows.insert(r.try_get("subject_id")?, (r.try_get("version")?, r.try_get("open_count")?));
-            }
+        let sql = format!(
+            "UPDATE recon_subjects SET version = version + 1 WHERE scope = $1 AND subject_id IN {} \
+             RETURNING subject_id, version, open_count",
+            self.id_list()
+        );
+        let bumped = sqlx::query(&sql).bind(self.scope.as_str()).bind(json_ids(&touched)).persistent(false).fetch_all(&mut *tx).await?;
+        for r in bumped {
+            rows.insert(r.try_get("subject_id")?, (r.try_get("version")?, r.try_get("open_count")?));
         }
         let subjects: Vec<DueSubject> = touched
             .iter()
@@ -320,6 +323,7 @@ impl ReconStore {
     }
 
     async fn write_facts(&self, conn: &mut sqlx::AnyConnection, batch: &FactBatch) -> Result<(), StoreError> {
+        use Cell::{Int, OptInt, Text};
         // An upsert may touch a row once per statement: keep the most final
         // outcome per key, the first copy of a posting or event.
         let mut outcomes: HashMap<(&str, &str), &OutcomeFact> = HashMap::new();
@@ -329,121 +333,159 @@ impl ReconStore {
                 *slot = o;
             }
         }
-        let outcomes: Vec<&OutcomeFact> = outcomes.into_values().collect();
-        for chunk in outcomes.chunks(MAX_BINDS / 11) {
-            let mut q = Sql::new(
-                "INSERT INTO recon_outcomes (scope, subject_id, idempotency_key, status, status_rank, provider, \
-                 provider_reference, amount_minor, currency, correlation_id, completed_at_ms) VALUES ",
-            );
-            for (i, o) in chunk.iter().enumerate() {
-                if i > 0 {
-                    q.push(", ");
-                }
-                q.tuple([
-                    Bind::Text(Some(&self.scope)),
-                    Bind::Text(Some(&o.subject_id)),
-                    Bind::Text(Some(&o.idempotency_key)),
-                    Bind::Text(Some(o.status.as_str())),
-                    Bind::Int(o.rank()),
-                    Bind::Text(o.provider.as_deref()),
-                    Bind::Text(o.provider_reference.as_deref()),
-                    Bind::Int(o.amount_minor),
-                    Bind::Text(Some(&o.currency)),
-                    Bind::Text(o.correlation_id.as_deref()),
-                    Bind::Int(o.completed_at_ms),
-                ]);
-            }
-            q.push(
-                " ON CONFLICT (scope, subject_id, idempotency_key) DO UPDATE SET status = excluded.status, \
-                 status_rank = excluded.status_rank, provider = excluded.provider, \
-                 provider_reference = excluded.provider_reference, amount_minor = excluded.amount_minor, \
-                 currency = excluded.currency, correlation_id = excluded.correlation_id, \
-                 completed_at_ms = excluded.completed_at_ms \
-                 WHERE excluded.status_rank > recon_outcomes.status_rank \
-                 OR (excluded.status_rank = recon_outcomes.status_rank \
-                 AND excluded.completed_at_ms > recon_outcomes.completed_at_ms)",
-            );
-            q.query().persistent(false).execute(&mut *conn).await?;
-        }
-        let mut postings: HashMap<&str, &PostingFact> = HashMap::new();
+        let rows: Vec<Vec<Cell<'_>>> = outcomes.into_values().map(|o: &OutcomeFact| {
+            vec![
+                Text(Some(&o.subject_id)),
+                Text(Some(&o.idempotency_key)),
+                Text(Some(o.status.as_str())),
+                Int(o.rank()),
+                Text(o.provider.as_deref()),
+                Text(o.provider_reference.as_deref()),
+                Int(o.amount_minor),
+                Text(Some(&o.currency)),
+                Text(o.correlation_id.as_deref()),
+                Int(o.completed_at_ms),
+            ]
+        }).collect();
+        let tail = "ON CONFLICT (scope, subject_id, idempotency_key) DO UPDATE SET status = excluded.status, \
+             status_rank = excluded.status_rank, provider = excluded.provider, \
+             provider_reference = excluded.provider_reference, amount_minor = excluded.amount_minor, \
+             currency = excluded.currency, correlation_id = excluded.correlation_id, \
+             completed_at_ms = excluded.completed_at_ms \
+             WHERE excluded.status_rank > recon_outcomes.status_rank \
+             OR (excluded.status_rank = recon_outcomes.status_rank \
+             AND excluded.completed_at_ms > recon_outcomes.completed_at_ms)";
+        let columns = [
+            ("subject_id", false),
+            ("idempotency_key", false),
+            ("status", false),
+            ("status_rank", true),
+            ("provider", false),
+            ("provider_reference", false),
+            ("amount_minor", true),
+            ("currency", false),
+            ("correlation_id", false),
+            ("completed_at_ms", true),
+        ];
+        self.insert_rows(conn, "recon_outcomes", &columns, rows, tail).await?;
+
+        let mut postings: HashMap<(&str, &str), &PostingFact> = HashMap::new();
         for p in &batch.postings {
-            postings.entry(p.posting_id.as_str()).or_insert(p);
+            postings.entry((p.subject_id.as_str(), p.posting_id.as_str())).or_insert(p);
         }
-        let postings: Vec<&PostingFact> = postings.into_values().collect();
-        for chunk in postings.chunks(MAX_BINDS / 9) {
-            let mut q = Sql::new(
-                "INSERT INTO recon_postings (scope, posting_id, subject_id, idempotency_key, correlation_id, kind, \
-                 amount_minor, currency, posted_at_ms) VALUES ",
-            );
-            for (i, p) in chunk.iter().enumerate() {
-                if i > 0 {
-                    q.push(", ");
-                }
-                q.tuple([
-                    Bind::Text(Some(&self.scope)),
-                    Bind::Text(Some(&p.posting_id)),
-                    Bind::Text(Some(&p.subject_id)),
-                    Bind::Text(p.idempotency_key.as_deref()),
-                    Bind::Text(p.correlation_id.as_deref()),
-                    Bind::Text(Some(p.kind.as_str())),
-                    Bind::Int(p.amount_minor),
-                    Bind::Text(Some(&p.currency)),
-                    Bind::Int(p.posted_at_ms),
-                ]);
-            }
-            q.push(" ON CONFLICT (scope, posting_id) DO NOTHING");
-            q.query().persistent(false).execute(&mut *conn).await?;
-        }
-        let mut events: HashMap<(&str, &str), &EventFact> = HashMap::new();
+        let rows: Vec<Vec<Cell<'_>>> = postings.into_values().map(|p: &PostingFact| {
+            vec![
+                Text(Some(&p.subject_id)),
+                Text(Some(&p.posting_id)),
+                Text(p.idempotency_key.as_deref()),
+                Text(p.correlation_id.as_deref()),
+                Text(Some(p.kind.as_str())),
+                Int(p.amount_minor),
+                Text(Some(&p.currency)),
+                Int(p.posted_at_ms),
+            ]
+        }).collect();
+        let columns = [
+            ("subject_id", false),
+            ("posting_id", false),
+            ("idempotency_key", false),
+            ("correlation_id", false),
+            ("kind", false),
+            ("amount_minor", true),
+            ("currency", false),
+            ("posted_at_ms", true),
+        ];
+        self.insert_rows(conn, "recon_postings", &columns, rows, "ON CONFLICT (scope, subject_id, posting_id) DO NOTHING").await?;
+
+        let mut events: HashMap<(&str, &str, &str), &EventFact> = HashMap::new();
         for e in &batch.events {
-            events.entry((e.provider.as_str(), e.event_id.as_str())).or_insert(e);
+            events.entry((e.subject_id.as_str(), e.provider.as_str(), e.event_id.as_str())).or_insert(e);
         }
-        let events: Vec<&EventFact> = events.into_values().collect();
-        for chunk in events.chunks(MAX_BINDS / 10) {
-            let mut q = Sql::new(
-                "INSERT INTO recon_events (scope, provider, event_id, subject_id, provider_reference, kind, \
-                 amount_minor, currency, occurred_at_ms, received_at_ms) VALUES ",
-            );
-            for (i, e) in chunk.iter().enumerate() {
-                if i > 0 {
-                    q.push(", ");
-                }
-                q.tuple([
-                    Bind::Text(Some(&self.scope)),
-                    Bind::Text(Some(&e.provider)),
-                    Bind::Text(Some(&e.event_id)),
-                    Bind::Text(Some(&e.subject_id)),
-                    Bind::Text(Some(&e.provider_reference)),
-                    Bind::Text(Some(e.kind.as_str())),
-                    e.amount_minor.map_or(Bind::OptInt(None), Bind::Int),
-                    Bind::Text(e.currency.as_deref()),
-                    Bind::Int(e.occurred_at_ms),
-                    Bind::Int(e.received_at_ms),
-                ]);
-            }
-            q.push(" ON CONFLICT (scope, provider, event_id) DO NOTHING");
-            q.query().persistent(false).execute(&mut *conn).await?;
-        }
+        let rows: Vec<Vec<Cell<'_>>> = events.into_values().map(|e: &EventFact| {
+            vec![
+                Text(Some(&e.subject_id)),
+                Text(Some(&e.provider)),
+                Text(Some(&e.event_id)),
+                Text(Some(&e.provider_reference)),
+                Text(Some(e.kind.as_str())),
+                OptInt(e.amount_minor),
+                Text(e.currency.as_deref()),
+                Int(e.occurred_at_ms),
+                Int(e.received_at_ms),
+            ]
+        }).collect();
+        let columns = [
+            ("subject_id", false),
+            ("provider", false),
+            ("event_id", false),
+            ("provider_reference", false),
+            ("kind", false),
+            ("amount_minor", true),
+            ("currency", false),
+            ("occurred_at_ms", true),
+            ("received_at_ms", true),
+        ];
+        self.insert_rows(conn, "recon_events", &columns, rows, "ON CONFLICT (scope, subject_id, provider, event_id) DO NOTHING").await?;
+
         let mut commands: HashMap<(&str, &str), &CommandRecord> = HashMap::new();
         for c in &batch.commands {
             commands.entry((c.subject_id.as_str(), c.idempotency_key.as_str())).or_insert(c);
         }
-        let commands: Vec<&CommandRecord> = commands.into_values().collect();
-        for chunk in commands.chunks(MAX_BINDS / 4) {
-            let mut q = Sql::new("INSERT INTO recon_commands (scope, subject_id, idempotency_key, command) VALUES ");
-            for (i, c) in chunk.iter().enumerate() {
+        let rows: Vec<Vec<Cell<'_>>> = commands
+            .into_values()
+            .map(|c: &CommandRecord| vec![Text(Some(&c.subject_id)), Text(Some(&c.idempotency_key)), Text(Some(&c.command_json))])
+            .collect();
+        let columns = [("subject_id", false), ("idempotency_key", false), ("command", false)];
+        self.insert_rows(conn, "recon_commands", &columns, rows, "ON CONFLICT (scope, subject_id, idempotency_key) DO NOTHING").await?;
+        Ok(())
+    }
+
+    /// `INSERT INTO table (scope, columns..) <rows> <tail>` with the rows
+    /// sent as one JSON array parameter: PostgreSQL and SQLite unpack it
+    /// server-side, so a batch of thousands of rows is one short statement
+    /// with two parameters instead of tens of thousands of placeholders.
+    /// `columns` names each column and whether it is an integer.
+    async fn insert_rows<'a>(
+        &self,
+        conn: &mut sqlx::AnyConnection,
+        table: &str,
+        columns: &[(&str, bool)],
+        rows: Vec<Vec<Cell<'a>>>,
+        tail: &str,
+    ) -> Result<(), StoreError> {
+        const ROWS_PER_STATEMENT: usize = 10_000;
+        for chunk in rows.chunks(ROWS_PER_STATEMENT) {
+            let mut json = String::with_capacity(chunk.len() * 160);
+            json.push('[');
+            for (i, row) in chunk.iter().enumerate() {
                 if i > 0 {
-                    q.push(", ");
+                    json.push(',');
                 }
-                q.tuple([
-                    Bind::Text(Some(&self.scope)),
-                    Bind::Text(Some(&c.subject_id)),
-                    Bind::Text(Some(&c.idempotency_key)),
-                    Bind::Text(Some(&c.command_json)),
-                ]);
+                push_json_row(&mut json, row);
             }
-            q.push(" ON CONFLICT (scope, subject_id, idempotency_key) DO NOTHING");
-            q.query().persistent(false).execute(&mut *conn).await?;
+            json.push(']');
+            let names: Vec<&str> = columns.iter().map(|(n, _)| *n).collect();
+            let values: Vec<String> = columns
+                .iter()
+                .enumerate()
+                .map(|(i, (_, int))| match (self.is_sqlite, int) {
+                    (true, _) => format!("json_extract(value, '$[{i}]')"),
+                    (false, true) => format!("(r->>{i})::bigint"),
+                    (false, false) => format!("(r->>{i})"),
+                })
+                .collect();
+            let source = if self.is_sqlite {
+                // `WHERE true` keeps SQLite from reading ON CONFLICT as a join clause.
+                "FROM json_each($2) WHERE true"
+            } else {
+                "FROM jsonb_array_elements($2::jsonb) AS r"
+            };
+            let sql = format!(
+                "INSERT INTO {table} (scope, {}) SELECT $1, {} {source} {tail}",
+                names.join(", "),
+                values.join(", ")
+            );
+            sqlx::query(&sql).bind(self.scope.as_str()).bind(json).persistent(false).execute(&mut *conn).await?;
         }
         Ok(())
     }
@@ -507,14 +549,20 @@ impl ReconStore {
     }
 
     async fn select_in(&self, conn: &mut sqlx::AnyConnection, columns: &str, table: &str, ids: &[&str]) -> Result<Vec<AnyRow>, StoreError> {
-        let mut out = Vec::new();
-        for chunk in ids.chunks(MAX_BINDS - 1) {
-            let mut q = Sql::new(format!("SELECT {columns} FROM {table} WHERE scope = "));
-            q.bind(Bind::Text(Some(&self.scope))).push(" AND subject_id IN ");
-            q.tuple(chunk.iter().map(|s| Bind::Text(Some(s))));
-            out.extend(q.query().persistent(false).fetch_all(&mut *conn).await?);
+        if ids.is_empty() {
+            return Ok(Vec::new());
         }
-        Ok(out)
+        let sql = format!("SELECT {columns} FROM {table} WHERE scope = $1 AND subject_id IN {}", self.id_list());
+        Ok(sqlx::query(&sql).bind(self.scope.as_str()).bind(json_ids(ids)).persistent(false).fetch_all(&mut *conn).await?)
+    }
+
+    /// `$2`, a JSON array of ids, as a set SQL can test membership in.
+    fn id_list(&self) -> &'static str {
+        if self.is_sqlite {
+            "(SELECT value FROM json_each($2))"
+        } else {
+            "(SELECT jsonb_array_elements_text($2::jsonb))"
+        }
     }
 
     /// Writes the verdicts of a timer evaluation: each subject's next due
@@ -594,6 +642,35 @@ impl ReconStore {
         }
         Ok(())
     }
+}
+
+/// One value of a row sent as JSON.
+enum Cell<'a> {
+    Text(Option<&'a str>),
+    Int(i64),
+    OptInt(Option<i64>),
+}
+
+fn json_ids(ids: &[&str]) -> String {
+    serde_json::to_string(ids).unwrap_or_else(|_| "[]".into())
+}
+
+fn push_json_row(out: &mut String, row: &[Cell<'_>]) {
+    use std::fmt::Write;
+    out.push('[');
+    for (i, cell) in row.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        match cell {
+            Cell::Text(Some(t)) => out.push_str(&serde_json::to_string(t).unwrap_or_else(|_| "null".into())),
+            Cell::Int(n) | Cell::OptInt(Some(n)) => {
+                let _ = write!(out, "{n}");
+            }
+            Cell::Text(None) | Cell::OptInt(None) => out.push_str("null"),
+        }
+    }
+    out.push(']');
 }
 
 /// Facts of one batch stored but not yet committed, with everything known

@@ -24,7 +24,7 @@ pub(crate) struct BenchArgs {
     #[arg(long, default_value_t = 5000)]
     batch: usize,
     /// Batches being ingested at once.
-    #[arg(long, default_value_t = 2)]
+    #[arg(long, default_value_t = 3)]
     ingest_tasks: usize,
     /// One payout in this many is posted with a wrong amount (0: a clean stream).
     #[arg(long, default_value_t = 10_000)]
@@ -88,6 +88,7 @@ pub(crate) async fn run(args: BenchArgs) -> anyhow::Result<()> {
     let base_ms = switchyard_canonical::now_ms() - 3 * 86_400_000;
     println!("reconciling {} postings against their outcomes (scope {scope}, batch {}, {} ingest tasks{})", args.postings, args.batch, args.ingest_tasks, if args.split { ", split topics" } else { "" });
 
+    let cpu_before = (own_cpu_secs(), postgres_cpu_secs());
     let started = Instant::now();
     let next = Arc::new(AtomicUsize::new(0));
     // One work unit per batch of subjects; tasks never share a subject, as
@@ -124,6 +125,7 @@ pub(crate) async fn run(args: BenchArgs) -> anyhow::Result<()> {
     // Timers that came due meanwhile (none in a clean run that is not split).
     total.add(engine.drain(switchyard_canonical::now_ms()).await?);
     let secs = started.elapsed().as_secs_f64();
+    let (own_cpu, pg_cpu) = (own_cpu_secs() - cpu_before.0, postgres_cpu_secs() - cpu_before.1);
 
     let tally = store.tally().await?;
     let (timers, _) = store.subject_counts().await?;
@@ -141,6 +143,12 @@ pub(crate) async fn run(args: BenchArgs) -> anyhow::Result<()> {
         total.evaluated
     );
     println!("subjects still waiting on a timer: {timers}");
+    // Wall time depends on what else runs on the box; CPU time much less so.
+    println!(
+        "CPU: reconciler {own_cpu:.1} s, PostgreSQL {pg_cpu:.1} s (local server processes); {:.1} s of CPU per 1M postings, {:.1} s on 2 idle cores",
+        (own_cpu + pg_cpu) * 1e6 / args.postings as f64,
+        (own_cpu + pg_cpu) / 2.0
+    );
     println!("discrepancies open: {all_open} (amount_mismatch {mismatches}, deliberate breaks {expected})");
     println!("peak RSS {} MiB", proc_status_kib("VmHWM:") / 1024);
     if !args.keep {
@@ -156,4 +164,30 @@ fn proc_status_kib(field: &str) -> u64 {
         .ok()
         .and_then(|s| s.lines().find(|l| l.starts_with(field)).and_then(|l| l.split_whitespace().nth(1)?.parse().ok()))
         .unwrap_or(0)
+}
+
+/// utime + stime of this process, in seconds.
+fn own_cpu_secs() -> f64 {
+    std::fs::read_to_string("/proc/self/stat").map(|s| stat_cpu_secs(&s)).unwrap_or(0.0)
+}
+
+/// utime + stime of every local process named `postgres` (0 when the
+/// database is elsewhere or /proc is not readable).
+fn postgres_cpu_secs() -> f64 {
+    let Ok(dir) = std::fs::read_dir("/proc") else { return 0.0 };
+    dir.filter_map(Result::ok)
+        .filter(|e| e.file_name().to_string_lossy().bytes().all(|b| b.is_ascii_digit()))
+        .filter_map(|e| std::fs::read_to_string(e.path().join("stat")).ok())
+        .filter(|s| s.contains("(postgres)"))
+        .map(|s| stat_cpu_secs(&s))
+        .sum()
+}
+
+fn stat_cpu_secs(stat: &str) -> f64 {
+    // Fields after the parenthesised command name; utime and stime are the
+    // 14th and 15th fields overall, in clock ticks (100 per second on Linux).
+    let Some(rest) = stat.rsplit_once(')').map(|(_, r)| r) else { return 0.0 };
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| fields.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    (ticks(11) + ticks(12)) / 100.0
 }
