@@ -221,3 +221,35 @@ async fn a_key_reused_for_another_document_is_a_collision_without_a_vendor_call(
     worker.join.await??;
     Ok(())
 }
+
+/// Bytes that are not a KYC command go to the DLQ with the reason; the
+/// worker goes on with the next command.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn undecodable_commands_are_dead_lettered_and_the_worker_goes_on() -> Result<()> {
+    let env = TestEnv::new("kyc-dlq").await?;
+    let sim = onfido::spawn_onfido(onfido::OnfidoConfig::local()).await?;
+    let shutdown = CancellationToken::new();
+    let worker = start_check_worker::<Kyc>(check_config(&env, "kyc", vec![onfido_provider(&sim)], "onfido"), shutdown.clone()).await?;
+    let producer = CommandProducer::new(&env, "kyc", KYC_COMMAND_SCHEMA).await?;
+    let reader = OutcomeReader::new(&env, "kyc", KYC_OUTCOME_SCHEMA)?;
+    let dlq = switchyard_e2e::TopicReader::new(&env.kafka, &env.topic("kyc.commands.v1.dlq"))?;
+    let raw = switchyard_bus::Outbound {
+        topic: env.topic("kyc.commands.v1"),
+        key: Some(b"bad-1".to_vec()),
+        payload: b"{\"subject_id\":\"json, not avro\"}".to_vec(),
+        headers: vec![],
+    };
+    switchyard_bus::Publisher::new(&env.kafka)?.publish(&raw).await?;
+    let good = command(&env.prefix, "after-bad", "Lovelace");
+    producer.send(&good.subject_id, &good.idempotency_key, &good).await?;
+
+    let dead = dlq.collect(1, Duration::from_secs(30)).await?.remove(0);
+    assert!(dead.headers.get("dlq-reason").is_some_and(|r| r.contains("magic byte")), "{:?}", dead.headers);
+    assert_eq!(dead.headers.get("dlq-error-class").map(String::as_str), Some("manual_repair"));
+    assert_eq!(dead.payload, raw.payload, "original bytes kept");
+    let (o, _) = reader.collect::<KycOutcome>(1, Duration::from_secs(30)).await?.remove(0);
+    assert_eq!((o.subject_id.as_str(), o.status), (good.subject_id.as_str(), KycStatus::Approved));
+    shutdown.cancel();
+    worker.join.await??;
+    Ok(())
+}
