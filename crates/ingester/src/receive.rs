@@ -15,7 +15,6 @@ use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use sha2::{Digest, Sha256};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use switchyard_adapters::webhooks::Refusal;
@@ -107,7 +106,7 @@ async fn handle(app: &Ingester, p: &Provider, headers: &HeaderMap, body: Result<
 fn verify_and_map(p: &Provider, headers: &HeaderMap, body: &[u8], now_ms: i64) -> Result<ProviderEvent, Refusal> {
     let verified = p.scheme.verify(headers, body, now_ms)?;
     let facts = p.vendor.map(body, &verified)?;
-    let digest = hex::encode(Sha256::digest(body));
+    let digest = switchyard_adapters::webhooks::body_sha256_hex(body);
     Ok(facts.into_event(&p.name, &p.domain, now_ms, digest))
 }
 

@@ -1,11 +1,9 @@
 //! Adyen's header scheme for Balance Platform webhooks:
 //! `HmacSignature: <base64 HMAC-SHA256(hex-decoded key, raw body)>`.
 
-use super::{header, Refusal};
+use super::{header, hmac_matches, Refusal};
 use base64::Engine as _;
-use hmac::{Hmac, Mac};
 use reqwest::header::HeaderMap;
-use sha2::Sha256;
 
 const HEADER: &str = "hmacsignature";
 
@@ -14,12 +12,7 @@ pub(super) fn verify_adyen(headers: &HeaderMap, body: &[u8], keys: &[&[u8]]) -> 
     let sig = base64::engine::general_purpose::STANDARD
         .decode(value.trim())
         .map_err(|_| Refusal::MalformedHeader(HEADER))?;
-    let signed = keys.iter().any(|key| {
-        let Ok(mut mac) = Hmac::<Sha256>::new_from_slice(key) else { return false };
-        mac.update(body);
-        mac.verify_slice(&sig).is_ok()
-    });
-    if signed {
+    if hmac_matches(keys, &[body], &[sig]) {
         Ok(())
     } else {
         Err(Refusal::BadSignature)
@@ -29,6 +22,8 @@ pub(super) fn verify_adyen(headers: &HeaderMap, body: &[u8], keys: &[&[u8]]) -> 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use hmac::{Hmac, Mac};
+    use sha2::Sha256;
     use reqwest::header::HeaderValue;
 
     #[test]
