@@ -557,6 +557,16 @@ mod tests {
     }
 
     #[test]
+    fn an_idempotency_collision_rejected_later_does_not_hide_the_executed_payout() {
+        let mut collision = outcome(PayoutStatus::Rejected, "stripe");
+        collision.provider = None;
+        collision.amount_minor = 999_999;
+        collision.completed_at_ms = 5000;
+        let f = facts(vec![outcome(PayoutStatus::Paid, "stripe"), collision], vec![posting("p1", PostingKind::Payout, 1250, "EUR")], vec![]);
+        assert!(judge(&f, &policy(), 100 * H).open.is_empty());
+    }
+
+    #[test]
     fn facts_after_the_evaluation_time_are_not_yet_known() {
         let f = facts(vec![outcome(PayoutStatus::Paid, "stripe")], vec![posting("p1", PostingKind::Payout, 1205, "EUR")], vec![]);
         assert!(judge(&f, &policy(), 1500).open.is_empty(), "the posting at 2000 is in the future");

@@ -130,11 +130,15 @@ pub struct OutcomeFact {
 impl OutcomeFact {
     /// Later outcomes of one key replace earlier ones only if at least as
     /// final: a replayed `pending_unknown` never hides the `paid` that settled it.
+    /// A rejection (no vendor call: invalid, or an idempotency collision
+    /// answered under the same key) ranks lowest: it says nothing about a
+    /// payout already executed under that key.
     pub fn rank(&self) -> i64 {
         match self.status {
+            PayoutStatus::Rejected => 0,
             PayoutStatus::Held => 1,
             PayoutStatus::Submitted | PayoutStatus::PendingUnknown => 2,
-            PayoutStatus::Paid | PayoutStatus::Failed | PayoutStatus::Rejected => 3,
+            PayoutStatus::Paid | PayoutStatus::Failed => 3,
         }
     }
 }

@@ -120,6 +120,7 @@ pub(crate) async fn run(args: UpArgs) -> Result<()> {
     // Each payout the vendor accepted calls back twice (created, then paid or failed).
     let accepted = outcomes.iter().filter(|o| o.provider_reference.is_some() && !o.replayed).count();
     ingester.report(&stack, &run, accepted * 2).await?;
+    crate::demo_recon::show(&stack, &outcomes, &run, &args.database_url).await?;
     let stats = stripe.stats();
     println!(
         "\nstripe simulator: {} requests, {} payouts executed, {} injected faults absorbed",
