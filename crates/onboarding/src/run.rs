@@ -37,7 +37,8 @@ pub async fn start_orchestrator(config: OrchestratorConfig, shutdown: Cancellati
     let topics = config.topics.clone();
     let registry = Arc::new(RegistryClient::new(&config.schema_registry_url)?);
     let store = Store::connect(&config.database_url).await?;
-    let flows = OnboardingStore::open(&store).await?;
+    // The commands topic names the deployment (test stacks prefix it).
+    let flows = OnboardingStore::open(&store, &topics.commands).await?;
     let publisher = Publisher::new(&config.kafka)?;
     let metrics = Arc::new(Metrics::new());
     let outbox = Arc::new(Outbox::new(flows.clone(), publisher.clone(), &registry, topics.clone(), metrics.clone()).await?);

@@ -17,6 +17,10 @@
 //!
 //! Audit entries of a transition are written in its transaction too, so the
 //! append-only log has exactly the transitions that happened.
+//!
+//! Rows carry a `scope` (one orchestrator deployment: its commands topic), so
+//! deployments sharing a database (e.g. test stacks with prefixed topics)
+//! never sweep or publish each other's flows.
 
 use crate::records::{Bind, Sql};
 use crate::{Store, StoreError};
@@ -26,6 +30,7 @@ use sqlx::{AnyPool, Row};
 const DDL: &[&str] = &[
     "CREATE TABLE IF NOT EXISTS onboarding_flows (
         flow_id TEXT NOT NULL PRIMARY KEY,
+        scope TEXT NOT NULL,
         subject_id TEXT NOT NULL,
         correlation_id TEXT NOT NULL,
         state TEXT NOT NULL,
@@ -36,7 +41,7 @@ const DDL: &[&str] = &[
         created_at_ms BIGINT NOT NULL,
         updated_at_ms BIGINT NOT NULL
     )",
-    "CREATE INDEX IF NOT EXISTS onboarding_flows_due ON onboarding_flows (terminal, deadline_at_ms)",
+    "CREATE INDEX IF NOT EXISTS onboarding_flows_due ON onboarding_flows (scope, terminal, deadline_at_ms)",
     "CREATE INDEX IF NOT EXISTS onboarding_flows_subject ON onboarding_flows (subject_id)",
     "CREATE TABLE IF NOT EXISTS onboarding_applied (
         flow_id TEXT NOT NULL,
@@ -48,6 +53,7 @@ const DDL: &[&str] = &[
     "CREATE TABLE IF NOT EXISTS onboarding_outbox (
         flow_id TEXT NOT NULL,
         seq BIGINT NOT NULL,
+        scope TEXT NOT NULL,
         kind TEXT NOT NULL,
         message_key TEXT NOT NULL,
         payload TEXT NOT NULL,
@@ -56,7 +62,7 @@ const DDL: &[&str] = &[
         sent_at_ms BIGINT,
         PRIMARY KEY (flow_id, seq)
     )",
-    "CREATE INDEX IF NOT EXISTS onboarding_outbox_unsent ON onboarding_outbox (sent_at_ms, created_at_ms)",
+    "CREATE INDEX IF NOT EXISTS onboarding_outbox_unsent ON onboarding_outbox (scope, sent_at_ms, created_at_ms)",
 ];
 
 /// A flow row as stored.
@@ -114,6 +120,8 @@ pub enum Commit {
 #[derive(Clone)]
 pub struct OnboardingStore {
     pool: AnyPool,
+    /// The deployment whose flows this handle creates, sweeps and publishes.
+    scope: String,
 }
 
 const FLOW_COLUMNS: &str = "flow_id, subject_id, correlation_id, state, terminal, version, deadline_at_ms, data";
@@ -143,8 +151,8 @@ fn outbox_from_row(r: &AnyRow) -> Result<OutboxMessage, sqlx::Error> {
 }
 
 impl OnboardingStore {
-    /// Creates the tables if needed.
-    pub async fn open(store: &Store) -> Result<Self, StoreError> {
+    /// Creates the tables if needed; `scope` names the deployment.
+    pub async fn open(store: &Store, scope: &str) -> Result<Self, StoreError> {
         let pool = store.pool().clone();
         for statement in DDL {
             // Concurrent first starts race on PostgreSQL's catalog even with
@@ -158,7 +166,7 @@ impl OnboardingStore {
                 tokio::time::sleep(std::time::Duration::from_millis(50 * tries)).await;
             }
         }
-        Ok(Self { pool })
+        Ok(Self { pool, scope: scope.to_owned() })
     }
 
     pub async fn load(&self, flow_id: &str) -> Result<Option<FlowRow>, StoreError> {
@@ -204,7 +212,7 @@ impl OnboardingStore {
         let terminal = i64::from(row.terminal);
         let moved = match w.expected_version {
             None => {
-                let mut q = Sql::new(format!("INSERT INTO onboarding_flows ({FLOW_COLUMNS}, created_at_ms, updated_at_ms) VALUES "));
+                let mut q = Sql::new(format!("INSERT INTO onboarding_flows ({FLOW_COLUMNS}, scope, created_at_ms, updated_at_ms) VALUES "));
                 q.tuple([
                     Bind::Text(Some(&row.flow_id)),
                     Bind::Text(Some(&row.subject_id)),
@@ -214,6 +222,7 @@ impl OnboardingStore {
                     Bind::Int(row.version),
                     Bind::OptInt(row.deadline_at_ms),
                     Bind::Text(Some(&row.data)),
+                    Bind::Text(Some(&self.scope)),
                     Bind::Int(now),
                     Bind::Int(now),
                 ]);
@@ -245,7 +254,7 @@ impl OnboardingStore {
             return Ok(Commit::Conflict);
         }
         if !w.outbox.is_empty() {
-            let mut q = Sql::new("INSERT INTO onboarding_outbox (flow_id, seq, kind, message_key, payload, correlation_id, created_at_ms) VALUES ");
+            let mut q = Sql::new("INSERT INTO onboarding_outbox (flow_id, seq, scope, kind, message_key, payload, correlation_id, created_at_ms) VALUES ");
             for (i, (kind, payload)) in w.outbox.iter().enumerate() {
                 if i > 0 {
                     q.push(", ");
@@ -253,6 +262,7 @@ impl OnboardingStore {
                 q.tuple([
                     Bind::Text(Some(&row.flow_id)),
                     Bind::Int(row.version * 100 + i as i64),
+                    Bind::Text(Some(&self.scope)),
                     Bind::Text(Some(kind)),
                     Bind::Text(Some(&row.subject_id)),
                     Bind::Text(Some(payload)),
@@ -300,8 +310,9 @@ impl OnboardingStore {
     pub async fn unsent_before(&self, before_ms: i64, limit: i64) -> Result<Vec<OutboxMessage>, StoreError> {
         let rows = sqlx::query(
             "SELECT flow_id, seq, kind, message_key, payload, correlation_id FROM onboarding_outbox \
-             WHERE sent_at_ms IS NULL AND created_at_ms < $1 ORDER BY flow_id, seq LIMIT $2",
+             WHERE scope = $1 AND sent_at_ms IS NULL AND created_at_ms < $2 ORDER BY flow_id, seq LIMIT $3",
         )
+        .bind(&self.scope)
         .bind(before_ms)
         .bind(limit)
         .fetch_all(&self.pool)
@@ -322,8 +333,9 @@ impl OnboardingStore {
     /// Live flows whose deadline passed, most overdue first.
     pub async fn due(&self, now_ms: i64, limit: i64) -> Result<Vec<FlowRow>, StoreError> {
         let rows = sqlx::query(&format!(
-            "SELECT {FLOW_COLUMNS} FROM onboarding_flows WHERE terminal = 0 AND deadline_at_ms <= $1 ORDER BY deadline_at_ms LIMIT $2"
+            "SELECT {FLOW_COLUMNS} FROM onboarding_flows WHERE scope = $1 AND terminal = 0 AND deadline_at_ms <= $2 ORDER BY deadline_at_ms LIMIT $3"
         ))
+        .bind(&self.scope)
         .bind(now_ms)
         .bind(limit)
         .fetch_all(&self.pool)
@@ -352,7 +364,7 @@ mod tests {
     #[tokio::test]
     async fn transitions_apply_once_and_compare_the_version() {
         let store = Store::connect("sqlite::memory:").await.expect("sqlite");
-        let flows = OnboardingStore::open(&store).await.expect("ddl");
+        let flows = OnboardingStore::open(&store, "onboarding.commands.v1").await.expect("ddl");
         let first = row(1, "kyc_pending");
         let create = FlowWrite { row: &first, expected_version: None, input_key: "cmd:start", outbox: vec![("kyc", "{}".into()), ("event", "{}".into())], audit: vec![("onboarding_transition", "{}".into())] };
         assert_eq!(flows.commit(&create).await.expect("create"), Commit::Applied);
@@ -372,5 +384,7 @@ mod tests {
         flows.mark_sent("f1", 100).await.expect("sent");
         assert_eq!(flows.unsent_of("f1").await.expect("outbox").len(), 1);
         assert!(flows.due(1_000, 10).await.expect("due").is_empty(), "terminal flows are never due");
+        let other = OnboardingStore::open(&store, "test-x.onboarding.commands.v1").await.expect("ddl");
+        assert!(other.unsent_before(i64::MAX, 10).await.expect("outbox").is_empty(), "another deployment's outbox is not ours");
     }
 }

@@ -1,0 +1,505 @@
+//! Onboarding end to end: real broker, real PostgreSQL, the KYC (Onfido),
+//! AML (ComplyAdvantage) and fraud (SEON) workers in-process against their
+//! simulators, and the onboarding orchestrator driving applicants through
+//! KYC -> AML -> fraud with the simulators' magic inputs. The test plays
+//! core banking and the analyst: it starts flows, hands in evidence after a
+//! step-up and decides reviews, reading `onboarding.events.v1`.
+
+use anyhow::{bail, Context, Result};
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use switchyard_bus::{AvroDecoder, AvroEncoder, Outbound, Publisher};
+use switchyard_canonical::check::FlowStep;
+use switchyard_canonical::fraud::{FraudAction, FraudCommand, FraudDecision, FraudEvent, FraudOutcome, FraudStatus};
+use switchyard_canonical::kyc::{DocumentKind, IdDocument, KycOutcome, Person};
+use switchyard_canonical::onboarding::{
+    Applicant, Evidence, ManualDecision, ManualVerdict, OnboardingAction, OnboardingCommand, OnboardingEvent, OnboardingState,
+};
+use switchyard_e2e::checks::{check_config, provider, CommandProducer};
+use switchyard_e2e::{TestEnv, TopicReader};
+use switchyard_localstack::database_url;
+use switchyard_onboarding::config::OnboardingTopics;
+use switchyard_onboarding::handler::KYC_OUTCOME_SCHEMA;
+use switchyard_onboarding::machine::Limits;
+use switchyard_onboarding::metrics::Metrics;
+use switchyard_onboarding::outbox::ONBOARDING_EVENT_SCHEMA;
+use switchyard_onboarding::{start_orchestrator, OrchestratorConfig, RunningOrchestrator};
+use switchyard_simulators::{comply_advantage, onfido, seon, SimulatorHandle};
+use switchyard_store::Store;
+use switchyard_worker::aml::Aml;
+use switchyard_worker::check_config::CheckVendorKind;
+use switchyard_worker::check_run::{start_check_worker, RunningCheckWorker};
+use switchyard_worker::fraud::{Fraud, FRAUD_OUTCOME_SCHEMA};
+use switchyard_worker::kyc::Kyc;
+use tokio_util::sync::CancellationToken;
+
+use OnboardingState as S;
+
+/// Workers and simulators of the three checks, and the test's ends of the bus.
+struct Stack {
+    env: TestEnv,
+    /// Eight hex digits unique to this run, in every id.
+    run: String,
+    workers: Vec<RunningCheckWorker>,
+    sims: Vec<SimulatorHandle>,
+    shutdown: CancellationToken,
+    commands: CommandProducer,
+    events: Events,
+}
+
+impl Stack {
+    async fn new(name: &str, kyc_settle: Duration) -> Result<Self> {
+        let env = TestEnv::new(name).await?;
+        let run = env.prefix.trim_end_matches('.').rsplit('-').next().unwrap_or("run").to_owned();
+        let onfido = onfido::spawn_onfido(onfido::OnfidoConfig { settle_after: kyc_settle, ..onfido::OnfidoConfig::local() }).await?;
+        let ca = comply_advantage::spawn_comply_advantage(comply_advantage::ComplyAdvantageConfig::local()).await?;
+        let seon = seon::spawn_seon(seon::SeonConfig::local()).await?;
+        let shutdown = CancellationToken::new();
+        let kyc = provider("onfido", CheckVendorKind::Onfido, &onfido.base_url(), "api_sandbox.switchyard");
+        let aml = provider("complyadvantage", CheckVendorKind::ComplyAdvantage, &ca.base_url(), "ca_test_switchyard");
+        let fraud = provider("seon", CheckVendorKind::Seon, &seon.base_url(), "seon_test_switchyard");
+        let workers = vec![
+            start_check_worker::<Kyc>(check_config(&env, "kyc", vec![kyc], "onfido"), shutdown.clone()).await?,
+            start_check_worker::<Aml>(check_config(&env, "aml", vec![aml], "complyadvantage"), shutdown.clone()).await?,
+            start_check_worker::<Fraud>(check_config(&env, "fraud", vec![fraud], "seon"), shutdown.clone()).await?,
+        ];
+        let commands = CommandProducer::new(&env, "onboarding", switchyard_onboarding::handler::ONBOARDING_COMMAND_SCHEMA).await?;
+        let events = Events::new(&env)?;
+        Ok(Self { env, run, workers, sims: vec![onfido, ca, seon], shutdown, commands, events })
+    }
+
+    fn config(&self) -> OrchestratorConfig {
+        let mut kafka = self.env.kafka.clone();
+        kafka.group_id = format!("{}onboarding-orchestrator", self.env.prefix);
+        OrchestratorConfig {
+            kafka,
+            schema_registry_url: self.env.registry.base_url(),
+            database_url: database_url(),
+            topics: OnboardingTopics::with_prefix(&self.env.prefix),
+            // Evidence is handed in at once by this test; only the applicant
+            // who never answers waits this long and expires.
+            limits: Limits { max_kyc_attempts: 3, max_resends: 1, step_timeout_ms: 60_000, evidence_timeout_ms: 10_000, decision_timeout_ms: 60_000 },
+            sweep_interval_ms: 200,
+            outbox_grace_ms: 3_000,
+            admin_bind: None,
+            max_in_flight: 100,
+        }
+    }
+
+    async fn orchestrator(&self) -> Result<(RunningOrchestrator, CancellationToken)> {
+        let token = CancellationToken::new();
+        Ok((start_orchestrator(self.config(), token.clone()).await?, token))
+    }
+
+    fn flow_id(&self, name: &str) -> String {
+        format!("f-{}-{name}", self.run)
+    }
+
+    fn subject(&self, name: &str) -> String {
+        format!("app-{}-{name}", self.run)
+    }
+
+    async fn send(&self, name: &str, key: &str, action: OnboardingAction, fill: impl FnOnce(&mut OnboardingCommand)) -> Result<()> {
+        let mut cmd = OnboardingCommand {
+            subject_id: self.subject(name),
+            idempotency_key: format!("{}-{name}-{key}", self.run),
+            flow_id: self.flow_id(name),
+            action,
+            applicant: None,
+            evidence: None,
+            decision: None,
+            requested_at_ms: switchyard_canonical::now_ms(),
+        };
+        fill(&mut cmd);
+        self.commands.send(&cmd.subject_id, &cmd.idempotency_key, &cmd).await
+    }
+
+    async fn start(&self, name: &str, applicant: Applicant) -> Result<()> {
+        self.send(name, "start", OnboardingAction::Start, |c| c.applicant = Some(applicant)).await
+    }
+
+    async fn evidence(&self, name: &str, n: i32) -> Result<()> {
+        let evidence = Evidence { document: document(&format!("doc://{name}-{n}/front")), selfie_ref: None };
+        self.send(name, &format!("evidence-{n}"), OnboardingAction::SubmitEvidence, |c| c.evidence = Some(evidence)).await
+    }
+
+    async fn decide(&self, name: &str, step: FlowStep, verdict: ManualVerdict) -> Result<()> {
+        let decision = ManualDecision { step, verdict, reviewer: "analyst-7".into(), note: Some(format!("{verdict:?} after review")) };
+        self.send(name, "decision", OnboardingAction::Decide, |c| c.decision = Some(decision)).await
+    }
+
+    async fn stop(self) -> Result<()> {
+        self.shutdown.cancel();
+        for w in self.workers {
+            w.join.await??;
+        }
+        for s in self.sims {
+            s.shutdown().await;
+        }
+        Ok(())
+    }
+}
+
+fn document(front: &str) -> IdDocument {
+    IdDocument { kind: DocumentKind::Passport, issuing_country: "GBR".into(), front_ref: front.into(), back_ref: None }
+}
+
+/// `first last`, born `dob`, writing from `email`: the simulators' magic
+/// inputs pick each check's answer from these.
+fn applicant(first: &str, last: &str, dob: &str, email: &str, front: &str) -> Applicant {
+    Applicant {
+        person: Person { first_name: first.into(), last_name: last.into(), date_of_birth: Some(dob.into()), email: Some(email.into()) },
+        document: document(front),
+        selfie_ref: Some("doc://selfie".into()),
+        nationality: Some("GB".into()),
+        phone: Some("+447700900123".into()),
+        ip: Some("192.0.2.10".into()),
+        session_id: None,
+    }
+}
+
+fn clear(name: &str) -> Applicant {
+    applicant("Ada", "Lovelace", "1990-12-10", &format!("{name}@example.com"), &format!("doc://{name}/front"))
+}
+
+/// `onboarding.events.v1` as read so far, per flow.
+struct Events {
+    reader: TopicReader,
+    decoder: AvroDecoder,
+    /// Every event received, with its `correlation-id` header, in arrival order.
+    by_flow: BTreeMap<String, Vec<(OnboardingEvent, String)>>,
+}
+
+impl Events {
+    fn new(env: &TestEnv) -> Result<Self> {
+        Ok(Self {
+            reader: TopicReader::new(&env.kafka, &env.topic("onboarding.events.v1"))?,
+            decoder: AvroDecoder::new(env.registry_client.clone(), ONBOARDING_EVENT_SCHEMA)?,
+            by_flow: BTreeMap::new(),
+        })
+    }
+
+    /// Reads what arrived within `wait`; returns the new events.
+    async fn pump(&mut self, wait: Duration) -> Result<Vec<OnboardingEvent>> {
+        let mut new = Vec::new();
+        for r in self.reader.read_up_to(500, wait).await? {
+            let e: OnboardingEvent = self.decoder.decode(&r.payload).await?;
+            let corr = r.headers.get("correlation-id").cloned().unwrap_or_default();
+            self.by_flow.entry(e.flow_id.clone()).or_default().push((e.clone(), corr));
+            new.push(e);
+        }
+        Ok(new)
+    }
+
+    /// The flow's transitions, one per version (re-published copies must be identical).
+    fn transitions(&self, flow_id: &str) -> Result<Vec<OnboardingEvent>> {
+        let mut by_version: BTreeMap<i64, OnboardingEvent> = BTreeMap::new();
+        for (e, _) in self.by_flow.get(flow_id).into_iter().flatten() {
+            if let Some(seen) = by_version.get(&e.version) {
+                let same = OnboardingEvent { occurred_at_ms: seen.occurred_at_ms, ..e.clone() } == *seen;
+                if !same {
+                    bail!("{flow_id} moved twice from version {}: {seen:?} and {e:?}", e.version - 1);
+                }
+            }
+            by_version.insert(e.version, e.clone());
+        }
+        let versions: Vec<i64> = by_version.keys().copied().collect();
+        let expected: Vec<i64> = (1..=versions.len() as i64).collect();
+        if versions != expected {
+            bail!("{flow_id}: versions {versions:?} are not 1..n");
+        }
+        Ok(by_version.into_values().collect())
+    }
+
+    fn state(&self, flow_id: &str) -> Option<OnboardingState> {
+        self.by_flow.get(flow_id).and_then(|v| v.iter().max_by_key(|(e, _)| e.version)).map(|(e, _)| e.state)
+    }
+}
+
+/// Publishes raw bytes onto a topic as a worker would have.
+async fn republish(env: &TestEnv, topic: &str, key: &[u8], payload: Vec<u8>, correlation: &str) -> Result<()> {
+    let publisher = Publisher::new(&env.kafka)?;
+    let record = Outbound {
+        topic: env.topic(topic),
+        key: Some(key.to_vec()),
+        payload,
+        headers: vec![("correlation-id".into(), correlation.as_bytes().to_vec())],
+    };
+    publisher.publish(&record).await?;
+    Ok(())
+}
+
+/// The raw KYC outcome published for `idempotency_key`.
+async fn kyc_outcome_bytes(env: &TestEnv, idempotency_key: &str) -> Result<(Vec<u8>, Vec<u8>)> {
+    let reader = TopicReader::new(&env.kafka, &env.topic("kyc.outcomes.v1"))?;
+    let decoder = AvroDecoder::new(env.registry_client.clone(), KYC_OUTCOME_SCHEMA)?;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < deadline {
+        for r in reader.read_up_to(1000, Duration::from_secs(2)).await? {
+            let o: KycOutcome = decoder.decode(&r.payload).await?;
+            if o.idempotency_key == idempotency_key {
+                return Ok((r.key, r.payload));
+            }
+        }
+    }
+    bail!("no kyc outcome for {idempotency_key}")
+}
+
+/// What the test does for each applicant and where the flow must end.
+struct Plan {
+    name: String,
+    applicant: Applicant,
+    end: OnboardingState,
+    /// Evidence handed in after each step-up (false: the applicant never answers).
+    answers_step_up: bool,
+    /// The analyst's verdict on a review.
+    verdict: Option<ManualVerdict>,
+    compensate: Vec<FlowStep>,
+}
+
+fn plans() -> Vec<Plan> {
+    let plan = |name: &str, applicant, end, compensate| Plan { name: name.into(), applicant, end, answers_step_up: true, verdict: None, compensate };
+    vec![
+        plan("approve", clear("approve"), S::Approved, vec![]),
+        // A blurry scan asks for a resubmit; the new document passes.
+        plan("resubmit", applicant("Ada", "Lovelace", "1990-12-10", "r@example.com", "doc://blurry-scan/front"), S::Approved, vec![]),
+        // StepUp keeps asking for more: three attempts, then rejected.
+        plan("stepup", applicant("Ada", "StepUp", "1990-12-10", "s@example.com", "doc://s/front"), S::Rejected, vec![]),
+        Plan { answers_step_up: false, ..plan("silent", applicant("Ada", "Lovelace", "1990-12-10", "x@example.com", "doc://blurry-x/front"), S::Expired, vec![]) },
+        plan("forged", applicant("Ada", "Forged", "1990-12-10", "f@example.com", "doc://f/front"), S::Rejected, vec![]),
+        // An impossible birth date is refused by the KYC worker: the check could not run.
+        plan("invalid", applicant("Ada", "Lovelace", "1990-13-40", "i@example.com", "doc://i/front"), S::Failed, vec![]),
+        Plan { verdict: Some(ManualVerdict::Approve), ..plan("similar", applicant("Ivan", "Similar", "1985-01-01", "v@example.com", "doc://v/front"), S::Approved, vec![]) },
+        Plan { verdict: Some(ManualVerdict::Reject), ..plan("pep", applicant("Maria", "Politician", "1970-01-01", "m@example.com", "doc://m/front"), S::Rejected, vec![FlowStep::Kyc]) },
+        plan("sanctioned", applicant("Boris", "Blocked", "1961-03-04", "b@example.com", "doc://b/front"), S::ComplianceHold, vec![]),
+        plan("fraudster", applicant("Ada", "Lovelace", "1990-12-10", "fraudster@example.com", "doc://fr/front"), S::FraudBlocked, vec![FlowStep::Kyc, FlowStep::Aml]),
+    ]
+}
+
+/// Reads events and answers step-ups and reviews until every flow of
+/// `plans` is terminal, calling `on_event` for each new event.
+async fn drive(stack: &mut Stack, plans: &[Plan], timeout: Duration, on_event: &mut impl AsyncEvent) -> Result<()> {
+    let deadline = Instant::now() + timeout;
+    let by_flow: HashMap<String, &Plan> = plans.iter().map(|p| (stack.flow_id(&p.name), p)).collect();
+    loop {
+        let new = stack.events.pump(Duration::from_millis(300)).await?;
+        for e in &new {
+            let Some(plan) = by_flow.get(&e.flow_id) else { continue };
+            if on_event.call(&*stack, e).await? {
+                continue;
+            }
+            match e.state {
+                S::AwaitingEvidence if plan.answers_step_up => stack.evidence(&plan.name, e.attempt + 1).await?,
+                S::AmlReview | S::KycReview | S::FraudReview => {
+                    if let Some(v) = plan.verdict {
+                        stack.decide(&plan.name, e.step, v).await?;
+                    }
+                }
+                _ => {}
+            }
+        }
+        let done = plans.iter().all(|p| stack.events.state(&stack.flow_id(&p.name)).is_some_and(OnboardingState::terminal));
+        if done {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            let states: Vec<_> = plans.iter().map(|p| (p.name.as_str(), stack.events.state(&stack.flow_id(&p.name)))).collect();
+            bail!("flows not finished in time: {states:?}");
+        }
+    }
+}
+
+/// A hook into [`drive`] that may publish (an async closure over the stack);
+/// `true` means it answered the event itself.
+trait AsyncEvent {
+    fn call(&mut self, stack: &Stack, e: &OnboardingEvent) -> impl std::future::Future<Output = Result<bool>>;
+}
+
+struct Nothing;
+
+impl AsyncEvent for Nothing {
+    async fn call(&mut self, _: &Stack, _: &OnboardingEvent) -> Result<bool> {
+        Ok(false)
+    }
+}
+
+/// Injects a duplicate and two out-of-order outcomes once their flows are where the test wants them.
+struct Injector {
+    encoder: AvroEncoder,
+    metrics: Arc<Metrics>,
+    duplicate_sent: bool,
+    reordered_sent: bool,
+    early_sent: bool,
+}
+
+impl AsyncEvent for Injector {
+    async fn call(&mut self, stack: &Stack, e: &OnboardingEvent) -> Result<bool> {
+        let name = e.flow_id.rsplit('-').next().unwrap_or_default();
+        let corr = format!("{}-{name}-start", stack.run);
+        // The approved KYC outcome of `approve` again, once AML is under way.
+        if name == "approve" && e.state == S::AmlPending && !self.duplicate_sent {
+            self.duplicate_sent = true;
+            let (key, bytes) = kyc_outcome_bytes(&stack.env, &format!("{}.kyc.1", e.flow_id)).await?;
+            republish(&stack.env, "kyc.outcomes.v1", &key, bytes, &format!("corr-{corr}")).await?;
+        }
+        // `resubmit`'s first answer (resubmit) again, after attempt 2 was requested.
+        if name == "resubmit" && e.state == S::KycPending && e.attempt == 2 && !self.reordered_sent {
+            self.reordered_sent = true;
+            let (key, bytes) = kyc_outcome_bytes(&stack.env, &format!("{}.kyc.1", e.flow_id)).await?;
+            republish(&stack.env, "kyc.outcomes.v1", &key, bytes, &format!("corr-{corr}")).await?;
+        }
+        // A fraud "allow" for `pep` while it waits for the analyst: it must
+        // not skip the review. Once it was ignored, the analyst rejects.
+        if name == "pep" && e.state == S::AmlReview && !self.early_sent {
+            self.early_sent = true;
+            let cmd = FraudCommand {
+                subject_id: stack.subject(name),
+                idempotency_key: format!("{}.fraud.1", e.flow_id),
+                flow_id: Some(e.flow_id.clone()),
+                action: FraudAction::Score,
+                event: FraudEvent::Onboarding,
+                email: None,
+                phone: None,
+                ip: None,
+                session_id: None,
+                transaction: None,
+                feedback: None,
+                requested_at_ms: 0,
+            };
+            let outcome = FraudOutcome::new(&cmd, FraudStatus::Scored, Some(FraudDecision::Allow));
+            let bytes = self.encoder.encode(&outcome)?;
+            republish(&stack.env, "fraud.outcomes.v1", cmd.subject_id.as_bytes(), bytes, &format!("corr-{corr}")).await?;
+            let deadline = Instant::now() + Duration::from_secs(30);
+            while self.metrics.ignored_count("not_awaited") == 0 {
+                if Instant::now() > deadline {
+                    bail!("the early fraud outcome was never handled");
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            stack.decide(name, FlowStep::Aml, ManualVerdict::Reject).await?;
+            return Ok(true);
+        }
+        Ok(false)
+    }
+}
+
+async fn audit_actions(store: &Store, subject: &str) -> Result<Vec<(String, String)>> {
+    Ok(store
+        .audit_trail(&[subject])
+        .await?
+        .into_iter()
+        .filter(|r| r.actor == "onboarding-orchestrator")
+        .map(|r| (r.action, r.correlation_id))
+        .collect())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn every_terminal_state_is_reached_and_duplicate_or_reordered_outcomes_move_nothing() -> Result<()> {
+    let mut stack = Stack::new("onb-terminal", Duration::from_millis(200)).await?;
+    let (orchestrator, token) = stack.orchestrator().await?;
+    let plans = plans();
+    for p in &plans {
+        stack.start(&p.name, p.applicant.clone()).await?;
+    }
+    // The start of `approve` again: the same flow, not a second one.
+    stack.start("approve", clear("approve")).await?;
+    let encoder = AvroEncoder::register(&stack.env.registry_client, &stack.env.topic("fraud.outcomes.v1"), FRAUD_OUTCOME_SCHEMA).await?;
+    let mut injector = Injector { encoder, metrics: orchestrator.metrics.clone(), duplicate_sent: false, reordered_sent: false, early_sent: false };
+    drive(&mut stack, &plans, Duration::from_secs(150), &mut injector).await?;
+    assert!(injector.duplicate_sent && injector.reordered_sent && injector.early_sent, "every injection happened");
+    // Late copies are still being handled; give them time to be (not) applied.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    stack.events.pump(Duration::from_millis(500)).await?;
+
+    let store = Store::connect(&database_url()).await?;
+    for p in &plans {
+        let flow_id = stack.flow_id(&p.name);
+        let transitions = stack.events.transitions(&flow_id).with_context(|| p.name.clone())?;
+        let last = transitions.last().context("no events")?;
+        assert_eq!(last.state, p.end, "{}: {transitions:#?}", p.name);
+        assert_eq!(transitions.iter().filter(|e| e.terminal).count(), 1, "{}: one terminal transition", p.name);
+        assert_eq!(last.compensate, p.compensate, "{}", p.name);
+        for pair in transitions.windows(2) {
+            assert_eq!(pair[1].previous_state, Some(pair[0].state), "{}: events chain", p.name);
+        }
+        let row = orchestrator.flows.load(&flow_id).await?.context("flow row")?;
+        assert_eq!((row.state.as_str(), row.version, row.terminal), (p.end.as_str(), last.version, true), "{}", p.name);
+        // Every transition is in the audit log under the flow's correlation id.
+        let corr = format!("corr-{}-{}-start", stack.run, p.name);
+        let audit = audit_actions(&store, &stack.subject(&p.name)).await?;
+        assert_eq!(audit.iter().filter(|(a, _)| a == "onboarding_transition").count(), transitions.len(), "{}: {audit:?}", p.name);
+        assert!(audit.iter().all(|(_, c)| *c == corr), "{}: {audit:?}", p.name);
+        assert!(stack.events.by_flow[&flow_id].iter().all(|(_, c)| *c == corr), "{}: events carry the correlation id", p.name);
+        let has = |action: &str| audit.iter().any(|(a, _)| a == action);
+        assert_eq!(has("compliance_hold"), p.end == S::ComplianceHold, "{}", p.name);
+        assert_eq!(has("compensate"), !p.compensate.is_empty(), "{}", p.name);
+        assert_eq!(has("manual_decision"), p.verdict.is_some(), "{}", p.name);
+    }
+    let events = |name: &str| stack.events.transitions(&stack.flow_id(name)).unwrap_or_default();
+    let states = |name: &str| events(name).iter().map(|e| e.state).collect::<Vec<_>>();
+    assert_eq!(states("approve"), [S::KycPending, S::AmlPending, S::FraudPending, S::Approved]);
+    assert_eq!(states("resubmit"), [S::KycPending, S::AwaitingEvidence, S::KycPending, S::AmlPending, S::FraudPending, S::Approved]);
+    let stepup = events("stepup");
+    assert_eq!(stepup.iter().filter(|e| e.state == S::AwaitingEvidence).count(), 2, "two step-ups answered, the third attempt's ends it");
+    assert!(stepup.last().and_then(|e| e.reason.clone()).is_some_and(|r| r.contains("kyc_attempts_exhausted")));
+    assert_eq!(states("silent"), [S::KycPending, S::AwaitingEvidence, S::Expired]);
+    assert_eq!(states("similar"), [S::KycPending, S::AmlPending, S::AmlReview, S::FraudPending, S::Approved]);
+    assert_eq!(states("pep"), [S::KycPending, S::AmlPending, S::AmlReview, S::Rejected], "the early fraud outcome did not skip the review");
+    assert_eq!(states("sanctioned"), [S::KycPending, S::AmlPending, S::ComplianceHold]);
+    let m = &orchestrator.metrics;
+    assert!(m.ignored_count("duplicate") >= 3, "start again, approve's and resubmit's kyc outcomes again: {}", m.render());
+    assert!(m.ignored_count("not_awaited") >= 1, "the early fraud outcome: {}", m.render());
+    token.cancel();
+    orchestrator.join.await??;
+    stack.stop().await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_restarted_orchestrator_resumes_every_flow_from_the_store() -> Result<()> {
+    // Slow KYC reviews, so every flow is mid-way when the orchestrator stops.
+    let mut stack = Stack::new("onb-restart", Duration::from_millis(1500)).await?;
+    let (first, token) = stack.orchestrator().await?;
+    // `invalid` fails at once and `silent` only times out: neither is mid-flow at the stop.
+    let mut plans: Vec<Plan> = plans().into_iter().filter(|p| p.name != "silent" && p.name != "invalid").collect();
+    for i in 0..6 {
+        let name = format!("bulk{i}");
+        plans.push(Plan { applicant: clear(&name), name, end: S::Approved, answers_step_up: true, verdict: None, compensate: vec![] });
+    }
+    for p in &plans {
+        stack.start(&p.name, p.applicant.clone()).await?;
+    }
+    // Stop as soon as every flow exists (its KYC command was sent).
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !plans.iter().all(|p| stack.events.state(&stack.flow_id(&p.name)).is_some()) {
+        if Instant::now() > deadline {
+            bail!("flows did not start");
+        }
+        stack.events.pump(Duration::from_millis(200)).await?;
+    }
+    token.cancel();
+    first.join.await??;
+    let stopped_at: HashMap<String, usize> =
+        plans.iter().map(|p| (p.name.clone(), stack.events.transitions(&stack.flow_id(&p.name)).map_or(0, |t| t.len()))).collect();
+    assert!(plans.iter().all(|p| !stack.events.state(&stack.flow_id(&p.name)).is_some_and(OnboardingState::terminal)), "stopped mid-flow");
+    // Outcomes pile up on the topics while no orchestrator runs.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+
+    let (second, token) = stack.orchestrator().await?;
+    drive(&mut stack, &plans, Duration::from_secs(150), &mut Nothing).await?;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    stack.events.pump(Duration::from_millis(500)).await?;
+    for p in &plans {
+        let flow_id = stack.flow_id(&p.name);
+        let transitions = stack.events.transitions(&flow_id).with_context(|| p.name.clone())?;
+        assert_eq!(transitions.last().map(|e| e.state), Some(p.end), "{}: {transitions:#?}", p.name);
+        assert!(transitions.len() > stopped_at[&p.name], "{}: moved after the restart", p.name);
+        let row = second.flows.load(&flow_id).await?.context("flow row")?;
+        assert_eq!((row.state.as_str(), row.version), (p.end.as_str(), transitions.len() as i64), "{}", p.name);
+    }
+    // No flow started again: the only KYC requests after the restart are resubmit's and stepup's loops back.
+    assert_eq!(second.metrics.transition_count("kyc_pending"), 1 + 2);
+    token.cancel();
+    second.join.await??;
+    stack.stop().await
+}
