@@ -182,7 +182,7 @@ impl Ingestor {
                         tokio::time::sleep(wait).await;
                         wait = (wait * 2).min(Duration::from_secs(5));
                     }
-                    Err(e) => return Err(e.into()),
+                    Err(e) => return Err(e),
                 }
             }
             let mut last: HashMap<(&str, i32), i64> = HashMap::new();
