@@ -11,6 +11,7 @@
 
 mod bench;
 mod catalog;
+mod demo_onboarding;
 mod demo_recon;
 mod demo_webhooks;
 mod ops;

@@ -6,7 +6,9 @@
 //! duplicates, a declined payout, an idempotency collision and bytes that are
 //! not a command, and prints what came back. The simulators' signed status
 //! callbacks go through a webhook ingester; the provider events it published
-//! are printed too, beside a forged callback it refused.
+//! are printed too, beside a forged callback it refused. Then a handful of
+//! applicants are onboarded through KYC, AML and fraud (approve, step-up,
+//! potential match cleared, AML hold, fraud block).
 
 use anyhow::{bail, Context, Result};
 use std::net::SocketAddr;
@@ -121,6 +123,7 @@ pub(crate) async fn run(args: UpArgs) -> Result<()> {
     let accepted = outcomes.iter().filter(|o| o.provider_reference.is_some() && !o.replayed).count();
     ingester.report(&stack, &run, accepted * 2).await?;
     crate::demo_recon::show(&stack, &outcomes, &run, &args.database_url).await?;
+    let onboarding = crate::demo_onboarding::show(&stack, &args.database_url, &run, shutdown.clone()).await?;
     let stats = stripe.stats();
     println!(
         "\nstripe simulator: {} requests, {} payouts executed, {} injected faults absorbed",
@@ -133,6 +136,7 @@ pub(crate) async fn run(args: UpArgs) -> Result<()> {
     }
     shutdown.cancel();
     worker.join.await??;
+    onboarding.join().await?;
     Ok(())
 }
 
