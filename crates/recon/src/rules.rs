@@ -3,8 +3,8 @@
 //! I/O, no clock; the caller passes `as_of`.
 //!
 //! A subject's facts are joined by payout id; a posting that names another
-//! idempotency key than the outcome's belongs to another command and is
-//! judged on its own. Outcomes are matched across providers: the outcome
+//! idempotency key than the outcome's (or, without a key, another
+//! correlation id) belongs to another command and is judged on its own. Outcomes are matched across providers: the outcome
 //! names the provider that executed (after a failover, the secondary), and an
 //! executing event from any other provider is a double execution.
 //!
@@ -268,9 +268,14 @@ fn judge_with(facts: &SubjectFacts, policy: &Policy, as_of: i64, inline: bool) -
     }
 
     // Postings of this command; one naming another key belongs elsewhere.
-    let (matched, foreign): (Vec<&PostingFact>, Vec<&PostingFact>) = postings
-        .iter()
-        .partition(|p| p.idempotency_key.as_deref().is_none_or(|k| k == outcome.idempotency_key));
+    // The idempotency key decides when the posting carries one; otherwise
+    // the correlation id, when both sides kept it.
+    let belongs = |p: &&PostingFact| match (&p.idempotency_key, &p.correlation_id, &outcome.correlation_id) {
+        (Some(k), _, _) => *k == outcome.idempotency_key,
+        (None, Some(c), Some(oc)) => c == oc,
+        (None, _, _) => true,
+    };
+    let (matched, foreign): (Vec<&PostingFact>, Vec<&PostingFact>) = postings.iter().copied().partition(belongs);
     let payouts = matched.iter().filter(|p| p.kind == PostingKind::Payout).count() as i64;
     let reversals = matched.iter().filter(|p| p.kind == PostingKind::Reversal).count() as i64;
     let net = payouts - reversals;
@@ -465,6 +470,15 @@ mod tests {
         foreign.idempotency_key = Some("other-key".into());
         let f = facts(vec![outcome(PayoutStatus::Paid, "stripe")], vec![posting("p1", PostingKind::Payout, 1250, "EUR"), foreign], vec![]);
         assert_eq!(classes(&judge(&f, &policy(), 100 * H)), vec![UnexpectedPosting]);
+        // Without a key, the correlation id tells.
+        let mut by_correlation = posting("p9", PostingKind::Payout, 1250, "EUR");
+        by_correlation.idempotency_key = None;
+        by_correlation.correlation_id = Some("another-flow".into());
+        let f = facts(vec![outcome(PayoutStatus::Paid, "stripe")], vec![posting("p1", PostingKind::Payout, 1250, "EUR"), by_correlation.clone()], vec![]);
+        assert_eq!(classes(&judge(&f, &policy(), 100 * H)), vec![UnexpectedPosting]);
+        by_correlation.correlation_id = Some("corr".into());
+        let f = facts(vec![outcome(PayoutStatus::Paid, "stripe")], vec![by_correlation], vec![]);
+        assert!(judge(&f, &policy(), 100 * H).open.is_empty(), "matched by correlation id");
     }
 
     #[test]
