@@ -21,11 +21,14 @@ use switchyard_e2e::{TestEnv, TopicReader};
 use switchyard_localstack::database_url;
 use switchyard_onboarding::config::OnboardingTopics;
 use switchyard_onboarding::handler::KYC_OUTCOME_SCHEMA;
-use switchyard_onboarding::machine::Limits;
+use switchyard_onboarding::handler::row_of;
+use switchyard_onboarding::machine::{self, Limits};
+use switchyard_onboarding::outbox::rows_of;
 use switchyard_onboarding::metrics::Metrics;
 use switchyard_onboarding::outbox::ONBOARDING_EVENT_SCHEMA;
 use switchyard_onboarding::{start_orchestrator, OrchestratorConfig, RunningOrchestrator};
 use switchyard_simulators::{comply_advantage, onfido, seon, SimulatorHandle};
+use switchyard_store::onboarding::{Commit, FlowWrite, OnboardingStore};
 use switchyard_store::Store;
 use switchyard_worker::aml::Aml;
 use switchyard_worker::check_config::CheckVendorKind;
@@ -88,8 +91,12 @@ impl Stack {
     }
 
     async fn orchestrator(&self) -> Result<(RunningOrchestrator, CancellationToken)> {
+        self.orchestrator_with(self.config()).await
+    }
+
+    async fn orchestrator_with(&self, config: OrchestratorConfig) -> Result<(RunningOrchestrator, CancellationToken)> {
         let token = CancellationToken::new();
-        Ok((start_orchestrator(self.config(), token.clone()).await?, token))
+        Ok((start_orchestrator(config, token.clone()).await?, token))
     }
 
     fn flow_id(&self, name: &str) -> String {
@@ -501,5 +508,79 @@ async fn a_restarted_orchestrator_resumes_every_flow_from_the_store() -> Result<
     assert_eq!(second.metrics.transition_count("kyc_pending"), 1 + 2);
     token.cancel();
     second.join.await??;
+    stack.stop().await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_instances_share_the_flows_and_time_out_each_one_once() -> Result<()> {
+    let mut stack = Stack::new("onb-pair", Duration::from_millis(200)).await?;
+    let mut config = stack.config();
+    config.limits.evidence_timeout_ms = 3_000;
+    let (a, token_a) = stack.orchestrator_with(config.clone()).await?;
+    let (b, token_b) = stack.orchestrator_with(config).await?;
+    let mut plans = Vec::new();
+    for i in 0..4 {
+        let silent = format!("silent{i}");
+        let applicant = applicant("Ada", "Lovelace", "1990-12-10", &format!("{silent}@example.com"), &format!("doc://blurry-{silent}/front"));
+        plans.push(Plan { name: silent, applicant, end: S::Expired, answers_step_up: false, verdict: None, compensate: vec![] });
+        let name = format!("clear{i}");
+        plans.push(Plan { applicant: clear(&name), name, end: S::Approved, answers_step_up: true, verdict: None, compensate: vec![] });
+    }
+    for p in &plans {
+        stack.start(&p.name, p.applicant.clone()).await?;
+    }
+    drive(&mut stack, &plans, Duration::from_secs(120), &mut Nothing).await?;
+    // Both sweeps keep running for a few more passes: nothing may move twice.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    stack.events.pump(Duration::from_millis(500)).await?;
+    for p in &plans {
+        let transitions = stack.events.transitions(&stack.flow_id(&p.name)).with_context(|| p.name.clone())?;
+        assert_eq!(transitions.last().map(|e| e.state), Some(p.end), "{}: {transitions:#?}", p.name);
+        assert_eq!(transitions.iter().filter(|e| e.terminal).count(), 1, "{}", p.name);
+    }
+    let expired = a.metrics.transition_count("expired") + b.metrics.transition_count("expired");
+    assert_eq!(expired, 4, "each deadline claimed by exactly one instance");
+    token_a.cancel();
+    token_b.cancel();
+    a.join.await??;
+    b.join.await??;
+    stack.stop().await
+}
+
+/// An instance that committed a transition and died before publishing it:
+/// the next one's sweep finds the outbox rows and sends them, and the flow goes on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_transition_committed_but_never_published_is_sent_by_the_sweep() -> Result<()> {
+    let mut stack = Stack::new("onb-outbox", Duration::from_millis(200)).await?;
+    let config = stack.config();
+    let store = Store::connect(&database_url()).await?;
+    let flows = OnboardingStore::open(&store, &config.topics.commands).await?;
+    let name = "orphan";
+    let start = OnboardingCommand {
+        subject_id: stack.subject(name),
+        idempotency_key: format!("{}-{name}-start", stack.run),
+        flow_id: stack.flow_id(name),
+        action: OnboardingAction::Start,
+        applicant: Some(clear(name)),
+        evidence: None,
+        decision: None,
+        requested_at_ms: switchyard_canonical::now_ms(),
+    };
+    let corr = format!("corr-{}", start.idempotency_key);
+    let t = machine::start(&start, clear(name), &corr, &config.limits, switchyard_canonical::now_ms());
+    let row = row_of(&t.flow)?;
+    let write = FlowWrite { row: &row, expected_version: None, input_key: "cmd:dead-instance", outbox: rows_of(&t)?, audit: vec![] };
+    assert_eq!(flows.commit(&write).await?, Commit::Applied);
+    assert_eq!(flows.unsent_of(&start.flow_id).await?.len(), 2, "the KYC command and the event wait in the outbox");
+
+    let (orchestrator, token) = stack.orchestrator().await?;
+    let plans = vec![Plan { name: name.into(), applicant: clear(name), end: S::Approved, answers_step_up: true, verdict: None, compensate: vec![] }];
+    drive(&mut stack, &plans, Duration::from_secs(60), &mut Nothing).await?;
+    let transitions = stack.events.transitions(&start.flow_id)?;
+    assert_eq!(transitions.iter().map(|e| e.state).collect::<Vec<_>>(), [S::KycPending, S::AmlPending, S::FraudPending, S::Approved]);
+    assert!(stack.events.by_flow[&start.flow_id].iter().all(|(_, c)| *c == corr), "the stored correlation id travels on");
+    assert!(flows.unsent_of(&start.flow_id).await?.is_empty());
+    token.cancel();
+    orchestrator.join.await??;
     stack.stop().await
 }
