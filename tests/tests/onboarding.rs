@@ -281,6 +281,10 @@ fn plans() -> Vec<Plan> {
         Plan { verdict: Some(ManualVerdict::Reject), ..plan("pep", applicant("Maria", "Politician", "1970-01-01", "m@example.com", "doc://m/front"), S::Rejected, vec![FlowStep::Kyc]) },
         plan("sanctioned", applicant("Boris", "Blocked", "1961-03-04", "b@example.com", "doc://b/front"), S::ComplianceHold, vec![]),
         plan("fraudster", applicant("Ada", "Lovelace", "1990-12-10", "fraudster@example.com", "doc://fr/front"), S::FraudBlocked, vec![FlowStep::Kyc, FlowStep::Aml]),
+        // A disposable email sends fraud to review; the analyst approves.
+        Plan { verdict: Some(ManualVerdict::Approve), ..plan("disposable", applicant("Ada", "Lovelace", "1990-12-10", "d@mailinator.com", "doc://d/front"), S::Approved, vec![]) },
+        // A suspected document goes to KYC manual review; the analyst holds it.
+        Plan { verdict: Some(ManualVerdict::Hold), ..plan("suspect", applicant("Ada", "Review", "1990-12-10", "u@example.com", "doc://u/front"), S::ComplianceHold, vec![]) },
     ]
 }
 
@@ -454,6 +458,8 @@ async fn every_terminal_state_is_reached_and_duplicate_or_reordered_outcomes_mov
     assert_eq!(states("similar"), [S::KycPending, S::AmlPending, S::AmlReview, S::FraudPending, S::Approved]);
     assert_eq!(states("pep"), [S::KycPending, S::AmlPending, S::AmlReview, S::Rejected], "the early fraud outcome did not skip the review");
     assert_eq!(states("sanctioned"), [S::KycPending, S::AmlPending, S::ComplianceHold]);
+    assert_eq!(states("disposable"), [S::KycPending, S::AmlPending, S::FraudPending, S::FraudReview, S::Approved]);
+    assert_eq!(states("suspect"), [S::KycPending, S::KycReview, S::ComplianceHold]);
     let m = &orchestrator.metrics;
     assert!(m.ignored_count("duplicate") >= 3, "start again, approve's and resubmit's kyc outcomes again: {}", m.render());
     assert!(m.ignored_count("not_awaited") >= 1, "the early fraud outcome: {}", m.render());
