@@ -25,6 +25,20 @@ pub enum ProviderEventKind {
     CardActivated,
     CardClosed,
     Other,
+    /// A KYC check or review finished; the vendor's result (`clear`,
+    /// `GREEN`, `RED:RETRY`, or the status when the callback carries no
+    /// result) is in `reason`.
+    KycCheckCompleted,
+    /// A KYC review started or waits (documents in, on hold).
+    KycReviewPending,
+    /// Someone (an analyst, the vendor) set a screening's match status; the
+    /// new status is in `reason`.
+    AmlMatchUpdated,
+    /// Ongoing monitoring found new or changed hits for a screened subject.
+    AmlMonitorAlert,
+    /// A fraud decision changed after scoring (a case decided, a level
+    /// raised); the vendor's new decision is in `reason`.
+    FraudDecisionUpdated,
 }
 
 impl ProviderEventKind {
@@ -41,17 +55,30 @@ impl ProviderEventKind {
             Self::CardActivated => "card_activated",
             Self::CardClosed => "card_closed",
             Self::Other => "other",
+            Self::KycCheckCompleted => "kyc_check_completed",
+            Self::KycReviewPending => "kyc_review_pending",
+            Self::AmlMatchUpdated => "aml_match_updated",
+            Self::AmlMonitorAlert => "aml_monitor_alert",
+            Self::FraudDecisionUpdated => "fraud_decision_updated",
         }
     }
 
     /// Position in the life of its subject; a later event never has a lower
     /// stage. Terminal kinds of the same stage contradict each other.
+    ///
+    /// Checks: pending (2) before completed (3). A monitoring alert (4) comes
+    /// after a screening was decided, like a return after paid, so it always
+    /// advances; a match-status update arriving after an alert then folds as
+    /// a regression. Check kinds repeat (a match status set twice is
+    /// `Repeated`): the result lives in `reason`, so consumers of check
+    /// events read each event, which is published once, not only the fold.
     fn stage(self) -> u8 {
         match self {
             Self::PayoutCreated | Self::CardIssued => 1,
-            Self::PayoutProcessing | Self::CardShipped => 2,
+            Self::PayoutProcessing | Self::CardShipped | Self::KycReviewPending => 2,
             Self::PayoutPaid | Self::PayoutFailed | Self::PayoutCanceled | Self::CardActivated => 3,
-            Self::PayoutReturned | Self::CardClosed => 4,
+            Self::KycCheckCompleted | Self::AmlMatchUpdated | Self::FraudDecisionUpdated => 3,
+            Self::PayoutReturned | Self::CardClosed | Self::AmlMonitorAlert => 4,
             Self::Other => 0,
         }
     }
@@ -77,7 +104,8 @@ pub struct ProviderEvent {
     pub amount_minor: Option<i64>,
     /// Uppercase ISO 4217.
     pub currency: Option<String>,
-    /// The vendor's failure or return code, when the event carries one.
+    /// The vendor's failure or return code, or a check's result (`clear`,
+    /// `GREEN`, `potential_match`, `DECLINE`), when the event carries one.
     pub reason: Option<String>,
     /// When the vendor says it happened (its clock).
     pub occurred_at_ms: i64,
@@ -157,6 +185,19 @@ mod tests {
         assert_eq!(p.apply(PayoutPaid), Transition::Repeated);
         assert_eq!(p.apply(PayoutReturned), Transition::Advanced);
         assert_eq!(p.latest, Some(PayoutReturned));
+    }
+
+    #[test]
+    fn a_late_pending_review_after_the_result_is_a_regression_and_an_alert_after_a_decision_advances() {
+        let mut kyc = EventProgress::default();
+        assert_eq!(kyc.apply(KycCheckCompleted), Transition::Advanced);
+        assert_eq!(kyc.apply(KycReviewPending), Transition::Regression);
+        assert_eq!(kyc.latest, Some(KycCheckCompleted));
+        let mut aml = EventProgress::default();
+        assert_eq!(aml.apply(AmlMatchUpdated), Transition::Advanced);
+        assert_eq!(aml.apply(AmlMonitorAlert), Transition::Advanced);
+        assert_eq!(aml.latest, Some(AmlMonitorAlert));
+        assert_eq!(KycCheckCompleted.as_str(), "kyc_check_completed");
     }
 
     #[test]

@@ -36,13 +36,16 @@ pub struct IngesterConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ProviderConfig {
-    /// Whose scheme and payload: `stripe`, `adyen`, `wise`, `lithic`.
+    /// Whose scheme and payload: `stripe`, `adyen`, `wise`, `lithic`,
+    /// `onfido`, `sumsub`, `complyadvantage`, `sardine`, `seon`.
     /// Defaults to the provider's name.
     #[serde(default)]
     pub vendor: Option<String>,
-    /// `payouts`, `cards`, ...: picks the provider-events topic.
+    /// `payouts`, `cards`, `kyc`, `aml`, `fraud`: picks the provider-events topic.
     pub domain: String,
-    /// Signing secrets (HMAC schemes) or public keys (Wise, PEM). Several
+    /// Signing secrets (HMAC schemes: `whsec_<base64>` for Standard Webhooks,
+    /// hex for Adyen, the secret as given for Stripe, Onfido, Sumsub, SEON)
+    /// or public keys (Wise, PEM). Several
     /// during a rotation; each may end at `not_after`.
     pub keys: Vec<KeyConfig>,
     /// Accepted clock distance of a signed delivery timestamp, in seconds.
@@ -113,7 +116,8 @@ mod tests {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../ops/webhook-ingester.example.yaml");
         let config = IngesterConfig::load(&path).expect("example parses");
         assert_eq!(config.topic_for("cards"), "cards.provider-events.v1");
-        assert_eq!(config.providers.len(), 4);
+        assert_eq!(config.providers.len(), 9);
+        assert_eq!(config.topic_for("kyc"), "kyc.provider-events.v1");
         let compose = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../ops/docker/webhook-ingester.yaml");
         IngesterConfig::load(&compose).expect("the docker-compose config parses");
         let err = serde_norway::from_str::<IngesterConfig>(

@@ -24,7 +24,7 @@ pub fn build(config: &IngesterConfig) -> Result<HashMap<String, Arc<Provider>>, 
         let field = format!("providers.{name}");
         let vendor_name = p.vendor.as_deref().unwrap_or(name);
         let vendor = WebhookVendor::parse(vendor_name).ok_or_else(|| {
-            IngesterError::Config(format!("{field}.vendor: {vendor_name:?} is not one of stripe, adyen, wise, lithic"))
+            IngesterError::Config(format!("{field}.vendor: {vendor_name:?} is not one of {}", WebhookVendor::NAMES.join(", ")))
         })?;
         if p.keys.is_empty() {
             return Err(IngesterError::Config(format!("{field}.keys: at least one key is needed")));
@@ -74,9 +74,13 @@ fn scheme(vendor: WebhookVendor, p: &ProviderConfig, field: &str) -> Result<Sche
             secrets: raw.iter().map(|(_, s, n)| Timed { key: s.clone(), not_after_ms: *n }).collect(),
             tolerance_s: p.tolerance_s,
         },
-        WebhookVendor::Lithic => {
+        // ComplyAdvantage (Mesh API) and Sardine sign like Lithic.
+        WebhookVendor::Lithic | WebhookVendor::ComplyAdvantage | WebhookVendor::Sardine => {
             Scheme::StandardWebhooks { keys: decode(&webhooks::standard_webhooks_key)?, tolerance_s: p.tolerance_s }
         }
+        WebhookVendor::Onfido => Scheme::OnfidoSha2 { keys: decode(&webhooks::plain_secret_key)? },
+        WebhookVendor::Sumsub => Scheme::SumsubDigest { keys: decode(&webhooks::plain_secret_key)? },
+        WebhookVendor::Seon => Scheme::SeonDigest { keys: decode(&webhooks::plain_secret_key)? },
         WebhookVendor::Adyen => Scheme::AdyenHmac { keys: decode(&webhooks::adyen_hmac_key)? },
         WebhookVendor::Wise => Scheme::WiseRsa {
             keys: raw
@@ -117,6 +121,15 @@ mod tests {
         assert!(error(&config("wise", "no pem here", None)).contains("providers.wise.keys[0]"));
         assert!(error(&config("stripe", "whsec_x", Some("tomorrow"))).contains("providers.stripe.keys[0].not_after"));
         assert!(error(&config("paypal", "x", None)).contains("providers.paypal.vendor"));
+        assert!(error(&config("paypal", "x", None)).contains("complyadvantage"), "the message lists the check vendors");
+        for vendor in ["onfido", "sumsub", "seon"] {
+            assert!(error(&config(vendor, "  ", None)).contains(&format!("providers.{vendor}.keys[0]")), "{vendor}: an empty secret");
+            assert!(build(&config(vendor, "a-plain-secret", None)).is_ok(), "{vendor}");
+        }
+        for vendor in ["complyadvantage", "sardine"] {
+            assert!(error(&config(vendor, "plain", None)).contains(&format!("providers.{vendor}.keys[0]")), "{vendor}: whsec_ needed");
+            assert!(build(&config(vendor, "whsec_c3dpdGNoeWFyZA==", None)).is_ok(), "{vendor}");
+        }
         assert!(build(&config("stripe", "whsec_x", Some("2026-12-01T00:00:00Z"))).is_ok());
     }
 }

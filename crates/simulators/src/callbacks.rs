@@ -28,6 +28,33 @@ pub enum Signer {
     AdyenHmac { hex_key: String },
     /// Wise `X-Signature-SHA256`; a PKCS#8 PEM RSA private key.
     WiseRsa { private_pem: String },
+    /// Onfido `X-SHA2-Signature: <hex HMAC-SHA256(token, body)>`.
+    OnfidoSha2 { token: String },
+    /// Sumsub `X-Payload-Digest: <hex HMAC(secret, body)>` with
+    /// `X-Payload-Digest-Alg` naming the hash.
+    SumsubDigest { secret: String, alg: DigestAlg },
+    /// SEON `Digest: SHA-256=<hex HMAC-SHA256(license key, body)>`
+    /// (UNCONFIRMED header; see the adapter's `webhooks::digest_body`).
+    SeonDigest { key: String },
+}
+
+/// The hashes Sumsub lets a webhook be signed with.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DigestAlg {
+    Sha1,
+    Sha256,
+    Sha512,
+}
+
+impl DigestAlg {
+    /// The `X-Payload-Digest-Alg` value.
+    pub fn header_value(self) -> &'static str {
+        match self {
+            DigestAlg::Sha1 => "HMAC_SHA1_HEX",
+            DigestAlg::Sha256 => "HMAC_SHA256_HEX",
+            DigestAlg::Sha512 => "HMAC_SHA512_HEX",
+        }
+    }
 }
 
 impl std::fmt::Debug for Signer {
@@ -37,6 +64,9 @@ impl std::fmt::Debug for Signer {
             Signer::StandardWebhooks { .. } => "StandardWebhooks",
             Signer::AdyenHmac { .. } => "AdyenHmac",
             Signer::WiseRsa { .. } => "WiseRsa",
+            Signer::OnfidoSha2 { .. } => "OnfidoSha2",
+            Signer::SumsubDigest { .. } => "SumsubDigest",
+            Signer::SeonDigest { .. } => "SeonDigest",
         };
         write!(f, "Signer::{name}(****)")
     }
@@ -85,6 +115,36 @@ impl Signer {
                     .map_err(|e| SignerError(e.to_string()))?;
                 vec![("X-Signature-SHA256", b64.encode(sig)), ("X-Delivery-Id", uuid::Uuid::new_v4().to_string())]
             }
+            Signer::OnfidoSha2 { token } => {
+                let mut mac = HmacSha256::new_from_slice(token.as_bytes()).map_err(|e| SignerError(e.to_string()))?;
+                mac.update(body);
+                vec![("X-SHA2-Signature", hex::encode(mac.finalize().into_bytes()))]
+            }
+            Signer::SumsubDigest { secret, alg } => {
+                let digest = match alg {
+                    DigestAlg::Sha256 => {
+                        let mut mac = HmacSha256::new_from_slice(secret.as_bytes()).map_err(|e| SignerError(e.to_string()))?;
+                        mac.update(body);
+                        hex::encode(mac.finalize().into_bytes())
+                    }
+                    DigestAlg::Sha512 => {
+                        let mut mac = Hmac::<sha2::Sha512>::new_from_slice(secret.as_bytes()).map_err(|e| SignerError(e.to_string()))?;
+                        mac.update(body);
+                        hex::encode(mac.finalize().into_bytes())
+                    }
+                    // No SHA-1 crate here; ring has it for legacy uses like this one.
+                    DigestAlg::Sha1 => {
+                        let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA1_FOR_LEGACY_USE_ONLY, secret.as_bytes());
+                        hex::encode(ring::hmac::sign(&key, body).as_ref())
+                    }
+                };
+                vec![("X-Payload-Digest", digest), ("X-Payload-Digest-Alg", alg.header_value().to_owned())]
+            }
+            Signer::SeonDigest { key } => {
+                let mut mac = HmacSha256::new_from_slice(key.as_bytes()).map_err(|e| SignerError(e.to_string()))?;
+                mac.update(body);
+                vec![("Digest", format!("SHA-256={}", hex::encode(mac.finalize().into_bytes())))]
+            }
         })
     }
 
@@ -97,6 +157,9 @@ impl Signer {
             // Signing with the wrong RSA key needs a second key pair; a
             // corrupted signature forges just as well.
             Signer::WiseRsa { private_pem } => Signer::WiseRsa { private_pem: private_pem.clone() },
+            Signer::OnfidoSha2 { .. } => Signer::OnfidoSha2 { token: "forged-token".into() },
+            Signer::SumsubDigest { alg, .. } => Signer::SumsubDigest { secret: "forged-secret".into(), alg: *alg },
+            Signer::SeonDigest { .. } => Signer::SeonDigest { key: "forged-license".into() },
         }
     }
 }
@@ -365,6 +428,81 @@ pub mod bodies {
         serde_json::to_vec(&body).unwrap_or_default()
     }
 
+    /// An Onfido `check.completed` (or other `action`) callback; Onfido's
+    /// callbacks carry no result, only the check's status.
+    pub fn onfido_check(action: &str, check_id: &str, status: &str) -> Vec<u8> {
+        let body = json!({"payload": {
+            "resource_type": "check", "action": action,
+            "object": {"id": check_id, "status": status,
+                       "completed_at_iso8601": crate::util::iso8601(crate::util::now_ms()),
+                       "href": format!("https://api.eu.onfido.com/v3.6/checks/{check_id}")},
+        }});
+        serde_json::to_vec(&body).unwrap_or_default()
+    }
+
+    /// A Sumsub `applicantReviewed` callback; `answer` GREEN or RED, with
+    /// `reject_type` FINAL or RETRY on RED. `created_at_ms` is the event's
+    /// time, kept across Sumsub's resends.
+    pub fn sumsub_reviewed(applicant_id: &str, external_user_id: &str, answer: &str, reject_type: Option<&str>, created_at_ms: i64) -> Vec<u8> {
+        let mut result = json!({"reviewAnswer": answer});
+        if let Some(t) = reject_type {
+            result["reviewRejectType"] = json!(t);
+            result["rejectLabels"] = json!(["BAD_PROOF_OF_IDENTITY"]);
+        }
+        let body = json!({
+            "applicantId": applicant_id, "inspectionId": format!("{applicant_id}-insp"),
+            "correlationId": format!("req-{}", uuid::Uuid::new_v4()), "externalUserId": external_user_id,
+            "levelName": "basic-kyc-level", "type": "applicantReviewed", "reviewResult": result,
+            "reviewStatus": "completed", "createdAtMs": sumsub_time(created_at_ms), "sandboxMode": true,
+        });
+        serde_json::to_vec(&body).unwrap_or_default()
+    }
+
+    /// Sumsub's `createdAtMs` form: `2026-11-25 10:15:00.321` (UTC).
+    fn sumsub_time(ms: i64) -> String {
+        let iso = crate::util::iso8601(ms);
+        let base = iso.trim_end_matches('Z').replacen('T', " ", 1);
+        let base = base.split('.').next().unwrap_or(&base).to_owned();
+        format!("{base}.{:03}", ms.rem_euclid(1000))
+    }
+
+    /// A ComplyAdvantage `match_status_updated` for a search tagged with our subject.
+    pub fn complyadvantage_match_status(search_id: i64, client_ref: &str, subject_id: &str, match_status: &str) -> Vec<u8> {
+        let body = json!({"event": "match_status_updated", "data": {
+            "search_id": search_id, "ref": format!("{search_id}-sim"), "client_ref": client_ref,
+            "match_status": match_status, "risk_level": "high", "tags": {"switchyard_subject": subject_id},
+        }});
+        serde_json::to_vec(&body).unwrap_or_default()
+    }
+
+    /// A ComplyAdvantage `monitored_search_updated` with `new_hits` new entities.
+    pub fn complyadvantage_monitor(search_id: i64, subject_id: &str, new_hits: usize) -> Vec<u8> {
+        let new: Vec<String> = (0..new_hits).map(|i| format!("SIMHIT{search_id}{i}")).collect();
+        let body = json!({"event": "monitored_search_updated", "data": {
+            "search_id": search_id, "new": new, "updated": [], "removed": [], "is_suspended": false,
+            "tags": {"switchyard_subject": subject_id},
+        }});
+        serde_json::to_vec(&body).unwrap_or_default()
+    }
+
+    /// A Sardine risk level change (UNCONFIRMED shape, see the adapter).
+    pub fn sardine_risk_level(event_id: &str, session_key: &str, customer_id: &str, level: &str) -> Vec<u8> {
+        let body = json!({
+            "id": event_id, "type": "customer.risk_level_changed", "timestamp": crate::util::iso8601(crate::util::now_ms()),
+            "data": {"sessionKey": session_key, "customer": {"id": customer_id}, "level": level},
+        });
+        serde_json::to_vec(&body).unwrap_or_default()
+    }
+
+    /// A SEON transaction status update (UNCONFIRMED shape, see the adapter).
+    pub fn seon_status_update(seon_id: &str, transaction_id: &str, user_id: &str, state: &str) -> Vec<u8> {
+        let body = json!({
+            "event": "transaction:status_update", "timestamp": crate::util::iso8601(crate::util::now_ms()),
+            "data": {"id": seon_id, "transaction_id": transaction_id, "user_id": user_id, "state": state},
+        });
+        serde_json::to_vec(&body).unwrap_or_default()
+    }
+
     /// A Wise transfer state change (schema 2.0.0).
     pub fn wise_state_change(transfer_id: i64, state: &str, previous: &str) -> Vec<u8> {
         let at = crate::util::iso8601(crate::util::now_ms());
@@ -375,5 +513,46 @@ pub mod bodies {
             "schema_version": "2.0.0", "sent_at": at,
         });
         serde_json::to_vec(&body).unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod check_vendor_signers {
+    //! Known answers computed with Python's `hmac` (stdlib).
+    use super::{DigestAlg, Signer};
+
+    fn sign(signer: Signer, body: &[u8]) -> Vec<(&'static str, String)> {
+        signer.headers("", 0, body).expect("signs")
+    }
+
+    #[test]
+    fn onfido_sumsub_and_seon_sign_as_documented() {
+        let onfido = br#"{"payload":{"resource_type":"check","action":"check.completed","object":{"id":"chk-1","status":"complete"}}}"#;
+        assert_eq!(
+            sign(Signer::OnfidoSha2 { token: "onfido-webhook-token".into() }, onfido),
+            [("X-SHA2-Signature", "db2a05b85315e97e6d657fbd208e5267bbf08df02d6dd3156d171d8e92bccb99".to_owned())]
+        );
+        let sumsub = br#"{"type":"applicantReviewed","applicantId":"a1"}"#;
+        for (alg, digest) in [
+            (DigestAlg::Sha1, "89e31baf186ece6fafec826129558e2d8284192b"),
+            (DigestAlg::Sha256, "78a492c4d854ae5fa2643797c254fccd9e530356a001e204590c5de1e5ab788d"),
+        ] {
+            let headers = sign(Signer::SumsubDigest { secret: "sumsub-secret".into(), alg }, sumsub);
+            assert_eq!(headers[0], ("X-Payload-Digest", digest.to_owned()));
+            assert_eq!(headers[1], ("X-Payload-Digest-Alg", alg.header_value().to_owned()));
+        }
+        let sha512 = sign(Signer::SumsubDigest { secret: "sumsub-secret".into(), alg: DigestAlg::Sha512 }, sumsub);
+        assert!(sha512[0].1.starts_with("2fba14f3e2a7ee8070907ff8b822"));
+        assert_eq!(
+            sign(Signer::SeonDigest { key: "seon-license-key".into() }, br#"{"event":"transaction:status_update"}"#),
+            [("Digest", "SHA-256=34c2eb5da9b25141da0313f23242137bd2148710c99aed4f2b1fa57ed7681c4f".to_owned())]
+        );
+    }
+
+    #[test]
+    fn sumsub_times_have_sumsubs_shape() {
+        let body = super::bodies::sumsub_reviewed("a1", "k1", "GREEN", None, 1_713_790_518_042);
+        let v: serde_json::Value = serde_json::from_slice(&body).expect("json");
+        assert_eq!(v["createdAtMs"], "2024-04-22 12:55:18.042");
     }
 }

@@ -3,12 +3,16 @@
 //!
 //! Each vendor signs in its own way ([`Scheme`]); each vendor's body maps to
 //! the canonical [`ProviderEvent`] in its own module (`payouts::stripe::webhook`,
-//! `payouts::adyen::webhook`, `payouts::wise::webhook`, `cards::lithic::webhook`).
-//! Vendor JSON types never leave those modules.
+//! `payouts::adyen::webhook`, `payouts::wise::webhook`, `cards::lithic::webhook`,
+//! and for the check vendors `kyc::{onfido,sumsub}::webhook`,
+//! `aml::comply_advantage::webhook`, `fraud::{sardine,seon}::webhook`).
+//! Vendor JSON types never leave those modules. OpenSanctions answers
+//! synchronously only and sends no callbacks.
 //!
 //! Replay protection: schemes that sign a delivery timestamp (Stripe,
-//! Standard Webhooks) are refused outside the tolerance window. Schemes that
-//! sign only the body (Adyen, Wise) cannot tell a replay from the vendor's own
+//! Standard Webhooks: Lithic, ComplyAdvantage, Sardine) are refused outside
+//! the tolerance window. Schemes that sign only the body (Adyen, Wise,
+//! Onfido, Sumsub, SEON) cannot tell a replay from the vendor's own
 //! retry days later, so for them the dedup store is the replay protection: a
 //! replayed body carries an event id already seen and is never republished.
 //!
@@ -16,6 +20,7 @@
 //! `not_after`; during an overlap any unexpired key verifies.
 
 mod der;
+mod digest_body;
 mod hmac_body;
 mod rsa_body;
 mod standard;
@@ -81,6 +86,14 @@ pub enum Scheme {
     AdyenHmac { keys: Vec<Timed<Vec<u8>>> },
     /// Wise `X-Signature-SHA256: <base64 RSA PKCS#1 v1.5 SHA-256 over body>`.
     WiseRsa { keys: Vec<Timed<RsaPublicKey>> },
+    /// Onfido `X-SHA2-Signature: <hex HMAC-SHA256(token, body)>`.
+    OnfidoSha2 { keys: Vec<Timed<Vec<u8>>> },
+    /// Sumsub `X-Payload-Digest: <hex HMAC(secret, body)>`, the hash named by
+    /// `X-Payload-Digest-Alg` (SHA-1, SHA-256 by default, SHA-512).
+    SumsubDigest { keys: Vec<Timed<Vec<u8>>> },
+    /// SEON `Digest: SHA-256=<HMAC-SHA256(license key, body)>` (UNCONFIRMED
+    /// header, see `digest_body`).
+    SeonDigest { keys: Vec<Timed<Vec<u8>>> },
 }
 
 /// What a verified callback proved beyond its body.
@@ -88,31 +101,47 @@ pub enum Scheme {
 pub struct Verified {
     /// Standard Webhooks: the message id, stable across the vendor's retries.
     pub message_id: Option<String>,
+    /// Standard Webhooks: the signed send time (Unix ms), for bodies that
+    /// say nothing of when.
+    pub signed_at_ms: Option<i64>,
+    /// When the callback was verified (our clock): the last resort for a
+    /// body with no time at all (an Onfido `check.started`).
+    pub verified_at_ms: i64,
 }
 
 impl Scheme {
     pub fn verify(&self, headers: &HeaderMap, body: &[u8], now_ms: i64) -> Result<Verified, Refusal> {
+        let plain = Verified { verified_at_ms: now_ms, ..Verified::default() };
         match self {
             Scheme::StripeSignature { secrets, tolerance_s } => {
                 let live: Vec<&[u8]> =
                     secrets.iter().filter(|s| s.live(now_ms)).map(|s| s.key.expose().as_bytes()).collect();
                 stripe_signature::verify(headers, body, &live, *tolerance_s, now_ms / 1000)?;
-                Ok(Verified::default())
+                Ok(plain)
             }
             Scheme::StandardWebhooks { keys, tolerance_s } => {
                 let live: Vec<&[u8]> = keys.iter().filter(|k| k.live(now_ms)).map(|k| k.key.as_slice()).collect();
-                let id = standard::verify(headers, body, &live, *tolerance_s, now_ms / 1000)?;
-                Ok(Verified { message_id: Some(id) })
+                let (id, signed_at_s) = standard::verify(headers, body, &live, *tolerance_s, now_ms / 1000)?;
+                Ok(Verified { message_id: Some(id), signed_at_ms: Some(signed_at_s.saturating_mul(1000)), ..plain })
             }
             Scheme::AdyenHmac { keys } => {
                 let live: Vec<&[u8]> = keys.iter().filter(|k| k.live(now_ms)).map(|k| k.key.as_slice()).collect();
                 hmac_body::verify_adyen(headers, body, &live)?;
-                Ok(Verified::default())
+                Ok(plain)
             }
             Scheme::WiseRsa { keys } => {
                 let live: Vec<&RsaPublicKey> = keys.iter().filter(|k| k.live(now_ms)).map(|k| &k.key).collect();
                 rsa_body::verify_wise(headers, body, &live)?;
-                Ok(Verified::default())
+                Ok(plain)
+            }
+            Scheme::OnfidoSha2 { keys } | Scheme::SumsubDigest { keys } | Scheme::SeonDigest { keys } => {
+                let live: Vec<&[u8]> = keys.iter().filter(|k| k.live(now_ms)).map(|k| k.key.as_slice()).collect();
+                match self {
+                    Scheme::OnfidoSha2 { .. } => digest_body::verify_onfido(headers, body, &live)?,
+                    Scheme::SumsubDigest { .. } => digest_body::verify_sumsub(headers, body, &live)?,
+                    _ => digest_body::verify_seon(headers, body, &live)?,
+                }
+                Ok(plain)
             }
         }
     }
@@ -132,6 +161,16 @@ pub fn adyen_hmac_key(hex_key: &str) -> Result<Vec<u8>, String> {
             Ok(k)
         }
     })
+}
+
+/// A secret used as its UTF-8 bytes (Onfido webhook token, Sumsub webhook
+/// secret, SEON license key), trimmed of surrounding whitespace.
+pub fn plain_secret_key(secret: &str) -> Result<Vec<u8>, String> {
+    let key = secret.trim();
+    if key.is_empty() {
+        return Err("empty webhook secret".to_owned());
+    }
+    Ok(key.as_bytes().to_vec())
 }
 
 /// The facts a vendor body states, before the ingester stamps its own.
@@ -175,15 +214,41 @@ pub enum WebhookVendor {
     Adyen,
     Wise,
     Lithic,
+    Onfido,
+    Sumsub,
+    ComplyAdvantage,
+    Sardine,
+    Seon,
 }
 
 impl WebhookVendor {
+    /// Every vendor name [`WebhookVendor::parse`] knows, for error messages.
+    pub const NAMES: &'static [&'static str] =
+        &["stripe", "adyen", "wise", "lithic", "onfido", "sumsub", "complyadvantage", "sardine", "seon"];
+
+    pub const ALL: [WebhookVendor; 9] = [
+        Self::Stripe,
+        Self::Adyen,
+        Self::Wise,
+        Self::Lithic,
+        Self::Onfido,
+        Self::Sumsub,
+        Self::ComplyAdvantage,
+        Self::Sardine,
+        Self::Seon,
+    ];
+
     pub fn parse(name: &str) -> Option<Self> {
         match name {
             "stripe" => Some(Self::Stripe),
             "adyen" => Some(Self::Adyen),
             "wise" => Some(Self::Wise),
             "lithic" => Some(Self::Lithic),
+            "onfido" => Some(Self::Onfido),
+            "sumsub" => Some(Self::Sumsub),
+            "complyadvantage" => Some(Self::ComplyAdvantage),
+            "sardine" => Some(Self::Sardine),
+            "seon" => Some(Self::Seon),
             _ => None,
         }
     }
@@ -195,6 +260,11 @@ impl WebhookVendor {
             Self::Adyen => crate::payouts::adyen::webhook::map(body),
             Self::Wise => crate::payouts::wise::webhook::map(body),
             Self::Lithic => crate::cards::lithic::webhook::map(body, verified),
+            Self::Onfido => crate::kyc::onfido::webhook::map(body, verified),
+            Self::Sumsub => crate::kyc::sumsub::webhook::map(body),
+            Self::ComplyAdvantage => crate::aml::comply_advantage::webhook::map(body, verified),
+            Self::Sardine => crate::fraud::sardine::webhook::map(body, verified),
+            Self::Seon => crate::fraud::seon::webhook::map(body, verified),
         }
     }
 }
@@ -204,10 +274,15 @@ impl WebhookVendor {
 /// the number of candidates; ring's SHA-256 (assembly) rather than a portable
 /// one: it was a quarter of the ingester's instructions.
 pub(crate) fn hmac_matches(keys: &[&[u8]], parts: &[&[u8]], candidates: &[Vec<u8>]) -> bool {
+    hmac_matches_with(ring::hmac::HMAC_SHA256, keys, parts, candidates)
+}
+
+/// [`hmac_matches`] under another hash (Sumsub lets the sender pick).
+pub(crate) fn hmac_matches_with(alg: ring::hmac::Algorithm, keys: &[&[u8]], parts: &[&[u8]], candidates: &[Vec<u8>]) -> bool {
     use subtle::ConstantTimeEq;
     let mut matched = subtle::Choice::from(0u8);
     for key in keys {
-        let mut ctx = ring::hmac::Context::with_key(&ring::hmac::Key::new(ring::hmac::HMAC_SHA256, key));
+        let mut ctx = ring::hmac::Context::with_key(&ring::hmac::Key::new(alg, key));
         for part in parts {
             ctx.update(part);
         }
@@ -318,6 +393,13 @@ mod no_panic {
             include_bytes!("../../tests/fixtures/webhooks/stripe-payout-paid.json"),
             include_bytes!("../../tests/fixtures/webhooks/adyen-transfer-booked.json"),
             include_bytes!("../../tests/fixtures/webhooks/wise-state-change.json"),
+            include_bytes!("../../tests/fixtures/webhooks/onfido-check-completed.json"),
+            include_bytes!("../../tests/fixtures/webhooks/sumsub-applicant-reviewed-red.json"),
+            include_bytes!("../../tests/fixtures/webhooks/complyadvantage-match-status-updated.json"),
+            include_bytes!("../../tests/fixtures/webhooks/complyadvantage-monitored-search-updated.json"),
+            include_bytes!("../../tests/fixtures/webhooks/sardine-risk-level-changed.json"),
+            include_bytes!("../../tests/fixtures/webhooks/seon-status-update.json"),
+            b"SHA-256=NMLrXamyUUHaAxPyMkITe9IUhxDJmu1PKx+lftdoHE8=",
             b"t=1,v1=00,v1=,=,,,v1",
             b"v1,AAAA v1a,xyz v1,",
         ];
@@ -355,11 +437,24 @@ mod no_panic {
             Scheme::StripeSignature { secrets: vec![Timed { key: Secret::new("whsec_x"), not_after_ms: None }], tolerance_s: 300 },
             Scheme::StandardWebhooks { keys: vec![Timed { key: b"k".to_vec(), not_after_ms: None }], tolerance_s: 300 },
             Scheme::AdyenHmac { keys: vec![Timed { key: vec![1; 32], not_after_ms: None }] },
+            Scheme::OnfidoSha2 { keys: vec![Timed { key: b"token".to_vec(), not_after_ms: None }] },
+            Scheme::SumsubDigest { keys: vec![Timed { key: b"secret".to_vec(), not_after_ms: None }] },
+            Scheme::SeonDigest { keys: vec![Timed { key: b"license".to_vec(), not_after_ms: None }] },
         ];
         for input in inputs() {
             let mut headers = HeaderMap::new();
             if let Ok(v) = HeaderValue::from_bytes(&input) {
-                for name in ["stripe-signature", "webhook-id", "webhook-timestamp", "webhook-signature", "hmacsignature"] {
+                for name in [
+                    "stripe-signature",
+                    "webhook-id",
+                    "webhook-timestamp",
+                    "webhook-signature",
+                    "hmacsignature",
+                    "x-sha2-signature",
+                    "x-payload-digest",
+                    "x-payload-digest-alg",
+                    "digest",
+                ] {
                     headers.insert(name, v.clone());
                 }
             }
@@ -367,8 +462,10 @@ mod no_panic {
                 assert!(scheme.verify(&headers, &input, 1_700_000_000_000).is_err());
             }
             let _ = RsaPublicKey::from_pem(&String::from_utf8_lossy(&input));
-            for vendor in [WebhookVendor::Stripe, WebhookVendor::Adyen, WebhookVendor::Wise, WebhookVendor::Lithic] {
+            let signed = Verified { message_id: Some("msg".into()), signed_at_ms: Some(1), verified_at_ms: 2 };
+            for vendor in WebhookVendor::ALL {
                 let _ = vendor.map(&input, &Verified::default());
+                let _ = vendor.map(&input, &signed);
             }
         }
     }

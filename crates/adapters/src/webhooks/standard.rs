@@ -23,8 +23,8 @@ pub(super) fn decode_secret(secret: &str) -> Result<Vec<u8>, String> {
     Ok(key)
 }
 
-/// Returns the verified `webhook-id`.
-pub(super) fn verify(headers: &HeaderMap, body: &[u8], keys: &[&[u8]], tolerance_s: i64, now_s: i64) -> Result<String, Refusal> {
+/// Returns the verified `webhook-id` and `webhook-timestamp` (Unix seconds).
+pub(super) fn verify(headers: &HeaderMap, body: &[u8], keys: &[&[u8]], tolerance_s: i64, now_s: i64) -> Result<(String, i64), Refusal> {
     let id = header(headers, ID)?;
     let ts_text = header(headers, TIMESTAMP)?;
     let signatures = header(headers, SIGNATURE)?;
@@ -48,7 +48,7 @@ pub(super) fn verify(headers: &HeaderMap, body: &[u8], keys: &[&[u8]], tolerance
     if (now_s - ts).abs() > tolerance_s {
         return Err(Refusal::StaleTimestamp);
     }
-    Ok(id.to_owned())
+    Ok((id.to_owned(), ts))
 }
 
 #[cfg(test)]
@@ -70,7 +70,7 @@ mod tests {
         let key = decode_secret("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw").expect("secret");
         let body = br#"{"test": 2432232314}"#;
         let h = headers("msg_p5jXN8AQM9LWM0D4loKWxJek", "1614265330", "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=");
-        assert_eq!(verify(&h, body, &[&key], 300, 1614265330), Ok("msg_p5jXN8AQM9LWM0D4loKWxJek".to_owned()));
+        assert_eq!(verify(&h, body, &[&key], 300, 1614265330), Ok(("msg_p5jXN8AQM9LWM0D4loKWxJek".to_owned(), 1614265330)));
         assert_eq!(verify(&h, body, &[&key], 300, 1614265330 + 301), Err(Refusal::StaleTimestamp));
         assert_eq!(verify(&h, br#"{"test": 1}"#, &[&key], 300, 1614265330), Err(Refusal::BadSignature));
         let other = headers("msg_other", "1614265330", "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=");

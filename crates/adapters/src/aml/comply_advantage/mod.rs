@@ -16,6 +16,7 @@
 //! list update.
 
 mod transformers;
+pub(crate) mod webhook;
 
 use super::AmlVerdict;
 use crate::http::{self, traced};

@@ -63,7 +63,7 @@ mod tests {
     #[test]
     fn card_created_is_card_issued_under_the_webhook_id() {
         let body = br#"{"event_type":"card.created","token":"ev-1","created":"2026-11-25T10:00:00Z","payload":{"token":"card-tok","memo":"card-7"}}"#;
-        let facts = map(body, &Verified { message_id: Some("msg_1".into()) }).expect("maps");
+        let facts = map(body, &Verified { message_id: Some("msg_1".into()), ..Verified::default() }).expect("maps");
         assert_eq!(facts.kind, ProviderEventKind::CardIssued);
         assert_eq!(facts.event_id, "msg_1");
         assert_eq!(facts.subject_id, "card-7");

@@ -12,6 +12,7 @@
 //! Decision policy (ours): low/medium allow, high review, very_high block.
 
 mod transformers;
+pub(crate) mod webhook;
 
 use super::{feedback_of, FraudVerdict};
 use crate::http::{self, traced};

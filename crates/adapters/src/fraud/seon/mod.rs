@@ -15,6 +15,7 @@
 //! (onboarding, login), so a repeat names the same SEON transaction.
 
 mod transformers;
+pub(crate) mod webhook;
 
 use super::{feedback_of, FraudVerdict};
 use crate::http::{self, traced};

@@ -16,6 +16,7 @@
 //! is uploaded as the file content (UNCONFIRMED: real Onfido would reject it).
 
 mod transformers;
+pub(crate) mod webhook;
 
 use super::{KycVerdict, Polling};
 use crate::http::{self, traced};

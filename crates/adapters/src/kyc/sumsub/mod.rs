@@ -20,6 +20,7 @@
 //! file content (UNCONFIRMED: real Sumsub would reject it).
 
 mod transformers;
+pub(crate) mod webhook;
 
 use super::{KycVerdict, Polling};
 use crate::http::{self, traced};
