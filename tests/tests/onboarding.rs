@@ -31,7 +31,7 @@ use switchyard_simulators::{comply_advantage, onfido, seon, SimulatorHandle};
 use switchyard_store::onboarding::{Commit, FlowWrite, OnboardingStore};
 use switchyard_store::Store;
 use switchyard_worker::aml::Aml;
-use switchyard_worker::check_config::CheckVendorKind;
+use switchyard_worker::check_config::{CheckProviderConfig, CheckVendorKind};
 use switchyard_worker::check_run::{start_check_worker, RunningCheckWorker};
 use switchyard_worker::fraud::{Fraud, FRAUD_OUTCOME_SCHEMA};
 use switchyard_worker::kyc::Kyc;
@@ -46,6 +46,8 @@ struct Stack {
     run: String,
     workers: Vec<RunningCheckWorker>,
     sims: Vec<SimulatorHandle>,
+    /// The fraud vendor, for a fraud worker started late.
+    fraud: CheckProviderConfig,
     shutdown: CancellationToken,
     commands: CommandProducer,
     events: Events,
@@ -53,6 +55,18 @@ struct Stack {
 
 impl Stack {
     async fn new(name: &str, kyc_settle: Duration) -> Result<Self> {
+        let mut stack = Self::without_fraud_worker(name, kyc_settle).await?;
+        stack.start_fraud_worker().await?;
+        Ok(stack)
+    }
+
+    async fn start_fraud_worker(&mut self) -> Result<()> {
+        let config = check_config(&self.env, "fraud", vec![self.fraud.clone()], "seon");
+        self.workers.push(start_check_worker::<Fraud>(config, self.shutdown.clone()).await?);
+        Ok(())
+    }
+
+    async fn without_fraud_worker(name: &str, kyc_settle: Duration) -> Result<Self> {
         let env = TestEnv::new(name).await?;
         let run = env.prefix.trim_end_matches('.').rsplit('-').next().unwrap_or("run").to_owned();
         let onfido = onfido::spawn_onfido(onfido::OnfidoConfig { settle_after: kyc_settle, ..onfido::OnfidoConfig::local() }).await?;
@@ -65,11 +79,10 @@ impl Stack {
         let workers = vec![
             start_check_worker::<Kyc>(check_config(&env, "kyc", vec![kyc], "onfido"), shutdown.clone()).await?,
             start_check_worker::<Aml>(check_config(&env, "aml", vec![aml], "complyadvantage"), shutdown.clone()).await?,
-            start_check_worker::<Fraud>(check_config(&env, "fraud", vec![fraud], "seon"), shutdown.clone()).await?,
         ];
         let commands = CommandProducer::new(&env, "onboarding", switchyard_onboarding::handler::ONBOARDING_COMMAND_SCHEMA).await?;
         let events = Events::new(&env)?;
-        Ok(Self { env, run, workers, sims: vec![onfido, ca, seon], shutdown, commands, events })
+        Ok(Self { env, run, workers, sims: vec![onfido, ca, seon], fraud, shutdown, commands, events })
     }
 
     fn config(&self) -> OrchestratorConfig {
@@ -586,6 +599,60 @@ async fn a_transition_committed_but_never_published_is_sent_by_the_sweep() -> Re
     assert_eq!(transitions.iter().map(|e| e.state).collect::<Vec<_>>(), [S::KycPending, S::AmlPending, S::FraudPending, S::Approved]);
     assert!(stack.events.by_flow[&start.flow_id].iter().all(|(_, c)| *c == corr), "the stored correlation id travels on");
     assert!(flows.unsent_of(&start.flow_id).await?.is_empty());
+    token.cancel();
+    orchestrator.join.await??;
+    stack.stop().await
+}
+
+/// A worker step past its deadline: the command is sent again under the
+/// same key, the late worker answers both deliveries (the second from its
+/// store) and the flow moves once; a step still unanswered after the last
+/// resend expires the flow and compensates what had passed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_step_past_its_deadline_is_resent_under_the_same_key_then_expires() -> Result<()> {
+    let mut stack = Stack::without_fraud_worker("onb-timeout", Duration::from_millis(200)).await?;
+    let mut config = stack.config();
+    config.limits.step_timeout_ms = 3_000;
+    config.limits.max_resends = 2;
+    let (orchestrator, token) = stack.orchestrator_with(config).await?;
+    let (late, never) = (stack.flow_id("late"), stack.flow_id("never"));
+    let resends = |events: &Events, flow: &str| events.transitions(flow).unwrap_or_default().iter().filter(|e| e.trigger == "timeout" && !e.terminal).count();
+    let deadline = Instant::now() + Duration::from_secs(90);
+    // No fraud worker yet: `never` is resent twice, then expires. `late`
+    // starts once `never` was resent twice, so it is half-way through its
+    // own deadlines when `never` expires; then the worker comes.
+    stack.start("never", clear("never")).await?;
+    let mut late_started = false;
+    while stack.events.state(&never) != Some(S::Expired) || resends(&stack.events, &late) == 0 {
+        if Instant::now() > deadline {
+            bail!("timeouts did not fire: never {:?}, late {:?}", stack.events.transitions(&never), stack.events.transitions(&late));
+        }
+        stack.events.pump(Duration::from_millis(200)).await?;
+        if !late_started && resends(&stack.events, &never) == 2 {
+            late_started = true;
+            stack.start("late", clear("late")).await?;
+        }
+    }
+    assert_ne!(stack.events.state(&late), Some(S::Expired), "the worker must come before `late` runs out of resends");
+    stack.start_fraud_worker().await?;
+    let plans = vec![Plan { name: "late".into(), applicant: clear("late"), end: S::Approved, answers_step_up: true, verdict: None, compensate: vec![] }];
+    drive(&mut stack, &plans, Duration::from_secs(60), &mut Nothing).await?;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    stack.events.pump(Duration::from_millis(500)).await?;
+
+    let late_events = stack.events.transitions(&late)?;
+    let states: Vec<_> = late_events.iter().map(|e| (e.state, e.trigger.as_str())).collect();
+    assert_eq!(states.last().map(|(s, _)| *s), Some(S::Approved), "{states:?}");
+    assert_eq!(states.iter().filter(|(s, _)| *s == S::Approved).count(), 1, "both deliveries answered, one transition: {states:?}");
+    assert!(late_events.iter().filter(|e| e.state == S::FraudPending).all(|e| e.attempt == 1), "a resend is the same attempt (same key)");
+    let never_events = stack.events.transitions(&never)?;
+    let last = never_events.last().context("events")?;
+    assert_eq!((last.state, last.trigger.as_str(), last.compensate.clone()), (S::Expired, "timeout", vec![FlowStep::Kyc, FlowStep::Aml]));
+    assert_eq!(resends(&stack.events, &never), 2, "max_resends");
+    // The worker answered `late`'s original and resent command; `never`'s
+    // three deliveries too, after it had expired.
+    assert!(orchestrator.metrics.ignored_count("duplicate") >= 1, "{}", orchestrator.metrics.render());
+    assert!(orchestrator.metrics.ignored_count("finished") >= 1, "{}", orchestrator.metrics.render());
     token.cancel();
     orchestrator.join.await??;
     stack.stop().await
