@@ -7,6 +7,12 @@ usage: sign_webhook.py SCHEME KEY ID BODY_FILE   -> JSON object of headers
   standard  KEY = whsec_<base64> secret     (the Standard Webhooks reference library)
   adyen     KEY = hex HMAC key              (HmacSignature, per Adyen's docs, Python hmac)
   wise      KEY = path of a PEM private key (X-Signature-SHA256, the `cryptography` package)
+  onfido    KEY = webhook token             (X-SHA2-Signature, per Onfido's docs, Python hmac)
+  sumsub    KEY = webhook secret            (X-Payload-Digest, SHA-256; sumsub-sha1 / sumsub-sha512
+                                             pick the other X-Payload-Digest-Alg values, Python hmac)
+  seon      KEY = license key               (Digest: SHA-256=<hex>, UNCONFIRMED header, Python hmac)
+
+ComplyAdvantage and Sardine sign with Standard Webhooks: use `standard`.
 """
 import base64
 import hashlib
@@ -39,6 +45,17 @@ def main():
         private = serialization.load_pem_private_key(open(key, "rb").read(), password=None)
         sig = private.sign(body, padding.PKCS1v15(), hashes.SHA256())
         headers = {"X-Signature-SHA256": base64.b64encode(sig).decode()}
+    elif scheme == "onfido":
+        headers = {"X-SHA2-Signature": hmac.new(key.encode(), body, hashlib.sha256).hexdigest()}
+    elif scheme in ("sumsub", "sumsub-sha1", "sumsub-sha512"):
+        alg, digestmod = {
+            "sumsub": ("HMAC_SHA256_HEX", hashlib.sha256),
+            "sumsub-sha1": ("HMAC_SHA1_HEX", hashlib.sha1),
+            "sumsub-sha512": ("HMAC_SHA512_HEX", hashlib.sha512),
+        }[scheme]
+        headers = {"X-Payload-Digest": hmac.new(key.encode(), body, digestmod).hexdigest(), "X-Payload-Digest-Alg": alg}
+    elif scheme == "seon":
+        headers = {"Digest": "SHA-256=" + hmac.new(key.encode(), body, hashlib.sha256).hexdigest()}
     else:
         sys.exit(f"unknown scheme {scheme}")
     json.dump(headers, sys.stdout)

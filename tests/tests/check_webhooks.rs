@@ -1,0 +1,294 @@
+//! Callbacks of the check vendors (Onfido, Sumsub, ComplyAdvantage, Sardine,
+//! SEON) through an in-process webhook ingester against a real broker and
+//! PostgreSQL: signed by independent reference signers
+//! (`tests/reference/sign_webhook.py`: Python's `hmac`, the `standardwebhooks`
+//! package) and by the simulators' own signers; each accepted callback is
+//! published once on its domain's provider-events topic, a re-delivery is
+//! not published again, and a changed body or a wrong key is refused 401.
+//! OpenSanctions answers synchronously and has no callbacks to test.
+
+use anyhow::{bail, Context, Result};
+use std::collections::{BTreeMap, HashMap};
+use std::time::Duration;
+use switchyard_bus::AvroDecoder;
+use switchyard_canonical::{ProviderEvent, ProviderEventKind};
+use switchyard_ingester::config::{IngesterConfig, KeyConfig, ProviderConfig};
+use switchyard_ingester::{start_ingester, RunningIngester, PROVIDER_EVENT_SCHEMA};
+use switchyard_localstack::{database_url, repo_root, LocalStack, TopicReader};
+use switchyard_simulators::callbacks::{bodies, Callback, DigestAlg, Signer, WebhookEmitter};
+use tokio_util::sync::CancellationToken;
+
+const ONFIDO_TOKEN: &str = "onfido-e2e-webhook-token";
+const SUMSUB_SECRET: &str = "sumsub-e2e-webhook-secret";
+const CA_SECRET: &str = "whsec_c3dpdGNoeWFyZC1jb21wbHlhZHZhbnRhZ2UtZTJl";
+const SARDINE_SECRET: &str = "whsec_c3dpdGNoeWFyZC1zYXJkaW5lLWUyZS1rZXk=";
+const SEON_KEY: &str = "seon-e2e-license-key";
+
+fn key(value: &str) -> KeyConfig {
+    KeyConfig { env: None, file: None, value: Some(value.to_owned()), not_after: None }
+}
+
+fn provider(domain: &str, secret: &str) -> ProviderConfig {
+    ProviderConfig { vendor: None, domain: domain.into(), keys: vec![key(secret)], tolerance_s: 300, rate_limit: None }
+}
+
+fn ingester_config(stack: &LocalStack) -> IngesterConfig {
+    let topics = ["kyc", "aml", "fraud"]
+        .into_iter()
+        .map(|d| (d.to_owned(), stack.topic(&format!("{d}.provider-events.v1"))))
+        .collect();
+    IngesterConfig {
+        bind: "127.0.0.1:0".parse().expect("addr"),
+        kafka: stack.kafka.clone(),
+        schema_registry_url: stack.registry.base_url(),
+        database_url: database_url(),
+        topics,
+        max_body_bytes: 64 * 1024,
+        lease_ms: 30_000,
+        publish_timeout_ms: 3_000,
+        providers: BTreeMap::from([
+            ("onfido".to_owned(), provider("kyc", ONFIDO_TOKEN)),
+            ("sumsub".to_owned(), provider("kyc", SUMSUB_SECRET)),
+            ("complyadvantage".to_owned(), provider("aml", CA_SECRET)),
+            ("sardine".to_owned(), provider("fraud", SARDINE_SECRET)),
+            ("seon".to_owned(), provider("fraud", SEON_KEY)),
+        ]),
+    }
+}
+
+fn url(ingester: &RunningIngester, provider: &str) -> String {
+    format!("http://{}/webhooks/{provider}", ingester.addr)
+}
+
+fn now_ms() -> i64 {
+    switchyard_canonical::now_ms()
+}
+
+/// Every provider event on `topic` until `idle` passes without one, with its key.
+async fn drain(stack: &LocalStack, topic: &str, expect: usize, idle: Duration) -> Result<Vec<(String, ProviderEvent)>> {
+    let reader = TopicReader::new(&stack.kafka, topic)?;
+    let decoder = AvroDecoder::new(stack.registry_client.clone(), PROVIDER_EVENT_SCHEMA)?;
+    let mut records = reader.read_up_to(expect, Duration::from_secs(60)).await?;
+    // Anything beyond what we expect would be a duplicate: wait to see it.
+    records.extend(reader.read_up_to(usize::MAX, idle).await?);
+    let mut out = Vec::with_capacity(records.len());
+    for r in records {
+        let event: ProviderEvent = decoder.decode(&r.payload).await.context("decoding a provider event")?;
+        let id = r.headers.get("provider-event-id").cloned().unwrap_or_default();
+        if id != event.event_id {
+            bail!("provider-event-id header {id:?} differs from the event's id {:?}", event.event_id);
+        }
+        out.push((String::from_utf8_lossy(&r.key).into_owned(), event));
+    }
+    Ok(out)
+}
+
+/// Runs `tests/reference/sign_webhook.py`, which shares no code with ours.
+fn reference_sign(scheme: &str, key: &str, id: &str, body: &[u8]) -> Result<Vec<(String, String)>> {
+    let dir = std::env::temp_dir().join(format!("switchyard-ref-{}", uuid::Uuid::new_v4().simple()));
+    std::fs::create_dir_all(&dir)?;
+    let body_path = dir.join("body.json");
+    std::fs::write(&body_path, body)?;
+    let out = std::process::Command::new("python3")
+        .arg(repo_root().join("tests/reference/sign_webhook.py"))
+        .args([scheme, key, id])
+        .arg(&body_path)
+        .output()
+        .context("python3 is needed for the reference signers (ops/scripts/test.sh installs its packages)")?;
+    let _ = std::fs::remove_dir_all(&dir);
+    if !out.status.success() {
+        bail!("reference signer failed: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    let headers: BTreeMap<String, String> = serde_json::from_slice(&out.stdout)?;
+    Ok(headers.into_iter().collect())
+}
+
+/// One callback and what the bus must show for it.
+struct Case {
+    provider: &'static str,
+    scheme: &'static str,
+    key: &'static str,
+    /// Standard Webhooks message id (ignored by body-only schemes).
+    id: String,
+    body: Vec<u8>,
+    domain: &'static str,
+    kind: ProviderEventKind,
+    reason: &'static str,
+    subject: String,
+}
+
+fn cases(run: &str) -> Vec<Case> {
+    let created = now_ms();
+    let sumsub = |alg: &'static str, n: usize, answer: &'static str, reject: Option<&'static str>, reason: &'static str| Case {
+        provider: "sumsub",
+        scheme: alg,
+        key: SUMSUB_SECRET,
+        id: String::new(),
+        body: bodies::sumsub_reviewed(&format!("app{run}{n}"), &format!("flow-{run}.kyc.{n}"), answer, reject, created),
+        domain: "kyc",
+        kind: ProviderEventKind::KycCheckCompleted,
+        reason,
+        subject: format!("flow-{run}.kyc.{n}"),
+    };
+    let search = i64::from(rand::random::<u32>());
+    vec![
+        Case {
+            provider: "onfido",
+            scheme: "onfido",
+            key: ONFIDO_TOKEN,
+            id: String::new(),
+            body: bodies::onfido_check("check.completed", &format!("chk-{run}"), "complete"),
+            domain: "kyc",
+            kind: ProviderEventKind::KycCheckCompleted,
+            reason: "complete",
+            subject: format!("chk-{run}"),
+        },
+        sumsub("sumsub", 1, "GREEN", None, "GREEN"),
+        sumsub("sumsub-sha1", 2, "RED", Some("RETRY"), "RED:RETRY"),
+        sumsub("sumsub-sha512", 3, "RED", Some("FINAL"), "RED:FINAL"),
+        Case {
+            provider: "complyadvantage",
+            scheme: "standard",
+            key: CA_SECRET,
+            id: format!("msg_ca_{run}_1"),
+            body: bodies::complyadvantage_match_status(search, &format!("flow-{run}.aml.1"), &format!("app-{run}"), "true_positive"),
+            domain: "aml",
+            kind: ProviderEventKind::AmlMatchUpdated,
+            reason: "true_positive",
+            subject: format!("app-{run}"),
+        },
+        Case {
+            provider: "complyadvantage",
+            scheme: "standard",
+            key: CA_SECRET,
+            id: format!("msg_ca_{run}_2"),
+            body: bodies::complyadvantage_monitor(search, &format!("app-{run}"), 2),
+            domain: "aml",
+            kind: ProviderEventKind::AmlMonitorAlert,
+            reason: "new=2,updated=0,removed=0",
+            subject: format!("app-{run}"),
+        },
+        Case {
+            provider: "sardine",
+            scheme: "standard",
+            key: SARDINE_SECRET,
+            id: format!("msg_sd_{run}"),
+            body: bodies::sardine_risk_level(&format!("evt-sd-{run}"), &format!("flow-{run}.fraud.1"), &format!("app-{run}"), "very_high"),
+            domain: "fraud",
+            kind: ProviderEventKind::FraudDecisionUpdated,
+            reason: "very_high",
+            subject: format!("app-{run}"),
+        },
+        Case {
+            provider: "seon",
+            scheme: "seon",
+            key: SEON_KEY,
+            id: String::new(),
+            body: bodies::seon_status_update(&format!("seon-{run}"), &format!("flow-{run}.fraud.1"), &format!("app-{run}"), "DECLINE"),
+            domain: "fraud",
+            kind: ProviderEventKind::FraudDecisionUpdated,
+            reason: "DECLINE",
+            subject: format!("app-{run}"),
+        },
+    ]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reference_signed_check_callbacks_are_published_once_and_tampering_is_refused() -> Result<()> {
+    let stack = LocalStack::new("check-webhooks").await?;
+    let shutdown = CancellationToken::new();
+    let ingester = start_ingester(ingester_config(&stack), shutdown.clone()).await?;
+    let run = uuid::Uuid::new_v4().simple().to_string()[..12].to_owned();
+    let cases = cases(&run);
+    let client = reqwest::Client::new();
+    for case in &cases {
+        let headers = reference_sign(case.scheme, case.key, &case.id, &case.body)?;
+        let post = |body: Vec<u8>| {
+            let mut r = client.post(url(&ingester, case.provider)).header("content-type", "application/json").body(body);
+            for (k, v) in &headers {
+                r = r.header(k.as_str(), v.as_str());
+            }
+            r.send()
+        };
+        let mut tampered = case.body.clone();
+        tampered.extend_from_slice(b" ");
+        let what = format!("{} ({})", case.provider, case.scheme);
+        assert_eq!(post(tampered).await?.status().as_u16(), 401, "{what}: a changed body is refused");
+        assert_eq!(post(case.body.clone()).await?.status().as_u16(), 200, "{what}: the reference signature verifies");
+        // The first copy is marked published off the answer path, so a copy
+        // right behind it may get 409 (in flight), which a vendor retries.
+        let mut again = post(case.body.clone()).await?.status().as_u16();
+        for _ in 0..50 {
+            if again != 409 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            again = post(case.body.clone()).await?.status().as_u16();
+        }
+        assert_eq!(again, 200, "{what}: a re-delivery is acknowledged");
+    }
+
+    let mut published = Vec::new();
+    for (domain, expect) in [("kyc", 4), ("aml", 2), ("fraud", 2)] {
+        let topic = stack.topic(&format!("{domain}.provider-events.v1"));
+        let events = drain(&stack, &topic, expect, Duration::from_secs(2)).await?;
+        assert_eq!(events.len(), expect, "{domain}: one event per callback, re-deliveries not republished");
+        published.extend(events);
+    }
+    let mut ids: HashMap<&str, usize> = HashMap::new();
+    for (_, e) in &published {
+        *ids.entry(e.event_id.as_str()).or_default() += 1;
+    }
+    assert!(ids.values().all(|n| *n == 1), "each event id once: {ids:?}");
+    for case in &cases {
+        let found = published
+            .iter()
+            .find(|(_, e)| e.provider == case.provider && e.kind == case.kind && e.subject_id == case.subject && e.reason.as_deref() == Some(case.reason));
+        let Some((key, e)) = found else {
+            bail!("{} ({}): no {:?} {:?} for {} on the bus: {published:#?}", case.provider, case.scheme, case.kind, case.reason, case.subject);
+        };
+        assert_eq!(key, &e.subject_id, "keyed by subject");
+        assert_eq!(e.domain, case.domain);
+        if case.scheme == "standard" {
+            assert_eq!(e.event_id, case.id, "{}: the webhook-id is the event id", case.provider);
+        }
+    }
+    for (provider, published_count) in [("onfido", 1), ("sumsub", 3), ("complyadvantage", 2), ("sardine", 1), ("seon", 1)] {
+        assert_eq!(ingester.metrics.published_count(provider), published_count, "{provider}: published");
+        assert_eq!(ingester.metrics.duplicate_count(provider), published_count, "{provider}: every re-delivery counted as a duplicate");
+        assert_eq!(ingester.metrics.refused_count(provider, "bad_signature"), published_count, "{provider}: every tampered body refused");
+    }
+    shutdown.cancel();
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_simulators_signers_are_accepted_and_a_wrong_key_is_not() -> Result<()> {
+    let stack = LocalStack::new("check-webhooks-sim").await?;
+    let shutdown = CancellationToken::new();
+    let ingester = start_ingester(ingester_config(&stack), shutdown.clone()).await?;
+    let run = uuid::Uuid::new_v4().simple().to_string()[..12].to_owned();
+    let signers = [
+        ("onfido", Signer::OnfidoSha2 { token: ONFIDO_TOKEN.into() }),
+        ("sumsub", Signer::SumsubDigest { secret: SUMSUB_SECRET.into(), alg: DigestAlg::Sha512 }),
+        ("complyadvantage", Signer::StandardWebhooks { secret: CA_SECRET.into() }),
+        ("sardine", Signer::StandardWebhooks { secret: SARDINE_SECRET.into() }),
+        ("seon", Signer::SeonDigest { key: SEON_KEY.into() }),
+    ];
+    for ((provider, signer), case) in signers.iter().zip(cases(&run).into_iter().filter(|c| c.scheme != "sumsub-sha1" && c.scheme != "sumsub-sha512" && c.id != format!("msg_ca_{run}_2"))) {
+        assert_eq!(*provider, case.provider);
+        let emitter = WebhookEmitter::new(url(&ingester, provider), signer.clone());
+        let callback = Callback { id: case.id.clone(), body: case.body.clone() };
+        let now_s = now_ms() / 1000;
+        assert_eq!(emitter.send_once(&signer.forged(), &callback, now_s).await, 401, "{provider}: a wrong key is refused");
+        assert_eq!(emitter.send_once(signer, &callback, now_s).await, 200, "{provider}: the simulator's signature verifies");
+    }
+    let kyc = drain(&stack, &stack.topic("kyc.provider-events.v1"), 2, Duration::from_secs(1)).await?;
+    let aml = drain(&stack, &stack.topic("aml.provider-events.v1"), 1, Duration::from_secs(1)).await?;
+    let fraud = drain(&stack, &stack.topic("fraud.provider-events.v1"), 2, Duration::from_secs(1)).await?;
+    let mut providers: Vec<_> = kyc.iter().chain(&aml).chain(&fraud).map(|(_, e)| e.provider.clone()).collect();
+    providers.sort();
+    assert_eq!(providers, ["complyadvantage", "onfido", "sardine", "seon", "sumsub"]);
+    shutdown.cancel();
+    Ok(())
+}
