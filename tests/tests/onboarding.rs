@@ -9,7 +9,7 @@ use anyhow::{bail, Context, Result};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use switchyard_bus::{AvroDecoder, AvroEncoder, Outbound, Publisher};
+use switchyard_bus::{AvroDecoder, AvroEncoder, KafkaConfig, Outbound, Publisher, RegistryClient};
 use switchyard_canonical::check::FlowStep;
 use switchyard_canonical::fraud::{FraudAction, FraudCommand, FraudDecision, FraudEvent, FraudOutcome, FraudStatus};
 use switchyard_canonical::kyc::{DocumentKind, IdDocument, KycOutcome, Person};
@@ -95,7 +95,7 @@ impl Stack {
             topics: OnboardingTopics::with_prefix(&self.env.prefix),
             // Evidence is handed in at once by this test; only the applicant
             // who never answers waits this long and expires.
-            limits: Limits { max_kyc_attempts: 3, max_resends: 1, step_timeout_ms: 60_000, evidence_timeout_ms: 10_000, decision_timeout_ms: 60_000 },
+            limits: Limits { max_kyc_attempts: 3, max_resends: 1, step_timeout_ms: 60_000, evidence_timeout_ms: 15_000, decision_timeout_ms: 60_000 },
             sweep_interval_ms: 200,
             outbox_grace_ms: 3_000,
             admin_bind: None,
@@ -238,10 +238,10 @@ impl Events {
 }
 
 /// Publishes raw bytes onto a topic as a worker would have.
-async fn republish(env: &TestEnv, topic: &str, key: &[u8], payload: Vec<u8>, correlation: &str) -> Result<()> {
-    let publisher = Publisher::new(&env.kafka)?;
+async fn republish(kafka: &KafkaConfig, topic: String, key: &[u8], payload: Vec<u8>, correlation: &str) -> Result<()> {
+    let publisher = Publisher::new(kafka)?;
     let record = Outbound {
-        topic: env.topic(topic),
+        topic,
         key: Some(key.to_vec()),
         payload,
         headers: vec![("correlation-id".into(), correlation.as_bytes().to_vec())],
@@ -250,10 +250,17 @@ async fn republish(env: &TestEnv, topic: &str, key: &[u8], payload: Vec<u8>, cor
     Ok(())
 }
 
+/// Publishes the KYC outcome a worker published for `idempotency_key`
+/// once more, byte for byte.
+async fn replay_kyc_outcome(kafka: KafkaConfig, registry: Arc<RegistryClient>, topic: String, idempotency_key: String, correlation: String) -> Result<()> {
+    let (key, bytes) = kyc_outcome_bytes(&kafka, registry, &topic, &idempotency_key).await?;
+    republish(&kafka, topic, &key, bytes, &correlation).await
+}
+
 /// The raw KYC outcome published for `idempotency_key`.
-async fn kyc_outcome_bytes(env: &TestEnv, idempotency_key: &str) -> Result<(Vec<u8>, Vec<u8>)> {
-    let reader = TopicReader::new(&env.kafka, &env.topic("kyc.outcomes.v1"))?;
-    let decoder = AvroDecoder::new(env.registry_client.clone(), KYC_OUTCOME_SCHEMA)?;
+async fn kyc_outcome_bytes(kafka: &KafkaConfig, registry: Arc<RegistryClient>, topic: &str, idempotency_key: &str) -> Result<(Vec<u8>, Vec<u8>)> {
+    let reader = TopicReader::new(kafka, topic)?;
+    let decoder = AvroDecoder::new(registry, KYC_OUTCOME_SCHEMA)?;
     let deadline = Instant::now() + Duration::from_secs(30);
     while Instant::now() < deadline {
         for r in reader.read_up_to(1000, Duration::from_secs(2)).await? {
@@ -352,6 +359,9 @@ impl AsyncEvent for Nothing {
 struct Injector {
     encoder: AvroEncoder,
     metrics: Arc<Metrics>,
+    /// Replays read the outcome topic from the start; they run beside the
+    /// driving loop so answers to other flows are not held up.
+    replays: Vec<tokio::task::JoinHandle<Result<()>>>,
     duplicate_sent: bool,
     reordered_sent: bool,
     early_sent: bool,
@@ -364,14 +374,12 @@ impl AsyncEvent for Injector {
         // The approved KYC outcome of `approve` again, once AML is under way.
         if name == "approve" && e.state == S::AmlPending && !self.duplicate_sent {
             self.duplicate_sent = true;
-            let (key, bytes) = kyc_outcome_bytes(&stack.env, &format!("{}.kyc.1", e.flow_id)).await?;
-            republish(&stack.env, "kyc.outcomes.v1", &key, bytes, &format!("corr-{corr}")).await?;
+            self.replay(stack, format!("{}.kyc.1", e.flow_id), format!("corr-{corr}"));
         }
         // `resubmit`'s first answer (resubmit) again, after attempt 2 was requested.
         if name == "resubmit" && e.state == S::KycPending && e.attempt == 2 && !self.reordered_sent {
             self.reordered_sent = true;
-            let (key, bytes) = kyc_outcome_bytes(&stack.env, &format!("{}.kyc.1", e.flow_id)).await?;
-            republish(&stack.env, "kyc.outcomes.v1", &key, bytes, &format!("corr-{corr}")).await?;
+            self.replay(stack, format!("{}.kyc.1", e.flow_id), format!("corr-{corr}"));
         }
         // A fraud "allow" for `pep` while it waits for the analyst: it must
         // not skip the review. Once it was ignored, the analyst rejects.
@@ -393,7 +401,7 @@ impl AsyncEvent for Injector {
             };
             let outcome = FraudOutcome::new(&cmd, FraudStatus::Scored, Some(FraudDecision::Allow));
             let bytes = self.encoder.encode(&outcome)?;
-            republish(&stack.env, "fraud.outcomes.v1", cmd.subject_id.as_bytes(), bytes, &format!("corr-{corr}")).await?;
+            republish(&stack.env.kafka, stack.env.topic("fraud.outcomes.v1"), cmd.subject_id.as_bytes(), bytes, &format!("corr-{corr}")).await?;
             let deadline = Instant::now() + Duration::from_secs(30);
             while self.metrics.ignored_count("not_awaited") == 0 {
                 if Instant::now() > deadline {
@@ -405,6 +413,13 @@ impl AsyncEvent for Injector {
             return Ok(true);
         }
         Ok(false)
+    }
+}
+
+impl Injector {
+    fn replay(&mut self, stack: &Stack, idempotency_key: String, correlation: String) {
+        let (kafka, registry, topic) = (stack.env.kafka.clone(), stack.env.registry_client.clone(), stack.env.topic("kyc.outcomes.v1"));
+        self.replays.push(tokio::spawn(replay_kyc_outcome(kafka, registry, topic, idempotency_key, correlation)));
     }
 }
 
@@ -429,9 +444,12 @@ async fn every_terminal_state_is_reached_and_duplicate_or_reordered_outcomes_mov
     // The start of `approve` again: the same flow, not a second one.
     stack.start("approve", clear("approve")).await?;
     let encoder = AvroEncoder::register(&stack.env.registry_client, &stack.env.topic("fraud.outcomes.v1"), FRAUD_OUTCOME_SCHEMA).await?;
-    let mut injector = Injector { encoder, metrics: orchestrator.metrics.clone(), duplicate_sent: false, reordered_sent: false, early_sent: false };
+    let mut injector = Injector { encoder, metrics: orchestrator.metrics.clone(), replays: Vec::new(), duplicate_sent: false, reordered_sent: false, early_sent: false };
     drive(&mut stack, &plans, Duration::from_secs(150), &mut injector).await?;
     assert!(injector.duplicate_sent && injector.reordered_sent && injector.early_sent, "every injection happened");
+    for replay in injector.replays.drain(..) {
+        replay.await??;
+    }
     // Late copies are still being handled; give them time to be (not) applied.
     tokio::time::sleep(Duration::from_secs(2)).await;
     stack.events.pump(Duration::from_millis(500)).await?;
