@@ -190,6 +190,19 @@ async fn every_discrepancy_class_is_detected_and_closed_once_fixed() -> Result<(
     src.posting(&posting(&p("double"), 1, PostingKind::Payout, 1250, "EUR", old + 1000)).await?;
     src.event(&event(&p("double"), "stripe", ProviderEventKind::PayoutPaid, old + 5000)).await?;
     src.outcome(&outcome(&p("stuck"), PendingUnknown, "stripe", old)).await?;
+    // Filed under other ids: the vendor names the payout by its own id (and
+    // reports it failed after paid), core banking books under a wrong payout
+    // id but the right idempotency key. Both are joined to their payout.
+    src.outcome(&outcome(&p("aliased"), Paid, "stripe", old)).await?;
+    src.posting(&posting(&p("aliased"), 1, PostingKind::Payout, 1250, "EUR", old + 1000)).await?;
+    let vendor_id = format!("ref-{}", p("aliased"));
+    let mut by_vendor_id = event(&p("aliased"), "stripe", ProviderEventKind::PayoutFailed, old + 5000);
+    by_vendor_id.subject_id = vendor_id;
+    src.event(&by_vendor_id).await?;
+    src.outcome(&outcome(&p("misbooked"), Paid, "stripe", old)).await?;
+    let mut wrong_id = posting(&p("misbooked"), 1, PostingKind::Payout, 1250, "EUR", old + 1000);
+    wrong_id.payout_id = p("wrong-id");
+    src.posting(&wrong_id).await?;
     // A late processing event after paid is a regression, not drift.
     src.event(&event(&p("clean"), "stripe", ProviderEventKind::PayoutProcessing, old + 9000)).await?;
 
@@ -206,6 +219,7 @@ async fn every_discrepancy_class_is_detected_and_closed_once_fixed() -> Result<(
         open("returned", PayoutReturned),
         open("double", DoubleExecution),
         open("stuck", StuckPendingUnknown),
+        open("aliased", EventContradictsOutcome),
     ]
     .into_iter()
     .collect();
@@ -231,7 +245,7 @@ async fn every_discrepancy_class_is_detected_and_closed_once_fixed() -> Result<(
     let reader = TopicReader::new(&env.kafka, &env.topic("recon.discrepancies.v1"))?;
     let decoder = AvroDecoder::new(env.registry_client.clone(), DISCREPANCY_SCHEMA)?;
     let mut latest: HashMap<String, Discrepancy> = HashMap::new();
-    for record in reader.collect(11, Duration::from_secs(30)).await? {
+    for record in reader.collect(12, Duration::from_secs(30)).await? {
         let d: Discrepancy = decoder.decode(&record.payload).await?;
         assert_eq!(record.key, d.subject_id.as_bytes());
         latest.insert(d.discrepancy_id.clone(), d);

@@ -123,7 +123,13 @@ impl Engine {
         if due.is_empty() {
             return Ok(PassStats::default());
         }
+        let looked_at = due.len() as u64;
         let mut facts = self.store.load(&due).await?;
+        let joined = self.join_strays(&mut facts, as_of_ms).await?;
+        // A payout that just received joined facts is judged in the next
+        // step with all of them; a verdict now would be published stale.
+        let (due, mut facts): (Vec<_>, Vec<_>) =
+            due.into_iter().zip(facts).filter(|(d, _)| !joined.contains(&d.subject_id)).unzip();
         let mut verdicts: Vec<_> = facts.iter().map(|f| judge(f, &self.policy, as_of_ms)).collect();
         let mut settled = 0;
         if let Some(settler) = &self.settler {
@@ -145,11 +151,50 @@ impl Engine {
         }
         let (judged, changed, mut stats) = self.track_all(&due, &facts, verdicts);
         stats.settled = settled;
+        // Counted even when all were set aside for the next step, so a drain goes on.
+        stats.evaluated = looked_at;
         if let Some(sink) = &self.sink {
             sink.publish(&changed).await?;
         }
         self.store.record(&judged).await?;
         Ok(stats)
+    }
+
+    /// Facts filed under an id no outcome has (a vendor that names the payout
+    /// by its own id, a posting booked under a wrong payout id) are moved to
+    /// the payout whose outcome carries their idempotency key or provider
+    /// reference; that payout is judged with them in the next step.
+    async fn join_strays(&self, facts: &mut [SubjectFacts], as_of_ms: i64) -> Result<std::collections::HashSet<String>, ReconError> {
+        let mut joined = std::collections::HashSet::new();
+        let strays: Vec<usize> = (0..facts.len())
+            .filter(|&i| facts[i].outcomes.is_empty() && (!facts[i].postings.is_empty() || !facts[i].events.is_empty()))
+            .collect();
+        if strays.is_empty() {
+            return Ok(joined);
+        }
+        let keys: Vec<&str> = strays.iter().flat_map(|&i| facts[i].postings.iter().filter_map(|p| p.idempotency_key.as_deref())).collect();
+        let references: Vec<&str> = strays
+            .iter()
+            .flat_map(|&i| facts[i].events.iter().map(|e| e.provider_reference.as_str()).chain(std::iter::once(facts[i].subject_id.as_str())))
+            .collect();
+        let found = self.store.outcome_subjects(&keys, &references).await?;
+        for i in strays {
+            let f = &facts[i];
+            let target = found.iter().find(|(subject, key, reference)| {
+                subject != &f.subject_id
+                    && (f.postings.iter().any(|p| p.idempotency_key.as_deref() == Some(key.as_str()))
+                        || reference.as_deref().is_some_and(|r| r == f.subject_id || f.events.iter().any(|e| e.provider_reference == r)))
+            });
+            if let Some((to, _, _)) = target {
+                tracing::info!(from = %f.subject_id, to = %to, "facts filed under another id joined to their payout");
+                // Due at the time being judged, so this drain picks it up.
+                self.store.rekey(&f.subject_id, to, as_of_ms).await?;
+                joined.insert(to.clone());
+                facts[i].postings.clear();
+                facts[i].events.clear();
+            }
+        }
+        Ok(joined)
     }
 
     fn track_all(&self, subjects: &[DueSubject], facts: &[SubjectFacts], verdicts: Vec<Verdict>) -> (Vec<Judged>, Vec<Discrepancy>, PassStats) {
@@ -185,4 +230,89 @@ impl Engine {
 pub fn judge_now(facts: &SubjectFacts, policy: &Policy, as_of_ms: i64) -> Vec<Discrepancy> {
     let verdict = judge(facts, policy, as_of_ms);
     track(&policy.domain, &facts.subject_id, &facts.discrepancies, &verdict.open, as_of_ms).0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+    use switchyard_canonical::{PayoutStatus, PostingKind, ProviderEventKind};
+    use switchyard_store::recon::{EventFact, OutcomeFact, PostingFact};
+
+    const DAY: i64 = 86_400_000;
+
+    fn policy() -> Policy {
+        Policy {
+            domain: "payouts".into(),
+            settlement_windows_ms: HashMap::new(),
+            default_window_ms: DAY,
+            pending_deadline_ms: 60_000,
+            settle_retry_ms: 60_000,
+        }
+    }
+
+    fn outcome(subject: &str, at: i64) -> OutcomeFact {
+        OutcomeFact {
+            subject_id: subject.into(),
+            idempotency_key: format!("key-{subject}"),
+            status: PayoutStatus::Paid,
+            provider: Some("stripe".into()),
+            provider_reference: Some(format!("ref-{subject}")),
+            amount_minor: 100,
+            currency: "EUR".into(),
+            correlation_id: None,
+            completed_at_ms: at,
+        }
+    }
+
+    #[tokio::test]
+    async fn facts_filed_under_other_ids_are_joined_to_their_payout() {
+        let url = std::env::var("RECON_TEST_URL").unwrap_or_else(|_| "sqlite::memory:".into());
+        let store = ReconStore::connect(&url, &format!("join-{}", switchyard_canonical::now_ms())).await.expect("store");
+        let engine = Engine::new(store.clone(), policy(), None, None, 100);
+        let old = switchyard_canonical::now_ms() - 3 * DAY;
+        let batch = FactBatch {
+            outcomes: vec![outcome("po-a", old), outcome("po-b", old)],
+            // Booked under a wrong payout id, with po-a's idempotency key.
+            postings: vec![
+                PostingFact {
+                    posting_id: "gl-1".into(),
+                    subject_id: "po-wrong".into(),
+                    idempotency_key: Some("key-po-a".into()),
+                    correlation_id: None,
+                    kind: PostingKind::Payout,
+                    amount_minor: 100,
+                    currency: "EUR".into(),
+                    posted_at_ms: old,
+                },
+                PostingFact {
+                    posting_id: "gl-2".into(),
+                    subject_id: "po-b".into(),
+                    idempotency_key: None,
+                    correlation_id: None,
+                    kind: PostingKind::Payout,
+                    amount_minor: 100,
+                    currency: "EUR".into(),
+                    posted_at_ms: old,
+                },
+            ],
+            // The vendor names po-b by its own id, and says it failed after paying.
+            events: vec![EventFact {
+                provider: "stripe".into(),
+                event_id: "evt-1".into(),
+                subject_id: "ref-po-b".into(),
+                provider_reference: "ref-po-b".into(),
+                kind: ProviderEventKind::PayoutFailed,
+                amount_minor: None,
+                currency: None,
+                occurred_at_ms: old,
+                received_at_ms: old,
+            }],
+            commands: vec![],
+        };
+        engine.ingest(&batch, switchyard_canonical::now_ms()).await.expect("ingest");
+        engine.drain(switchyard_canonical::now_ms()).await.expect("drain");
+        let found: Vec<_> = store.discrepancies(false, 10).await.expect("read").into_iter().map(|d| (d.subject_id, d.class)).collect();
+        assert_eq!(found, vec![("po-b".to_owned(), switchyard_canonical::DiscrepancyClass::EventContradictsOutcome)]);
+    }
 }

@@ -70,8 +70,9 @@ pub struct IngestStats {
     pub evaluated: AtomicU64,
     pub opened: AtomicU64,
     pub resolved: AtomicU64,
-    /// The last poll filled a whole batch: the consumer is catching up, and
-    /// a missing fact may just not be read yet, so absences wait.
+    /// Messages arrived within the last second: the consumer may be catching
+    /// up on some topic, and a missing fact may just not be read yet, so
+    /// absences wait (see the evaluation loop in [`crate::run`]).
     pub backlogged: AtomicBool,
     /// Wall-clock ms of the last stored batch; the one-shot job stops once idle.
     pub last_batch_at_ms: AtomicU64,
@@ -196,7 +197,9 @@ impl Ingestor {
             self.stats.messages.fetch_add(messages.len() as u64, Ordering::Relaxed);
             self.stats.facts.fetch_add(batch.len() as u64, Ordering::Relaxed);
             self.stats.batches.fetch_add(1, Ordering::Relaxed);
-            self.stats.backlogged.store(messages.len() >= self.max_batch, Ordering::Relaxed);
+            // Only a second of silence says every topic is read up to now: a
+            // short batch may come from one topic while another lags.
+            self.stats.backlogged.store(true, Ordering::Relaxed);
             self.stats.last_batch_at_ms.store(switchyard_canonical::now_ms() as u64, Ordering::Relaxed);
         }
     }

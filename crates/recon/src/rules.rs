@@ -148,6 +148,13 @@ fn judge_with(facts: &SubjectFacts, policy: &Policy, as_of: i64, inline: bool) -
     // store's, so both agree on which outcome supersedes which.
     let Some(outcome) = outcomes.iter().copied().max_by_key(|o| (o.rank(), o.completed_at_ms)) else {
         judge_orphan_postings(&mut j, &postings);
+        if inline {
+            // Events under an id no outcome has may name the payout by the
+            // vendor's own id: the timer pass tries to join them once.
+            if let Some(last) = events.iter().map(|e| e.received_at_ms).max() {
+                j.wake_at(last);
+            }
+        }
         return j.verdict;
     };
     let provider = outcome.provider.clone();

@@ -92,10 +92,19 @@ pub async fn start(config: ReconConfig, shutdown: CancellationToken) -> Result<R
     let evaluate = tokio::spawn({
         let (shutdown, stats) = (shutdown.clone(), stats.clone());
         async move {
+            let mut last_sweep = tokio::time::Instant::now();
             while !shutdown.is_cancelled() {
-                // Absences are only decided once every topic is read up to now.
-                let caught_up = !stats.backlogged.load(Ordering::Relaxed);
-                let pass = if caught_up { engine.drain(switchyard_canonical::now_ms()).await } else { Ok(PassStats::default()) };
+                // Absences are decided once the topics fell quiet (every one
+                // read up to now), or after a minute of steady traffic: a
+                // consumer that keeps up is never more than a batch behind,
+                // and an alarm raised while one lags resolves itself later.
+                let caught_up = !stats.backlogged.load(Ordering::Relaxed) || last_sweep.elapsed() >= Duration::from_secs(60);
+                let pass = if caught_up {
+                    last_sweep = tokio::time::Instant::now();
+                    engine.drain(switchyard_canonical::now_ms()).await
+                } else {
+                    Ok(PassStats::default())
+                };
                 match pass {
                     Ok(p) if p != PassStats::default() => tracing::info!(
                         evaluated = p.evaluated, opened = p.opened, updated = p.updated, resolved = p.resolved, settled = p.settled,

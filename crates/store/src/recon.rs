@@ -49,6 +49,10 @@ const DDL: &[&str] = &[
         completed_at_ms BIGINT NOT NULL,
         PRIMARY KEY (scope, subject_id, idempotency_key)
     )",
+    // Facts that arrive under another id (a vendor that does not echo our
+    // payout id, a posting booked under the wrong one) are joined by these.
+    "CREATE INDEX IF NOT EXISTS recon_outcomes_key ON recon_outcomes (scope, idempotency_key)",
+    "CREATE INDEX IF NOT EXISTS recon_outcomes_reference ON recon_outcomes (scope, provider_reference)",
     "CREATE TABLE IF NOT EXISTS recon_postings (
         scope TEXT NOT NULL,
         posting_id TEXT NOT NULL,
@@ -585,6 +589,59 @@ impl ReconStore {
         write_discrepancies(&mut tx, &self.scope, &changed).await?;
         tx.commit().await?;
         Ok(applied.len())
+    }
+
+    /// Subjects of outcomes with one of `keys` as idempotency key or one of
+    /// `references` as provider reference: `(subject, key, reference)`.
+    pub async fn outcome_subjects(&self, keys: &[&str], references: &[&str]) -> Result<Vec<(String, String, Option<String>)>, StoreError> {
+        let set = |n: u8| {
+            if self.is_sqlite {
+                format!("(SELECT value FROM json_each(${n}))")
+            } else {
+                format!("(SELECT jsonb_array_elements_text(${n}::jsonb))")
+            }
+        };
+        let sql = format!(
+            "SELECT subject_id, idempotency_key, provider_reference FROM recon_outcomes WHERE scope = $1 \
+             AND (idempotency_key IN {} OR provider_reference IN {})",
+            set(2),
+            set(3)
+        );
+        let rows = sqlx::query(&sql)
+            .bind(self.scope.as_str())
+            .bind(json_ids(keys))
+            .bind(json_ids(references))
+            .persistent(false)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|r| Ok((r.try_get("subject_id")?, r.try_get("idempotency_key")?, r.try_get("provider_reference")?)))
+            .collect()
+    }
+
+    /// Moves every posting and event of subject `from` to subject `to` and
+    /// makes `to` due now (its version moves, so a verdict on `to` computed
+    /// without them yields). One transaction.
+    pub async fn rekey(&self, from: &str, to: &str, now_ms: i64) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        for (table, columns) in [
+            ("recon_postings", "posting_id, idempotency_key, correlation_id, kind, amount_minor, currency, posted_at_ms"),
+            ("recon_events", "provider, event_id, provider_reference, kind, amount_minor, currency, occurred_at_ms, received_at_ms"),
+        ] {
+            let copy = format!(
+                "INSERT INTO {table} (scope, subject_id, {columns}) SELECT scope, $3, {columns} FROM {table} \
+                 WHERE scope = $1 AND subject_id = $2 ON CONFLICT DO NOTHING"
+            );
+            sqlx::query(&copy).bind(self.scope.as_str()).bind(from).bind(to).persistent(false).execute(&mut *tx).await?;
+            let delete = format!("DELETE FROM {table} WHERE scope = $1 AND subject_id = $2");
+            sqlx::query(&delete).bind(self.scope.as_str()).bind(from).persistent(false).execute(&mut *tx).await?;
+        }
+        let mut q = Sql::new("INSERT INTO recon_subjects (scope, subject_id, version, due_at_ms, open_count) VALUES ");
+        q.tuple([Bind::Text(Some(&self.scope)), Bind::Text(Some(to)), Bind::Int(1), Bind::Int(now_ms), Bind::Int(0)]);
+        q.push(" ON CONFLICT (scope, subject_id) DO UPDATE SET version = recon_subjects.version + 1, due_at_ms = excluded.due_at_ms");
+        q.query().persistent(false).execute(&mut *tx).await?;
+        tx.commit().await?;
+        Ok(())
     }
 
     /// The command stored for a payout, as JSON.
