@@ -8,9 +8,12 @@ use axum::Router;
 use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+use switchyard_bus::consumer::RuntimeStats;
 use tokio_util::sync::CancellationToken;
 
 type Labels = Vec<(String, String)>;
@@ -25,6 +28,10 @@ pub struct Metrics {
     published: Family<Labels, Counter>,
     /// Compare-and-set losses that were retried on a fresh read.
     conflicts: Counter,
+    /// Per input topic: messages in flight and dead-lettered so far.
+    in_flight: Family<Labels, Gauge>,
+    dead_lettered: Family<Labels, Gauge>,
+    runtimes: Mutex<Vec<(String, Arc<RuntimeStats>)>>,
 }
 
 impl Default for Metrics {
@@ -44,7 +51,16 @@ impl Metrics {
         registry.register("ignored_inputs", "Inputs that changed no flow, by reason", ignored.clone());
         registry.register("published", "Outbox messages published, by kind", published.clone());
         registry.register("version_conflicts", "Compare-and-set losses retried on a fresh read", conflicts.clone());
-        Self { registry, transitions, ignored, published, conflicts }
+        let in_flight = Family::<Labels, Gauge>::default();
+        let dead_lettered = Family::<Labels, Gauge>::default();
+        registry.register("in_flight", "Inputs received and not finished, by input", in_flight.clone());
+        registry.register("dead_lettered", "Inputs sent to onboarding.commands.v1.dlq since start, by input", dead_lettered.clone());
+        Self { registry, transitions, ignored, published, conflicts, in_flight, dead_lettered, runtimes: Mutex::new(Vec::new()) }
+    }
+
+    /// Exports a consumer runtime's counters under `input` (commands, kyc, aml, fraud).
+    pub fn attach_runtime(&self, input: &str, stats: Arc<RuntimeStats>) {
+        self.runtimes.lock().unwrap_or_else(|e| e.into_inner()).push((input.to_owned(), stats));
     }
 
     pub fn transition(&self, state: &str) {
@@ -73,6 +89,11 @@ impl Metrics {
     }
 
     pub fn render(&self) -> String {
+        for (input, rt) in self.runtimes.lock().unwrap_or_else(|e| e.into_inner()).iter() {
+            let l = vec![("input".to_owned(), input.clone())];
+            self.in_flight.get_or_create(&l).set(rt.in_flight() as i64);
+            self.dead_lettered.get_or_create(&l).set(rt.dead_lettered.load(Ordering::Relaxed) as i64);
+        }
         let mut out = String::new();
         if encode(&mut out, &self.registry).is_err() {
             out.clear();

@@ -62,6 +62,7 @@ pub async fn start_orchestrator(config: OrchestratorConfig, shutdown: Cancellati
         kafka.group_id = format!("{}.{name}", config.kafka.group_id);
         let runtime_topics = RuntimeTopics { input: input.clone(), retry: None, dlq: topics.dlq.clone(), held: None };
         let runtime = ConsumerRuntime::new(&kafka, publisher.clone(), runtime_topics, settings.clone(), handler.clone(), shutdown.clone())?;
+        metrics.attach_runtime(name, runtime.stats());
         tasks.push(tokio::spawn(runtime.run()));
     }
     let sweep = Sweep {
