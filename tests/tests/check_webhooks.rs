@@ -292,3 +292,72 @@ async fn the_simulators_signers_are_accepted_and_a_wrong_key_is_not() -> Result<
     shutdown.cancel();
     Ok(())
 }
+
+fn kyc_command(run: &str, name: &str, last_name: &str) -> switchyard_canonical::kyc::KycCommand {
+    use switchyard_canonical::kyc::{DocumentKind, IdDocument, KycCommand, Person};
+    KycCommand {
+        subject_id: format!("{run}app-{name}"),
+        idempotency_key: format!("{run}.kyc.{name}"),
+        flow_id: Some(format!("{run}flow-{name}")),
+        person: Person { first_name: "Ada".into(), last_name: last_name.into(), date_of_birth: Some("1990-12-10".into()), email: None },
+        document: IdDocument { kind: DocumentKind::Passport, issuing_country: "GBR".into(), front_ref: format!("doc://{name}/front"), back_ref: None },
+        selfie_ref: Some(format!("doc://{name}/selfie")),
+        requested_at_ms: now_ms(),
+    }
+}
+
+/// The Onfido and Sumsub simulators call back when a check settles; the
+/// KYC adapters, polling as the worker does, and the callbacks agree.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn onfido_and_sumsub_simulators_call_back_with_the_result_the_adapters_poll() -> Result<()> {
+    use switchyard_adapters::kyc::{onfido::OnfidoAdapter, sumsub::SumsubAdapter, Polling};
+    use switchyard_adapters::{CallContext, Secret};
+    use switchyard_simulators::{onfido, sumsub, WebhookTarget};
+    let stack = LocalStack::new("check-webhooks-sims").await?;
+    let shutdown = CancellationToken::new();
+    let ingester = start_ingester(ingester_config(&stack), shutdown.clone()).await?;
+    let run = uuid::Uuid::new_v4().simple().to_string()[..12].to_owned();
+    let onfido_sim = onfido::spawn_onfido(onfido::OnfidoConfig {
+        webhook: Some(WebhookTarget { url: url(&ingester, "onfido"), secret: ONFIDO_TOKEN.into() }),
+        ..onfido::OnfidoConfig::local()
+    })
+    .await?;
+    let sumsub_sim = sumsub::spawn_sumsub(sumsub::SumsubConfig {
+        webhook: Some(WebhookTarget { url: url(&ingester, "sumsub"), secret: SUMSUB_SECRET.into() }),
+        ..sumsub::SumsubConfig::local()
+    })
+    .await?;
+    let ctx = CallContext { correlation_id: "c".into(), traceparent: switchyard_canonical::TraceParent::new_root().to_string() };
+    let polling = Polling { interval: Duration::from_millis(50), budget: Duration::from_secs(5) };
+    let onfido = OnfidoAdapter::new("onfido", &onfido_sim.base_url(), Secret::new("api_sandbox.switchyard"), Duration::from_secs(2), 4, polling)?;
+    let sumsub = SumsubAdapter::new(
+        "sumsub",
+        &sumsub_sim.base_url(),
+        Secret::new("sbx:switchyard"),
+        Secret::new("sumsub-secret"),
+        "basic-kyc-level",
+        Duration::from_secs(2),
+        4,
+        polling,
+    )?;
+    let clear = kyc_command(&run, "clear", "Lovelace");
+    let forged = kyc_command(&run, "forged", "Forged");
+    let onfido_verdict = onfido.verify(&clear, &clear.idempotency_key, &ctx).await?;
+    let sumsub_verdict = sumsub.verify(&forged, &forged.idempotency_key, &ctx).await?;
+
+    // Onfido: one check.completed. Sumsub: applicantPending, then applicantReviewed.
+    let events = drain(&stack, &stack.topic("kyc.provider-events.v1"), 3, Duration::from_secs(2)).await?;
+    assert_eq!(events.len(), 3, "{events:#?}");
+    let find = |provider: &str, kind: ProviderEventKind| events.iter().map(|(_, e)| e).find(|e| e.provider == provider && e.kind == kind);
+    let o = find("onfido", ProviderEventKind::KycCheckCompleted).context("onfido check.completed")?;
+    assert_eq!((o.provider_reference.as_str(), o.reason.as_deref()), (onfido_verdict.vendor_reference.as_str(), Some("complete")));
+    let s = find("sumsub", ProviderEventKind::KycCheckCompleted).context("sumsub applicantReviewed")?;
+    assert_eq!(s.provider_reference, sumsub_verdict.vendor_reference, "the applicant the adapter polled");
+    assert_eq!((s.subject_id.as_str(), s.reason.as_deref()), (forged.idempotency_key.as_str(), Some("RED:FINAL")));
+    let pending = find("sumsub", ProviderEventKind::KycReviewPending).context("sumsub applicantPending")?;
+    assert!(pending.occurred_at_ms <= s.occurred_at_ms);
+    onfido_sim.shutdown().await;
+    sumsub_sim.shutdown().await;
+    shutdown.cancel();
+    Ok(())
+}

@@ -78,13 +78,15 @@ pub struct SimStats {
     pub injected_faults: u64,
 }
 
-/// Where to POST signed status-change events; optional on both vendors.
+/// Where to POST signed status-change events; optional on every vendor that
+/// has callbacks (Stripe, Adyen, Onfido, Sumsub).
 #[derive(Clone, Debug)]
 pub struct WebhookTarget {
     /// Full URL of the receiver, e.g. `http://127.0.0.1:8080/webhooks/stripe`.
     pub url: String,
     /// Stripe: the `whsec_...` signing secret, used as raw bytes.
     /// Adyen: the HMAC key as hex, decoded before use.
+    /// Onfido: the webhook token; Sumsub: the webhook secret (raw bytes).
     pub secret: String,
 }
 

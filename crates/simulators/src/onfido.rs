@@ -22,6 +22,10 @@
 //! Magic inputs: see `checks::kyc_magic` (last name `Forged`, `Expired`,
 //! `Review`, `StepUp`; a `blurry` document file; a `mismatch` selfie).
 //!
+//! Callbacks: with a `webhook` target, each new check that completes posts
+//! one `check.completed` (`X-SHA2-Signature`) when it settles; a check left
+//! `awaiting_applicant` posts none.
+//!
 //! UNCONFIRMED: that Onfido honours `Idempotency-Key` at all (here: on every
 //! POST, first reply replayed, other body -> 409 `idempotency_error`, in
 //! flight -> 409); `awaiting_applicant` as the step-up signal; the breakdown
@@ -47,7 +51,8 @@ use crate::checks::{canonical_hash, multipart, uuid};
 use crate::engine::{Admit, Engine, Saved};
 use crate::faults::Fault;
 use crate::util::{header_str, iso8601, json_reply, now_ms, pause, to_bytes};
-use crate::{ExecutedPayout, FaultPlan, SimulatorHandle};
+use crate::webhook::{Scheme, Webhooks};
+use crate::{ExecutedPayout, FaultPlan, SimulatorHandle, WebhookTarget};
 
 #[derive(Clone, Debug)]
 pub struct OnfidoConfig {
@@ -57,6 +62,8 @@ pub struct OnfidoConfig {
     pub faults: FaultPlan,
     /// Time from `in_progress` to the check's final status.
     pub settle_after: Duration,
+    /// Where `check.completed` callbacks go, signed with the target's token.
+    pub webhook: Option<WebhookTarget>,
 }
 
 impl OnfidoConfig {
@@ -68,6 +75,7 @@ impl OnfidoConfig {
             api_token: "api_sandbox.switchyard".to_owned(),
             faults: FaultPlan::default(),
             settle_after: Duration::from_millis(300),
+            webhook: None,
         }
     }
 }
@@ -98,6 +106,7 @@ struct Sim {
     engine: Arc<Engine<()>>,
     token: String,
     settle_after: Duration,
+    webhooks: Option<Webhooks>,
     state: Mutex<State_>,
 }
 
@@ -109,7 +118,13 @@ impl Sim {
 
 pub async fn spawn_onfido(cfg: OnfidoConfig) -> std::io::Result<SimulatorHandle> {
     let engine = Engine::new(cfg.faults);
-    let sim = Arc::new(Sim { engine: Arc::clone(&engine), token: cfg.api_token, settle_after: cfg.settle_after, state: Mutex::default() });
+    let sim = Arc::new(Sim {
+        engine: Arc::clone(&engine),
+        token: cfg.api_token,
+        settle_after: cfg.settle_after,
+        webhooks: cfg.webhook.map(|t| Webhooks::new(t, Scheme::Onfido)),
+        state: Mutex::default(),
+    });
     let api = Router::new()
         .route("/v3.6/applicants", post(create_applicant))
         .route("/v3.6/documents", post(upload_document))
@@ -309,6 +324,18 @@ async fn create_check(State(sim): State<Arc<Sim>>, headers: HeaderMap, body: Byt
         let with_face = reports.iter().any(|r| r.starts_with("facial_similarity"));
         let check = Check { applicant_id: applicant_id.clone(), scenario: chosen, with_face, created_ms, created_at: Instant::now() };
         let body = render_check(&id, &check, Duration::ZERO, sim2.settle_after);
+        if let Some(w) = &sim2.webhooks {
+            // Onfido's callback says the check finished, not how.
+            if check_state(&check, sim2.settle_after, sim2.settle_after).0 == "complete" {
+                let settled = iso8601(created_ms + sim2.settle_after.as_millis() as i64);
+                w.send(
+                    json!({ "payload": { "resource_type": "check", "action": "check.completed", "object": {
+                        "id": id, "status": "complete", "completed_at_iso8601": settled,
+                        "href": format!("/v3.6/checks/{id}") } } }),
+                    sim2.settle_after,
+                );
+            }
+        }
         st.checks.insert(id.clone(), check);
         let executed = ExecutedPayout {
             vendor_id: id,

@@ -23,6 +23,10 @@
 //! Magic inputs: `checks::kyc_magic`; an ID card without a back side ends
 //! RED/RETRY `BACK_SIDE_MISSING`.
 //!
+//! Callbacks: with a `webhook` target, a review request posts
+//! `applicantPending` at once and `applicantReviewed` (or `applicantOnHold`)
+//! when the review finishes, signed with `X-Payload-Digest` (HMAC-SHA256).
+//!
 //! UNCONFIRMED: the 409 body's `errorName`, 429/5xx bodies, `onHold` as the
 //! manual-review state reached without a webhook, `ADDITIONAL_DOCUMENT_REQUIRED`
 //! as the step-up label.
@@ -47,7 +51,8 @@ use crate::checks::{canonical_hash, multipart};
 use crate::engine::{Admit, Engine, Saved, Ticket};
 use crate::faults::Fault;
 use crate::util::{header_str, iso8601, json_reply, now_ms, pause, random_id, to_bytes};
-use crate::{ExecutedPayout, FaultPlan, SimulatorHandle};
+use crate::webhook::{Scheme, Webhooks};
+use crate::{ExecutedPayout, FaultPlan, SimulatorHandle, WebhookTarget};
 
 #[derive(Clone, Debug)]
 pub struct SumsubConfig {
@@ -57,6 +62,8 @@ pub struct SumsubConfig {
     pub faults: FaultPlan,
     /// Time from `pending` to the review result.
     pub review_after: Duration,
+    /// Where applicant callbacks go, signed with the target's secret.
+    pub webhook: Option<WebhookTarget>,
 }
 
 impl SumsubConfig {
@@ -69,6 +76,7 @@ impl SumsubConfig {
             secret_key: "sumsub-secret".to_owned(),
             faults: FaultPlan::default(),
             review_after: Duration::from_millis(300),
+            webhook: None,
         }
     }
 }
@@ -88,6 +96,7 @@ struct Sim {
     token: String,
     secret: String,
     review_after: Duration,
+    webhooks: Option<Webhooks>,
     applicants: Mutex<HashMap<String, Applicant>>,
 }
 
@@ -104,6 +113,7 @@ pub async fn spawn_sumsub(cfg: SumsubConfig) -> std::io::Result<SimulatorHandle>
         token: cfg.app_token,
         secret: cfg.secret_key,
         review_after: cfg.review_after,
+        webhooks: cfg.webhook.map(|t| Webhooks::new(t, Scheme::Sumsub)),
         applicants: Mutex::default(),
     });
     let api = Router::new()
@@ -192,6 +202,22 @@ fn render(id: &str, a: &Applicant, review_after: Duration) -> Value {
         "info": a.info, "type": "individual", "review": review,
         "requiredIdDocs": { "docSets": [ { "idDocSetType": "IDENTITY" }, { "idDocSetType": "SELFIE" } ] },
     })
+}
+
+/// A Sumsub applicant webhook body; `review` holds `reviewStatus` and, when
+/// finished, `reviewResult`.
+fn callback(id: &str, a: &Applicant, kind: &str, review: Value, at_ms: i64) -> Value {
+    let created = format!("{}.{:03}", iso8601(at_ms).trim_end_matches('Z').replacen('T', " ", 1), at_ms.rem_euclid(1000));
+    let mut body = json!({
+        "applicantId": id, "inspectionId": format!("{id}-insp"), "correlationId": random_id(24).to_ascii_lowercase(),
+        "externalUserId": a.external_user_id, "levelName": "basic-kyc-level", "type": kind,
+        "createdAtMs": created, "sandboxMode": true,
+    });
+    body["reviewStatus"] = review["reviewStatus"].clone();
+    if let Some(r) = review.get("reviewResult") {
+        body["reviewResult"] = r.clone();
+    }
+    body
 }
 
 fn review_result(s: Scenario) -> Value {
@@ -333,6 +359,14 @@ async fn request_review(State(sim): State<Arc<Sim>>, Path(id): Path<String>, met
         let backs = a.docs.iter().filter(|d| d.1.as_deref() == Some("BACK_SIDE")).count();
         let chosen = scenario(&a.last_name, &documents, selfie, fronts > backs);
         a.review = Some((Instant::now(), chosen));
+        if let Some(w) = &sim.webhooks {
+            let now = now_ms();
+            w.send(callback(&id, a, "applicantPending", json!({ "reviewStatus": "pending" }), now), Duration::ZERO);
+            let result = review_result(chosen);
+            let kind = if result["reviewStatus"] == "onHold" { "applicantOnHold" } else { "applicantReviewed" };
+            let done = now + sim.review_after.as_millis() as i64;
+            w.send(callback(&id, a, kind, result, done), sim.review_after);
+        }
         // A review is what Sumsub bills; the ledger counts them.
         let entry = ExecutedPayout {
             vendor_id: id.clone(),

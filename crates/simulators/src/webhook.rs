@@ -1,4 +1,5 @@
-//! Optional signed status-change callbacks of the payout simulators,
+//! Optional signed status-change callbacks of the payout simulators and of
+//! the Onfido and Sumsub simulators (check results),
 //! fire-and-forget: a lost callback is realistic (vendors retry, receivers
 //! must also poll), so failures are only logged at debug. Signing is the
 //! vendor's own scheme, from [`crate::callbacks::Signer`].
@@ -15,6 +16,10 @@ pub(crate) enum Scheme {
     Stripe,
     /// `HmacSignature: <base64 HMAC-SHA256(hex_decode(key), body)>`.
     Adyen,
+    /// `X-SHA2-Signature: <hex HMAC-SHA256(token, body)>`.
+    Onfido,
+    /// `X-Payload-Digest: <hex HMAC-SHA256(secret, body)>` (Sumsub's default hash).
+    Sumsub,
 }
 
 #[derive(Clone, Debug)]
@@ -33,6 +38,8 @@ impl Webhooks {
         let signer = match scheme {
             Scheme::Stripe => Signer::Stripe { secret: target.secret },
             Scheme::Adyen => Signer::AdyenHmac { hex_key: target.secret },
+            Scheme::Onfido => Signer::OnfidoSha2 { token: target.secret },
+            Scheme::Sumsub => Signer::SumsubDigest { secret: target.secret, alg: crate::callbacks::DigestAlg::Sha256 },
         };
         Self { client, url: target.url.into(), signer }
     }
