@@ -1,17 +1,30 @@
 //! The onboarding state machine, pure: `(flow, input, now) -> transition`,
 //! no I/O, so every path is unit-tested (`machine/tests.rs`).
 //!
-//! ```text
-//!            START
-//!              v
-//!   +----> KYC_PENDING --approved-------------------> AML_PENDING --clear----> FRAUD_PENDING --allow--> APPROVED
-//!   |          | step-up / resubmit (attempt < max)      | potential match          | review
-//!   |          v                                          v                          v
-//!   +-- AWAITING_EVIDENCE  (evidence: attempt + 1)     AML_REVIEW --approve-->    FRAUD_REVIEW --approve--> APPROVED
-//!              |                                          | hold                     | block
-//!   KYC manual review -> KYC_REVIEW --approve--> AML_PENDING                          v
-//!                                                 CONFIRMED MATCH -> COMPLIANCE_HOLD   FRAUD_BLOCKED
-//! ```
+//! | from | input | to | publishes |
+//! |---|---|---|---|
+//! | — | `START` | `KYC_PENDING` (attempt 1) | KYC command |
+//! | `KYC_PENDING` | KYC approved | `AML_PENDING` | AML command |
+//! | `KYC_PENDING` | KYC declined | `REJECTED` | |
+//! | `KYC_PENDING` | resubmit / step-up, attempt < `max_kyc_attempts` | `AWAITING_EVIDENCE` | |
+//! | `KYC_PENDING` | resubmit / step-up on the last attempt | `REJECTED` | |
+//! | `KYC_PENDING` | KYC manual review | `KYC_REVIEW` | |
+//! | `AWAITING_EVIDENCE` | `SUBMIT_EVIDENCE` | `KYC_PENDING` (attempt + 1) | KYC command with the new document |
+//! | `AML_PENDING` | clear | `FRAUD_PENDING` | fraud command |
+//! | `AML_PENDING` | potential match | `AML_REVIEW` | |
+//! | `AML_PENDING` | confirmed match | `COMPLIANCE_HOLD` | |
+//! | `FRAUD_PENDING` | allow | `APPROVED` | |
+//! | `FRAUD_PENDING` | review | `FRAUD_REVIEW` | |
+//! | `FRAUD_PENDING` | block | `FRAUD_BLOCKED` | |
+//! | `*_PENDING` | rejected / failed (no decision) | `FAILED` | |
+//! | `*_REVIEW` | `DECIDE` approve | the next step's `*_PENDING`, `APPROVED` after fraud | its command |
+//! | `*_REVIEW` | `DECIDE` reject / hold | `REJECTED` / `COMPLIANCE_HOLD` | |
+//! | `*_PENDING` | deadline, resends < `max_resends` | same state and attempt | the same command again |
+//! | any waiting state | deadline otherwise | `EXPIRED` | |
+//!
+//! Every transition also publishes an [`OnboardingEvent`] and writes audit
+//! entries (`onboarding_transition`, plus `manual_decision`,
+//! `compliance_hold` and `compensate` where they apply).
 //!
 //! Terminal states: `APPROVED`, `REJECTED` (declined, an analyst's reject,
 //! step-ups exhausted), `COMPLIANCE_HOLD`, `FRAUD_BLOCKED`, `EXPIRED` (a
