@@ -675,3 +675,135 @@ async fn a_step_past_its_deadline_is_resent_under_the_same_key_then_expires() ->
     orchestrator.join.await??;
     stack.stop().await
 }
+
+/// The orchestrator binary as its own process, to be SIGKILLed.
+struct OrchestratorProcess {
+    binary: std::path::PathBuf,
+    config: std::path::PathBuf,
+    log: std::path::PathBuf,
+    child: Option<tokio::process::Child>,
+    kills: usize,
+}
+
+impl OrchestratorProcess {
+    fn new(stack: &Stack) -> Result<Self> {
+        let c = stack.config();
+        let t = &c.topics;
+        let dir = std::env::temp_dir().join(format!("switchyard-{}", stack.env.prefix.trim_end_matches('.')));
+        std::fs::create_dir_all(&dir)?;
+        let config = dir.join("onboarding-orchestrator.yaml");
+        std::fs::write(
+            &config,
+            format!(
+                "kafka: {{ brokers: \"{brokers}\", group_id: \"{group}\" }}\n\
+                 schema_registry_url: {registry}\n\
+                 database_url: \"{db}\"\n\
+                 topics: {{ commands: \"{}\", events: \"{}\", dlq: \"{}\", kyc_commands: \"{}\", kyc_outcomes: \"{}\", \
+                 aml_commands: \"{}\", aml_outcomes: \"{}\", fraud_commands: \"{}\", fraud_outcomes: \"{}\" }}\n\
+                 limits: {{ evidence_timeout_ms: 60000 }}\n\
+                 sweep_interval_ms: 200\n\
+                 outbox_grace_ms: 2000\n",
+                t.commands, t.events, t.dlq, t.kyc_commands, t.kyc_outcomes, t.aml_commands, t.aml_outcomes, t.fraud_commands, t.fraud_outcomes,
+                brokers = c.kafka.brokers,
+                group = c.kafka.group_id,
+                registry = c.schema_registry_url,
+                db = c.database_url,
+            ),
+        )?;
+        Ok(Self { binary: switchyard_e2e::workspace_binary("onboarding-orchestrator")?, config, log: dir.join("onboarding-orchestrator.log"), child: None, kills: 0 })
+    }
+
+    fn spawn(&mut self) -> Result<()> {
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(&self.log)?;
+        let child = tokio::process::Command::new(&self.binary)
+            .arg("--config")
+            .arg(&self.config)
+            .env("RUST_LOG", "warn")
+            .stdout(std::process::Stdio::null())
+            .stderr(log)
+            .kill_on_drop(true)
+            .spawn()?;
+        self.child = Some(child);
+        Ok(())
+    }
+
+    /// SIGKILL: no drain, no final commit, nothing flushed.
+    async fn kill(&mut self) -> Result<()> {
+        if let Some(mut child) = self.child.take() {
+            child.kill().await?;
+            self.kills += 1;
+        }
+        Ok(())
+    }
+
+    fn log_tail(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default().lines().rev().take(20).collect::<Vec<_>>().join("\n")
+    }
+}
+
+/// Kills the orchestrator process again once several flows are past KYC, and restarts it.
+struct KillMidway<'a> {
+    process: &'a mut OrchestratorProcess,
+    past_kyc: usize,
+}
+
+impl AsyncEvent for KillMidway<'_> {
+    async fn call(&mut self, _: &Stack, e: &OnboardingEvent) -> Result<bool> {
+        if e.state == S::AmlPending {
+            self.past_kyc += 1;
+            if self.past_kyc == 3 && self.process.kills == 1 {
+                self.process.kill().await?;
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                self.process.spawn()?;
+            }
+        }
+        Ok(false)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_sigkilled_orchestrator_process_resumes_every_flow_from_the_store() -> Result<()> {
+    let mut stack = Stack::new("onb-kill", Duration::from_millis(1000)).await?;
+    let mut process = OrchestratorProcess::new(&stack)?;
+    process.spawn()?;
+    let mut plans: Vec<Plan> = plans().into_iter().filter(|p| ["resubmit", "similar", "fraudster", "sanctioned"].contains(&p.name.as_str())).collect();
+    for i in 0..6 {
+        let name = format!("bulk{i}");
+        plans.push(Plan { applicant: clear(&name), name, end: S::Approved, answers_step_up: true, verdict: None, compensate: vec![] });
+    }
+    for p in &plans {
+        stack.start(&p.name, p.applicant.clone()).await?;
+    }
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !plans.iter().all(|p| stack.events.state(&stack.flow_id(&p.name)).is_some()) {
+        if Instant::now() > deadline {
+            bail!("flows did not start; orchestrator log:\n{}", process.log_tail());
+        }
+        stack.events.pump(Duration::from_millis(200)).await?;
+    }
+    // First kill right after the starts, a second one once flows are past KYC.
+    process.kill().await?;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    process.spawn()?;
+    let mut hook = KillMidway { process: &mut process, past_kyc: 0 };
+    let driven = drive(&mut stack, &plans, Duration::from_secs(150), &mut hook).await;
+    if let Err(e) = driven {
+        bail!("{e}; orchestrator log:\n{}", process.log_tail());
+    }
+    assert_eq!(process.kills, 2, "killed twice mid-flow");
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    stack.events.pump(Duration::from_millis(500)).await?;
+    let store = Store::connect(&database_url()).await?;
+    let flows = OnboardingStore::open(&store, &stack.config().topics.commands).await?;
+    for p in &plans {
+        let flow_id = stack.flow_id(&p.name);
+        let transitions = stack.events.transitions(&flow_id).with_context(|| p.name.clone())?;
+        assert_eq!(transitions.last().map(|e| e.state), Some(p.end), "{}: {transitions:#?}", p.name);
+        assert_eq!(transitions.iter().filter(|e| e.terminal).count(), 1, "{}", p.name);
+        let row = flows.load(&flow_id).await?.context("flow row")?;
+        assert_eq!((row.state.as_str(), row.version), (p.end.as_str(), transitions.len() as i64), "{}", p.name);
+        assert!(flows.unsent_of(&flow_id).await?.is_empty(), "{}: everything committed was published", p.name);
+    }
+    process.kill().await?;
+    stack.stop().await
+}
