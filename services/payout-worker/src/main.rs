@@ -29,12 +29,7 @@ struct Args {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
-    if args.log_json {
-        tracing_subscriber::fmt().json().with_env_filter(filter).init();
-    } else {
-        tracing_subscriber::fmt().with_env_filter(filter).init();
-    }
+    switchyard_service::init_logging(args.log_json);
     let config = PayoutWorkerConfig::load(&args.config).context("invalid configuration")?;
     let shutdown = CancellationToken::new();
     let worker = start_payout_worker(config, shutdown.clone()).await.context("payout worker failed to start")?;
@@ -49,28 +44,9 @@ async fn main() -> anyhow::Result<()> {
     if let Some(addr) = worker.admin_addr {
         tracing::info!(%addr, "metrics on /metrics, health on /health");
     }
-    wait_for_signal().await;
+    switchyard_service::stop_signal().await;
     tracing::info!("stopping: draining in-flight payouts");
     shutdown.cancel();
     worker.join.await.context("consumer task")?.context("consumer")?;
     Ok(())
-}
-
-async fn wait_for_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    {
-        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(s) => s,
-            Err(_) => return std::future::pending().await,
-        };
-        tokio::select! {
-            _ = ctrl_c => {}
-            _ = term.recv() => {}
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = ctrl_c.await;
-    }
 }

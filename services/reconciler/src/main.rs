@@ -147,7 +147,7 @@ async fn main() -> anyhow::Result<()> {
             let shutdown = CancellationToken::new();
             let running = switchyard_recon::run::start(common.config()?, shutdown.clone()).await.context("reconciler failed to start")?;
             tracing::info!(scope = %common.scope, "reconciler started");
-            wait_for_signal().await;
+            switchyard_service::stop_signal().await;
             shutdown.cancel();
             running.join.await.context("reconciler task")?.context("reconciler")?;
         }
@@ -162,23 +162,4 @@ async fn main() -> anyhow::Result<()> {
         Command::Bench(args) => bench::run(args).await?,
     }
     Ok(())
-}
-
-async fn wait_for_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    {
-        let Ok(mut term) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) else {
-            let _ = ctrl_c.await;
-            return;
-        };
-        tokio::select! {
-            _ = ctrl_c => {}
-            _ = term.recv() => {}
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = ctrl_c.await;
-    }
 }

@@ -47,38 +47,14 @@ async fn main() -> anyhow::Result<()> {
         return bench::run(callbacks, concurrency).await;
     }
     let Some(config_path) = args.config else { anyhow::bail!("--config is required") };
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
-    if args.log_json {
-        tracing_subscriber::fmt().json().with_env_filter(filter).init();
-    } else {
-        tracing_subscriber::fmt().with_env_filter(filter).init();
-    }
+    switchyard_service::init_logging(args.log_json);
     let config = IngesterConfig::load(&config_path).context("invalid configuration")?;
     let shutdown = CancellationToken::new();
     let ingester = start_ingester(config, shutdown.clone()).await.context("webhook ingester failed to start")?;
     tracing::info!(addr = %ingester.addr, "POST /webhooks/{{provider}}; metrics on /metrics, health on /health");
-    wait_for_signal().await;
+    switchyard_service::stop_signal().await;
     tracing::info!("stopping: finishing callbacks in flight");
     shutdown.cancel();
     ingester.join.await.context("server task")?.context("server")?;
     Ok(())
-}
-
-async fn wait_for_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    {
-        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(s) => s,
-            Err(_) => return std::future::pending().await,
-        };
-        tokio::select! {
-            _ = ctrl_c => {}
-            _ = term.recv() => {}
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = ctrl_c.await;
-    }
 }
