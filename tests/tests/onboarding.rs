@@ -98,6 +98,7 @@ impl Stack {
             limits: Limits { max_kyc_attempts: 3, max_resends: 1, step_timeout_ms: 60_000, evidence_timeout_ms: 15_000, decision_timeout_ms: 60_000 },
             sweep_interval_ms: 200,
             outbox_grace_ms: 3_000,
+            retention_ms: 24 * 3600 * 1000,
             admin_bind: None,
             max_in_flight: 100,
         }

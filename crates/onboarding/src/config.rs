@@ -29,6 +29,10 @@ pub struct OrchestratorConfig {
     /// probably stopped between commit and publish).
     #[serde(default = "default_outbox_grace_ms")]
     pub outbox_grace_ms: i64,
+    /// Applied inputs and sent outbox rows of flows finished longer ago than
+    /// this are deleted by the sweep (finished flows ignore every input anyway).
+    #[serde(default = "default_retention_ms")]
+    pub retention_ms: i64,
     /// Where `/metrics` and `/health` listen; none disables them.
     #[serde(default)]
     pub admin_bind: Option<SocketAddr>,
@@ -43,6 +47,10 @@ fn default_sweep_interval_ms() -> u64 {
 
 fn default_outbox_grace_ms() -> i64 {
     5000
+}
+
+fn default_retention_ms() -> i64 {
+    30 * 24 * 3600 * 1000
 }
 
 fn default_max_in_flight() -> usize {
@@ -112,6 +120,7 @@ impl OrchestratorConfig {
             ("limits.evidence_timeout_ms", l.evidence_timeout_ms),
             ("limits.decision_timeout_ms", l.decision_timeout_ms),
             ("outbox_grace_ms", self.outbox_grace_ms),
+            ("retention_ms", self.retention_ms),
         ] {
             if v <= 0 {
                 return bad(field, "must be positive");

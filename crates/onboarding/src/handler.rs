@@ -139,7 +139,14 @@ impl OnboardingHandler {
             return Err(dead_letter(ErrorClass::Permanent, "START without applicant"));
         };
         if let Some(existing) = self.outbox.store.load(&cmd.flow_id).await.map_err(later)? {
-            self.metrics.ignored(if existing.subject_id == cmd.subject_id { "duplicate" } else { "flow_exists" });
+            if existing.subject_id != cmd.subject_id {
+                return Err(dead_letter(ErrorClass::ManualRepair, format!("flow {} already runs for another subject", cmd.flow_id)));
+            }
+            // The same START re-sent is a duplicate; a START under a new key
+            // for a running flow (a core system retrying with a fresh key)
+            // must not restart it either, but is worth telling apart.
+            let same = self.outbox.store.was_applied(&cmd.flow_id, key).await.map_err(later)?;
+            self.metrics.ignored(if same { "duplicate" } else { "already_started" });
             return self.flush(&existing).await;
         }
         let t = machine::start(cmd, applicant, correlation_id, &self.limits, now_ms());

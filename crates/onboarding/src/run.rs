@@ -71,6 +71,7 @@ pub async fn start_orchestrator(config: OrchestratorConfig, shutdown: Cancellati
         metrics: metrics.clone(),
         interval: Duration::from_millis(config.sweep_interval_ms),
         outbox_grace_ms: config.outbox_grace_ms,
+        retention_ms: config.retention_ms,
     };
     let sweep_task = tokio::spawn(sweep.run(shutdown.clone()));
     let admin_addr = match config.admin_bind {

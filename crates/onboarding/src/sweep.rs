@@ -27,12 +27,17 @@ pub struct Sweep {
     pub metrics: Arc<Metrics>,
     pub interval: Duration,
     pub outbox_grace_ms: i64,
+    pub retention_ms: i64,
 }
+
+/// How often finished flows' bookkeeping is pruned.
+const PRUNE_EVERY: Duration = Duration::from_secs(600);
 
 impl Sweep {
     pub async fn run(self, shutdown: CancellationToken) {
         let mut tick = tokio::time::interval(self.interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut pruned: Option<tokio::time::Instant> = None;
         loop {
             tokio::select! {
                 _ = shutdown.cancelled() => return,
@@ -40,6 +45,14 @@ impl Sweep {
             }
             if let Err(e) = self.pass().await {
                 tracing::warn!(error = %e, "sweep pass failed; next pass retries");
+            }
+            if pruned.is_none_or(|at| at.elapsed() >= PRUNE_EVERY) {
+                pruned = Some(tokio::time::Instant::now());
+                match self.outbox.store.forget_finished(now_ms() - self.retention_ms).await {
+                    Ok(0) => {}
+                    Ok(n) => tracing::info!(rows = n, "pruned bookkeeping of long-finished flows"),
+                    Err(e) => tracing::warn!(error = %e, "pruning finished flows failed; next time"),
+                }
             }
         }
     }

@@ -330,6 +330,24 @@ impl OnboardingStore {
         Ok(())
     }
 
+    /// Forgets the applied inputs and sent outbox rows of flows that ended
+    /// before `before_ms`. Safe: a finished flow ignores every input, so a
+    /// very late duplicate still changes nothing. Returns the rows deleted.
+    pub async fn forget_finished(&self, before_ms: i64) -> Result<u64, StoreError> {
+        let finished = "SELECT flow_id FROM onboarding_flows WHERE scope = $1 AND terminal = 1 AND updated_at_ms < $2";
+        let applied = sqlx::query(&format!("DELETE FROM onboarding_applied WHERE flow_id IN ({finished})"))
+            .bind(&self.scope)
+            .bind(before_ms)
+            .execute(&self.pool)
+            .await?;
+        let sent = sqlx::query(&format!("DELETE FROM onboarding_outbox WHERE sent_at_ms IS NOT NULL AND flow_id IN ({finished})"))
+            .bind(&self.scope)
+            .bind(before_ms)
+            .execute(&self.pool)
+            .await?;
+        Ok(applied.rows_affected() + sent.rows_affected())
+    }
+
     /// Live flows whose deadline passed, most overdue first.
     pub async fn due(&self, now_ms: i64, limit: i64) -> Result<Vec<FlowRow>, StoreError> {
         let rows = sqlx::query(&format!(
@@ -386,5 +404,10 @@ mod tests {
         assert!(flows.due(1_000, 10).await.expect("due").is_empty(), "terminal flows are never due");
         let other = OnboardingStore::open(&store, "test-x.onboarding.commands.v1").await.expect("ddl");
         assert!(other.unsent_before(i64::MAX, 10).await.expect("outbox").is_empty(), "another deployment's outbox is not ours");
+        assert_eq!(other.forget_finished(i64::MAX).await.expect("forget"), 0, "nor its flows");
+        // The finished flow's applied inputs and its sent row go; the unsent row stays.
+        assert_eq!(flows.forget_finished(i64::MAX).await.expect("forget"), 3);
+        assert!(!flows.was_applied("f1", "kyc.1").await.expect("read"));
+        assert_eq!(flows.unsent_of("f1").await.expect("outbox").len(), 1);
     }
 }

@@ -169,6 +169,7 @@ pub(crate) async fn show(stack: &LocalStack, database_url: &str, run: &str, shut
         limits: Limits::default(),
         sweep_interval_ms: 500,
         outbox_grace_ms: 5000,
+        retention_ms: 30 * 24 * 3600 * 1000,
         admin_bind: None,
         max_in_flight: 200,
     };
