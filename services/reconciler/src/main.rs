@@ -163,3 +163,20 @@ async fn main() -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_command_line_is_consistent_and_parses_a_range() {
+        Cli::command().debug_assert();
+        let cli = Cli::try_parse_from(["reconciler", "once", "--from", "2026-11-24T00:00:00Z", "--to", "1795600000000", "--scope", "s"])
+            .expect("parses");
+        let Command::Once { from, to, idle, common } = cli.command else { panic!("once") };
+        assert_eq!((from, to, idle, common.scope.as_str()), (1_795_478_400_000, 1_795_600_000_000, Duration::from_secs(3), "s"));
+        assert!(Cli::try_parse_from(["reconciler", "once", "--from", "yesterday"]).is_err());
+        assert!(Cli::try_parse_from(["reconciler", "run", "--pending-deadline", "soon"]).is_err());
+    }
+}
