@@ -135,6 +135,7 @@ fn recon_config(env: &TestEnv) -> Result<ReconConfig> {
         providers: HashMap::new(),
         eval_interval: Duration::from_millis(200),
         batch: 5000,
+        admin_bind: Some("127.0.0.1:0".parse()?),
     })
 }
 
@@ -240,6 +241,12 @@ async fn every_discrepancy_class_is_detected_and_closed_once_fixed() -> Result<(
     assert_eq!(found.len(), want.len(), "a resolved discrepancy is the same record, closed");
     let resolved = found.iter().find(|d| d.subject_id == p("missing")).expect("missing");
     assert!(resolved.resolved_at_ms.is_some_and(|t| t >= resolved.detected_at_ms));
+
+    // The open ones are on /metrics by class.
+    let addr = recon.admin_addr.expect("admin bound");
+    let metrics = reqwest::get(format!("http://{addr}/metrics")).await?.text().await?;
+    assert!(metrics.contains("switchyard_recon_open_discrepancies{class=\"double_execution\"} 1"), "{metrics}");
+    assert!(metrics.contains("switchyard_recon_open_discrepancies{class=\"amount_mismatch\"} 2"), "{metrics}");
 
     // Everything above was also published, keyed by subject, latest state last.
     let reader = TopicReader::new(&env.kafka, &env.topic("recon.discrepancies.v1"))?;

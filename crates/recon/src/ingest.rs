@@ -70,6 +70,8 @@ pub struct IngestStats {
     pub evaluated: AtomicU64,
     pub opened: AtomicU64,
     pub resolved: AtomicU64,
+    /// Stuck payouts a vendor settled.
+    pub settled: AtomicU64,
     /// Messages arrived within the last second: the consumer may be catching
     /// up on some topic, and a missing fact may just not be read yet, so
     /// absences wait (see the evaluation loop in [`crate::run`]).
@@ -89,6 +91,7 @@ impl Default for IngestStats {
             evaluated: AtomicU64::new(0),
             opened: AtomicU64::new(0),
             resolved: AtomicU64::new(0),
+            settled: AtomicU64::new(0),
             // Until the first poll says otherwise, assume a backlog.
             backlogged: AtomicBool::new(true),
             last_batch_at_ms: AtomicU64::new(0),

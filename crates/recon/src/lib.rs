@@ -10,10 +10,12 @@
 //! - [`ingest`]: consumes the three topics into the store, offsets committed
 //!   only after the batch is stored.
 //! - [`settle`]: asks vendors about payouts stuck in `pending_unknown`.
+//! - [`metrics`]: `/metrics` and `/health`.
 //! - [`run`]: wiring for the continuous service and the one-shot job.
 
 pub mod engine;
 pub mod ingest;
+pub mod metrics;
 pub mod rules;
 pub mod run;
 pub mod settle;

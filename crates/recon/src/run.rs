@@ -34,6 +34,8 @@ pub struct ReconConfig {
     pub eval_interval: Duration,
     /// Subjects per evaluation batch.
     pub batch: usize,
+    /// Where `/metrics` and `/health` are served; none to serve nothing.
+    pub admin_bind: Option<std::net::SocketAddr>,
 }
 
 impl Policy {
@@ -54,6 +56,7 @@ impl Policy {
 
 pub struct RunningReconciler {
     pub store: ReconStore,
+    pub admin_addr: Option<std::net::SocketAddr>,
     pub ingest: Arc<IngestStats>,
     /// Resolves when both loops stopped.
     pub join: JoinHandle<Result<(), ReconError>>,
@@ -87,6 +90,14 @@ pub async fn start(config: ReconConfig, shutdown: CancellationToken) -> Result<R
     let engine = Arc::new(engine(&config, &store).await?);
     let ingestor = Ingestor::new(&config.kafka, registry, config.topics.clone(), engine.clone())?;
     let stats = ingestor.stats.clone();
+    let admin_addr = match config.admin_bind {
+        Some(bind) => Some(
+            crate::metrics::serve(bind, store.clone(), stats.clone(), shutdown.clone())
+                .await
+                .map_err(|e| ReconError::Config(format!("admin_bind {bind}: {e}")))?,
+        ),
+        None => None,
+    };
     let ingest = tokio::spawn(ingestor.run(shutdown.clone()));
     let interval = config.eval_interval;
     let evaluate = tokio::spawn({
@@ -105,6 +116,12 @@ pub async fn start(config: ReconConfig, shutdown: CancellationToken) -> Result<R
                 } else {
                     Ok(PassStats::default())
                 };
+                if let Ok(p) = &pass {
+                    stats.evaluated.fetch_add(p.evaluated, Ordering::Relaxed);
+                    stats.opened.fetch_add(p.opened, Ordering::Relaxed);
+                    stats.resolved.fetch_add(p.resolved, Ordering::Relaxed);
+                    stats.settled.fetch_add(p.settled, Ordering::Relaxed);
+                }
                 match pass {
                     Ok(p) if p != PassStats::default() => tracing::info!(
                         evaluated = p.evaluated, opened = p.opened, updated = p.updated, resolved = p.resolved, settled = p.settled,
@@ -128,7 +145,7 @@ pub async fn start(config: ReconConfig, shutdown: CancellationToken) -> Result<R
             Err(e) => Err(ReconError::Config(format!("ingest task: {e}"))),
         }
     });
-    Ok(RunningReconciler { store, ingest: stats, join })
+    Ok(RunningReconciler { store, admin_addr, ingest: stats, join })
 }
 
 /// What a run found.

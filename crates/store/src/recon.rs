@@ -723,6 +723,9 @@ fn push_json_row(out: &mut String, row: &[Cell<'_>]) {
             out.push(',');
         }
         match cell {
+            // PostgreSQL text cannot hold NUL; a vendor string carrying one
+            // must not wedge the consumer on a batch that can never commit.
+            Cell::Text(Some(t)) if t.contains('\0') => out.push_str(&serde_json::to_string(&t.replace('\0', "")).unwrap_or_else(|_| "null".into())),
             Cell::Text(Some(t)) => out.push_str(&serde_json::to_string(t).unwrap_or_else(|_| "null".into())),
             Cell::Int(n) | Cell::OptInt(Some(n)) => {
                 let _ = write!(out, "{n}");

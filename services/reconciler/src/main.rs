@@ -88,6 +88,9 @@ struct Common {
     /// settle stuck payouts; without one, stuck payouts are only reported.
     #[arg(long, env = "SWITCHYARD_WORKER_CONFIG")]
     worker_config: Option<PathBuf>,
+    /// Serve `/metrics` and `/health` here (e.g. 127.0.0.1:9465).
+    #[arg(long, env = "SWITCHYARD_RECON_ADMIN_BIND")]
+    admin_bind: Option<std::net::SocketAddr>,
     /// How often due subjects are evaluated when no message arrives.
     #[arg(long, value_parser = duration, default_value = "5s")]
     eval_interval: Duration,
@@ -115,6 +118,7 @@ impl Common {
             providers: self.providers()?,
             eval_interval: self.eval_interval,
             batch: 5000,
+            admin_bind: self.admin_bind,
         })
     }
 
@@ -146,7 +150,7 @@ async fn main() -> anyhow::Result<()> {
         Command::Run(common) => {
             let shutdown = CancellationToken::new();
             let running = switchyard_recon::run::start(common.config()?, shutdown.clone()).await.context("reconciler failed to start")?;
-            tracing::info!(scope = %common.scope, "reconciler started");
+            tracing::info!(scope = %common.scope, admin = ?running.admin_addr, "reconciler started");
             switchyard_service::stop_signal().await;
             shutdown.cancel();
             running.join.await.context("reconciler task")?.context("reconciler")?;

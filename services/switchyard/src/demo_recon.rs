@@ -84,6 +84,7 @@ pub(crate) async fn show(stack: &LocalStack, outcomes: &[PayoutOutcome], run: &s
         providers: HashMap::new(),
         eval_interval: Duration::from_millis(500),
         batch: 5000,
+        admin_bind: None,
     };
     let shutdown = CancellationToken::new();
     let recon = switchyard_recon::run::start(config, shutdown.clone()).await?;
