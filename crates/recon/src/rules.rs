@@ -148,11 +148,14 @@ fn judge_with(facts: &SubjectFacts, policy: &Policy, as_of: i64, inline: bool) -
     // store's, so both agree on which outcome supersedes which.
     let Some(outcome) = outcomes.iter().copied().max_by_key(|o| (o.rank(), o.completed_at_ms)) else {
         judge_orphan_postings(&mut j, &postings);
-        if inline {
-            // Events under an id no outcome has may name the payout by the
-            // vendor's own id: the timer pass tries to join them once.
-            if let Some(last) = events.iter().map(|e| e.received_at_ms).max() {
+        // Events under an id no outcome has may name the payout by the
+        // vendor's own id: the timer pass tries to join them, now and then
+        // again while the outcome may still arrive (the default window).
+        if let Some(last) = events.iter().map(|e| e.received_at_ms).max() {
+            if inline {
                 j.wake_at(last);
+            } else if as_of < last.saturating_add(policy.default_window_ms) {
+                j.wake_at(as_of.saturating_add(policy.settle_retry_ms));
             }
         }
         return j.verdict;
@@ -585,6 +588,14 @@ mod tests {
         collision.completed_at_ms = 5000;
         let f = facts(vec![outcome(PayoutStatus::Paid, "stripe"), collision], vec![posting("p1", PostingKind::Payout, 1250, "EUR")], vec![]);
         assert!(judge(&f, &policy(), 100 * H).open.is_empty());
+    }
+
+    #[test]
+    fn events_under_an_unknown_id_are_looked_at_again_until_the_window_ends() {
+        let stray = facts(vec![], vec![], vec![event("stripe", ProviderEventKind::PayoutPaid, 1000)]);
+        assert_eq!(judge_inline(&stray, &policy(), 2000).next_check_ms, Some(1000));
+        assert_eq!(judge(&stray, &policy(), 2000).next_check_ms, Some(2000 + 60_000));
+        assert_eq!(judge(&stray, &policy(), 1000 + 24 * H).next_check_ms, None, "given up after the window");
     }
 
     #[test]
