@@ -246,6 +246,13 @@ async fn every_discrepancy_class_is_detected_and_closed_once_fixed() -> Result<(
     let addr = recon.admin_addr.expect("admin bound");
     let metrics = reqwest::get(format!("http://{addr}/metrics")).await?.text().await?;
     assert!(metrics.contains("switchyard_recon_open_discrepancies{class=\"double_execution\"} 1"), "{metrics}");
+    // The late processing event was ignored by the rules and recorded.
+    let late: u64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("switchyard_recon_out_of_order_events_total "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0);
+    assert!(late >= 1, "out-of-order provider events are recorded: {metrics}");
     assert!(metrics.contains("switchyard_recon_open_discrepancies{class=\"amount_mismatch\"} 2"), "{metrics}");
 
     // Everything above was also published, keyed by subject, latest state last.

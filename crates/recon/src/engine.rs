@@ -55,6 +55,8 @@ pub struct PassStats {
     pub resolved: u64,
     /// `pending_unknown` payouts a vendor answered for.
     pub settled: u64,
+    /// Provider events stored after a later stage of the same object; ignored.
+    pub out_of_order: u64,
 }
 
 impl PassStats {
@@ -64,6 +66,7 @@ impl PassStats {
         self.updated += other.updated;
         self.resolved += other.resolved;
         self.settled += other.settled;
+        self.out_of_order += other.out_of_order;
     }
 }
 
@@ -96,7 +99,18 @@ impl Engine {
         // No vendor calls while the transaction is open: a stuck payout is
         // only ever found by its deadline timer, which the sweep evaluates.
         let verdicts: Vec<Verdict> = tx.facts.iter().map(|f| judge_inline(f, &self.policy, as_of_ms)).collect();
-        let (judged, changed, stats) = self.track_all(&tx.subjects, &tx.facts, verdicts);
+        let (judged, changed, mut stats) = self.track_all(&tx.subjects, &tx.facts, verdicts);
+        // Vendors deliver out of order; the rules ignore a regression, and
+        // this records that they did.
+        let fresh: std::collections::HashSet<&str> = batch.events.iter().map(|e| e.event_id.as_str()).collect();
+        if !fresh.is_empty() {
+            for f in &tx.facts {
+                for e in crate::rules::late_events(f, &fresh) {
+                    stats.out_of_order += 1;
+                    tracing::info!(subject = %f.subject_id, provider = %e.provider, event_id = %e.event_id, kind = e.kind.as_str(), "provider event arrived after a later stage; ignored");
+                }
+            }
+        }
         if let Some(sink) = &self.sink {
             sink.publish(&changed).await?;
         }

@@ -72,6 +72,8 @@ pub struct IngestStats {
     pub resolved: AtomicU64,
     /// Stuck payouts a vendor settled.
     pub settled: AtomicU64,
+    /// Provider events that arrived after a later stage (ignored, recorded).
+    pub out_of_order: AtomicU64,
     /// Messages arrived within the last second: the consumer may be catching
     /// up on some topic, and a missing fact may just not be read yet, so
     /// absences wait (see the evaluation loop in [`crate::run`]).
@@ -92,6 +94,7 @@ impl Default for IngestStats {
             opened: AtomicU64::new(0),
             resolved: AtomicU64::new(0),
             settled: AtomicU64::new(0),
+            out_of_order: AtomicU64::new(0),
             // Until the first poll says otherwise, assume a backlog.
             backlogged: AtomicBool::new(true),
             last_batch_at_ms: AtomicU64::new(0),
@@ -178,6 +181,7 @@ impl Ingestor {
                     Ok(pass) => {
                         self.stats.evaluated.fetch_add(pass.evaluated, Ordering::Relaxed);
                         self.stats.opened.fetch_add(pass.opened, Ordering::Relaxed);
+                        self.stats.out_of_order.fetch_add(pass.out_of_order, Ordering::Relaxed);
                         self.stats.resolved.fetch_add(pass.resolved, Ordering::Relaxed);
                         break;
                     }

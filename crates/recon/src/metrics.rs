@@ -45,6 +45,11 @@ async fn render(State(admin): State<Admin>) -> Result<String, StatusCode> {
         ("switchyard_recon_discrepancies_opened_total", "Discrepancies opened or reopened.", s.opened.load(Ordering::Relaxed)),
         ("switchyard_recon_discrepancies_resolved_total", "Discrepancies resolved.", s.resolved.load(Ordering::Relaxed)),
         ("switchyard_recon_settled_total", "pending_unknown payouts settled by asking the vendor.", s.settled.load(Ordering::Relaxed)),
+        (
+            "switchyard_recon_out_of_order_events_total",
+            "Provider events that arrived after a later stage of their payout (e.g. processing after paid); ignored.",
+            s.out_of_order.load(Ordering::Relaxed),
+        ),
     ];
     for (name, help, value) in counters {
         let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}");

@@ -120,6 +120,36 @@ impl Judge<'_> {
     }
 }
 
+/// Events of `facts` that arrived after a later stage of the same object
+/// from the same provider (`processing` after `paid`): the rules ignore them
+/// (`EventProgress`), this names them so the consumer can record that it
+/// did. Only ids in `fresh` are returned, so each is reported once, when
+/// stored. Arrival order is `received_at_ms`, ties by event id; a paid or
+/// failed outcome counts as that provider's first word.
+pub fn late_events<'a>(facts: &'a SubjectFacts, fresh: &std::collections::HashSet<&str>) -> Vec<&'a switchyard_store::recon::EventFact> {
+    let mut events: Vec<_> = facts.events.iter().collect();
+    events.sort_by(|a, b| (a.received_at_ms, &a.event_id).cmp(&(b.received_at_ms, &b.event_id)));
+    let mut progress: HashMap<&str, EventProgress> = HashMap::new();
+    for o in &facts.outcomes {
+        let known = match o.status {
+            PayoutStatus::Paid => ProviderEventKind::PayoutPaid,
+            PayoutStatus::Failed => ProviderEventKind::PayoutFailed,
+            _ => continue,
+        };
+        if let Some(provider) = o.provider.as_deref() {
+            progress.entry(provider).or_default().apply(known);
+        }
+    }
+    let mut late = Vec::new();
+    for e in events {
+        let step = progress.entry(e.provider.as_str()).or_default().apply(e.kind);
+        if step == Transition::Regression && fresh.contains(e.event_id.as_str()) {
+            late.push(e);
+        }
+    }
+    late
+}
+
 /// Judges one subject as of `as_of`; facts stamped later are not yet known.
 /// Every rule is decided, absences included (the timer evaluation).
 pub fn judge(facts: &SubjectFacts, policy: &Policy, as_of: i64) -> Verdict {
@@ -602,5 +632,18 @@ mod tests {
     fn facts_after_the_evaluation_time_are_not_yet_known() {
         let f = facts(vec![outcome(PayoutStatus::Paid, "stripe")], vec![posting("p1", PostingKind::Payout, 1205, "EUR")], vec![]);
         assert!(judge(&f, &policy(), 1500).open.is_empty(), "the posting at 2000 is in the future");
+    }
+
+    #[test]
+    fn a_processing_event_stored_after_paid_is_named_late_once() {
+        let mut f = facts(vec![], vec![], vec![event("stripe", ProviderEventKind::PayoutPaid, 1000)]);
+        let mut processing = event("stripe", ProviderEventKind::PayoutProcessing, 2000);
+        processing.event_id = "evt_processing".into();
+        f.events.push(processing);
+        let fresh: std::collections::HashSet<&str> = ["evt_processing"].into_iter().collect();
+        let late = late_events(&f, &fresh);
+        assert_eq!(late.len(), 1);
+        assert_eq!(late[0].event_id, "evt_processing");
+        assert!(late_events(&f, &std::collections::HashSet::new()).is_empty(), "reported once, when fresh");
     }
 }
