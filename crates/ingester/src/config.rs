@@ -119,7 +119,20 @@ mod tests {
         assert_eq!(config.providers.len(), 9);
         assert_eq!(config.topic_for("kyc"), "kyc.provider-events.v1");
         let compose = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../ops/docker/webhook-ingester.yaml");
-        IngesterConfig::load(&compose).expect("the docker-compose config parses");
+        let compose = IngesterConfig::load(&compose).expect("the docker-compose config parses");
+        // Every vendor with callbacks (all of the example's but wise and lithic,
+        // which have no sandbox account in the compose stack) is taken, in its
+        // domain, with a secret docker-compose.yml passes into the container.
+        let compose_file = include_str!("../../../docker-compose.yml");
+        for (name, domain) in [("stripe", "payouts"), ("adyen", "payouts"), ("onfido", "kyc"), ("sumsub", "kyc"), ("complyadvantage", "aml"), ("sardine", "fraud"), ("seon", "fraud")] {
+            let p = compose.providers.get(name).unwrap_or_else(|| panic!("ops/docker/webhook-ingester.yaml lacks {name}"));
+            assert_eq!(p.domain, domain, "{name}");
+            assert_eq!(p.domain, config.providers[name].domain, "{name}: same domain as the example");
+            for key in &p.keys {
+                let var = key.env.as_deref().unwrap_or_else(|| panic!("{name}: secrets come from env in docker"));
+                assert!(compose_file.contains(&format!("{var}: ${{{var}:-}}")), "docker-compose.yml does not pass {var}");
+            }
+        }
         let err = serde_norway::from_str::<IngesterConfig>(
             "bind: 127.0.0.1:1\nkafka: {brokers: b, group_id: g}\nschema_registry_url: u\ndatabase_url: d\nproviders: {stripe: {domain: payouts, keys: [], secret: x}}\n",
         )

@@ -152,6 +152,19 @@ mod tests {
     }
 
     #[test]
+    fn the_docker_compose_config_parses_and_validates() {
+        let text = include_str!("../../../ops/docker/onboarding-orchestrator.yaml");
+        let config: OrchestratorConfig = serde_norway::from_str(text).expect("ops/docker/onboarding-orchestrator.yaml parses");
+        config.validate().expect("and validates");
+        assert_eq!(config.kafka.brokers, "kafka:9092");
+        // Topics must match what the workers in the same stack read and write.
+        assert_eq!(config.topics, OnboardingTopics::default());
+        let admin = config.admin_bind.expect("admin_bind: the healthcheck and Prometheus need it");
+        assert!(admin.ip().is_unspecified(), "admin must listen beyond the container's loopback");
+        assert!(include_str!("../../../docker-compose.yml").contains(&format!("{0}:{0}", admin.port())), "port published by docker-compose.yml");
+    }
+
+    #[test]
     fn errors_name_the_field() {
         let text = "kafka: {brokers: x, group_id: g}\nschema_registry_url: u\ndatabase_url: d\nlimits: {max_kyc_attempts: 0}\n";
         let config: OrchestratorConfig = serde_norway::from_str(text).expect("parses");

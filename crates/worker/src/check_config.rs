@@ -221,6 +221,34 @@ mod tests {
         assert_eq!(config.providers[1].dataset.as_deref(), Some("default"));
     }
 
+    /// The docker-compose configs: each validates for its own domain, reads
+    /// every secret from an environment variable, and that variable is passed
+    /// into the container by docker-compose.yml (a missing one would stop the
+    /// worker at start-up with "api_key is empty").
+    #[test]
+    fn the_docker_compose_configs_parse_validate_and_get_their_secrets() {
+        use crate::check::CheckDomain;
+        let compose = include_str!("../../../docker-compose.yml");
+        let configs = [
+            (include_str!("../../../ops/docker/kyc-worker.yaml"), crate::kyc::Kyc::NAME, crate::kyc::Kyc::VENDORS),
+            (include_str!("../../../ops/docker/aml-worker.yaml"), crate::aml::Aml::NAME, crate::aml::Aml::VENDORS),
+            (include_str!("../../../ops/docker/fraud-worker.yaml"), crate::fraud::Fraud::NAME, crate::fraud::Fraud::VENDORS),
+        ];
+        for (text, domain, vendors) in configs {
+            let config: CheckWorkerConfig = serde_norway::from_str(text).unwrap_or_else(|e| panic!("ops/docker/{domain}-worker.yaml: {e}"));
+            config.validate(domain, vendors).unwrap_or_else(|e| panic!("ops/docker/{domain}-worker.yaml: {e}"));
+            assert_eq!(config.environment, Environment::Sandbox, "{domain}");
+            assert_eq!(config.kafka.brokers, "kafka:9092", "{domain}");
+            assert!(config.admin_bind.is_some_and(|a| a.ip().is_unspecified()), "{domain}: admin must listen beyond the container's loopback");
+            for p in &config.providers {
+                for source in std::iter::once(&p.api_key).chain(p.api_secret.as_ref()) {
+                    let var = source.env.as_deref().unwrap_or_else(|| panic!("{domain} {}: secrets come from env in docker", p.name));
+                    assert!(compose.contains(&format!("{var}: ${{{var}:-}}")), "docker-compose.yml does not pass {var}");
+                }
+            }
+        }
+    }
+
     #[test]
     fn the_fraud_example_config_parses_and_validates() {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../ops/fraud-worker.example.yaml");
