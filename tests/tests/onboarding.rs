@@ -808,3 +808,69 @@ async fn a_sigkilled_orchestrator_process_resumes_every_flow_from_the_store() ->
     process.kill().await?;
     stack.stop().await
 }
+
+/// `switchyard trace` of an applicant (or its flow id) reads as the flow's
+/// story: each check's outcome, each transition, and the step that stopped
+/// it — here a fraud block and a confirmed sanctions match.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn trace_of_an_onboarding_flow_names_each_step_and_the_one_that_stopped_it() -> Result<()> {
+    use switchyard_ops::read::ReadOptions;
+    use switchyard_ops::trace::{self, Trace, TraceEvent, TraceRequest};
+    let mut stack = Stack::new("onb-trace", Duration::from_millis(200)).await?;
+    let (orchestrator, token) = stack.orchestrator().await?;
+    let plans: Vec<Plan> = plans().into_iter().filter(|p| p.name == "fraudster" || p.name == "sanctioned").collect();
+    for p in &plans {
+        stack.start(&p.name, p.applicant.clone()).await?;
+    }
+    drive(&mut stack, &plans, Duration::from_secs(90), &mut Nothing).await?;
+
+    let store = Store::connect(&database_url()).await?;
+    let file = switchyard_bus::topics::TopicsFile::load(&switchyard_localstack::repo_root().join("topics.yaml"))?;
+    let topics: Vec<String> = file.with_prefix(&stack.env.prefix).topics.into_iter().map(|t| t.name).collect();
+    let decoders = trace::Decoders::new(stack.env.registry_client.clone())?;
+    let read = ReadOptions { idle: Duration::from_secs(2), settle: Duration::from_millis(300), deadline: Duration::from_secs(60) };
+    let (kafka, store, topics, decoders) = (&stack.env.kafka, &store, &topics, &decoders);
+    let trace_of = |id: String| async move {
+        let request = TraceRequest { id: &id, topics: topics.clone(), read, decoders: Some(decoders), since: None };
+        anyhow::Ok(trace::trace(kafka, store, request).await?)
+    };
+    let of = |t: &Trace, what: &str| -> Vec<TraceEvent> { t.events.iter().filter(|e| e.what == what).cloned().collect() };
+
+    let fraudster = trace_of(stack.subject("fraudster")).await?;
+    let statuses = |events: &[TraceEvent]| events.iter().map(|e| e.status.clone().unwrap_or_default()).collect::<Vec<_>>();
+    // Each transition once: the audit row of a transition found on the topic is not repeated.
+    let transitions = of(&fraudster, "transition");
+    assert_eq!(statuses(&transitions), ["KYC_PENDING", "AML_PENDING", "FRAUD_PENDING", "FRAUD_BLOCKED"], "{fraudster:#?}");
+    assert!(transitions.iter().all(|e| e.source.ends_with("onboarding.events.v1")), "{transitions:#?}");
+    let blocked = transitions.last().context("transition")?;
+    assert!(blocked.failed, "{blocked:?}");
+    assert!(blocked.detail.contains("fraud_pending -> fraud_blocked on fraud:block") && blocked.detail.contains("undo kyc, aml"), "{}", blocked.detail);
+    assert!(transitions[..3].iter().all(|e| !e.failed), "{transitions:#?}");
+    let outcomes = of(&fraudster, "outcome");
+    assert_eq!(statuses(&outcomes), ["APPROVED", "CLEAR", "BLOCK"], "{outcomes:#?}");
+    let block = &outcomes[2];
+    assert!(block.failed && block.source.ends_with("fraud.outcomes.v1") && block.detail.contains("via seon"), "{block:?}");
+    assert!(outcomes[..2].iter().all(|e| !e.failed), "{outcomes:#?}");
+    let position = |e: &TraceEvent| fraudster.events.iter().position(|x| x.source == e.source && x.detail == e.detail);
+    assert!(position(block) < position(blocked), "the block comes before the transition it causes");
+    let undo = of(&fraudster, "compensate");
+    assert!(undo.len() == 1 && undo[0].detail.contains("undoes kyc, aml because fraud_blocked"), "{undo:#?}");
+    let table = switchyard_ops::view::trace(&fraudster).render(false);
+    assert!(table.contains("FRAUD_BLOCKED") && table.contains("BLOCK"), "{table}");
+
+    // The flow id finds the same story through the orchestrator's flow row.
+    let by_flow = trace_of(stack.flow_id("fraudster")).await?;
+    assert_eq!(by_flow.subject_ids, fraudster.subject_ids);
+    assert_eq!(statuses(&of(&by_flow, "transition")), statuses(&transitions));
+
+    let sanctioned = trace_of(stack.subject("sanctioned")).await?;
+    let hit = of(&sanctioned, "outcome").into_iter().find(|e| e.source.ends_with("aml.outcomes.v1")).context("aml outcome")?;
+    assert!(hit.failed && hit.status.as_deref() == Some("CONFIRMED_MATCH") && hit.detail.contains("sanctions"), "{hit:?}");
+    let held = of(&sanctioned, "transition").pop().context("transition")?;
+    assert!(held.failed && held.status.as_deref() == Some("COMPLIANCE_HOLD"), "{held:?}");
+    assert!(of(&sanctioned, "compliance_hold").iter().all(|e| e.failed) && !of(&sanctioned, "compliance_hold").is_empty(), "{sanctioned:#?}");
+
+    token.cancel();
+    orchestrator.join.await??;
+    stack.stop().await
+}

@@ -7,7 +7,8 @@
 //!   assignment), robust to the local broker's unreliable watermarks.
 //! - [`dlq`]: DLQ records with decoded failure headers; list, show, and
 //!   replay with selection, dry run, rate limit, replay ledger and audit.
-//! - [`trace`]: one flow's timeline from the audit log and the topics.
+//! - [`trace`]: one flow's timeline from the audit log and the topics
+//!   (payouts and onboarding flows).
 //! - [`table`]: aligned tables with optional ANSI colour, time formatting.
 //! - [`view`]: the tables each command prints.
 
@@ -15,6 +16,7 @@ pub mod dlq;
 pub mod read;
 pub mod table;
 pub mod trace;
+mod trace_onboarding;
 pub mod view;
 
 use std::time::Duration;

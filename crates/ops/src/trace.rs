@@ -7,25 +7,32 @@
 //! - the topics of `topics.yaml` that carry subjects, matched by key or
 //!   `correlation-id` header: commands, retry and held trips, dead letters,
 //!   outcomes, and — when those topics exist — provider events, ledger
-//!   postings and reconciliation discrepancies. Topics are classified by
+//!   postings and reconciliation discrepancies; for onboarding, the KYC,
+//!   AML and fraud outcomes and each flow transition on
+//!   `onboarding.events.v1` ([`crate::trace_onboarding`]). Topics are classified by
 //!   name ([`TopicKind::of`]); a listed topic missing on the broker is
 //!   skipped, so new domains and topics join the trace without code here.
 //!
 //! The id is looked up as both a subject and a correlation id; the audit
 //! rows found add their subject and correlation ids, so a trace by payout id
 //! also finds messages that only carry the correlation id, and the reverse.
+//! An onboarding flow id is neither: the orchestrator's flow row names the
+//! applicant and the flow's correlation id, so the trace of a flow is the
+//! trace of its applicant.
 //! Topics are read in full (there is no index by key on Kafka): fine for a
 //! local stack and for incident work on recent data; `since` narrows what is
 //! shown, not what is read.
 
 use crate::read::{read_topic, ReadOptions, TopicMessage};
+use crate::trace_onboarding::{self as onboarding, OnboardingDecoders};
 use crate::OpsError;
 use serde::Serialize;
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 use switchyard_bus::{AvroDecoder, BusError, HeaderName, KafkaConfig, RegistryClient};
 use switchyard_canonical::{Discrepancy, LedgerPosting, PayoutOutcome, PayoutStatus, ProviderEvent};
+use switchyard_store::onboarding::OnboardingStore;
 use switchyard_store::{AuditRecord, Store};
 
 /// Reader schemas, compiled in like the worker's, so the trace reads what
@@ -42,6 +49,7 @@ pub struct Decoders {
     provider_event: AvroDecoder,
     ledger_posting: AvroDecoder,
     discrepancy: AvroDecoder,
+    onboarding: OnboardingDecoders,
 }
 
 impl Decoders {
@@ -50,7 +58,8 @@ impl Decoders {
             payout_outcome: AvroDecoder::new(registry.clone(), PAYOUT_OUTCOME_SCHEMA)?,
             provider_event: AvroDecoder::new(registry.clone(), PROVIDER_EVENT_SCHEMA)?,
             ledger_posting: AvroDecoder::new(registry.clone(), LEDGER_POSTING_SCHEMA)?,
-            discrepancy: AvroDecoder::new(registry, DISCREPANCY_SCHEMA)?,
+            discrepancy: AvroDecoder::new(registry.clone(), DISCREPANCY_SCHEMA)?,
+            onboarding: OnboardingDecoders::new(registry)?,
         })
     }
 }
@@ -67,6 +76,8 @@ pub enum TopicKind {
     ProviderEvent,
     Posting,
     Discrepancy,
+    /// Onboarding flow transitions.
+    FlowEvent,
 }
 
 impl TopicKind {
@@ -88,6 +99,8 @@ impl TopicKind {
             Some(Self::Posting)
         } else if name.contains("discrepancies.") {
             Some(Self::Discrepancy)
+        } else if name.contains("onboarding.events.") {
+            Some(Self::FlowEvent)
         } else {
             None
         }
@@ -126,7 +139,8 @@ pub struct TraceRequest<'a> {
     /// Candidate topics; those [`TopicKind::of`] does not classify are ignored.
     pub topics: Vec<String>,
     pub read: ReadOptions,
-    /// Decodes outcomes, provider events, postings and discrepancies when given.
+    /// Decodes outcomes, provider events, postings, discrepancies and
+    /// onboarding transitions when given.
     pub decoders: Option<&'a Decoders>,
     /// Only events newer than this are shown.
     pub since: Option<Duration>,
@@ -145,6 +159,9 @@ pub async fn trace(kafka: &KafkaConfig, store: &Store, request: TraceRequest<'_>
         {
             ids.insert(reference);
         }
+    }
+    if let Some(flow) = flow_row(store, request.id).await? {
+        ids.extend([flow.subject_id, flow.correlation_id]);
     }
 
     // Read every classified topic at once; each read is its own blocking task.
@@ -183,10 +200,17 @@ pub async fn trace(kafka: &KafkaConfig, store: &Store, request: TraceRequest<'_>
     let id_refs: Vec<&str> = ids.iter().map(String::as_str).collect();
     let audit = store.audit_trail(&id_refs).await?;
 
-    let mut events: Vec<TraceEvent> = audit.iter().map(audit_event).collect();
+    let mut from_topics = Vec::new();
+    let mut transitions_on_topic = HashSet::new();
     for m in &messages {
-        events.push(message_event(m, request.decoders).await);
+        let (event, transition) = message_event(m, request.decoders).await;
+        from_topics.push(event);
+        transitions_on_topic.extend(transition);
     }
+    // A transition read from its topic replaces the audit row of the same
+    // transition; a row whose event never made it to the topic stays.
+    let mut events: Vec<TraceEvent> = audit.iter().filter(|r| !transition_on_topic(r, &transitions_on_topic)).map(audit_event).collect();
+    events.extend(from_topics);
     if let Some(since) = request.since {
         let cutoff = switchyard_canonical::now_ms() - i64::try_from(since.as_millis()).unwrap_or(i64::MAX);
         events.retain(|e| e.at_ms.is_none_or(|t| t >= cutoff));
@@ -210,6 +234,21 @@ pub async fn trace(kafka: &KafkaConfig, store: &Store, request: TraceRequest<'_>
     })
 }
 
+/// The onboarding flow `id` names, if it is a flow id. A database without
+/// the orchestrator's tables, or a user that may not create them, has no
+/// flows to find; the trace then goes on by subject and correlation id.
+async fn flow_row(store: &Store, id: &str) -> Result<Option<switchyard_store::onboarding::FlowRow>, OpsError> {
+    let Ok(flows) = OnboardingStore::open(store, "switchyard-trace").await else {
+        return Ok(None);
+    };
+    Ok(flows.load(id).await?)
+}
+
+fn transition_on_topic(row: &AuditRecord, on_topic: &HashSet<String>) -> bool {
+    let detail = serde_json::from_str(&row.detail).unwrap_or(serde_json::Value::Null);
+    onboarding::audit_event_id(&row.action, &detail).is_some_and(|id| on_topic.contains(&id))
+}
+
 fn flow_rank(what: &str) -> u8 {
     match what {
         "command" => 0,
@@ -220,7 +259,8 @@ fn flow_rank(what: &str) -> u8 {
         "dead_letter" => 6,
         "dlq_replay" => 7,
         "outcome" => 8,
-        "provider_event" => 9,
+        "provider_event" | "transition" => 9,
+        "compliance_hold" | "compensate" => 10,
         "ledger_posting" => 10,
         "discrepancy" => 11,
         _ => 5,
@@ -268,12 +308,19 @@ fn audit_event(row: &AuditRecord) -> TraceEvent {
             ),
             false,
         ),
-        _ => (None, row.detail.clone(), false),
+        action => match onboarding::audit_line(action, &detail) {
+            Some((what, status, line, failed)) => return audit_row_event(row, what, status, line, failed),
+            None => (None, row.detail.clone(), false),
+        },
     };
+    audit_row_event(row, &row.action, status, line, failed)
+}
+
+fn audit_row_event(row: &AuditRecord, what: &str, status: Option<String>, line: String, failed: bool) -> TraceEvent {
     TraceEvent {
         at_ms: Some(row.at_ms),
         source: format!("audit ({})", row.actor),
-        what: row.action.clone(),
+        what: what.to_owned(),
         status,
         detail: line,
         failed,
@@ -282,8 +329,10 @@ fn audit_event(row: &AuditRecord) -> TraceEvent {
     }
 }
 
-async fn message_event(m: &TopicMessage, decoders: Option<&Decoders>) -> TraceEvent {
+/// The trace line of a message, and the event id when it is an onboarding transition.
+async fn message_event(m: &TopicMessage, decoders: Option<&Decoders>) -> (TraceEvent, Option<String>) {
     let kind = TopicKind::of(&m.topic);
+    let mut transition = None;
     let at = format!("[{}]@{}", m.partition, m.offset);
     let header = |name: &str| m.header(name).unwrap_or("?").to_owned();
     let (what, status, detail, failed) = match kind {
@@ -301,27 +350,11 @@ async fn message_event(m: &TopicMessage, decoders: Option<&Decoders>) -> TraceEv
             format!("{at}: {}", header(HeaderName::DLQ_REASON)),
             true,
         ),
-        // Only payout outcomes have a decoder here; other domains' outcomes
-        // are shown by position.
-        Some(TopicKind::Outcome) => match decoders.filter(|_| m.topic.contains("payouts.outcomes.")) {
-            Some(d) => match d.payout_outcome.decode::<PayoutOutcome>(&m.payload).await {
-                Ok(o) => {
-                    let failed = matches!(o.status, PayoutStatus::Failed | PayoutStatus::Rejected | PayoutStatus::PendingUnknown);
-                    let mut line = format!("{at} via {}", o.provider.as_deref().unwrap_or("-"));
-                    if let Some(r) = &o.provider_reference {
-                        line.push_str(&format!(", vendor ref {r}"));
-                    }
-                    if let Some(e) = &o.error {
-                        line.push_str(&format!(", {}/{}: {}", e.class.as_str(), e.code.as_str(), e.message));
-                    }
-                    if o.replayed {
-                        line.push_str(" (answered from the store)");
-                    }
-                    ("outcome", Some(o.status.as_str().to_uppercase()), line, failed)
-                }
-                Err(e) => ("outcome", None, format!("{at}: not decodable: {e}"), false),
-            },
-            None => ("outcome", None, format!("published {at}"), false),
+        // Payout and check outcomes are decoded; other domains' outcomes are
+        // shown by position.
+        Some(TopicKind::Outcome) => match (decoders, onboarding::check_step_of(&m.topic)) {
+            (Some(d), Some(step)) => d.onboarding.outcome(step, &at, &m.payload).await,
+            _ => payout_outcome(m, &at, decoders).await,
         },
         Some(TopicKind::ProviderEvent) => match decoders {
             Some(d) => match d.provider_event.decode::<ProviderEvent>(&m.payload).await {
@@ -359,9 +392,17 @@ async fn message_event(m: &TopicMessage, decoders: Option<&Decoders>) -> TraceEv
             },
             None => ("discrepancy", None, format!("{at} on {}", m.topic), true),
         },
+        Some(TopicKind::FlowEvent) => match decoders {
+            Some(d) => {
+                let (line, event_id) = d.onboarding.transition(&at, &m.payload).await;
+                transition = event_id;
+                line
+            }
+            None => ("transition", None, format!("{at} on {}", m.topic), false),
+        },
         None => ("message", None, format!("{at} on {}", m.topic), false),
     };
-    TraceEvent {
+    let event = TraceEvent {
         at_ms: m.produced_at_ms(),
         source: m.topic.clone(),
         what: what.to_owned(),
@@ -370,6 +411,31 @@ async fn message_event(m: &TopicMessage, decoders: Option<&Decoders>) -> TraceEv
         failed,
         subject_id: Some(m.key_text()).filter(|s| !s.is_empty()),
         correlation_id: m.header(HeaderName::CORRELATION_ID).map(str::to_owned),
+    };
+    (event, transition)
+}
+
+/// Payout outcomes by topic name; other domains' outcomes by position.
+async fn payout_outcome(m: &TopicMessage, at: &str, decoders: Option<&Decoders>) -> onboarding::Line {
+    match decoders.filter(|_| m.topic.contains("payouts.outcomes.")) {
+        Some(d) => match d.payout_outcome.decode::<PayoutOutcome>(&m.payload).await {
+            Ok(o) => {
+                let failed = matches!(o.status, PayoutStatus::Failed | PayoutStatus::Rejected | PayoutStatus::PendingUnknown);
+                let mut line = format!("{at} via {}", o.provider.as_deref().unwrap_or("-"));
+                if let Some(r) = &o.provider_reference {
+                    line.push_str(&format!(", vendor ref {r}"));
+                }
+                if let Some(e) = &o.error {
+                    line.push_str(&format!(", {}/{}: {}", e.class.as_str(), e.code.as_str(), e.message));
+                }
+                if o.replayed {
+                    line.push_str(" (answered from the store)");
+                }
+                ("outcome", Some(o.status.as_str().to_uppercase()), line, failed)
+            }
+            Err(e) => ("outcome", None, format!("{at}: not decodable: {e}"), false),
+        },
+        None => ("outcome", None, format!("published {at}"), false),
     }
 }
 
@@ -385,6 +451,8 @@ mod tests {
         assert_eq!(TopicKind::of("payouts.outcomes.v1"), Some(TopicKind::Outcome));
         assert_eq!(TopicKind::of("payouts.provider-events.v1"), Some(TopicKind::ProviderEvent));
         assert_eq!(TopicKind::of("recon.discrepancies.v1"), Some(TopicKind::Discrepancy));
+        assert_eq!(TopicKind::of("onboarding.events.v1"), Some(TopicKind::FlowEvent));
+        assert_eq!(TopicKind::of("kyc.outcomes.v1"), Some(TopicKind::Outcome));
         assert_eq!(TopicKind::of("routing.circuit-events.v1"), None);
     }
 

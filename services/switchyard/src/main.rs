@@ -59,8 +59,9 @@ enum Command {
     Catalog(catalog::CatalogArgs),
     /// Dead-letter topics: list, show, replay.
     Dlq(ops::DlqArgs),
-    /// The timeline of one flow (correlation id or subject id): commands,
-    /// routing, vendor calls, retries, dead letters, outcomes.
+    /// The timeline of one flow (correlation id, subject id or onboarding
+    /// flow id): commands, routing, vendor calls, retries, dead letters,
+    /// outcomes, onboarding transitions.
     Trace(ops::TraceArgs),
 }
 

@@ -161,12 +161,14 @@ pub(crate) struct DlqArgs {
 
 #[derive(Args)]
 pub(crate) struct TraceArgs {
-    /// A correlation id or a subject id (payout id, ...).
+    /// A correlation id, a subject id (payout id, applicant id, ...) or an
+    /// onboarding flow id.
     id: String,
     #[command(flatten)]
     target: Target,
     /// Schema registry, to decode outcomes (status, provider, error),
-    /// provider events, ledger postings and discrepancies.
+    /// provider events, ledger postings, discrepancies, KYC/AML/fraud
+    /// outcomes and onboarding transitions.
     #[arg(long, env = "SCHEMA_REGISTRY_URL")]
     registry_url: Option<String>,
     /// Only events of the last ... (90s, 15m, 2h, 7d).
