@@ -1,4 +1,6 @@
 //! Cross-service tests live in `tests/`; the harness is the local stack.
-//! [`checks`] adds what the KYC/AML/fraud tests need.
+//! [`checks`] adds what the KYC/AML/fraud tests need, [`webhooks`] what the
+//! webhook ingester tests share.
 pub mod checks;
+pub mod webhooks;
 pub use switchyard_localstack::{command, workspace_binary, LocalStack as TestEnv, TopicReader};

@@ -10,11 +10,11 @@
 use anyhow::{bail, Context, Result};
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
-use switchyard_bus::AvroDecoder;
-use switchyard_canonical::{ProviderEvent, ProviderEventKind};
+use switchyard_canonical::ProviderEventKind;
+use switchyard_e2e::webhooks::{drain, reference_sign, url};
 use switchyard_ingester::config::{IngesterConfig, KeyConfig, ProviderConfig};
-use switchyard_ingester::{start_ingester, RunningIngester, PROVIDER_EVENT_SCHEMA};
-use switchyard_localstack::{database_url, repo_root, LocalStack, TopicReader};
+use switchyard_ingester::start_ingester;
+use switchyard_localstack::LocalStack;
 use switchyard_simulators::callbacks::{bodies, Callback, DigestAlg, Signer, WebhookEmitter};
 use tokio_util::sync::CancellationToken;
 
@@ -24,83 +24,19 @@ const CA_SECRET: &str = "whsec_c3dpdGNoeWFyZC1jb21wbHlhZHZhbnRhZ2UtZTJl";
 const SARDINE_SECRET: &str = "whsec_c3dpdGNoeWFyZC1zYXJkaW5lLWUyZS1rZXk=";
 const SEON_KEY: &str = "seon-e2e-license-key";
 
-fn key(value: &str) -> KeyConfig {
-    KeyConfig { env: None, file: None, value: Some(value.to_owned()), not_after: None }
-}
-
-fn provider(domain: &str, secret: &str) -> ProviderConfig {
-    ProviderConfig { vendor: None, domain: domain.into(), keys: vec![key(secret)], tolerance_s: 300, rate_limit: None }
-}
-
 fn ingester_config(stack: &LocalStack) -> IngesterConfig {
-    let topics = ["kyc", "aml", "fraud"]
-        .into_iter()
-        .map(|d| (d.to_owned(), stack.topic(&format!("{d}.provider-events.v1"))))
-        .collect();
-    IngesterConfig {
-        bind: "127.0.0.1:0".parse().expect("addr"),
-        kafka: stack.kafka.clone(),
-        schema_registry_url: stack.registry.base_url(),
-        database_url: database_url(),
-        topics,
-        max_body_bytes: 64 * 1024,
-        lease_ms: 30_000,
-        publish_timeout_ms: 3_000,
-        providers: BTreeMap::from([
-            ("onfido".to_owned(), provider("kyc", ONFIDO_TOKEN)),
-            ("sumsub".to_owned(), provider("kyc", SUMSUB_SECRET)),
-            ("complyadvantage".to_owned(), provider("aml", CA_SECRET)),
-            ("sardine".to_owned(), provider("fraud", SARDINE_SECRET)),
-            ("seon".to_owned(), provider("fraud", SEON_KEY)),
-        ]),
-    }
-}
-
-fn url(ingester: &RunningIngester, provider: &str) -> String {
-    format!("http://{}/webhooks/{provider}", ingester.addr)
+    let provider = |domain: &str, secret: &str| ProviderConfig::new(domain, vec![KeyConfig::inline(secret)]);
+    stack.ingester_config(BTreeMap::from([
+        ("onfido".to_owned(), provider("kyc", ONFIDO_TOKEN)),
+        ("sumsub".to_owned(), provider("kyc", SUMSUB_SECRET)),
+        ("complyadvantage".to_owned(), provider("aml", CA_SECRET)),
+        ("sardine".to_owned(), provider("fraud", SARDINE_SECRET)),
+        ("seon".to_owned(), provider("fraud", SEON_KEY)),
+    ]))
 }
 
 fn now_ms() -> i64 {
     switchyard_canonical::now_ms()
-}
-
-/// Every provider event on `topic` until `idle` passes without one, with its key.
-async fn drain(stack: &LocalStack, topic: &str, expect: usize, idle: Duration) -> Result<Vec<(String, ProviderEvent)>> {
-    let reader = TopicReader::new(&stack.kafka, topic)?;
-    let decoder = AvroDecoder::new(stack.registry_client.clone(), PROVIDER_EVENT_SCHEMA)?;
-    let mut records = reader.read_up_to(expect, Duration::from_secs(60)).await?;
-    // Anything beyond what we expect would be a duplicate: wait to see it.
-    records.extend(reader.read_up_to(usize::MAX, idle).await?);
-    let mut out = Vec::with_capacity(records.len());
-    for r in records {
-        let event: ProviderEvent = decoder.decode(&r.payload).await.context("decoding a provider event")?;
-        let id = r.headers.get("provider-event-id").cloned().unwrap_or_default();
-        if id != event.event_id {
-            bail!("provider-event-id header {id:?} differs from the event's id {:?}", event.event_id);
-        }
-        out.push((String::from_utf8_lossy(&r.key).into_owned(), event));
-    }
-    Ok(out)
-}
-
-/// Runs `tests/reference/sign_webhook.py`, which shares no code with ours.
-fn reference_sign(scheme: &str, key: &str, id: &str, body: &[u8]) -> Result<Vec<(String, String)>> {
-    let dir = std::env::temp_dir().join(format!("switchyard-ref-{}", uuid::Uuid::new_v4().simple()));
-    std::fs::create_dir_all(&dir)?;
-    let body_path = dir.join("body.json");
-    std::fs::write(&body_path, body)?;
-    let out = std::process::Command::new("python3")
-        .arg(repo_root().join("tests/reference/sign_webhook.py"))
-        .args([scheme, key, id])
-        .arg(&body_path)
-        .output()
-        .context("python3 is needed for the reference signers (ops/scripts/test.sh installs its packages)")?;
-    let _ = std::fs::remove_dir_all(&dir);
-    if !out.status.success() {
-        bail!("reference signer failed: {}", String::from_utf8_lossy(&out.stderr));
-    }
-    let headers: BTreeMap<String, String> = serde_json::from_slice(&out.stdout)?;
-    Ok(headers.into_iter().collect())
 }
 
 /// One callback and what the bus must show for it.

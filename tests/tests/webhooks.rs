@@ -3,14 +3,14 @@
 //! going away; secret rotation; and callbacks signed by independent
 //! reference signers (Python's `standardwebhooks` and `hmac`, OpenSSL).
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
-use switchyard_bus::AvroDecoder;
-use switchyard_canonical::{EventProgress, ProviderEvent, ProviderEventKind, Transition};
-use switchyard_ingester::config::{IngesterConfig, KeyConfig, ProviderConfig};
-use switchyard_ingester::{start_ingester, RunningIngester, PROVIDER_EVENT_SCHEMA};
-use switchyard_localstack::{database_url, repo_root, LocalStack, TopicReader};
+use switchyard_canonical::{EventProgress, ProviderEventKind, Transition};
+use switchyard_e2e::webhooks::{drain, reference_sign, url};
+use switchyard_ingester::config::{KeyConfig, ProviderConfig};
+use switchyard_ingester::start_ingester;
+use switchyard_localstack::{repo_root, LocalStack};
 use switchyard_simulators::callbacks::{bodies, Callback, CallbackFaults, Signer, WebhookEmitter};
 use tokio_util::sync::CancellationToken;
 
@@ -19,28 +19,11 @@ const LITHIC_SECRET: &str = "whsec_c3dpdGNoeWFyZC1saXRoaWMtdGVzdC1rZXk=";
 const ADYEN_HEX: &str = "44782DEF547AAA06C910C43932B1EB0C71FC68D9D0C057550C48EC2ACF6BA056";
 
 fn key(value: &str, not_after: Option<String>) -> KeyConfig {
-    KeyConfig { env: None, file: None, value: Some(value.to_owned()), not_after }
+    KeyConfig { not_after, ..KeyConfig::inline(value) }
 }
 
 fn provider(domain: &str, keys: Vec<KeyConfig>) -> ProviderConfig {
-    ProviderConfig { vendor: None, domain: domain.into(), keys, tolerance_s: 300, rate_limit: None }
-}
-
-fn ingester_config(stack: &LocalStack, providers: BTreeMap<String, ProviderConfig>) -> IngesterConfig {
-    let mut topics = BTreeMap::new();
-    topics.insert("payouts".to_owned(), stack.topic("payouts.provider-events.v1"));
-    topics.insert("cards".to_owned(), stack.topic("cards.provider-events.v1"));
-    IngesterConfig {
-        bind: "127.0.0.1:0".parse().expect("addr"),
-        kafka: stack.kafka.clone(),
-        schema_registry_url: stack.registry.base_url(),
-        database_url: database_url(),
-        topics,
-        max_body_bytes: 64 * 1024,
-        lease_ms: 30_000,
-        publish_timeout_ms: 3_000,
-        providers,
-    }
+    ProviderConfig::new(domain, keys)
 }
 
 fn default_providers() -> BTreeMap<String, ProviderConfig> {
@@ -53,34 +36,11 @@ fn default_providers() -> BTreeMap<String, ProviderConfig> {
     ])
 }
 
-fn url(ingester: &RunningIngester, provider: &str) -> String {
-    format!("http://{}/webhooks/{provider}", ingester.addr)
-}
-
-/// Every provider event on `topic` until `idle` passes without one.
-async fn drain(stack: &LocalStack, topic: &str, expect: usize, idle: Duration) -> Result<Vec<(String, ProviderEvent)>> {
-    let reader = TopicReader::new(&stack.kafka, topic)?;
-    let decoder = AvroDecoder::new(stack.registry_client.clone(), PROVIDER_EVENT_SCHEMA)?;
-    let mut records = reader.read_up_to(expect, Duration::from_secs(60)).await?;
-    // Anything beyond what we expect would be a duplicate: wait to see it.
-    records.extend(reader.read_up_to(usize::MAX, idle).await?);
-    let mut out = Vec::with_capacity(records.len());
-    for r in records {
-        let event: ProviderEvent = decoder.decode(&r.payload).await.context("decoding a provider event")?;
-        let id = r.headers.get("provider-event-id").cloned().unwrap_or_default();
-        if id != event.event_id {
-            bail!("provider-event-id header {id:?} differs from the event's id {:?}", event.event_id);
-        }
-        out.push((String::from_utf8_lossy(&r.key).into_owned(), event));
-    }
-    Ok(out)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn storm_publishes_every_genuine_callback_once_and_nothing_forged_or_stale() -> Result<()> {
     let stack = LocalStack::new("webhook-storm").await?;
     let shutdown = CancellationToken::new();
-    let ingester = start_ingester(ingester_config(&stack, default_providers()), shutdown.clone()).await?;
+    let ingester = start_ingester(stack.ingester_config(default_providers()), shutdown.clone()).await?;
     let run = uuid::Uuid::new_v4().simple().to_string();
 
     // Two states per object, in life order, so reordering produces regressions.
@@ -176,12 +136,12 @@ async fn rotation_accepts_old_and_new_secret_during_the_overlap_and_refuses_the_
     let stack = LocalStack::new("webhook-rotation").await?;
     let shutdown = CancellationToken::new();
     let overlap_ends = switchyard_canonical::now_ms() + 4_000;
-    let not_after = iso8601(overlap_ends);
+    let not_after = switchyard_simulators::iso8601(overlap_ends);
     let providers = BTreeMap::from([(
         "stripe".to_owned(),
         provider("payouts", vec![key("whsec_old", Some(not_after)), key("whsec_new", None)]),
     )]);
-    let ingester = start_ingester(ingester_config(&stack, providers), shutdown.clone()).await?;
+    let ingester = start_ingester(stack.ingester_config(providers), shutdown.clone()).await?;
     let run = uuid::Uuid::new_v4().simple().to_string();
     let old = WebhookEmitter::new(url(&ingester, "stripe"), Signer::Stripe { secret: "whsec_old".into() });
     let new = WebhookEmitter::new(url(&ingester, "stripe"), Signer::Stripe { secret: "whsec_new".into() });
@@ -199,41 +159,11 @@ async fn rotation_accepts_old_and_new_secret_during_the_overlap_and_refuses_the_
     Ok(())
 }
 
-fn iso8601(ms: i64) -> String {
-    let out = std::process::Command::new("date")
-        .args(["-u", "-d", &format!("@{}", ms / 1000), "+%Y-%m-%dT%H:%M:%SZ"])
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
-        .unwrap_or_default();
-    out
-}
-
-/// Runs `tests/reference/sign_webhook.py` (Python's `standardwebhooks`
-/// package, `hmac`, and the `cryptography` package), an implementation of
-/// each scheme that shares no code with ours.
-fn reference_sign(scheme: &str, key: &str, id: &str, body: &[u8]) -> Result<Vec<(String, String)>> {
-    let dir = std::env::temp_dir().join(format!("switchyard-ref-{}", uuid::Uuid::new_v4().simple()));
-    std::fs::create_dir_all(&dir)?;
-    let body_path = dir.join("body.json");
-    std::fs::write(&body_path, body)?;
-    let out = std::process::Command::new("python3")
-        .arg(repo_root().join("tests/reference/sign_webhook.py"))
-        .args([scheme, key, id])
-        .arg(&body_path)
-        .output()
-        .context("python3 is needed for the reference signers (ops/scripts/test.sh installs its packages)")?;
-    if !out.status.success() {
-        bail!("reference signer failed: {}", String::from_utf8_lossy(&out.stderr));
-    }
-    let headers: BTreeMap<String, String> = serde_json::from_slice(&out.stdout)?;
-    Ok(headers.into_iter().collect())
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn callbacks_signed_by_reference_implementations_are_accepted_and_tampering_is_not() -> Result<()> {
     let stack = LocalStack::new("webhook-reference").await?;
     let shutdown = CancellationToken::new();
-    let ingester = start_ingester(ingester_config(&stack, default_providers()), shutdown.clone()).await?;
+    let ingester = start_ingester(stack.ingester_config(default_providers()), shutdown.clone()).await?;
     let run = uuid::Uuid::new_v4().simple().to_string();
     let wise_private = repo_root().join("ops/dev-keys/wise-webhook-dev-private.pem");
     let cases: Vec<(&str, &str, String, String, Vec<u8>)> = vec![
@@ -272,7 +202,7 @@ async fn callbacks_signed_by_reference_implementations_are_accepted_and_tamperin
 async fn unknown_provider_is_404_and_oversized_or_garbage_bodies_are_refused_without_harm() -> Result<()> {
     let stack = LocalStack::new("webhook-hardening").await?;
     let shutdown = CancellationToken::new();
-    let ingester = start_ingester(ingester_config(&stack, default_providers()), shutdown.clone()).await?;
+    let ingester = start_ingester(stack.ingester_config(default_providers()), shutdown.clone()).await?;
     let client = reqwest::Client::new();
     let status = |r: reqwest::Response| r.status().as_u16();
     assert_eq!(status(client.post(format!("http://{}/webhooks/nobody", ingester.addr)).body("{}").send().await?), 404);
@@ -330,7 +260,7 @@ async fn broker_outage_answers_503_publishes_nothing_and_retried_callbacks_land_
     let prefix = format!("webhook-outage-{}.", &uuid::Uuid::new_v4().simple().to_string()[..8]);
     let stack = LocalStack::open(prefix.clone(), broker.brokers()).await?;
     let shutdown = CancellationToken::new();
-    let ingester = start_ingester(ingester_config(&stack, default_providers()), shutdown.clone()).await?;
+    let ingester = start_ingester(stack.ingester_config(default_providers()), shutdown.clone()).await?;
     let run = uuid::Uuid::new_v4().simple().to_string();
     let signer = Signer::Stripe { secret: STRIPE_SECRET.into() };
     let emitter = WebhookEmitter::new(url(&ingester, "stripe"), signer.clone());

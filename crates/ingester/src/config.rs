@@ -70,8 +70,20 @@ pub struct KeyConfig {
 }
 
 impl KeyConfig {
+    /// A key written in the config itself (tests, the demo).
+    pub fn inline(value: &str) -> Self {
+        Self { env: None, file: None, value: Some(value.to_owned()), not_after: None }
+    }
+
     pub fn source(&self) -> SecretSource {
         SecretSource { env: self.env.clone(), file: self.file.clone(), value: self.value.clone() }
+    }
+}
+
+impl ProviderConfig {
+    /// A provider whose vendor is its name, with default tolerance and no rate limit.
+    pub fn new(domain: &str, keys: Vec<KeyConfig>) -> Self {
+        Self { vendor: None, domain: domain.to_owned(), keys, tolerance_s: default_tolerance_s(), rate_limit: None }
     }
 }
 

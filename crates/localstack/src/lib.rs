@@ -68,6 +68,30 @@ impl LocalStack {
         format!("{}{name}", self.prefix)
     }
 
+    /// A webhook ingester config wired to this env: every domain's
+    /// provider-events topic under this stack's prefix, the test database,
+    /// an ephemeral port and a 3 s publish timeout.
+    pub fn ingester_config(
+        &self,
+        providers: std::collections::BTreeMap<String, switchyard_ingester::config::ProviderConfig>,
+    ) -> switchyard_ingester::config::IngesterConfig {
+        let topics = ["payouts", "cards", "kyc", "aml", "fraud"]
+            .into_iter()
+            .map(|d| (d.to_owned(), self.topic(&format!("{d}.provider-events.v1"))))
+            .collect();
+        switchyard_ingester::config::IngesterConfig {
+            bind: std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
+            kafka: self.kafka.clone(),
+            schema_registry_url: self.registry.base_url(),
+            database_url: database_url(),
+            topics,
+            max_body_bytes: 64 * 1024,
+            lease_ms: 30_000,
+            publish_timeout_ms: 3_000,
+            providers,
+        }
+    }
+
     /// A worker config wired to this env and the given simulators.
     pub fn worker_config(&self, stripe_url: &str, adyen_url: Option<&str>, primary: &str) -> PayoutWorkerConfig {
         let mut providers = vec![ProviderConfig {

@@ -197,7 +197,7 @@ async fn create(State(sim): State<Arc<Sim>>, headers: HeaderMap, body: Bytes) ->
         .map(|v| (HeaderName::from_static("idempotency-key"), v))
         .into_iter()
         .collect();
-    match sim.engine.admit(key, wire::canonical_hash(&json)) {
+    match sim.engine.admit(key, crate::checks::canonical_hash(&json)) {
         Admit::Fault { latency, fault } => {
             pause(latency).await;
             fault_reply(fault)

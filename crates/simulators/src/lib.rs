@@ -40,6 +40,7 @@ mod util;
 mod webhook;
 
 pub use faults::FaultPlan;
+pub use util::iso8601;
 
 use std::sync::Arc;
 

@@ -51,7 +51,7 @@ pub(crate) fn random_id(n: usize) -> String {
 }
 
 /// `2024-04-22T12:55:18Z` from Unix milliseconds, without a date crate.
-pub(crate) fn iso8601(ms: i64) -> String {
+pub fn iso8601(ms: i64) -> String {
     let secs = ms.div_euclid(1000);
     let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
     // Howard Hinnant's civil_from_days.

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 use switchyard_bus::AvroDecoder;
 use switchyard_canonical::ProviderEvent;
-use switchyard_ingester::config::{IngesterConfig, KeyConfig, ProviderConfig};
+use switchyard_ingester::config::{KeyConfig, ProviderConfig};
 use switchyard_ingester::{start_ingester, RunningIngester, PROVIDER_EVENT_SCHEMA};
 use switchyard_localstack::{LocalStack, TopicReader};
 use switchyard_simulators::callbacks::{bodies, Callback, Signer, WebhookEmitter};
@@ -24,19 +24,14 @@ pub(crate) struct DemoIngester {
 
 impl DemoIngester {
     pub(crate) async fn start(stack: &LocalStack, database_url: &str, shutdown: CancellationToken) -> Result<Self> {
-        let key = |v: &str| KeyConfig { env: None, file: None, value: Some(v.to_owned()), not_after: None };
-        let provider = |v: &str| ProviderConfig { vendor: None, domain: "payouts".into(), keys: vec![key(v)], tolerance_s: 300, rate_limit: None };
-        let config = IngesterConfig {
-            bind: "127.0.0.1:0".parse()?,
-            kafka: stack.kafka.clone(),
-            schema_registry_url: stack.registry.base_url(),
-            database_url: database_url.to_owned(),
-            topics: BTreeMap::new(),
-            max_body_bytes: 256 * 1024,
-            lease_ms: 30_000,
-            publish_timeout_ms: 10_000,
-            providers: BTreeMap::from([("stripe".to_owned(), provider(STRIPE_SECRET)), ("adyen".to_owned(), provider(ADYEN_HMAC_HEX))]),
-        };
+        let provider = |secret: &str| ProviderConfig::new("payouts", vec![KeyConfig::inline(secret)]);
+        let mut config = stack.ingester_config(BTreeMap::from([
+            ("stripe".to_owned(), provider(STRIPE_SECRET)),
+            ("adyen".to_owned(), provider(ADYEN_HMAC_HEX)),
+        ]));
+        config.database_url = database_url.to_owned();
+        config.max_body_bytes = 256 * 1024;
+        config.publish_timeout_ms = 10_000;
         let running = start_ingester(config, shutdown).await?;
         println!("webhook ingester http://{}/webhooks/{{stripe,adyen}}  metrics http://{}/metrics", running.addr, running.addr);
         Ok(Self { running })

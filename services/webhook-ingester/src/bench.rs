@@ -8,8 +8,8 @@ use anyhow::Result;
 use futures::StreamExt;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
-use switchyard_ingester::config::{IngesterConfig, KeyConfig, ProviderConfig};
-use switchyard_localstack::{database_url, LocalStack};
+use switchyard_ingester::config::{KeyConfig, ProviderConfig};
+use switchyard_localstack::LocalStack;
 use switchyard_simulators::callbacks::{bodies, Signer};
 use tokio_util::sync::CancellationToken;
 
@@ -62,26 +62,11 @@ pub(crate) async fn run(callbacks: usize, concurrency: usize) -> Result<()> {
 
     let stack = LocalStack::new("bench-webhooks").await?;
     let shutdown = CancellationToken::new();
-    let config = IngesterConfig {
-        bind: "127.0.0.1:0".parse()?,
-        kafka: stack.kafka.clone(),
-        schema_registry_url: stack.registry.base_url(),
-        database_url: database_url(),
-        topics: BTreeMap::from([("payouts".to_owned(), stack.topic("payouts.provider-events.v1"))]),
-        max_body_bytes: 64 * 1024,
-        lease_ms: 30_000,
-        publish_timeout_ms: 10_000,
-        providers: BTreeMap::from([(
-            "stripe".to_owned(),
-            ProviderConfig {
-                vendor: None,
-                domain: "payouts".into(),
-                keys: vec![KeyConfig { env: None, file: None, value: Some(SECRET.into()), not_after: None }],
-                tolerance_s: 300,
-                rate_limit: None,
-            },
-        )]),
-    };
+    let mut config = stack.ingester_config(BTreeMap::from([(
+        "stripe".to_owned(),
+        ProviderConfig::new("payouts", vec![KeyConfig::inline(SECRET)]),
+    )]));
+    config.publish_timeout_ms = 10_000;
     let ingester = switchyard_ingester::start_ingester(config, shutdown.clone()).await?;
     let signer = Signer::Stripe { secret: SECRET.into() };
     let run = uuid::Uuid::new_v4().simple().to_string();

@@ -1,6 +1,5 @@
 //! Adyen wire types: the transfer request, the transfer resource, problem JSON.
 
-use std::hash::{Hash, Hasher};
 use std::time::{Duration, Instant};
 
 use axum::body::Bytes;
@@ -156,36 +155,6 @@ fn valid_iban_shape(s: &str) -> bool {
         && b[..2].iter().all(u8::is_ascii_uppercase)
         && b[2..4].iter().all(u8::is_ascii_digit)
         && b[4..].iter().all(u8::is_ascii_alphanumeric)
-}
-
-/// Hash of a JSON value with object keys sorted, so key order never turns a
-/// retry into an idempotency mismatch (and independent of serde_json's
-/// `preserve_order` feature being unified in by another crate).
-pub(crate) fn canonical_hash(v: &Value) -> u64 {
-    fn walk(v: &Value, h: &mut std::hash::DefaultHasher) {
-        match v {
-            Value::Null => 0u8.hash(h),
-            Value::Bool(b) => (1u8, b).hash(h),
-            Value::Number(n) => (2u8, n.to_string()).hash(h),
-            Value::String(s) => (3u8, s).hash(h),
-            Value::Array(a) => {
-                (4u8, a.len()).hash(h);
-                a.iter().for_each(|x| walk(x, h));
-            }
-            Value::Object(o) => {
-                (5u8, o.len()).hash(h);
-                let mut keys: Vec<&String> = o.keys().collect();
-                keys.sort_unstable();
-                for k in keys {
-                    k.hash(h);
-                    walk(&o[k.as_str()], h);
-                }
-            }
-        }
-    }
-    let mut h = std::hash::DefaultHasher::new();
-    walk(v, &mut h);
-    h.finish()
 }
 
 /// A stored transfer; status derives from elapsed time on each read.

@@ -15,7 +15,9 @@ use std::hash::{Hash, Hasher};
 use serde_json::Value;
 
 /// Hash of a JSON value with object keys sorted, so key order never turns a
-/// retry into an idempotency mismatch.
+/// retry into an idempotency mismatch (and independent of serde_json's
+/// `preserve_order` feature being unified in by another crate). Shared by
+/// every JSON-bodied simulator (Adyen and the check vendors).
 pub(crate) fn canonical_hash(v: &Value) -> u64 {
     fn walk(v: &Value, h: &mut std::hash::DefaultHasher) {
         match v {
