@@ -24,6 +24,7 @@ pub fn provider(name: &str, kind: CheckVendorKind, base_url: &str, key: &str) ->
         dataset: None,
         timeout_ms: 2000,
         max_concurrency: 32,
+        http2_prior_knowledge: false,
         poll_interval_ms: 50,
         poll_budget_ms: 5000,
     }

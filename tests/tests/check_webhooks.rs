@@ -247,6 +247,7 @@ fn kyc_command(run: &str, name: &str, last_name: &str) -> switchyard_canonical::
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn onfido_and_sumsub_simulators_call_back_with_the_result_the_adapters_poll() -> Result<()> {
     use switchyard_adapters::kyc::{onfido::OnfidoAdapter, sumsub::SumsubAdapter, Polling};
+    use switchyard_adapters::http::Transport;
     use switchyard_adapters::{CallContext, Secret};
     use switchyard_simulators::{onfido, sumsub, WebhookTarget};
     let stack = LocalStack::new("check-webhooks-sims").await?;
@@ -265,15 +266,14 @@ async fn onfido_and_sumsub_simulators_call_back_with_the_result_the_adapters_pol
     .await?;
     let ctx = CallContext { correlation_id: "c".into(), traceparent: switchyard_canonical::TraceParent::new_root().to_string() };
     let polling = Polling { interval: Duration::from_millis(50), budget: Duration::from_secs(5) };
-    let onfido = OnfidoAdapter::new("onfido", &onfido_sim.base_url(), Secret::new("api_sandbox.switchyard"), Duration::from_secs(2), 4, polling)?;
+    let onfido = OnfidoAdapter::new("onfido", &onfido_sim.base_url(), Secret::new("api_sandbox.switchyard"), Transport::new(Duration::from_secs(2), 4), polling)?;
     let sumsub = SumsubAdapter::new(
         "sumsub",
         &sumsub_sim.base_url(),
         Secret::new("sbx:switchyard"),
         Secret::new("sumsub-secret"),
         "basic-kyc-level",
-        Duration::from_secs(2),
-        4,
+        Transport::new(Duration::from_secs(2), 4),
         polling,
     )?;
     let clear = kyc_command(&run, "clear", "Lovelace");

@@ -169,11 +169,11 @@ async fn partial_documents_and_face_mismatches_map_to_our_reasons() -> Result<()
     let ctx = switchyard_adapters::CallContext { correlation_id: "c".into(), traceparent: switchyard_canonical::TraceParent::new_root().to_string() };
     let polling = switchyard_adapters::kyc::Polling { interval: Duration::from_millis(50), budget: Duration::from_secs(5) };
     let onfido = switchyard_adapters::kyc::onfido::OnfidoAdapter::new(
-        "onfido", &onfido_sim.base_url(), switchyard_adapters::Secret::new("api_sandbox.switchyard"), Duration::from_secs(2), 4, polling,
+        "onfido", &onfido_sim.base_url(), switchyard_adapters::Secret::new("api_sandbox.switchyard"), switchyard_adapters::http::Transport::new(Duration::from_secs(2), 4), polling,
     )?;
     let sumsub = switchyard_adapters::kyc::sumsub::SumsubAdapter::new(
         "sumsub", &sumsub_sim.base_url(), switchyard_adapters::Secret::new("sbx:switchyard"),
-        switchyard_adapters::Secret::new("sumsub-secret"), "basic-kyc-level", Duration::from_secs(2), 4, polling,
+        switchyard_adapters::Secret::new("sumsub-secret"), "basic-kyc-level", switchyard_adapters::http::Transport::new(Duration::from_secs(2), 4), polling,
     )?;
     let mut card = command(&env.prefix, "card", "Lovelace");
     card.document.kind = DocumentKind::NationalIdentityCard;

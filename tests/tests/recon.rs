@@ -372,7 +372,7 @@ async fn a_payout_stuck_in_pending_unknown_is_settled_by_asking_its_vendor() -> 
     use switchyard_simulators::stripe;
     let env = TestEnv::new("recon-settle").await?;
     let vendor = stripe::spawn_stripe(stripe::StripeConfig::local()).await?;
-    let adapter = || StripeAdapter::new("stripe", &vendor.base_url(), switchyard_adapters::Secret::new("sk_test_switchyard"), Duration::from_secs(2), 4);
+    let adapter = || StripeAdapter::new("stripe", &vendor.base_url(), switchyard_adapters::Secret::new("sk_test_switchyard"), switchyard_adapters::http::Transport::new(Duration::from_secs(2), 4));
     let (id, key) = (format!("{}po-1", env.prefix), format!("{}key-1", env.prefix));
     let cmd = command(&id, &key, 777);
     // What the worker left behind after an ambiguous call: the vendor executed

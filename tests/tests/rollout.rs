@@ -50,6 +50,8 @@ async fn shadow_mode_compares_against_a_sandbox_and_never_changes_an_outcome() -
         balance_account_id: Some("BA00000000000000000000001".into()),
         timeout_ms: 2000,
         max_concurrency: 64,
+        // The shadow candidate keeps HTTP/1 so both transports stay exercised.
+        http2_prior_knowledge: false,
         sandbox_only: true,
     });
     config.routing.shadow = Some("adyen-sandbox".into());

@@ -92,16 +92,44 @@ pub fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
         .map(Duration::from_secs)
 }
 
-/// `max_connections` idle connections are kept per vendor host, matching the
-/// worker's concurrency limit so steady load reuses connections.
-pub fn client(timeout: Duration, max_connections: usize) -> Result<reqwest::Client, AdapterError> {
-    reqwest::Client::builder()
-        .timeout(timeout)
+/// How an adapter talks to its vendor's host.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Transport {
+    /// The whole call, connect to last byte; past it the call is ambiguous.
+    pub timeout: Duration,
+    /// Idle HTTP/1 connections kept per vendor host, matching the worker's
+    /// concurrency limit so steady load reuses connections.
+    pub max_connections: usize,
+    /// Speak HTTP/2 from the first byte on plain-`http` endpoints (the
+    /// simulators, an in-cluster egress proxy). Over `https` HTTP/2 is offered
+    /// through ALPN whatever this says, and the vendor picks.
+    pub http2_prior_knowledge: bool,
+}
+
+impl Transport {
+    pub fn new(timeout: Duration, max_connections: usize) -> Self {
+        Self { timeout, max_connections, http2_prior_knowledge: false }
+    }
+
+    pub fn with_http2_prior_knowledge(self, on: bool) -> Self {
+        Self { http2_prior_knowledge: on, ..self }
+    }
+}
+
+pub fn client(transport: Transport) -> Result<reqwest::Client, AdapterError> {
+    let mut builder = reqwest::Client::builder()
+        .timeout(transport.timeout)
         .connect_timeout(Duration::from_secs(2))
-        .pool_max_idle_per_host(max_connections)
+        .pool_max_idle_per_host(transport.max_connections)
         // A vendor API never redirects a payout call; following one would
         // resend credentials and body to a place nobody configured.
-        .redirect(reqwest::redirect::Policy::none())
+        .redirect(reqwest::redirect::Policy::none());
+    if transport.http2_prior_knowledge {
+        // One multiplexed connection instead of one per call in flight: far
+        // fewer syscalls and wake-ups per call at high concurrency.
+        builder = builder.http2_prior_knowledge();
+    }
+    builder
         .build()
         .map_err(|e| AdapterError::new(ErrorClass::ManualRepair, ErrorCode::Unknown, format!("http client: {e}")))
 }

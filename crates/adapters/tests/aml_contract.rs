@@ -9,6 +9,7 @@ use support::Replay;
 use switchyard_adapters::aml::comply_advantage::ComplyAdvantageAdapter;
 use switchyard_adapters::aml::open_sanctions::OpenSanctionsAdapter;
 use switchyard_adapters::aml::{AmlProvider, AmlVerdict};
+use switchyard_adapters::http::Transport;
 use switchyard_adapters::{AdapterError, CallContext, Secret};
 use switchyard_canonical::aml::{AmlAction, AmlCommand, AmlStatus, AmlSubject, MatchedField, ScreeningList, SubjectKind};
 use switchyard_canonical::{ErrorClass, ErrorCode};
@@ -39,10 +40,10 @@ fn ctx() -> CallContext {
 
 async fn screen(vendor: &str, fixture: &str) -> Result<AmlVerdict, AdapterError> {
     let r = Replay::start(&format!("aml/{vendor}/{fixture}")).await;
-    let timeout = Duration::from_millis(300);
+    let transport = Transport::new(Duration::from_millis(300), 2);
     let provider = match vendor {
-        "complyadvantage" => AmlProvider::ComplyAdvantage(ComplyAdvantageAdapter::new("ca", &r.base_url, Secret::new("k"), timeout, 2).expect("adapter")),
-        _ => AmlProvider::OpenSanctions(OpenSanctionsAdapter::new("os", &r.base_url, Secret::new("k"), "default", timeout, 2).expect("adapter")),
+        "complyadvantage" => AmlProvider::ComplyAdvantage(ComplyAdvantageAdapter::new("ca", &r.base_url, Secret::new("k"), transport).expect("adapter")),
+        _ => AmlProvider::OpenSanctions(OpenSanctionsAdapter::new("os", &r.base_url, Secret::new("k"), "default", transport).expect("adapter")),
     };
     provider.screen(&command(), "aml-1", &ctx()).await
 }

@@ -9,6 +9,7 @@ use support::Replay;
 use switchyard_adapters::fraud::sardine::SardineAdapter;
 use switchyard_adapters::fraud::seon::SeonAdapter;
 use switchyard_adapters::fraud::{FraudProvider, FraudVerdict};
+use switchyard_adapters::http::Transport;
 use switchyard_adapters::{AdapterError, CallContext, Secret};
 use switchyard_canonical::fraud::{
     FeedbackKind, FraudAction, FraudCommand, FraudDecision, FraudEvent, FraudFeedback, FraudReason, FraudStatus, FraudTransaction,
@@ -47,10 +48,10 @@ fn ctx() -> CallContext {
 
 async fn call(vendor: &str, fixture: &str, cmd: &FraudCommand) -> Result<FraudVerdict, AdapterError> {
     let r = Replay::start(&format!("fraud/{vendor}/{fixture}")).await;
-    let t = Duration::from_millis(300);
+    let t = Transport::new(Duration::from_millis(300), 2);
     let provider = match vendor {
-        "sardine" => FraudProvider::Sardine(SardineAdapter::new("sardine", &r.base_url, Secret::new("id"), Secret::new("s"), t, 2).expect("adapter")),
-        _ => FraudProvider::Seon(SeonAdapter::new("seon", &r.base_url, Secret::new("k"), t, 2).expect("adapter")),
+        "sardine" => FraudProvider::Sardine(SardineAdapter::new("sardine", &r.base_url, Secret::new("id"), Secret::new("s"), t).expect("adapter")),
+        _ => FraudProvider::Seon(SeonAdapter::new("seon", &r.base_url, Secret::new("k"), t).expect("adapter")),
     };
     provider.call(cmd, "fraud-1", &ctx()).await
 }

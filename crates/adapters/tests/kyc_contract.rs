@@ -9,6 +9,7 @@ use support::Replay;
 use switchyard_adapters::kyc::onfido::OnfidoAdapter;
 use switchyard_adapters::kyc::sumsub::SumsubAdapter;
 use switchyard_adapters::kyc::Polling;
+use switchyard_adapters::http::Transport;
 use switchyard_adapters::{AdapterError, CallContext, Secret};
 use switchyard_canonical::kyc::{DocumentKind, IdDocument, KycCommand, KycReason, KycStatus, Person};
 use switchyard_canonical::{ErrorClass, ErrorCode};
@@ -32,11 +33,11 @@ fn ctx() -> CallContext {
 const POLL: Polling = Polling { interval: Duration::from_millis(10), budget: Duration::from_secs(2) };
 
 fn onfido(r: &Replay) -> OnfidoAdapter {
-    OnfidoAdapter::new("onfido", &r.base_url, Secret::new("api_sandbox.x"), Duration::from_millis(300), 2, POLL).expect("adapter")
+    OnfidoAdapter::new("onfido", &r.base_url, Secret::new("api_sandbox.x"), Transport::new(Duration::from_millis(300), 2), POLL).expect("adapter")
 }
 
 fn sumsub(r: &Replay) -> SumsubAdapter {
-    SumsubAdapter::new("sumsub", &r.base_url, Secret::new("sbx:x"), Secret::new("s"), "basic-kyc-level", Duration::from_millis(300), 2, POLL)
+    SumsubAdapter::new("sumsub", &r.base_url, Secret::new("sbx:x"), Secret::new("s"), "basic-kyc-level", Transport::new(Duration::from_millis(300), 2), POLL)
         .expect("adapter")
 }
 

@@ -102,6 +102,8 @@ impl LocalStack {
             balance_account_id: None,
             timeout_ms: 2000,
             max_concurrency: 256,
+            // The simulators serve HTTP/1 and HTTP/2; the payout path uses 2.
+            http2_prior_knowledge: true,
             sandbox_only: false,
         }];
         if let Some(url) = adyen_url {
@@ -113,6 +115,7 @@ impl LocalStack {
                 balance_account_id: Some("BA00000000000000000000001".into()),
                 timeout_ms: 2000,
                 max_concurrency: 256,
+                http2_prior_knowledge: true,
                 sandbox_only: false,
             });
         }

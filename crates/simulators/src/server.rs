@@ -49,18 +49,51 @@ pub(crate) async fn spawn(
         .with_state(Arc::clone(&control));
     let app = api.merge(ctl);
     let (tx, rx) = oneshot::channel::<()>();
-    let join = tokio::spawn(async move {
-        let served = axum::serve(listener, app)
-            .with_graceful_shutdown(async {
-                let _ = rx.await;
-            })
-            .await;
-        if let Err(e) = served {
-            tracing::warn!(vendor, error = %e, "simulator server stopped with an error");
-        }
-    });
+    let join = tokio::spawn(serve(listener, app, rx, vendor));
     tracing::info!(vendor, %addr, "simulator listening");
     Ok(SimulatorHandle { addr, control, stop: Stopper { tx, join } })
+}
+
+/// Streams one HTTP/2 connection may carry at once. Above the worker's
+/// per-vendor concurrency, so the simulator is never what queues calls
+/// (hyper's default of 200 would cap a 100 ms vendor at 2,000 calls/s).
+const MAX_CONCURRENT_STREAMS: u32 = 1024;
+
+/// Serves HTTP/1.1 and HTTP/2 (prior knowledge, as adapters configured with
+/// `http2_prior_knowledge` speak it) until `stop` fires, then lets in-flight
+/// requests finish.
+async fn serve(listener: tokio::net::TcpListener, app: Router, mut stop: oneshot::Receiver<()>, vendor: &'static str) {
+    use hyper_util::rt::{TokioExecutor, TokioIo};
+    use hyper_util::server::conn::auto;
+    use hyper_util::service::TowerToHyperService;
+
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder.http2().max_concurrent_streams(MAX_CONCURRENT_STREAMS);
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    loop {
+        let (stream, _) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    // Out of file descriptors and the like: pause, do not spin.
+                    tracing::warn!(vendor, error = %e, "simulator accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = &mut stop => break,
+        };
+        let _ = stream.set_nodelay(true);
+        let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), TowerToHyperService::new(app.clone()));
+        let connection = graceful.watch(connection.into_owned());
+        tokio::spawn(async move {
+            if let Err(e) = connection.await {
+                tracing::debug!(vendor, error = %e, "simulator connection ended with an error");
+            }
+        });
+    }
+    drop(listener);
+    graceful.shutdown().await;
 }
 
 async fn ledger(State(c): State<Arc<dyn Control>>) -> Json<Vec<ExecutedPayout>> {

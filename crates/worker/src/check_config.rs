@@ -92,6 +92,10 @@ pub struct CheckProviderConfig {
     pub timeout_ms: u64,
     #[serde(default = "default_max_concurrency")]
     pub max_concurrency: usize,
+    /// Speak HTTP/2 without negotiation on a plain-`http` base URL (the
+    /// simulators, an egress proxy); over `https` it is negotiated anyway.
+    #[serde(default)]
+    pub http2_prior_knowledge: bool,
     /// How often an asynchronous vendor result is polled.
     #[serde(default = "default_poll_interval_ms")]
     pub poll_interval_ms: u64,
@@ -117,8 +121,9 @@ fn default_poll_budget_ms() -> u64 {
 }
 
 impl CheckProviderConfig {
-    pub fn timeout(&self) -> Duration {
-        Duration::from_millis(self.timeout_ms)
+    pub fn transport(&self) -> switchyard_adapters::http::Transport {
+        switchyard_adapters::http::Transport::new(Duration::from_millis(self.timeout_ms), self.max_concurrency)
+            .with_http2_prior_knowledge(self.http2_prior_knowledge)
     }
 
     pub fn polling(&self) -> switchyard_adapters::kyc::Polling {

@@ -102,6 +102,10 @@ pub struct ProviderConfig {
     /// open. Bounds what a slow vendor can tie up.
     #[serde(default = "default_max_concurrency")]
     pub max_concurrency: usize,
+    /// Speak HTTP/2 without negotiation on a plain-`http` base URL (the
+    /// simulators, an egress proxy); over `https` it is negotiated anyway.
+    #[serde(default)]
+    pub http2_prior_knowledge: bool,
     /// A vendor sandbox used only for shadow comparisons; it may never take
     /// live traffic (a shadow call of a payout must not move money).
     #[serde(default)]
@@ -114,6 +118,13 @@ fn default_timeout_ms() -> u64 {
 
 fn default_max_concurrency() -> usize {
     256
+}
+
+impl ProviderConfig {
+    pub fn transport(&self) -> switchyard_adapters::http::Transport {
+        switchyard_adapters::http::Transport::new(std::time::Duration::from_millis(self.timeout_ms), self.max_concurrency)
+            .with_http2_prior_knowledge(self.http2_prior_knowledge)
+    }
 }
 
 impl PayoutWorkerConfig {

@@ -12,7 +12,6 @@ use crate::WorkerError;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
 use switchyard_adapters::payouts::adyen::AdyenAdapter;
 use switchyard_adapters::payouts::stripe::StripeAdapter;
 use switchyard_adapters::payouts::PayoutProvider;
@@ -51,14 +50,13 @@ pub async fn start_payout_worker(config: PayoutWorkerConfig, shutdown: Cancellat
     for (i, p) in config.providers.iter().enumerate() {
         let key = p.api_key.load(&format!("providers[{i}].api_key"))?;
         config.check_key_environment(p, &key)?;
-        let timeout = Duration::from_millis(p.timeout_ms);
         let provider = match p.kind {
             ProviderKind::Stripe => {
-                PayoutProvider::Stripe(StripeAdapter::new(&p.name, &p.base_url, key, timeout, p.max_concurrency)?)
+                PayoutProvider::Stripe(StripeAdapter::new(&p.name, &p.base_url, key, p.transport())?)
             }
             ProviderKind::Adyen => {
                 let account = p.balance_account_id.clone().unwrap_or_default();
-                PayoutProvider::Adyen(AdyenAdapter::new(&p.name, &p.base_url, key, account, timeout, p.max_concurrency)?)
+                PayoutProvider::Adyen(AdyenAdapter::new(&p.name, &p.base_url, key, account, p.transport())?)
             }
         };
         let slots = Arc::new(tokio::sync::Semaphore::new(p.max_concurrency));

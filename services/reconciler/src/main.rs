@@ -128,12 +128,13 @@ impl Common {
         let mut providers = HashMap::new();
         for (i, p) in config.providers.iter().enumerate().filter(|(_, p)| !p.sandbox_only) {
             let key = p.api_key.load(&format!("providers[{i}].api_key"))?;
-            let timeout = Duration::from_millis(p.timeout_ms);
+            // Status queries only: a few connections are plenty.
+            let transport = switchyard_adapters::http::Transport { max_connections: 16, ..p.transport() };
             let adapter = match p.kind {
-                switchyard_worker::ProviderKind::Stripe => PayoutProvider::Stripe(StripeAdapter::new(&p.name, &p.base_url, key, timeout, 16)?),
+                switchyard_worker::ProviderKind::Stripe => PayoutProvider::Stripe(StripeAdapter::new(&p.name, &p.base_url, key, transport)?),
                 switchyard_worker::ProviderKind::Adyen => {
                     let account = p.balance_account_id.clone().unwrap_or_default();
-                    PayoutProvider::Adyen(AdyenAdapter::new(&p.name, &p.base_url, key, account, timeout, 16)?)
+                    PayoutProvider::Adyen(AdyenAdapter::new(&p.name, &p.base_url, key, account, transport)?)
                 }
             };
             providers.insert(p.name.clone(), adapter);

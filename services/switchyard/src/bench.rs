@@ -169,9 +169,11 @@ async fn worker_run(args: &BenchArgs, run: &str, label: &str, latency_ms: u64, n
     let worker = switchyard_worker::start_payout_worker(config, shutdown.clone()).await?;
     let first = reader.collect(1, Duration::from_secs(120)).await.context("first outcome")?;
     let started = Instant::now();
+    let cpu_before = CpuSnapshot::take();
     let rest = reader.collect(n - 1, Duration::from_secs(600)).await?;
     let took = started.elapsed();
     if std::env::var("BENCH_DEBUG").is_ok() {
+        CpuSnapshot::take().report_since(&cpu_before, n - 1);
         for line in worker.metrics.render().lines().filter(|l| (l.contains("_sum") || l.contains("_count")) && !l.starts_with('#')) {
             eprintln!("{line}");
         }
@@ -270,10 +272,55 @@ fn switchyard_adapters_for_bench(base_url: &str, connections: usize) -> Result<s
         "stripe",
         base_url,
         switchyard_adapters::Secret::new("sk_test_switchyard"),
-        Duration::from_secs(5),
-        connections,
+        // As the worker's local configuration talks to the simulators.
+        switchyard_adapters::http::Transport::new(Duration::from_secs(5), connections).with_http2_prior_knowledge(true),
     )?;
     Ok(switchyard_adapters::payouts::PayoutProvider::Stripe(adapter))
+}
+
+/// CPU time used so far by this process, the PostgreSQL server and tansu,
+/// from /proc: with `BENCH_DEBUG`, where each payout's CPU goes. The machine
+/// is CPU-bound, so this is steadier than the rate from run to run.
+struct CpuSnapshot {
+    this: f64,
+    postgres: f64,
+    tansu: f64,
+}
+
+impl CpuSnapshot {
+    fn take() -> Self {
+        let mut snapshot = Self { this: 0.0, postgres: 0.0, tansu: 0.0 };
+        let me = std::process::id().to_string();
+        let Ok(dir) = std::fs::read_dir("/proc") else { return snapshot };
+        for entry in dir.flatten() {
+            let name = entry.file_name();
+            let Some(pid) = name.to_str().filter(|n| n.bytes().all(|b| b.is_ascii_digit())) else { continue };
+            let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { continue };
+            let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else { continue };
+            let comm = &stat[open + 1..close];
+            // utime, stime, and the waited-for children (exited PostgreSQL
+            // backends), in clock ticks (100 per second on Linux).
+            let ticks: f64 = stat[close + 1..].split_whitespace().skip(11).take(4).filter_map(|f| f.parse::<f64>().ok()).sum::<f64>() / 100.0;
+            if pid == me {
+                snapshot.this += ticks;
+            } else if comm == "postgres" {
+                snapshot.postgres += ticks;
+            } else if comm == "tansu" {
+                snapshot.tansu += ticks;
+            }
+        }
+        snapshot
+    }
+
+    fn report_since(&self, before: &Self, n: usize) {
+        let per = |now: f64, then: f64| (now - then) * 1e6 / n as f64;
+        eprintln!(
+            "cpu per payout: this process {:.0} us, postgres {:.0} us, tansu {:.0} us",
+            per(self.this, before.this),
+            per(self.postgres, before.postgres),
+            per(self.tansu, before.tansu)
+        );
+    }
 }
 
 fn proc_status(field: &str) -> u64 {

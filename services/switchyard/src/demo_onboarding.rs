@@ -58,6 +58,7 @@ fn vendor(name: &str, kind: CheckVendorKind, base_url: &str, key: &str) -> Check
         dataset: None,
         timeout_ms: 5000,
         max_concurrency: 16,
+        http2_prior_knowledge: false,
         poll_interval_ms: 50,
         poll_budget_ms: 5000,
     }

@@ -19,9 +19,8 @@ mod transformers;
 pub(crate) mod webhook;
 
 use super::AmlVerdict;
-use crate::http::{self, traced};
+use crate::http::{self, traced, Transport};
 use crate::{AdapterError, CallContext, Secret};
-use std::time::Duration;
 use switchyard_canonical::aml::AmlCommand;
 use switchyard_canonical::{ErrorClass, ErrorCode};
 use transformers::{map_error, CaEnvelope, CaError, SearchRequest};
@@ -35,11 +34,11 @@ pub struct ComplyAdvantageAdapter {
 }
 
 impl ComplyAdvantageAdapter {
-    pub fn new(name: impl Into<String>, base_url: &str, api_key: Secret, timeout: Duration, max_connections: usize) -> Result<Self, AdapterError> {
+    pub fn new(name: impl Into<String>, base_url: &str, api_key: Secret, transport: Transport) -> Result<Self, AdapterError> {
         let url = format!("{}/searches", base_url.trim_end_matches('/'));
         let searches_url =
             reqwest::Url::parse(&url).map_err(|e| AdapterError::new(ErrorClass::ManualRepair, ErrorCode::InvalidRequest, format!("base_url: {e}")))?;
-        Ok(Self { name: name.into(), searches_url, api_key, http: http::client(timeout, max_connections)? })
+        Ok(Self { name: name.into(), searches_url, api_key, http: http::client(transport)? })
     }
 
     pub fn name(&self) -> &str {

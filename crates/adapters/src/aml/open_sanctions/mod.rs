@@ -15,9 +15,8 @@ mod transformers;
 pub use transformers::CONFIRM_SCORE;
 
 use super::AmlVerdict;
-use crate::http::{self, traced};
+use crate::http::{self, traced, Transport};
 use crate::{AdapterError, CallContext, Secret};
-use std::time::Duration;
 use switchyard_canonical::aml::AmlCommand;
 use switchyard_canonical::{ErrorClass, ErrorCode};
 use transformers::{map_error, MatchRequest, OsError, OsReply};
@@ -31,11 +30,11 @@ pub struct OpenSanctionsAdapter {
 }
 
 impl OpenSanctionsAdapter {
-    pub fn new(name: impl Into<String>, base_url: &str, api_key: Secret, dataset: &str, timeout: Duration, max_connections: usize) -> Result<Self, AdapterError> {
+    pub fn new(name: impl Into<String>, base_url: &str, api_key: Secret, dataset: &str, transport: Transport) -> Result<Self, AdapterError> {
         let url = format!("{}/match/{dataset}?threshold=0.7", base_url.trim_end_matches('/'));
         let match_url =
             reqwest::Url::parse(&url).map_err(|e| AdapterError::new(ErrorClass::ManualRepair, ErrorCode::InvalidRequest, format!("base_url: {e}")))?;
-        Ok(Self { name: name.into(), match_url, api_key, http: http::client(timeout, max_connections)? })
+        Ok(Self { name: name.into(), match_url, api_key, http: http::client(transport)? })
     }
 
     pub fn name(&self) -> &str {

@@ -15,9 +15,8 @@ mod transformers;
 pub(crate) mod webhook;
 
 use super::{feedback_of, FraudVerdict};
-use crate::http::{self, traced};
+use crate::http::{self, traced, Transport};
 use crate::{AdapterError, CallContext, Secret};
-use std::time::Duration;
 use switchyard_canonical::fraud::FraudCommand;
 use switchyard_canonical::{ErrorClass, ErrorCode};
 use transformers::{map_error, FeedbackRequest, SardineError, SardineReply, ScoreRequest};
@@ -32,10 +31,10 @@ pub struct SardineAdapter {
 }
 
 impl SardineAdapter {
-    pub fn new(name: impl Into<String>, base_url: &str, client_id: Secret, client_secret: Secret, timeout: Duration, max_connections: usize) -> Result<Self, AdapterError> {
+    pub fn new(name: impl Into<String>, base_url: &str, client_id: Secret, client_secret: Secret, transport: Transport) -> Result<Self, AdapterError> {
         let base_url = base_url.trim_end_matches('/').to_owned();
         reqwest::Url::parse(&base_url).map_err(|e| AdapterError::new(ErrorClass::ManualRepair, ErrorCode::InvalidRequest, format!("base_url: {e}")))?;
-        Ok(Self { name: name.into(), base_url, client_id, client_secret, http: http::client(timeout, max_connections)? })
+        Ok(Self { name: name.into(), base_url, client_id, client_secret, http: http::client(transport)? })
     }
 
     pub fn name(&self) -> &str {

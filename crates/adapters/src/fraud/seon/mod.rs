@@ -18,9 +18,8 @@ mod transformers;
 pub(crate) mod webhook;
 
 use super::{feedback_of, FraudVerdict};
-use crate::http::{self, traced};
+use crate::http::{self, traced, Transport};
 use crate::{AdapterError, CallContext, Secret};
-use std::time::Duration;
 use switchyard_canonical::fraud::FraudCommand;
 use switchyard_canonical::{ErrorClass, ErrorCode};
 use transformers::{label, map_error, ScoreRequest, SeonReply};
@@ -34,10 +33,10 @@ pub struct SeonAdapter {
 }
 
 impl SeonAdapter {
-    pub fn new(name: impl Into<String>, base_url: &str, api_key: Secret, timeout: Duration, max_connections: usize) -> Result<Self, AdapterError> {
+    pub fn new(name: impl Into<String>, base_url: &str, api_key: Secret, transport: Transport) -> Result<Self, AdapterError> {
         let base_url = base_url.trim_end_matches('/').to_owned();
         reqwest::Url::parse(&base_url).map_err(|e| AdapterError::new(ErrorClass::ManualRepair, ErrorCode::InvalidRequest, format!("base_url: {e}")))?;
-        Ok(Self { name: name.into(), base_url, api_key, http: http::client(timeout, max_connections)? })
+        Ok(Self { name: name.into(), base_url, api_key, http: http::client(transport)? })
     }
 
     pub fn name(&self) -> &str {

@@ -19,10 +19,9 @@ mod transformers;
 pub(crate) mod webhook;
 
 use super::{KycVerdict, Polling};
-use crate::http::{self, traced};
+use crate::http::{self, traced, Transport};
 use crate::multipart::Multipart;
 use crate::{AdapterError, CallContext, Secret};
-use std::time::Duration;
 use switchyard_canonical::kyc::KycCommand;
 use switchyard_canonical::{ErrorClass, ErrorCode};
 use transformers::{map_error, ApplicantRequest, CheckRequest, OnfidoCheck, OnfidoError, OnfidoReports, OnfidoResource};
@@ -37,10 +36,10 @@ pub struct OnfidoAdapter {
 }
 
 impl OnfidoAdapter {
-    pub fn new(name: impl Into<String>, base_url: &str, api_token: Secret, timeout: Duration, max_connections: usize, polling: Polling) -> Result<Self, AdapterError> {
+    pub fn new(name: impl Into<String>, base_url: &str, api_token: Secret, transport: Transport, polling: Polling) -> Result<Self, AdapterError> {
         let base_url = base_url.trim_end_matches('/').to_owned();
         reqwest::Url::parse(&base_url).map_err(|e| AdapterError::new(ErrorClass::ManualRepair, ErrorCode::InvalidRequest, format!("base_url: {e}")))?;
-        Ok(Self { name: name.into(), base_url, api_token, polling, http: http::client(timeout, max_connections)? })
+        Ok(Self { name: name.into(), base_url, api_token, polling, http: http::client(transport)? })
     }
 
     pub fn name(&self) -> &str {

@@ -23,12 +23,11 @@ mod transformers;
 pub(crate) mod webhook;
 
 use super::{KycVerdict, Polling};
-use crate::http::{self, traced};
+use crate::http::{self, traced, Transport};
 use crate::multipart::Multipart;
 use crate::{AdapterError, CallContext, Secret};
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
-use std::time::Duration;
 use switchyard_canonical::kyc::KycCommand;
 use switchyard_canonical::{ErrorClass, ErrorCode};
 use transformers::{map_error, ApplicantRequest, IdDocMetadata, SumsubApplicant, SumsubError};
@@ -52,8 +51,7 @@ impl SumsubAdapter {
         app_token: Secret,
         secret_key: Secret,
         level_name: impl Into<String>,
-        timeout: Duration,
-        max_connections: usize,
+        transport: Transport,
         polling: Polling,
     ) -> Result<Self, AdapterError> {
         let base_url = base_url.trim_end_matches('/').to_owned();
@@ -65,7 +63,7 @@ impl SumsubAdapter {
             secret_key,
             level_name: level_name.into(),
             polling,
-            http: http::client(timeout, max_connections)?,
+            http: http::client(transport)?,
         })
     }
 

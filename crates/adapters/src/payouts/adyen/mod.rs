@@ -11,10 +11,9 @@
 mod transformers;
 pub(crate) mod webhook;
 
-use crate::http::{self, traced};
+use crate::http::{self, traced, Transport};
 use crate::payouts::VendorPayout;
 use crate::{AdapterError, CallContext, Secret};
-use std::time::Duration;
 use switchyard_canonical::PayoutCommand;
 use transformers::{map_error, AdyenProblem, AdyenTransfer, AdyenTransferRequest};
 
@@ -34,8 +33,7 @@ impl AdyenAdapter {
         base_url: &str,
         api_key: Secret,
         balance_account_id: impl Into<String>,
-        timeout: Duration,
-        max_connections: usize,
+        transport: Transport,
     ) -> Result<Self, AdapterError> {
         let base_url = base_url.trim_end_matches('/').to_owned();
         let transfers_url = reqwest::Url::parse(&format!("{base_url}/btl/v4/transfers")).map_err(|e| {
@@ -47,7 +45,7 @@ impl AdyenAdapter {
             transfers_url,
             api_key,
             balance_account_id: balance_account_id.into(),
-            http: http::client(timeout, max_connections)?,
+            http: http::client(transport)?,
         })
     }
 

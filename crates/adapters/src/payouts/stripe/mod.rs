@@ -13,10 +13,9 @@
 mod transformers;
 pub(crate) mod webhook;
 
-use crate::http::{self, traced};
+use crate::http::{self, traced, Transport};
 use crate::payouts::VendorPayout;
 use crate::{AdapterError, CallContext, Secret};
-use std::time::Duration;
 use switchyard_canonical::PayoutCommand;
 use transformers::{map_error, StripeErrorBody, StripePayout, StripePayoutRequest};
 
@@ -31,12 +30,12 @@ pub struct StripeAdapter {
 }
 
 impl StripeAdapter {
-    pub fn new(name: impl Into<String>, base_url: &str, api_key: Secret, timeout: Duration, max_connections: usize) -> Result<Self, AdapterError> {
+    pub fn new(name: impl Into<String>, base_url: &str, api_key: Secret, transport: Transport) -> Result<Self, AdapterError> {
         let base_url = base_url.trim_end_matches('/').to_owned();
         let payouts_url = reqwest::Url::parse(&format!("{base_url}/v1/payouts")).map_err(|e| {
             AdapterError::new(switchyard_canonical::ErrorClass::ManualRepair, switchyard_canonical::ErrorCode::InvalidRequest, format!("base_url: {e}"))
         })?;
-        Ok(Self { name: name.into(), base_url, payouts_url, api_key, http: http::client(timeout, max_connections)? })
+        Ok(Self { name: name.into(), base_url, payouts_url, api_key, http: http::client(transport)? })
     }
 
     pub fn name(&self) -> &str {
