@@ -10,6 +10,7 @@
 //! 20,000 payouts/s at two entries each (routing decision, vendor call):
 //! above what the worker reaches, so the queue does not become its limit.
 
+use crate::bulk::{self, Column, Dialect, Kind};
 use crate::records::{Bind, Sql};
 use crate::{AuditEntry, Store, StoreError};
 use futures::future::BoxFuture;
@@ -19,6 +20,15 @@ use sqlx::{AnyPool, Row};
 /// Audit entries wait at most this many in one statement (6 binds each, far
 /// below PostgreSQL's 65,535 bind limit).
 pub(crate) const MAX_AUDIT_BATCH: usize = 512;
+
+const AUDIT_COLUMNS: &[Column] = &[
+    ("at_ms", Kind::Int),
+    ("actor", Kind::Text),
+    ("action", Kind::Text),
+    ("subject_id", Kind::Text),
+    ("correlation_id", Kind::Text),
+    ("detail", Kind::Text),
+];
 
 /// An owned audit entry, queued for the next batch.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -55,21 +65,18 @@ pub(crate) fn audit_batch<'a>(pool: &'a AnyPool, rows: &'a [AuditRecord]) -> Box
         if entries.is_empty() {
             return Ok(vec![(); rows.len()]);
         }
-        let mut insert = Sql::new("INSERT INTO audit_log (at_ms, actor, action, subject_id, correlation_id, detail) VALUES ");
-        for (i, r) in entries.iter().enumerate() {
-            if i > 0 {
-                insert.push(", ");
-            }
-            insert.tuple([
+        let values = entries.iter().map(|r| {
+            vec![
                 Bind::Int(r.at_ms),
                 Bind::Text(Some(&r.actor)),
                 Bind::Text(Some(&r.action)),
                 Bind::Text(Some(&r.subject_id)),
                 Bind::Text(Some(&r.correlation_id)),
                 Bind::Text(Some(&r.detail)),
-            ]);
-        }
-        if let Err(e) = insert.query().persistent(false).execute(pool).await {
+            ]
+        });
+        let (insert, prepared) = bulk::insert(Dialect::of(pool), "audit_log", AUDIT_COLUMNS, values, "");
+        if let Err(e) = insert.query().persistent(prepared).execute(pool).await {
             // Nobody waits for these rows; say loudly that they are missing.
             tracing::error!(error = %e, entries = entries.len(), "audit entries not written");
             return Err(e);

@@ -17,6 +17,7 @@
 
 pub mod audit;
 mod batch;
+mod bulk;
 pub mod onboarding;
 pub mod records;
 pub mod recon;

@@ -10,6 +10,7 @@
 //!   of a crashed attempt; either way the vendor deduplicates the call, and the
 //!   payout can never go to a second vendor by accident.
 
+use crate::bulk::{self, Column, Dialect, Kind};
 use futures::future::BoxFuture;
 use futures::FutureExt;
 use sqlx::any::AnyRow;
@@ -151,14 +152,30 @@ impl<'a> Sql<'a> {
     }
 }
 
-fn push_rows<'a>(q: &mut Sql<'a>, rows: impl IntoIterator<Item = (&'a Claim, RecordState, Option<&'a str>, i64)>) {
+const RECORD_COLUMNS: &[Column] = &[
+    ("domain", Kind::Text),
+    ("idempotency_key", Kind::Text),
+    ("fingerprint", Kind::Text),
+    ("subject_id", Kind::Text),
+    ("state", Kind::Text),
+    ("provider", Kind::Text),
+    ("provider_key", Kind::Text),
+    ("outcome", Kind::Text),
+    ("attempts", Kind::Int),
+    ("correlation_id", Kind::Text),
+    ("created_at_ms", Kind::Int),
+    ("updated_at_ms", Kind::Int),
+];
+
+/// `INSERT INTO idempotency_records ... <tail>` for many rows at once.
+fn insert_rows<'a>(
+    pool: &AnyPool,
+    rows: impl ExactSizeIterator<Item = (&'a Claim, RecordState, Option<&'a str>, i64)>,
+    tail: &str,
+) -> (Sql<'a>, bool) {
     let now = switchyard_canonical::now_ms();
-    q.push("VALUES ");
-    for (i, (c, state, outcome, attempts)) in rows.into_iter().enumerate() {
-        if i > 0 {
-            q.push(", ");
-        }
-        q.tuple([
+    let rows = rows.map(|(c, state, outcome, attempts)| {
+        vec![
             Bind::Text(Some(&c.domain)),
             Bind::Text(Some(&c.idempotency_key)),
             Bind::Text(Some(&c.fingerprint)),
@@ -171,18 +188,21 @@ fn push_rows<'a>(q: &mut Sql<'a>, rows: impl IntoIterator<Item = (&'a Claim, Rec
             Bind::Text(Some(&c.correlation_id)),
             Bind::Int(now),
             Bind::Int(now),
-        ]);
-    }
+        ]
+    });
+    bulk::insert(Dialect::of(pool), "idempotency_records", RECORD_COLUMNS, rows, tail)
 }
 
 pub(crate) fn claim_batch<'a>(pool: &'a AnyPool, claims: &'a [Claim]) -> BoxFuture<'a, Result<Vec<Record>, sqlx::Error>> {
     async move {
-        let mut insert = Sql::new(format!("INSERT INTO idempotency_records ({COLUMNS}) "));
-        push_rows(&mut insert, claims.iter().map(|c| (c, RecordState::InProgress, None, 0)));
-        insert.push(" ON CONFLICT (domain, idempotency_key) DO NOTHING RETURNING domain, idempotency_key");
+        let (insert, prepared) = insert_rows(
+            pool,
+            claims.iter().map(|c| (c, RecordState::InProgress, None, 0)),
+            " ON CONFLICT (domain, idempotency_key) DO NOTHING RETURNING domain, idempotency_key",
+        );
         // Rows we inserted are exactly our claims; only the others need a read.
         let mut inserted: HashSet<(String, String)> = HashSet::with_capacity(claims.len());
-        for row in insert.query().persistent(false).fetch_all(pool).await? {
+        for row in insert.query().persistent(prepared).fetch_all(pool).await? {
             inserted.insert((row.try_get("domain")?, row.try_get("idempotency_key")?));
         }
         let mut rows: HashMap<(String, String), Record> = HashMap::new();
@@ -250,20 +270,17 @@ pub(crate) fn complete_batch<'a>(pool: &'a AnyPool, completions: &'a [Completion
         for c in completions {
             last.insert((c.claim.domain.as_str(), c.claim.idempotency_key.as_str()), c);
         }
-        let mut upsert = Sql::new(format!("INSERT INTO idempotency_records ({COLUMNS}) "));
-        push_rows(
-            &mut upsert,
-            last.values().map(|c| (&c.claim, RecordState::Completed, Some(c.outcome_json.as_str()), c.attempts)),
-        );
         // A completed record is final; a late duplicate must not rewrite it,
         // and a colliding payload never owns the row.
-        upsert.push(
+        let (upsert, prepared) = insert_rows(
+            pool,
+            last.values().map(|c| (&c.claim, RecordState::Completed, Some(c.outcome_json.as_str()), c.attempts)),
             " ON CONFLICT (domain, idempotency_key) DO UPDATE SET state = excluded.state, \
              outcome = excluded.outcome, attempts = excluded.attempts, updated_at_ms = excluded.updated_at_ms \
              WHERE idempotency_records.state <> 'completed' \
              AND idempotency_records.fingerprint = excluded.fingerprint",
         );
-        upsert.query().persistent(false).execute(pool).await?;
+        upsert.query().persistent(prepared).execute(pool).await?;
         Ok(vec![(); completions.len()])
     }
     .boxed()
@@ -360,6 +377,79 @@ mod tests {
             }
             assert_eq!(providers.len(), 1, "every claimant sees the same provider");
             assert_eq!(fps.len(), 1, "every claimant sees the same fingerprint");
+        }
+    }
+}
+
+#[cfg(test)]
+mod cost {
+    use super::*;
+    use crate::Store;
+    use futures::StreamExt;
+
+    /// PostgreSQL CPU seconds so far (server processes and exited backends).
+    fn postgres_cpu() -> f64 {
+        let mut total = 0.0;
+        for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+            let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else { continue };
+            let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else { continue };
+            if &stat[open + 1..close] == "postgres" {
+                total += stat[close + 1..].split_whitespace().skip(11).take(4).filter_map(|f| f.parse::<f64>().ok()).sum::<f64>() / 100.0;
+            }
+        }
+        total
+    }
+
+    /// `cargo test --release -p switchyard-store records_cost -- --ignored --nocapture`:
+    /// database CPU per claim and per completion at the worker's concurrency.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    #[ignore = "measurement, not a check"]
+    async fn records_cost() {
+        let url = std::env::var("DATABASE_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
+        let store = Store::connect(&url).await.expect("pg");
+        let run = format!("cost-{}", switchyard_canonical::now_ms());
+        let n = 40_000;
+        let claims: Vec<Claim> = (0..n)
+            .map(|i| Claim {
+                domain: "payouts".into(),
+                idempotency_key: format!("{run}-{i}"),
+                fingerprint: format!("{:064x}", i),
+                subject_id: format!("po-{run}-{i}"),
+                provider: "stripe".into(),
+                provider_key: format!("{run}-{i}"),
+                correlation_id: format!("corr-{run}-{i}"),
+            })
+            .collect();
+        let outcome = "{\"payout_id\":\"po-1\",\"idempotency_key\":\"k\",\"status\":\"SUCCEEDED\",\"amount_minor\":1000,\"currency\":\"EUR\",\"provider\":\"stripe\",\"provider_reference\":\"po_1234567890abcdef\",\"error\":null,\"attempts\":1,\"replayed\":false,\"completed_at_ms\":1764100000000}";
+        for phase in ["claim", "complete", "audit"] {
+            let cpu = postgres_cpu();
+            let started = std::time::Instant::now();
+            futures::stream::iter(claims.iter().cloned())
+                .map(|c| {
+                    let store = store.clone();
+                    async move {
+                        match phase {
+                            "claim" => {
+                                store.claim(c).await.expect("claim");
+                            }
+                            "complete" => {
+                                store.complete(Completion { claim: c, outcome_json: outcome.into(), attempts: 1 }).await.expect("complete");
+                            }
+                            _ => {
+                                let detail = "{\"provider\":\"stripe\",\"operation\":\"create\",\"result\":\"ok\",\"http_status\":200,\"latency_ms\":3,\"request_id\":\"req_123\"}";
+                                let entry = crate::AuditEntry { actor: "payout-worker", action: "vendor_call", subject_id: &c.subject_id, correlation_id: &c.correlation_id, detail };
+                                store.audit_later(entry).await;
+                            }
+                        }
+                    }
+                })
+                .buffer_unordered(2000)
+                .collect::<Vec<()>>()
+                .await;
+            store.flush_audit().await;
+            let took = started.elapsed();
+            let used = postgres_cpu() - cpu;
+            eprintln!("{phase:>8}: {:>6.0}/s, postgres {:>5.1} us CPU per row", n as f64 / took.as_secs_f64(), used * 1e6 / n as f64);
         }
     }
 }
