@@ -209,7 +209,7 @@ pub async fn trace(kafka: &KafkaConfig, store: &Store, request: TraceRequest<'_>
     }
     // A transition read from its topic replaces the audit row of the same
     // transition; a row whose event never made it to the topic stays.
-    let mut events: Vec<TraceEvent> = audit.iter().filter(|r| !transition_on_topic(r, &transitions_on_topic)).map(audit_event).collect();
+    let mut events: Vec<TraceEvent> = audit.iter().filter(|r| !transition_on_topic(r, &transitions_on_topic)).flat_map(audit_events).collect();
     events.extend(from_topics);
     if let Some(since) = request.since {
         let cutoff = switchyard_canonical::now_ms() - i64::try_from(since.as_millis()).unwrap_or(i64::MAX);
@@ -264,6 +264,22 @@ fn flow_rank(what: &str) -> u8 {
         "ledger_posting" => 10,
         "discrepancy" => 11,
         _ => 5,
+    }
+}
+
+/// A row's events: a vendor call that carries its delivery's routing
+/// decision reads as the decision, then the call.
+fn audit_events(row: &AuditRecord) -> Vec<TraceEvent> {
+    let route = (row.action == "vendor_call")
+        .then(|| serde_json::from_str::<serde_json::Value>(&row.detail).ok())
+        .flatten()
+        .and_then(|d| d.get("route").filter(|r| r.is_object()).map(ToString::to_string));
+    match route {
+        Some(decision) => {
+            let as_route = AuditRecord { action: "route".into(), detail: decision, ..row.clone() };
+            vec![audit_event(&as_route), audit_event(row)]
+        }
+        None => vec![audit_event(row)],
     }
 }
 
@@ -468,7 +484,24 @@ mod tests {
         };
         let e = audit_event(&row);
         assert!(e.failed);
+        assert_eq!(audit_events(&row).len(), 1, "no routing decision on this row");
         assert_eq!(e.status.as_deref(), Some("400"));
         assert_eq!(e.detail, "stripe create -> HTTP 400 in 12 ms, vendor request req_1: balance_insufficient");
+    }
+
+    #[test]
+    fn a_vendor_call_carrying_the_routing_decision_reads_as_route_then_call() {
+        let row = AuditRecord {
+            at_ms: 5,
+            actor: "payout-worker".into(),
+            action: "vendor_call".into(),
+            subject_id: "po-1".into(),
+            correlation_id: "corr-1".into(),
+            detail: r#"{"provider":"adyen","operation":"create","result":"ok","http_status":200,"latency_ms":3,"route":{"provider":"adyen","resumed":true}}"#.into(),
+        };
+        let events = audit_events(&row);
+        assert_eq!(events.iter().map(|e| e.what.as_str()).collect::<Vec<_>>(), ["route", "vendor_call"]);
+        assert_eq!(events[0].detail, "resumed at adyen");
+        assert_eq!(events[1].detail, "adyen create -> HTTP 200 in 3 ms");
     }
 }

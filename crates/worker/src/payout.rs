@@ -59,6 +59,13 @@ pub struct CircuitEvents {
     pub topic: String,
 }
 
+/// Which provider a delivery went to, and whether an earlier delivery chose it.
+#[derive(Debug, Clone, Copy)]
+struct Route<'a> {
+    provider: &'a str,
+    resumed: bool,
+}
+
 /// What the vendor conversation ended with.
 enum Execution {
     /// A definite answer: stored as final.
@@ -189,17 +196,6 @@ impl PayoutHandler {
         let (Some(provider_name), Some(provider_key)) = (record.provider.as_deref(), record.provider_key.as_deref()) else {
             return Err(dead_letter("in-progress record without provider"));
         };
-        // The routing decision, as recorded in the claim: chosen now (fresh)
-        // or inherited from an earlier delivery (resumed).
-        let detail = serde_json::json!({ "provider": provider_name, "resumed": !record.fresh }).to_string();
-        let entry = AuditEntry {
-            actor: "payout-worker",
-            action: "route",
-            subject_id: &command.payout_id,
-            correlation_id: &ctx.correlation_id.0,
-            detail: &detail,
-        };
-        self.store.audit_later(entry).await;
         let call_ctx = CallContext {
             correlation_id: ctx.correlation_id.0.clone(),
             traceparent: ctx.traceparent.child().to_string(),
@@ -207,7 +203,24 @@ impl PayoutHandler {
         // A record left in progress by an earlier delivery may already have
         // reached the vendor; calling again under the same key is safe because
         // both vendors answer a repeated key with the stored result.
-        match self.execute(command, record, &call_ctx).await {
+        // The routing decision as the claim recorded it: chosen now (fresh) or
+        // inherited from an earlier delivery (resumed). It rides on the first
+        // vendor call's audit row, one row per payout instead of two.
+        let mut route = Some(Route { provider: provider_name, resumed: !record.fresh });
+        let execution = self.execute(command, record, &call_ctx, &mut route).await;
+        if let Some(route) = route {
+            // No vendor call this delivery (breaker open, retried later).
+            let detail = serde_json::json!({ "provider": route.provider, "resumed": route.resumed }).to_string();
+            let entry = AuditEntry {
+                actor: "payout-worker",
+                action: "route",
+                subject_id: &command.payout_id,
+                correlation_id: &ctx.correlation_id.0,
+                detail: &detail,
+            };
+            self.store.audit_later(entry).await;
+        }
+        match execution {
             Execution::Final(outcome) => {
                 if let Some(shadow) = &self.shadow {
                     shadow.compare(command, &outcome, &call_ctx);
@@ -240,7 +253,7 @@ impl PayoutHandler {
 
     /// Talks to the vendor until there is an answer or a reason to stop.
     /// Moves to the secondary only as [`Router::failover_target`] allows.
-    async fn execute(&self, command: &PayoutCommand, record: &Record, ctx: &CallContext) -> Execution {
+    async fn execute<'r>(&self, command: &PayoutCommand, record: &Record, ctx: &CallContext, route: &mut Option<Route<'r>>) -> Execution {
         let (Some(first_name), Some(first_key)) = (record.provider.as_deref(), record.provider_key.as_deref()) else {
             return Execution::Later(dead_letter("in-progress record without provider"));
         };
@@ -258,7 +271,7 @@ impl PayoutHandler {
                 // An ambiguous payout is resolved at its vendor whatever the
                 // breaker says: nobody else may execute it.
                 attempts += 1;
-                match self.call(command, vendor, &provider_key, ctx, ambiguous).await {
+                match self.call(command, vendor, &provider_key, ctx, ambiguous, route.take()).await {
                     Ok(done) => return Execution::Final(self.outcome(command, provider, done, attempts)),
                     Err(e) => e,
                 }
@@ -315,7 +328,15 @@ impl PayoutHandler {
 
     /// One vendor call (a status query once the payout is ambiguous), timed
     /// and fed to the provider's breaker.
-    async fn call(&self, command: &PayoutCommand, vendor: &Vendor, provider_key: &str, ctx: &CallContext, ambiguous: bool) -> Result<VendorPayout, AdapterError> {
+    async fn call(
+        &self,
+        command: &PayoutCommand,
+        vendor: &Vendor,
+        provider_key: &str,
+        ctx: &CallContext,
+        ambiguous: bool,
+        route: Option<Route<'_>>,
+    ) -> Result<VendorPayout, AdapterError> {
         let provider = &vendor.adapter;
         let operation = if ambiguous { "status" } else { "create" };
         let waited = Instant::now();
@@ -341,7 +362,7 @@ impl PayoutHandler {
             Err(e) => e.http_status.map_or_else(|| e.code.as_str().to_owned(), |s| s.to_string()),
         };
         self.metrics.vendor_call(provider.name(), operation, &label, elapsed);
-        self.audit_call(command, provider.name(), operation, &result, &reply, elapsed, ctx).await;
+        self.audit_call(command, provider.name(), operation, &result, &reply, elapsed, ctx, route).await;
         // Only the vendor being unwell counts against it; a decline is health.
         let vendor_failed = matches!(&result, Err(e) if matches!(e.code, ErrorCode::VendorUnavailable | ErrorCode::Timeout));
         if let Some(breaker) = self.router.get().breaker(provider.name()) {
@@ -355,7 +376,8 @@ impl PayoutHandler {
     }
 
     /// One audit entry per vendor call, for `switchyard trace`: group
-    /// committed, and a failed write never fails the payout.
+    /// committed, and a failed write never fails the payout. The first call
+    /// of a delivery also carries its routing decision (`route`).
     #[allow(clippy::too_many_arguments)]
     async fn audit_call(
         &self,
@@ -366,6 +388,7 @@ impl PayoutHandler {
         reply: &switchyard_adapters::http::ReplyMeta,
         elapsed: Duration,
         ctx: &CallContext,
+        route: Option<Route<'_>>,
     ) {
         let mut detail = serde_json::json!({
             "provider": provider,
@@ -384,6 +407,9 @@ impl PayoutHandler {
                 detail["error"] = format!("{}/{}: {}", e.class.as_str(), e.code.as_str(), e.message).into();
                 detail["ambiguous"] = e.ambiguous.into();
             }
+        }
+        if let Some(route) = route {
+            detail["route"] = serde_json::json!({ "provider": route.provider, "resumed": route.resumed });
         }
         let detail = detail.to_string();
         let entry = AuditEntry {
