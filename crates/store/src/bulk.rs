@@ -63,14 +63,37 @@ pub(crate) fn insert<'a>(
         sql.push(tail);
         return (sql, false);
     };
-    let padding = size - rows.len();
-    let nulls = || columns.iter().map(|(_, kind)| if *kind == Kind::Int { Bind::OptInt(None) } else { Bind::Text(None) }).collect();
-    sql.push("SELECT * FROM (VALUES ");
-    push_values(&mut sql, rows.chain((0..padding).map(|_| nulls())));
+    sql.push("SELECT * FROM ");
+    push_padded(&mut sql, size, columns, rows);
     // Padding rows have a NULL first column; real rows never do.
-    sql.push(&format!(") AS v ({names}) WHERE v.{} IS NOT NULL", columns[0].0));
+    sql.push(&format!(" WHERE v.{} IS NOT NULL", columns[0].0));
     sql.push(tail);
     (sql, true)
+}
+
+/// `<head>(VALUES ...) AS v (columns)<tail>` on PostgreSQL, padded as
+/// [`insert`] pads, for statements that join their rows (`UPDATE ... FROM`).
+/// Padding rows are all NULL, so they match nothing. `None` past the largest
+/// size: the caller then sends fewer rows per statement.
+pub(crate) fn joined<'a>(
+    mut sql: Sql<'a>,
+    columns: &[Column],
+    rows: impl ExactSizeIterator<Item = Vec<Bind<'a>>>,
+    tail: &str,
+) -> Option<Sql<'a>> {
+    let size = SIZES.iter().copied().find(|&size| size >= rows.len())?;
+    push_padded(&mut sql, size, columns, rows);
+    sql.push(tail);
+    Some(sql)
+}
+
+fn push_padded<'a>(sql: &mut Sql<'a>, size: usize, columns: &[Column], rows: impl ExactSizeIterator<Item = Vec<Bind<'a>>>) {
+    let padding = size - rows.len();
+    let nulls = || columns.iter().map(|(_, kind)| if *kind == Kind::Int { Bind::OptInt(None) } else { Bind::Text(None) }).collect();
+    let names = columns.iter().map(|(name, _)| *name).collect::<Vec<_>>().join(", ");
+    sql.push("(VALUES ");
+    push_values(sql, rows.chain((0..padding).map(|_| nulls())));
+    sql.push(&format!(") AS v ({names})"));
 }
 
 fn push_values<'a>(sql: &mut Sql<'a>, rows: impl Iterator<Item = Vec<Bind<'a>>>) {

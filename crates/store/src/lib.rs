@@ -46,9 +46,12 @@ pub enum StoreError {
 
 /// Claims and completions wait at most this many in one statement.
 const MAX_BATCH: usize = 256;
-/// Batches of one kind in flight at once on PostgreSQL (each holds a
-/// connection; claims and completions together stay below the pool size).
-const PARALLEL_BATCHES: usize = 3;
+/// Batches of one kind in flight at once on PostgreSQL. One: the next batch
+/// gathers everything that queued meanwhile, so under load batches grow
+/// instead of multiplying. Against three, the benchmark measured 15-20 %
+/// less server CPU per payout and 7-15 % more payouts/s; claims,
+/// completions and audit entries still have a statement in flight each.
+const PARALLEL_BATCHES: usize = 1;
 
 #[derive(Clone)]
 pub struct Store {
