@@ -160,6 +160,35 @@ impl Store {
     pub fn pool(&self) -> &AnyPool {
         &self.pool
     }
+
+    /// PostgreSQL's statistics for the idempotency table: live rows, dead
+    /// row versions and whether autovacuum runs. A benchmark reports them:
+    /// every completion leaves a dead version, and an unvacuumed table makes
+    /// each write cost the server more. `None` on SQLite.
+    pub async fn records_health(&self) -> Result<Option<RecordsHealth>, StoreError> {
+        if bulk::Dialect::of(&self.pool) == bulk::Dialect::Sqlite {
+            return Ok(None);
+        }
+        let row = sqlx::query(
+            "SELECT n_live_tup AS live, n_dead_tup AS dead, current_setting('autovacuum') AS autovacuum \
+             FROM pg_stat_user_tables WHERE relname = 'idempotency_records'",
+        )
+        .fetch_optional(&self.pool)
+        .await?;
+        let Some(row) = row else { return Ok(None) };
+        Ok(Some(RecordsHealth {
+            live: row.try_get("live")?,
+            dead: row.try_get("dead")?,
+            autovacuum: row.try_get::<String, _>("autovacuum")? == "on",
+        }))
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RecordsHealth {
+    pub live: i64,
+    pub dead: i64,
+    pub autovacuum: bool,
 }
 
 /// One line of the append-only audit log.

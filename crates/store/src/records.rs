@@ -204,6 +204,11 @@ pub(crate) fn claim_batch<'a>(pool: &'a AnyPool, claims: &'a [Claim]) -> BoxFutu
         for row in insert.query().persistent(prepared).fetch_all(pool).await? {
             inserted.insert((row.try_get("domain")?, row.try_get("idempotency_key")?));
         }
+        if inserted.len() == claims.len() {
+            // Every claim created its row (so no key came twice): the common
+            // case needs no read and no bookkeeping.
+            return Ok(claims.iter().map(fresh_record).collect());
+        }
         let mut rows: HashMap<(String, String), Record> = HashMap::new();
         let mut by_domain: HashMap<&str, Vec<&str>> = HashMap::new();
         let mut fresh_for: HashMap<(String, String), usize> = HashMap::new();

@@ -60,10 +60,31 @@ pub struct CircuitEvents {
 }
 
 /// Which provider a delivery went to, and whether an earlier delivery chose it.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, serde::Serialize)]
 struct Route<'a> {
     provider: &'a str,
     resumed: bool,
+}
+
+/// The audit detail of one vendor call, as `switchyard trace` reads it.
+#[derive(serde::Serialize)]
+struct VendorCallDetail<'a> {
+    provider: &'a str,
+    operation: &'a str,
+    result: &'static str,
+    http_status: Option<u16>,
+    latency_ms: u64,
+    request_id: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    vendor_reference: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    vendor_status: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    ambiguous: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    route: Option<Route<'a>>,
 }
 
 /// What the vendor conversation ended with.
@@ -390,28 +411,25 @@ impl PayoutHandler {
         ctx: &CallContext,
         route: Option<Route<'_>>,
     ) {
-        let mut detail = serde_json::json!({
-            "provider": provider,
-            "operation": operation,
-            "result": if result.is_ok() { "ok" } else { "failed" },
-            "http_status": reply.http_status,
-            "latency_ms": u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX),
-            "request_id": reply.request_id,
-        });
-        match result {
-            Ok(done) => {
-                detail["vendor_reference"] = done.vendor_reference.clone().into();
-                detail["vendor_status"] = done.status.as_str().into();
-            }
-            Err(e) => {
-                detail["error"] = format!("{}/{}: {}", e.class.as_str(), e.code.as_str(), e.message).into();
-                detail["ambiguous"] = e.ambiguous.into();
-            }
-        }
-        if let Some(route) = route {
-            detail["route"] = serde_json::json!({ "provider": route.provider, "resumed": route.resumed });
-        }
-        let detail = detail.to_string();
+        let (done, failed) = match result {
+            Ok(done) => (Some(done), None),
+            Err(e) => (None, Some(e)),
+        };
+        let detail = VendorCallDetail {
+            provider,
+            operation,
+            result: if done.is_some() { "ok" } else { "failed" },
+            http_status: reply.http_status,
+            latency_ms: u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX),
+            request_id: reply.request_id.as_deref(),
+            vendor_reference: done.map(|d| d.vendor_reference.as_str()),
+            vendor_status: done.map(|d| d.status.as_str()),
+            error: failed.map(|e| format!("{}/{}: {}", e.class.as_str(), e.code.as_str(), e.message)),
+            ambiguous: failed.map(|e| e.ambiguous),
+            route,
+        };
+        // A struct, not a `json!` map: this runs once per payout.
+        let detail = serde_json::to_string(&detail).unwrap_or_default();
         let entry = AuditEntry {
             actor: "payout-worker",
             action: "vendor_call",
