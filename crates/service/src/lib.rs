@@ -37,3 +37,16 @@ pub async fn stop_signal() {
         let _ = ctrl_c.await;
     }
 }
+
+/// The life of a consumer binary once its worker started: says where the
+/// admin endpoints listen, waits for [`stop_signal`], then cancels
+/// `shutdown` so the in-flight `work` drains. The caller then awaits its
+/// consumer task.
+pub async fn serve_until_stopped(admin: Option<std::net::SocketAddr>, shutdown: &tokio_util::sync::CancellationToken, work: &str) {
+    if let Some(addr) = admin {
+        tracing::info!(%addr, "metrics on /metrics, health on /health");
+    }
+    stop_signal().await;
+    tracing::info!("stopping: draining in-flight {work}");
+    shutdown.cancel();
+}

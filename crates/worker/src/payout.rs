@@ -231,7 +231,8 @@ impl PayoutHandler {
         let execution = self.execute(command, record, &call_ctx, &mut route).await;
         if let Some(route) = route {
             // No vendor call this delivery (breaker open, retried later).
-            let detail = serde_json::json!({ "provider": route.provider, "resumed": route.resumed }).to_string();
+            // The same shape the vendor-call row carries under `route`.
+            let detail = serde_json::to_string(&route).unwrap_or_default();
             let entry = AuditEntry {
                 actor: "payout-worker",
                 action: "route",

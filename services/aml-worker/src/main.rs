@@ -29,12 +29,7 @@ async fn main() -> anyhow::Result<()> {
     let config = CheckWorkerConfig::load(&args.config).context("invalid configuration")?;
     let shutdown = CancellationToken::new();
     let worker = start_check_worker::<Aml>(config, shutdown.clone()).await.context("aml worker failed to start")?;
-    if let Some(addr) = worker.admin_addr {
-        tracing::info!(%addr, "metrics on /metrics, health on /health");
-    }
-    switchyard_service::stop_signal().await;
-    tracing::info!("stopping: draining in-flight screenings");
-    shutdown.cancel();
+    switchyard_service::serve_until_stopped(worker.admin_addr, &shutdown, "screenings").await;
     worker.join.await.context("consumer task")?.context("consumer")?;
     Ok(())
 }

@@ -29,12 +29,7 @@ async fn main() -> anyhow::Result<()> {
     let config = OrchestratorConfig::load(&args.config).context("invalid configuration")?;
     let shutdown = CancellationToken::new();
     let running = start_orchestrator(config, shutdown.clone()).await.context("orchestrator failed to start")?;
-    if let Some(addr) = running.admin_addr {
-        tracing::info!(%addr, "metrics on /metrics, health on /health");
-    }
-    switchyard_service::stop_signal().await;
-    tracing::info!("stopping: draining in-flight inputs");
-    shutdown.cancel();
+    switchyard_service::serve_until_stopped(running.admin_addr, &shutdown, "inputs").await;
     running.join.await.context("consumer task")?.context("consumer")?;
     Ok(())
 }

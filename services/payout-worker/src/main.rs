@@ -41,12 +41,7 @@ async fn main() -> anyhow::Result<()> {
         std::time::Duration::from_secs(2),
         shutdown.clone(),
     );
-    if let Some(addr) = worker.admin_addr {
-        tracing::info!(%addr, "metrics on /metrics, health on /health");
-    }
-    switchyard_service::stop_signal().await;
-    tracing::info!("stopping: draining in-flight payouts");
-    shutdown.cancel();
+    switchyard_service::serve_until_stopped(worker.admin_addr, &shutdown, "payouts").await;
     worker.join.await.context("consumer task")?.context("consumer")?;
     Ok(())
 }
