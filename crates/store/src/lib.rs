@@ -76,6 +76,11 @@ impl Store {
         let pool = AnyPoolOptions::new()
             .max_connections(max)
             .acquire_timeout(Duration::from_secs(10))
+            // No ping before each batch: it cost a round trip per statement.
+            // A connection that died since its last use fails its batch,
+            // which callers retry like any other store error; the pool then
+            // replaces it.
+            .test_before_acquire(false)
             .connect(url)
             .await?;
         schema::apply(&pool, is_sqlite).await?;
