@@ -21,16 +21,47 @@ use tokio_util::sync::CancellationToken;
 
 type Labels = Vec<(String, String)>;
 
+/// Handles of one metric family by label values, found without allocating.
+/// A worker sees a handful of label combinations, while building the owned
+/// label set for each observation cost several allocations per message.
+struct Handles<M> {
+    family: Family<Labels, M>,
+    domain: String,
+    names: &'static [&'static str],
+    seen: std::sync::RwLock<Vec<(Vec<String>, M)>>,
+}
+
+impl<M: Clone> Handles<M> {
+    fn new(family: Family<Labels, M>, domain: &str, names: &'static [&'static str]) -> Self {
+        Self { family, domain: domain.to_owned(), names, seen: Default::default() }
+    }
+
+    fn get(&self, values: &[&str]) -> M {
+        let matches = |seen: &[String]| seen.iter().map(String::as_str).eq(values.iter().copied());
+        if let Some((_, m)) = self.seen.read().unwrap_or_else(|e| e.into_inner()).iter().find(|(v, _)| matches(v)) {
+            return m.clone();
+        }
+        let mut labels = vec![("domain".to_owned(), self.domain.clone())];
+        labels.extend(self.names.iter().zip(values).map(|(k, v)| ((*k).to_owned(), (*v).to_owned())));
+        let handle = self.family.get_or_create(&labels).clone();
+        let mut seen = self.seen.write().unwrap_or_else(|e| e.into_inner());
+        if !seen.iter().any(|(v, _)| matches(v)) {
+            seen.push((values.iter().map(|v| (*v).to_owned()).collect(), handle.clone()));
+        }
+        handle
+    }
+}
+
 pub struct Metrics {
     registry: Registry,
-    processed: Family<Labels, Counter>,
-    failures: Family<Labels, Counter>,
-    vendor_latency: Family<Labels, Histogram>,
-    flow_latency: Family<Labels, Histogram>,
+    processed: Handles<Counter>,
+    failures: Handles<Counter>,
+    vendor_latency: Handles<Histogram>,
+    flow_latency: Histogram,
     collisions: Family<Labels, Counter>,
     replayed: Family<Labels, Counter>,
     in_flight: Family<Labels, Gauge>,
-    breakers: Family<Labels, Gauge>,
+    breakers: Handles<Gauge>,
     shadow: Family<Labels, Counter>,
     dead_lettered: Family<Labels, Gauge>,
     retried: Family<Labels, Gauge>,
@@ -91,17 +122,18 @@ impl Metrics {
         registry.register("retry_topic_messages", "Messages sent to the retry topic since start", retried.clone());
         let label = |name: &str| vec![("domain".to_owned(), domain.to_owned()), ("stage".to_owned(), name.to_owned())];
         let stages = Stage::ALL.map(|(_, name)| stage_latency.get_or_create(&label(name)).clone());
+        let flow_latency = flow_latency.get_or_create(&vec![("domain".to_owned(), domain.to_owned())]).clone();
         Self {
             stages,
             registry,
-            processed,
-            failures,
-            vendor_latency,
+            processed: Handles::new(processed, domain, &["status"]),
+            failures: Handles::new(failures, domain, &["class"]),
+            vendor_latency: Handles::new(vendor_latency, domain, &["provider", "operation", "result"]),
             flow_latency,
             collisions,
             replayed,
             in_flight,
-            breakers,
+            breakers: Handles::new(breakers, domain, &["provider"]),
             shadow,
             dead_lettered,
             retried,
@@ -126,20 +158,18 @@ impl Metrics {
     }
 
     pub fn processed(&self, status: &str, flow: Option<Duration>) {
-        self.processed.get_or_create(&self.labels(&[("status", status)])).inc();
+        self.processed.get(&[status]).inc();
         if let Some(flow) = flow {
-            self.flow_latency.get_or_create(&self.labels(&[])).observe(flow.as_secs_f64());
+            self.flow_latency.observe(flow.as_secs_f64());
         }
     }
 
     pub fn failure(&self, class: &str) {
-        self.failures.get_or_create(&self.labels(&[("class", class)])).inc();
+        self.failures.get(&[class]).inc();
     }
 
     pub fn vendor_call(&self, provider: &str, operation: &str, result: &str, took: Duration) {
-        self.vendor_latency
-            .get_or_create(&self.labels(&[("provider", provider), ("operation", operation), ("result", result)]))
-            .observe(took.as_secs_f64());
+        self.vendor_latency.get(&[provider, operation, result]).observe(took.as_secs_f64());
     }
 
     pub fn stage(&self, stage: Stage, took: Duration) {
@@ -147,7 +177,7 @@ impl Metrics {
     }
 
     pub fn breaker(&self, provider: &str, state: switchyard_routing::BreakerState) {
-        self.breakers.get_or_create(&self.labels(&[("provider", provider)])).set(state.as_gauge());
+        self.breakers.get(&[provider]).set(state.as_gauge());
     }
 
     pub fn shadow(&self, candidate: &str, result: &str) {
