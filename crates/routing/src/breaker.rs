@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct BreakerConfig {
-    /// Results older than this are forgotten.
+    /// Results older than this are forgotten (in steps of a tenth of it).
     pub window_ms: u64,
     /// Fewer calls than this in the window never open the breaker.
     pub min_calls: usize,
