@@ -472,16 +472,22 @@ mod tests {
         assert_eq!(TopicKind::of("routing.circuit-events.v1"), None);
     }
 
-    #[test]
-    fn a_failed_vendor_call_reads_as_one_line() {
-        let row = AuditRecord {
+    fn vendor_call_row(detail: &str) -> AuditRecord {
+        AuditRecord {
             at_ms: 5,
             actor: "payout-worker".into(),
             action: "vendor_call".into(),
             subject_id: "po-1".into(),
             correlation_id: "corr-1".into(),
-            detail: r#"{"provider":"stripe","operation":"create","result":"failed","http_status":400,"latency_ms":12,"request_id":"req_1","error":"balance_insufficient"}"#.into(),
-        };
+            detail: detail.into(),
+        }
+    }
+
+    #[test]
+    fn a_failed_vendor_call_reads_as_one_line() {
+        let row = vendor_call_row(
+            r#"{"provider":"stripe","operation":"create","result":"failed","http_status":400,"latency_ms":12,"request_id":"req_1","error":"balance_insufficient"}"#,
+        );
         let e = audit_event(&row);
         assert!(e.failed);
         assert_eq!(audit_events(&row).len(), 1, "no routing decision on this row");
@@ -491,14 +497,9 @@ mod tests {
 
     #[test]
     fn a_vendor_call_carrying_the_routing_decision_reads_as_route_then_call() {
-        let row = AuditRecord {
-            at_ms: 5,
-            actor: "payout-worker".into(),
-            action: "vendor_call".into(),
-            subject_id: "po-1".into(),
-            correlation_id: "corr-1".into(),
-            detail: r#"{"provider":"adyen","operation":"create","result":"ok","http_status":200,"latency_ms":3,"route":{"provider":"adyen","resumed":true}}"#.into(),
-        };
+        let row = vendor_call_row(
+            r#"{"provider":"adyen","operation":"create","result":"ok","http_status":200,"latency_ms":3,"route":{"provider":"adyen","resumed":true}}"#,
+        );
         let events = audit_events(&row);
         assert_eq!(events.iter().map(|e| e.what.as_str()).collect::<Vec<_>>(), ["route", "vendor_call"]);
         assert_eq!(events[0].detail, "resumed at adyen");
