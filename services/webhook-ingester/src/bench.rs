@@ -15,6 +15,9 @@ use tokio_util::sync::CancellationToken;
 
 const SECRET: &str = "whsec_bench";
 
+/// A signed callback body and the headers the vendor would send with it.
+type SignedRequest = (Vec<u8>, Vec<(&'static str, String)>);
+
 struct Figures {
     per_second: f64,
     p50_ms: f64,
@@ -22,7 +25,7 @@ struct Figures {
     failures: usize,
 }
 
-async fn fire(url: &str, requests: Vec<(Vec<u8>, Vec<(&'static str, String)>)>, concurrency: usize) -> Figures {
+async fn fire(url: &str, requests: Vec<SignedRequest>, concurrency: usize) -> Figures {
     let client = reqwest::Client::builder().pool_max_idle_per_host(concurrency).build().unwrap_or_default();
     let started = Instant::now();
     let results: Vec<(bool, Duration)> = futures::stream::iter(requests)
@@ -71,7 +74,7 @@ pub(crate) async fn run(callbacks: usize, concurrency: usize) -> Result<()> {
     let signer = Signer::Stripe { secret: SECRET.into() };
     let run = uuid::Uuid::new_v4().simple().to_string();
     let now_s = switchyard_canonical::now_ms() / 1000;
-    let sign_all = |prefix: &str| -> Result<Vec<(Vec<u8>, Vec<(&'static str, String)>)>> {
+    let sign_all = |prefix: &str| -> Result<Vec<SignedRequest>> {
         (0..callbacks)
             .map(|i| {
                 let id = format!("evt_{prefix}{run}_{i}");

@@ -209,7 +209,9 @@ impl WebhookEmitter {
             report.retries += retries;
             match intent {
                 Intent::Genuine if ok => {
-                    if seen.insert(id.clone()) {
+                    // A duplicated delivery of one callback counts once.
+                    let first = seen.insert(id.clone());
+                    if first {
                         report.delivered.push(id);
                     }
                 }
