@@ -1,16 +1,21 @@
 //! Adyen Transfers (BTL v4) simulator: `POST /btl/v4/transfers`,
-//! `GET /btl/v4/transfers/{id}`.
+//! `GET /btl/v4/transfers` (see `list`), `GET /btl/v4/transfers/{id}`.
 //!
 //! - Auth: `X-API-Key`; missing or wrong -> 401 problem JSON (`00_401`).
 //! - Body: JSON `amount {currency (uppercase), value}`, `balanceAccountId`
 //!   (must equal the configured one, else 422 `30_011`), `category` (`bank`),
 //!   `counterparty.bankAccount {accountHolder.fullName,
-//!   accountIdentification {type: "iban", iban}}`, `priority`
-//!   (regular|instant|fast|wire|crossBorder|internal, default regular),
-//!   `reference` (<= 80; generated if absent), `referenceForBeneficiary`,
-//!   `description` (<= 140). Invalid fields -> 422 `30_002` with every
-//!   offending field in `invalidFields [{name, value, message}]`; malformed
-//!   JSON -> 400 `00_400`.
+//!   accountIdentification {type: "iban", iban}}` (required: the spec
+//!   requires `counterparty`, `BankAccountV3` requires `accountHolder` and
+//!   `accountIdentification`, `fullName` is required for category bank),
+//!   `priority` (regular|instant|fast|wire|crossBorder|internal; the spec
+//!   requires it for category bank), `reference` (<= 80; generated if
+//!   absent), `referenceForBeneficiary`, `description` (<= 140). Invalid
+//!   fields -> 422 `30_002` with every offending field in
+//!   `invalidFields [{name, value, message}]`; malformed JSON -> 400 `00_400`.
+//! - Beneficiary: the IBAN and `fullName` of the counterparty, recorded on
+//!   every ledger/oracle entry; oracle `payout_id` = the `reference` exactly
+//!   as sent (`None` if the request had none, even though Adyen generates one).
 //! - Errors: problem JSON `{type, title, status, detail, errorCode,
 //!   invalidFields?, requestId}`.
 //! - Reply: 200 with the transfer resource; `status` `authorised` (reason
@@ -18,12 +23,20 @@
 //! - Idempotency (`Idempotency-Key`, <= 64 chars, echoed back on replies):
 //!   the first reply is replayed byte for byte; a different body with the
 //!   same key -> 422 `704`; the same key while the first is in flight ->
-//!   409 `704` with `Transient-Error: true`.
+//!   409 `704` with `Transient-Error: true`. Keys are forgotten
+//!   `key_retention` after commit (default 31 days: Adyen documents keys as
+//!   "valid for a minimum period of 31 days after first submission (but may
+//!   be retained for longer)"), so a later retry executes again.
 //!
 //! Magic values: `40402` -> `refused`, reason `notEnoughBalance`, nothing
 //! executed (no ledger entry; the refused transfer is still retrievable and
 //! replayable); `40422` -> executed, `authorised`, then `returned` with
 //! reason `counterpartyAccountClosed` after `settle_after`.
+//!
+//! Confirmed against Adyen/adyen-openapi `TransferService-v4.json`: the
+//! request and resource field names, which are required, the list query
+//! parameters and the `{data, _links}` list shape; the 64-character key
+//! limit and 31-day minimum key validity against Adyen's idempotency page.
 //!
 //! UNCONFIRMED: every `errorCode` value above except the shape; the
 //! idempotency-mismatch and in-flight statuses (Adyen documents replays
@@ -31,9 +44,12 @@
 //! `status: refused` rather than a 422; `Transient-Error` on 409;
 //! 429/500/503 bodies (`00_429`, `00_500`, `00_503`).
 
+mod list;
 mod wire;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod transfer_tests;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -51,7 +67,7 @@ use crate::engine::{Admit, Engine, Saved, Ticket};
 use crate::faults::Fault;
 use crate::util::{header_str, iso8601, now_ms, pause, random_id, to_bytes};
 use crate::webhook::{Scheme, Webhooks};
-use crate::{ExecutedPayout, FaultPlan, SimulatorHandle, WebhookTarget};
+use crate::{ExecutedPayout, FaultPlan, MoneyOracle, SimulatorHandle, WebhookTarget};
 use wire::{Problem, Transfer};
 
 /// Configuration of an Adyen Transfers simulator.
@@ -70,11 +86,21 @@ pub struct AdyenConfig {
     /// Where to POST `balancePlatform.transfer.created` / `.updated`;
     /// `secret` is the hex HMAC key.
     pub webhook: Option<WebhookTarget>,
+    /// How long an idempotency key answers replays; after that the same
+    /// key executes again, as at Adyen.
+    pub key_retention: Duration,
+    /// Receives every transfer executed; share one clone between simulators
+    /// to count a payout id's movements across vendors.
+    pub oracle: MoneyOracle,
 }
+
+/// Adyen documents keys as valid for "a minimum period of 31 days".
+pub const ADYEN_KEY_RETENTION: Duration = Duration::from_secs(31 * 24 * 60 * 60);
 
 impl AdyenConfig {
     /// 127.0.0.1 on an ephemeral port, key `adyen_test_switchyard`, balance
-    /// account `BA00000000000000000000001`, no faults, settling after 2 s.
+    /// account `BA00000000000000000000001`, no faults, settling after 2 s,
+    /// keys kept 31 days, a fresh oracle.
     pub fn local() -> Self {
         Self {
             bind: SocketAddr::from(([127, 0, 0, 1], 0)),
@@ -83,6 +109,8 @@ impl AdyenConfig {
             faults: FaultPlan::default(),
             settle_after: Duration::from_secs(2),
             webhook: None,
+            key_retention: ADYEN_KEY_RETENTION,
+            oracle: MoneyOracle::new(),
         }
     }
 }
@@ -97,7 +125,7 @@ struct Sim {
 
 /// Starts an Adyen Transfers simulator.
 pub async fn spawn_adyen(cfg: AdyenConfig) -> std::io::Result<SimulatorHandle> {
-    let engine = Engine::new(cfg.faults);
+    let engine = Engine::with_retention(cfg.faults, cfg.key_retention, cfg.oracle);
     let sim = Arc::new(Sim {
         engine: Arc::clone(&engine),
         api_key: cfg.api_key,
@@ -106,7 +134,7 @@ pub async fn spawn_adyen(cfg: AdyenConfig) -> std::io::Result<SimulatorHandle> {
         webhooks: cfg.webhook.map(|t| Webhooks::new(t, Scheme::Adyen)),
     });
     let api = Router::new()
-        .route("/btl/v4/transfers", post(create))
+        .route("/btl/v4/transfers", post(create).get(list::list))
         .route("/btl/v4/transfers/{id}", get(retrieve))
         .with_state(sim);
     crate::server::spawn(cfg.bind, api, engine, "adyen").await
@@ -258,6 +286,10 @@ fn execute(sim: &Sim, req: wire::TransferReq, ticket: Ticket<Transfer>) -> Saved
     let value = transfer.render(now);
     let saved = Saved { status: StatusCode::OK, body: to_bytes(&value) };
     let executed = (!refused).then(|| ExecutedPayout {
+        vendor: "adyen".to_owned(),
+        payout_id: transfer.req.reference.clone(),
+        beneficiary_iban: Some(transfer.req.beneficiary_iban.clone()),
+        beneficiary_name: Some(transfer.req.beneficiary_name.clone()),
         vendor_id: transfer.id.clone(),
         idempotency_key: ticket.key().to_owned(),
         amount_minor: transfer.req.value,

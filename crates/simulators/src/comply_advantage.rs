@@ -169,12 +169,14 @@ async fn search(State(sim): State<Arc<Sim>>, headers: HeaderMap, body: Bytes) ->
             });
             let saved = Saved { status: StatusCode::OK, body: to_bytes(&json!({ "code": 200, "status": "success", "content": { "data": data } })) };
             let executed = ExecutedPayout {
+                vendor: "comply_advantage".to_owned(),
                 vendor_id: id.to_string(),
                 idempotency_key: ticket.key().to_owned(),
                 amount_minor: 0,
                 currency: String::new(),
                 reference: name,
                 executed_at_ms: now_ms(),
+                ..ExecutedPayout::default()
             };
             ticket.commit(None, Some(executed), &saved);
             if let Some(h) = hang {

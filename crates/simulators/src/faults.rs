@@ -9,7 +9,9 @@ use std::time::Duration;
 #[serde(default)]
 pub struct FaultPlan {
     /// Added to every API reply, before the payout executes, so a second
-    /// request with the same key can observe the first one in flight.
+    /// request with the same key can observe the first one in flight. For a
+    /// vendor that executes first and answers slowly, use
+    /// `hang_after_accept_ratio: 1.0` with `hang_ms` instead.
     pub latency_ms: u64,
     /// Answer 500 or 503 before executing anything: a definite non-acceptance.
     pub server_error_ratio: f64,
@@ -22,6 +24,10 @@ pub struct FaultPlan {
     pub retry_after_secs: u64,
     /// Execute the payout, save its idempotency record, then sleep `hang_ms`
     /// before replying, so the client times out on an ambiguous result.
+    /// This is also the "slow call" (the vendor pays, then takes its time to
+    /// answer): with ratio 1.0 every call is slow; a `hang_ms` below the
+    /// client's timeout gives a slow success, above it an ambiguous timeout.
+    /// Both count as `injected_faults`.
     pub hang_after_accept_ratio: f64,
     /// How long a hang lasts.
     pub hang_ms: u64,

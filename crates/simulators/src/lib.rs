@@ -5,8 +5,11 @@
 //! module's doc.
 //!
 //! # Layout
-//! - [`stripe`]: Stripe Payouts (`/v1/payouts`), form bodies, Basic/Bearer auth.
+//! - [`stripe`]: Stripe Payouts (`/v1/payouts`) and Connect external
+//!   accounts, form bodies, Basic/Bearer auth, `Stripe-Account`.
 //! - [`adyen`]: Adyen Transfers BTL v4 (`/btl/v4/transfers`), JSON, `X-API-Key`.
+//! - [`MoneyOracle`]: every money movement of the payout simulators wired to
+//!   it, grouped by our payout id across vendors.
 //! - [`comply_advantage`]: ComplyAdvantage searches (AML, synchronous hits).
 //! - [`open_sanctions`]: OpenSanctions/yente match API (AML, scores only).
 //! - [`sardine`]: Sardine risk scoring and feedback (fraud).
@@ -14,8 +17,9 @@
 //! - [`onfido`]: Onfido v3.6 KYC (applicants, documents, checks, reports).
 //! - [`sumsub`]: Sumsub KYC (applicants, idDoc uploads, signed requests, reviews).
 //! - `checks`: helpers and magic inputs shared by the KYC/AML/fraud simulators.
-//! - `engine`: vendor-neutral state: idempotency records, ledger, stats,
-//!   fault rolls. One short mutex section per phase keeps the hot path cheap.
+//! - `engine`: vendor-neutral state: idempotency records (expiring like the
+//!   vendors'), ledger, stats, fault rolls. One short mutex section per
+//!   phase keeps the hot path cheap.
 //! - `faults`: [`FaultPlan`] and its deterministic RNG.
 //! - `server`: listener, control routes (`/_sim/*`), graceful shutdown.
 //! - `webhook`: optional signed status-change callbacks.
@@ -24,12 +28,14 @@
 //! `GET /_sim/stats`, `PUT /_sim/faults` (a [`FaultPlan`] JSON body).
 
 pub mod adyen;
+mod bank;
 pub mod callbacks;
 mod checks;
 pub mod comply_advantage;
 mod engine;
 mod faults;
 pub mod onfido;
+mod oracle;
 pub mod open_sanctions;
 mod server;
 pub mod sardine;
@@ -40,14 +46,29 @@ mod util;
 mod webhook;
 
 pub use faults::FaultPlan;
+pub use oracle::{MoneyOracle, UNKNOWN_PAYOUT};
 pub use util::iso8601;
 
 use std::sync::Arc;
 
 /// A money movement the simulator actually performed. Tests count these to
-/// prove a payout was never executed twice.
-#[derive(Clone, Debug, serde::Serialize)]
+/// prove a payout was never executed twice; count them per `payout_id`
+/// through a shared [`MoneyOracle`], not per idempotency key, since a key is
+/// exactly what a retry after expiry or a failover does not share.
+/// (The KYC/AML/fraud simulators reuse the type for their billable checks.)
+#[derive(Clone, Debug, Default, serde::Serialize)]
 pub struct ExecutedPayout {
+    /// `stripe`, `adyen`, or the check vendor's name.
+    pub vendor: String,
+    /// Our payout id exactly as the adapter sent it: Stripe
+    /// `metadata[switchyard_payout_id]`, Adyen the transfer `reference`.
+    /// `None` when the request carried none.
+    pub payout_id: Option<String>,
+    /// The IBAN (or account number) the vendor actually paid, which may not
+    /// be the one our command named (e.g. Stripe's default external account).
+    pub beneficiary_iban: Option<String>,
+    /// The account holder name on the account actually paid, if known.
+    pub beneficiary_name: Option<String>,
     /// The vendor's id for the payout (`po_...` or the Adyen transfer id).
     pub vendor_id: String,
     /// The `Idempotency-Key` header of the executing request; empty if none.
@@ -111,9 +132,15 @@ impl SimulatorHandle {
         format!("http://{}", self.addr)
     }
 
-    /// Payouts actually executed, in execution order.
+    /// Payouts actually executed by this simulator, in execution order.
     pub fn ledger(&self) -> Vec<ExecutedPayout> {
         self.control.ledger()
+    }
+
+    /// The oracle this simulator reports its money movements to (shared
+    /// with other simulators if the config passed a clone of one).
+    pub fn oracle(&self) -> MoneyOracle {
+        self.control.oracle()
     }
 
     /// A snapshot of the counters.

@@ -338,12 +338,14 @@ async fn create_check(State(sim): State<Arc<Sim>>, headers: HeaderMap, body: Byt
         }
         st.checks.insert(id.clone(), check);
         let executed = ExecutedPayout {
+            vendor: "onfido".to_owned(),
             vendor_id: id,
             idempotency_key: String::new(),
             amount_minor: 0,
             currency: String::new(),
             reference: applicant_id,
             executed_at_ms: created_ms,
+            ..ExecutedPayout::default()
         };
         (Saved { status: StatusCode::CREATED, body: to_bytes(&body) }, Some(executed))
     })

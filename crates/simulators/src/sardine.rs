@@ -152,12 +152,14 @@ async fn score(State(sim): State<Arc<Sim>>, headers: HeaderMap, body: Bytes) -> 
             let saved = Saved { status: StatusCode::OK, body: to_bytes(&reply) };
             sim.customers.lock().unwrap_or_else(|p| p.into_inner()).insert(customer.clone());
             let executed = ExecutedPayout {
+                vendor: "sardine".to_owned(),
                 vendor_id: session.clone(),
                 idempotency_key: ticket.key().to_owned(),
                 amount_minor: 0,
                 currency: String::new(),
                 reference: customer,
                 executed_at_ms: now_ms(),
+                ..ExecutedPayout::default()
             };
             ticket.commit(None, Some(executed), &saved);
             if let Some(h) = hang {

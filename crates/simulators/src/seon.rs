@@ -150,12 +150,14 @@ async fn score(State(sim): State<Arc<Sim>>, headers: HeaderMap, body: Bytes) -> 
             let tx_id = tx.clone().unwrap_or_else(|| id.clone());
             sim.transactions.lock().unwrap_or_else(|p| p.into_inner()).insert(tx_id.clone());
             let executed = ExecutedPayout {
+                vendor: "seon".to_owned(),
                 vendor_id: id,
                 idempotency_key: ticket.key().to_owned(),
                 amount_minor: 0,
                 currency: String::new(),
                 reference: tx_id,
                 executed_at_ms: now_ms(),
+                ..ExecutedPayout::default()
             };
             ticket.commit(None, Some(executed), &saved);
             if let Some(h) = hang {

@@ -1,4 +1,6 @@
-//! Stripe Payouts simulator: `POST /v1/payouts`, `GET /v1/payouts/{id}`.
+//! Stripe Payouts simulator: `POST /v1/payouts`, `GET /v1/payouts`,
+//! `GET /v1/payouts/{id}`, and Connect's
+//! `POST /v1/accounts/{account}/external_accounts` (see `accounts`).
 //!
 //! - Auth: the secret key as HTTP Basic username (empty password) or
 //!   `Authorization: Bearer sk_...`; otherwise 401 `invalid_request_error`
@@ -8,30 +10,59 @@
 //!   (`standard`|`instant`), `description`, `statement_descriptor` (<= 22),
 //!   `destination`, `source_type`, `metadata[key]`. Unknown parameters are
 //!   refused with `param` set, as Stripe does.
+//! - `Stripe-Account: acct_...` makes the request on behalf of that
+//!   connected account; without it, the platform account
+//!   ([`PLATFORM_ACCOUNT_ID`]) pays. Payouts, lists and retrievals only see
+//!   the account's own objects.
+//! - Beneficiary: `destination` must be a bank account attached to the
+//!   paying account (else 400 `resource_missing`, `param: destination`) in
+//!   the payout's currency. Without `destination`, Stripe pays the account's
+//!   default external account for the currency: for the platform, its own
+//!   bank account ([`PLATFORM_IBAN`], [`PLATFORM_ACCOUNT_HOLDER`]). The
+//!   simulator records whichever account it paid as the beneficiary and
+//!   renders its id as the payout's `destination`; it never pays the
+//!   beneficiary our command had in mind unless the request named it. These
+//!   refusals are validation: not saved under the key.
 //! - Errors: `{"error":{"type","code"?,"doc_url"?,"message","param"?}}`.
 //! - Idempotency (`Idempotency-Key`, <= 255 chars): the first executed reply
 //!   (status + body) is replayed with `Idempotent-Replayed: true`; other
 //!   parameters -> 400 `idempotency_error`; the same key while the first
 //!   request is in flight -> 409 `idempotency_error`. Validation failures,
 //!   401s and injected 5xx/429 happen before execution and are not saved.
+//!   Keys are forgotten `key_retention` after commit (default 24 h: Stripe
+//!   documents removal "after they're at least 24 hours old" and that a
+//!   reused key then makes a new request), so a later retry executes again.
 //! - Status: `pending` for the first half of `settle_after`, then
 //!   `in_transit`, then `paid`, computed on read.
-//! - Ledger `reference`: `metadata[reference]`, else `description`, else the id.
+//! - Ledger `reference`: `metadata[reference]`, else `description`, else the
+//!   id. Oracle `payout_id`: `metadata[switchyard_payout_id]`, as sent.
 //!
 //! Magic amounts: `40402` -> 400 `invalid_request_error` / `balance_insufficient`
 //! (nothing executed, but the reply is saved under the key); `40422` ->
 //! executed, then `failed` with `failure_code = account_closed` instead of `paid`.
 //!
+//! Confirmed against stripe/openapi (as generated into stripe-python) and the
+//! fixtures: payout create/list parameters, the payout, bank account and
+//! list object fields, the external-account create fields.
+//!
 //! UNCONFIRMED: the 409 in-flight body (Stripe documents the status, not the
 //! message); 429 uses `invalid_request_error` + `code: rate_limit`; injected
-//! 500/503 use `api_error`; the default `destination` `ba_sim_default` and
-//! `source_type` `card`; `arrival_date` = created + `settle_after`.
+//! 500/503 use `api_error`; the default `source_type` `card`; `arrival_date`
+//! = created + `settle_after`; the wording of the destination refusals;
+//! whether keys are scoped per connected account (here the account is part
+//! of the request fingerprint, so reusing a key for another account is a 400
+//! `idempotency_error`, as is reusing it on another endpoint).
 
+mod accounts;
+#[cfg(test)]
+mod connect_tests;
+mod list;
 mod wire;
 #[cfg(test)]
 mod tests;
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -44,12 +75,15 @@ use axum::Router;
 use base64::Engine as _;
 use serde_json::json;
 
-use crate::engine::{Admit, Engine, Saved};
+pub use accounts::{PLATFORM_ACCOUNT_HOLDER, PLATFORM_ACCOUNT_ID, PLATFORM_BANK_ACCOUNT_ID, PLATFORM_IBAN};
+
+use crate::engine::{Admit, Engine, Saved, Ticket};
 use crate::faults::Fault;
 use crate::util::{fingerprint, header_str, json_reply, now_ms, pause, random_id, to_bytes};
 use crate::webhook::{Scheme, Webhooks};
-use crate::{ExecutedPayout, FaultPlan, SimulatorHandle, WebhookTarget};
-use wire::{ApiError, Payout, Stage};
+use crate::{ExecutedPayout, FaultPlan, MoneyOracle, SimulatorHandle, WebhookTarget};
+use accounts::BankAccount;
+use wire::{ApiError, Object, Payout, Stage};
 
 /// Configuration of a Stripe simulator.
 #[derive(Clone, Debug)]
@@ -64,11 +98,20 @@ pub struct StripeConfig {
     pub settle_after: Duration,
     /// Where to POST `payout.created` and `payout.paid`/`payout.failed`.
     pub webhook: Option<WebhookTarget>,
+    /// How long an idempotency key answers replays; after that the same
+    /// key executes again, as at Stripe.
+    pub key_retention: Duration,
+    /// Receives every payout executed; share one clone between simulators
+    /// to count a payout id's movements across vendors.
+    pub oracle: MoneyOracle,
 }
+
+/// Stripe documents idempotency keys as pruned once "at least 24 hours old".
+pub const STRIPE_KEY_RETENTION: Duration = Duration::from_secs(24 * 60 * 60);
 
 impl StripeConfig {
     /// 127.0.0.1 on an ephemeral port, key `sk_test_switchyard`, no faults,
-    /// settling after 2 s, no webhooks.
+    /// settling after 2 s, no webhooks, keys kept 24 h, a fresh oracle.
     pub fn local() -> Self {
         Self {
             bind: SocketAddr::from(([127, 0, 0, 1], 0)),
@@ -76,29 +119,46 @@ impl StripeConfig {
             faults: FaultPlan::default(),
             settle_after: Duration::from_secs(2),
             webhook: None,
+            key_retention: STRIPE_KEY_RETENTION,
+            oracle: MoneyOracle::new(),
         }
     }
 }
 
 struct Sim {
-    engine: Arc<Engine<Payout>>,
+    engine: Arc<Engine<Object>>,
     api_key: String,
     settle_after: Duration,
     webhooks: Option<Webhooks>,
+    /// Creation order of payouts and bank accounts.
+    seq: AtomicU64,
+    /// What a platform payout without `destination` pays.
+    platform_bank: Arc<BankAccount>,
+}
+
+impl Sim {
+    fn next_seq(&self) -> u64 {
+        self.seq.fetch_add(1, Ordering::Relaxed) + 1
+    }
 }
 
 /// Starts a Stripe Payouts simulator.
 pub async fn spawn_stripe(cfg: StripeConfig) -> std::io::Result<SimulatorHandle> {
-    let engine = Engine::new(cfg.faults);
+    let engine = Engine::with_retention(cfg.faults, cfg.key_retention, cfg.oracle);
+    let platform_bank = Arc::new(BankAccount::platform());
+    engine.seed(PLATFORM_BANK_ACCOUNT_ID.to_owned(), Object::BankAccount(Arc::clone(&platform_bank)));
     let sim = Arc::new(Sim {
         engine: Arc::clone(&engine),
         api_key: cfg.api_key,
         settle_after: cfg.settle_after,
         webhooks: cfg.webhook.map(|t| Webhooks::new(t, Scheme::Stripe)),
+        seq: AtomicU64::new(0),
+        platform_bank,
     });
     let api = Router::new()
-        .route("/v1/payouts", post(create))
+        .route("/v1/payouts", post(create).get(list::list))
         .route("/v1/payouts/{id}", get(retrieve))
+        .route("/v1/accounts/{account}/external_accounts", post(accounts::create))
         .with_state(sim);
     crate::server::spawn(cfg.bind, api, engine, "stripe").await
 }
@@ -174,28 +234,32 @@ fn fault_reply(fault: Fault) -> Response {
     }
 }
 
-async fn create(State(sim): State<Arc<Sim>>, headers: HeaderMap, body: Bytes) -> Response {
-    if let Err(presented) = check_auth(&sim, &headers) {
-        return unauthorized(&sim, presented).await;
-    }
-    let key = header_str(&headers, "idempotency-key");
+/// The `Idempotency-Key` header, if any, checked for Stripe's length limit.
+fn idempotency_key(headers: &HeaderMap) -> Result<Option<&str>, ApiError> {
+    let key = header_str(headers, "idempotency-key");
     if key.is_some_and(|k| k.len() > 255 || k.is_empty()) {
-        pause(sim.engine.reject(false)).await;
-        return error(&ApiError::invalid("Idempotency-Key", "Idempotency-Key must be 1 to 255 characters long."));
+        return Err(ApiError::invalid("Idempotency-Key", "Idempotency-Key must be 1 to 255 characters long."));
     }
-    let (params, canonical) = match wire::parse(&body) {
-        Ok(v) => v,
-        Err(e) => {
-            pause(sim.engine.reject(false)).await;
-            return error(&e);
-        }
-    };
+    Ok(key)
+}
+
+/// The account a request acts for: `Stripe-Account`, else the platform.
+fn connected_account(headers: &HeaderMap) -> Result<String, ApiError> {
+    match header_str(headers, "stripe-account") {
+        None => Ok(PLATFORM_ACCOUNT_ID.to_owned()),
+        Some(id) => accounts::check_account(id).map(|()| id.to_owned()),
+    }
+}
+
+/// Runs a mutating request through the key: replays, conflicts and faults
+/// are answered here; `run` executes and commits through the ticket.
+async fn idempotent(sim: &Sim, key: Option<&str>, fp: u64, run: impl FnOnce(Ticket<Object>) -> Saved) -> Response {
     let echo: Vec<(HeaderName, HeaderValue)> = key
         .and_then(|k| HeaderValue::from_str(k).ok())
         .map(|v| (HeaderName::from_static("idempotency-key"), v))
         .into_iter()
         .collect();
-    match sim.engine.admit(key, fingerprint(&canonical)) {
+    match sim.engine.admit(key, fp) {
         Admit::Fault { latency, fault } => {
             pause(latency).await;
             fault_reply(fault)
@@ -234,7 +298,8 @@ async fn create(State(sim): State<Arc<Sim>>, headers: HeaderMap, body: Bytes) ->
         }
         Admit::Proceed { latency, hang, ticket } => {
             pause(latency).await;
-            let saved = execute(&sim, params, ticket);
+            let saved = run(ticket);
+            // A hang is a slow vendor: the payout is already executed.
             if let Some(h) = hang {
                 pause(h).await;
             }
@@ -243,8 +308,29 @@ async fn create(State(sim): State<Arc<Sim>>, headers: HeaderMap, body: Bytes) ->
     }
 }
 
+async fn create(State(sim): State<Arc<Sim>>, headers: HeaderMap, body: Bytes) -> Response {
+    if let Err(presented) = check_auth(&sim, &headers) {
+        return unauthorized(&sim, presented).await;
+    }
+    let checked = idempotency_key(&headers).and_then(|key| {
+        let (params, canonical) = wire::parse(&body)?;
+        let account = connected_account(&headers)?;
+        let payee = accounts::payee(&sim, &account, params.destination.as_deref(), &params.currency)?;
+        Ok((key, params, canonical, account, payee))
+    });
+    let (key, params, canonical, account, payee) = match checked {
+        Ok(v) => v,
+        Err(e) => {
+            pause(sim.engine.reject(false)).await;
+            return error(&e);
+        }
+    };
+    let fp = fingerprint(&("POST /v1/payouts", &account, &canonical));
+    idempotent(&sim, key, fp, |ticket| execute(&sim, params, account, &payee, ticket)).await
+}
+
 /// Executes (or declines) a payout and commits the outcome under the key.
-fn execute(sim: &Sim, params: wire::Params, ticket: crate::engine::Ticket<Payout>) -> Saved {
+fn execute(sim: &Sim, params: wire::Params, account: String, payee: &BankAccount, ticket: Ticket<Object>) -> Saved {
     if params.amount == wire::MAGIC_INSUFFICIENT {
         let e = ApiError {
             status: StatusCode::BAD_REQUEST,
@@ -260,6 +346,9 @@ fn execute(sim: &Sim, params: wire::Params, ticket: crate::engine::Ticket<Payout
     let created_ms = now_ms();
     let payout = Payout {
         id: format!("po_1{}", random_id(23)),
+        account,
+        destination: payee.id.clone(),
+        seq: sim.next_seq(),
         params: Arc::new(params),
         created_ms,
         created_at: Instant::now(),
@@ -274,6 +363,10 @@ fn execute(sim: &Sim, params: wire::Params, ticket: crate::engine::Ticket<Payout
         .or_else(|| p.description.clone())
         .unwrap_or_else(|| payout.id.clone());
     let executed = ExecutedPayout {
+        vendor: "stripe".to_owned(),
+        payout_id: p.payout_id(),
+        beneficiary_iban: Some(payee.account_number.clone()),
+        beneficiary_name: payee.holder_name.clone(),
         vendor_id: payout.id.clone(),
         idempotency_key: ticket.key().to_owned(),
         amount_minor: p.amount,
@@ -285,20 +378,23 @@ fn execute(sim: &Sim, params: wire::Params, ticket: crate::engine::Ticket<Payout
     let saved = Saved { status: StatusCode::OK, body: to_bytes(&value) };
     if let Some(w) = &sim.webhooks {
         let key = ticket.key().to_owned();
-        w.send(event("payout.created", serde_json::to_value(&value).unwrap_or_default(), &key, now_ms()), Duration::ZERO);
+        let on_behalf = (payout.account != PLATFORM_ACCOUNT_ID).then_some(payout.account.as_str());
+        let created = serde_json::to_value(&value).unwrap_or_default();
+        w.send(event("payout.created", created, &key, on_behalf, now_ms()), Duration::ZERO);
         let end = Stage::at(p.amount, sim.settle_after, sim.settle_after);
         let kind = if end == Stage::Failed { "payout.failed" } else { "payout.paid" };
         let rendered = serde_json::to_value(payout.render(end, sim.settle_after)).unwrap_or_default();
         // The event is stamped when the payout settles, as Stripe does.
         let settled_at = now_ms() + sim.settle_after.as_millis() as i64;
-        w.send(event(kind, rendered, &key, settled_at), sim.settle_after);
+        w.send(event(kind, rendered, &key, on_behalf, settled_at), sim.settle_after);
     }
-    ticket.commit(Some((payout.id.clone(), payout)), Some(executed), &saved);
+    ticket.commit(Some((payout.id.clone(), Object::Payout(payout))), Some(executed), &saved);
     saved
 }
 
-fn event(kind: &str, object: serde_json::Value, idempotency_key: &str, at_ms: i64) -> serde_json::Value {
-    json!({
+/// A Stripe event; Connect events name the connected `account` they are for.
+fn event(kind: &str, object: serde_json::Value, idempotency_key: &str, account: Option<&str>, at_ms: i64) -> serde_json::Value {
+    let mut e = json!({
         "id": format!("evt_1{}", random_id(23)),
         "object": "event",
         "api_version": "2024-06-20",
@@ -308,25 +404,44 @@ fn event(kind: &str, object: serde_json::Value, idempotency_key: &str, at_ms: i6
         "pending_webhooks": 1,
         "request": { "id": null, "idempotency_key": (!idempotency_key.is_empty()).then_some(idempotency_key) },
         "type": kind,
-    })
+    });
+    if let Some(a) = account {
+        e["account"] = serde_json::Value::from(a);
+    }
+    e
 }
 
 async fn retrieve(State(sim): State<Arc<Sim>>, Path(id): Path<String>, headers: HeaderMap) -> Response {
     if let Err(presented) = check_auth(&sim, &headers) {
         return unauthorized(&sim, presented).await;
     }
+    let account = match connected_account(&headers) {
+        Ok(a) => a,
+        Err(e) => {
+            pause(sim.engine.reject(false)).await;
+            return error(&e);
+        }
+    };
     let read = sim.engine.read(&id);
     pause(read.latency).await;
     match read.outcome {
         Err(fault) => fault_reply(fault),
-        Ok(None) => error(&ApiError {
+        // Another account's payout is as invisible as a missing one.
+        Ok(None | Some(Object::BankAccount(_))) => error(&ApiError {
             status: StatusCode::NOT_FOUND,
             kind: "invalid_request_error",
             code: Some("resource_missing"),
             message: format!("No such payout: '{id}'"),
             param: Some("id".to_owned()),
         }),
-        Ok(Some(p)) => {
+        Ok(Some(Object::Payout(p))) if p.account != account => error(&ApiError {
+            status: StatusCode::NOT_FOUND,
+            kind: "invalid_request_error",
+            code: Some("resource_missing"),
+            message: format!("No such payout: '{id}'"),
+            param: Some("id".to_owned()),
+        }),
+        Ok(Some(Object::Payout(p))) => {
             let stage = Stage::at(p.params.amount, p.created_at.elapsed(), sim.settle_after);
             reply(StatusCode::OK, to_bytes(&p.render(stage, sim.settle_after)), &[])
         }

@@ -369,12 +369,14 @@ async fn request_review(State(sim): State<Arc<Sim>>, Path(id): Path<String>, met
         }
         // A review is what Sumsub bills; the ledger counts them.
         let entry = ExecutedPayout {
+            vendor: "sumsub".to_owned(),
             vendor_id: id.clone(),
             idempotency_key: a.external_user_id.clone(),
             amount_minor: 0,
             currency: String::new(),
             reference: a.external_user_id.clone(),
             executed_at_ms: now_ms(),
+            ..ExecutedPayout::default()
         };
         drop(apps);
         if let Some(t) = ticket {

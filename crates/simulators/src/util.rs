@@ -69,6 +69,40 @@ pub fn iso8601(ms: i64) -> String {
     format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z", rem / 3600, rem % 3600 / 60, rem % 60)
 }
 
+/// Unix milliseconds from an ISO 8601 date-time as Adyen's list filters take
+/// it: `2024-04-22T12:55:18Z`, optional fraction, `Z` or `±HH:MM` offset.
+/// `None` for anything else, so a bad filter is refused, never guessed.
+pub(crate) fn parse_iso8601(s: &str) -> Option<i64> {
+    let num = |r: &str| -> Option<i64> { r.bytes().all(|b| b.is_ascii_digit()).then(|| r.parse().ok()).flatten() };
+    let (date, rest) = s.split_once('T')?;
+    let mut d = date.splitn(3, '-');
+    let (y, m, day) = (num(d.next()?)?, num(d.next()?)?, num(d.next()?)?);
+    let (clock, offset_secs) = if let Some(c) = rest.strip_suffix('Z') {
+        (c, 0)
+    } else {
+        let at = rest.rfind(['+', '-'])?;
+        let (c, off) = rest.split_at(at);
+        let sign = if off.starts_with('-') { -1 } else { 1 };
+        let (oh, om) = off[1..].split_once(':')?;
+        (c, sign * (num(oh)? * 3600 + num(om)? * 60))
+    };
+    let clock = clock.split_once('.').map_or(clock, |(whole, frac)| if num(frac).is_some() { whole } else { "" });
+    let mut t = clock.splitn(3, ':');
+    let (hh, mm, ss) = (num(t.next()?)?, num(t.next()?)?, num(t.next()?)?);
+    if !(1..=12).contains(&m) || !(1..=31).contains(&day) || hh > 23 || mm > 59 || ss > 60 {
+        return None;
+    }
+    // Howard Hinnant's days_from_civil, the inverse of `iso8601` above.
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (m + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    Some((days * 86_400 + hh * 3600 + mm * 60 + ss - offset_secs) * 1000)
+}
+
 /// Header value as `&str`, or `None` if absent or not visible ASCII.
 pub(crate) fn header_str<'a>(h: &'a HeaderMap, name: &str) -> Option<&'a str> {
     h.get(name).and_then(|v| v.to_str().ok())
@@ -80,5 +114,15 @@ mod tests {
     fn iso8601_known_dates() {
         assert_eq!(super::iso8601(0), "1970-01-01T00:00:00Z");
         assert_eq!(super::iso8601(1_713_790_518_000), "2024-04-22T12:55:18Z");
+    }
+
+    #[test]
+    fn parse_iso8601_round_trips_and_honours_offsets() {
+        assert_eq!(super::parse_iso8601("2024-04-22T12:55:18Z"), Some(1_713_790_518_000));
+        assert_eq!(super::parse_iso8601("2024-04-22T14:55:18.123+02:00"), Some(1_713_790_518_000));
+        assert_eq!(super::parse_iso8601("1970-01-01T00:00:00Z"), Some(0));
+        assert_eq!(super::parse_iso8601("2024-02-29T00:00:00Z").map(super::iso8601).as_deref(), Some("2024-02-29T00:00:00Z"));
+        assert_eq!(super::parse_iso8601("yesterday"), None);
+        assert_eq!(super::parse_iso8601("2024-13-01T00:00:00Z"), None);
     }
 }

@@ -58,6 +58,10 @@ pub(crate) struct TransferReq {
     pub(crate) reference_for_beneficiary: Option<String>,
     pub(crate) description: Option<String>,
     pub(crate) counterparty: Value,
+    /// `counterparty.bankAccount.accountIdentification.iban`: who gets paid.
+    pub(crate) beneficiary_iban: String,
+    /// `counterparty.bankAccount.accountHolder.fullName`.
+    pub(crate) beneficiary_name: String,
 }
 
 fn invalid(name: &str, value: &Value, message: &str) -> Value {
@@ -109,21 +113,14 @@ pub(crate) fn parse(v: &Value) -> Result<TransferReq, Problem> {
     if at("/category").as_str() != Some("bank") {
         bad.push(invalid("category", at("/category"), "Only 'bank' is supported by this simulator"));
     }
-    let holder = at("/counterparty/bankAccount/accountHolder/fullName");
-    if holder.as_str().is_none_or(|s| s.trim().is_empty()) {
-        bad.push(invalid("counterparty.bankAccount.accountHolder.fullName", holder, "Required"));
-    }
-    if at("/counterparty/bankAccount/accountIdentification/type").as_str() != Some("iban") {
-        let t = at("/counterparty/bankAccount/accountIdentification/type");
-        bad.push(invalid("counterparty.bankAccount.accountIdentification.type", t, "Only 'iban' is supported"));
-    }
-    let iban = at("/counterparty/bankAccount/accountIdentification/iban");
-    if !iban.as_str().is_some_and(valid_iban_shape) {
-        bad.push(invalid("counterparty.bankAccount.accountIdentification.iban", iban, "Invalid IBAN"));
-    }
+    let (beneficiary_iban, beneficiary_name) = counterparty(at("/counterparty"), &mut bad);
+    // The spec: "Required for transfers with `category` **bank**".
     let priority = match at("/priority") {
-        Value::Null => "regular".to_owned(),
         Value::String(p) if PRIORITIES.contains(&p.as_str()) => p.clone(),
+        Value::Null => {
+            bad.push(invalid("priority", &Value::Null, "Required for category bank"));
+            String::new()
+        }
         other => {
             bad.push(invalid("priority", other, "Unsupported priority"));
             String::new()
@@ -144,17 +141,68 @@ pub(crate) fn parse(v: &Value) -> Result<TransferReq, Problem> {
         return Err(p);
     }
     let counterparty = at("/counterparty").clone();
-    Ok(TransferReq { value, currency, balance_account_id, priority, reference, reference_for_beneficiary, description, counterparty })
+    Ok(TransferReq {
+        value,
+        currency,
+        balance_account_id,
+        priority,
+        reference,
+        reference_for_beneficiary,
+        description,
+        counterparty,
+        beneficiary_iban,
+        beneficiary_name,
+    })
 }
 
-/// Shape only (country letters, check digits, 11-30 alphanumerics); the
-/// mod-97 check is left to the adapter's own validation.
-fn valid_iban_shape(s: &str) -> bool {
-    let b = s.as_bytes();
-    (15..=34).contains(&b.len())
-        && b[..2].iter().all(u8::is_ascii_uppercase)
-        && b[2..4].iter().all(u8::is_ascii_digit)
-        && b[4..].iter().all(u8::is_ascii_alphanumeric)
+/// Validates `counterparty` as the spec's `CounterpartyInfoV3` with a
+/// `BankAccountV3` (required: `accountHolder`, `accountIdentification`;
+/// `fullName` required for category bank; IBAN identification requires
+/// `type` and `iban`). Returns the IBAN and holder name that will be paid.
+/// The other counterparty kinds (balance account, card, transfer
+/// instrument) and identification types exist at Adyen but not here.
+fn counterparty(cp: &Value, bad: &mut Vec<Value>) -> (String, String) {
+    let null = Value::Null;
+    let at = |p: &str| cp.pointer(p).unwrap_or(&null);
+    if !cp.is_object() {
+        bad.push(invalid("counterparty", cp, "Required"));
+        return (String::new(), String::new());
+    }
+    if at("/bankAccount").is_null() {
+        let other = ["balanceAccountId", "transferInstrumentId", "card"].into_iter().any(|k| cp.get(k).is_some());
+        let message = if other {
+            "Only counterparty.bankAccount is supported by this simulator"
+        } else {
+            "A bank account, a balance account, a card, or a transfer instrument is required"
+        };
+        bad.push(invalid("counterparty.bankAccount", &null, message));
+        return (String::new(), String::new());
+    }
+    let mut name = String::new();
+    match at("/bankAccount/accountHolder") {
+        Value::Object(_) => match at("/bankAccount/accountHolder/fullName") {
+            Value::String(s) if !s.trim().is_empty() => name = s.clone(),
+            other => bad.push(invalid("counterparty.bankAccount.accountHolder.fullName", other, "Required for category bank")),
+        },
+        other => bad.push(invalid("counterparty.bankAccount.accountHolder", other, "Required")),
+    }
+    let mut iban = String::new();
+    match at("/bankAccount/accountIdentification") {
+        Value::Object(_) => {
+            if at("/bankAccount/accountIdentification/type").as_str() != Some("iban") {
+                let t = at("/bankAccount/accountIdentification/type");
+                bad.push(invalid("counterparty.bankAccount.accountIdentification.type", t, "Only 'iban' is supported by this simulator"));
+            }
+            match at("/bankAccount/accountIdentification/iban") {
+                // Shape only: the mod-97 check is left to the adapter.
+                Value::String(s) if crate::bank::iban_shape(s) => iban = s.clone(),
+                Value::Null => bad.push(invalid("counterparty.bankAccount.accountIdentification.iban", &null, "Required")),
+                other => bad.push(invalid("counterparty.bankAccount.accountIdentification.iban", other, "Invalid IBAN")),
+            }
+        }
+        other => bad.push(invalid("counterparty.bankAccount.accountIdentification", other, "Required")),
+    }
+    (iban, name)
 }
 
 /// A stored transfer; status derives from elapsed time on each read.
@@ -181,17 +229,26 @@ pub(crate) fn stage(t: &Transfer, elapsed: Duration, settle: Duration) -> (&'sta
     }
 }
 
+/// The simulator's balance platform, as webhooks and list filters name it.
+pub(crate) const BALANCE_PLATFORM: &str = "SWITCHYARD_SIM";
+/// The one account holder owning the simulator's balance account.
+pub(crate) const ACCOUNT_HOLDER_ID: &str = "AH00000000000000000000001";
+
 impl Transfer {
     pub(crate) fn render(&self, (status, reason): (&str, &str)) -> Value {
         let r = &*self.req;
         json!({
             "id": self.id,
+            "accountHolder": { "id": ACCOUNT_HOLDER_ID },
             "amount": { "currency": r.currency, "value": r.value },
             "balanceAccount": { "id": r.balance_account_id },
             "balanceAccountId": r.balance_account_id,
+            "balancePlatform": BALANCE_PLATFORM,
             "category": "bank",
             "categoryData": { "type": "bank", "priority": r.priority },
             "counterparty": r.counterparty,
+            "createdAt": iso8601(self.created_ms),
+            // Deprecated in v4 in favour of `createdAt`, still returned.
             "creationDate": iso8601(self.created_ms),
             "description": r.description,
             "direction": "outgoing",

@@ -24,6 +24,22 @@ pub(crate) struct ApiError {
 }
 
 impl ApiError {
+    /// Stripe's wording for an absent required parameter.
+    pub(crate) fn missing(param: &str) -> Self {
+        Self::invalid(param, format!("Missing required param: {param}."))
+    }
+
+    /// 400 `resource_missing`, e.g. an unknown `destination`.
+    pub(crate) fn no_such(param: &str, what: &str, id: &str) -> Self {
+        Self {
+            status: StatusCode::BAD_REQUEST,
+            kind: "invalid_request_error",
+            code: Some("resource_missing"),
+            message: format!("No such {what}: '{id}'"),
+            param: Some(param.to_owned()),
+        }
+    }
+
     pub(crate) fn invalid(param: &str, message: impl Into<String>) -> Self {
         Self {
             status: StatusCode::BAD_REQUEST,
@@ -60,6 +76,22 @@ pub(crate) struct Params {
     pub(crate) destination: Option<String>,
     pub(crate) source_type: Option<String>,
     pub(crate) metadata: Vec<(String, String)>,
+}
+
+/// Takes a `metadata[key]` pair into `into`. `Ok(false)`: not metadata.
+pub(crate) fn take_metadata(k: &str, v: &str, into: &mut Vec<(String, String)>) -> Result<bool, ApiError> {
+    match k.strip_prefix("metadata[").and_then(|r| r.strip_suffix(']')) {
+        Some(mk) if !mk.is_empty() && mk.chars().count() <= 40 && v.chars().count() <= 500 => {
+            into.retain(|(x, _)| x != mk);
+            into.push((mk.to_owned(), v.to_owned()));
+            if into.len() > 50 {
+                return Err(ApiError::invalid("metadata", "Metadata can have at most 50 keys."));
+            }
+            Ok(true)
+        }
+        Some(_) => Err(ApiError::invalid(k, "Metadata keys must be 1-40 characters and values at most 500 characters.")),
+        None => Ok(false),
+    }
 }
 
 /// Parses the form body. Returns the params and the sorted pairs, which are
@@ -104,25 +136,19 @@ pub(crate) fn parse(body: &[u8]) -> Result<(Params, Vec<(String, String)>), ApiE
                 "bank_account" | "card" | "fpx" => p.source_type = Some(v.clone()),
                 _ => return Err(ApiError::invalid("source_type", format!("Invalid source_type: {v}"))),
             },
-            _ => match k.strip_prefix("metadata[").and_then(|r| r.strip_suffix(']')) {
-                Some(mk) if !mk.is_empty() && mk.chars().count() <= 40 && v.chars().count() <= 500 => {
-                    p.metadata.retain(|(x, _)| x != mk);
-                    p.metadata.push((mk.to_owned(), v.clone()));
+            _ => {
+                if !take_metadata(k, v, &mut p.metadata)? {
+                    return Err(ApiError::invalid(k, format!("Received unknown parameter: {k}")));
                 }
-                Some(_) => return Err(ApiError::invalid(k, "Metadata keys must be 1-40 characters and values at most 500 characters.")),
-                None => return Err(ApiError::invalid(k, format!("Received unknown parameter: {k}"))),
-            },
+            }
         }
     }
-    if p.metadata.len() > 50 {
-        return Err(ApiError::invalid("metadata", "Metadata can have at most 50 keys."));
-    }
-    let amount = amount.ok_or_else(|| ApiError::invalid("amount", "Missing required param: amount."))?;
+    let amount = amount.ok_or_else(|| ApiError::missing("amount"))?;
     p.amount = match amount.parse::<i64>() {
         Ok(n) if n > 0 => n,
         _ => return Err(ApiError::invalid("amount", "Invalid positive integer")),
     };
-    let currency = currency.ok_or_else(|| ApiError::invalid("currency", "Missing required param: currency."))?;
+    let currency = currency.ok_or_else(|| ApiError::missing("currency"))?;
     if currency.len() != 3 || !currency.bytes().all(|b| b.is_ascii_alphabetic()) {
         return Err(ApiError::invalid("currency", format!("Invalid currency: {currency}.")));
     }
@@ -131,10 +157,31 @@ pub(crate) fn parse(body: &[u8]) -> Result<(Params, Vec<(String, String)>), ApiE
     Ok((p, pairs))
 }
 
+impl Params {
+    /// Our payout id as the adapter sent it, for the money oracle.
+    pub(crate) fn payout_id(&self) -> Option<String> {
+        self.metadata.iter().find(|(k, _)| k == "switchyard_payout_id").map(|(_, v)| v.clone())
+    }
+}
+
+/// What the Stripe simulator stores by id: payouts and bank accounts share
+/// one id space, as Stripe's objects do.
+#[derive(Clone, Debug)]
+pub(crate) enum Object {
+    Payout(Payout),
+    BankAccount(std::sync::Arc<super::accounts::BankAccount>),
+}
+
 /// A stored payout; its status is derived from elapsed time on each read.
 #[derive(Clone, Debug)]
 pub(crate) struct Payout {
     pub(crate) id: String,
+    /// The account whose balance paid it (`Stripe-Account`, or the platform).
+    pub(crate) account: String,
+    /// The bank account actually paid: `destination`, or the default.
+    pub(crate) destination: String,
+    /// Creation order, to list newest first when `created` seconds tie.
+    pub(crate) seq: u64,
     pub(crate) params: std::sync::Arc<Params>,
     pub(crate) created_ms: i64,
     pub(crate) created_at: Instant,
@@ -223,10 +270,15 @@ impl serde::Serialize for Metadata<'_> {
 }
 
 impl Payout {
+    /// `arrival_date`: creation plus `settle_after`, rounded up to a second.
+    pub(crate) fn arrival_date(&self, settle: Duration) -> i64 {
+        self.created_ms / 1000 + i64::try_from(settle.as_secs()).unwrap_or(0) + i64::from(settle.subsec_nanos() > 0)
+    }
+
     pub(crate) fn render(&self, stage: Stage, settle: Duration) -> PayoutView<'_> {
         let p = &*self.params;
         let created = self.created_ms / 1000;
-        let arrival = created + i64::try_from(settle.as_secs()).unwrap_or(0) + i64::from(settle.subsec_nanos() > 0);
+        let arrival = self.arrival_date(settle);
         let (failure_code, failure_message) = match stage {
             Stage::Failed => (Some("account_closed"), Some("The bank account has been closed.")),
             Stage::Pending | Stage::InTransit | Stage::Paid => (None, None),
@@ -243,7 +295,7 @@ impl Payout {
             created,
             currency: &p.currency,
             description: p.description.as_deref(),
-            destination: p.destination.as_deref().unwrap_or("ba_sim_default"),
+            destination: &self.destination,
             failure_balance_transaction: None,
             failure_code,
             failure_message,
