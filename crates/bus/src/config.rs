@@ -57,6 +57,12 @@ impl KafkaConfig {
             .set("enable.idempotence", "true")
             .set("acks", "all")
             .set("linger.ms", "2")
+            // The Java client's partitioner (murmur2 of the key): a key we
+            // republish (held-topic relay, DLQ replay, outcomes) lands on the
+            // partition core banking's Java producer chose for it, so per-key
+            // order holds across producers. librdkafka's default
+            // (consistent_random, CRC32) would scatter them.
+            .set("partitioner", "murmur2_random")
             // Bounded so a broker outage surfaces as an error the caller can
             // retry, instead of a publish that never returns.
             .set("message.timeout.ms", "15000");
