@@ -75,7 +75,7 @@ async fn replay_after_the_fix_pays_each_payout_once_even_when_run_twice() -> Res
     // Stripe only: with no secondary, 503s exhaust the retries and dead-letter.
     let mut config = env.worker_config(&vendor.base_url(), None, "stripe");
     config.max_retry_rounds = 1;
-    config.retry = RetryPolicy { max_attempts: 2, base_delay_ms: 10, max_delay_ms: 20, max_in_place_wait_ms: 100, retry_topic_delay_ms: 200 };
+    config.retry = RetryPolicy { max_attempts: 2, base_delay_ms: 10, max_delay_ms: 20, max_in_place_wait_ms: 100, retry_topic_delay_ms: 200, ..RetryPolicy::default() };
     // Keep the breaker out of it: the replay must reach the vendor at once.
     config.routing.breaker = BreakerConfig { min_calls: 1_000_000, ..BreakerConfig::default() };
     let shutdown = CancellationToken::new();

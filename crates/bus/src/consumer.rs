@@ -105,12 +105,22 @@ pub struct RuntimeSettings {
     /// How long in-flight work may take to finish at shutdown before it is
     /// abandoned (and redelivered to the next owner).
     pub drain_timeout: Duration,
+    /// The longest a message waits on the retry topic in one round. Each
+    /// round doubles the handler's delay up to this, so an outage of a
+    /// minute or two is ridden out instead of dead-lettering everything.
+    pub max_retry_delay: Duration,
 }
 
 impl Default for RuntimeSettings {
     fn default() -> Self {
-        Self { max_in_flight: 2000, max_retry_rounds: 5, drain_timeout: Duration::from_secs(20) }
+        Self { max_in_flight: 2000, max_retry_rounds: 5, drain_timeout: Duration::from_secs(20), max_retry_delay: Duration::from_secs(300) }
     }
+}
+
+/// The wait before retry round `attempt` (1-based): the handler's delay,
+/// doubled each round, at most `max`.
+pub fn retry_round_delay(asked: Duration, attempt: u32, max: Duration) -> Duration {
+    asked.saturating_mul(1u32 << attempt.saturating_sub(1).min(16)).min(max)
 }
 
 /// Counters a worker exports as metrics.
@@ -441,6 +451,7 @@ impl<H: Handler> Shared<H> {
                             let reason = format!("retries exhausted after {} rounds: {reason}", attempt - 1);
                             return self.dead_letter(message, ErrorClass::ManualRepair, &reason).await;
                         }
+                        let delay = retry_round_delay(delay, attempt, self.settings.max_retry_delay);
                         return self.to_retry_topic(message, retry_topic, attempt, &reason, delay).await;
                     }
                     None => {
@@ -536,4 +547,18 @@ fn truncate(reason: &str) -> String {
         end -= 1;
     }
     reason[..end].to_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_rounds_back_off_and_stay_capped() {
+        let max = Duration::from_secs(300);
+        let rounds: Vec<u64> = (1..=5).map(|a| retry_round_delay(Duration::from_secs(5), a, max).as_secs()).collect();
+        assert_eq!(rounds, [5, 10, 20, 40, 80], "five rounds ride out a 30-second outage with room to spare");
+        assert_eq!(retry_round_delay(Duration::from_secs(3600), 1, max), max, "no vendor or handler parks a message longer");
+        assert_eq!(retry_round_delay(Duration::from_secs(5), 40, max), max);
+    }
 }
