@@ -8,14 +8,15 @@ use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 use switchyard_canonical::{ErrorCode, PayoutStatus};
 use switchyard_e2e::{command, TestEnv};
-use switchyard_simulators::{adyen, stripe, FaultPlan};
+use switchyard_simulators::{adyen, stripe, FaultPlan, MoneyOracle};
 use switchyard_worker::start_payout_worker;
 use tokio_util::sync::CancellationToken;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn a_thousand_commands_over_200_keys_execute_each_key_once() -> Result<()> {
+async fn a_thousand_commands_over_200_payouts_move_each_payouts_money_once() -> Result<()> {
     let env = TestEnv::new("dupes").await?;
-    let sim = stripe::spawn_stripe(stripe::StripeConfig::local()).await?;
+    let oracle = MoneyOracle::new();
+    let sim = stripe::spawn_stripe(stripe::StripeConfig { oracle: oracle.clone(), ..stripe::StripeConfig::local() }).await?;
     let shutdown = CancellationToken::new();
     let worker = start_payout_worker(env.worker_config(&sim.base_url(), None, "stripe"), shutdown.clone()).await?;
     let producer = env.core_producer().await?;
@@ -30,13 +31,8 @@ async fn a_thousand_commands_over_200_keys_execute_each_key_once() -> Result<()>
     }
     let outcomes = env.collect_outcomes(&reader, 1000, Duration::from_secs(90)).await?;
 
-    let ledger = sim.ledger();
-    let mut executions: HashMap<&str, usize> = HashMap::new();
-    for payout in &ledger {
-        *executions.entry(payout.idempotency_key.as_str()).or_default() += 1;
-    }
-    assert_eq!(executions.len(), 200, "every key executed");
-    assert!(executions.values().all(|&n| n == 1), "no key executed twice: {executions:?}");
+    let commands: Vec<_> = (0..200).map(|i| command(&format!("{run}po-{i}"), &format!("{run}key-{i}"), 1000 + i as i64)).collect();
+    switchyard_e2e::money::assert_paid_exactly_once(&oracle, &commands);
 
     let mut by_key: HashMap<&str, Vec<&switchyard_canonical::PayoutOutcome>> = HashMap::new();
     for o in &outcomes {
@@ -50,7 +46,9 @@ async fn a_thousand_commands_over_200_keys_execute_each_key_once() -> Result<()>
         assert_eq!(list.iter().filter(|o| !o.replayed).count(), 1, "exactly one answer came from the vendor");
         assert!(list.iter().all(|o| o.status == PayoutStatus::Submitted));
     }
-    assert_eq!(sim.stats().requests, 200, "duplicates never reached the vendor");
+    // One request per payout, plus one registering the (shared) beneficiary
+    // as a bank account on the connected account.
+    assert_eq!(sim.stats().requests, 200 + 1, "duplicates never reached the vendor");
     shutdown.cancel();
     worker.join.await??;
     Ok(())
@@ -75,7 +73,7 @@ async fn same_key_with_another_amount_is_a_collision_without_vendor_call() -> Re
     assert_eq!(second[0].status, PayoutStatus::Rejected);
     assert_eq!(second[0].error.as_ref().map(|e| e.code), Some(ErrorCode::IdempotencyCollision));
     assert_eq!(second[0].amount_minor, 5001);
-    assert_eq!(sim.stats().requests, 1, "the colliding command never reached the vendor");
+    assert_eq!(sim.stats().requests, 2, "beneficiary + payout; the colliding command never reached the vendor");
     assert_eq!(sim.ledger().len(), 1);
     let metrics = worker.metrics.render();
     assert!(metrics.contains("switchyard_idempotency_collisions_total{domain=\"payouts\"} 1"), "{metrics}");

@@ -120,6 +120,21 @@ fn event(payout_id: &str, provider: &str, kind: ProviderEventKind, at: i64) -> P
     }
 }
 
+/// The in-progress claim a payout worker leaves when a call was ambiguous.
+fn worker_claim(cmd: &switchyard_canonical::PayoutCommand) -> switchyard_store::Claim {
+    switchyard_store::Claim {
+        domain: "payouts".into(),
+        idempotency_key: cmd.idempotency_key.clone(),
+        fingerprint: cmd.fingerprint().0,
+        subject_id: cmd.payout_id.clone(),
+        provider: "stripe".into(),
+        provider_key: cmd.idempotency_key.clone(),
+        correlation_id: "corr".into(),
+        lease_owner: "crashed-worker".into(),
+        lease_ttl_ms: 0,
+    }
+}
+
 fn recon_config(env: &TestEnv) -> Result<ReconConfig> {
     let catalog = PartnerCatalog::load(&switchyard_localstack::repo_root().join("ops/partners.yaml"))?;
     let mut kafka = KafkaConfig::new(env.kafka.brokers.clone(), format!("{}reconciler", env.prefix));
@@ -133,6 +148,7 @@ fn recon_config(env: &TestEnv) -> Result<ReconConfig> {
         topics: ReconTopics::with_prefix(&env.prefix),
         policy: Policy::from_catalog(Some(&catalog), Duration::from_secs(24 * 3600), Duration::from_secs(15 * 60)),
         providers: HashMap::new(),
+        worker_database_url: None,
         eval_interval: Duration::from_millis(200),
         batch: 5000,
         admin_bind: Some("127.0.0.1:0".parse()?),
@@ -372,25 +388,44 @@ async fn a_payout_stuck_in_pending_unknown_is_settled_by_asking_its_vendor() -> 
     use switchyard_simulators::stripe;
     let env = TestEnv::new("recon-settle").await?;
     let vendor = stripe::spawn_stripe(stripe::StripeConfig::local()).await?;
-    let adapter = || StripeAdapter::new("stripe", &vendor.base_url(), switchyard_adapters::Secret::new("sk_test_switchyard"), switchyard_adapters::http::Transport::new(Duration::from_secs(2), 4));
+    let adapter = || {
+        StripeAdapter::new(
+            "stripe",
+            &vendor.base_url(),
+            switchyard_adapters::Secret::new("sk_test_switchyard"),
+            switchyard_localstack::STRIPE_CONNECTED_ACCOUNT,
+            switchyard_adapters::http::Transport::new(Duration::from_secs(2), 4),
+        )
+    };
     let (id, key) = (format!("{}po-1", env.prefix), format!("{}key-1", env.prefix));
     let cmd = command(&id, &key, 777);
-    // What the worker left behind after an ambiguous call: the vendor executed
-    // the payout, the worker could not confirm it and published pending_unknown.
-    env.core_producer().await?.send(&cmd).await?;
+    // What the worker left behind after an ambiguous call: its claim in
+    // progress, the vendor executed the payout, the worker could not confirm
+    // it and published pending_unknown. A second payout never reached the
+    // vendor at all.
+    let (lost_id, lost_key) = (format!("{}po-2", env.prefix), format!("{}key-2", env.prefix));
+    let lost = command(&lost_id, &lost_key, 778);
+    let records = switchyard_store::Store::connect(&switchyard_localstack::database_url()).await?;
+    for c in [&cmd, &lost] {
+        env.core_producer().await?.send(c).await?;
+        records.claim(worker_claim(c)).await?;
+    }
     let ctx = switchyard_adapters::CallContext { correlation_id: "corr".into(), traceparent: switchyard_canonical::TraceParent::new_root().to_string() };
     adapter()?.create(&cmd, &key, &ctx).await?;
     let src = Sources::new(&env).await?;
-    let mut doubt = outcome(&id, PayoutStatus::PendingUnknown, "stripe", switchyard_canonical::now_ms() - 3 * DAY);
-    doubt.idempotency_key = key.clone();
-    doubt.amount_minor = 777;
-    doubt.provider_reference = None;
-    src.outcome(&doubt).await?;
+    for (id, key, amount) in [(&id, &key, 777), (&lost_id, &lost_key, 778)] {
+        let mut doubt = outcome(id, PayoutStatus::PendingUnknown, "stripe", switchyard_canonical::now_ms() - 3 * DAY);
+        doubt.idempotency_key = key.clone();
+        doubt.amount_minor = amount;
+        doubt.provider_reference = None;
+        src.outcome(&doubt).await?;
+    }
     let reader = env.outcome_reader()?;
     // Past its deadline, the reconciler asks the vendor under the same key.
     let mut recon = recon_config(&env)?;
     recon.policy.settle_retry_ms = 500;
     recon.providers.insert("stripe".into(), PayoutProvider::Stripe(adapter()?));
+    recon.worker_database_url = Some(switchyard_localstack::database_url());
     let shutdown = CancellationToken::new();
     let running = switchyard_recon::run::start(recon, shutdown.clone()).await?;
 
@@ -411,8 +446,8 @@ async fn a_payout_stuck_in_pending_unknown_is_settled_by_asking_its_vendor() -> 
     assert_eq!(settled.provider.as_deref(), Some("stripe"));
     // No stuck discrepancy remains open, and asking never executed it twice.
     let stuck_open = || async {
-        let open = running.store.discrepancies(true, 10).await?;
-        Ok::<_, anyhow::Error>(open.iter().any(|d| d.class == DiscrepancyClass::StuckPendingUnknown))
+        let open = running.store.discrepancies(true, 100).await?;
+        Ok::<_, anyhow::Error>(open.iter().any(|d| d.class == DiscrepancyClass::StuckPendingUnknown && d.subject_id == id))
     };
     let deadline = Instant::now() + Duration::from_secs(10);
     while stuck_open().await? {
@@ -420,6 +455,14 @@ async fn a_payout_stuck_in_pending_unknown_is_settled_by_asking_its_vendor() -> 
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     assert_eq!(vendor.ledger().iter().filter(|p| p.idempotency_key == key).count(), 1, "executed once");
+    // The worker's record now says so: a command re-sent later is answered
+    // from it, never executed again (by then the vendor forgot the key).
+    let record = records.record("payouts", &key).await?.expect("claimed");
+    assert_eq!(record.state, switchyard_store::RecordState::Completed);
+    // The payout that never reached the vendor is not created by asking.
+    assert!(vendor.ledger().iter().all(|p| p.idempotency_key != lost_key), "the settler never sends a create");
+    let lost_record = records.record("payouts", &lost_key).await?.expect("claimed");
+    assert_eq!(lost_record.state, switchyard_store::RecordState::InProgress, "left for a person or the vendor to decide");
     shutdown.cancel();
     running.join.await??;
     Ok(())

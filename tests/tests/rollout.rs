@@ -48,6 +48,8 @@ async fn shadow_mode_compares_against_a_sandbox_and_never_changes_an_outcome() -
         base_url: sandbox.base_url(),
         api_key: SecretSource::inline("adyen_test_switchyard"),
         balance_account_id: Some("BA00000000000000000000001".into()),
+        connected_account: None,
+        key_retention_ms: None,
         timeout_ms: 2000,
         max_concurrency: 64,
         // The shadow candidate keeps HTTP/1 so both transports stay exercised.

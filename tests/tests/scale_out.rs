@@ -5,15 +5,17 @@
 use anyhow::Result;
 use std::collections::HashMap;
 use std::time::Duration;
+use switchyard_e2e::money::assert_paid_exactly_once;
 use switchyard_e2e::{command, TestEnv};
-use switchyard_simulators::{stripe, FaultPlan};
+use switchyard_simulators::{stripe, FaultPlan, MoneyOracle};
 use switchyard_worker::start_payout_worker;
 use tokio_util::sync::CancellationToken;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn two_group_members_share_the_work_and_survive_one_leaving() -> Result<()> {
     let env = TestEnv::new("scale").await?;
-    let mut sim_config = stripe::StripeConfig::local();
+    let oracle = MoneyOracle::new();
+    let mut sim_config = stripe::StripeConfig { oracle: oracle.clone(), ..stripe::StripeConfig::local() };
     sim_config.faults = FaultPlan { latency_ms: 20, ..FaultPlan::default() };
     let sim = stripe::spawn_stripe(sim_config).await?;
     let config = env.worker_config(&sim.base_url(), None, "stripe");
@@ -24,8 +26,9 @@ async fn two_group_members_share_the_work_and_survive_one_leaving() -> Result<()
     let reader = env.outcome_reader()?;
 
     let keys: Vec<String> = (0..600).map(|i| format!("{}key-{i}", env.prefix)).collect();
-    for (i, key) in keys.iter().enumerate() {
-        producer.send(&command(&format!("{}po-{i}", env.prefix), key, 1000 + i as i64)).await?;
+    let commands: Vec<_> = keys.iter().enumerate().map(|(i, key)| command(&format!("{}po-{i}", env.prefix), key, 1000 + i as i64)).collect();
+    for cmd in &commands {
+        producer.send(cmd).await?;
     }
     // Let both members work, then take one away while payouts are in flight.
     while sim.ledger().len() < 150 {
@@ -44,12 +47,7 @@ async fn two_group_members_share_the_work_and_survive_one_leaving() -> Result<()
         }
     }
     assert_eq!(seen.len(), keys.len(), "every command answered after a member left");
-    let mut executions: HashMap<String, usize> = HashMap::new();
-    for payout in sim.ledger() {
-        *executions.entry(payout.idempotency_key).or_default() += 1;
-    }
-    assert_eq!(executions.len(), keys.len());
-    assert!(executions.values().all(|&n| n == 1), "no payout executed twice");
+    assert_paid_exactly_once(&oracle, &commands);
     let first_share = first.metrics.render();
     assert!(
         first_share.contains("switchyard_commands_processed_total{domain=\"payouts\",status=\"submitted\"}"),

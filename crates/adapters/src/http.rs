@@ -2,8 +2,10 @@
 //!
 //! The failover rule starts here: an error is *ambiguous* when the vendor may
 //! have acted on the request (a timeout after the request was sent, a 5xx
-//! other than 503). Ambiguous results are resolved with the same idempotency
-//! key at the same vendor, never by trying another vendor.
+//! other than 503, and every "another request with this key is in flight"
+//! answer: 409, 425, Adyen's 704). Ambiguous results are resolved with the
+//! same idempotency key at the same vendor, never by trying another vendor.
+//! Only [`AdapterError::is_definite_refusal`] may ever move a payout.
 
 use std::time::Duration;
 use switchyard_canonical::{ErrorClass, ErrorCode, OutcomeError};
@@ -31,6 +33,37 @@ pub struct AdapterError {
 impl AdapterError {
     pub fn new(class: ErrorClass, code: ErrorCode, message: impl Into<String>) -> Self {
         Self { class, code, message: message.into(), ambiguous: false, retry_after: None, http_status: None }
+    }
+
+    /// The vendor certainly did not take the request: no connection, or 503
+    /// before acceptance. Nothing else may fail a payout over to another
+    /// vendor; in particular never a 409/425 "request in progress", which
+    /// means the first request under this key is executing right now.
+    pub fn is_definite_refusal(&self) -> bool {
+        if self.ambiguous || self.class != ErrorClass::Transient {
+            return false;
+        }
+        match self.http_status {
+            Some(status) => status == 503,
+            None => self.code == ErrorCode::VendorUnavailable,
+        }
+    }
+
+    /// Whether this failure says the vendor is unwell (feeds its breaker). A
+    /// conflict on our own key in flight is our concurrency, not its health.
+    pub fn counts_against_vendor(&self) -> bool {
+        matches!(self.code, ErrorCode::VendorUnavailable | ErrorCode::Timeout) && !matches!(self.http_status, Some(409 | 425))
+    }
+
+    /// Another request under the same idempotency key is executing at the
+    /// vendor: ambiguous by definition (it may complete), transient, and no
+    /// reason to distrust the vendor.
+    pub fn in_flight(status: u16, retry_after: Option<Duration>, detail: &str) -> Self {
+        let mut err = Self::new(ErrorClass::Transient, ErrorCode::VendorUnavailable, format!("HTTP {status}: request with this key in progress: {detail}"));
+        err.ambiguous = true;
+        err.retry_after = retry_after;
+        err.http_status = Some(status);
+        err
     }
 
     pub fn to_outcome_error(&self) -> OutcomeError {
@@ -63,7 +96,10 @@ impl AdapterError {
         let (class, code, ambiguous) = match status {
             401 | 403 => (ErrorClass::ManualRepair, ErrorCode::AuthenticationFailed, false),
             408 => (ErrorClass::Transient, ErrorCode::Timeout, true),
-            409 => (ErrorClass::Transient, ErrorCode::VendorUnavailable, false),
+            // 409: a concurrent request with this key is executing (Stripe,
+            // Adyen); 425: too early, the first is not finished. Either may
+            // complete: ambiguous, never a refusal.
+            409 | 425 => return Self::in_flight(status, retry_after, detail),
             429 => (ErrorClass::Transient, ErrorCode::RateLimited, false),
             // 503 is the vendor saying it did not take the request.
             503 => (ErrorClass::Transient, ErrorCode::VendorUnavailable, false),
@@ -231,5 +267,18 @@ mod tests {
         assert!(AdapterError::from_status(504, None, "").ambiguous);
         assert_eq!(AdapterError::from_status(401, None, "").class, ErrorClass::ManualRepair);
         assert_eq!(AdapterError::from_status(422, None, "").class, ErrorClass::Permanent);
+    }
+
+    #[test]
+    fn no_in_flight_answer_is_ever_a_definite_refusal() {
+        for status in [409, 425] {
+            let e = AdapterError::from_status(status, Some(Duration::from_secs(1)), "another request in progress");
+            assert!(e.ambiguous && !e.is_definite_refusal() && !e.counts_against_vendor(), "{status}: {e:?}");
+        }
+        for status in 100..600 {
+            let e = AdapterError::from_status(status, None, "");
+            assert_eq!(e.is_definite_refusal(), status == 503, "{status}");
+        }
+        assert!(AdapterError::new(ErrorClass::Transient, ErrorCode::VendorUnavailable, "connection refused").is_definite_refusal());
     }
 }

@@ -21,6 +21,10 @@ use switchyard_worker::retry::RetryPolicy;
 use switchyard_worker::run::{PAYOUT_COMMAND_SCHEMA, PAYOUT_OUTCOME_SCHEMA};
 use switchyard_worker::{PayoutWorkerConfig, ProviderConfig, ProviderKind, SecretSource};
 
+
+/// The Stripe Connect account local workers pay out from.
+pub const STRIPE_CONNECTED_ACCOUNT: &str = "acct_1SwitchyardLocal";
+
 pub fn brokers() -> String {
     std::env::var("SWITCHYARD_TEST_BROKERS").unwrap_or_else(|_| "127.0.0.1:9092".into())
 }
@@ -93,6 +97,7 @@ impl LocalStack {
     }
 
     /// A worker config wired to this env and the given simulators.
+    /// Stripe pays from [`STRIPE_CONNECTED_ACCOUNT`].
     pub fn worker_config(&self, stripe_url: &str, adyen_url: Option<&str>, primary: &str) -> PayoutWorkerConfig {
         let mut providers = vec![ProviderConfig {
             name: "stripe".into(),
@@ -100,6 +105,8 @@ impl LocalStack {
             base_url: stripe_url.into(),
             api_key: SecretSource::inline("sk_test_switchyard"),
             balance_account_id: None,
+            connected_account: Some(STRIPE_CONNECTED_ACCOUNT.into()),
+            key_retention_ms: None,
             timeout_ms: 2000,
             max_concurrency: 256,
             // The simulators serve HTTP/1 and HTTP/2; the payout path uses 2.
@@ -113,6 +120,8 @@ impl LocalStack {
                 base_url: url.into(),
                 api_key: SecretSource::inline("adyen_test_switchyard"),
                 balance_account_id: Some("BA00000000000000000000001".into()),
+                connected_account: None,
+                key_retention_ms: None,
                 timeout_ms: 2000,
                 max_concurrency: 256,
                 http2_prior_knowledge: true,
@@ -145,6 +154,7 @@ impl LocalStack {
             max_in_flight: 2000,
             max_retry_rounds: 3,
             retry: RetryPolicy { base_delay_ms: 20, max_delay_ms: 500, retry_topic_delay_ms: 500, ..RetryPolicy::default() },
+            lease_ttl_ms: 15_000,
         }
     }
 

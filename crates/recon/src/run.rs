@@ -29,6 +29,8 @@ pub struct ReconConfig {
     pub policy: Policy,
     /// Adapters used to settle stuck payouts, by catalog name; empty = report only.
     pub providers: HashMap<String, PayoutProvider>,
+    /// The payout worker's database: settled payouts complete its records.
+    pub worker_database_url: Option<String>,
     /// How often due subjects are evaluated when no new facts wake the loop
     /// (windows expire without any message arriving).
     pub eval_interval: Duration,
@@ -78,7 +80,11 @@ async fn engine(config: &ReconConfig, store: &ReconStore) -> Result<Engine, Reco
             encoder: AvroEncoder::register(&registry, &config.topics.outcomes, PAYOUT_OUTCOME_SCHEMA).await?,
             topic: config.topics.outcomes.clone(),
         };
-        Some(Settler { providers: config.providers.clone(), store: store.clone(), outcomes: Some(outcomes), concurrency: 16 })
+        let records = match &config.worker_database_url {
+            Some(url) => Some(switchyard_store::Store::connect(url).await?),
+            None => None,
+        };
+        Some(Settler { providers: config.providers.clone(), store: store.clone(), outcomes: Some(outcomes), records, concurrency: 16 })
     };
     Ok(Engine::new(store.clone(), config.policy.clone(), Some(sink), settler, config.batch))
 }

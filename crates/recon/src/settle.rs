@@ -1,12 +1,14 @@
-//! Settling payouts stuck in `pending_unknown`: ask the provider that holds
-//! the claim, under the same idempotency key and with the command it was
-//! sent, what it did. A definite answer becomes an outcome, published on the
-//! outcome topic (core banking learns it the usual way) and stored as a fact.
+//! Settling payouts stuck in `pending_unknown`: look the payout up at the
+//! provider that holds the claim, by the reference it was sent with. A
+//! definite answer becomes an outcome, published on the outcome topic (core
+//! banking learns it the usual way), stored as a fact, and written to the
+//! worker's idempotency record, so a command re-sent later is answered from
+//! it instead of executing again.
 //!
-//! The adapters' status query replays the create under the same key, which
-//! the vendor answers from its idempotency store; if the vendor never saw
-//! the request, that replay executes it now, exactly as the worker's resume
-//! rule would. It can never execute the payout a second time.
+//! The settler never sends a create, not even a replay under the same key:
+//! days after the claim the vendor may have forgotten the key, and a replay
+//! would then pay a second time. A payout the vendor does not show stays
+//! stuck (and is reported) until it does, or a person decides.
 
 use crate::rules::SettleRequest;
 use std::collections::HashMap;
@@ -15,6 +17,7 @@ use switchyard_adapters::CallContext;
 use switchyard_bus::{AvroEncoder, MessageContext, Outbound, Publisher};
 use switchyard_canonical::{CorrelationId, PayoutCommand, PayoutOutcome, PayoutStatus};
 use switchyard_store::recon::{OutcomeFact, ReconStore};
+use switchyard_store::{Claim, Completion, Store};
 
 /// Where settled outcomes are published (`payouts.outcomes.v1`).
 #[derive(Clone)]
@@ -28,6 +31,8 @@ pub struct Settler {
     pub providers: HashMap<String, PayoutProvider>,
     pub store: ReconStore,
     pub outcomes: Option<OutcomeSink>,
+    /// The payout worker's store: a settled payout completes its record.
+    pub records: Option<Store>,
     /// Vendor calls in flight at once.
     pub concurrency: usize,
 }
@@ -69,7 +74,16 @@ impl Settler {
         ctx.correlation_id = correlation;
         ctx.idempotency_key = Some(ask.idempotency_key.clone());
         let call = CallContext { correlation_id: ctx.correlation_id.0.clone(), traceparent: ctx.traceparent.child().to_string() };
-        let answer = provider.status(&cmd, &provider.provider_key(&ask.idempotency_key), &call).await.map_err(|e| e.to_string())?;
+        let record = match &self.records {
+            Some(records) => records.record("payouts", &ask.idempotency_key).await.map_err(|e| e.to_string())?,
+            None => None,
+        };
+        // Since when the vendor may hold it: the claim's key, else the command.
+        let since_ms = record.as_ref().map_or(cmd.requested_at_ms, |r| r.key_since_ms.min(cmd.requested_at_ms));
+        let Some(answer) = provider.find(&cmd, since_ms, &call).await.map_err(|e| e.to_string())? else {
+            tracing::info!(subject = %ask.subject_id, provider = %ask.provider, "pending_unknown payout not found at the vendor yet");
+            return Ok(None);
+        };
         let status = match answer.status {
             PayoutStatus::Paid | PayoutStatus::Failed | PayoutStatus::Submitted => answer.status,
             // The vendor still cannot tell: stay stuck, ask again later.
@@ -88,6 +102,24 @@ impl Settler {
             replayed: false,
             completed_at_ms: switchyard_canonical::now_ms(),
         };
+        if let Some(records) = &self.records {
+            let completion = Completion {
+                claim: Claim {
+                    domain: "payouts".into(),
+                    idempotency_key: ask.idempotency_key.clone(),
+                    fingerprint: cmd.fingerprint().0,
+                    subject_id: ask.subject_id.clone(),
+                    provider: ask.provider.clone(),
+                    provider_key: provider.provider_key(&ask.idempotency_key),
+                    correlation_id: ctx.correlation_id.0.clone(),
+                    lease_owner: String::new(),
+                    lease_ttl_ms: 0,
+                },
+                outcome_json: serde_json::to_string(&outcome).map_err(|e| e.to_string())?,
+                attempts: 1,
+            };
+            records.complete(completion).await.map_err(|e| format!("worker record not completed: {e}"))?;
+        }
         if let Some(sink) = &self.outcomes {
             let mut headers = ctx.outbound_headers(Some(sink.encoder.schema_id()));
             headers.push(("settled-by".to_owned(), b"reconciler".to_vec()));

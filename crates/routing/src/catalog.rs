@@ -39,6 +39,17 @@ pub struct Partner {
     /// arrive before the reconciler calls it missing (`30m`, `24h`, `2d`).
     #[serde(default = "default_settlement_window", deserialize_with = "duration_text")]
     pub settlement_window: Duration,
+    /// How long the vendor remembers an idempotency key (Stripe: 24 h; Adyen:
+    /// at least 7 days). Past it a create under the old key would execute
+    /// again, so the worker only looks the payout up.
+    #[serde(default = "default_key_retention", deserialize_with = "duration_text")]
+    pub idempotency_key_retention: Duration,
+}
+
+/// The shortest retention a payout vendor documents (Stripe's 24 h): the
+/// safe assumption for a partner that does not say.
+fn default_key_retention() -> Duration {
+    Duration::from_secs(24 * 3600)
 }
 
 /// One business day: the reconciler's window for partners that do not set one.

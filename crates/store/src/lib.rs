@@ -7,6 +7,7 @@
 //!
 //! # Layout
 //! - [`records`]: the idempotency record, its states and the claim rule.
+//! - [`lease`]: the attempt lease that fences vendor calls and reroutes.
 //! - [`batch`]: group commit: concurrent requests share one statement.
 //! - [`schema`]: DDL, applied at connect.
 //! - [`recon`]: the reconciler's facts, due subjects and discrepancies (own pool and DDL).
@@ -18,6 +19,7 @@
 pub mod audit;
 mod batch;
 mod bulk;
+pub mod lease;
 pub mod onboarding;
 pub mod records;
 pub mod recon;
@@ -26,6 +28,7 @@ mod schema;
 pub mod webhooks;
 
 pub use audit::AuditRecord;
+pub use lease::Acquired;
 pub use records::{Claim, Completion, Record, RecordState};
 pub use replays::DlqPosition;
 
@@ -102,28 +105,6 @@ impl Store {
     /// Stores the final outcome of a claimed key.
     pub async fn complete(&self, completion: Completion) -> Result<(), StoreError> {
         self.completions.submit(completion).await
-    }
-
-    /// Moves an unfinished claim from `from` to `to` (failover after a
-    /// definite refusal). Compare-and-set: false if the record is finished or
-    /// no longer names `from`, so two deliveries cannot both move it.
-    pub async fn reroute(&self, domain: &str, idempotency_key: &str, from: &str, to: &str, to_key: &str) -> Result<bool, StoreError> {
-        use records::{Bind, Sql};
-        let mut q = Sql::new("UPDATE idempotency_records SET provider = ");
-        q.bind(Bind::Text(Some(to)))
-            .push(", provider_key = ")
-            .bind(Bind::Text(Some(to_key)))
-            .push(", updated_at_ms = ")
-            .bind(Bind::Int(switchyard_canonical::now_ms()))
-            .push(" WHERE domain = ")
-            .bind(Bind::Text(Some(domain)))
-            .push(" AND idempotency_key = ")
-            .bind(Bind::Text(Some(idempotency_key)))
-            .push(" AND provider = ")
-            .bind(Bind::Text(Some(from)))
-            .push(" AND state = 'in_progress'");
-        let done = q.query().execute(&self.pool).await?;
-        Ok(done.rows_affected() == 1)
     }
 
     pub async fn record(&self, domain: &str, idempotency_key: &str) -> Result<Option<Record>, StoreError> {

@@ -9,6 +9,11 @@
 //!   the key recorded in the row. That is our own fresh claim or the leftover
 //!   of a crashed attempt; either way the vendor deduplicates the call, and the
 //!   payout can never go to a second vendor by accident.
+//!
+//! A claim also carries an attempt **lease** (owner, epoch, expiry): the
+//! creating claim holds epoch 1; any other delivery must take the lease
+//! ([`crate::Store::acquire_lease`]) before it may call a vendor, and every
+//! vendor call and reroute is fenced on the epoch (see [`crate::lease`]).
 
 use crate::bulk::{self, Column, Dialect, Kind};
 use futures::future::BoxFuture;
@@ -42,6 +47,11 @@ pub struct Claim {
     /// The idempotency key in the vendor's own form, sent on every call.
     pub provider_key: String,
     pub correlation_id: String,
+    /// Who holds the attempt lease if this claim creates the row: one token
+    /// per delivery, so two deliveries of one command are told apart.
+    pub lease_owner: String,
+    /// How long the creating claim's lease lasts before it must be renewed.
+    pub lease_ttl_ms: i64,
 }
 
 #[derive(Debug, Clone)]
@@ -60,6 +70,15 @@ pub struct Record {
     /// True only for the claim that created the row: no earlier delivery can
     /// have called a vendor for it.
     pub fresh: bool,
+    /// The attempt lease: a fencing token that grows with every takeover.
+    pub lease_epoch: i64,
+    pub lease_owner: Option<String>,
+    pub lease_until_ms: i64,
+    /// When `provider_key` was first assigned to `provider` (claim or
+    /// failover): the vendor remembers the key from about then, and forgets
+    /// it after its retention.
+    pub key_since_ms: i64,
+    pub created_at_ms: i64,
 }
 
 #[derive(Debug, Clone)]
@@ -70,10 +89,12 @@ pub struct Completion {
 }
 
 pub(crate) const COLUMNS: &str = "domain, idempotency_key, fingerprint, subject_id, state, provider, \
-     provider_key, outcome, attempts, correlation_id, created_at_ms, updated_at_ms";
+     provider_key, outcome, attempts, correlation_id, created_at_ms, updated_at_ms, \
+     lease_owner, lease_epoch, lease_until_ms, key_since_ms";
 
 pub(crate) fn from_row(row: &AnyRow) -> Result<Record, crate::StoreError> {
     let state: String = row.try_get("state")?;
+    let created_at: i64 = row.try_get("created_at_ms")?;
     Ok(Record {
         domain: row.try_get("domain")?,
         idempotency_key: row.try_get("idempotency_key")?,
@@ -86,6 +107,11 @@ pub(crate) fn from_row(row: &AnyRow) -> Result<Record, crate::StoreError> {
         attempts: row.try_get("attempts")?,
         correlation_id: row.try_get("correlation_id")?,
         fresh: false,
+        lease_epoch: row.try_get("lease_epoch")?,
+        lease_owner: row.try_get("lease_owner")?,
+        lease_until_ms: row.try_get("lease_until_ms")?,
+        key_since_ms: row.try_get::<Option<i64>, _>("key_since_ms")?.unwrap_or(created_at),
+        created_at_ms: created_at,
     })
 }
 
@@ -164,6 +190,10 @@ const RECORD_COLUMNS: &[Column] = &[
     ("correlation_id", Kind::Text),
     ("created_at_ms", Kind::Int),
     ("updated_at_ms", Kind::Int),
+    ("lease_owner", Kind::Text),
+    ("lease_epoch", Kind::Int),
+    ("lease_until_ms", Kind::Int),
+    ("key_since_ms", Kind::Int),
 ];
 
 /// `INSERT INTO idempotency_records ... <tail>` for many rows at once.
@@ -174,6 +204,9 @@ fn insert_rows<'a>(
 ) -> (Sql<'a>, bool) {
     let now = switchyard_canonical::now_ms();
     let rows = rows.map(|(c, state, outcome, attempts)| {
+        // A claim creates its row holding the lease (epoch 1); a completion
+        // that creates its row (no claim seen) needs none.
+        let leased = state == RecordState::InProgress;
         vec![
             Bind::Text(Some(&c.domain)),
             Bind::Text(Some(&c.idempotency_key)),
@@ -186,6 +219,10 @@ fn insert_rows<'a>(
             Bind::Int(attempts),
             Bind::Text(Some(&c.correlation_id)),
             Bind::Int(now),
+            Bind::Int(now),
+            Bind::Text(leased.then_some(c.lease_owner.as_str())),
+            Bind::Int(i64::from(leased)),
+            Bind::Int(if leased { now + c.lease_ttl_ms } else { 0 }),
             Bind::Int(now),
         ]
     });
@@ -251,6 +288,7 @@ pub(crate) fn claim_batch<'a>(pool: &'a AnyPool, claims: &'a [Claim]) -> BoxFutu
 }
 
 fn fresh_record(c: &Claim) -> Record {
+    let now = switchyard_canonical::now_ms();
     Record {
         domain: c.domain.clone(),
         idempotency_key: c.idempotency_key.clone(),
@@ -263,6 +301,11 @@ fn fresh_record(c: &Claim) -> Record {
         attempts: 0,
         correlation_id: c.correlation_id.clone(),
         fresh: true,
+        lease_epoch: 1,
+        lease_owner: Some(c.lease_owner.clone()),
+        lease_until_ms: now + c.lease_ttl_ms,
+        key_since_ms: now,
+        created_at_ms: now,
     }
 }
 
@@ -355,6 +398,8 @@ mod tests {
             provider: provider.into(),
             provider_key: format!("pk-{key}"),
             correlation_id: "corr".into(),
+            lease_owner: format!("owner-{key}"),
+            lease_ttl_ms: 10_000,
         }
     }
 
@@ -387,8 +432,9 @@ mod tests {
             let again = store.claim(claim(&key, "fp", "adyen")).await.expect("claim");
             assert!(!again.fresh, "a redelivery inherits the claim");
             assert_eq!(again.provider.as_deref(), Some("stripe"));
-            assert!(store.reroute("payouts", &key, "stripe", "adyen", "pk2").await.expect("reroute"));
-            assert!(!store.reroute("payouts", &key, "stripe", "adyen", "pk2").await.expect("reroute"), "only from the recorded provider");
+            assert!(!store.reroute("payouts", &key, "stripe", "adyen", "pk2", 2).await.expect("reroute"), "only under the current lease epoch");
+            assert!(store.reroute("payouts", &key, "stripe", "adyen", "pk2", 1).await.expect("reroute"));
+            assert!(!store.reroute("payouts", &key, "stripe", "adyen", "pk2", 1).await.expect("reroute"), "only from the recorded provider");
             let moved = store.record("payouts", &key).await.expect("read").expect("exists");
             assert_eq!((moved.provider.as_deref(), moved.provider_key.as_deref()), (Some("adyen"), Some("pk2")));
             assert_eq!(again.provider_key.as_deref(), Some(format!("pk-{key}").as_str()));
@@ -484,6 +530,8 @@ mod cost {
                 provider: "stripe".into(),
                 provider_key: format!("{run}-{i}"),
                 correlation_id: format!("corr-{run}-{i}"),
+                lease_owner: format!("owner-{run}-{i}"),
+                lease_ttl_ms: 15_000,
             })
             .collect();
         let outcome = "{\"payout_id\":\"po-1\",\"idempotency_key\":\"k\",\"status\":\"SUCCEEDED\",\"amount_minor\":1000,\"currency\":\"EUR\",\"provider\":\"stripe\",\"provider_reference\":\"po_1234567890abcdef\",\"error\":null,\"attempts\":1,\"replayed\":false,\"completed_at_ms\":1764100000000}";

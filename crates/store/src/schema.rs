@@ -47,6 +47,33 @@ const STATEMENTS: &[&str] = &[
     )",
 ];
 
+/// Columns added after a table's first release: `(table, column, type)`.
+/// Applied to databases created by an older version, in order.
+const ADDED_COLUMNS: &[(&str, &str, &str)] = &[
+    // The attempt lease and the key's age (see records.rs and lease.rs).
+    ("idempotency_records", "lease_owner", "TEXT"),
+    ("idempotency_records", "lease_epoch", "BIGINT NOT NULL DEFAULT 0"),
+    ("idempotency_records", "lease_until_ms", "BIGINT NOT NULL DEFAULT 0"),
+    ("idempotency_records", "key_since_ms", "BIGINT"),
+];
+
+async fn add_columns(pool: &AnyPool, is_sqlite: bool) -> Result<(), sqlx::Error> {
+    for (table, column, kind) in ADDED_COLUMNS {
+        if is_sqlite {
+            // SQLite has no ADD COLUMN IF NOT EXISTS: ask the catalog first.
+            let present: Option<(i64,)> = sqlx::query_as(&format!("SELECT 1 FROM pragma_table_info('{table}') WHERE name = '{column}'"))
+                .fetch_optional(pool)
+                .await?;
+            if present.is_none() {
+                sqlx::query(&format!("ALTER TABLE {table} ADD COLUMN {column} {kind}")).execute(pool).await?;
+            }
+        } else {
+            sqlx::query(&format!("ALTER TABLE {table} ADD COLUMN IF NOT EXISTS {column} {kind}")).execute(pool).await?;
+        }
+    }
+    Ok(())
+}
+
 pub(crate) async fn apply(pool: &AnyPool, is_sqlite: bool) -> Result<(), sqlx::Error> {
     if is_sqlite {
         sqlx::query("PRAGMA journal_mode = WAL").execute(pool).await?;
@@ -67,6 +94,15 @@ pub(crate) async fn apply(pool: &AnyPool, is_sqlite: bool) -> Result<(), sqlx::E
                 Err(e) => return Err(e),
             }
         }
+    }
+    let mut tries = 0;
+    while let Err(e) = add_columns(pool, is_sqlite).await {
+        // Concurrent first starts race here too; a second try sees the column.
+        tries += 1;
+        if tries > 5 {
+            return Err(e);
+        }
+        tokio::time::sleep(Duration::from_millis(50 * tries)).await;
     }
     Ok(())
 }

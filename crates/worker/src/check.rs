@@ -147,6 +147,10 @@ impl<D: CheckDomain> CheckHandler<D> {
             provider_key: D::provider_key(&vendor.adapter, key),
             provider: provider_name,
             correlation_id: ctx.correlation_id.0.clone(),
+            // Checks move no money; the lease only fences the one failover
+            // a fresh claim may make (see the payout handler for the full use).
+            lease_owner: crate::attempt::owner_token(),
+            lease_ttl_ms: 15_000,
         };
         let started = Instant::now();
         let record = self.store.claim(claim).await.map_err(store_down)?;
@@ -181,6 +185,8 @@ impl<D: CheckDomain> CheckHandler<D> {
                         provider,
                         provider_key,
                         correlation_id: record.correlation_id.clone(),
+                        lease_owner: String::new(),
+                        lease_ttl_ms: 0,
                     },
                     outcome_json: serde_json::to_string(&outcome).map_err(|e| dead_letter(&e.to_string()))?,
                     attempts: i64::from(attempts),
@@ -289,7 +295,7 @@ impl<D: CheckDomain> CheckHandler<D> {
         let target = self.router.failover_target(current, record.fresh, refusals, NO_NEEDS)?;
         let vendor = self.providers.get(target)?;
         let key = D::provider_key(&vendor.adapter, D::idempotency_key(command));
-        match self.store.reroute(D::NAME, D::idempotency_key(command), current, target, &key).await {
+        match self.store.reroute(D::NAME, D::idempotency_key(command), current, target, &key, record.lease_epoch).await {
             Ok(true) => {
                 tracing::warn!(from = current, to = target, "failing over after a definite refusal");
                 let detail = format!("{{\"from\":\"{current}\",\"to\":\"{target}\"}}");

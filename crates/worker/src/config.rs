@@ -41,6 +41,16 @@ pub struct PayoutWorkerConfig {
     pub max_retry_rounds: u32,
     #[serde(default)]
     pub retry: RetryPolicy,
+    /// How long a delivery's attempt lease on a claim lasts without renewal
+    /// (renewed every third of it while a call runs). A delivery that finds
+    /// another's live lease waits for it; a killed worker's lease is taken
+    /// over after this. Members' clocks must agree to well within a third.
+    #[serde(default = "default_lease_ttl_ms")]
+    pub lease_ttl_ms: u64,
+}
+
+fn default_lease_ttl_ms() -> u64 {
+    15_000
 }
 
 fn default_max_in_flight() -> usize {
@@ -95,6 +105,14 @@ pub struct ProviderConfig {
     /// Adyen only: the balance account payouts are drawn from.
     #[serde(default)]
     pub balance_account_id: Option<String>,
+    /// Stripe only: the connected account (`acct_...`) that pays out; each
+    /// beneficiary is registered on it as a bank account.
+    #[serde(default)]
+    pub connected_account: Option<String>,
+    /// How long the vendor keeps idempotency keys, overriding the partner
+    /// catalog's `idempotency_key_retention` (default 24 h).
+    #[serde(default)]
+    pub key_retention_ms: Option<u64>,
     /// Per-call timeout; a timeout after sending is an ambiguous result.
     #[serde(default = "default_timeout_ms")]
     pub timeout_ms: u64,
@@ -145,6 +163,9 @@ impl PayoutWorkerConfig {
         for (i, p) in self.providers.iter().enumerate() {
             if self.providers[..i].iter().any(|q| q.name == p.name) {
                 return Err(WorkerError::Config(format!("providers[{i}].name: {:?} is used twice", p.name)));
+            }
+            if p.kind == ProviderKind::Stripe && !p.connected_account.as_deref().is_some_and(|a| a.starts_with("acct_")) {
+                return Err(WorkerError::Config(format!("providers[{i}].connected_account (acct_...) is required for stripe")));
             }
             if p.kind == ProviderKind::Adyen && p.balance_account_id.is_none() {
                 return Err(WorkerError::Config(format!("providers[{i}].balance_account_id is required for adyen")));

@@ -22,6 +22,7 @@ pub mod check_run;
 pub mod config;
 pub mod fraud;
 pub mod kyc;
+pub mod attempt;
 pub mod metrics;
 pub mod payout;
 pub mod policy;

@@ -52,7 +52,8 @@ pub async fn start_payout_worker(config: PayoutWorkerConfig, shutdown: Cancellat
         config.check_key_environment(p, &key)?;
         let provider = match p.kind {
             ProviderKind::Stripe => {
-                PayoutProvider::Stripe(StripeAdapter::new(&p.name, &p.base_url, key, p.transport())?)
+                let account = p.connected_account.clone().unwrap_or_default();
+                PayoutProvider::Stripe(StripeAdapter::new(&p.name, &p.base_url, key, &account, p.transport())?)
             }
             ProviderKind::Adyen => {
                 let account = p.balance_account_id.clone().unwrap_or_default();
@@ -60,16 +61,23 @@ pub async fn start_payout_worker(config: PayoutWorkerConfig, shutdown: Cancellat
             }
         };
         let slots = Arc::new(tokio::sync::Semaphore::new(p.max_concurrency));
-        let limiter = match &catalog {
+        let (limiter, catalog_retention) = match &catalog {
             Some(c) => {
                 let Some(partner) = c.partner(&p.name) else {
                     return Err(WorkerError::Config(format!("providers[{i}].name: {:?} is not in the partner catalog", p.name)));
                 };
-                Some(Arc::new(TokenBucket::new(partner.rate_limit.per_second, partner.rate_limit.burst)))
+                (Some(Arc::new(TokenBucket::new(partner.rate_limit.per_second, partner.rate_limit.burst))), Some(partner.idempotency_key_retention))
             }
-            None => None,
+            None => (None, None),
         };
-        providers.insert(p.name.clone(), Vendor { adapter: provider, slots, limiter });
+        // The provider's own setting, else the catalog's, else the shortest
+        // any payout vendor documents (Stripe's 24 h).
+        let key_retention = p
+            .key_retention_ms
+            .map(std::time::Duration::from_millis)
+            .or(catalog_retention)
+            .unwrap_or(std::time::Duration::from_secs(24 * 3600));
+        providers.insert(p.name.clone(), Vendor { adapter: provider, slots, limiter, key_retention });
     }
     let metrics = Arc::new(Metrics::new(DOMAIN));
     let shadow = match &config.routing.shadow {
@@ -106,6 +114,7 @@ pub async fn start_payout_worker(config: PayoutWorkerConfig, shutdown: Cancellat
         circuit_events: crate::payout::CircuitEvents { encoder: circuit_encoder, topic: config.topics.circuit_events.clone() },
         outcomes_topic: config.topics.outcomes.clone(),
         retry: config.retry.clone(),
+        lease_ttl: std::time::Duration::from_millis(config.lease_ttl_ms),
         metrics: metrics.clone(),
         shutdown: shutdown.clone(),
     });

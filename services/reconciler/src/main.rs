@@ -116,10 +116,17 @@ impl Common {
             topics: ReconTopics::with_prefix(&self.topic_prefix),
             policy: Policy::from_catalog(catalog.as_ref(), self.default_window, self.pending_deadline),
             providers: self.providers()?,
+            // Settled payouts complete the worker's records, in its database.
+            worker_database_url: self.worker_database_url()?,
             eval_interval: self.eval_interval,
             batch: 5000,
             admin_bind: self.admin_bind,
         })
+    }
+
+    fn worker_database_url(&self) -> anyhow::Result<Option<String>> {
+        let Some(path) = &self.worker_config else { return Ok(None) };
+        Ok(Some(switchyard_worker::PayoutWorkerConfig::load(path).context("--worker-config")?.database_url))
     }
 
     fn providers(&self) -> anyhow::Result<HashMap<String, PayoutProvider>> {
@@ -131,7 +138,10 @@ impl Common {
             // Status queries only: a few connections are plenty.
             let transport = switchyard_adapters::http::Transport { max_connections: 16, ..p.transport() };
             let adapter = match p.kind {
-                switchyard_worker::ProviderKind::Stripe => PayoutProvider::Stripe(StripeAdapter::new(&p.name, &p.base_url, key, transport)?),
+                switchyard_worker::ProviderKind::Stripe => {
+                    let account = p.connected_account.clone().unwrap_or_default();
+                    PayoutProvider::Stripe(StripeAdapter::new(&p.name, &p.base_url, key, &account, transport)?)
+                }
                 switchyard_worker::ProviderKind::Adyen => {
                     let account = p.balance_account_id.clone().unwrap_or_default();
                     PayoutProvider::Adyen(AdyenAdapter::new(&p.name, &p.base_url, key, account, transport)?)

@@ -284,6 +284,7 @@ fn switchyard_adapters_for_bench(base_url: &str, connections: usize) -> Result<s
         "stripe",
         base_url,
         switchyard_adapters::Secret::new("sk_test_switchyard"),
+        switchyard_localstack::STRIPE_CONNECTED_ACCOUNT,
         // As the worker's local configuration talks to the simulators.
         switchyard_adapters::http::Transport::new(Duration::from_secs(5), connections).with_http2_prior_knowledge(true),
     )?;

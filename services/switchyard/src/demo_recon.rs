@@ -82,6 +82,7 @@ pub(crate) async fn show(stack: &LocalStack, outcomes: &[PayoutOutcome], run: &s
         topics: ReconTopics::with_prefix(&stack.prefix),
         policy: Policy::from_catalog(catalog.as_ref(), Duration::from_secs(24 * 3600), Duration::from_secs(15 * 60)),
         providers: HashMap::new(),
+        worker_database_url: None,
         eval_interval: Duration::from_millis(500),
         batch: 5000,
         admin_bind: None,

@@ -51,8 +51,19 @@ impl PayoutProvider {
         }
     }
 
+    /// Finds the payout the vendor made for `cmd` since `since_ms` by the
+    /// reference we sent, without sending anything that could execute: the
+    /// only safe question once the vendor may have forgotten our key.
+    pub async fn find(&self, cmd: &PayoutCommand, since_ms: i64, ctx: &CallContext) -> Result<Option<VendorPayout>, AdapterError> {
+        match self {
+            PayoutProvider::Stripe(a) => a.find(cmd, since_ms, ctx).await,
+            PayoutProvider::Adyen(a) => a.find(cmd, since_ms, ctx).await,
+        }
+    }
+
     /// Resolves an ambiguous result: what did the vendor do with `provider_key`?
-    /// Never executes a second payout (see each vendor's module for how).
+    /// Never executes a second payout *while the vendor remembers the key*
+    /// (see each vendor's module); past its retention use [`Self::find`].
     pub async fn status(&self, cmd: &PayoutCommand, provider_key: &str, ctx: &CallContext) -> Result<VendorPayout, AdapterError> {
         match self {
             PayoutProvider::Stripe(a) => a.status(cmd, provider_key, ctx).await,

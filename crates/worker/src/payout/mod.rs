@@ -4,12 +4,20 @@
 //! 2. Claim `(payouts, idempotency_key)` in the store, recording the provider
 //!    and the vendor-side key *before* any call. A completed record is
 //!    answered from the store; another payload under the same key is a
-//!    collision; an unfinished record resumes at the recorded provider.
-//! 3. Call the vendor with the same key every time. An ambiguous result is
-//!    resolved by a status query under that key, never by a second payout.
+//!    collision; an unfinished record resumes at the recorded provider once
+//!    this delivery holds its attempt lease ([`crate::attempt`]).
+//! 3. Call the vendor with the same key every time, each call fenced on the
+//!    lease. An ambiguous result is resolved by a status query under that
+//!    key, never by a second payout; only a definite refusal of a claim this
+//!    delivery created may fail over. Past the vendor's key retention no
+//!    create is sent again: the payout is looked up by its reference, or
+//!    parked for manual repair.
 //! 4. Map the result to an outcome, store it, publish it; only then does the
 //!    runtime store the offset.
 
+mod lookup;
+
+use crate::attempt::{self, AttemptLease, Fenced, TakeOver};
 use crate::metrics::{Metrics, Stage};
 use crate::retry::RetryPolicy;
 use std::collections::HashMap;
@@ -35,6 +43,17 @@ pub struct Vendor {
     pub slots: Arc<tokio::sync::Semaphore>,
     /// The catalog's rate limit for this partner, if it has one.
     pub limiter: Option<Arc<crate::ratelimit::TokenBucket>>,
+    /// How long the vendor remembers our idempotency keys.
+    pub key_retention: Duration,
+}
+
+impl Vendor {
+    /// Whether a key assigned at `since_ms` may have been forgotten. A tenth
+    /// of the retention is kept as margin for clocks and calls in flight.
+    fn may_have_forgotten(&self, since_ms: i64) -> bool {
+        let usable = self.key_retention - self.key_retention / 10;
+        u128::try_from(now_ms() - since_ms).unwrap_or(0) >= usable.as_millis()
+    }
 }
 
 pub struct PayoutHandler {
@@ -49,6 +68,8 @@ pub struct PayoutHandler {
     pub shadow: Option<crate::shadow::ShadowCaller>,
     pub outcomes_topic: String,
     pub retry: RetryPolicy,
+    /// The attempt lease's length (see [`crate::attempt`]).
+    pub lease_ttl: Duration,
     pub metrics: Arc<Metrics>,
     pub shutdown: CancellationToken,
 }
@@ -96,6 +117,8 @@ enum Execution {
     /// reconciler resolves it under the same key.
     Unresolved(PayoutOutcome),
     Later(Failure),
+    /// Another delivery took the attempt lease: it answers for the payout.
+    LeaseLost,
 }
 
 impl Handler for PayoutHandler {
@@ -157,13 +180,22 @@ impl PayoutHandler {
         let fingerprint = command.fingerprint();
         let rail = rail_name(command.rail);
         let needs = Needs { currency: &command.currency, rail, region: &command.beneficiary.country };
-        let Some(provider_name) = self.router.get().choose_new(&command.idempotency_key, needs).map(str::to_owned) else {
-            let error = OutcomeError {
-                class: ErrorClass::Permanent,
-                code: ErrorCode::InvalidRequest,
-                message: format!("no configured partner pays out {} on the {rail} rail", command.currency),
-            };
-            return self.publish(&ctx, &PayoutOutcome::rejected(&command, error), &command).await;
+        let routed = self.router.get().choose_new(&command.idempotency_key, needs).map(str::to_owned);
+        let provider_name = match routed {
+            Some(name) => name,
+            // Today's policy routes it nowhere, but an earlier delivery may
+            // have claimed it (and a vendor paid): that claim decides.
+            None => match self.store.record(DOMAIN, &command.idempotency_key).await.map_err(store_down)? {
+                Some(existing) => existing.provider.unwrap_or_default(),
+                None => {
+                    let error = OutcomeError {
+                        class: ErrorClass::Permanent,
+                        code: ErrorCode::InvalidRequest,
+                        message: format!("no configured partner pays out {} on the {rail} rail", command.currency),
+                    };
+                    return self.publish(&ctx, &PayoutOutcome::rejected(&command, error), &command).await;
+                }
+            },
         };
         let provider_key = self.providers.get(&provider_name).map(|p| p.adapter.provider_key(&command.idempotency_key));
         let Some(provider_key) = provider_key else {
@@ -177,12 +209,11 @@ impl PayoutHandler {
             provider: provider_name,
             provider_key,
             correlation_id: ctx.correlation_id.0.clone(),
+            lease_owner: attempt::owner_token(),
+            lease_ttl_ms: i64::try_from(self.lease_ttl.as_millis()).unwrap_or(i64::MAX),
         };
         let started = Instant::now();
-        let record = self.store.claim(claim).await.map_err(|e| Failure::Retry {
-            reason: format!("store unavailable: {e}"),
-            delay: Duration::from_secs(1),
-        })?;
+        let record = self.store.claim(claim).await.map_err(store_down)?;
         self.metrics.stage(Stage::Claim, started.elapsed());
 
         if record.fingerprint != fingerprint.0 {
@@ -196,12 +227,27 @@ impl PayoutHandler {
             return self.publish(&ctx, &PayoutOutcome::rejected(&command, error), &command).await;
         }
         if record.state == RecordState::Completed {
-            let Some(outcome) = stored_outcome(&record) else {
-                return Err(dead_letter("completed record holds no readable outcome"));
-            };
-            return self.replay(&ctx, outcome, &command).await;
+            return self.replay_record(&ctx, &record, &command).await;
         }
-        self.execute_and_answer(&ctx, &command, &record).await
+        let (record, lease) = if record.fresh {
+            let lease = AttemptLease::created(DOMAIN, &record, self.lease_ttl);
+            (record, lease)
+        } else {
+            // Another delivery claimed it first; it may be calling right now.
+            let patience = self.lease_ttl * 2;
+            match attempt::take_over(&self.store, DOMAIN, &command.idempotency_key, self.lease_ttl, patience, &self.shutdown).await? {
+                TakeOver::Held(record, lease) => (record, lease),
+                TakeOver::Finished(record) => return self.replay_record(&ctx, &record, &command).await,
+            }
+        };
+        self.execute_and_answer(&ctx, &command, &record, lease).await
+    }
+
+    async fn replay_record(&self, ctx: &MessageContext, record: &Record, command: &PayoutCommand) -> Result<(), Failure> {
+        let Some(outcome) = stored_outcome(record) else {
+            return Err(dead_letter("completed record holds no readable outcome"));
+        };
+        self.replay(ctx, outcome, command).await
     }
 
     /// Answers a duplicate from the store, without a vendor call.
@@ -211,7 +257,7 @@ impl PayoutHandler {
         self.publish(ctx, &outcome, command).await
     }
 
-    async fn execute_and_answer(&self, ctx: &MessageContext, command: &PayoutCommand, record: &Record) -> Result<(), Failure> {
+    async fn execute_and_answer(&self, ctx: &MessageContext, command: &PayoutCommand, record: &Record, mut lease: AttemptLease) -> Result<(), Failure> {
         // The recorded provider and key win over today's routing: this may be
         // a redelivery after a crash, and the vendor must see the same key.
         let (Some(provider_name), Some(provider_key)) = (record.provider.as_deref(), record.provider_key.as_deref()) else {
@@ -228,7 +274,7 @@ impl PayoutHandler {
         // inherited from an earlier delivery (resumed). It rides on the first
         // vendor call's audit row, one row per payout instead of two.
         let mut route = Some(Route { provider: provider_name, resumed: !record.fresh });
-        let execution = self.execute(command, record, &call_ctx, &mut route).await;
+        let execution = self.execute(command, record, &call_ctx, &mut route, &mut lease).await;
         if let Some(route) = route {
             // No vendor call this delivery (breaker open, retried later).
             // The same shape the vendor-call row carries under `route`.
@@ -256,32 +302,53 @@ impl PayoutHandler {
                         provider: outcome.provider.clone().unwrap_or_else(|| provider_name.to_owned()),
                         provider_key: provider_key.to_owned(),
                         correlation_id: record.correlation_id.clone(),
+                        lease_owner: String::new(),
+                        lease_ttl_ms: 0,
                     },
                     outcome_json: serde_json::to_string(&outcome).map_err(|e| dead_letter(&e.to_string()))?,
                     attempts: i64::from(outcome.attempts),
                 };
                 let started = Instant::now();
-                self.store.complete(completion).await.map_err(|e| Failure::Retry {
-                    reason: format!("store unavailable: {e}"),
-                    delay: Duration::from_secs(1),
-                })?;
+                self.store.complete(completion).await.map_err(store_down)?;
                 self.metrics.stage(Stage::Complete, started.elapsed());
                 self.publish(ctx, &outcome, command).await
             }
-            Execution::Unresolved(outcome) => self.publish(ctx, &outcome, command).await,
-            Execution::Later(failure) => Err(failure),
+            Execution::Unresolved(outcome) => {
+                lease.release(&self.store).await;
+                self.publish(ctx, &outcome, command).await
+            }
+            Execution::Later(failure) => {
+                lease.release(&self.store).await;
+                Err(failure)
+            }
+            // The new holder answers; this delivery comes back through the
+            // retry topic and then finds its outcome in the store.
+            Execution::LeaseLost => {
+                tracing::warn!("attempt lease lost to another delivery; calling no one");
+                Err(Failure::Retry { reason: "attempt lease taken over by another delivery".into(), delay: self.lease_ttl })
+            }
         }
     }
 
     /// Talks to the vendor until there is an answer or a reason to stop.
     /// Moves to the secondary only as [`Router::failover_target`] allows.
-    async fn execute<'r>(&self, command: &PayoutCommand, record: &Record, ctx: &CallContext, route: &mut Option<Route<'r>>) -> Execution {
+    async fn execute<'r>(
+        &self,
+        command: &PayoutCommand,
+        record: &Record,
+        ctx: &CallContext,
+        route: &mut Option<Route<'r>>,
+        lease: &mut AttemptLease,
+    ) -> Execution {
         let (Some(first_name), Some(first_key)) = (record.provider.as_deref(), record.provider_key.as_deref()) else {
             return Execution::Later(dead_letter("in-progress record without provider"));
         };
         let Some(mut vendor) = self.providers.get(first_name) else {
             return Execution::Later(dead_letter(&format!("record names provider {first_name}, which is not configured")));
         };
+        if !record.fresh && vendor.may_have_forgotten(record.key_since_ms) {
+            return self.look_up(command, vendor, record, ctx, route, lease).await;
+        }
         let mut provider_key = first_key.to_owned();
         let mut refusals: Vec<Refusal> = Vec::new();
         let mut ambiguous = false;
@@ -293,9 +360,14 @@ impl PayoutHandler {
                 // An ambiguous payout is resolved at its vendor whatever the
                 // breaker says: nobody else may execute it.
                 attempts += 1;
-                match self.call(command, vendor, &provider_key, ctx, ambiguous, route.take()).await {
-                    Ok(done) => return Execution::Final(self.outcome(command, provider, done, attempts)),
-                    Err(e) => e,
+                if let Err(fenced) = lease.fence(&self.store).await {
+                    return fenced_out(fenced);
+                }
+                let call = self.call(command, vendor, &provider_key, ctx, ambiguous, route.take());
+                match lease.guard(&self.store, call).await {
+                    Ok(Ok(done)) => return Execution::Final(self.outcome(command, provider, done, attempts)),
+                    Ok(Err(e)) => e,
+                    Err(fenced) => return fenced_out(fenced),
                 }
             } else {
                 AdapterError::new(ErrorClass::Transient, ErrorCode::VendorUnavailable, format!("circuit open for {}", provider.name()))
@@ -313,12 +385,14 @@ impl PayoutHandler {
                 ErrorClass::ManualRepair => return Execution::Later(dead_letter(&error.to_string())),
             }
             ambiguous |= error.ambiguous;
+            // Only a definite non-acceptance may move a payout; a 409 "key in
+            // flight" is the first request still executing (ambiguous).
             if error.ambiguous {
                 refusals.push(Refusal::Ambiguous);
-            } else if error.code == ErrorCode::VendorUnavailable {
+            } else if error.is_definite_refusal() {
                 refusals.push(Refusal::Definite);
             }
-            if let Some(moved) = self.fail_over(command, record, provider.name(), &refusals).await {
+            if let Some(moved) = self.fail_over(command, record, provider.name(), &refusals, lease.epoch).await {
                 (vendor, provider_key) = moved;
                 refusals.clear();
                 last_error = Some(error);
@@ -386,7 +460,7 @@ impl PayoutHandler {
         self.metrics.vendor_call(provider.name(), operation, &label, elapsed);
         self.audit_call(command, provider.name(), operation, &result, &reply, elapsed, ctx, route).await;
         // Only the vendor being unwell counts against it; a decline is health.
-        let vendor_failed = matches!(&result, Err(e) if matches!(e.code, ErrorCode::VendorUnavailable | ErrorCode::Timeout));
+        let vendor_failed = matches!(&result, Err(e) if e.counts_against_vendor());
         if let Some(breaker) = self.router.get().breaker(provider.name()) {
             if let Some(state) = breaker.record(vendor_failed) {
                 tracing::warn!(provider = provider.name(), ?state, "circuit breaker changed state");
@@ -483,13 +557,13 @@ impl PayoutHandler {
 
     /// Moves the claim to the failover target if the rule allows and the
     /// store agrees (compare-and-set on the recorded provider).
-    async fn fail_over(&self, command: &PayoutCommand, record: &Record, current: &str, refusals: &[Refusal]) -> Option<(&Vendor, String)> {
+    async fn fail_over(&self, command: &PayoutCommand, record: &Record, current: &str, refusals: &[Refusal], epoch: i64) -> Option<(&Vendor, String)> {
         let needs = Needs { currency: &command.currency, rail: rail_name(command.rail), region: &command.beneficiary.country };
         let router = self.router.get();
         let target = router.failover_target(current, record.fresh, refusals, needs)?;
         let vendor = self.providers.get(target)?;
         let key = vendor.adapter.provider_key(&command.idempotency_key);
-        match self.store.reroute(DOMAIN, &command.idempotency_key, current, target, &key).await {
+        match self.store.reroute(DOMAIN, &command.idempotency_key, current, target, &key, epoch).await {
             Ok(true) => {
                 tracing::warn!(from = current, to = target, "failing over after a definite refusal");
                 let detail = format!("{{\"from\":\"{current}\",\"to\":\"{target}\"}}");
@@ -597,6 +671,20 @@ fn rail_name(rail: PayoutRail) -> &'static str {
     match rail {
         PayoutRail::Standard => "standard",
         PayoutRail::Instant => "instant",
+    }
+}
+
+fn store_down(e: switchyard_store::StoreError) -> Failure {
+    Failure::Retry { reason: format!("store unavailable: {e}"), delay: Duration::from_secs(1) }
+}
+
+fn fenced_out(fenced: Fenced) -> Execution {
+    match fenced {
+        Fenced::Lost => Execution::LeaseLost,
+        Fenced::StoreDown(e) => Execution::Later(Failure::Retry {
+            reason: format!("attempt lease not confirmed, store unavailable: {e}"),
+            delay: Duration::from_secs(1),
+        }),
     }
 }
 

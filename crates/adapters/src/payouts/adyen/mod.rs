@@ -4,9 +4,11 @@
 //! Auth: `X-API-Key`. Idempotency: `Idempotency-Key` (at most 64 characters),
 //! under which Adyen replays the first result.
 //!
-//! Ambiguity: the status query replays the create under the same key (Adyen
-//! returns the stored transfer and executes nothing), then reads the
-//! transfer by id for its current status.
+//! Ambiguity: within the key's retention (at least 7 days) the status query
+//! replays the create under the same key (Adyen returns the stored transfer
+//! and executes nothing), then reads the transfer by id for its current
+//! status. Past it a replay could pay again, so [`AdyenAdapter::find`] looks
+//! the transfer up by its `reference` (our payout id) with `GET /transfers`.
 
 mod transformers;
 pub(crate) mod webhook;
@@ -15,7 +17,7 @@ use crate::http::{self, traced, Transport};
 use crate::payouts::VendorPayout;
 use crate::{AdapterError, CallContext, Secret};
 use switchyard_canonical::PayoutCommand;
-use transformers::{map_error, AdyenProblem, AdyenTransfer, AdyenTransferRequest};
+use transformers::{map_error, AdyenProblem, AdyenTransfer, AdyenTransferList, AdyenTransferRequest};
 
 #[derive(Debug, Clone)]
 pub struct AdyenAdapter {
@@ -73,7 +75,33 @@ impl AdyenAdapter {
         Ok(self.send(traced(req, ctx)).await.unwrap_or(replayed))
     }
 
+    /// The transfer Adyen made for `cmd`, found by `reference` among the
+    /// balance account's transfers created since `since_ms`; sends nothing
+    /// that could execute.
+    pub async fn find(&self, cmd: &PayoutCommand, since_ms: i64, ctx: &CallContext) -> Result<Option<VendorPayout>, AdapterError> {
+        let since = rfc3339(since_ms - 300_000)?;
+        // Adyen allows at most six months between the bounds.
+        let until = rfc3339(since_ms + 180 * 24 * 3600 * 1000)?;
+        let query = [
+            ("balanceAccountId", self.balance_account_id.as_str()),
+            ("reference", cmd.payout_id.as_str()),
+            ("createdSince", since.as_str()),
+            ("createdUntil", until.as_str()),
+            ("limit", "10"),
+        ];
+        let req = self.http.get(self.transfers_url.clone()).query(&query).header("X-API-Key", self.api_key.expose());
+        let list = http::send_json::<AdyenTransferList, AdyenProblem>(traced(req, ctx), map_error).await?;
+        list.into_match(cmd).map(|found| found.map(Into::into))
+    }
+
     async fn send(&self, req: reqwest::RequestBuilder) -> Result<VendorPayout, AdapterError> {
         http::send_json::<AdyenTransfer, AdyenProblem>(req, map_error).await.map(Into::into)
     }
+}
+
+fn rfc3339(ms: i64) -> Result<String, AdapterError> {
+    let at = time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
+        .map_err(|e| AdapterError::new(switchyard_canonical::ErrorClass::Permanent, switchyard_canonical::ErrorCode::InvalidRequest, e.to_string()))?;
+    at.format(&time::format_description::well_known::Rfc3339)
+        .map_err(|e| AdapterError::new(switchyard_canonical::ErrorClass::Permanent, switchyard_canonical::ErrorCode::InvalidRequest, e.to_string()))
 }

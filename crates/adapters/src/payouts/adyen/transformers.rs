@@ -81,6 +81,36 @@ pub(super) struct AdyenTransfer {
     id: String,
     status: String,
     reason: Option<String>,
+    #[serde(default)]
+    amount: Option<Amount>,
+    #[serde(default)]
+    reference: Option<String>,
+}
+
+/// `GET /transfers`: `{data: [...], _links: {...}}`.
+#[derive(Debug, Deserialize)]
+pub(super) struct AdyenTransferList {
+    #[serde(default)]
+    data: Vec<AdyenTransfer>,
+}
+
+impl AdyenTransferList {
+    /// The transfer carrying the command's reference, if it also carries the
+    /// command's money; a reference with other money needs a person.
+    pub(super) fn into_match(self, cmd: &PayoutCommand) -> Result<Option<AdyenTransfer>, AdapterError> {
+        let Some(found) = self.data.into_iter().find(|t| t.reference.as_deref() == Some(cmd.payout_id.as_str())) else {
+            return Ok(None);
+        };
+        let same = found.amount.as_ref().is_some_and(|a| a.value == cmd.amount_minor && a.currency.eq_ignore_ascii_case(&cmd.currency));
+        if !same {
+            return Err(AdapterError::new(
+                ErrorClass::ManualRepair,
+                ErrorCode::Unknown,
+                format!("adyen transfer {} for {} carries other money than the command", found.id, cmd.payout_id),
+            ));
+        }
+        Ok(Some(found))
+    }
 }
 
 impl From<AdyenTransfer> for VendorPayout {
@@ -130,10 +160,13 @@ pub(super) fn map_error(status: u16, retry_after: Option<Duration>, body: Option
             )
         })
         .unwrap_or_default();
-    // Adyen reports an idempotency-key reuse with other content as error code 704.
-    let idempotency_mismatch = body.as_ref().is_some_and(|p| p.error_code.as_deref() == Some("704"));
-    let mut err = if idempotency_mismatch && status != 409 {
-        AdapterError::new(ErrorClass::ManualRepair, ErrorCode::IdempotencyCollision, format!("adyen: {message}"))
+    // Adyen's 704 is "request already processed or in progress", on 409 or
+    // 422 (docs: API idempotency, error handling). It does not say which:
+    // the first request may be executing. Ambiguous, resolved under the same
+    // key at Adyen; never a refusal, never a reason to try another vendor.
+    let in_progress = body.as_ref().is_some_and(|p| p.error_code.as_deref() == Some("704"));
+    let mut err = if in_progress || status == 409 {
+        AdapterError::in_flight(status, retry_after, &format!("adyen: {message}"))
     } else if status == 422 {
         AdapterError::new(ErrorClass::Permanent, ErrorCode::InvalidRequest, format!("adyen: {message}"))
     } else {
@@ -164,5 +197,18 @@ mod tests {
         assert_eq!(e.class, ErrorClass::Permanent);
         assert!(e.message.contains("30_112"));
         assert!(!map_error(503, None, None).ambiguous);
+    }
+
+    #[test]
+    fn request_in_progress_is_never_a_refusal() {
+        for status in [409, 422] {
+            let p: AdyenProblem = serde_json::from_str(
+                r#"{"type":"x","title":"Conflict","status":409,"detail":"request already processed or in progress","errorCode":"704"}"#,
+            )
+            .expect("fixture");
+            let e = map_error(status, None, Some(p));
+            assert!(e.ambiguous && !e.is_definite_refusal(), "{status}: {e:?}");
+        }
+        assert!(!map_error(409, None, None).is_definite_refusal());
     }
 }
