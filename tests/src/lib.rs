@@ -2,5 +2,7 @@
 //! [`checks`] adds what the KYC/AML/fraud tests need, [`webhooks`] what the
 //! webhook ingester tests share.
 pub mod checks;
+pub mod fleet;
+pub mod money;
 pub mod webhooks;
 pub use switchyard_localstack::{command, workspace_binary, LocalStack as TestEnv, TopicReader};
