@@ -20,6 +20,9 @@ pub struct FleetConfig {
     pub key_retention: Duration,
     pub lease_ttl: Duration,
     pub vendor_timeout: Duration,
+    /// Calls in flight per vendor per worker: few, so a slow vendor makes
+    /// payouts queue between their claim and their call.
+    pub vendor_slots: usize,
     pub max_in_flight: usize,
 }
 
@@ -28,16 +31,17 @@ impl FleetConfig {
         let base = env.worker_config(&self.stripe_url, self.adyen_url.as_deref(), "stripe");
         let retention = self.key_retention.as_millis();
         let timeout = self.vendor_timeout.as_millis();
+        let slots = self.vendor_slots;
         let mut providers = format!(
             "  - {{ name: stripe, kind: stripe, base_url: \"{}\", api_key: {{ value: sk_test_switchyard }}, connected_account: {}, \
-             timeout_ms: {timeout}, key_retention_ms: {retention}, http2_prior_knowledge: true }}\n",
+             timeout_ms: {timeout}, key_retention_ms: {retention}, http2_prior_knowledge: true, max_concurrency: {slots} }}\n",
             self.stripe_url,
             switchyard_localstack::STRIPE_CONNECTED_ACCOUNT,
         );
         if let Some(adyen) = &self.adyen_url {
             providers.push_str(&format!(
                 "  - {{ name: adyen, kind: adyen, base_url: \"{adyen}\", api_key: {{ value: adyen_test_switchyard }}, \
-                 balance_account_id: BA00000000000000000000001, timeout_ms: {timeout}, key_retention_ms: {retention}, http2_prior_knowledge: true }}\n"
+                 balance_account_id: BA00000000000000000000001, timeout_ms: {timeout}, key_retention_ms: {retention}, http2_prior_knowledge: true, max_concurrency: {slots} }}\n"
             ));
         }
         let secondary = self.secondary.map(|s| format!(", secondary: {s}")).unwrap_or_default();

@@ -22,6 +22,32 @@ pub(crate) fn fingerprint<T: Hash + ?Sized>(value: &T) -> u64 {
     h.finish()
 }
 
+/// Work a vendor finishes once it has accepted a request, whether or not
+/// the client is still there: a client that times out or disconnects
+/// mid-request (the handler future is dropped) does not un-send it. Real
+/// vendors behave so, and a simulator that cancelled would hide every
+/// double execution that starts with a timeout.
+pub(crate) struct Accepted<F: FnOnce() -> R, R>(Option<F>);
+
+impl<F: FnOnce() -> R, R> Accepted<F, R> {
+    pub(crate) fn new(work: F) -> Self {
+        Self(Some(work))
+    }
+
+    /// Does the work now and returns its result.
+    pub(crate) fn finish(mut self) -> Option<R> {
+        self.0.take().map(|work| work())
+    }
+}
+
+impl<F: FnOnce() -> R, R> Drop for Accepted<F, R> {
+    fn drop(&mut self) {
+        if let Some(work) = self.0.take() {
+            work();
+        }
+    }
+}
+
 pub(crate) async fn pause(d: Duration) {
     if !d.is_zero() {
         tokio::time::sleep(d).await;
