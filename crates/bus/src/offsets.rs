@@ -4,19 +4,38 @@
 //! counts. Pure bookkeeping, no I/O.
 
 use std::collections::{BTreeMap, HashMap};
+use std::time::{Duration, Instant};
 
 /// Finished-offset tracking for one partition.
 #[derive(Debug, Default)]
 pub struct PartitionTracker {
-    /// In-flight offsets and whether each has finished.
+    /// Offsets received and not yet committable, and whether each has
+    /// finished. Finished ones wait here behind an unfinished head, so this
+    /// is the window the consumer bounds (see `RuntimeSettings`).
     pending: BTreeMap<i64, bool>,
+    /// When the current head (the oldest unfinished offset) was received.
+    head_since: Option<Instant>,
     /// The next offset to commit: everything below it is finished.
     committable: Option<i64>,
 }
 
 impl PartitionTracker {
     pub fn begin(&mut self, offset: i64) {
+        if self.pending.is_empty() {
+            self.head_since = Some(Instant::now());
+        }
         self.pending.insert(offset, false);
+    }
+
+    /// Offsets held back from the commit: unfinished, and finished behind an
+    /// unfinished head.
+    pub fn window(&self) -> usize {
+        self.pending.len()
+    }
+
+    /// How long the oldest unfinished message has held the commit back.
+    pub fn head_age(&self) -> Option<Duration> {
+        self.head_since.filter(|_| !self.pending.is_empty()).map(|t| t.elapsed())
     }
 
     /// Marks `offset` finished; returns the new commit position if it advanced.
@@ -35,6 +54,9 @@ impl PartitionTracker {
         }
         if advanced.is_some() {
             self.committable = advanced;
+            // A new head starts waiting now (approximately: it may have been
+            // received earlier, but it only blocks the commit from here on).
+            self.head_since = (!self.pending.is_empty()).then(Instant::now);
         }
         advanced
     }
@@ -99,6 +121,16 @@ impl OffsetBook {
     pub fn in_flight(&self) -> usize {
         self.partitions.values().map(|(_, t)| t.in_flight()).sum()
     }
+
+    /// The window of one partition (0 if not assigned).
+    pub fn window(&self, topic: &str, partition: i32) -> usize {
+        self.partitions.get(&(topic.to_owned(), partition)).map_or(0, |(_, t)| t.window())
+    }
+
+    /// The largest window and the oldest head over all partitions.
+    pub fn worst(&self) -> (usize, Duration) {
+        self.partitions.values().fold((0, Duration::ZERO), |(w, a), (_, t)| (w.max(t.window()), a.max(t.head_age().unwrap_or_default())))
+    }
 }
 
 #[cfg(test)]
@@ -118,6 +150,21 @@ mod tests {
         assert_eq!(t.finish(13), Some(15));
         assert_eq!(t.in_flight(), 0);
         assert_eq!(t.finish(99), None, "unknown offsets are ignored");
+    }
+
+    #[test]
+    fn the_window_holds_finished_offsets_behind_a_stuck_head() {
+        let mut t = PartitionTracker::default();
+        for o in 0..100 {
+            t.begin(o);
+        }
+        for o in 1..100 {
+            assert_eq!(t.finish(o), None);
+        }
+        assert_eq!(t.window(), 100, "99 finished offsets wait behind offset 0");
+        assert!(t.head_age().is_some());
+        assert_eq!(t.finish(0), Some(100));
+        assert_eq!((t.window(), t.head_age()), (0, None));
     }
 
     #[test]

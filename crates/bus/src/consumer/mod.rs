@@ -13,9 +13,12 @@
 //! crash-looping the worker. A message counts as finished only once its
 //! outcome, retry or DLQ record was acknowledged by the broker.
 
-use crate::headers::{from_kafka_headers, header_text, set_header, HeaderName, MessageContext};
+mod landing;
+
+pub use landing::retry_round_delay;
+use crate::headers::{from_kafka_headers, header_text, HeaderName, MessageContext};
 use crate::offsets::OffsetBook;
-use crate::publisher::{Outbound, Publisher};
+use crate::publisher::Publisher;
 use crate::{BusError, KafkaConfig};
 use futures::FutureExt;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer};
@@ -109,19 +112,30 @@ pub struct RuntimeSettings {
     /// round doubles the handler's delay up to this, so an outage of a
     /// minute or two is ridden out instead of dead-lettering everything.
     pub max_retry_delay: Duration,
+    /// Offsets of one partition held back from the commit (unfinished, or
+    /// finished behind an unfinished head) before that partition is paused.
+    /// `max_in_flight` bounds unfinished work; this bounds what one stuck
+    /// message makes the consumer remember.
+    pub max_uncommitted_per_partition: usize,
+    /// How long one handler call may take before its message takes the
+    /// retry path (and, after the rounds, the DLQ): a hung dependency costs
+    /// one message, not a partition.
+    pub handler_deadline: Duration,
 }
 
 impl Default for RuntimeSettings {
     fn default() -> Self {
-        Self { max_in_flight: 2000, max_retry_rounds: 5, drain_timeout: Duration::from_secs(20), max_retry_delay: Duration::from_secs(300) }
+        Self {
+            max_in_flight: 2000,
+            max_retry_rounds: 5,
+            drain_timeout: Duration::from_secs(20),
+            max_retry_delay: Duration::from_secs(300),
+            max_uncommitted_per_partition: 10_000,
+            handler_deadline: Duration::from_secs(120),
+        }
     }
 }
 
-/// The wait before retry round `attempt` (1-based): the handler's delay,
-/// doubled each round, at most `max`.
-pub fn retry_round_delay(asked: Duration, attempt: u32, max: Duration) -> Duration {
-    asked.saturating_mul(1u32 << attempt.saturating_sub(1).min(16)).min(max)
-}
 
 /// Counters a worker exports as metrics.
 #[derive(Debug, Default)]
@@ -131,6 +145,14 @@ pub struct RuntimeStats {
     pub retried: AtomicU64,
     pub dead_lettered: AtomicU64,
     pub panics: AtomicU64,
+    /// Handler calls cut off at `handler_deadline`.
+    pub deadline_exceeded: AtomicU64,
+    /// The largest uncommitted window of any partition, refreshed each second.
+    pub max_uncommitted: AtomicU64,
+    /// Age of the oldest message holding a commit back, in milliseconds.
+    pub oldest_head_ms: AtomicU64,
+    /// Partitions paused because their window is full.
+    pub paused_partitions: AtomicU64,
 }
 
 impl RuntimeStats {
@@ -189,6 +211,8 @@ pub struct ConsumerRuntime<H> {
     consumer: StreamConsumer<RebalanceContext>,
     book: Arc<Mutex<OffsetBook>>,
     shared: Arc<Shared<H>>,
+    /// Partitions paused for a full window; resumed at half of it.
+    paused: Mutex<std::collections::HashSet<(String, i32)>>,
 }
 
 struct Shared<H> {
@@ -225,7 +249,7 @@ impl<H: Handler> ConsumerRuntime<H> {
             stats: Arc::new(RuntimeStats::default()),
             shutdown,
         });
-        Ok(Self { consumer, book, shared })
+        Ok(Self { consumer, book, shared, paused: Mutex::new(Default::default()) })
     }
 
     pub fn stats(&self) -> Arc<RuntimeStats> {
@@ -242,10 +266,12 @@ impl<H: Handler> ConsumerRuntime<H> {
         // Each wake-up handles everything that is ready, not one event: under
         // load this task competes with thousands of handler tasks for a turn.
         const BURST: usize = 512;
+        let mut gauges = tokio::time::interval(Duration::from_secs(1));
         loop {
             tokio::select! {
                 biased;
                 _ = shutdown.cancelled() => break,
+                _ = gauges.tick() => self.refresh_gauges(),
                 Some(joined) = tasks.join_next(), if !tasks.is_empty() => {
                     self.on_joined(joined, &mut lanes, &mut tasks, &mut outstanding);
                     for _ in 0..BURST {
@@ -281,7 +307,52 @@ impl<H: Handler> ConsumerRuntime<H> {
         let Ok(done) = joined else { return };
         *outstanding -= 1;
         self.complete(&done);
+        self.resume_if_drained(&done.topic, done.partition);
         self.start_next_in_lane(done.lane, lanes, tasks, outstanding);
+    }
+
+    fn refresh_gauges(&self) {
+        let (window, head_age) = lock(&self.book).worst();
+        let stats = &self.shared.stats;
+        stats.max_uncommitted.store(window as u64, Ordering::Relaxed);
+        stats.oldest_head_ms.store(u64::try_from(head_age.as_millis()).unwrap_or(u64::MAX), Ordering::Relaxed);
+        stats.paused_partitions.store(lock(&self.paused).len() as u64, Ordering::Relaxed);
+    }
+
+    /// Stops fetching a partition whose window is full: its head is stuck and
+    /// everything behind it would otherwise pile up in memory.
+    fn pause_if_full(&self, topic: &str, partition: i32) {
+        let limit = self.shared.settings.max_uncommitted_per_partition.max(1);
+        if lock(&self.book).window(topic, partition) < limit {
+            return;
+        }
+        let mut paused = lock(&self.paused);
+        if !paused.insert((topic.to_owned(), partition)) {
+            return;
+        }
+        let mut tpl = TopicPartitionList::new();
+        tpl.add_partition(topic, partition);
+        match self.consumer.pause(&tpl) {
+            Ok(()) => tracing::warn!(topic, partition, limit, "partition paused: its oldest message holds back the commit"),
+            Err(e) => tracing::warn!(topic, partition, error = %e, "partition could not be paused"),
+        }
+    }
+
+    fn resume_if_drained(&self, topic: &str, partition: i32) {
+        let key = (topic.to_owned(), partition);
+        if !lock(&self.paused).contains(&key) {
+            return;
+        }
+        let limit = self.shared.settings.max_uncommitted_per_partition.max(1);
+        if lock(&self.book).window(topic, partition) > limit / 2 {
+            return;
+        }
+        lock(&self.paused).remove(&key);
+        let mut tpl = TopicPartitionList::new();
+        tpl.add_partition(topic, partition);
+        if let Err(e) = self.consumer.resume(&tpl) {
+            tracing::warn!(topic, partition, error = %e, "partition could not be resumed");
+        }
     }
 
     async fn on_received(
@@ -310,6 +381,7 @@ impl<H: Handler> ConsumerRuntime<H> {
         drop(message);
         self.shared.stats.received.fetch_add(1, Ordering::Relaxed);
         let epoch = lock(&self.book).begin(&inbound.topic, inbound.partition, inbound.offset);
+        self.pause_if_full(&inbound.topic, inbound.partition);
         let lane = match &inbound.key {
             Some(k) => Lane::Key(k.clone()),
             None => Lane::Unkeyed(inbound.topic.clone(), inbound.partition, inbound.offset),
@@ -420,7 +492,17 @@ impl<H: Handler> Shared<H> {
             }
         }
         loop {
-            let outcome = AssertUnwindSafe(self.handler.handle(message.clone())).catch_unwind().await;
+            let call = AssertUnwindSafe(self.handler.handle(message.clone())).catch_unwind();
+            let Ok(outcome) = tokio::time::timeout(self.settings.handler_deadline, call).await else {
+                self.stats.deadline_exceeded.fetch_add(1, Ordering::Relaxed);
+                let reason = format!("handler took longer than its {:?} deadline", self.settings.handler_deadline);
+                tracing::warn!(key = %message.key_text(), offset = message.offset, "{reason}");
+                let failure = Failure::Retry { reason, delay: Duration::from_secs(1) };
+                match self.settle_failure(message, failure).await {
+                    Some(done) => return done,
+                    None => continue,
+                }
+            };
             let failure = match outcome {
                 Ok(Ok(())) => return true,
                 Ok(Err(failure)) => failure,
@@ -434,131 +516,11 @@ impl<H: Handler> Shared<H> {
                     Failure::DeadLetter { class: ErrorClass::ManualRepair, reason: format!("handler panicked: {text}") }
                 }
             };
-            match failure {
-                Failure::DeadLetter { class, reason } => return self.dead_letter(message, class, &reason).await,
-                Failure::Park { reason } => match &self.topics.held {
-                    Some(held) => {
-                        let mut headers = with_origin(message);
-                        set_header(&mut headers, HeaderName::HELD_REASON, truncate(&reason));
-                        return self.publish_until_acked(message, held, headers).await;
-                    }
-                    None => return self.dead_letter(message, ErrorClass::ManualRepair, &reason).await,
-                },
-                Failure::Retry { reason, delay } => match &self.topics.retry {
-                    Some(retry_topic) => {
-                        let attempt = message.retry_attempt() + 1;
-                        if attempt > self.settings.max_retry_rounds {
-                            let reason = format!("retries exhausted after {} rounds: {reason}", attempt - 1);
-                            return self.dead_letter(message, ErrorClass::ManualRepair, &reason).await;
-                        }
-                        let delay = retry_round_delay(delay, attempt, self.settings.max_retry_delay);
-                        return self.to_retry_topic(message, retry_topic, attempt, &reason, delay).await;
-                    }
-                    None => {
-                        tokio::select! {
-                            _ = tokio::time::sleep(delay) => continue,
-                            _ = self.shutdown.cancelled() => return false,
-                        }
-                    }
-                },
+            match self.settle_failure(message, failure).await {
+                Some(done) => return done,
+                None => continue,
             }
         }
     }
-
-    async fn to_retry_topic(&self, message: &Inbound, topic: &str, attempt: u32, reason: &str, delay: Duration) -> bool {
-        let mut headers = with_origin(message);
-        set_header(&mut headers, HeaderName::RETRY_ATTEMPT, attempt.to_string());
-        set_header(&mut headers, HeaderName::RETRY_NOT_BEFORE, (now_ms() + delay.as_millis() as i64).to_string());
-        set_header(&mut headers, HeaderName::RETRY_REASON, truncate(reason));
-        tracing::info!(key = %message.key_text(), attempt, reason, "to retry topic");
-        let ok = self.publish_until_acked(message, topic, headers).await;
-        if ok {
-            self.stats.retried.fetch_add(1, Ordering::Relaxed);
-        }
-        ok
-    }
-
-    async fn dead_letter(&self, message: &Inbound, class: ErrorClass, reason: &str) -> bool {
-        let mut headers = message.headers.clone();
-        // A message that went through the retry topic is reported at its
-        // original position, which is what an operator replays from.
-        let original = |name: &str, own: String| header_text(&message.headers, name).map_or(own, str::to_owned);
-        let source = original(HeaderName::ORIGINAL_TOPIC, message.topic.clone());
-        let partition = original(HeaderName::ORIGINAL_PARTITION, message.partition.to_string());
-        let offset = original(HeaderName::ORIGINAL_OFFSET, message.offset.to_string());
-        set_header(&mut headers, HeaderName::DLQ_REASON, truncate(reason));
-        set_header(&mut headers, HeaderName::DLQ_ERROR_CLASS, class.as_str());
-        set_header(&mut headers, HeaderName::DLQ_SOURCE_TOPIC, source);
-        set_header(&mut headers, HeaderName::DLQ_SOURCE_PARTITION, partition);
-        set_header(&mut headers, HeaderName::DLQ_SOURCE_OFFSET, offset);
-        set_header(&mut headers, HeaderName::DLQ_FAILED_AT, now_ms().to_string());
-        tracing::warn!(key = %message.key_text(), topic = %message.topic, offset = message.offset, reason, "dead-lettered");
-        let ok = self.publish_until_acked(message, &self.topics.dlq, headers).await;
-        if ok {
-            self.stats.dead_lettered.fetch_add(1, Ordering::Relaxed);
-        }
-        ok
-    }
-
-    /// The original bytes must land somewhere before the offset may move, so
-    /// a broker hiccup is retried until it succeeds or the worker stops.
-    async fn publish_until_acked(&self, message: &Inbound, topic: &str, headers: Vec<(String, Vec<u8>)>) -> bool {
-        let record = Outbound {
-            topic: topic.to_owned(),
-            key: message.key.clone(),
-            payload: message.payload.clone().unwrap_or_default(),
-            headers,
-        };
-        let mut backoff = Duration::from_millis(100);
-        loop {
-            match self.publisher.publish(&record).await {
-                Ok(_) => return true,
-                Err(e) => tracing::warn!(error = %e, topic, "publish failed; retrying"),
-            }
-            tokio::select! {
-                _ = tokio::time::sleep(backoff) => {}
-                _ = self.shutdown.cancelled() => return false,
-            }
-            backoff = (backoff * 2).min(Duration::from_secs(5));
-        }
-    }
 }
 
-/// The message's headers plus where it was first consumed: the first trip
-/// through the retry or held topic records it, later trips keep it, so the
-/// DLQ can report the position an operator replays from.
-fn with_origin(message: &Inbound) -> Vec<(String, Vec<u8>)> {
-    let mut headers = message.headers.clone();
-    if header_text(&message.headers, HeaderName::ORIGINAL_TOPIC).is_none() {
-        set_header(&mut headers, HeaderName::ORIGINAL_TOPIC, message.topic.clone());
-        set_header(&mut headers, HeaderName::ORIGINAL_PARTITION, message.partition.to_string());
-        set_header(&mut headers, HeaderName::ORIGINAL_OFFSET, message.offset.to_string());
-    }
-    headers
-}
-
-fn truncate(reason: &str) -> String {
-    const MAX: usize = 1024;
-    if reason.len() <= MAX {
-        return reason.to_owned();
-    }
-    let mut end = MAX;
-    while !reason.is_char_boundary(end) {
-        end -= 1;
-    }
-    reason[..end].to_owned()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn retry_rounds_back_off_and_stay_capped() {
-        let max = Duration::from_secs(300);
-        let rounds: Vec<u64> = (1..=5).map(|a| retry_round_delay(Duration::from_secs(5), a, max).as_secs()).collect();
-        assert_eq!(rounds, [5, 10, 20, 40, 80], "five rounds ride out a 30-second outage with room to spare");
-        assert_eq!(retry_round_delay(Duration::from_secs(3600), 1, max), max, "no vendor or handler parks a message longer");
-        assert_eq!(retry_round_delay(Duration::from_secs(5), 40, max), max);
-    }
-}
