@@ -160,3 +160,51 @@ async fn a_delivery_that_finds_a_live_lease_calls_no_one_while_the_holder_fails_
     worker.join.await??;
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_claim_older_than_the_vendors_key_memory_is_looked_up_never_created_again() -> Result<()> {
+    use switchyard_store::{Claim, Store};
+    let retention = Duration::from_secs(3);
+    let env = TestEnv::new("forgotten").await?;
+    let oracle = MoneyOracle::new();
+    let stripe = stripe::spawn_stripe(stripe::StripeConfig { oracle: oracle.clone(), key_retention: retention, ..stripe::StripeConfig::local() }).await?;
+    let mut config = env.worker_config(&stripe.base_url(), None, "stripe");
+    config.providers[0].key_retention_ms = Some(retention.as_millis() as u64);
+    let stage = Stage { env, oracle, adyen: adyen::spawn_adyen(adyen::AdyenConfig::local()).await?, stripe, config };
+
+    // An earlier delivery claimed the payout, Stripe paid it, and the worker
+    // died before it could record the answer.
+    let run = &stage.env.prefix;
+    let cmd = command(&format!("{run}po-1"), &format!("{run}key-1"), 4444);
+    let store = Store::connect(&stage.config.database_url).await?;
+    store
+        .claim(Claim {
+            domain: "payouts".into(),
+            idempotency_key: cmd.idempotency_key.clone(),
+            fingerprint: cmd.fingerprint().0,
+            subject_id: cmd.payout_id.clone(),
+            provider: "stripe".into(),
+            provider_key: cmd.idempotency_key.clone(),
+            correlation_id: "died".into(),
+            lease_owner: "died".into(),
+            lease_ttl_ms: 0,
+        })
+        .await?;
+    stripe_adapter(&stage)?.create(&cmd, &cmd.idempotency_key, &ctx()).await?;
+    // Stripe forgets the key; then the command is delivered again.
+    tokio::time::sleep(retention + Duration::from_millis(500)).await;
+    let shutdown = CancellationToken::new();
+    let worker = start_payout_worker(stage.config.clone(), shutdown.clone()).await?;
+    let reader = stage.env.outcome_reader()?;
+    stage.env.core_producer().await?.send(&cmd).await?;
+    let outcome = stage.env.collect_outcomes(&reader, 1, Duration::from_secs(30)).await?.remove(0);
+
+    let violations = paid_exactly_once(&stage.oracle, std::slice::from_ref(&cmd));
+    assert!(violations.is_empty(), "{violations:?}; the worker said {outcome:?}");
+    assert!(matches!(outcome.status, PayoutStatus::Submitted | PayoutStatus::Paid), "found by its reference: {outcome:?}");
+    assert_eq!(outcome.provider.as_deref(), Some("stripe"));
+    assert_eq!(outcome.provider_reference.as_deref(), Some(stage.oracle.movements()[0].vendor_id.as_str()));
+    shutdown.cancel();
+    worker.join.await??;
+    Ok(())
+}
