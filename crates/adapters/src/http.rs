@@ -72,6 +72,13 @@ impl AdapterError {
 
     /// Classifies a transport failure of `reqwest`.
     pub fn from_transport(e: &reqwest::Error) -> Self {
+        if e.is_builder() {
+            // The request could not even be assembled (a header value with a
+            // line break, a body that does not serialize): nothing was sent,
+            // so nothing can have executed, and the vendor's health is not
+            // in question. Retrying builds the same request again.
+            return Self::new(ErrorClass::Permanent, ErrorCode::InvalidRequest, format!("request could not be built, not sent: {e}"));
+        }
         if e.is_timeout() {
             // The request may have reached the vendor and been executed.
             let mut err = Self::new(ErrorClass::Transient, ErrorCode::Timeout, "vendor call timed out");
@@ -257,6 +264,23 @@ mod tests {
         })
         .await;
         assert_eq!(meta, ReplyMeta { http_status: Some(503), request_id: Some("ABC123".into()) });
+    }
+
+    /// A key with a line break cannot become a header: reqwest refuses to
+    /// build the request, which therefore never left the process.
+    #[tokio::test]
+    async fn a_request_that_could_not_be_built_is_a_definite_invalid_request() {
+        let client = client(Transport::new(Duration::from_secs(1), 1)).expect("client");
+        for key in ["key\r", "key\nX-Evil: 1", "key\x0b", "key\0"] {
+            // Port 9 (discard): were the request ever sent, it would fail differently.
+            let req = client.post("http://127.0.0.1:9/v1/payouts").header("Idempotency-Key", key).json(&serde_json::json!({}));
+            let err = send_json::<serde_json::Value, serde_json::Value>(req, |_, _, _| unreachable!("no reply expected"))
+                .await
+                .expect_err("the request cannot be built");
+            assert_eq!((err.class, err.code, err.ambiguous), (ErrorClass::Permanent, ErrorCode::InvalidRequest, false), "{key:?}: {err}");
+            assert!(!err.counts_against_vendor(), "our own bad request says nothing about the vendor: {err}");
+            assert!(!err.is_definite_refusal(), "nothing to fail over: no vendor would take it either: {err}");
+        }
     }
 
     #[test]

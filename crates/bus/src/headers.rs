@@ -56,7 +56,7 @@ impl MessageContext {
                 .map(str::to_owned)
         };
         let correlation_id = text(HeaderName::CORRELATION_ID)
-            .filter(|s| !s.is_empty() && s.len() <= 128)
+            .filter(|s| !s.is_empty() && correlation_id_problem(s.as_bytes()).is_none())
             .map(CorrelationId)
             .unwrap_or_else(CorrelationId::new_random);
         let traceparent = text(HeaderName::TRACEPARENT)
@@ -80,6 +80,55 @@ impl MessageContext {
         }
         out
     }
+}
+
+/// The longest correlation id or idempotency key header we keep.
+pub const MAX_STORED_HEADER_LEN: usize = 128;
+
+/// A header value a worker would store (audit log, idempotency record) or
+/// send on to a vendor, but cannot.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("header {name} {problem}")]
+pub struct BadHeader {
+    pub name: &'static str,
+    pub problem: &'static str,
+}
+
+/// Checks the headers a worker keeps before it claims anything: the
+/// `correlation-id` (stored with every record and audit entry, and sent to
+/// vendors as an HTTP header) and the `idempotency-key` (copied onto every
+/// message the command causes). PostgreSQL text cannot hold NUL or invalid
+/// UTF-8; such a value, accepted, would fail the group commit it joins.
+/// [`MessageContext::from_headers`] quietly replaces a bad correlation id;
+/// a worker that must not lose the caller's id dead-letters the message
+/// with this error instead. Absent headers are fine.
+pub fn check_stored_headers(headers: &[(String, Vec<u8>)]) -> Result<(), BadHeader> {
+    let value = |name: &str| headers.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_slice());
+    if let Some(problem) = value(HeaderName::CORRELATION_ID).and_then(correlation_id_problem) {
+        return Err(BadHeader { name: HeaderName::CORRELATION_ID, problem });
+    }
+    if let Some(problem) = value(HeaderName::IDEMPOTENCY_KEY).and_then(storable_text_problem) {
+        return Err(BadHeader { name: HeaderName::IDEMPOTENCY_KEY, problem });
+    }
+    Ok(())
+}
+
+/// What keeps `value` out of a PostgreSQL text column, if anything.
+fn storable_text_problem(value: &[u8]) -> Option<&'static str> {
+    if value.len() > MAX_STORED_HEADER_LEN {
+        return Some("is longer than 128 bytes");
+    }
+    let Ok(text) = std::str::from_utf8(value) else { return Some("is not valid UTF-8") };
+    text.contains('\0').then_some("contains a NUL character")
+}
+
+/// A correlation id must also fit into the `X-Correlation-Id` header of
+/// every vendor call: printable ASCII only.
+fn correlation_id_problem(value: &[u8]) -> Option<&'static str> {
+    storable_text_problem(value).or_else(|| {
+        (!value.iter().all(|b| (b' '..=b'~').contains(b)))
+            .then_some("contains characters other than printable ASCII (control characters, line breaks, non-ASCII)")
+    })
 }
 
 pub fn header_text<'a>(headers: &'a [(String, Vec<u8>)], name: &str) -> Option<&'a str> {
@@ -123,6 +172,26 @@ mod tests {
         let tp = header_text(&out, "traceparent").expect("traceparent");
         assert!(tp.starts_with("00-4bf92f3577b34da6a3ce929d0e0e4736-"));
         assert_eq!(header_text(&out, "schema-id"), Some("7"));
+    }
+
+    #[test]
+    fn values_the_store_cannot_hold_are_named() {
+        let with = |name: &str, value: &[u8]| vec![(name.to_owned(), value.to_vec())];
+        assert_eq!(check_stored_headers(&[]), Ok(()));
+        assert_eq!(check_stored_headers(&with("correlation-id", b"corr-1")), Ok(()));
+        assert_eq!(check_stored_headers(&with("idempotency-key", "schlüssel".as_bytes())), Ok(()));
+        for bad in [&b"corr-\0-1"[..], b"corr\r\n1", b"\xff\xfe", "corré".as_bytes(), &[b'c'; 129]] {
+            let err = check_stored_headers(&with("correlation-id", bad)).expect_err("bad correlation id");
+            assert_eq!(err.name, "correlation-id", "{bad:?}");
+            let ctx = MessageContext::from_headers(&with("correlation-id", bad));
+            assert_eq!(ctx.correlation_id.0.len(), 32, "replaced by a fresh id: {bad:?}");
+        }
+        for bad in [&b"key-\0"[..], b"\xc3\x28", &[b'k'; 129]] {
+            let err = check_stored_headers(&with("idempotency-key", bad)).expect_err("bad key");
+            assert_eq!(err.name, "idempotency-key", "{bad:?}");
+        }
+        let err = check_stored_headers(&with("correlation-id", b"a\0")).expect_err("NUL");
+        assert_eq!(err.to_string(), "header correlation-id contains a NUL character");
     }
 
     #[test]

@@ -19,7 +19,8 @@ pub struct RegistryClient {
 }
 
 /// Why a schema could not be fetched: the difference decides between the DLQ
-/// (the id does not exist) and a retry (the registry is unreachable).
+/// (the registry says the id does not exist) and a retry (the registry is
+/// unreachable, or something other than the registry answered).
 #[derive(Debug, thiserror::Error)]
 pub enum LookupError {
     #[error("schema id {0} is not registered")]
@@ -31,6 +32,15 @@ pub enum LookupError {
 #[derive(Deserialize)]
 struct IdReply {
     id: u32,
+}
+
+/// Confluent's `error_code` for "schema not found" (its 404 for an id).
+const SCHEMA_NOT_FOUND: u32 = 40403;
+
+/// Confluent's error body: `{"error_code": 40403, "message": "..."}`.
+#[derive(Deserialize)]
+struct ErrorReply {
+    error_code: u32,
 }
 
 #[derive(Deserialize)]
@@ -90,7 +100,18 @@ impl RegistryClient {
             .map_err(|e| LookupError::Unavailable(self.error(format!("schema {id}: {e}"))))?;
         match reply.status().as_u16() {
             200 => {}
-            404 => return Err(LookupError::UnknownId(id)),
+            404 => {
+                // Only the registry itself saying "schema not found" makes the
+                // message undeliverable; a 404 from a proxy or a wrong path
+                // says nothing about the id, and must not dead-letter.
+                let body = reply.bytes().await.unwrap_or_default();
+                let code = serde_json::from_slice::<ErrorReply>(&body).ok().map(|r| r.error_code);
+                if code == Some(SCHEMA_NOT_FOUND) {
+                    return Err(LookupError::UnknownId(id));
+                }
+                let text = String::from_utf8_lossy(&body[..body.len().min(200)]).into_owned();
+                return Err(LookupError::Unavailable(self.error(format!("schema {id}: HTTP 404 without error code {SCHEMA_NOT_FOUND}: {text}"))));
+            }
             other => return Err(LookupError::Unavailable(self.error(format!("schema {id}: HTTP {other}")))),
         }
         let SchemaReply { schema } =
@@ -104,5 +125,43 @@ impl RegistryClient {
 
     fn cache(&self, id: u32, schema: Arc<Schema>) {
         self.by_id.write().unwrap_or_else(|e| e.into_inner()).insert(id, schema);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    /// A registry stand-in that answers every request with `status` and `body`.
+    async fn answering(status: &'static str, body: &'static str) -> String {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        tokio::spawn(async move {
+            while let Ok((mut socket, _)) = listener.accept().await {
+                let mut request = [0u8; 4096];
+                let _ = socket.read(&mut request).await;
+                let reply = format!(
+                    "HTTP/1.1 {status}\r\ncontent-type: application/vnd.schemaregistry.v1+json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = socket.write_all(reply.as_bytes()).await;
+            }
+        });
+        format!("http://{addr}")
+    }
+
+    #[tokio::test]
+    async fn only_the_registrys_own_schema_not_found_means_an_unknown_id() {
+        let registry = answering("404 Not Found", r#"{"error_code":40403,"message":"Schema 7 not found"}"#).await;
+        let lookup = RegistryClient::new(registry).expect("client").schema_by_id(7).await;
+        assert!(matches!(lookup, Err(LookupError::UnknownId(7))), "{lookup:?}");
+
+        // A proxy or a misrouted URL: the schema may well exist.
+        for body in ["<html>404 Not Found</html>", "", r#"{"error_code":40401,"message":"Subject not found"}"#] {
+            let elsewhere = answering("404 Not Found", body).await;
+            let lookup = RegistryClient::new(elsewhere).expect("client").schema_by_id(7).await;
+            assert!(matches!(lookup, Err(LookupError::Unavailable(_))), "{body:?}: {lookup:?}");
+        }
     }
 }

@@ -65,9 +65,11 @@ impl PayoutCommand {
         if self.payout_id.is_empty() || self.idempotency_key.is_empty() {
             return Err("payout_id and idempotency_key must not be empty".into());
         }
-        if self.idempotency_key.len() > 64 {
-            return Err("idempotency_key is longer than 64 characters".into());
-        }
+        // Checked here, not left to the store or the HTTP client: there a
+        // bad id would fail a whole group commit or look like a vendor
+        // outage, instead of this one command being refused.
+        crate::check::validate_subject_id("payout_id", &self.payout_id)?;
+        crate::check::validate_idempotency_key(&self.idempotency_key)?;
         if self.beneficiary.iban.len() < 15 || self.beneficiary.name.is_empty() {
             return Err("beneficiary needs a name and an IBAN".into());
         }
@@ -178,6 +180,18 @@ mod tests {
         let mut other = a.clone();
         other.amount_minor += 1;
         assert_ne!(a.fingerprint(), other.fingerprint());
+    }
+
+    #[test]
+    fn ids_the_store_or_an_http_header_cannot_hold_are_invalid() {
+        for payout_id in ["po-\0-1", "po\r\n1"] {
+            let cmd = PayoutCommand { payout_id: payout_id.into(), ..sample() };
+            assert!(cmd.validate().is_err_and(|e| e.contains("payout_id")), "{payout_id:?}");
+        }
+        for key in ["key-\0", "key\r", "key\n", "key\x0b", "kéy", "key "] {
+            let cmd = PayoutCommand { idempotency_key: key.into(), ..sample() };
+            assert!(cmd.validate().is_err_and(|e| e.contains("idempotency_key")), "{key:?}");
+        }
     }
 
     #[test]

@@ -123,6 +123,12 @@ enum Execution {
 
 impl Handler for PayoutHandler {
     async fn handle(&self, message: Arc<Inbound>) -> Result<(), Failure> {
+        // Before any claim: a header the store cannot hold would fail the
+        // group commit of every payout batched with it.
+        if let Err(bad) = switchyard_bus::headers::check_stored_headers(&message.headers) {
+            self.metrics.failure(ErrorClass::ManualRepair.as_str());
+            return Err(dead_letter(&bad.to_string()));
+        }
         let Some(payload) = message.payload.as_deref() else {
             return Err(dead_letter("message has no value"));
         };
