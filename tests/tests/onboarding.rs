@@ -101,6 +101,8 @@ impl Stack {
             retention_ms: 24 * 3600 * 1000,
             admin_bind: None,
             max_in_flight: 100,
+            max_retry_rounds: 5,
+            retry_topic_delay_ms: 500,
         }
     }
 
@@ -631,7 +633,9 @@ async fn a_transition_committed_but_never_published_is_sent_by_the_sweep() -> Re
 async fn a_step_past_its_deadline_is_resent_under_the_same_key_then_expires() -> Result<()> {
     let mut stack = Stack::without_fraud_worker("onb-timeout", Duration::from_millis(200)).await?;
     let mut config = stack.config();
-    config.limits.step_timeout_ms = 3_000;
+    // Long enough that the fraud worker, started after `never` expired, is
+    // up before `late` runs out of resends on a loaded 2-core CI machine.
+    config.limits.step_timeout_ms = 5_000;
     config.limits.max_resends = 2;
     let (orchestrator, token) = stack.orchestrator_with(config).await?;
     let (late, never) = (stack.flow_id("late"), stack.flow_id("never"));

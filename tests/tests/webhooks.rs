@@ -299,3 +299,45 @@ async fn broker_outage_answers_503_publishes_nothing_and_retried_callbacks_land_
     shutdown.cancel();
     Ok(())
 }
+
+/// Vendors re-render a retried callback (Stripe counts down
+/// `pending_webhooks`, others add a retry counter), so the retry's digest
+/// differs from the first delivery's. A first delivery whose publish failed
+/// was answered 503 and put nothing on the bus: the retry must be published,
+/// not acknowledged as a reused id.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_re_rendered_retry_after_a_failed_publish_is_published() -> Result<()> {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+    let broker = PrivateBroker { port };
+    broker.script("start")?;
+    let prefix = format!("webhook-rerender-{}.", &uuid::Uuid::new_v4().simple().to_string()[..8]);
+    let stack = LocalStack::open(prefix.clone(), broker.brokers()).await?;
+    let shutdown = CancellationToken::new();
+    let ingester = start_ingester(stack.ingester_config(default_providers()), shutdown.clone()).await?;
+    let run = uuid::Uuid::new_v4().simple().to_string();
+    let signer = Signer::Stripe { secret: STRIPE_SECRET.into() };
+    let emitter = WebhookEmitter::new(url(&ingester, "stripe"), signer.clone());
+    let first = stripe_callback(&run, 0);
+    let needle = "\"pending_webhooks\":1";
+    assert!(String::from_utf8_lossy(&first.body).contains(needle), "the body carries Stripe's delivery counter");
+
+    broker.script("stop")?;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(emitter.send_once(&signer, &first, now_s()).await, 503, "nothing published while the broker is down");
+
+    broker.script("start")?;
+    let _ = LocalStack::open(prefix, broker.brokers()).await?;
+    let retry = Callback { id: first.id.clone(), body: String::from_utf8_lossy(&first.body).replace(needle, "\"pending_webhooks\":2").into_bytes() };
+    let mut emitter = emitter.clone();
+    emitter.max_attempts = 12;
+    let (delivered, _) = emitter.deliver(&retry).await;
+    assert!(delivered, "the retry is accepted once the broker is back");
+
+    let published = drain(&stack, &stack.topic("payouts.provider-events.v1"), 1, Duration::from_secs(2)).await?;
+    let ids: Vec<String> = published.iter().map(|(_, e)| e.event_id.clone()).collect();
+    assert_eq!(ids, vec![first.id.clone()], "the event answered 200 is on the bus, once");
+    let digest = switchyard_adapters::webhooks::body_sha256_hex(&retry.body);
+    assert_eq!(published[0].1.payload_sha256, digest, "the retried body is the one published");
+    shutdown.cancel();
+    Ok(())
+}

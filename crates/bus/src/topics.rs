@@ -11,7 +11,17 @@ use std::time::Duration;
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TopicsFile {
+    /// Replication of every topic that does not set its own.
+    #[serde(default)]
+    pub defaults: TopicDefaults,
     pub topics: Vec<TopicSpec>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TopicDefaults {
+    pub replication_factor: Option<i32>,
+    pub min_insync_replicas: Option<i32>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -26,6 +36,21 @@ pub struct TopicSpec {
     pub value_schema: Option<String>,
     pub producer: String,
     pub consumer: String,
+    /// Overrides `defaults.replication_factor`; 1 when neither is set.
+    #[serde(default)]
+    pub replication_factor: Option<i32>,
+    /// Overrides `defaults.min_insync_replicas`; the broker's default when
+    /// neither is set. With `acks=all` (our producers) a write succeeds only
+    /// once this many replicas have it.
+    #[serde(default)]
+    pub min_insync_replicas: Option<i32>,
+}
+
+/// How one topic is replicated, defaults applied.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Replication {
+    pub factor: i32,
+    pub min_insync: Option<i32>,
 }
 
 impl TopicsFile {
@@ -41,15 +66,69 @@ impl TopicsFile {
     pub fn parse(text: &str) -> Result<Self, BusError> {
         let file: TopicsFile = serde_norway::from_str(text)
             .map_err(|e| BusError::TopicsFile { path: "<text>".into(), message: e.to_string() })?;
-        for t in &file.topics {
-            if t.partitions < 1 {
-                return Err(BusError::TopicsFile {
-                    path: "<text>".into(),
-                    message: format!("topics[{}].partitions must be at least 1", t.name),
-                });
+        file.validate().map_err(|message| BusError::TopicsFile { path: "<text>".into(), message })?;
+        Ok(file)
+    }
+
+    /// Every error names the topic (or `defaults`) and the field at fault.
+    fn validate(&self) -> Result<(), String> {
+        let d = &self.defaults;
+        for (field, v) in [("replication_factor", d.replication_factor), ("min_insync_replicas", d.min_insync_replicas)] {
+            if v.is_some_and(|v| v < 1) {
+                return Err(format!("defaults.{field} must be at least 1"));
             }
         }
-        Ok(file)
+        if let (Some(rf), Some(min)) = (d.replication_factor, d.min_insync_replicas) {
+            if min > rf {
+                return Err(format!("defaults.min_insync_replicas ({min}) exceeds defaults.replication_factor ({rf})"));
+            }
+        }
+        for t in &self.topics {
+            if t.partitions < 1 {
+                return Err(format!("topics[{}].partitions must be at least 1", t.name));
+            }
+            for (field, v) in [("replication_factor", t.replication_factor), ("min_insync_replicas", t.min_insync_replicas)] {
+                if v.is_some_and(|v| v < 1) {
+                    return Err(format!("topics[{}].{field} must be at least 1", t.name));
+                }
+            }
+            let r = self.replication_of(t);
+            if let Some(min) = r.min_insync.filter(|&min| min > r.factor) {
+                return Err(format!(
+                    "topics[{}].min_insync_replicas ({min}) exceeds its replication_factor ({}); with acks=all no write could succeed",
+                    t.name, r.factor
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// A topic's replication with the file's defaults applied.
+    pub fn replication_of(&self, t: &TopicSpec) -> Replication {
+        Replication {
+            factor: t.replication_factor.or(self.defaults.replication_factor).unwrap_or(1),
+            min_insync: t.min_insync_replicas.or(self.defaults.min_insync_replicas),
+        }
+    }
+
+    /// The same topics replicated at most `max` times, `min_insync_replicas`
+    /// lowered to match. topics.yaml describes production (3 replicas, 2 in
+    /// sync); a stack with fewer brokers (a single tansu, docker-compose's
+    /// single Kafka) cannot create those topics, so its tooling caps them
+    /// explicitly: the local stack at the broker count it sees
+    /// ([`broker_count`]), `switchyard topics create --max-replication-factor`.
+    /// Production passes no cap, so a cluster short of brokers fails
+    /// loudly instead of creating under-replicated topics.
+    pub fn capped_replication(&self, max: i32) -> Self {
+        let max = max.max(1);
+        let mut copy = self.clone();
+        for t in &mut copy.topics {
+            let r = self.replication_of(t);
+            let factor = r.factor.min(max);
+            t.replication_factor = Some(factor);
+            t.min_insync_replicas = r.min_insync.map(|m| m.min(factor));
+        }
+        copy
     }
 
     /// The same topics under a name prefix, so tests can run side by side on
@@ -62,15 +141,29 @@ impl TopicsFile {
         copy
     }
 
-    /// Creates every topic; existing topics are left as they are.
+    /// Creates every topic; existing topics are left as they are (their
+    /// replication included: changing it is a reassignment, not a create).
     pub async fn create_all(&self, kafka: &KafkaConfig) -> Result<(), BusError> {
         let admin: AdminClient<DefaultClientContext> = kafka.admin_config().create()?;
-        let retention: Vec<String> = self.topics.iter().map(|t| t.retention_ms.unwrap_or(-1).to_string()).collect();
+        let settings: Vec<(Replication, String, Option<String>)> = self
+            .topics
+            .iter()
+            .map(|t| {
+                let r = self.replication_of(t);
+                (r, t.retention_ms.unwrap_or(-1).to_string(), r.min_insync.map(|m| m.to_string()))
+            })
+            .collect();
         let new_topics: Vec<NewTopic<'_>> = self
             .topics
             .iter()
-            .zip(&retention)
-            .map(|(t, r)| NewTopic::new(&t.name, t.partitions, TopicReplication::Fixed(1)).set("retention.ms", r))
+            .zip(&settings)
+            .map(|(t, (r, retention, min_insync))| {
+                let topic = NewTopic::new(&t.name, t.partitions, TopicReplication::Fixed(r.factor)).set("retention.ms", retention);
+                match min_insync {
+                    Some(m) => topic.set("min.insync.replicas", m),
+                    None => topic,
+                }
+            })
             .collect();
         let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
         for result in admin.create_topics(&new_topics, &opts).await? {
@@ -83,6 +176,18 @@ impl TopicsFile {
         }
         Ok(())
     }
+}
+
+/// How many brokers the cluster metadata lists (those alive right now), for
+/// capping replication on development stacks; see
+/// [`TopicsFile::capped_replication`].
+pub async fn broker_count(kafka: &KafkaConfig) -> Result<i32, BusError> {
+    let admin: AdminClient<DefaultClientContext> = kafka.admin_config().create()?;
+    // fetch_metadata blocks its thread until the broker answers.
+    let metadata = tokio::task::spawn_blocking(move || admin.inner().fetch_metadata(None, Duration::from_secs(10)))
+        .await
+        .map_err(|e| BusError::Config(format!("metadata task: {e}")))??;
+    Ok(metadata.brokers().len() as i32)
 }
 
 #[cfg(test)]
@@ -98,6 +203,66 @@ mod tests {
             let schema = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").join(t);
             assert!(schema.exists(), "{t} named in topics.yaml exists");
         }
+    }
+
+    const TWO: &str = "topics:\n  - { name: a, partitions: 1, key: k, value_schema: null, producer: p, consumer: c }\n  - { name: b, partitions: 1, key: k, value_schema: null, producer: p, consumer: c, replication_factor: 5, min_insync_replicas: 3 }\n";
+
+    fn replications(file: &TopicsFile) -> Vec<Replication> {
+        file.topics.iter().map(|t| file.replication_of(t)).collect()
+    }
+
+    #[test]
+    fn replication_settings_parse_with_file_defaults() {
+        let text = format!("defaults: {{ replication_factor: 3, min_insync_replicas: 2 }}\n{TWO}");
+        let file = TopicsFile::parse(&text).expect("parses");
+        assert_eq!(
+            replications(&file),
+            [Replication { factor: 3, min_insync: Some(2) }, Replication { factor: 5, min_insync: Some(3) }],
+            "a topic's own setting wins over the defaults"
+        );
+        // Without defaults: one replica, the broker's min.insync.replicas.
+        let bare = TopicsFile::parse(TWO).expect("parses");
+        assert_eq!(replications(&bare)[0], Replication { factor: 1, min_insync: None });
+    }
+
+    #[test]
+    fn the_repository_topics_file_asks_for_three_replicas_two_in_sync() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../topics.yaml");
+        let file = TopicsFile::load(&path).expect("topics.yaml parses");
+        for t in &file.topics {
+            assert_eq!(file.replication_of(t), Replication { factor: 3, min_insync: Some(2) }, "{}", t.name);
+        }
+    }
+
+    #[test]
+    fn min_insync_above_the_replication_factor_is_refused_naming_topic_and_field() {
+        let topic_level = "topics:\n  - { name: payouts.x, partitions: 1, key: k, value_schema: null, producer: p, consumer: c, replication_factor: 2, min_insync_replicas: 3 }\n";
+        let err = TopicsFile::parse(topic_level).expect_err("min_insync > rf").to_string();
+        assert!(err.contains("topics[payouts.x].min_insync_replicas") && err.contains("replication_factor (2)"), "{err}");
+        // A topic lowering its factor under the file's min_insync is caught too.
+        let mixed = "defaults: { replication_factor: 3, min_insync_replicas: 2 }\ntopics:\n  - { name: solo, partitions: 1, key: k, value_schema: null, producer: p, consumer: c, replication_factor: 1 }\n";
+        let err = TopicsFile::parse(mixed).expect_err("inherited min_insync > rf").to_string();
+        assert!(err.contains("topics[solo].min_insync_replicas (2)"), "{err}");
+        let defaults = format!("defaults: {{ replication_factor: 1, min_insync_replicas: 2 }}\n{TWO}");
+        let err = TopicsFile::parse(&defaults).expect_err("defaults min_insync > rf").to_string();
+        assert!(err.contains("defaults.min_insync_replicas (2) exceeds defaults.replication_factor (1)"), "{err}");
+        let zero = TWO.replace("replication_factor: 5", "replication_factor: 0");
+        let err = TopicsFile::parse(&zero).expect_err("zero replicas").to_string();
+        assert!(err.contains("topics[b].replication_factor must be at least 1"), "{err}");
+        let unknown = format!("defaults: {{ replicas: 3 }}\n{TWO}");
+        let err = TopicsFile::parse(&unknown).expect_err("unknown default").to_string();
+        assert!(err.contains("replicas"), "{err}");
+    }
+
+    #[test]
+    fn capping_fits_a_small_cluster_and_keeps_min_insync_reachable() {
+        let text = format!("defaults: {{ replication_factor: 3, min_insync_replicas: 2 }}\n{TWO}");
+        let file = TopicsFile::parse(&text).expect("parses");
+        let single = file.capped_replication(1);
+        assert_eq!(replications(&single), [Replication { factor: 1, min_insync: Some(1) }; 2]);
+        let three = file.capped_replication(3);
+        assert_eq!(replications(&three), [Replication { factor: 3, min_insync: Some(2) }, Replication { factor: 3, min_insync: Some(3) }]);
+        assert_eq!(replications(&file.capped_replication(9)), replications(&file), "a cap above every factor changes nothing");
     }
 
     #[test]

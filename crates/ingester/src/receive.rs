@@ -92,10 +92,12 @@ async fn handle(app: &Ingester, p: &Provider, headers: &HeaderMap, body: Result<
             retry_after(StatusCode::CONFLICT, Duration::from_secs(1), "another delivery of this event is in progress")
         }
         Ok(DedupVerdict::IdReused) => {
-            // Refusing would have the vendor retry for days; the first body
-            // stands and ops hear about the second.
+            // Only a published event is judged so (a never-published row
+            // takes the retry's body), so answering 200 loses nothing: the
+            // published body stands, ops hear about the other. Refusing
+            // would have the vendor retry for days.
             app.metrics.id_reused(&p.name);
-            tracing::warn!(provider = %p.name, event_id = %event.event_id, "event id reused with a different body; not published");
+            tracing::warn!(provider = %p.name, event_id = %event.event_id, "event id already published with a different body; not published again");
             app.audit_id_reuse(&event).await;
             accepted(p)
         }

@@ -39,6 +39,22 @@ pub struct OrchestratorConfig {
     /// Messages in flight per input topic.
     #[serde(default = "default_max_in_flight")]
     pub max_in_flight: usize,
+    /// Trips through an input's retry topic before the message is
+    /// dead-lettered (the workers' budget).
+    #[serde(default = "default_max_retry_rounds")]
+    pub max_retry_rounds: u32,
+    /// The first round's wait on the retry topic; each round doubles it, so
+    /// the default rounds ride out a store or broker outage of a few minutes.
+    #[serde(default = "default_retry_topic_delay_ms")]
+    pub retry_topic_delay_ms: u64,
+}
+
+fn default_max_retry_rounds() -> u32 {
+    5
+}
+
+fn default_retry_topic_delay_ms() -> u64 {
+    5000
 }
 
 fn default_sweep_interval_ms() -> u64 {
@@ -71,6 +87,12 @@ pub struct OnboardingTopics {
     pub aml_outcomes: String,
     pub fraud_commands: String,
     pub fraud_outcomes: String,
+    /// One retry topic per input: each input has its own consumer group,
+    /// and a shared retry topic would be read by all of them.
+    pub commands_retry: String,
+    pub kyc_outcomes_retry: String,
+    pub aml_outcomes_retry: String,
+    pub fraud_outcomes_retry: String,
 }
 
 impl Default for OnboardingTopics {
@@ -93,7 +115,28 @@ impl OnboardingTopics {
             aml_outcomes: t("aml.outcomes.v1"),
             fraud_commands: t("fraud.commands.v1"),
             fraud_outcomes: t("fraud.outcomes.v1"),
+            // The outcome topics have other consumers, so their retry topics
+            // are the orchestrator's own, not `<input>.retry`.
+            commands_retry: t("onboarding.commands.v1.retry"),
+            kyc_outcomes_retry: t("onboarding.kyc-outcomes.v1.retry"),
+            aml_outcomes_retry: t("onboarding.aml-outcomes.v1.retry"),
+            fraud_outcomes_retry: t("onboarding.fraud-outcomes.v1.retry"),
         }
+    }
+
+    /// Each input topic with its retry topic, named as the metrics name them.
+    pub fn inputs(&self) -> [(&'static str, &str, &str); 4] {
+        [
+            ("commands", &self.commands, &self.commands_retry),
+            ("kyc", &self.kyc_outcomes, &self.kyc_outcomes_retry),
+            ("aml", &self.aml_outcomes, &self.aml_outcomes_retry),
+            ("fraud", &self.fraud_outcomes, &self.fraud_outcomes_retry),
+        ]
+    }
+
+    /// The input a message was first read from: a retry topic stands for its input.
+    pub fn input_of<'a>(&'a self, topic: &'a str) -> &'a str {
+        self.inputs().into_iter().find(|(_, _, retry)| *retry == topic).map_or(topic, |(_, input, _)| input)
     }
 }
 
@@ -132,6 +175,9 @@ impl OrchestratorConfig {
         if self.max_in_flight == 0 {
             return bad("max_in_flight", "must be positive");
         }
+        if self.retry_topic_delay_ms == 0 {
+            return bad("retry_topic_delay_ms", "must be positive");
+        }
         if self.kafka.group_id.is_empty() {
             return bad("kafka.group_id", "must not be empty");
         }
@@ -162,6 +208,21 @@ mod tests {
         let admin = config.admin_bind.expect("admin_bind: the healthcheck and Prometheus need it");
         assert!(admin.ip().is_unspecified(), "admin must listen beyond the container's loopback");
         assert!(include_str!("../../../docker-compose.yml").contains(&format!("{0}:{0}", admin.port())), "port published by docker-compose.yml");
+    }
+
+    #[test]
+    fn each_input_has_its_own_retry_topic_declared_in_topics_yaml() {
+        let t = OnboardingTopics::with_prefix("p.");
+        let yaml = include_str!("../../../topics.yaml");
+        let mut retries: Vec<&str> = t.inputs().iter().map(|(_, _, retry)| *retry).collect();
+        for (_, input, retry) in t.inputs() {
+            assert_eq!(t.input_of(retry), input, "a retried message is handled as its input's");
+            assert_eq!(t.input_of(input), input);
+            let name = retry.trim_start_matches("p.");
+            assert!(yaml.contains(&format!("- name: {name}\n")), "{name} is declared in topics.yaml");
+        }
+        retries.dedup();
+        assert_eq!(retries.len(), 4, "one consumer group per input: a shared retry topic would be read by each");
     }
 
     #[test]

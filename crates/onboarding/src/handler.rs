@@ -19,7 +19,7 @@
 
 use crate::machine::{self, Flow, Input, Limits, Transition};
 use crate::metrics::Metrics;
-use crate::outbox::{rows_of, Outbox};
+use crate::outbox::{rows_of, Outbox, OutboxError};
 use std::sync::Arc;
 use std::time::Duration;
 use switchyard_bus::{AvroDecoder, Failure, Handler, Inbound};
@@ -53,14 +53,27 @@ pub struct OnboardingHandler {
     pub topics: crate::config::OnboardingTopics,
     pub limits: Limits,
     pub metrics: Arc<Metrics>,
+    /// The first retry round's wait (the runtime doubles it each round).
+    pub retry_delay: Duration,
 }
 
 fn dead_letter(class: ErrorClass, reason: impl Into<String>) -> Failure {
     Failure::DeadLetter { class, reason: reason.into() }
 }
 
+/// A failure that may pass; `handle` sets the configured delay.
 fn later(reason: impl std::fmt::Display) -> Failure {
-    Failure::Retry { reason: reason.to_string(), delay: Duration::from_millis(500) }
+    Failure::Retry { reason: reason.to_string(), delay: Duration::ZERO }
+}
+
+/// Sending the outbox again cannot fix a row this version cannot read or a
+/// value its schema refuses: those go to the DLQ instead of retry rounds.
+fn outbox_failure(e: OutboxError) -> Failure {
+    if e.is_permanent() {
+        dead_letter(ErrorClass::ManualRepair, format!("outbox cannot be published: {e}"))
+    } else {
+        later(e)
+    }
 }
 
 async fn decode<T: serde::de::DeserializeOwned>(decoder: &AvroDecoder, payload: &[u8]) -> Result<T, Failure> {
@@ -73,12 +86,22 @@ async fn decode<T: serde::de::DeserializeOwned>(decoder: &AvroDecoder, payload: 
 
 impl Handler for OnboardingHandler {
     async fn handle(&self, message: Arc<Inbound>) -> Result<(), Failure> {
+        self.apply(&message).await.map_err(|failure| match failure {
+            Failure::Retry { reason, .. } => Failure::Retry { reason, delay: self.retry_delay },
+            other => other,
+        })
+    }
+}
+
+impl OnboardingHandler {
+    async fn apply(&self, message: &Inbound) -> Result<(), Failure> {
         let Some(payload) = message.payload.as_deref() else {
             return Err(dead_letter(ErrorClass::ManualRepair, "message has no value"));
         };
         let correlation_id = message.context().correlation_id.0;
         let t = &self.topics;
-        let topic = message.topic.as_str();
+        // A retried message arrives on its input's retry topic.
+        let topic = t.input_of(message.topic.as_str());
         let (flow_id, input_key, input) = if topic == t.commands {
             let cmd: OnboardingCommand = decode(&self.decoders.commands, payload).await?;
             let span = tracing::info_span!("onboarding_command", flow_id = %cmd.flow_id, action = ?cmd.action, %correlation_id);
@@ -108,9 +131,7 @@ impl Handler for OnboardingHandler {
         let span = tracing::info_span!("onboarding_outcome", %flow_id, input = %key, %correlation_id);
         self.advance(&flow_id, &key, &input, message.key.as_deref()).instrument(span).await
     }
-}
 
-impl OnboardingHandler {
     async fn on_command(&self, cmd: OnboardingCommand, correlation_id: &str) -> Result<(), Failure> {
         if let Err(reason) = cmd.validate() {
             return Err(dead_letter(ErrorClass::Permanent, format!("invalid onboarding command: {reason}")));
@@ -207,7 +228,10 @@ impl OnboardingHandler {
     }
 
     async fn commit(&self, t: &Transition, expected: Option<i64>, key: &str) -> Result<Commit, Failure> {
-        commit_transition(&self.outbox, t, expected, key).await.map_err(later)
+        commit_transition(&self.outbox, t, expected, key).await.map_err(|e| match e {
+            CommitError::Json(e) => dead_letter(ErrorClass::ManualRepair, format!("flow does not serialize: {e}")),
+            CommitError::Store(e) => later(e),
+        })
     }
 
     async fn flush(&self, row: &FlowRow) -> Result<(), Failure> {
@@ -216,9 +240,9 @@ impl OnboardingHandler {
     }
 
     async fn publish(&self, flow: &Flow) -> Result<(), Failure> {
-        // Committed already: a failure here is retried, and the redelivery
-        // (a duplicate by then) publishes what is still unsent.
-        self.outbox.flush(flow).await.map(|_| ()).map_err(later)
+        // Committed already: a failure that may pass is retried, and the
+        // redelivery (a duplicate by then) publishes what is still unsent.
+        self.outbox.flush(flow).await.map(|_| ()).map_err(outbox_failure)
     }
 }
 

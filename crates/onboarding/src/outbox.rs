@@ -41,6 +41,18 @@ pub enum OutboxError {
     Store(#[from] switchyard_store::StoreError),
 }
 
+impl OutboxError {
+    /// Whether sending again can never succeed: a row this version cannot
+    /// read, or a value its schema refuses. A broker or store failure may pass.
+    pub fn is_permanent(&self) -> bool {
+        match self {
+            OutboxError::BadRow { .. } => true,
+            OutboxError::Bus(e) => matches!(e, BusError::Avro(_) | BusError::Config(_) | BusError::TopicsFile { .. }),
+            OutboxError::Store(_) => false,
+        }
+    }
+}
+
 pub struct Outbox {
     pub store: OnboardingStore,
     publisher: Publisher,

@@ -6,8 +6,12 @@
 //! is being published sees a live lease and is told to come back later
 //! ([`DedupVerdict::InFlight`]), so two copies never publish at once. A
 //! claimer that died mid-way leaves a pending row whose lease expires; the
-//! vendor's next retry takes it over. The payload digest tells an honest
-//! re-delivery from a vendor reusing an id for another body.
+//! vendor's next retry takes it over, even with a different body: vendors
+//! re-render retries (retry counters, Stripe's `pending_webhooks`), and a
+//! row that was never published has nothing on the bus to protect, so the
+//! retry's digest replaces the first one's. Only once the event is published
+//! does the digest tell an honest re-delivery from a vendor reusing an id
+//! for another body.
 //!
 //! Claims and publications are group-committed (see `batch`), which is what
 //! lets the ingester answer thousands of callbacks per second.
@@ -51,9 +55,11 @@ pub enum DedupVerdict {
     Claimed,
     /// Already published with this very body: acknowledge, publish nothing.
     Duplicate,
-    /// Another delivery of it is being published right now: ask the vendor to retry.
+    /// Another delivery of it (whatever its body) is being published right
+    /// now: ask the vendor to retry. Acknowledging a differing body here
+    /// would lose the event if that publish fails.
     InFlight,
-    /// The id was seen with a different body: the vendor reused an id.
+    /// The id was published with a different body: the vendor reused an id.
     IdReused,
 }
 
@@ -162,11 +168,15 @@ fn claim_batch<'a>(pool: &'a AnyPool, claims: &'a [DedupClaim]) -> futures::futu
         insert
             .push(
                 " ON CONFLICT (provider, event_id) DO UPDATE SET lease_until_ms = excluded.lease_until_ms, \
-                 received_at_ms = excluded.received_at_ms \
+                 received_at_ms = excluded.received_at_ms, payload_sha256 = excluded.payload_sha256, \
+                 subject_id = excluded.subject_id \
                  WHERE webhook_events.state = 'pending' AND webhook_events.lease_until_ms < ",
             )
             .bind(Bind::Int(now))
-            .push(" AND webhook_events.payload_sha256 = excluded.payload_sha256 RETURNING provider, event_id");
+            // Any body takes over a pending row whose lease ended: its
+            // publication failed (or its claimer died), so the body now
+            // claiming is the one that will be published.
+            .push(" RETURNING provider, event_id");
         let mut claimed: HashSet<(String, String)> = HashSet::new();
         for row in insert.query().persistent(false).fetch_all(pool).await? {
             claimed.insert((row.try_get("provider")?, row.try_get("event_id")?));
@@ -195,11 +205,13 @@ fn claim_batch<'a>(pool: &'a AnyPool, claims: &'a [DedupClaim]) -> futures::futu
                 let id = (c.provider.clone(), c.event_id.clone());
                 let is_first = first.get(&(c.provider.as_str(), c.event_id.as_str())) == Some(&i);
                 if claimed.contains(&id) {
-                    return if is_first { DedupVerdict::Claimed } else { same_batch_copy(c, &claims[first[&(c.provider.as_str(), c.event_id.as_str())]]) };
+                    // A later copy in the same batch waits for the first,
+                    // whose publish may still fail.
+                    return if is_first { DedupVerdict::Claimed } else { DedupVerdict::InFlight };
                 }
                 match existing.get(&id) {
-                    Some((_, sha)) if *sha != c.payload_sha256 => DedupVerdict::IdReused,
-                    Some((state, _)) if state == "published" => DedupVerdict::Duplicate,
+                    Some((state, sha)) if state == "published" && *sha == c.payload_sha256 => DedupVerdict::Duplicate,
+                    Some((state, _)) if state == "published" => DedupVerdict::IdReused,
                     // Pending under someone's live lease, or vanished (cannot
                     // happen: rows are never deleted); either way, retry later.
                     _ => DedupVerdict::InFlight,
@@ -208,14 +220,6 @@ fn claim_batch<'a>(pool: &'a AnyPool, claims: &'a [DedupClaim]) -> futures::futu
             .collect())
     }
     .boxed()
-}
-
-fn same_batch_copy(copy: &DedupClaim, owner: &DedupClaim) -> DedupVerdict {
-    if copy.payload_sha256 == owner.payload_sha256 {
-        DedupVerdict::InFlight
-    } else {
-        DedupVerdict::IdReused
-    }
 }
 
 fn published_batch<'a>(pool: &'a AnyPool, ids: &'a [(String, String)]) -> futures::future::BoxFuture<'a, Result<Vec<()>, sqlx::Error>> {
@@ -238,4 +242,68 @@ fn published_batch<'a>(pool: &'a AnyPool, ids: &'a [(String, String)]) -> future
         Ok(vec![(); ids.len()])
     }
     .boxed()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Store;
+
+    async fn stores() -> Vec<Store> {
+        let mut stores = vec![Store::connect("sqlite::memory:").await.expect("sqlite")];
+        let url = std::env::var("DATABASE_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
+        match Store::connect(&url).await {
+            Ok(pg) => stores.push(pg),
+            Err(e) if std::env::var("CI").is_ok() => panic!("PostgreSQL required in CI: {e}"),
+            Err(e) => eprintln!("skipping PostgreSQL: {e}"),
+        }
+        stores
+    }
+
+    fn claim(event_id: &str, sha: &str) -> DedupClaim {
+        DedupClaim {
+            provider: "test-vendor".into(),
+            event_id: event_id.into(),
+            payload_sha256: sha.into(),
+            subject_id: "po-1".into(),
+            lease_ms: 60_000,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_retry_with_a_re_rendered_body_takes_over_a_released_claim() {
+        for store in stores().await {
+            let dedup = WebhookDedup::open(&store).await.expect("ddl");
+            let id = format!("evt-{}-{}", std::process::id(), switchyard_canonical::now_ms());
+            assert_eq!(dedup.claim(claim(&id, "sha-first")).await.expect("claim"), DedupVerdict::Claimed);
+            // While the first delivery publishes, a re-rendered copy must not
+            // be acknowledged: that publish may still fail.
+            assert_eq!(dedup.claim(claim(&id, "sha-retry")).await.expect("claim"), DedupVerdict::InFlight);
+            // Its publish failed: nothing is on the bus, so the vendor's
+            // retry (retry counter re-rendered in the body) must publish.
+            dedup.release("test-vendor", &id).await.expect("release");
+            assert_eq!(
+                dedup.claim(claim(&id, "sha-retry")).await.expect("claim"),
+                DedupVerdict::Claimed,
+                "a never-published row accepts the retried body"
+            );
+            dedup.mark_published("test-vendor", &id).await.expect("mark");
+            // Published now with the retry's body: that body is the duplicate,
+            // the first one a reuse of the id.
+            assert_eq!(dedup.claim(claim(&id, "sha-retry")).await.expect("claim"), DedupVerdict::Duplicate);
+            assert_eq!(dedup.claim(claim(&id, "sha-first")).await.expect("claim"), DedupVerdict::IdReused);
+        }
+    }
+
+    #[tokio::test]
+    async fn copies_in_one_batch_with_different_bodies_wait_for_the_owner() {
+        for store in stores().await {
+            let dedup = WebhookDedup::open(&store).await.expect("ddl");
+            let id = format!("evt-batch-{}-{}", std::process::id(), switchyard_canonical::now_ms());
+            let (a, b) = tokio::join!(dedup.claim(claim(&id, "sha-a")), dedup.claim(claim(&id, "sha-b")));
+            let mut verdicts = vec![a.expect("claim"), b.expect("claim")];
+            verdicts.sort_by_key(|v| *v as u8);
+            assert_eq!(verdicts, vec![DedupVerdict::Claimed, DedupVerdict::InFlight]);
+        }
+    }
 }

@@ -103,13 +103,16 @@ fn topic_spec(name: String) -> TopicSpec {
         value_schema: None,
         producer: "bench".into(),
         consumer: "bench".into(),
+        // One replica: a throughput measurement on the local broker.
+        replication_factor: None,
+        min_insync_replicas: None,
     }
 }
 
 async fn raw_passthrough(args: &BenchArgs, run: &str) -> Result<f64> {
     let kafka = KafkaConfig::new(args.brokers.clone(), format!("bench-{run}-raw"));
     let (input, output) = (format!("bench-{run}.raw.in"), format!("bench-{run}.raw.out"));
-    TopicsFile { topics: vec![topic_spec(input.clone()), topic_spec(output.clone())] }.create_all(&kafka).await?;
+    TopicsFile { defaults: Default::default(), topics: vec![topic_spec(input.clone()), topic_spec(output.clone())] }.create_all(&kafka).await?;
     let producer: FutureProducer = kafka.producer_config().create()?;
     let payload = vec![b'x'; 300];
     let keys: Vec<String> = (0..10_000).map(|i| format!("k{i}")).collect();

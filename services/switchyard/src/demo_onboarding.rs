@@ -173,6 +173,8 @@ pub(crate) async fn show(stack: &LocalStack, database_url: &str, run: &str, shut
         retention_ms: 30 * 24 * 3600 * 1000,
         admin_bind: None,
         max_in_flight: 200,
+        max_retry_rounds: 5,
+        retry_topic_delay_ms: 5000,
     };
     let orchestrator = start_orchestrator(config, shutdown.clone()).await?;
     joins.push(orchestrator.join);
