@@ -112,6 +112,8 @@ pub struct RunningIngester {
     pub addr: SocketAddr,
     pub metrics: Arc<Metrics>,
     pub dedup: WebhookDedup,
+    /// Liveness and readiness of the receiving path.
+    pub health: switchyard_service::Health,
     pub join: JoinHandle<Result<(), std::io::Error>>,
 }
 
@@ -127,6 +129,12 @@ pub async fn start_ingester(config: IngesterConfig, shutdown: CancellationToken)
     }
     let store = Store::connect(&config.database_url).await?;
     let dedup = WebhookDedup::open(&store).await?;
+    let health = switchyard_service::Health::new();
+    if let Some(topic) = encoders.keys().next() {
+        switchyard_service::checks::broker(&health, &config.kafka, topic)?;
+    }
+    switchyard_service::checks::registry(&health, &config.schema_registry_url);
+    switchyard_service::checks::store(&health, store.pool().clone());
     let metrics = Arc::new(Metrics::new());
     // librdkafka drops a record it could not deliver within this, and says
     // so: once we answer 503 the record is no longer queued to appear later
@@ -146,18 +154,27 @@ pub async fn start_ingester(config: IngesterConfig, shutdown: CancellationToken)
         // A safety net only: librdkafka's own timeout answers first.
         publish_timeout: Duration::from_millis(config.publish_timeout_ms + 5_000),
     });
+    {
+        // Not fatal here, unlike in the workers: a failed publish replaces
+        // the producer (`renew_publisher`); until then the instance is not ready.
+        let state = state.clone();
+        health.check("producer", move || {
+            let fatal = state.publisher().fatal_error();
+            async move { fatal.map_or(Ok(()), |e| Err(format!("fatal: {e}"))) }
+        });
+    }
     let metrics_for_route = metrics.clone();
     let app = axum::Router::new()
         .route("/webhooks/{provider}", post(receive::receive))
-        .route("/health", get(|| async { "ok" }))
         .route("/metrics", get(move || async move { metrics_for_route.render() }))
         .layer(DefaultBodyLimit::max(config.max_body_bytes))
-        .with_state(state);
+        .with_state(state)
+        .merge(health.router());
     let listener = tokio::net::TcpListener::bind(config.bind).await?;
     let addr = listener.local_addr()?;
     tracing::info!(%addr, "webhook ingester listening");
-    let join = tokio::spawn(async move {
+    let join = tokio::spawn(health.track("http server", shutdown.clone(), async move {
         axum::serve(listener, app).with_graceful_shutdown(async move { shutdown.cancelled().await }).await
-    });
-    Ok(RunningIngester { addr, metrics, dedup, join })
+    }));
+    Ok(RunningIngester { addr, metrics, dedup, health, join })
 }

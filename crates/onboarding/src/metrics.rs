@@ -1,4 +1,5 @@
-//! Prometheus metrics of the orchestrator and its `/metrics` + `/health` server.
+//! Prometheus metrics of the orchestrator and its admin server: `/metrics`,
+//! and `/livez`, `/readyz`, `/health` from `switchyard_service::Health`.
 
 use axum::extract::State;
 use axum::http::header;
@@ -106,14 +107,15 @@ async fn render_metrics(State(m): State<Arc<Metrics>>) -> impl IntoResponse {
     ([(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], m.render())
 }
 
-async fn health() -> &'static str {
-    "ok"
-}
-
-pub async fn serve_admin(bind: SocketAddr, metrics: Arc<Metrics>, shutdown: CancellationToken) -> std::io::Result<SocketAddr> {
+pub async fn serve_admin(
+    bind: SocketAddr,
+    metrics: Arc<Metrics>,
+    health: &switchyard_service::Health,
+    shutdown: CancellationToken,
+) -> std::io::Result<SocketAddr> {
     let listener = tokio::net::TcpListener::bind(bind).await?;
     let addr = listener.local_addr()?;
-    let app = Router::new().route("/metrics", get(render_metrics)).route("/health", get(health)).with_state(metrics);
+    let app = Router::new().route("/metrics", get(render_metrics)).with_state(metrics).merge(health.router());
     tokio::spawn(async move {
         let _ = axum::serve(listener, app).with_graceful_shutdown(async move { shutdown.cancelled().await }).await;
     });

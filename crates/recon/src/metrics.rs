@@ -1,4 +1,4 @@
-//! `/metrics` (Prometheus text) and `/health` for the reconciler. Counters
+//! `/metrics` (Prometheus text), `/livez`, `/readyz` and `/health` for the reconciler. Counters
 //! come from the running loops; open discrepancies and timers are read from
 //! the store at scrape time, so every instance reports the same truth.
 
@@ -22,13 +22,16 @@ struct Admin {
 }
 
 /// Serves until `shutdown`; returns the bound address.
-pub async fn serve(bind: SocketAddr, store: ReconStore, stats: Arc<IngestStats>, shutdown: CancellationToken) -> std::io::Result<SocketAddr> {
+pub async fn serve(
+    bind: SocketAddr,
+    store: ReconStore,
+    stats: Arc<IngestStats>,
+    health: &switchyard_service::Health,
+    shutdown: CancellationToken,
+) -> std::io::Result<SocketAddr> {
     let listener = tokio::net::TcpListener::bind(bind).await?;
     let addr = listener.local_addr()?;
-    let app = Router::new()
-        .route("/metrics", get(render))
-        .route("/health", get(|| async { "ok" }))
-        .with_state(Admin { store, stats });
+    let app = Router::new().route("/metrics", get(render)).with_state(Admin { store, stats }).merge(health.router());
     tokio::spawn(async move {
         let _ = axum::serve(listener, app).with_graceful_shutdown(async move { shutdown.cancelled().await }).await;
     });

@@ -60,13 +60,14 @@ pub struct RunningReconciler {
     pub store: ReconStore,
     pub admin_addr: Option<std::net::SocketAddr>,
     pub ingest: Arc<IngestStats>,
+    /// Liveness and readiness; dead once a loop stops or the producer fails fatally.
+    pub health: switchyard_service::Health,
     /// Resolves when both loops stopped.
     pub join: JoinHandle<Result<(), ReconError>>,
 }
 
-async fn engine(config: &ReconConfig, store: &ReconStore) -> Result<Engine, ReconError> {
+async fn engine(config: &ReconConfig, store: &ReconStore, publisher: Publisher) -> Result<Engine, ReconError> {
     let registry = Arc::new(RegistryClient::new(&config.schema_registry_url)?);
-    let publisher = Publisher::new(&config.kafka)?;
     let sink = DiscrepancySink {
         publisher: publisher.clone(),
         encoder: AvroEncoder::register(&registry, &config.topics.discrepancies, DISCREPANCY_SCHEMA).await?,
@@ -93,20 +94,33 @@ async fn engine(config: &ReconConfig, store: &ReconStore) -> Result<Engine, Reco
 pub async fn start(config: ReconConfig, shutdown: CancellationToken) -> Result<RunningReconciler, ReconError> {
     let store = ReconStore::connect(&config.database_url, &config.scope).await?;
     let registry = Arc::new(RegistryClient::new(&config.schema_registry_url)?);
-    let engine = Arc::new(engine(&config, &store).await?);
+    let publisher = Publisher::new(&config.kafka)?;
+    let engine = Arc::new(engine(&config, &store, publisher.clone()).await?);
     let ingestor = Ingestor::new(&config.kafka, registry, config.topics.clone(), engine.clone())?;
     let stats = ingestor.stats.clone();
+    let health = switchyard_service::Health::new();
+    switchyard_service::checks::broker(&health, &config.kafka, &config.topics.postings)?;
+    switchyard_service::checks::registry(&health, &config.schema_registry_url);
+    {
+        // ReconStore keeps its pool to itself; a point lookup is as cheap as `SELECT 1`.
+        let store = store.clone();
+        health.check("store", move || {
+            let store = store.clone();
+            async move { store.command("", "").await.map(|_| ()).map_err(|e| e.to_string()) }
+        });
+    }
+    switchyard_service::checks::producer(&health, publisher, shutdown.clone());
     let admin_addr = match config.admin_bind {
         Some(bind) => Some(
-            crate::metrics::serve(bind, store.clone(), stats.clone(), shutdown.clone())
+            crate::metrics::serve(bind, store.clone(), stats.clone(), &health, shutdown.clone())
                 .await
                 .map_err(|e| ReconError::Config(format!("admin_bind {bind}: {e}")))?,
         ),
         None => None,
     };
-    let ingest = tokio::spawn(ingestor.run(shutdown.clone()));
+    let ingest = tokio::spawn(health.track("ingest", shutdown.clone(), ingestor.run(shutdown.clone())));
     let interval = config.eval_interval;
-    let evaluate = tokio::spawn({
+    let evaluate = tokio::spawn(health.track("evaluation", shutdown.clone(), {
         let (shutdown, stats) = (shutdown.clone(), stats.clone());
         async move {
             let mut last_sweep = tokio::time::Instant::now();
@@ -141,8 +155,9 @@ pub async fn start(config: ReconConfig, shutdown: CancellationToken) -> Result<R
                     _ = tokio::time::sleep(interval) => {}
                 }
             }
+            Ok::<(), std::convert::Infallible>(())
         }
-    });
+    }));
     let join = tokio::spawn(async move {
         let ingested = ingest.await;
         let _ = evaluate.await;
@@ -151,7 +166,7 @@ pub async fn start(config: ReconConfig, shutdown: CancellationToken) -> Result<R
             Err(e) => Err(ReconError::Config(format!("ingest task: {e}"))),
         }
     });
-    Ok(RunningReconciler { store, admin_addr, ingest: stats, join })
+    Ok(RunningReconciler { store, admin_addr, ingest: stats, health, join })
 }
 
 /// What a run found.
@@ -204,7 +219,7 @@ impl fmt::Display for Report {
 pub async fn run_once(config: ReconConfig, range: TimeRange, idle: Duration) -> Result<Report, ReconError> {
     let store = ReconStore::connect(&config.database_url, &config.scope).await?;
     let registry = Arc::new(RegistryClient::new(&config.schema_registry_url)?);
-    let engine = Arc::new(engine(&config, &store).await?);
+    let engine = Arc::new(engine(&config, &store, Publisher::new(&config.kafka)?).await?);
     // A private group: the job reads everything and leaves the service's offsets alone.
     let mut kafka = config.kafka.clone();
     kafka.group_id = format!("{}-once-{}", config.kafka.group_id, switchyard_canonical::now_ms());

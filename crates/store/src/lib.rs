@@ -74,6 +74,29 @@ impl Store {
         if !is_sqlite && !url.starts_with("postgres://") && !url.starts_with("postgresql://") {
             return Err(StoreError::UnsupportedUrl(url.to_owned()));
         }
+        if !is_sqlite {
+            // The pool retries a refused connection until its acquire
+            // timeout and then says only "pool timed out": one direct
+            // attempt first fails fast and says where and why.
+            const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+            use sqlx::Connection as _;
+            // host:port only: the URL may carry a password.
+            let target = url
+                .parse::<sqlx::postgres::PgConnectOptions>()
+                .map(|o| format!("{}:{}", o.get_host(), o.get_port()))
+                .unwrap_or_else(|_| "the configured host".to_owned());
+            let unreachable = |kind, why: String| {
+                StoreError::Database(sqlx::Error::Io(std::io::Error::new(kind, format!("PostgreSQL at {target}: {why}"))))
+            };
+            match tokio::time::timeout(CONNECT_TIMEOUT, sqlx::AnyConnection::connect(url)).await {
+                Ok(Ok(probe)) => {
+                    let _ = probe.close().await;
+                }
+                Ok(Err(sqlx::Error::Io(e))) => return Err(unreachable(e.kind(), e.to_string())),
+                Ok(Err(e)) => return Err(unreachable(std::io::ErrorKind::Other, e.to_string())),
+                Err(_) => return Err(unreachable(std::io::ErrorKind::TimedOut, format!("no answer within {CONNECT_TIMEOUT:?}"))),
+            }
+        }
         // SQLite allows one writer; one connection also keeps `:memory:` a single database.
         let max = if is_sqlite { 1 } else { 8 };
         let pool = AnyPoolOptions::new()

@@ -19,6 +19,8 @@ pub struct RunningCheckWorker {
     pub admin_addr: Option<SocketAddr>,
     pub metrics: Arc<Metrics>,
     pub store: Store,
+    /// Liveness and readiness; dead once the consumer stops or the producer fails fatally.
+    pub health: switchyard_service::Health,
     /// Resolves when the consumer loop has drained and committed.
     pub join: JoinHandle<Result<(), switchyard_bus::BusError>>,
 }
@@ -58,13 +60,18 @@ pub async fn start_check_worker<D: CheckDomain>(config: CheckWorkerConfig, shutd
     let settings = RuntimeSettings { max_in_flight: config.max_in_flight, max_retry_rounds: config.max_retry_rounds, ..RuntimeSettings::default() };
     // No held topic: check domains cannot be switched off yet.
     let runtime_topics = RuntimeTopics { held: None, ..RuntimeTopics::conventional(&topics.commands) };
+    let health = switchyard_service::Health::new();
+    switchyard_service::checks::broker(&health, &config.kafka, &topics.commands)?;
+    switchyard_service::checks::registry(&health, &config.schema_registry_url);
+    switchyard_service::checks::store(&health, store.pool().clone());
+    switchyard_service::checks::producer(&health, publisher.clone(), shutdown.clone());
     let runtime = ConsumerRuntime::new(&config.kafka, publisher, runtime_topics, settings, handler, shutdown.clone())?;
     metrics.attach_runtime(runtime.stats());
     let admin_addr = match config.admin_bind {
-        Some(bind) => Some(serve_admin(bind, metrics.clone(), shutdown.clone()).await?),
+        Some(bind) => Some(serve_admin(bind, metrics.clone(), &health, shutdown.clone()).await?),
         None => None,
     };
     tracing::info!(domain = D::NAME, commands = %topics.commands, group = %config.kafka.group_id, "check worker started");
-    let join = tokio::spawn(runtime.run());
-    Ok(RunningCheckWorker { admin_addr, metrics, store, join })
+    let join = tokio::spawn(health.track("consumer", shutdown.clone(), runtime.run()));
+    Ok(RunningCheckWorker { admin_addr, metrics, store, health, join })
 }

@@ -1,5 +1,5 @@
 //! Prometheus metrics for the SLA scorecard and the admin HTTP server
-//! (`/metrics`, `/health`).
+//! (`/metrics`, and `/livez`, `/readyz`, `/health` from `switchyard_service::Health`).
 
 use axum::extract::State;
 use axum::http::header;
@@ -211,16 +211,17 @@ async fn render_metrics(State(m): State<Arc<Metrics>>) -> impl IntoResponse {
     ([(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], m.render())
 }
 
-async fn health(State(m): State<Arc<Metrics>>) -> impl IntoResponse {
-    let in_flight = m.runtime.get().map(|r| r.in_flight()).unwrap_or(0);
-    axum::Json(serde_json::json!({ "status": "ok", "domain": m.domain, "in_flight": in_flight }))
-}
-
-/// Serves `/metrics` and `/health` until shutdown; returns the bound address.
-pub async fn serve_admin(bind: SocketAddr, metrics: Arc<Metrics>, shutdown: CancellationToken) -> std::io::Result<SocketAddr> {
+/// Serves `/metrics`, `/livez`, `/readyz` and `/health` (= `/readyz`)
+/// until shutdown; returns the bound address.
+pub async fn serve_admin(
+    bind: SocketAddr,
+    metrics: Arc<Metrics>,
+    health: &switchyard_service::Health,
+    shutdown: CancellationToken,
+) -> std::io::Result<SocketAddr> {
     let listener = tokio::net::TcpListener::bind(bind).await?;
     let addr = listener.local_addr()?;
-    let app = Router::new().route("/metrics", get(render_metrics)).route("/health", get(health)).with_state(metrics);
+    let app = Router::new().route("/metrics", get(render_metrics)).with_state(metrics).merge(health.router());
     tokio::spawn(async move {
         let _ = axum::serve(listener, app).with_graceful_shutdown(async move { shutdown.cancelled().await }).await;
     });

@@ -33,6 +33,8 @@ pub struct RunningWorker {
     pub store: Store,
     /// The routing policy in force; `apply` changes it without a restart.
     pub routing: Arc<LiveRouter>,
+    /// Liveness and readiness; dead once a loop stops or the producer fails fatally.
+    pub health: switchyard_service::Health,
     /// Resolves when the consumer loop has drained and committed.
     pub join: JoinHandle<Result<(), switchyard_bus::BusError>>,
 }
@@ -132,6 +134,11 @@ pub async fn start_payout_worker(config: PayoutWorkerConfig, shutdown: Cancellat
         shutdown.clone(),
     )?;
     metrics.attach_runtime(runtime.stats());
+    let health = switchyard_service::Health::new();
+    switchyard_service::checks::broker(&health, &config.kafka, &config.topics.commands)?;
+    switchyard_service::checks::registry(&health, &config.schema_registry_url);
+    switchyard_service::checks::store(&health, store.pool().clone());
+    switchyard_service::checks::producer(&health, release_publisher.clone(), shutdown.clone());
     {
         // Commands parked while the domain was off go back to the command
         // topic whenever it is on (every instance shares the release group).
@@ -139,23 +146,23 @@ pub async fn start_payout_worker(config: PayoutWorkerConfig, shutdown: Cancellat
             (config.kafka.clone(), live_router.clone(), format!("{}.held", config.topics.commands), config.topics.commands.clone());
         let (publisher, shutdown) = (release_publisher, shutdown.clone());
         let group = format!("{}-release", config.kafka.group_id);
-        tokio::spawn(async move {
+        // Held commands that stopped being released are lost work in
+        // waiting: the process is dead, not silently half-alive.
+        tokio::spawn(health.track("release of held commands", shutdown.clone(), async move {
             let on = || live.get().policy().mode == switchyard_routing::DomainMode::On;
-            if let Err(e) = switchyard_bus::relay::relay_while(&kafka, &held, &commands, &group, publisher, on, shutdown).await {
-                tracing::error!(error = %e, "release of held commands stopped");
-            }
-        });
+            switchyard_bus::relay::relay_while(&kafka, &held, &commands, &group, publisher, on, shutdown).await
+        }));
     }
     let admin_addr = match config.admin_bind {
-        Some(bind) => Some(serve_admin(bind, metrics.clone(), shutdown.clone()).await?),
+        Some(bind) => Some(serve_admin(bind, metrics.clone(), &health, shutdown.clone()).await?),
         None => None,
     };
     tracing::info!(commands = %config.topics.commands, group = %config.kafka.group_id, "payout worker started");
-    let join = tokio::spawn(async move {
+    let join = tokio::spawn(health.track("consumer", shutdown.clone(), async move {
         let drained = runtime.run().await;
         // Vendor-call audit entries are queued, not awaited, by the handler.
         store_for_flush.flush_audit().await;
         drained
-    });
-    Ok(RunningWorker { admin_addr, metrics, store, routing: live_router, join })
+    }));
+    Ok(RunningWorker { admin_addr, metrics, store, routing: live_router, health, join })
 }

@@ -17,19 +17,21 @@ struct Args {
     /// YAML config; see ops/aml-worker.example.yaml.
     #[arg(long, env = "SWITCHYARD_CONFIG")]
     config: PathBuf,
-    /// Log as JSON lines instead of human-readable text.
-    #[arg(long, env = "SWITCHYARD_LOG_JSON")]
-    log_json: bool,
+    #[command(flatten)]
+    log: switchyard_service::LogArgs,
 }
 
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
+async fn main() -> std::process::ExitCode {
     let args = Args::parse();
-    switchyard_service::init_logging(args.log_json);
+    switchyard_service::init_logging(args.log.format());
+    switchyard_service::exit(run(args).await)
+}
+
+async fn run(args: Args) -> anyhow::Result<switchyard_service::Ended> {
     let config = CheckWorkerConfig::load(&args.config).context("invalid configuration")?;
     let shutdown = CancellationToken::new();
     let worker = start_check_worker::<Aml>(config, shutdown.clone()).await.context("aml worker failed to start")?;
-    switchyard_service::serve_until_stopped(worker.admin_addr, &shutdown, "screenings").await;
-    worker.join.await.context("consumer task")?.context("consumer")?;
-    Ok(())
+    let ended = switchyard_service::serve_until_stopped(worker.admin_addr, &shutdown, "screenings", &worker.health).await;
+    Ok(switchyard_service::drain(ended, worker.join, "consumer").await)
 }

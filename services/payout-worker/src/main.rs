@@ -24,15 +24,18 @@ struct Args {
     /// YAML config; see ops/payout-worker.example.yaml.
     #[arg(long, env = "SWITCHYARD_CONFIG")]
     config: PathBuf,
-    /// Log as JSON lines (for log shippers) instead of human-readable text.
-    #[arg(long, env = "SWITCHYARD_LOG_JSON")]
-    log_json: bool,
+    #[command(flatten)]
+    log: switchyard_service::LogArgs,
 }
 
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
+async fn main() -> std::process::ExitCode {
     let args = Args::parse();
-    switchyard_service::init_logging(args.log_json);
+    switchyard_service::init_logging(args.log.format());
+    switchyard_service::exit(run(args).await)
+}
+
+async fn run(args: Args) -> anyhow::Result<switchyard_service::Ended> {
     let config = PayoutWorkerConfig::load(&args.config).context("invalid configuration")?;
     let shutdown = CancellationToken::new();
     let worker = start_payout_worker(config, shutdown.clone()).await.context("payout worker failed to start")?;
@@ -44,7 +47,6 @@ async fn main() -> anyhow::Result<()> {
         std::time::Duration::from_secs(2),
         shutdown.clone(),
     );
-    switchyard_service::serve_until_stopped(worker.admin_addr, &shutdown, "payouts").await;
-    worker.join.await.context("consumer task")?.context("consumer")?;
-    Ok(())
+    let ended = switchyard_service::serve_until_stopped(worker.admin_addr, &shutdown, "payouts", &worker.health).await;
+    Ok(switchyard_service::drain(ended, worker.join, "consumer").await)
 }

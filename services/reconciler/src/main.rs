@@ -35,6 +35,8 @@ use tokio_util::sync::CancellationToken;
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    #[command(flatten)]
+    log: switchyard_service::LogArgs,
 }
 
 #[derive(Subcommand)]
@@ -88,7 +90,7 @@ struct Common {
     /// settle stuck payouts; without one, stuck payouts are only reported.
     #[arg(long, env = "SWITCHYARD_WORKER_CONFIG")]
     worker_config: Option<PathBuf>,
-    /// Serve `/metrics` and `/health` here (e.g. 127.0.0.1:9465).
+    /// Serve `/metrics`, `/livez` and `/readyz` (`/health`) here (e.g. 127.0.0.1:9465).
     #[arg(long, env = "SWITCHYARD_RECON_ADMIN_BIND")]
     admin_bind: Option<std::net::SocketAddr>,
     /// How often due subjects are evaluated when no message arrives.
@@ -154,17 +156,20 @@ impl Common {
 }
 
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
-    tracing_subscriber::fmt().with_env_filter(filter).init();
-    match Cli::parse().command {
+async fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    switchyard_service::init_logging(cli.log.format());
+    switchyard_service::exit(run(cli.command).await)
+}
+
+async fn run(command: Command) -> anyhow::Result<switchyard_service::Ended> {
+    match command {
         Command::Run(common) => {
             let shutdown = CancellationToken::new();
             let running = switchyard_recon::run::start(common.config()?, shutdown.clone()).await.context("reconciler failed to start")?;
-            tracing::info!(scope = %common.scope, admin = ?running.admin_addr, "reconciler started");
-            switchyard_service::stop_signal().await;
-            shutdown.cancel();
-            running.join.await.context("reconciler task")?.context("reconciler")?;
+            tracing::info!(scope = %common.scope, "reconciler started");
+            let ended = switchyard_service::serve_until_stopped(running.admin_addr, &shutdown, "facts", &running.health).await;
+            return Ok(switchyard_service::drain(ended, running.join, "reconciler").await);
         }
         Command::Once { common, from, to, idle } => {
             if from > to {
@@ -176,7 +181,7 @@ async fn main() -> anyhow::Result<()> {
         }
         Command::Bench(args) => bench::run(args).await?,
     }
-    Ok(())
+    Ok(switchyard_service::Ended::Stopped)
 }
 
 #[cfg(test)]

@@ -36,6 +36,8 @@ use std::path::PathBuf;
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    #[command(flatten)]
+    log: switchyard_service::LogArgs,
 }
 
 #[derive(Subcommand)]
@@ -76,15 +78,24 @@ enum TopicsAction {
         brokers: String,
         #[arg(long, default_value = "topics.yaml")]
         file: PathBuf,
+        /// Replicate each topic at most N times (min.insync.replicas lowered
+        /// to match), for clusters with fewer brokers than topics.yaml's
+        /// production settings; without it the file applies as written.
+        #[arg(long, value_name = "N", value_parser = clap::value_parser!(i32).range(1..))]
+        max_replication_factor: Option<i32>,
     },
 }
 
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
+async fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into());
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
-    match cli.command {
+    // Quiet by default: the commands print their own results.
+    switchyard_service::init_logging_at(cli.log.format(), "warn");
+    switchyard_service::exit(run(cli.command).await.map(|()| switchyard_service::Ended::Stopped))
+}
+
+async fn run(command: Command) -> anyhow::Result<()> {
+    match command {
         Command::Up(args) => up::run(args).await,
         Command::Registry { bind, data_file } => {
             let config = switchyard_schema_registry::RegistryConfig { bind, data_file };
@@ -95,11 +106,16 @@ async fn main() -> anyhow::Result<()> {
             .await
             .context("schema registry")
         }
-        Command::Topics { action: TopicsAction::Create { brokers, file } } => {
-            let topics = switchyard_bus::topics::TopicsFile::load(&file)?;
+        Command::Topics { action: TopicsAction::Create { brokers, file, max_replication_factor } } => {
+            let mut topics = switchyard_bus::topics::TopicsFile::load(&file)?;
+            if let Some(max) = max_replication_factor {
+                topics = topics.capped_replication(max);
+            }
             topics.create_all(&switchyard_bus::KafkaConfig::new(brokers, "switchyard-cli")).await?;
             for t in &topics.topics {
-                println!("{:<32} partitions={}", t.name, t.partitions);
+                let r = topics.replication_of(t);
+                let min_insync = r.min_insync.map_or("broker default".to_owned(), |m| m.to_string());
+                println!("{:<32} partitions={} replication_factor={} min_insync_replicas={min_insync}", t.name, t.partitions, r.factor);
             }
             Ok(())
         }

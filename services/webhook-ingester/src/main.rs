@@ -24,9 +24,8 @@ struct Args {
     config: Option<PathBuf>,
     #[command(subcommand)]
     command: Option<Command>,
-    /// Log as JSON lines instead of human-readable text.
-    #[arg(long, env = "SWITCHYARD_LOG_JSON")]
-    log_json: bool,
+    #[command(flatten)]
+    log: switchyard_service::LogArgs,
 }
 
 #[derive(clap::Subcommand)]
@@ -41,20 +40,22 @@ enum Command {
 }
 
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
+async fn main() -> std::process::ExitCode {
     let args = Args::parse();
+    switchyard_service::init_logging(args.log.format());
+    switchyard_service::exit(run(args).await)
+}
+
+async fn run(args: Args) -> anyhow::Result<switchyard_service::Ended> {
     if let Some(Command::Bench { callbacks, concurrency }) = args.command {
-        return bench::run(callbacks, concurrency).await;
+        bench::run(callbacks, concurrency).await?;
+        return Ok(switchyard_service::Ended::Stopped);
     }
     let Some(config_path) = args.config else { anyhow::bail!("--config is required") };
-    switchyard_service::init_logging(args.log_json);
     let config = IngesterConfig::load(&config_path).context("invalid configuration")?;
     let shutdown = CancellationToken::new();
     let ingester = start_ingester(config, shutdown.clone()).await.context("webhook ingester failed to start")?;
-    tracing::info!(addr = %ingester.addr, "POST /webhooks/{{provider}}; metrics on /metrics, health on /health");
-    switchyard_service::stop_signal().await;
-    tracing::info!("stopping: finishing callbacks in flight");
-    shutdown.cancel();
-    ingester.join.await.context("server task")?.context("server")?;
-    Ok(())
+    tracing::info!(addr = %ingester.addr, "POST /webhooks/{{provider}}");
+    let ended = switchyard_service::serve_until_stopped(Some(ingester.addr), &shutdown, "callbacks", &ingester.health).await;
+    Ok(switchyard_service::drain(ended, ingester.join, "server").await)
 }
