@@ -27,7 +27,7 @@ pub use codec::{AvroDecoder, AvroEncoder, DecodeError};
 pub use config::KafkaConfig;
 pub use consumer::{ConsumerRuntime, Failure, Handler, Inbound, RuntimeTopics, RuntimeSettings};
 pub use headers::{HeaderName, MessageContext};
-pub use publisher::{Outbound, Publisher};
+pub use publisher::{publish_until_acked, Outbound, Publisher};
 pub use registry::RegistryClient;
 
 /// Errors of the bus runtime.

@@ -7,6 +7,7 @@ use crate::{BusError, KafkaConfig};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use rdkafka::util::Timeout;
 use std::time::Duration;
+use tokio_util::sync::CancellationToken;
 
 /// A record to publish.
 #[derive(Debug, Clone)]
@@ -49,5 +50,28 @@ impl Publisher {
     pub fn flush(&self, timeout: Duration) -> Result<(), BusError> {
         self.producer.flush(timeout)?;
         Ok(())
+    }
+}
+
+/// Publishes until the broker acknowledges, backing off from 100 ms to 5 s
+/// between tries; false only if `shutdown` fired first. The one publish loop
+/// of the runtime: outcomes, retry/held/DLQ copies and the held relay all
+/// must land before an offset may move, and a broker outage must neither
+/// fail the message nor hammer the broker.
+pub async fn publish_until_acked(publisher: &Publisher, record: &Outbound, shutdown: &CancellationToken) -> bool {
+    use backon::{ExponentialBuilder, Retryable};
+    let policy = ExponentialBuilder::default()
+        .with_min_delay(Duration::from_millis(100))
+        .with_max_delay(Duration::from_secs(5))
+        .with_jitter()
+        .without_max_times();
+    let attempt = || publisher.publish(record);
+    let acked = attempt
+        .retry(policy)
+        .sleep(tokio::time::sleep)
+        .notify(|e, wait| tracing::warn!(error = %e, topic = %record.topic, ?wait, "publish failed; retrying"));
+    tokio::select! {
+        acked = acked => acked.is_ok(),
+        _ = shutdown.cancelled() => false,
     }
 }

@@ -58,17 +58,8 @@ pub async fn relay_while(
             payload: message.payload().map(<[u8]>::to_vec).unwrap_or_default(),
             headers,
         };
-        let mut backoff = Duration::from_millis(100);
-        loop {
-            match publisher.publish(&record).await {
-                Ok(_) => break,
-                Err(e) => tracing::warn!(error = %e, "relay publish failed; retrying"),
-            }
-            tokio::select! {
-                _ = tokio::time::sleep(backoff) => {}
-                _ = shutdown.cancelled() => return Ok(()),
-            }
-            backoff = (backoff * 2).min(Duration::from_secs(5));
+        if !crate::publisher::publish_until_acked(&publisher, &record, &shutdown).await {
+            return Ok(());
         }
         if let Err(e) = consumer.store_offset_from_message(&message) {
             tracing::debug!(error = %e, "relay offset not stored");

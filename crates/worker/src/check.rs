@@ -24,10 +24,10 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use switchyard_adapters::{AdapterError, CallContext};
-use switchyard_bus::{AvroDecoder, AvroEncoder, Failure, Handler, HeaderName, Inbound, MessageContext, Outbound, Publisher};
+use switchyard_bus::{AvroDecoder, AvroEncoder, Failure, Handler, Inbound, MessageContext, Publisher};
 use switchyard_canonical::{ErrorClass, ErrorCode, Fingerprint, OutcomeError};
 use switchyard_routing::{Needs, Refusal, Router};
-use switchyard_store::{AuditEntry, Claim, Completion, Record, RecordState, Store};
+use switchyard_store::{Claim, Completion, Record, RecordState, Store};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
@@ -92,27 +92,11 @@ enum Execution<O> {
     Later(Failure),
 }
 
-fn dead_letter(reason: &str) -> Failure {
-    Failure::DeadLetter { class: ErrorClass::ManualRepair, reason: reason.to_owned() }
-}
-
-fn store_down(e: switchyard_store::StoreError) -> Failure {
-    Failure::Retry { reason: format!("store unavailable: {e}"), delay: Duration::from_secs(1) }
-}
+use crate::answer::{dead_letter, store_down};
 
 impl<D: CheckDomain> Handler for CheckHandler<D> {
     async fn handle(&self, message: Arc<Inbound>) -> Result<(), Failure> {
-        let Some(payload) = message.payload.as_deref() else {
-            return Err(dead_letter("message has no value"));
-        };
-        let command: D::Command = match self.decoder.decode(payload).await {
-            Ok(c) => c,
-            Err(e) if e.is_transient() => return Err(Failure::Retry { reason: e.to_string(), delay: Duration::from_secs(2) }),
-            Err(e) => {
-                self.metrics.failure(ErrorClass::ManualRepair.as_str());
-                return Err(dead_letter(&format!("undecodable command: {e}")));
-            }
-        };
+        let command: D::Command = crate::answer::decode_command(&self.decoder, &self.metrics, &message).await?;
         let ctx = message.context();
         let span = tracing::info_span!(
             "check",
@@ -152,19 +136,11 @@ impl<D: CheckDomain> CheckHandler<D> {
             lease_owner: crate::attempt::owner_token(),
             lease_ttl_ms: 15_000,
         };
-        let started = Instant::now();
-        let record = self.store.claim(claim).await.map_err(store_down)?;
-        self.metrics.stage(Stage::Claim, started.elapsed());
-        if record.fingerprint != fingerprint.0 {
-            self.metrics.collision();
-            tracing::warn!("idempotency key reused with a different payload");
-            let error = OutcomeError {
-                class: ErrorClass::Permanent,
-                code: ErrorCode::IdempotencyCollision,
-                message: format!("idempotency key already used for a different {} command", D::NAME),
-            };
-            return self.publish(&ctx, &D::error_outcome(&command, None, error, 0), &command).await;
-        }
+        let what = format!("{} command", D::NAME);
+        let record = match crate::answer::claim(&self.store, &self.metrics, claim, &what).await? {
+            Ok(record) => record,
+            Err(collision) => return self.publish(&ctx, &D::error_outcome(&command, None, collision, 0), &command).await,
+        };
         if record.state == RecordState::Completed {
             let Some(mut outcome) = record.outcome.as_deref().and_then(|o| serde_json::from_str::<D::Outcome>(o).ok()) else {
                 return Err(dead_letter("completed record holds no readable outcome"));
@@ -235,23 +211,18 @@ impl<D: CheckDomain> CheckHandler<D> {
                 }
                 ErrorClass::ManualRepair => return Execution::Later(dead_letter(&error.to_string())),
             }
-            refusals.push(if error.ambiguous { Refusal::Ambiguous } else { Refusal::Definite });
+            refusals.extend(crate::answer::refusal(&error));
             if let Some(moved) = self.fail_over(command, record, &name, &refusals).await {
                 (vendor, provider_key) = moved;
                 refusals.clear();
                 last = Some(error);
                 continue;
             }
-            let delay = self.retry.delay(attempt, error.retry_after);
+            let retry_after = error.retry_after;
+            let reason = error.to_string();
             last = Some(error);
-            if !self.retry.waits_in_place(delay) {
-                break;
-            }
-            tokio::select! {
-                _ = tokio::time::sleep(delay) => {}
-                _ = self.shutdown.cancelled() => {
-                    return Execution::Later(Failure::Retry { reason: "worker stopping".into(), delay: Duration::ZERO });
-                }
+            if let Err(later) = self.retry.wait_in_place(attempt, retry_after, || reason, &self.shutdown).await {
+                return Execution::Later(later);
             }
         }
         let reason = last.map_or_else(|| "unknown".to_owned(), |e| e.to_string());
@@ -295,58 +266,30 @@ impl<D: CheckDomain> CheckHandler<D> {
         let target = self.router.failover_target(current, record.fresh, refusals, NO_NEEDS)?;
         let vendor = self.providers.get(target)?;
         let key = D::provider_key(&vendor.adapter, D::idempotency_key(command));
-        match self.store.reroute(D::NAME, D::idempotency_key(command), current, target, &key, record.lease_epoch).await {
-            Ok(true) => {
-                tracing::warn!(from = current, to = target, "failing over after a definite refusal");
-                let detail = format!("{{\"from\":\"{current}\",\"to\":\"{target}\"}}");
-                let entry = AuditEntry {
-                    actor: "check-worker",
-                    action: "failover",
-                    subject_id: D::subject(command),
-                    correlation_id: &record.correlation_id,
-                    detail: &detail,
-                };
-                if let Err(e) = self.store.audit(entry).await {
-                    tracing::warn!(error = %e, "audit entry for failover not written");
-                }
-                Some((vendor, key))
-            }
-            Ok(false) => None,
-            Err(e) => {
-                tracing::warn!(error = %e, "failover not recorded; staying with {current}");
-                None
-            }
-        }
+        let moved = crate::answer::ClaimMove {
+            domain: D::NAME,
+            actor: "check-worker",
+            idempotency_key: D::idempotency_key(command),
+            subject_id: D::subject(command),
+            correlation_id: &record.correlation_id,
+            from: current,
+            to: target,
+            to_key: &key,
+            epoch: record.lease_epoch,
+        };
+        crate::answer::move_claim(&self.store, moved).await.then_some((vendor, key))
     }
 
     /// Publishes and waits for the broker; a broker outage is retried here so
     /// the vendor is not asked again for a publish failure.
     async fn publish(&self, ctx: &MessageContext, outcome: &D::Outcome, command: &D::Command) -> Result<(), Failure> {
-        let payload = self.encoder.encode(outcome).map_err(|e| dead_letter(&format!("outcome does not fit its schema: {e}")))?;
-        let mut record = Outbound {
-            topic: self.outcomes_topic.clone(),
-            key: Some(D::subject(command).as_bytes().to_vec()),
-            payload,
-            headers: ctx.outbound_headers(Some(self.encoder.schema_id())),
+        let sink = crate::answer::OutcomeSink::new(&self.publisher, &self.encoder, &self.outcomes_topic, &self.metrics, &self.shutdown);
+        let answering = crate::answer::Answering {
+            subject: D::subject(command),
+            idempotency_key: D::idempotency_key(command),
+            requested_at_ms: D::requested_at_ms(command),
+            status: D::status(outcome),
         };
-        if ctx.idempotency_key.is_none() {
-            record.headers.push((HeaderName::IDEMPOTENCY_KEY.into(), D::idempotency_key(command).as_bytes().to_vec()));
-        }
-        let mut backoff = Duration::from_millis(100);
-        let started = Instant::now();
-        while let Err(e) = self.publisher.publish(&record).await {
-            tracing::warn!(error = %e, "outcome publish failed; retrying");
-            tokio::select! {
-                _ = tokio::time::sleep(backoff) => {}
-                _ = self.shutdown.cancelled() => {
-                    return Err(Failure::Retry { reason: "worker stopping before outcome was published".into(), delay: Duration::ZERO });
-                }
-            }
-            backoff = (backoff * 2).min(Duration::from_secs(5));
-        }
-        self.metrics.stage(Stage::Publish, started.elapsed());
-        let flow = u64::try_from(switchyard_canonical::now_ms() - D::requested_at_ms(command)).ok().map(Duration::from_millis);
-        self.metrics.processed(D::status(outcome), flow);
-        Ok(())
+        sink.publish(ctx, outcome, answering).await
     }
 }

@@ -3,6 +3,7 @@
 //!
 //! # Layout
 //! - [`config`]: the worker's YAML config, validated with errors naming the field.
+//! - [`answer`]: publishing an outcome and the failover rule, shared by every handler.
 //! - [`payout`]: the payout handler: decode, claim, call, map, store, publish.
 //! - [`policy`]: routing policy changes without a restart, audited.
 //! - [`retry`]: the in-place retry policy (jittered backoff honouring `Retry-After`).
@@ -16,6 +17,7 @@
 //! - [`run`]: wiring: builds everything from a config and runs until shutdown.
 
 pub mod aml;
+pub mod answer;
 pub mod check;
 pub mod check_config;
 pub mod check_run;

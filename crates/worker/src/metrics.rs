@@ -65,6 +65,11 @@ pub struct Metrics {
     shadow: Family<Labels, Counter>,
     dead_lettered: Family<Labels, Gauge>,
     retried: Family<Labels, Gauge>,
+    /// The consumer's commit window and head (see `RuntimeSettings`).
+    uncommitted: Family<Labels, Gauge>,
+    head_age: Family<Labels, Gauge>,
+    paused: Family<Labels, Gauge>,
+    deadline_exceeded: Family<Labels, Gauge>,
     /// Handles per stage, resolved once: this is called several times per message.
     stages: [Histogram; 4],
     domain: String,
@@ -120,6 +125,16 @@ impl Metrics {
         registry.register("in_flight_messages", "Messages received and not yet finished", in_flight.clone());
         registry.register("dead_lettered_messages", "Messages sent to the DLQ since start", dead_lettered.clone());
         registry.register("retry_topic_messages", "Messages sent to the retry topic since start", retried.clone());
+        let (uncommitted, head_age, paused, deadline_exceeded) =
+            (Family::<Labels, Gauge>::default(), Family::<Labels, Gauge>::default(), Family::<Labels, Gauge>::default(), Family::<Labels, Gauge>::default());
+        registry.register(
+            "consumer_uncommitted_messages",
+            "The widest partition window held back from the commit (unfinished, or finished behind an unfinished head)",
+            uncommitted.clone(),
+        );
+        registry.register("consumer_head_age_seconds", "How long the oldest unfinished message has held its partition's commit back", head_age.clone());
+        registry.register("consumer_paused_partitions", "Partitions paused because their uncommitted window is full", paused.clone());
+        registry.register("handler_deadline_exceeded_messages", "Handler calls cut off at their deadline since start", deadline_exceeded.clone());
         let label = |name: &str| vec![("domain".to_owned(), domain.to_owned()), ("stage".to_owned(), name.to_owned())];
         let stages = Stage::ALL.map(|(_, name)| stage_latency.get_or_create(&label(name)).clone());
         let flow_latency = flow_latency.get_or_create(&vec![("domain".to_owned(), domain.to_owned())]).clone();
@@ -136,6 +151,10 @@ impl Metrics {
             breakers: Handles::new(breakers, domain, &["provider"]),
             shadow,
             dead_lettered,
+            uncommitted,
+            head_age,
+            paused,
+            deadline_exceeded,
             retried,
             domain: domain.to_owned(),
             runtime: std::sync::OnceLock::new(),
@@ -198,6 +217,10 @@ impl Metrics {
             self.in_flight.get_or_create(&l).set(rt.in_flight() as i64);
             self.dead_lettered.get_or_create(&l).set(rt.dead_lettered.load(Ordering::Relaxed) as i64);
             self.retried.get_or_create(&l).set(rt.retried.load(Ordering::Relaxed) as i64);
+            self.uncommitted.get_or_create(&l).set(rt.max_uncommitted.load(Ordering::Relaxed) as i64);
+            self.head_age.get_or_create(&l).set((rt.oldest_head_ms.load(Ordering::Relaxed) / 1000) as i64);
+            self.paused.get_or_create(&l).set(rt.paused_partitions.load(Ordering::Relaxed) as i64);
+            self.deadline_exceeded.get_or_create(&l).set(rt.deadline_exceeded.load(Ordering::Relaxed) as i64);
         }
         let mut out = String::new();
         if encode(&mut out, &self.registry).is_err() {

@@ -49,6 +49,27 @@ impl RetryPolicy {
     pub fn waits_in_place(&self, delay: Duration) -> bool {
         delay <= Duration::from_millis(self.max_in_place_wait_ms)
     }
+
+    /// Waits before try `attempt + 1` of a vendor call. A wait longer than
+    /// `max_in_place_wait_ms` (a vendor's `Retry-After`) is not held in a
+    /// task: the message goes to the retry topic with that delay instead;
+    /// shutdown hands it back at once.
+    pub async fn wait_in_place(
+        &self,
+        attempt: u32,
+        vendor_asked: Option<Duration>,
+        reason: impl FnOnce() -> String,
+        shutdown: &tokio_util::sync::CancellationToken,
+    ) -> Result<(), switchyard_bus::Failure> {
+        let delay = self.delay(attempt, vendor_asked);
+        if !self.waits_in_place(delay) {
+            return Err(switchyard_bus::Failure::Retry { reason: reason(), delay });
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(delay) => Ok(()),
+            _ = shutdown.cancelled() => Err(switchyard_bus::Failure::Retry { reason: "worker stopping".into(), delay: Duration::ZERO }),
+        }
+    }
 }
 
 #[cfg(test)]

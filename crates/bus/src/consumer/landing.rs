@@ -28,7 +28,7 @@ impl<H: Handler> Shared<H> {
                 Some(held) => {
                     let mut headers = with_origin(message);
                     set_header(&mut headers, HeaderName::HELD_REASON, truncate(&reason));
-                    self.publish_until_acked(message, held, headers).await
+                    self.land(message, held, headers).await
                 }
                 None => self.dead_letter(message, ErrorClass::ManualRepair, &reason).await,
             }),
@@ -58,7 +58,7 @@ impl<H: Handler> Shared<H> {
         set_header(&mut headers, HeaderName::RETRY_NOT_BEFORE, (now_ms() + delay.as_millis() as i64).to_string());
         set_header(&mut headers, HeaderName::RETRY_REASON, truncate(reason));
         tracing::info!(key = %message.key_text(), attempt, reason, "to retry topic");
-        let ok = self.publish_until_acked(message, topic, headers).await;
+        let ok = self.land(message, topic, headers).await;
         if ok {
             self.stats.retried.fetch_add(1, Ordering::Relaxed);
         }
@@ -80,7 +80,7 @@ impl<H: Handler> Shared<H> {
         set_header(&mut headers, HeaderName::DLQ_SOURCE_OFFSET, offset);
         set_header(&mut headers, HeaderName::DLQ_FAILED_AT, now_ms().to_string());
         tracing::warn!(key = %message.key_text(), topic = %message.topic, offset = message.offset, reason, "dead-lettered");
-        let ok = self.publish_until_acked(message, &self.topics.dlq, headers).await;
+        let ok = self.land(message, &self.topics.dlq, headers).await;
         if ok {
             self.stats.dead_lettered.fetch_add(1, Ordering::Relaxed);
         }
@@ -89,25 +89,14 @@ impl<H: Handler> Shared<H> {
 
     /// The original bytes must land somewhere before the offset may move, so
     /// a broker hiccup is retried until it succeeds or the worker stops.
-    async fn publish_until_acked(&self, message: &Inbound, topic: &str, headers: Vec<(String, Vec<u8>)>) -> bool {
+    async fn land(&self, message: &Inbound, topic: &str, headers: Vec<(String, Vec<u8>)>) -> bool {
         let record = Outbound {
             topic: topic.to_owned(),
             key: message.key.clone(),
             payload: message.payload.clone().unwrap_or_default(),
             headers,
         };
-        let mut backoff = Duration::from_millis(100);
-        loop {
-            match self.publisher.publish(&record).await {
-                Ok(_) => return true,
-                Err(e) => tracing::warn!(error = %e, topic, "publish failed; retrying"),
-            }
-            tokio::select! {
-                _ = tokio::time::sleep(backoff) => {}
-                _ = self.shutdown.cancelled() => return false,
-            }
-            backoff = (backoff * 2).min(Duration::from_secs(5));
-        }
+        crate::publisher::publish_until_acked(&self.publisher, &record, &self.shutdown).await
     }
 }
 

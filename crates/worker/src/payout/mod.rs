@@ -25,7 +25,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use switchyard_adapters::payouts::{PayoutProvider, VendorPayout};
 use switchyard_adapters::{AdapterError, CallContext};
-use switchyard_bus::{AvroDecoder, AvroEncoder, Failure, Handler, HeaderName, Inbound, MessageContext, Outbound, Publisher};
+use switchyard_bus::{AvroDecoder, AvroEncoder, Failure, Handler, Inbound, MessageContext, Publisher};
 use switchyard_canonical::{
     now_ms, ErrorClass, ErrorCode, OutcomeError, PayoutCommand, PayoutOutcome, PayoutRail, PayoutStatus,
 };
@@ -123,25 +123,7 @@ enum Execution {
 
 impl Handler for PayoutHandler {
     async fn handle(&self, message: Arc<Inbound>) -> Result<(), Failure> {
-        // Before any claim: a header the store cannot hold would fail the
-        // group commit of every payout batched with it.
-        if let Err(bad) = switchyard_bus::headers::check_stored_headers(&message.headers) {
-            self.metrics.failure(ErrorClass::ManualRepair.as_str());
-            return Err(dead_letter(&bad.to_string()));
-        }
-        let Some(payload) = message.payload.as_deref() else {
-            return Err(dead_letter("message has no value"));
-        };
-        let command: PayoutCommand = match self.decoder.decode(payload).await {
-            Ok(c) => c,
-            Err(e) if e.is_transient() => {
-                return Err(Failure::Retry { reason: e.to_string(), delay: Duration::from_secs(2) });
-            }
-            Err(e) => {
-                self.metrics.failure(ErrorClass::ManualRepair.as_str());
-                return Err(dead_letter(&format!("undecodable command: {e}")));
-            }
-        };
+        let command: PayoutCommand = crate::answer::decode_command(&self.decoder, &self.metrics, &message).await?;
         let ctx = message.context();
         let span = tracing::info_span!(
             "payout",
@@ -153,9 +135,7 @@ impl Handler for PayoutHandler {
     }
 }
 
-fn dead_letter(reason: &str) -> Failure {
-    Failure::DeadLetter { class: ErrorClass::ManualRepair, reason: reason.to_owned() }
-}
+use crate::answer::{dead_letter, store_down};
 
 impl PayoutHandler {
     async fn process(&self, command: PayoutCommand, ctx: MessageContext) -> Result<(), Failure> {
@@ -218,20 +198,10 @@ impl PayoutHandler {
             lease_owner: attempt::owner_token(),
             lease_ttl_ms: i64::try_from(self.lease_ttl.as_millis()).unwrap_or(i64::MAX),
         };
-        let started = Instant::now();
-        let record = self.store.claim(claim).await.map_err(store_down)?;
-        self.metrics.stage(Stage::Claim, started.elapsed());
-
-        if record.fingerprint != fingerprint.0 {
-            self.metrics.collision();
-            tracing::warn!("idempotency key reused with a different payload");
-            let error = OutcomeError {
-                class: ErrorClass::Permanent,
-                code: ErrorCode::IdempotencyCollision,
-                message: "idempotency key already used for a different payout".into(),
-            };
-            return self.publish(&ctx, &PayoutOutcome::rejected(&command, error), &command).await;
-        }
+        let record = match crate::answer::claim(&self.store, &self.metrics, claim, "payout").await? {
+            Ok(record) => record,
+            Err(collision) => return self.publish(&ctx, &PayoutOutcome::rejected(&command, collision), &command).await,
+        };
         if record.state == RecordState::Completed {
             return self.replay_record(&ctx, &record, &command).await;
         }
@@ -393,27 +363,17 @@ impl PayoutHandler {
             ambiguous |= error.ambiguous;
             // Only a definite non-acceptance may move a payout; a 409 "key in
             // flight" is the first request still executing (ambiguous).
-            if error.ambiguous {
-                refusals.push(Refusal::Ambiguous);
-            } else if error.is_definite_refusal() {
-                refusals.push(Refusal::Definite);
-            }
+            refusals.extend(crate::answer::refusal(&error));
             if let Some(moved) = self.fail_over(command, record, provider.name(), &refusals, lease.epoch).await {
                 (vendor, provider_key) = moved;
                 refusals.clear();
                 last_error = Some(error);
                 continue;
             }
-            let delay = self.retry.delay(attempt, error.retry_after);
+            let retry_after = error.retry_after;
             last_error = Some(error);
-            if !self.retry.waits_in_place(delay) {
-                return Execution::Later(Failure::Retry { reason: describe(&last_error), delay });
-            }
-            tokio::select! {
-                _ = tokio::time::sleep(delay) => {}
-                _ = self.shutdown.cancelled() => {
-                    return Execution::Later(Failure::Retry { reason: "worker stopping".into(), delay: Duration::ZERO });
-                }
+            if let Err(later) = self.retry.wait_in_place(attempt, retry_after, || describe(&last_error), &self.shutdown).await {
+                return Execution::Later(later);
             }
         }
         if ambiguous {
@@ -569,28 +529,18 @@ impl PayoutHandler {
         let target = router.failover_target(current, record.fresh, refusals, needs)?;
         let vendor = self.providers.get(target)?;
         let key = vendor.adapter.provider_key(&command.idempotency_key);
-        match self.store.reroute(DOMAIN, &command.idempotency_key, current, target, &key, epoch).await {
-            Ok(true) => {
-                tracing::warn!(from = current, to = target, "failing over after a definite refusal");
-                let detail = format!("{{\"from\":\"{current}\",\"to\":\"{target}\"}}");
-                let entry = AuditEntry {
-                    actor: "payout-worker",
-                    action: "failover",
-                    subject_id: &command.payout_id,
-                    correlation_id: &record.correlation_id,
-                    detail: &detail,
-                };
-                if let Err(e) = self.store.audit(entry).await {
-                    tracing::warn!(error = %e, "audit entry for failover not written");
-                }
-                Some((vendor, key))
-            }
-            Ok(false) => None,
-            Err(e) => {
-                tracing::warn!(error = %e, "failover not recorded; staying with {current}");
-                None
-            }
-        }
+        let moved = crate::answer::ClaimMove {
+            domain: DOMAIN,
+            actor: "payout-worker",
+            idempotency_key: &command.idempotency_key,
+            subject_id: &command.payout_id,
+            correlation_id: &record.correlation_id,
+            from: current,
+            to: target,
+            to_key: &key,
+            epoch,
+        };
+        crate::answer::move_claim(&self.store, moved).await.then_some((vendor, key))
     }
 
     fn outcome(&self, command: &PayoutCommand, provider: &PayoutProvider, vendor: VendorPayout, attempts: i32) -> PayoutOutcome {
@@ -628,38 +578,14 @@ impl PayoutHandler {
     /// Publishes the outcome and waits for the broker; a broker outage is
     /// retried here so the command is not re-executed for a publish failure.
     async fn publish(&self, ctx: &MessageContext, outcome: &PayoutOutcome, command: &PayoutCommand) -> Result<(), Failure> {
-        let payload = self
-            .encoder
-            .encode(outcome)
-            .map_err(|e| dead_letter(&format!("outcome does not fit its schema: {e}")))?;
-        let record = Outbound {
-            topic: self.outcomes_topic.clone(),
-            key: Some(command.payout_id.clone().into_bytes()),
-            payload,
-            headers: ctx.outbound_headers(Some(self.encoder.schema_id())),
+        let sink = crate::answer::OutcomeSink::new(&self.publisher, &self.encoder, &self.outcomes_topic, &self.metrics, &self.shutdown);
+        let answering = crate::answer::Answering {
+            subject: &command.payout_id,
+            idempotency_key: &command.idempotency_key,
+            requested_at_ms: command.requested_at_ms,
+            status: outcome.status.as_str(),
         };
-        let mut record = record;
-        if ctx.idempotency_key.is_none() {
-            record.headers.push((HeaderName::IDEMPOTENCY_KEY.into(), command.idempotency_key.clone().into_bytes()));
-        }
-        let mut backoff = Duration::from_millis(100);
-        let started = Instant::now();
-        loop {
-            match self.publisher.publish(&record).await {
-                Ok(_) => break,
-                Err(e) => tracing::warn!(error = %e, "outcome publish failed; retrying"),
-            }
-            tokio::select! {
-                _ = tokio::time::sleep(backoff) => {}
-                _ = self.shutdown.cancelled() => {
-                    return Err(Failure::Retry { reason: "worker stopping before outcome was published".into(), delay: Duration::ZERO });
-                }
-            }
-            backoff = (backoff * 2).min(Duration::from_secs(5));
-        }
-        self.metrics.stage(Stage::Publish, started.elapsed());
-        let flow = u64::try_from(now_ms() - command.requested_at_ms).ok().map(Duration::from_millis);
-        self.metrics.processed(outcome.status.as_str(), flow);
+        sink.publish(ctx, outcome, answering).await?;
         tracing::debug!(status = outcome.status.as_str(), replayed = outcome.replayed, "outcome published");
         Ok(())
     }
@@ -678,10 +604,6 @@ fn rail_name(rail: PayoutRail) -> &'static str {
         PayoutRail::Standard => "standard",
         PayoutRail::Instant => "instant",
     }
-}
-
-fn store_down(e: switchyard_store::StoreError) -> Failure {
-    Failure::Retry { reason: format!("store unavailable: {e}"), delay: Duration::from_secs(1) }
 }
 
 fn fenced_out(fenced: Fenced) -> Execution {
