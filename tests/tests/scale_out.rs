@@ -36,6 +36,16 @@ async fn two_group_members_share_the_work_and_survive_one_leaving() -> Result<()
     }
     first_stop.cancel();
     first.join.await??;
+    // The group does not stop: the member left owns every partition (six
+    // of the command topic, six of its retry topic) within a rebalance.
+    let assigned = |text: String| {
+        text.lines().find(|l| l.starts_with("switchyard_consumer_assigned_partitions")).and_then(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+    };
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while assigned(second.metrics.render()) != Some(12) {
+        assert!(tokio::time::Instant::now() < deadline, "the remaining member owns {:?} partitions", assigned(second.metrics.render()));
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 
     let decoder = env.outcome_decoder()?;
     let mut seen: HashMap<String, usize> = HashMap::new();

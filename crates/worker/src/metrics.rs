@@ -70,6 +70,7 @@ pub struct Metrics {
     head_age: Family<Labels, Gauge>,
     paused: Family<Labels, Gauge>,
     deadline_exceeded: Family<Labels, Gauge>,
+    assigned: Family<Labels, Gauge>,
     /// Handles per stage, resolved once: this is called several times per message.
     stages: [Histogram; 4],
     domain: String,
@@ -135,6 +136,8 @@ impl Metrics {
         registry.register("consumer_head_age_seconds", "How long the oldest unfinished message has held its partition's commit back", head_age.clone());
         registry.register("consumer_paused_partitions", "Partitions paused because their uncommitted window is full", paused.clone());
         registry.register("handler_deadline_exceeded_messages", "Handler calls cut off at their deadline since start", deadline_exceeded.clone());
+        let assigned = Family::<Labels, Gauge>::default();
+        registry.register("consumer_assigned_partitions", "Partitions (input and retry topic) this member owns", assigned.clone());
         let label = |name: &str| vec![("domain".to_owned(), domain.to_owned()), ("stage".to_owned(), name.to_owned())];
         let stages = Stage::ALL.map(|(_, name)| stage_latency.get_or_create(&label(name)).clone());
         let flow_latency = flow_latency.get_or_create(&vec![("domain".to_owned(), domain.to_owned())]).clone();
@@ -155,6 +158,7 @@ impl Metrics {
             head_age,
             paused,
             deadline_exceeded,
+            assigned,
             retried,
             domain: domain.to_owned(),
             runtime: std::sync::OnceLock::new(),
@@ -221,6 +225,7 @@ impl Metrics {
             self.head_age.get_or_create(&l).set((rt.oldest_head_ms.load(Ordering::Relaxed) / 1000) as i64);
             self.paused.get_or_create(&l).set(rt.paused_partitions.load(Ordering::Relaxed) as i64);
             self.deadline_exceeded.get_or_create(&l).set(rt.deadline_exceeded.load(Ordering::Relaxed) as i64);
+            self.assigned.get_or_create(&l).set(rt.assigned_partitions.load(Ordering::Relaxed) as i64);
         }
         let mut out = String::new();
         if encode(&mut out, &self.registry).is_err() {

@@ -24,7 +24,7 @@ use futures::FutureExt;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer};
 use rdkafka::message::Message;
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -153,6 +153,9 @@ pub struct RuntimeStats {
     pub oldest_head_ms: AtomicU64,
     /// Partitions paused because their window is full.
     pub paused_partitions: AtomicU64,
+    /// Partitions this member owns (input and retry topic): the group works
+    /// only while the members' counts add up to the topics' partitions.
+    pub assigned_partitions: AtomicU64,
 }
 
 impl RuntimeStats {
@@ -164,6 +167,8 @@ impl RuntimeStats {
 /// Drops the offsets of revoked partitions so late completions cannot move them.
 struct RebalanceContext {
     book: Arc<Mutex<OffsetBook>>,
+    stats: Arc<RuntimeStats>,
+    paused: Arc<Mutex<HashSet<(String, i32)>>>,
 }
 
 impl ClientContext for RebalanceContext {}
@@ -172,10 +177,22 @@ impl ConsumerContext for RebalanceContext {
     fn pre_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         if let Rebalance::Revoke(tpl) = rebalance {
             let mut book = lock(&self.book);
+            let mut paused = lock(&self.paused);
             for e in tpl.elements() {
                 tracing::info!(topic = e.topic(), partition = e.partition(), "partition revoked");
                 book.revoke(e.topic(), e.partition());
+                // A partition comes back unpaused from its next assignment.
+                paused.remove(&(e.topic().to_owned(), e.partition()));
             }
+            // The eager assignor revokes everything before assigning anew.
+            self.stats.assigned_partitions.store(0, Ordering::Relaxed);
+        }
+    }
+
+    fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Assign(tpl) = rebalance {
+            tracing::info!(partitions = tpl.count(), "partitions assigned");
+            self.stats.assigned_partitions.store(tpl.count() as u64, Ordering::Relaxed);
         }
     }
 }
@@ -212,7 +229,7 @@ pub struct ConsumerRuntime<H> {
     book: Arc<Mutex<OffsetBook>>,
     shared: Arc<Shared<H>>,
     /// Partitions paused for a full window; resumed at half of it.
-    paused: Mutex<std::collections::HashSet<(String, i32)>>,
+    paused: Arc<Mutex<HashSet<(String, i32)>>>,
 }
 
 struct Shared<H> {
@@ -234,8 +251,10 @@ impl<H: Handler> ConsumerRuntime<H> {
         shutdown: CancellationToken,
     ) -> Result<Self, BusError> {
         let book = Arc::new(Mutex::new(OffsetBook::default()));
+        let stats = Arc::new(RuntimeStats::default());
+        let paused = Arc::new(Mutex::new(HashSet::new()));
         let consumer: StreamConsumer<RebalanceContext> =
-            kafka.consumer_config().create_with_context(RebalanceContext { book: book.clone() })?;
+            kafka.consumer_config().create_with_context(RebalanceContext { book: book.clone(), stats: stats.clone(), paused: paused.clone() })?;
         let mut subscription = vec![topics.input.as_str()];
         if let Some(retry) = &topics.retry {
             subscription.push(retry.as_str());
@@ -246,10 +265,10 @@ impl<H: Handler> ConsumerRuntime<H> {
             publisher,
             topics,
             settings,
-            stats: Arc::new(RuntimeStats::default()),
+            stats,
             shutdown,
         });
-        Ok(Self { consumer, book, shared, paused: Mutex::new(Default::default()) })
+        Ok(Self { consumer, book, shared, paused })
     }
 
     pub fn stats(&self) -> Arc<RuntimeStats> {
