@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 use switchyard_canonical::PayoutCommand;
+use switchyard_store::Claim;
 use switchyard_simulators::MoneyOracle;
 
 /// Every command paid exactly once, to its own beneficiary, with its own
@@ -35,4 +36,21 @@ pub fn paid_exactly_once(oracle: &MoneyOracle, commands: &[PayoutCommand]) -> Ve
 pub fn assert_paid_exactly_once(oracle: &MoneyOracle, commands: &[PayoutCommand]) {
     let violations = paid_exactly_once(oracle, commands);
     assert!(violations.is_empty(), "{} violations:\n{}", violations.len(), violations.join("\n"));
+}
+
+/// The claim a payout worker's delivery makes before its first vendor call,
+/// for tests that stage "another delivery" by hand: `owner` holds the lease
+/// for `lease_ttl_ms` (0: already expired, a delivery that died).
+pub fn payout_claim(cmd: &PayoutCommand, provider: &str, owner: &str, lease_ttl_ms: i64) -> Claim {
+    Claim {
+        domain: "payouts".into(),
+        idempotency_key: cmd.idempotency_key.clone(),
+        fingerprint: cmd.fingerprint().0,
+        subject_id: cmd.payout_id.clone(),
+        provider: provider.into(),
+        provider_key: cmd.idempotency_key.clone(),
+        correlation_id: owner.into(),
+        lease_owner: owner.into(),
+        lease_ttl_ms,
+    }
 }

@@ -6,7 +6,7 @@
 use anyhow::Result;
 use std::time::Duration;
 use switchyard_canonical::{PayoutCommand, PayoutStatus};
-use switchyard_e2e::money::paid_exactly_once;
+use switchyard_e2e::money::{paid_exactly_once, payout_claim};
 use switchyard_e2e::{command, TestEnv};
 use switchyard_simulators::{adyen, stripe, FaultPlan, MoneyOracle, SimulatorHandle};
 use switchyard_worker::{start_payout_worker, PayoutWorkerConfig};
@@ -50,24 +50,32 @@ fn stripe_adapter(stage: &Stage) -> Result<switchyard_adapters::payouts::PayoutP
     Ok(switchyard_adapters::payouts::PayoutProvider::Stripe(adapter))
 }
 
-/// Pays `warm` through the worker first, so its adapter has the (shared)
-/// beneficiary registered and the next payout is a single vendor call.
-async fn warm_up(stage: &Stage, reader: &switchyard_e2e::TopicReader, warm: &PayoutCommand) -> Result<()> {
-    stage.env.core_producer().await?.send(warm).await?;
-    let first = stage.env.collect_outcomes(reader, 1, Duration::from_secs(30)).await?;
-    anyhow::ensure!(first[0].status == PayoutStatus::Submitted, "warm-up payout: {:?}", first[0]);
-    Ok(())
+/// A running worker that has paid `warm` already, so its adapter has the
+/// (shared) beneficiary registered and the next payout is one vendor call.
+struct Warm {
+    worker: switchyard_worker::RunningWorker,
+    shutdown: CancellationToken,
+    reader: switchyard_e2e::TopicReader,
+    warm: PayoutCommand,
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn a_409_while_another_request_with_the_key_executes_never_fails_over() -> Result<()> {
-    let stage = stage("overlap409").await?;
+async fn warm_worker(stage: &Stage) -> Result<Warm> {
     let shutdown = CancellationToken::new();
     let worker = start_payout_worker(stage.config.clone(), shutdown.clone()).await?;
     let reader = stage.env.outcome_reader()?;
     let run = &stage.env.prefix;
     let warm = command(&format!("{run}po-warm"), &format!("{run}key-warm"), 100);
-    warm_up(&stage, &reader, &warm).await?;
+    stage.env.core_producer().await?.send(&warm).await?;
+    let first = stage.env.collect_outcomes(&reader, 1, Duration::from_secs(30)).await?;
+    anyhow::ensure!(first[0].status == PayoutStatus::Submitted, "warm-up payout: {:?}", first[0]);
+    Ok(Warm { worker, shutdown, reader, warm })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_409_while_another_request_with_the_key_executes_never_fails_over() -> Result<()> {
+    let stage = stage("overlap409").await?;
+    let Warm { worker, shutdown, reader, warm } = warm_worker(&stage).await?;
+    let run = &stage.env.prefix;
 
     // Another request under the payout's key is executing at Stripe (an
     // earlier delivery's call): Stripe takes 3 s before it pays.
@@ -100,28 +108,14 @@ async fn a_409_while_another_request_with_the_key_executes_never_fails_over() ->
 async fn a_delivery_that_finds_a_live_lease_calls_no_one_while_the_holder_fails_over() -> Result<()> {
     use switchyard_store::{Claim, Completion, Store};
     let stage = stage("overlaplease").await?;
-    let shutdown = CancellationToken::new();
-    let worker = start_payout_worker(stage.config.clone(), shutdown.clone()).await?;
-    let reader = stage.env.outcome_reader()?;
+    let Warm { worker, shutdown, reader, warm } = warm_worker(&stage).await?;
     let run = &stage.env.prefix;
-    let warm = command(&format!("{run}po-warm"), &format!("{run}key-warm"), 100);
-    warm_up(&stage, &reader, &warm).await?;
 
     // Delivery A (played by the test) created the claim for Stripe and holds
     // its lease; Stripe is slow from now on.
     let cmd = command(&format!("{run}po-1"), &format!("{run}key-1"), 4343);
     let store = Store::connect(&stage.config.database_url).await?;
-    let claim = Claim {
-        domain: "payouts".into(),
-        idempotency_key: cmd.idempotency_key.clone(),
-        fingerprint: cmd.fingerprint().0,
-        subject_id: cmd.payout_id.clone(),
-        provider: "stripe".into(),
-        provider_key: cmd.idempotency_key.clone(),
-        correlation_id: "delivery-a".into(),
-        lease_owner: "delivery-a".into(),
-        lease_ttl_ms: 60_000,
-    };
+    let claim = payout_claim(&cmd, "stripe", "delivery-a", 60_000);
     let record = store.claim(claim.clone()).await?;
     assert!(record.fresh);
     stage.stripe.set_faults(FaultPlan { latency_ms: 3000, ..FaultPlan::default() });
@@ -163,7 +157,6 @@ async fn a_delivery_that_finds_a_live_lease_calls_no_one_while_the_holder_fails_
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_claim_older_than_the_vendors_key_memory_is_looked_up_never_created_again() -> Result<()> {
-    use switchyard_store::{Claim, Store};
     let retention = Duration::from_secs(3);
     let env = TestEnv::new("forgotten").await?;
     let oracle = MoneyOracle::new();
@@ -176,20 +169,8 @@ async fn a_claim_older_than_the_vendors_key_memory_is_looked_up_never_created_ag
     // died before it could record the answer.
     let run = &stage.env.prefix;
     let cmd = command(&format!("{run}po-1"), &format!("{run}key-1"), 4444);
-    let store = Store::connect(&stage.config.database_url).await?;
-    store
-        .claim(Claim {
-            domain: "payouts".into(),
-            idempotency_key: cmd.idempotency_key.clone(),
-            fingerprint: cmd.fingerprint().0,
-            subject_id: cmd.payout_id.clone(),
-            provider: "stripe".into(),
-            provider_key: cmd.idempotency_key.clone(),
-            correlation_id: "died".into(),
-            lease_owner: "died".into(),
-            lease_ttl_ms: 0,
-        })
-        .await?;
+    let store = switchyard_store::Store::connect(&stage.config.database_url).await?;
+    store.claim(payout_claim(&cmd, "stripe", "died", 0)).await?;
     stripe_adapter(&stage)?.create(&cmd, &cmd.idempotency_key, &ctx()).await?;
     // Stripe forgets the key; then the command is delivered again.
     tokio::time::sleep(retention + Duration::from_millis(500)).await;

@@ -120,21 +120,6 @@ fn event(payout_id: &str, provider: &str, kind: ProviderEventKind, at: i64) -> P
     }
 }
 
-/// The in-progress claim a payout worker leaves when a call was ambiguous.
-fn worker_claim(cmd: &switchyard_canonical::PayoutCommand) -> switchyard_store::Claim {
-    switchyard_store::Claim {
-        domain: "payouts".into(),
-        idempotency_key: cmd.idempotency_key.clone(),
-        fingerprint: cmd.fingerprint().0,
-        subject_id: cmd.payout_id.clone(),
-        provider: "stripe".into(),
-        provider_key: cmd.idempotency_key.clone(),
-        correlation_id: "corr".into(),
-        lease_owner: "crashed-worker".into(),
-        lease_ttl_ms: 0,
-    }
-}
-
 fn recon_config(env: &TestEnv) -> Result<ReconConfig> {
     let catalog = PartnerCatalog::load(&switchyard_localstack::repo_root().join("ops/partners.yaml"))?;
     let mut kafka = KafkaConfig::new(env.kafka.brokers.clone(), format!("{}reconciler", env.prefix));
@@ -408,7 +393,7 @@ async fn a_payout_stuck_in_pending_unknown_is_settled_by_asking_its_vendor() -> 
     let records = switchyard_store::Store::connect(&switchyard_localstack::database_url()).await?;
     for c in [&cmd, &lost] {
         env.core_producer().await?.send(c).await?;
-        records.claim(worker_claim(c)).await?;
+        records.claim(switchyard_e2e::money::payout_claim(c, "stripe", "crashed-worker", 0)).await?;
     }
     let ctx = switchyard_adapters::CallContext { correlation_id: "corr".into(), traceparent: switchyard_canonical::TraceParent::new_root().to_string() };
     adapter()?.create(&cmd, &key, &ctx).await?;

@@ -129,14 +129,7 @@ mod tests {
     }
 
     async fn stores() -> Vec<Store> {
-        let mut stores = vec![Store::connect("sqlite::memory:").await.expect("sqlite")];
-        let url = std::env::var("DATABASE_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
-        match Store::connect(&url).await {
-            Ok(pg) => stores.push(pg),
-            Err(e) if std::env::var("CI").is_ok() => panic!("PostgreSQL required in CI: {e}"),
-            Err(e) => eprintln!("skipping PostgreSQL: {e}"),
-        }
-        stores
+        crate::test_stores().await
     }
 
     fn unique(prefix: &str) -> String {

@@ -210,3 +210,17 @@ pub struct AuditEntry<'a> {
     /// Short JSON; never secrets or full vendor payloads.
     pub detail: &'a str,
 }
+
+/// SQLite in memory and, where one listens, the PostgreSQL of `DATABASE_URL`:
+/// every store test runs on both dialects (PostgreSQL is required in CI).
+#[cfg(test)]
+pub(crate) async fn test_stores() -> Vec<Store> {
+    let mut stores = vec![Store::connect("sqlite::memory:").await.expect("sqlite")];
+    let url = std::env::var("DATABASE_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
+    match Store::connect(&url).await {
+        Ok(pg) => stores.push(pg),
+        Err(e) if std::env::var("CI").is_ok() => panic!("PostgreSQL required in CI: {e}"),
+        Err(e) => eprintln!("skipping PostgreSQL: {e}"),
+    }
+    stores
+}
