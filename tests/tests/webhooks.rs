@@ -246,6 +246,34 @@ impl PrivateBroker {
     }
 }
 
+/// An ingester on a private broker the test can stop and start.
+struct OutageStack {
+    broker: PrivateBroker,
+    prefix: String,
+    stack: LocalStack,
+    shutdown: CancellationToken,
+    ingester: switchyard_ingester::RunningIngester,
+    run: String,
+    signer: Signer,
+    emitter: WebhookEmitter,
+}
+
+impl OutageStack {
+    async fn start(name: &str) -> Result<Self> {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+        let broker = PrivateBroker { port };
+        broker.script("start")?;
+        let prefix = format!("{name}-{}.", &uuid::Uuid::new_v4().simple().to_string()[..8]);
+        let stack = LocalStack::open(prefix.clone(), broker.brokers()).await?;
+        let shutdown = CancellationToken::new();
+        let ingester = start_ingester(stack.ingester_config(default_providers()), shutdown.clone()).await?;
+        let run = uuid::Uuid::new_v4().simple().to_string();
+        let signer = Signer::Stripe { secret: STRIPE_SECRET.into() };
+        let emitter = WebhookEmitter::new(url(&ingester, "stripe"), signer.clone());
+        Ok(Self { broker, prefix, stack, shutdown, ingester, run, signer, emitter })
+    }
+}
+
 impl Drop for PrivateBroker {
     fn drop(&mut self) {
         let _ = self.script("stop");
@@ -254,16 +282,7 @@ impl Drop for PrivateBroker {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn broker_outage_answers_503_publishes_nothing_and_retried_callbacks_land_once_it_is_back() -> Result<()> {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
-    let broker = PrivateBroker { port };
-    broker.script("start")?;
-    let prefix = format!("webhook-outage-{}.", &uuid::Uuid::new_v4().simple().to_string()[..8]);
-    let stack = LocalStack::open(prefix.clone(), broker.brokers()).await?;
-    let shutdown = CancellationToken::new();
-    let ingester = start_ingester(stack.ingester_config(default_providers()), shutdown.clone()).await?;
-    let run = uuid::Uuid::new_v4().simple().to_string();
-    let signer = Signer::Stripe { secret: STRIPE_SECRET.into() };
-    let emitter = WebhookEmitter::new(url(&ingester, "stripe"), signer.clone());
+    let OutageStack { broker, prefix, stack, shutdown, ingester, run, signer, emitter } = OutageStack::start("webhook-outage").await?;
     assert_eq!(emitter.send_once(&signer, &stripe_callback(&run, 0), now_s()).await, 200, "accepted while the broker is up");
 
     broker.script("stop")?;
@@ -307,16 +326,7 @@ async fn broker_outage_answers_503_publishes_nothing_and_retried_callbacks_land_
 /// not acknowledged as a reused id.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_re_rendered_retry_after_a_failed_publish_is_published() -> Result<()> {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
-    let broker = PrivateBroker { port };
-    broker.script("start")?;
-    let prefix = format!("webhook-rerender-{}.", &uuid::Uuid::new_v4().simple().to_string()[..8]);
-    let stack = LocalStack::open(prefix.clone(), broker.brokers()).await?;
-    let shutdown = CancellationToken::new();
-    let ingester = start_ingester(stack.ingester_config(default_providers()), shutdown.clone()).await?;
-    let run = uuid::Uuid::new_v4().simple().to_string();
-    let signer = Signer::Stripe { secret: STRIPE_SECRET.into() };
-    let emitter = WebhookEmitter::new(url(&ingester, "stripe"), signer.clone());
+    let OutageStack { broker, prefix, stack, shutdown, ingester: _running, run, signer, emitter } = OutageStack::start("webhook-rerender").await?;
     let first = stripe_callback(&run, 0);
     let needle = "\"pending_webhooks\":1";
     assert!(String::from_utf8_lossy(&first.body).contains(needle), "the body carries Stripe's delivery counter");
