@@ -5,6 +5,7 @@ use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::types::RDKafkaErrorCode;
 use serde::Deserialize;
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;
 
@@ -22,10 +23,43 @@ pub struct TopicsFile {
 pub struct TopicDefaults {
     pub replication_factor: Option<i32>,
     pub min_insync_replicas: Option<i32>,
+    /// Schema compatibility of every topic that does not set its own;
+    /// BACKWARD (Confluent's default) when unset.
+    #[serde(default)]
+    pub compatibility: Option<Compatibility>,
+}
+
+/// How a topic's value schema may evolve, with Confluent's level names and
+/// meanings (`switchyard schemas check` and the registry stand-in enforce it).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum Compatibility {
+    #[default]
+    Backward,
+    BackwardTransitive,
+    Forward,
+    ForwardTransitive,
+    Full,
+    FullTransitive,
+    None,
+}
+
+impl Compatibility {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Backward => "BACKWARD",
+            Self::BackwardTransitive => "BACKWARD_TRANSITIVE",
+            Self::Forward => "FORWARD",
+            Self::ForwardTransitive => "FORWARD_TRANSITIVE",
+            Self::Full => "FULL",
+            Self::FullTransitive => "FULL_TRANSITIVE",
+            Self::None => "NONE",
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(from = "RawTopicSpec")]
 pub struct TopicSpec {
     pub name: String,
     pub partitions: i32,
@@ -44,6 +78,68 @@ pub struct TopicSpec {
     /// once this many replicas have it.
     #[serde(default)]
     pub min_insync_replicas: Option<i32>,
+}
+
+/// A topic as written in the file. Its `compatibility` is read by
+/// [`compatibility_levels`] instead of being kept on [`TopicSpec`], so code
+/// that builds `TopicSpec` literals (bench topics) need not name it; it is
+/// declared here so unknown fields are still refused and misspelt levels
+/// fail at load.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTopicSpec {
+    name: String,
+    partitions: i32,
+    retention_ms: Option<i64>,
+    key: String,
+    value_schema: Option<String>,
+    producer: String,
+    consumer: String,
+    #[serde(default)]
+    replication_factor: Option<i32>,
+    #[serde(default)]
+    min_insync_replicas: Option<i32>,
+    #[serde(default, rename = "compatibility")]
+    _compatibility: Option<Compatibility>,
+}
+
+impl From<RawTopicSpec> for TopicSpec {
+    fn from(raw: RawTopicSpec) -> Self {
+        Self {
+            name: raw.name,
+            partitions: raw.partitions,
+            retention_ms: raw.retention_ms,
+            key: raw.key,
+            value_schema: raw.value_schema,
+            producer: raw.producer,
+            consumer: raw.consumer,
+            replication_factor: raw.replication_factor,
+            min_insync_replicas: raw.min_insync_replicas,
+        }
+    }
+}
+
+/// Every topic's schema compatibility level by name: its own
+/// `compatibility`, else `defaults.compatibility`, else BACKWARD. The file is
+/// validated as [`TopicsFile::parse`] does first.
+pub fn compatibility_levels(text: &str) -> Result<BTreeMap<String, Compatibility>, BusError> {
+    #[derive(Deserialize)]
+    struct Levels {
+        #[serde(default)]
+        defaults: TopicDefaults,
+        topics: Vec<Level>,
+    }
+    #[derive(Deserialize)]
+    struct Level {
+        name: String,
+        #[serde(default)]
+        compatibility: Option<Compatibility>,
+    }
+    TopicsFile::parse(text)?;
+    let levels: Levels = serde_norway::from_str(text)
+        .map_err(|e| BusError::TopicsFile { path: "<text>".into(), message: e.to_string() })?;
+    let default = levels.defaults.compatibility.unwrap_or_default();
+    Ok(levels.topics.into_iter().map(|t| (t.name, t.compatibility.unwrap_or(default))).collect())
 }
 
 /// How one topic is replicated, defaults applied.
@@ -263,6 +359,32 @@ mod tests {
         let three = file.capped_replication(3);
         assert_eq!(replications(&three), [Replication { factor: 3, min_insync: Some(2) }, Replication { factor: 3, min_insync: Some(3) }]);
         assert_eq!(replications(&file.capped_replication(9)), replications(&file), "a cap above every factor changes nothing");
+    }
+
+    #[test]
+    fn compatibility_levels_apply_the_file_default() {
+        let text = TWO.replace("consumer: c }\n  - {", "consumer: c, compatibility: FULL_TRANSITIVE }\n  - {");
+        let levels = compatibility_levels(&text).expect("parses");
+        assert_eq!(levels["a"], Compatibility::FullTransitive);
+        assert_eq!(levels["b"], Compatibility::Backward, "Confluent's default when the file sets none");
+        let forward = compatibility_levels(&format!("defaults: {{ compatibility: FORWARD }}\n{text}")).expect("parses");
+        assert_eq!((forward["a"], forward["b"]), (Compatibility::FullTransitive, Compatibility::Forward));
+        let err = compatibility_levels(&text.replace("FULL_TRANSITIVE", "SIDEWAYS")).expect_err("unknown level").to_string();
+        assert!(err.contains("SIDEWAYS") && err.contains("FULL_TRANSITIVE"), "{err}");
+    }
+
+    #[test]
+    fn the_repository_topics_file_states_full_transitive_for_commands_and_outcomes() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../topics.yaml");
+        let text = std::fs::read_to_string(path).expect("topics.yaml");
+        let levels = compatibility_levels(&text).expect("topics.yaml parses");
+        let file = TopicsFile::parse(&text).expect("topics.yaml parses");
+        // Other teams produce our commands and consume our outcomes.
+        for t in file.topics.iter().filter(|t| t.value_schema.is_some()) {
+            if t.name.contains(".commands.") || t.name.contains(".outcomes.") {
+                assert_eq!(levels[&t.name], Compatibility::FullTransitive, "{}", t.name);
+            }
+        }
     }
 
     #[test]

@@ -1,12 +1,15 @@
 //! Compatibility levels and the check that enforces them.
 
+use apache_avro::error::CompatibilityError;
+use apache_avro::schema::{RecordSchema, SchemaKind};
 use apache_avro::schema_compatibility::SchemaCompatibility;
 use apache_avro::Schema;
 use serde::{Deserialize, Serialize};
 
+/// A subject's compatibility level, with Confluent's names and meanings.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
-pub(crate) enum Level {
+pub enum Level {
     None,
     #[default]
     Backward,
@@ -17,9 +20,145 @@ pub(crate) enum Level {
     FullTransitive,
 }
 
+/// Which reading a change broke.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rule {
+    /// The new schema cannot read data written with an earlier version.
+    Backward,
+    /// An earlier version cannot read data written with the new schema.
+    Forward,
+}
+
+impl Rule {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Backward => "BACKWARD",
+            Self::Forward => "FORWARD",
+        }
+    }
+}
+
+/// One broken rule against one earlier version.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Violation {
+    /// The earlier version's number.
+    pub version: u32,
+    pub rule: Rule,
+    /// Dotted path of the record field at fault, when the check names one.
+    pub field: Option<String>,
+    /// Why, in the words of apache-avro's compatibility error (shortened).
+    pub reason: String,
+}
+
+impl Violation {
+    /// e.g. "field `amount.currency`: written as String, read as Int".
+    pub fn detail(&self) -> String {
+        match &self.field {
+            Some(field) => format!("field `{field}`: {}", self.reason),
+            None => self.reason.clone(),
+        }
+    }
+
+    fn new(version: u32, rule: Rule, reader: &Schema, error: &CompatibilityError) -> Self {
+        let mut path = Vec::new();
+        let mut error = error;
+        // A type mismatch deep in nested records arrives wrapped once per level.
+        while let CompatibilityError::FieldTypeMismatch(name, inner) = error {
+            path.push(name.as_str());
+            error = inner;
+        }
+        let reason = match error {
+            CompatibilityError::MissingDefaultValue(name) => {
+                path.push(name.as_str());
+                match rule {
+                    Rule::Backward => format!(
+                        "has no default in the new schema and is missing from data written \
+                         with version {version}"
+                    ),
+                    Rule::Forward => format!(
+                        "has no default in version {version} and is missing from data written \
+                         with the new schema"
+                    ),
+                }
+            }
+            CompatibilityError::WrongType {
+                writer_schema_type,
+                reader_schema_type,
+            } => format!(
+                "written as {}, read as {}",
+                kind_of(writer_schema_type),
+                kind_of(reader_schema_type)
+            ),
+            CompatibilityError::TypeExpected {
+                schema_type,
+                expected_type,
+            } if schema_type == "readers_schema" && !expected_type.is_empty() => {
+                // apache-avro lists the writer's type first, then what may
+                // read it; the reader's own type is looked up by the path.
+                let written = format!("{:?}", expected_type[0]);
+                match field_schema(reader, &path) {
+                    Some(read) => {
+                        format!("written as {written}, read as {:?}", SchemaKind::from(read))
+                    }
+                    None => {
+                        let names: Vec<String> = expected_type[1..]
+                            .iter()
+                            .map(|k| format!("{k:?}"))
+                            .collect();
+                        format!(
+                            "written as {written}, which can only be read as {}",
+                            names.join(" or ")
+                        )
+                    }
+                }
+            }
+            other => other
+                .to_string()
+                .trim_start_matches("Incompatible schemata! ")
+                .trim_start_matches("Incompatible schema types! ")
+                .to_owned(),
+        };
+        Self {
+            version,
+            rule,
+            field: (!path.is_empty()).then(|| path.join(".")),
+            reason,
+        }
+    }
+}
+
+/// The schema of the field at `path` (record fields by name, through unions
+/// holding a record), or `None` where it goes through a by-name reference.
+fn field_schema<'a>(root: &'a Schema, path: &[&str]) -> Option<&'a Schema> {
+    fn record(schema: &Schema) -> Option<&RecordSchema> {
+        match schema {
+            Schema::Record(r) => Some(r),
+            Schema::Union(u) => u.variants().iter().find_map(record),
+            _ => None,
+        }
+    }
+    path.iter().try_fold(root, |schema, name| {
+        record(schema)?
+            .fields
+            .iter()
+            .find(|f| f.name == *name)
+            .map(|f| &f.schema)
+    })
+}
+
+/// apache-avro puts a whole `{:#?}` dump of the schema in `WrongType`; its
+/// first word is the kind (`String`, `Record`, ...), which is what a reader
+/// of the message needs.
+fn kind_of(debug: &str) -> &str {
+    let end = debug
+        .find(|c: char| !c.is_ascii_alphanumeric())
+        .unwrap_or(debug.len());
+    &debug[..end]
+}
+
 impl Level {
     /// Confluent upper-cases the requested level before matching it.
-    pub(crate) fn parse(raw: &str) -> Option<Self> {
+    pub fn parse(raw: &str) -> Option<Self> {
         let level = match raw.trim().to_ascii_uppercase().as_str() {
             "NONE" => Self::None,
             "BACKWARD" => Self::Backward,
@@ -33,7 +172,7 @@ impl Level {
         Some(level)
     }
 
-    pub(crate) fn as_str(self) -> &'static str {
+    pub fn as_str(self) -> &'static str {
         match self {
             Self::None => "NONE",
             Self::Backward => "BACKWARD",
@@ -53,8 +192,10 @@ impl Level {
     }
 
     /// Checks `candidate` against `existing` (oldest first, paired with their
-    /// version numbers). Returns one message per violation; empty means compatible.
-    pub(crate) fn check(self, candidate: &Schema, existing: &[(u32, &Schema)]) -> Vec<String> {
+    /// version numbers): every version when transitive, else the latest.
+    /// Returns the violations, newest version first as Confluent reports
+    /// them; empty means compatible.
+    pub fn check(self, candidate: &Schema, existing: &[(u32, &Schema)]) -> Vec<Violation> {
         let against: &[(u32, &Schema)] = if self.transitive() {
             existing
         } else {
@@ -69,29 +210,46 @@ impl Level {
             Self::Forward | Self::ForwardTransitive => (false, true),
             Self::Full | Self::FullTransitive => (true, true),
         };
-        let mut messages = Vec::new();
-        // Newest first, matching the order in which Confluent reports violations.
-        for (version, old) in against.iter().rev() {
+        let mut violations = Vec::new();
+        for &(version, old) in against.iter().rev() {
             if backward {
                 if let Err(e) = SchemaCompatibility::can_read(old, candidate) {
-                    messages.push(format!(
-                        "{{errorType:'BACKWARD', description:'The new schema cannot read data \
-                         written with version {version}: {e}', compatibility:'{}'}}",
-                        self.as_str()
-                    ));
+                    violations.push(Violation::new(version, Rule::Backward, candidate, &e));
                 }
             }
             if forward {
                 if let Err(e) = SchemaCompatibility::can_read(candidate, old) {
-                    messages.push(format!(
-                        "{{errorType:'FORWARD', description:'Version {version} cannot read data \
-                         written with the new schema: {e}', compatibility:'{}'}}",
-                        self.as_str()
-                    ));
+                    violations.push(Violation::new(version, Rule::Forward, old, &e));
                 }
             }
         }
-        messages
+        violations
+    }
+
+    /// One violation as the registry reports it (Confluent's verbose shape).
+    pub(crate) fn message(self, v: &Violation) -> String {
+        let what = match v.rule {
+            Rule::Backward => format!(
+                "The new schema cannot read data written with version {}",
+                v.version
+            ),
+            Rule::Forward => format!(
+                "Version {} cannot read data written with the new schema",
+                v.version
+            ),
+        };
+        format!(
+            "{{errorType:'{}', description:'{what}: {}', compatibility:'{}'}}",
+            v.rule.as_str(),
+            v.detail(),
+            self.as_str()
+        )
+    }
+}
+
+impl std::fmt::Display for Level {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
     }
 }
 

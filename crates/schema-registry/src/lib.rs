@@ -13,6 +13,12 @@ mod level;
 mod persist;
 mod store;
 
+/// Re-exported so callers of [`Level::check`] (`switchyard schemas check`)
+/// parse schemas with the very apache-avro the registry checks with.
+pub use apache_avro::Schema;
+pub use level::{Level, Rule, Violation};
+pub use store::canonical;
+
 use std::future::Future;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::PathBuf;

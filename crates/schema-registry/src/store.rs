@@ -26,9 +26,16 @@ pub(crate) struct Parsed {
 impl Parsed {
     pub(crate) fn new(text: String) -> Result<Self, ApiError> {
         let schema = Schema::parse_str(&text).map_err(ApiError::invalid_schema)?;
-        let key = serde_json::to_string(&schema).map_err(ApiError::invalid_schema)?;
+        let key = canonical(&schema).map_err(ApiError::invalid_schema)?;
         Ok(Self { text, schema, key })
     }
+}
+
+/// The text by which the registry tells schemas apart (see [`Parsed`]'s key);
+/// also how `schemas/released.lock.json` records released versions, so a
+/// released version and a registered one are the same thing.
+pub fn canonical(schema: &Schema) -> Result<String, serde_json::Error> {
+    serde_json::to_string(schema)
 }
 
 pub(crate) enum VersionRef {
@@ -119,9 +126,12 @@ impl Store {
         {
             return Ok(id);
         }
-        let details = state
-            .level_for(subject)
-            .check(&parsed.schema, &state.history(versions));
+        let level = state.level_for(subject);
+        let details: Vec<String> = level
+            .check(&parsed.schema, &state.history(versions))
+            .iter()
+            .map(|v| level.message(v))
+            .collect();
         if !details.is_empty() {
             return Err(ApiError::incompatible(subject, &details));
         }
@@ -238,13 +248,17 @@ impl Store {
                 history = history.split_off(history.len().saturating_sub(1));
             }
             Some(&VersionRef::Number(n)) => {
+                // Confluent: 40401 for an unknown subject, 40402 for an unknown version.
+                state.subject(subject)?;
                 history.retain(|(v, _)| *v == n);
                 if history.is_empty() {
                     return Err(ApiError::version_not_found(n));
                 }
             }
         }
-        Ok(state.level_for(subject).check(&parsed.schema, &history))
+        let level = state.level_for(subject);
+        let violations = level.check(&parsed.schema, &history);
+        Ok(violations.iter().map(|v| level.message(v)).collect())
     }
 
     pub(crate) fn global_level(&self) -> Level {

@@ -8,6 +8,8 @@
 //! - `catalog`: the partner catalog, the routing table, shadow agreement.
 //! - `dlq list|show|replay`: dead letters, decoded and replayed (`switchyard-ops`).
 //! - `trace`: one flow's timeline from the audit log and the topics.
+//! - `schemas check|release`: schemas/ against each topic's compatibility
+//!   level and the released versions in schemas/released.lock.json.
 
 mod bench;
 mod catalog;
@@ -15,6 +17,7 @@ mod demo_onboarding;
 mod demo_recon;
 mod demo_webhooks;
 mod ops;
+mod schemas;
 mod up;
 
 /// glibc malloc spent about a quarter of all instructions in the benchmark
@@ -57,7 +60,9 @@ enum Command {
         #[command(subcommand)]
         action: TopicsAction,
     },
-    /// Measure throughput; prints figures and ratios.
+    /// Measure throughput; prints figures and ratios. With `--steady RATE`,
+    /// hold a constant rate instead and print latency overhead, worker RSS,
+    /// CPU per payout and lag once a minute.
     Bench(bench::BenchArgs),
     /// Print the partner catalog, the live routing table and, from a running
     /// worker's metrics, the shadow agreement rate per candidate.
@@ -68,6 +73,9 @@ enum Command {
     /// flow id): commands, routing, vendor calls, retries, dead letters,
     /// outcomes, onboarding transitions.
     Trace(ops::TraceArgs),
+    /// Schema compatibility gate: `check` schemas/ against released versions
+    /// at each topic's level, `release` the current ones.
+    Schemas(schemas::SchemasArgs),
 }
 
 #[derive(Subcommand)]
@@ -123,5 +131,6 @@ async fn run(command: Command) -> anyhow::Result<()> {
         Command::Catalog(args) => catalog::run(args).await,
         Command::Dlq(args) => ops::run_dlq(args).await,
         Command::Trace(args) => ops::run_trace(args).await,
+        Command::Schemas(args) => schemas::run(args),
     }
 }
