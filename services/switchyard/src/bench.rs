@@ -9,6 +9,11 @@
 //!    vendor (decode, call, publish, commit);
 //! 6. resident memory of this process (worker, simulators, registry and load
 //!    generator share it), and the ratios.
+//!
+//! `--steady RATE` runs a different measurement instead (`bench_steady.rs`):
+//! a constant rate of payouts through a separate `payout-worker` process,
+//! one line per minute with the layer's latency overhead, the worker's RSS,
+//! CPU per payout and consumer lag.
 
 use anyhow::{bail, Context, Result};
 use futures::stream::{FuturesUnordered, StreamExt, TryStreamExt};
@@ -23,6 +28,9 @@ use switchyard_canonical::{PayoutCommand, PayoutOutcome};
 use switchyard_localstack::{command, database_url, LocalStack};
 use switchyard_simulators::{stripe, FaultPlan};
 use tokio_util::sync::CancellationToken;
+
+#[path = "bench_steady.rs"]
+mod steady;
 
 #[derive(clap::Args)]
 pub(crate) struct BenchArgs {
@@ -43,6 +51,24 @@ pub(crate) struct BenchArgs {
     /// Worker in-flight limit.
     #[arg(long, default_value_t = 4000)]
     max_in_flight: usize,
+    /// Steady-rate mode instead of the throughput figures: publish RATE
+    /// payouts per second, paced, to a separate payout-worker process and
+    /// print latency overhead, worker RSS, CPU per payout and lag each minute.
+    #[arg(long, value_name = "RATE", value_parser = clap::value_parser!(u32).range(1..))]
+    steady: Option<u32>,
+    /// Steady mode: how long to hold the rate.
+    #[arg(long, value_name = "N", default_value_t = 60, requires = "steady", value_parser = clap::value_parser!(u64).range(1..))]
+    minutes: u64,
+    /// Steady mode: the Stripe simulator's latency per call (the vendor's own time).
+    #[arg(long, value_name = "MS", default_value_t = 0, requires = "steady")]
+    vendor_latency_ms: u64,
+    /// Steady mode: the payout-worker binary; defaults to the one next to this executable.
+    #[arg(long, value_name = "PATH", requires = "steady")]
+    worker_binary: Option<std::path::PathBuf>,
+    /// Steady mode: a librdkafka property for the worker (its config's
+    /// `kafka.extra`), e.g. `fetch.wait.max.ms=10`; repeatable.
+    #[arg(long, value_name = "KEY=VALUE", requires = "steady", value_parser = parse_property)]
+    worker_kafka: Vec<(String, String)>,
 }
 
 pub(crate) async fn run(args: BenchArgs) -> Result<()> {
@@ -50,19 +76,11 @@ pub(crate) async fn run(args: BenchArgs) -> Result<()> {
     let database_url = args.database_url.clone().unwrap_or_else(database_url);
     println!("switchyard bench (run {run}) — broker {}, store {}", args.brokers, redact(&database_url));
     println!("{} cores; figures are from one run on a shared machine", std::thread::available_parallelism().map_or(0, |n| n.get()));
-    let store = switchyard_store::Store::connect(&database_url).await.context("store")?;
-    if let Some(h) = store.records_health().await? {
-        // Dead row versions cost the server CPU on every write; a long-lived
-        // test database with autovacuum off measured ~40 % more per payout.
-        println!(
-            "store: {} idempotency records, {} dead row versions, autovacuum {}",
-            h.live,
-            h.dead,
-            if h.autovacuum { "on" } else { "OFF (VACUUM it or use a fresh database)" }
-        );
-    }
+    print_store_health(&database_url).await?;
     println!();
-
+    if let Some(rate) = args.steady {
+        return steady::run(&args, &run, rate, &database_url).await;
+    }
     let raw = raw_passthrough(&args, &run).await?;
     println!("raw broker consume->produce      {:>10.0} msg/s   ({} messages)", raw, args.messages);
 
@@ -84,6 +102,28 @@ pub(crate) async fn run(args: BenchArgs) -> Result<()> {
     println!("  worker (0 ms) / raw passthrough      {:>8.3}   (the layer's own cost)", fast / raw);
     println!("  worker (100 ms) / naive (100 ms)     {:>8.0}x  (target >= 200x)", slow / naive);
     println!("  worker (0 ms) payouts/s              {:>8.0}   (target >= 10,000)", fast);
+    Ok(())
+}
+
+fn parse_property(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((k, v)) if !k.trim().is_empty() => Ok((k.trim().to_owned(), v.trim().to_owned())),
+        _ => Err(format!("expected KEY=VALUE, got {s:?}")),
+    }
+}
+
+async fn print_store_health(database_url: &str) -> Result<()> {
+    let store = switchyard_store::Store::connect(database_url).await.context("store")?;
+    if let Some(h) = store.records_health().await? {
+        // Dead row versions cost the server CPU on every write; a long-lived
+        // test database with autovacuum off measured ~40 % more per payout.
+        println!(
+            "store: {} idempotency records, {} dead row versions, autovacuum {}",
+            h.live,
+            h.dead,
+            if h.autovacuum { "on" } else { "OFF (VACUUM it or use a fresh database)" }
+        );
+    }
     Ok(())
 }
 
@@ -312,11 +352,9 @@ impl CpuSnapshot {
             let name = entry.file_name();
             let Some(pid) = name.to_str().filter(|n| n.bytes().all(|b| b.is_ascii_digit())) else { continue };
             let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { continue };
-            let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else { continue };
-            let comm = &stat[open + 1..close];
             // utime, stime, and the waited-for children (exited PostgreSQL
-            // backends), in clock ticks (100 per second on Linux).
-            let ticks: f64 = stat[close + 1..].split_whitespace().skip(11).take(4).filter_map(|f| f.parse::<f64>().ok()).sum::<f64>() / 100.0;
+            // backends).
+            let Some((comm, ticks)) = stat_cpu_secs(&stat, true) else { continue };
             if pid == me {
                 snapshot.this += ticks;
             } else if comm == "postgres" {
@@ -339,16 +377,28 @@ impl CpuSnapshot {
     }
 }
 
+/// A `/proc/<pid>/stat` line's command name and CPU seconds: utime + stime,
+/// plus cutime + cstime (waited-for children) when `with_children`. Clock
+/// ticks are taken as 100 per second (Linux's USER_HZ).
+fn stat_cpu_secs(stat: &str, with_children: bool) -> Option<(&str, f64)> {
+    let (open, close) = (stat.find('(')?, stat.rfind(')')?);
+    let comm = stat.get(open + 1..close)?;
+    // After the command: state (field 3), ..., utime is field 14.
+    let fields: Vec<f64> =
+        stat[close + 1..].split_whitespace().skip(11).take(if with_children { 4 } else { 2 }).map(|f| f.parse::<f64>()).collect::<Result<_, _>>().ok()?;
+    if fields.len() < 2 {
+        return None;
+    }
+    Some((comm, fields.iter().sum::<f64>() / 100.0))
+}
+
+/// A `/proc/<pid>/status` field in KiB (`VmRSS:`, `VmHWM:`).
+fn status_kib(status: &str, field: &str) -> Option<u64> {
+    status.lines().find(|l| l.starts_with(field)).and_then(|l| l.split_whitespace().nth(1)).and_then(|v| v.parse().ok())
+}
+
 fn proc_status(field: &str) -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with(field))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|v| v.parse().ok())
-        })
-        .unwrap_or(0)
+    std::fs::read_to_string("/proc/self/status").ok().and_then(|s| status_kib(&s, field)).unwrap_or(0)
 }
 
 fn rss_kib() -> u64 {
@@ -357,4 +407,30 @@ fn rss_kib() -> u64 {
 
 fn hwm_kib() -> u64 {
     proc_status("VmHWM:")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stat_cpu_reads_utime_stime_and_children_after_a_command_with_spaces() {
+        // pid (comm) state ppid pgrp session tty tpgid flags minflt cminflt majflt cmajflt utime stime cutime cstime ...
+        let stat = "4242 (tokio rt) worker) S 1 4242 4242 0 -1 4194560 100 0 0 0 250 50 7 3 20 0 9 0 1234 5678 900";
+        let (comm, secs) = stat_cpu_secs(stat, false).expect("parses");
+        assert_eq!(comm, "tokio rt) worker");
+        assert!((secs - 3.0).abs() < 1e-9, "{secs}");
+        let (_, with_children) = stat_cpu_secs(stat, true).expect("parses");
+        assert!((with_children - 3.1).abs() < 1e-9, "{with_children}");
+        assert_eq!(stat_cpu_secs("garbage", false), None);
+        assert_eq!(stat_cpu_secs("1 (x) S 1 2", false), None);
+    }
+
+    #[test]
+    fn status_reads_kib_fields() {
+        let status = "Name:\tpayout-worker\nVmPeak:\t 2130696 kB\nVmHWM:\t   80124 kB\nVmRSS:\t   71568 kB\nThreads:\t9\n";
+        assert_eq!(status_kib(status, "VmRSS:"), Some(71_568));
+        assert_eq!(status_kib(status, "VmHWM:"), Some(80_124));
+        assert_eq!(status_kib(status, "VmSwap:"), None);
+    }
 }
