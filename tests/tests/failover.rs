@@ -24,7 +24,10 @@ async fn a_primary_refusing_with_503_fails_over_opens_its_breaker_and_recovers()
     let primary = stripe::spawn_stripe(down).await?;
     let secondary = adyen::spawn_adyen(adyen::AdyenConfig::local()).await?;
     let mut config = env.worker_config(&primary.base_url(), Some(&secondary.base_url()), "stripe");
-    config.routing.breaker = BreakerConfig { window_ms: 30_000, min_calls: 5, failure_ratio: 0.5, open_ms: 3_000 };
+    // A cool-down longer than a slow machine takes for the second wave, so
+    // the breaker is still open while it runs (each expiry would let a probe
+    // through to the primary).
+    config.routing.breaker = BreakerConfig { window_ms: 30_000, min_calls: 5, failure_ratio: 0.5, open_ms: 10_000 };
     let shutdown = CancellationToken::new();
     let worker = start_payout_worker(config, shutdown.clone()).await?;
     let producer = env.core_producer().await?;
@@ -62,7 +65,7 @@ async fn a_primary_refusing_with_503_fails_over_opens_its_breaker_and_recovers()
     // The primary recovers; after the cool-down a probe closes the breaker
     // and new payouts go to the primary again.
     primary.set_faults(FaultPlan::default());
-    tokio::time::sleep(Duration::from_millis(3_100)).await;
+    tokio::time::sleep(Duration::from_millis(10_100)).await;
     for i in 100..110 {
         producer.send(&send(i)).await?;
         tokio::time::sleep(Duration::from_millis(50)).await;

@@ -61,7 +61,9 @@ impl AdapterError {
     pub fn in_flight(status: u16, retry_after: Option<Duration>, detail: &str) -> Self {
         let mut err = Self::new(ErrorClass::Transient, ErrorCode::VendorUnavailable, format!("HTTP {status}: request with this key in progress: {detail}"));
         err.ambiguous = true;
-        err.retry_after = retry_after;
+        // The first request is still executing: asking again at once only
+        // meets it again. Wait at least a second unless the vendor says.
+        err.retry_after = Some(retry_after.unwrap_or(Duration::from_secs(1)));
         err.http_status = Some(status);
         err
     }
