@@ -211,8 +211,8 @@ impl TopicsFile {
     /// lowered to match. topics.yaml describes production (3 replicas, 2 in
     /// sync); a stack with fewer brokers (a single tansu, docker-compose's
     /// single Kafka) cannot create those topics, so its tooling caps them
-    /// explicitly: the local stack at the broker count it sees
-    /// ([`broker_count`]), `switchyard topics create --max-replication-factor`.
+    /// explicitly: the local stack at one, the CLI with
+    /// `switchyard topics create --max-replication-factor`.
     /// Production passes no cap, so a cluster short of brokers fails
     /// loudly instead of creating under-replicated topics.
     pub fn capped_replication(&self, max: i32) -> Self {
@@ -277,14 +277,6 @@ impl TopicsFile {
 /// How many brokers the cluster metadata lists (those alive right now), for
 /// capping replication on development stacks; see
 /// [`TopicsFile::capped_replication`].
-pub async fn broker_count(kafka: &KafkaConfig) -> Result<i32, BusError> {
-    let admin: AdminClient<DefaultClientContext> = kafka.admin_config().create()?;
-    // fetch_metadata blocks its thread until the broker answers.
-    let metadata = tokio::task::spawn_blocking(move || admin.inner().fetch_metadata(None, Duration::from_secs(10)))
-        .await
-        .map_err(|e| BusError::Config(format!("metadata task: {e}")))??;
-    Ok(metadata.brokers().len() as i32)
-}
 
 #[cfg(test)]
 mod tests {
