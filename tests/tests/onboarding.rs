@@ -635,7 +635,7 @@ async fn a_step_past_its_deadline_is_resent_under_the_same_key_then_expires() ->
     let mut config = stack.config();
     // Long enough that the fraud worker, started after `never` expired, is
     // up before `late` runs out of resends on a loaded 2-core CI machine.
-    config.limits.step_timeout_ms = 5_000;
+    config.limits.step_timeout_ms = 8_000;
     config.limits.max_resends = 2;
     let (orchestrator, token) = stack.orchestrator_with(config).await?;
     let (late, never) = (stack.flow_id("late"), stack.flow_id("never"));
