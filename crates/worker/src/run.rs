@@ -79,7 +79,8 @@ pub async fn start_payout_worker(config: PayoutWorkerConfig, shutdown: Cancellat
             .map(std::time::Duration::from_millis)
             .or(catalog_retention)
             .unwrap_or(std::time::Duration::from_secs(24 * 3600));
-        providers.insert(p.name.clone(), Vendor { adapter: provider, slots, limiter, key_retention });
+        let call_timeout = std::time::Duration::from_millis(p.timeout_ms);
+        providers.insert(p.name.clone(), Vendor { adapter: provider, slots, limiter, key_retention, call_timeout });
     }
     let metrics = Arc::new(Metrics::new(DOMAIN));
     let shadow = match &config.routing.shadow {

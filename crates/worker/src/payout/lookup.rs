@@ -14,14 +14,15 @@ use std::time::{Duration, Instant};
 use switchyard_adapters::CallContext;
 use switchyard_bus::Failure;
 use switchyard_canonical::{now_ms, ErrorClass, PayoutCommand};
-use switchyard_store::Record;
 
 impl PayoutHandler {
+    #[allow(clippy::too_many_arguments)]
     pub(super) async fn look_up<'r>(
         &self,
         command: &PayoutCommand,
         vendor: &Vendor,
-        record: &Record,
+        key_since_ms: i64,
+        provider_key: &str,
         ctx: &CallContext,
         route: &mut Option<Route<'r>>,
         lease: &mut AttemptLease,
@@ -31,7 +32,7 @@ impl PayoutHandler {
         }
         let provider = &vendor.adapter;
         let started = Instant::now();
-        let (result, reply) = switchyard_adapters::http::observe(provider.find(command, record.key_since_ms, ctx)).await;
+        let (result, reply) = switchyard_adapters::http::observe(provider.find(command, key_since_ms, ctx)).await;
         let elapsed = started.elapsed();
         let label = match &result {
             Ok(Some(_)) => "found".to_owned(),
@@ -45,7 +46,7 @@ impl PayoutHandler {
             Err(e) => Err(e.clone()),
         };
         self.audit_call(command, provider.name(), "find", &as_call, &reply, elapsed, ctx, route.take()).await;
-        let age = Duration::from_millis(u64::try_from(now_ms() - record.key_since_ms).unwrap_or(0));
+        let age = Duration::from_millis(u64::try_from(now_ms() - key_since_ms).unwrap_or(0));
         match result {
             Ok(Some(found)) => Execution::Final(self.outcome(command, provider, found, 1)),
             Ok(None) => Execution::Later(dead_letter(&format!(
@@ -54,7 +55,7 @@ impl PayoutHandler {
                  answer core banking (paid: post it; never paid: re-send as a new payout with a new key)",
                 provider = provider.name(),
                 retention = vendor.key_retention,
-                key = record.provider_key.as_deref().unwrap_or_default(),
+                key = provider_key,
                 payout = command.payout_id,
             ))),
             Err(e) if e.class == ErrorClass::ManualRepair => Execution::Later(dead_letter(&e.to_string())),

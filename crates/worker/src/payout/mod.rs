@@ -45,13 +45,24 @@ pub struct Vendor {
     pub limiter: Option<Arc<crate::ratelimit::TokenBucket>>,
     /// How long the vendor remembers our idempotency keys.
     pub key_retention: Duration,
+    /// The adapter's whole-call timeout: a call that passed the retention
+    /// check may send its money request up to this much later (Stripe first
+    /// registers the beneficiary).
+    pub call_timeout: Duration,
 }
 
+/// The key may be forgotten by the time a request would reach the vendor:
+/// nothing may be sent under it any more, only looked up.
+struct KeyForgotten;
+
 impl Vendor {
-    /// Whether a key assigned at `since_ms` may have been forgotten. A tenth
-    /// of the retention is kept as margin for clocks and calls in flight.
+    /// Whether a key assigned at `since_ms` may have been forgotten by the
+    /// time a request sent now reaches the vendor. The margin covers a call
+    /// that sends its money request late (up to the call timeout) and a
+    /// tenth of the retention for clocks; checked right before every call.
     fn may_have_forgotten(&self, since_ms: i64) -> bool {
-        let usable = self.key_retention - self.key_retention / 10;
+        let margin = (self.key_retention / 10).max(self.call_timeout + Duration::from_secs(1));
+        let usable = self.key_retention.saturating_sub(margin);
         u128::try_from(now_ms() - since_ms).unwrap_or(0) >= usable.as_millis()
     }
 }
@@ -322,10 +333,11 @@ impl PayoutHandler {
         let Some(mut vendor) = self.providers.get(first_name) else {
             return Execution::Later(dead_letter(&format!("record names provider {first_name}, which is not configured")));
         };
-        if !record.fresh && vendor.may_have_forgotten(record.key_since_ms) {
-            return self.look_up(command, vendor, record, ctx, route, lease).await;
-        }
         let mut provider_key = first_key.to_owned();
+        let mut key_since = record.key_since_ms;
+        if !record.fresh && vendor.may_have_forgotten(key_since) {
+            return self.look_up(command, vendor, key_since, &provider_key, ctx, route, lease).await;
+        }
         let mut refusals: Vec<Refusal> = Vec::new();
         let mut ambiguous = false;
         let mut attempts = 0;
@@ -339,10 +351,11 @@ impl PayoutHandler {
                 if let Err(fenced) = lease.fence(&self.store).await {
                     return fenced_out(fenced);
                 }
-                let call = self.call(command, vendor, &provider_key, ctx, ambiguous, route.take());
+                let call = self.call(command, vendor, &provider_key, key_since, ctx, ambiguous, route.take());
                 match lease.guard(&self.store, call).await {
-                    Ok(Ok(done)) => return Execution::Final(self.outcome(command, provider, done, attempts)),
-                    Ok(Err(e)) => e,
+                    Ok(Ok(Ok(done))) => return Execution::Final(self.outcome(command, provider, done, attempts)),
+                    Ok(Ok(Err(e))) => e,
+                    Ok(Err(KeyForgotten)) => return self.look_up(command, vendor, key_since, &provider_key, ctx, route, lease).await,
                     Err(fenced) => return fenced_out(fenced),
                 }
             } else {
@@ -366,6 +379,7 @@ impl PayoutHandler {
             refusals.extend(crate::answer::refusal(&error));
             if let Some(moved) = self.fail_over(command, record, provider.name(), &refusals, lease.epoch).await {
                 (vendor, provider_key) = moved;
+                key_since = now_ms();
                 refusals.clear();
                 last_error = Some(error);
                 continue;
@@ -390,25 +404,32 @@ impl PayoutHandler {
 
     /// One vendor call (a status query once the payout is ambiguous), timed
     /// and fed to the provider's breaker.
+    #[allow(clippy::too_many_arguments)]
     async fn call(
         &self,
         command: &PayoutCommand,
         vendor: &Vendor,
         provider_key: &str,
+        key_since_ms: i64,
         ctx: &CallContext,
         ambiguous: bool,
         route: Option<Route<'_>>,
-    ) -> Result<VendorPayout, AdapterError> {
+    ) -> Result<Result<VendorPayout, AdapterError>, KeyForgotten> {
         let provider = &vendor.adapter;
         let operation = if ambiguous { "status" } else { "create" };
         let waited = Instant::now();
         let Ok(_slot) = vendor.slots.acquire().await else {
-            return Err(AdapterError::new(ErrorClass::Transient, ErrorCode::VendorUnavailable, "vendor slots closed"));
+            return Ok(Err(AdapterError::new(ErrorClass::Transient, ErrorCode::VendorUnavailable, "vendor slots closed")));
         };
         if let Some(limiter) = &vendor.limiter {
             limiter.acquire().await;
         }
         self.metrics.stage(Stage::VendorSlotWait, waited.elapsed());
+        // Waiting for a slot can take long enough for the vendor to forget
+        // the key: past that point a create (or a replayed one) pays again.
+        if vendor.may_have_forgotten(key_since_ms) {
+            return Err(KeyForgotten);
+        }
         let started = Instant::now();
         let (result, reply) = switchyard_adapters::http::observe(async {
             if ambiguous {
@@ -434,7 +455,7 @@ impl PayoutHandler {
             }
             self.metrics.breaker(provider.name(), breaker.state());
         }
-        result
+        Ok(result)
     }
 
     /// One audit entry per vendor call, for `switchyard trace`: group
