@@ -216,20 +216,17 @@ impl<R: Clone + Send + 'static> Engine<R> {
 
     /// Reads a record by id, with faults rolled like any API call.
     pub(crate) fn read(&self, id: &str) -> Read<Option<R>> {
-        let mut g = self.lock();
-        let g = &mut *g;
-        g.stats.requests += 1;
-        let latency = g.plan.latency();
-        if let Some(fault) = g.plan.roll_pre(&mut g.rng) {
-            g.stats.injected_faults += 1;
-            return Read { latency, outcome: Err(fault) };
-        }
-        Read { latency, outcome: Ok(g.records.get(id).cloned()) }
+        self.answer_read(|records| records.get(id).cloned())
     }
 
     /// A list request: every record `pick` maps to `Some`, with faults
     /// rolled like any API call. Ordering and paging are the caller's.
     pub(crate) fn scan<T>(&self, mut pick: impl FnMut(&R) -> Option<T>) -> Read<Vec<T>> {
+        self.answer_read(|records| records.values().filter_map(&mut pick).collect())
+    }
+
+    /// A read request: counted, faults rolled, then `look` at the records.
+    fn answer_read<T>(&self, look: impl FnOnce(&HashMap<String, R>) -> T) -> Read<T> {
         let mut g = self.lock();
         let g = &mut *g;
         g.stats.requests += 1;
@@ -238,7 +235,7 @@ impl<R: Clone + Send + 'static> Engine<R> {
             g.stats.injected_faults += 1;
             return Read { latency, outcome: Err(fault) };
         }
-        Read { latency, outcome: Ok(g.records.values().filter_map(&mut pick).collect()) }
+        Read { latency, outcome: Ok(look(&g.records)) }
     }
 }
 
