@@ -2,6 +2,8 @@
 # Starts a local tansu broker on 127.0.0.1:${SWITCHYARD_BROKER_PORT:-9092}
 # unless something already listens there. Prints the broker address.
 # Usage: ops/scripts/broker.sh start|stop
+# SWITCHYARD_BROKER_LOG sets the broker's log filter (default warn), e.g.
+# tansu_broker::coordinator=info to watch group joins; the log is in the cache.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 port="${SWITCHYARD_BROKER_PORT:-9092}"
@@ -16,7 +18,7 @@ case "${1:-start}" in
     if listening; then echo "127.0.0.1:$port"; exit 0; fi
     tansu="$("$here/install-tansu.sh")"
     # Advertise 127.0.0.1, not localhost: librdkafka may resolve localhost to ::1.
-    nohup "$tansu" broker \
+    RUST_LOG="${SWITCHYARD_BROKER_LOG:-${RUST_LOG:-warn}}" nohup "$tansu" broker \
       --listener-url "tcp://127.0.0.1:$port" \
       --advertised-listener-url "tcp://127.0.0.1:$port" \
       --storage-engine "${SWITCHYARD_BROKER_STORAGE:-memory://tansu/}" \

