@@ -1,6 +1,10 @@
 //! Payout workers as separate processes in one consumer group, for tests
 //! that kill, stop and start them at random (`tests/tests/money_at_most_once.rs`,
 //! `tests/tests/crash.rs`).
+//!
+//! When a run stalls: `SWITCHYARD_FLEET_LOG=info,librdkafka=debug` sets the
+//! workers' log filter and `SWITCHYARD_FLEET_KAFKA_DEBUG=cgrp` librdkafka's
+//! `debug` contexts; each worker logs to `worker-N.log` in the fleet's dir.
 
 use anyhow::{bail, Result};
 use std::path::{Path, PathBuf};
@@ -47,7 +51,7 @@ impl FleetConfig {
         let secondary = self.secondary.map(|s| format!(", secondary: {s}")).unwrap_or_default();
         format!(
             "environment: sandbox\n\
-             kafka: {{ brokers: \"{brokers}\", group_id: \"{group}\", session_timeout_ms: 6000 }}\n\
+             kafka: {{ brokers: \"{brokers}\", group_id: \"{group}\", session_timeout_ms: 6000{debug} }}\n\
              schema_registry_url: {registry}\n\
              database_url: \"{db}\"\n\
              topics: {{ commands: \"{commands}\", outcomes: \"{outcomes}\", circuit_events: \"{circuits}\" }}\n\
@@ -65,6 +69,7 @@ impl FleetConfig {
             outcomes = base.topics.outcomes,
             circuits = base.topics.circuit_events,
             primary = self.primary,
+            debug = std::env::var("SWITCHYARD_FLEET_KAFKA_DEBUG").map(|d| format!(", extra: {{ debug: \"{d}\" }}")).unwrap_or_default(),
             in_flight = self.max_in_flight,
             lease = self.lease_ttl.as_millis(),
         )
@@ -117,7 +122,7 @@ impl Fleet {
         let child = tokio::process::Command::new(&self.binary)
             .arg("--config")
             .arg(&self.config_path)
-            .env("RUST_LOG", "warn")
+            .env("RUST_LOG", std::env::var("SWITCHYARD_FLEET_LOG").unwrap_or_else(|_| "warn".into()))
             .env("NO_COLOR", "1")
             .stdout(Stdio::null())
             .stderr(log)
