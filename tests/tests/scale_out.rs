@@ -24,6 +24,20 @@ async fn two_group_members_share_the_work_and_survive_one_leaving() -> Result<()
     let second = start_payout_worker(config, second_stop.clone()).await?;
     let producer = env.core_producer().await?;
     let reader = env.outcome_reader()?;
+    // Both members own partitions before the first command: otherwise the
+    // first to join may do all the work before the other is assigned any.
+    let assigned = |text: String| {
+        text.lines().find(|l| l.starts_with("switchyard_consumer_assigned_partitions")).and_then(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+    };
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let (a, b) = (assigned(first.metrics.render()).unwrap_or(0), assigned(second.metrics.render()).unwrap_or(0));
+        if a > 0 && b > 0 && a + b == 12 {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "the two members own {a} and {b} of 12 partitions");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 
     let keys: Vec<String> = (0..600).map(|i| format!("{}key-{i}", env.prefix)).collect();
     let commands: Vec<_> = keys.iter().enumerate().map(|(i, key)| command(&format!("{}po-{i}", env.prefix), key, 1000 + i as i64)).collect();
@@ -38,9 +52,6 @@ async fn two_group_members_share_the_work_and_survive_one_leaving() -> Result<()
     first.join.await??;
     // The group does not stop: the member left owns every partition (six
     // of the command topic, six of its retry topic) within a rebalance.
-    let assigned = |text: String| {
-        text.lines().find(|l| l.starts_with("switchyard_consumer_assigned_partitions")).and_then(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
-    };
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     while assigned(second.metrics.render()) != Some(12) {
         assert!(tokio::time::Instant::now() < deadline, "the remaining member owns {:?} partitions", assigned(second.metrics.render()));
