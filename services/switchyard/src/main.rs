@@ -10,7 +10,10 @@
 //! - `trace`: one flow's timeline from the audit log and the topics.
 //! - `schemas check|release`: schemas/ against each topic's compatibility
 //!   level and the released versions in schemas/released.lock.json.
+//! - `asyncapi [--check]`: asyncapi.yaml, the bus contract as AsyncAPI 3,
+//!   generated from topics.yaml and schemas/.
 
+mod asyncapi;
 mod bench;
 mod catalog;
 mod demo_onboarding;
@@ -76,6 +79,9 @@ enum Command {
     /// Schema compatibility gate: `check` schemas/ against released versions
     /// at each topic's level, `release` the current ones.
     Schemas(schemas::SchemasArgs),
+    /// Generate asyncapi.yaml (AsyncAPI 3) from topics.yaml and schemas/;
+    /// `--check` fails if the committed file is stale.
+    Asyncapi(asyncapi::AsyncApiArgs),
 }
 
 #[derive(Subcommand)]
@@ -132,5 +138,6 @@ async fn run(command: Command) -> anyhow::Result<()> {
         Command::Dlq(args) => ops::run_dlq(args).await,
         Command::Trace(args) => ops::run_trace(args).await,
         Command::Schemas(args) => schemas::run(args),
+        Command::Asyncapi(args) => asyncapi::run(args),
     }
 }
