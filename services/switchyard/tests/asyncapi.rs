@@ -3,13 +3,11 @@
 //! AsyncAPI project's own parser (ops/asyncapi/validate.mjs), which must also
 //! reject broken documents, or passing it would prove nothing.
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
-use std::sync::atomic::{AtomicU32, Ordering};
+mod common;
 
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
+use common::{repo, Scratch};
+use std::path::Path;
+use std::process::Command;
 
 /// `switchyard asyncapi <args>`: success, stdout, stderr.
 fn switchyard(args: &[&str], topics: &Path) -> (bool, String, String) {
@@ -40,52 +38,6 @@ fn validate(doc: &Path) -> (bool, String, String) {
     (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
 }
 
-/// A scratch directory removed on drop, even when the test fails.
-struct Scratch(PathBuf);
-
-impl Scratch {
-    fn new() -> Self {
-        static N: AtomicU32 = AtomicU32::new(0);
-        let dir = std::env::temp_dir().join(format!("switchyard-asyncapi-{}-{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed)));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).expect("scratch dir");
-        Self(dir)
-    }
-
-    /// topics.yaml, schemas/ and asyncapi.yaml as they are in the repository.
-    fn repository_copy() -> Self {
-        let scratch = Self::new();
-        for file in ["topics.yaml", "asyncapi.yaml"] {
-            std::fs::copy(repo().join(file), scratch.0.join(file)).expect("copy");
-        }
-        copy_dir(&repo().join("schemas"), &scratch.0.join("schemas"));
-        scratch
-    }
-
-    fn path(&self, file: &str) -> PathBuf {
-        self.0.join(file)
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).expect("dir");
-    for entry in std::fs::read_dir(from).expect("read dir") {
-        let entry = entry.expect("entry");
-        let target = to.join(entry.file_name());
-        if entry.file_type().expect("type").is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), target).expect("copy");
-        }
-    }
-}
-
 fn committed() -> String {
     std::fs::read_to_string(repo().join("asyncapi.yaml")).expect("asyncapi.yaml at the repository root")
 }
@@ -103,7 +55,7 @@ fn the_committed_asyncapi_yaml_is_current() {
 
 #[test]
 fn a_schema_or_topic_change_makes_it_stale_until_regenerated() {
-    let repo = Scratch::repository_copy();
+    let repo = Scratch::repository_copy("asyncapi", &["topics.yaml", "asyncapi.yaml"]);
     let schema = repo.path("schemas/payouts/PayoutCommand.v1.avsc");
     let text = std::fs::read_to_string(&schema).expect("schema");
     let edited = text.replacen("Move money to a beneficiary.", "Move money to a beneficiary, once.", 1);
@@ -141,7 +93,7 @@ fn the_asyncapi_project_parser_accepts_asyncapi_yaml() {
 
 #[test]
 fn the_validator_rejects_a_broken_avro_payload_and_a_broken_document() {
-    let scratch = Scratch::new();
+    let scratch = Scratch::new("asyncapi");
     // An Avro field of an unknown type. The spec's JSON Schema cannot see
     // this (a bare name may refer to a named type); only the Avro parser can.
     let mut lines: Vec<String> = committed().lines().map(str::to_owned).collect();

@@ -2,17 +2,15 @@
 //! compatibility gate, and deliberately breaking changes fail it naming the
 //! topic, the field and the rule.
 
+mod common;
+
+use common::{repo, Scratch};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-use std::sync::atomic::{AtomicU32, Ordering};
 
 use serde_json::{json, Value};
 
 const COMMAND_SCHEMA: &str = "schemas/payouts/PayoutCommand.v1.avsc";
-
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
 
 fn switchyard(topics: &Path, action: &str) -> (bool, String, String) {
     let out: Output = Command::new(env!("CARGO_BIN_EXE_switchyard"))
@@ -27,30 +25,7 @@ fn switchyard(topics: &Path, action: &str) -> (bool, String, String) {
     )
 }
 
-/// A scratch directory removed on drop, even when the test fails.
-struct Scratch(PathBuf);
-
 impl Scratch {
-    fn new() -> Self {
-        static N: AtomicU32 = AtomicU32::new(0);
-        let dir = std::env::temp_dir().join(format!(
-            "switchyard-schemas-{}-{}",
-            std::process::id(),
-            N.fetch_add(1, Ordering::Relaxed)
-        ));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).expect("scratch dir");
-        Self(dir)
-    }
-
-    /// topics.yaml, schemas/ and the lock file as they are in the repository.
-    fn repository_copy() -> Self {
-        let scratch = Self::new();
-        std::fs::copy(repo().join("topics.yaml"), scratch.0.join("topics.yaml")).expect("copy topics.yaml");
-        copy_dir(&repo().join("schemas"), &scratch.0.join("schemas"));
-        scratch
-    }
-
     fn topics(&self) -> PathBuf {
         self.0.join("topics.yaml")
     }
@@ -73,25 +48,6 @@ impl Scratch {
     }
 }
 
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).expect("dir");
-    for entry in std::fs::read_dir(from).expect("read dir") {
-        let entry = entry.expect("entry");
-        let target = to.join(entry.file_name());
-        if entry.file_type().expect("type").is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), target).expect("copy");
-        }
-    }
-}
-
 fn field(fields: &mut [Value], name: &str) -> usize {
     fields.iter().position(|f| f["name"] == name).expect("field exists")
 }
@@ -106,7 +62,7 @@ fn the_repository_schemas_pass_the_compatibility_gate() {
 
 #[test]
 fn a_new_field_without_a_default_breaks_backward() {
-    let repo = Scratch::repository_copy();
+    let repo = Scratch::repository_copy("schemas", &["topics.yaml"]);
     repo.edit_fields(COMMAND_SCHEMA, |f| f.push(json!({"name": "purpose", "type": "string"})));
     let (ok, _, stderr) = switchyard(&repo.topics(), "check");
     assert!(!ok);
@@ -118,7 +74,7 @@ fn a_new_field_without_a_default_breaks_backward() {
 
 #[test]
 fn a_removed_field_without_a_default_breaks_forward() {
-    let repo = Scratch::repository_copy();
+    let repo = Scratch::repository_copy("schemas", &["topics.yaml"]);
     repo.edit_fields(COMMAND_SCHEMA, |f| {
         let i = field(f, "reference");
         f.remove(i);
@@ -132,7 +88,7 @@ fn a_removed_field_without_a_default_breaks_forward() {
 
 #[test]
 fn a_type_change_breaks_both_ways_naming_the_nested_field() {
-    let repo = Scratch::repository_copy();
+    let repo = Scratch::repository_copy("schemas", &["topics.yaml"]);
     repo.edit_fields(COMMAND_SCHEMA, |f| {
         let i = field(f, "amount_minor");
         f[i]["type"] = json!("string");
@@ -151,7 +107,7 @@ fn a_type_change_breaks_both_ways_naming_the_nested_field() {
     assert!(forward.contains("field `amount_minor`: written as String, read as Long"), "{forward}");
 
     // A field of a nested record is named by its path.
-    let repo = Scratch::repository_copy();
+    let repo = Scratch::repository_copy("schemas", &["topics.yaml"]);
     repo.edit_fields(COMMAND_SCHEMA, |f| {
         let i = field(f, "beneficiary");
         f[i]["type"]["fields"][1]["type"] = json!("int");
@@ -163,7 +119,7 @@ fn a_type_change_breaks_both_ways_naming_the_nested_field() {
 
 #[test]
 fn an_optional_field_with_a_default_passes_full_and_is_released() {
-    let repo = Scratch::repository_copy();
+    let repo = Scratch::repository_copy("schemas", &["topics.yaml"]);
     repo.edit_fields(COMMAND_SCHEMA, |f| f.push(json!({"name": "purpose", "type": ["null", "string"], "default": null})));
     let (ok, _, stderr) = switchyard(&repo.topics(), "check");
     assert!(ok, "{stderr}");
@@ -191,7 +147,7 @@ fn an_optional_field_with_a_default_passes_full_and_is_released() {
 /// One topic at `level`, released as `{a: int}` then `{}`, now `{a: string, default ""}`:
 /// compatible with the latest version, not with the first.
 fn transitive_case(level: &str) -> (bool, String) {
-    let repo = Scratch::new();
+    let repo = Scratch::new("schemas");
     let topics = format!(
         "topics:\n  - {{ name: t.v1, partitions: 1, key: k, value_schema: schemas/R.avsc, producer: p, consumer: c, compatibility: {level} }}\n"
     );
@@ -220,7 +176,7 @@ fn transitive_levels_check_every_released_version_others_only_the_latest() {
 
 #[test]
 fn a_tampered_lock_file_is_refused() {
-    let repo = Scratch::repository_copy();
+    let repo = Scratch::repository_copy("schemas", &["topics.yaml"]);
     let path = repo.0.join("schemas/released.lock.json");
     let text = std::fs::read_to_string(&path).expect("lock");
     std::fs::write(&path, text.replacen("\"version\": 1", "\"version\": 2", 1)).expect("write");
