@@ -7,6 +7,7 @@
 //! - [`codec`]: Avro encode/decode of serde types through the registry.
 //! - [`headers`]: the header contract (correlation id, traceparent, idempotency key, ...).
 //! - [`topics`]: `topics.yaml` and topic creation.
+//! - [`deprecation`]: deprecated topics, their sunsets and the traffic still on them.
 //! - [`publisher`]: an idempotent producer whose `publish` returns only once the broker acknowledged.
 //! - [`offsets`]: per-partition tracking of finished offsets; only the contiguous prefix is committed.
 //! - [`consumer`]: key-ordered parallel processing, retry topic and DLQ routing.
@@ -15,6 +16,7 @@
 pub mod codec;
 pub mod config;
 pub mod consumer;
+pub mod deprecation;
 pub mod headers;
 pub mod offsets;
 pub mod publisher;

@@ -101,6 +101,10 @@ struct RawTopicSpec {
     min_insync_replicas: Option<i32>,
     #[serde(default, rename = "compatibility")]
     _compatibility: Option<Compatibility>,
+    /// Read by [`crate::deprecation::deprecations`]; declared so a bad
+    /// sunset fails at load.
+    #[serde(default, rename = "deprecated")]
+    _deprecated: Option<crate::deprecation::Deprecation>,
 }
 
 impl From<RawTopicSpec> for TopicSpec {

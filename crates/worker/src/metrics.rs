@@ -71,6 +71,8 @@ pub struct Metrics {
     paused: Family<Labels, Gauge>,
     deadline_exceeded: Family<Labels, Gauge>,
     assigned: Family<Labels, Gauge>,
+    deprecated: Family<Labels, Counter>,
+    sunsets: Family<Labels, Gauge>,
     /// Handles per stage, resolved once: this is called several times per message.
     stages: [Histogram; 4],
     domain: String,
@@ -138,6 +140,9 @@ impl Metrics {
         registry.register("handler_deadline_exceeded_messages", "Handler calls cut off at their deadline since start", deadline_exceeded.clone());
         let assigned = Family::<Labels, Gauge>::default();
         registry.register("consumer_assigned_partitions", "Partitions (input and retry topic) this member owns", assigned.clone());
+        let (deprecated, sunsets) = (Family::<Labels, Counter>::default(), Family::<Labels, Gauge>::default());
+        registry.register("deprecated_messages", "Messages received on a deprecated topic since start (topics.yaml `deprecated`)", deprecated.clone());
+        registry.register("topic_sunset_timestamp_seconds", "Sunset of each deprecated topic this worker consumes, Unix seconds", sunsets.clone());
         let label = |name: &str| vec![("domain".to_owned(), domain.to_owned()), ("stage".to_owned(), name.to_owned())];
         let stages = Stage::ALL.map(|(_, name)| stage_latency.get_or_create(&label(name)).clone());
         let flow_latency = flow_latency.get_or_create(&vec![("domain".to_owned(), domain.to_owned())]).clone();
@@ -159,6 +164,8 @@ impl Metrics {
             paused,
             deadline_exceeded,
             assigned,
+            deprecated,
+            sunsets,
             retried,
             domain: domain.to_owned(),
             runtime: std::sync::OnceLock::new(),
@@ -226,6 +233,12 @@ impl Metrics {
             self.paused.get_or_create(&l).set(rt.paused_partitions.load(Ordering::Relaxed) as i64);
             self.deadline_exceeded.get_or_create(&l).set(rt.deadline_exceeded.load(Ordering::Relaxed) as i64);
             self.assigned.get_or_create(&l).set(rt.assigned_partitions.load(Ordering::Relaxed) as i64);
+            for (topic, deprecation, seen) in rt.deprecated.snapshot() {
+                let version = major_version(&topic);
+                let counter = self.deprecated.get_or_create(&self.labels(&[("topic", &topic), ("version", version)])).clone();
+                counter.inc_by(seen.saturating_sub(counter.get()));
+                self.sunsets.get_or_create(&self.labels(&[("topic", &topic)])).set(deprecation.sunset_unix);
+            }
         }
         let mut out = String::new();
         if encode(&mut out, &self.registry).is_err() {
@@ -254,4 +267,54 @@ pub async fn serve_admin(
         let _ = axum::serve(listener, app).with_graceful_shutdown(async move { shutdown.cancelled().await }).await;
     });
     Ok(addr)
+}
+
+/// `v1` of `run-1.payouts.commands.v1.retry`: the topic's major version.
+fn major_version(topic: &str) -> &str {
+    let topic = topic.strip_suffix(".retry").unwrap_or(topic);
+    topic.rsplit('.').next().filter(|v| v.len() > 1 && v.starts_with('v') && v[1..].bytes().all(|b| b.is_ascii_digit())).unwrap_or("unknown")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use switchyard_bus::deprecation::{deprecations, DeprecatedTraffic};
+
+    const TOPICS: &str = "topics:\n\
+        - { name: payouts.commands.v1, partitions: 1, key: k, value_schema: null, producer: p, consumer: c,\n\
+            deprecated: { sunset: 2027-06-30, use_instead: payouts.commands.v2 } }\n\
+        - { name: payouts.commands.v2, partitions: 1, key: k, value_schema: null, producer: p, consumer: c }\n";
+
+    #[test]
+    fn traffic_on_a_deprecated_topic_is_counted_with_its_version_and_sunset() {
+        let catalog = deprecations(TOPICS).expect("valid");
+        let stats = RuntimeStats {
+            deprecated: DeprecatedTraffic::watching(&catalog, &["run.payouts.commands.v1", "run.payouts.commands.v1.retry"]),
+            ..RuntimeStats::default()
+        };
+        for _ in 0..3 {
+            stats.deprecated.count("run.payouts.commands.v1");
+        }
+        let metrics = Metrics::new("payouts");
+        metrics.attach_runtime(Arc::new(stats));
+        // Rendered twice: a scrape must not count the same messages again.
+        let _ = metrics.render();
+        let text = metrics.render();
+        let line = |needle: &str| text.lines().find(|l| l.starts_with(needle)).map(str::to_owned);
+        assert_eq!(
+            line(r#"switchyard_deprecated_messages_total{domain="payouts",topic="run.payouts.commands.v1",version="v1"}"#).as_deref(),
+            Some(r#"switchyard_deprecated_messages_total{domain="payouts",topic="run.payouts.commands.v1",version="v1"} 3"#),
+            "{text}"
+        );
+        assert!(text.contains(r#"switchyard_deprecated_messages_total{domain="payouts",topic="run.payouts.commands.v1.retry",version="v1"} 0"#), "{text}");
+        assert!(text.contains(r#"switchyard_topic_sunset_timestamp_seconds{domain="payouts",topic="run.payouts.commands.v1"} 1814313600"#), "{text}");
+    }
+
+    #[test]
+    fn the_major_version_comes_from_the_topic_name() {
+        assert_eq!(major_version("run-1.payouts.commands.v12.retry"), "v12");
+        assert_eq!(major_version("payouts.commands.v1"), "v1");
+        assert_eq!(major_version("payouts.commands"), "unknown");
+        assert_eq!(major_version("payouts.vx"), "unknown");
+    }
 }

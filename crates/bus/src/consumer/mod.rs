@@ -24,7 +24,7 @@ use futures::FutureExt;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer};
 use rdkafka::message::Message;
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -121,6 +121,9 @@ pub struct RuntimeSettings {
     /// retry path (and, after the rounds, the DLQ): a hung dependency costs
     /// one message, not a partition.
     pub handler_deadline: Duration,
+    /// Deprecated topics whose traffic is counted; by default those of the
+    /// `topics.yaml` this binary was built with.
+    pub deprecations: BTreeMap<String, crate::deprecation::Deprecation>,
 }
 
 impl Default for RuntimeSettings {
@@ -132,6 +135,7 @@ impl Default for RuntimeSettings {
             max_retry_delay: Duration::from_secs(300),
             max_uncommitted_per_partition: 10_000,
             handler_deadline: Duration::from_secs(120),
+            deprecations: crate::deprecation::deployed(),
         }
     }
 }
@@ -156,6 +160,8 @@ pub struct RuntimeStats {
     /// Partitions this member owns (input and retry topic): the group works
     /// only while the members' counts add up to the topics' partitions.
     pub assigned_partitions: AtomicU64,
+    /// Messages still arriving on deprecated topics.
+    pub deprecated: crate::deprecation::DeprecatedTraffic,
 }
 
 impl RuntimeStats {
@@ -251,14 +257,15 @@ impl<H: Handler> ConsumerRuntime<H> {
         shutdown: CancellationToken,
     ) -> Result<Self, BusError> {
         let book = Arc::new(Mutex::new(OffsetBook::default()));
-        let stats = Arc::new(RuntimeStats::default());
-        let paused = Arc::new(Mutex::new(HashSet::new()));
-        let consumer: StreamConsumer<RebalanceContext> =
-            kafka.consumer_config().create_with_context(RebalanceContext { book: book.clone(), stats: stats.clone(), paused: paused.clone() })?;
         let mut subscription = vec![topics.input.as_str()];
         if let Some(retry) = &topics.retry {
             subscription.push(retry.as_str());
         }
+        let deprecated = crate::deprecation::DeprecatedTraffic::watching(&settings.deprecations, &subscription);
+        let stats = Arc::new(RuntimeStats { deprecated, ..RuntimeStats::default() });
+        let paused = Arc::new(Mutex::new(HashSet::new()));
+        let consumer: StreamConsumer<RebalanceContext> =
+            kafka.consumer_config().create_with_context(RebalanceContext { book: book.clone(), stats: stats.clone(), paused: paused.clone() })?;
         consumer.subscribe(&subscription)?;
         let shared = Arc::new(Shared {
             handler,
@@ -399,6 +406,7 @@ impl<H: Handler> ConsumerRuntime<H> {
         };
         drop(message);
         self.shared.stats.received.fetch_add(1, Ordering::Relaxed);
+        self.shared.stats.deprecated.count(&inbound.topic);
         let epoch = lock(&self.book).begin(&inbound.topic, inbound.partition, inbound.offset);
         self.pause_if_full(&inbound.topic, inbound.partition);
         let lane = match &inbound.key {
