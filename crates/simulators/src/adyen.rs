@@ -310,7 +310,7 @@ fn execute(sim: &Sim, req: wire::TransferReq, ticket: Ticket<Transfer>) -> Saved
 }
 
 fn event(kind: &str, mut data: Value) -> Value {
-    data["balancePlatform"] = Value::from("SWITCHYARD_SIM");
+    data["balancePlatform"] = Value::from(wire::BALANCE_PLATFORM);
     json!({ "data": data, "environment": "test", "timestamp": iso8601(now_ms()), "type": kind })
 }
 

@@ -241,9 +241,10 @@ impl Transfer {
             "id": self.id,
             "accountHolder": { "id": ACCOUNT_HOLDER_ID },
             "amount": { "currency": r.currency, "value": r.value },
+            // v4's `Transfer` names the account only as `balanceAccount`
+            // (no `balanceAccountId`, no `balancePlatform`: additionalProperties
+            // false); webhooks add `balancePlatform`, which their schema has.
             "balanceAccount": { "id": r.balance_account_id },
-            "balanceAccountId": r.balance_account_id,
-            "balancePlatform": BALANCE_PLATFORM,
             "category": "bank",
             "categoryData": { "type": "bank", "priority": r.priority },
             "counterparty": r.counterparty,
