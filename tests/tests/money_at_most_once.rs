@@ -436,6 +436,8 @@ fn new_command(run: &str, n: usize, rng: &mut StdRng) -> PayoutCommand {
         rail: PayoutRail::Standard,
         reference: format!("payout {n}"),
         requested_at_ms: switchyard_canonical::now_ms(),
+        tenant_id: None,
+        risk_tier: None,
     }
 }
 

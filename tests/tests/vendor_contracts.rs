@@ -111,6 +111,8 @@ fn command(payout_id: &str, amount_minor: i64) -> PayoutCommand {
         rail: PayoutRail::Standard,
         reference: "Invoice 2024-001 'contract' <test>".into(),
         requested_at_ms: 1_700_000_000_000,
+        tenant_id: None,
+        risk_tier: None,
     }
 }
 

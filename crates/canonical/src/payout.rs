@@ -34,6 +34,14 @@ pub struct PayoutCommand {
     /// Shown on the beneficiary's statement.
     pub reference: String,
     pub requested_at_ms: i64,
+    /// The tenant (bank or fintech) in a shared deployment; producers on the
+    /// first schema do not send it. Routing only: not in the fingerprint.
+    #[serde(default)]
+    pub tenant_id: Option<String>,
+    /// The core system's risk tier (`low`, `medium`, `high`, ...). Routing
+    /// only: not in the fingerprint.
+    #[serde(default)]
+    pub risk_tier: Option<String>,
 }
 
 impl PayoutCommand {
@@ -168,6 +176,8 @@ mod tests {
             rail: PayoutRail::Standard,
             reference: "invoice 42".into(),
             requested_at_ms: 1,
+            tenant_id: None,
+            risk_tier: None,
         }
     }
 

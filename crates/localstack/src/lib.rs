@@ -287,6 +287,8 @@ pub fn command(payout_id: &str, key: &str, amount_minor: i64) -> PayoutCommand {
         rail: PayoutRail::Standard,
         reference: format!("payout {payout_id}"),
         requested_at_ms: switchyard_canonical::now_ms(),
+        tenant_id: None,
+        risk_tier: None,
     }
 }
 

@@ -68,12 +68,23 @@ pub struct SegmentMatch {
     /// The beneficiary's country, ISO 3166-1 alpha-2.
     #[serde(default)]
     pub region: Option<String>,
+    /// The command's `tenant_id`; a command without one never matches.
+    #[serde(default)]
+    pub tenant: Option<String>,
+    /// The command's `risk_tier`; a command without one never matches.
+    #[serde(default)]
+    pub risk_tier: Option<String>,
 }
 
 impl SegmentMatch {
     fn accepts(&self, needs: Needs<'_>) -> bool {
         let field = |want: &Option<String>, have: &str| want.as_deref().is_none_or(|w| w == have);
-        field(&self.currency, needs.currency) && field(&self.rail, needs.rail) && field(&self.region, needs.region)
+        let optional = |want: &Option<String>, have: Option<&str>| want.as_deref().is_none_or(|w| have == Some(w));
+        field(&self.currency, needs.currency)
+            && field(&self.rail, needs.rail)
+            && field(&self.region, needs.region)
+            && optional(&self.tenant, needs.tenant)
+            && optional(&self.risk_tier, needs.risk_tier)
     }
 }
 
@@ -192,6 +203,9 @@ pub struct Needs<'a> {
     pub rail: &'a str,
     /// The beneficiary's country.
     pub region: &'a str,
+    /// Producers on the first command schema send neither.
+    pub tenant: Option<&'a str>,
+    pub risk_tier: Option<&'a str>,
 }
 
 impl Router {
@@ -307,19 +321,36 @@ mod tests {
         assert!(live_shadow.validate(["stripe", "adyen"]).is_err_and(|e| e.to_string().contains("routing.shadow")));
     }
 
-    const EUR: Needs<'static> = Needs { currency: "EUR", rail: "standard", region: "DE" };
+    const EUR: Needs<'static> = Needs { currency: "EUR", rail: "standard", region: "DE", tenant: None, risk_tier: None };
+
+    #[test]
+    fn segments_match_tenant_and_risk_tier_only_when_the_command_names_them() {
+        let tier = |risk: &str, tenant: Option<&str>| Segment {
+            matches: SegmentMatch { risk_tier: Some(risk.into()), tenant: tenant.map(Into::into), ..SegmentMatch::default() },
+            primary: "adyen".into(),
+            secondary: None,
+        };
+        let r = Router::new(RoutingPolicy { segments: vec![tier("high", Some("bank-a"))], ..policy() });
+        let high_a = Needs { tenant: Some("bank-a"), risk_tier: Some("high"), ..EUR };
+        assert_eq!(r.choose_new("k", high_a), Some("adyen"));
+        assert_eq!(r.choose_new("k", Needs { tenant: Some("bank-b"), ..high_a }), Some("stripe"), "another tenant");
+        assert_eq!(r.choose_new("k", Needs { risk_tier: Some("low"), ..high_a }), Some("stripe"), "another tier");
+        assert_eq!(r.choose_new("k", EUR), Some("stripe"), "a command on the first schema names neither");
+        let any_tenant = Router::new(RoutingPolicy { segments: vec![tier("high", None)], ..policy() });
+        assert_eq!(any_tenant.choose_new("k", Needs { tenant: None, ..high_a }), Some("adyen"), "an unset match field matches anything");
+    }
 
     #[test]
     fn a_segment_overrides_the_default_pair() {
         let r = Router::new(RoutingPolicy {
             segments: vec![Segment {
-                matches: SegmentMatch { currency: Some("GBP".into()), rail: Some("instant".into()), region: None },
+                matches: SegmentMatch { currency: Some("GBP".into()), rail: Some("instant".into()), ..SegmentMatch::default() },
                 primary: "adyen".into(),
                 secondary: None,
             }],
             ..policy()
         });
-        let gbp_instant = Needs { currency: "GBP", rail: "instant", region: "GB" };
+        let gbp_instant = Needs { currency: "GBP", rail: "instant", region: "GB", ..EUR };
         assert_eq!(r.choose_new("k", gbp_instant), Some("adyen"));
         assert_eq!(r.failover_target("adyen", true, &[Refusal::Definite], gbp_instant), None, "the segment has no secondary");
         assert_eq!(r.choose_new("k", Needs { rail: "standard", ..gbp_instant }), Some("stripe"), "other rails use the defaults");
@@ -332,10 +363,10 @@ mod tests {
         let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../ops/partners.yaml");
         let catalog = PartnerCatalog::load(&path).expect("catalog");
         let r = Router::new(policy()).with_catalog(catalog);
-        let usd = Needs { currency: "USD", rail: "standard", region: "US" };
+        let usd = Needs { currency: "USD", rail: "standard", region: "US", ..EUR };
         assert_eq!(r.choose_new("k", usd), Some("stripe"), "only stripe pays USD");
         assert_eq!(r.failover_target("stripe", true, &[Refusal::Definite], usd), None, "adyen cannot take USD");
-        let jpy = Needs { currency: "JPY", rail: "standard", region: "JP" };
+        let jpy = Needs { currency: "JPY", rail: "standard", region: "JP", ..EUR };
         assert_eq!(r.choose_new("k", jpy), None);
     }
 

@@ -32,7 +32,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 /// Check domains route on nothing but policy: no currency, rail or region.
-pub(crate) const NO_NEEDS: Needs<'static> = Needs { currency: "", rail: "", region: "" };
+pub(crate) const NO_NEEDS: Needs<'static> = Needs { currency: "", rail: "", region: "", tenant: None, risk_tier: None };
 
 /// What a check domain plugs into the shared handler.
 pub trait CheckDomain: Send + Sync + 'static {

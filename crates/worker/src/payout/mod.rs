@@ -176,7 +176,7 @@ impl PayoutHandler {
         }
         let fingerprint = command.fingerprint();
         let rail = rail_name(command.rail);
-        let needs = Needs { currency: &command.currency, rail, region: &command.beneficiary.country };
+        let needs = Needs { currency: &command.currency, rail, region: &command.beneficiary.country, tenant: command.tenant_id.as_deref(), risk_tier: command.risk_tier.as_deref() };
         let routed = self.router.get().choose_new(&command.idempotency_key, needs).map(str::to_owned);
         let provider_name = match routed {
             Some(name) => name,
@@ -545,7 +545,13 @@ impl PayoutHandler {
     /// Moves the claim to the failover target if the rule allows and the
     /// store agrees (compare-and-set on the recorded provider).
     async fn fail_over(&self, command: &PayoutCommand, record: &Record, current: &str, refusals: &[Refusal], epoch: i64) -> Option<(&Vendor, String)> {
-        let needs = Needs { currency: &command.currency, rail: rail_name(command.rail), region: &command.beneficiary.country };
+        let needs = Needs {
+            currency: &command.currency,
+            rail: rail_name(command.rail),
+            region: &command.beneficiary.country,
+            tenant: command.tenant_id.as_deref(),
+            risk_tier: command.risk_tier.as_deref(),
+        };
         let router = self.router.get();
         let target = router.failover_target(current, record.fresh, refusals, needs)?;
         let vendor = self.providers.get(target)?;

@@ -275,6 +275,8 @@ mod tests {
             rail: PayoutRail::Instant,
             reference: "a very long reference text here".into(),
             requested_at_ms: 0,
+            tenant_id: None,
+            risk_tier: None,
         };
         let form = StripePayoutRequest::new(&cmd, "ba_123").into_form().expect("encodes");
         assert!(form.contains("currency=eur"));
