@@ -3,16 +3,20 @@
 uses, plus every component schema they reference (transitively).
 
     python3 tests/contracts/extract.py \
-        --stripe /path/to/stripe-openapi/openapi/spec3.yaml \
+        --stripe /path/to/stripe-openapi/latest/openapi.spec3.json \
         --adyen-transfers /path/to/adyen-openapi/json/TransferService-v4.json \
-        --adyen-webhooks /path/to/adyen-openapi/json/BalancePlatformTransferNotification-v4.json
+        --adyen-webhooks /path/to/adyen-openapi/json/BalancePlatformTransferNotification-v4.json \
+        --onfido /path/to/onfido-openapi-spec/generated/artifacts/openapi/openapi.json \
+        --opensanctions /path/to/yente-openapi.json
 
-writes tests/contracts/stripe/payouts.json,
-tests/contracts/adyen/transfers-v4.json and
-tests/contracts/adyen/transfer-webhooks-v4.json. Examples, descriptions
-and other prose are dropped (they are not contract); everything that
-validates (types, enums, required, nullable, anyOf, maxLength, ...) is kept
-verbatim. Record the upstream commit in README.md when refreshing.
+writes stripe/payouts.json, adyen/transfers-v4.json,
+adyen/transfer-webhooks-v4.json, onfido/v3.6.json and
+opensanctions/match.json under tests/contracts/ (each only for the
+documents given). Examples, descriptions and other prose are dropped (they
+are not contract); everything that validates (types, enums, required,
+nullable, anyOf, maxLength, ...) is kept verbatim, except the Stripe
+components in STRIPE_STUBS, which become open objects (see there).
+Record the upstream commit in README.md when refreshing.
 """
 
 import argparse
@@ -32,6 +36,26 @@ STRIPE_OPERATIONS = [
 # Schemas used outside the operations: the error envelope every non-2xx
 # carries, and the event envelope of webhooks (payout.* carry a payout).
 STRIPE_EXTRA_SCHEMAS = ["error", "event", "payout"]
+# Components left as open stubs instead of being followed: the objects an
+# expandable field returns only when `expand[]` asks for them (switchyard never
+# expands, so it only ever sees their string ids), the objects an error
+# embeds for card and payment-intent failures, and the card's network list.
+# Following them pulls in most of Stripe's API (megabytes); a stub accepts
+# any object, so it can hide nothing switchyard's calls produce.
+STRIPE_STUBS = {
+    "account": "expandable (account id)",
+    "application_fee": "expandable (fee id)",
+    "balance_transaction": "expandable (balance transaction id)",
+    "customer": "expandable (customer id)",
+    "deleted_bank_account": "expandable (payout.destination id)",
+    "deleted_card": "expandable (payout.destination id)",
+    "deleted_customer": "expandable (customer id)",
+    "payment_intent": "embedded in payment errors only",
+    "payment_method": "embedded in payment errors only",
+    "setup_intent": "embedded in setup errors only",
+    "source": "embedded in source errors only",
+    "token_card_networks": "card networks; switchyard registers bank accounts only",
+}
 
 ADYEN_OPERATIONS = [
     ("/transfers", "post"),
@@ -41,8 +65,26 @@ ADYEN_OPERATIONS = [
 ADYEN_EXTRA_SCHEMAS = ["ServiceError", "RestServiceError"]
 ADYEN_WEBHOOKS = ["balancePlatform.transfer.created", "balancePlatform.transfer.updated"]
 
+# Onfido API v3.6 (crates/adapters/src/kyc/onfido): the KYC flow and the
+# webhook body (`webhook_event`; Onfido declares it as a schema, not under
+# `webhooks`).
+ONFIDO_OPERATIONS = [
+    ("/applicants", "post"),
+    ("/documents", "post"),
+    ("/live_photos", "post"),
+    ("/checks", "post"),
+    ("/checks/{check_id}", "get"),
+    ("/reports", "get"),
+]
+ONFIDO_EXTRA_SCHEMAS = ["Error", "webhook_event"]
+
+# OpenSanctions / yente (crates/adapters/src/aml/open_sanctions): the
+# matching API; yente serves this document at /openapi.json (OpenAPI 3.1).
+OPENSANCTIONS_OPERATIONS = [("/match/{dataset}", "post")]
+OPENSANCTIONS_EXTRA_SCHEMAS = ["ErrorResponse"]
+
 # Prose and tooling keys that never affect validation.
-DROP_KEYS = {"description", "examples", "example", "summary", "x-expansionResources", "x-stripeBypassValidation",
+DROP_KEYS = {"description", "examples", "example", "summary", "x-expansionResources",
              "x-stripeResource", "x-stripeOperations", "x-codegen", "x-addedInVersion", "x-sortIndex", "x-methodName",
              "externalDocs", "x-enum-descriptions"}
 
@@ -87,8 +129,11 @@ def resolve_pointer(doc, ref):
     return node
 
 
-def closure(doc, roots):
-    """Every component reachable from `roots` through $ref."""
+def closure(doc, roots, stubs=None):
+    """Every component reachable from `roots` through $ref; the schemas named
+    in `stubs` become open objects and are not followed."""
+    stubs = stubs or {}
+    stub_refs = {f"#/components/schemas/{name}" for name in stubs}
     seen, todo = set(), set()
     refs(roots, todo)
     while todo:
@@ -96,16 +141,20 @@ def closure(doc, roots):
         if ref in seen:
             continue
         seen.add(ref)
-        refs(resolve_pointer(doc, ref), todo)
+        if ref not in stub_refs:
+            refs(resolve_pointer(doc, ref), todo)
     components = {}
     for ref in sorted(seen):
         _, section, kind, name = ref.split("/", 3)
         assert section == "components", ref
-        components.setdefault(kind, {})[name] = strip(resolve_pointer(doc, ref))
+        if ref in stub_refs:
+            components.setdefault(kind, {})[name] = {"type": "object", "x-switchyard-stub": stubs[name]}
+        else:
+            components.setdefault(kind, {})[name] = strip(resolve_pointer(doc, ref))
     return components
 
 
-def trim(doc, operations, extra_schemas, source, webhooks=()):
+def trim(doc, operations, extra_schemas, source, webhooks=(), stubs=None):
     paths = {}
     for path, method in operations:
         op = doc["paths"][path][method]
@@ -124,7 +173,7 @@ def trim(doc, operations, extra_schemas, source, webhooks=()):
     if hooks:
         out["webhooks"] = hooks
         del out["paths"]
-    out["components"] = closure(doc, roots)
+    out["components"] = closure(doc, roots, stubs)
     return out
 
 
@@ -140,20 +189,29 @@ def write(obj, rel):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--stripe", help="stripe/openapi openapi/spec3.json or spec3.yaml")
-    ap.add_argument("--stripe-source", default="stripe/openapi openapi/spec3.yaml")
+    ap.add_argument("--stripe", help="stripe/openapi latest/openapi.spec3.json (or openapi/spec3.json, .yaml)")
+    ap.add_argument("--stripe-source", default="stripe/openapi latest/openapi.spec3.json")
     ap.add_argument("--adyen-transfers", help="Adyen/adyen-openapi json/TransferService-v4.json")
     ap.add_argument("--adyen-webhooks", help="Adyen/adyen-openapi json/BalancePlatformTransferNotification-v4.json")
     ap.add_argument("--adyen-source", default="Adyen/adyen-openapi")
+    ap.add_argument("--onfido", help="onfido/onfido-openapi-spec generated/artifacts/openapi/openapi.json")
+    ap.add_argument("--onfido-source", default="onfido/onfido-openapi-spec generated/artifacts/openapi/openapi.json")
+    ap.add_argument("--opensanctions", help="the OpenAPI document yente serves at /openapi.json")
+    ap.add_argument("--opensanctions-source", default="yente /openapi.json")
     a = ap.parse_args()
     if a.stripe:
-        write(trim(load(a.stripe), STRIPE_OPERATIONS, STRIPE_EXTRA_SCHEMAS, a.stripe_source), "stripe/payouts.json")
+        write(trim(load(a.stripe), STRIPE_OPERATIONS, STRIPE_EXTRA_SCHEMAS, a.stripe_source, stubs=STRIPE_STUBS), "stripe/payouts.json")
     if a.adyen_transfers:
         src = f"{a.adyen_source} json/TransferService-v4.json"
         write(trim(load(a.adyen_transfers), ADYEN_OPERATIONS, ADYEN_EXTRA_SCHEMAS, src), "adyen/transfers-v4.json")
     if a.adyen_webhooks:
         src = f"{a.adyen_source} json/BalancePlatformTransferNotification-v4.json"
         write(trim(load(a.adyen_webhooks), [], [], src, ADYEN_WEBHOOKS), "adyen/transfer-webhooks-v4.json")
+    if a.onfido:
+        write(trim(load(a.onfido), ONFIDO_OPERATIONS, ONFIDO_EXTRA_SCHEMAS, a.onfido_source), "onfido/v3.6.json")
+    if a.opensanctions:
+        src = a.opensanctions_source
+        write(trim(load(a.opensanctions), OPENSANCTIONS_OPERATIONS, OPENSANCTIONS_EXTRA_SCHEMAS, src), "opensanctions/match.json")
 
 
 if __name__ == "__main__":

@@ -89,7 +89,8 @@ struct Applicant {
 struct Check {
     applicant_id: String,
     scenario: Scenario,
-    with_face: bool,
+    /// `(id, name)` of each report, ids assigned at creation as Onfido does.
+    reports: Vec<(String, &'static str)>,
     created_ms: i64,
     created_at: Instant,
 }
@@ -225,10 +226,16 @@ async fn create_applicant(State(sim): State<Arc<Sim>>, headers: HeaderMap, body:
     idempotent(&sim, &headers, canonical_hash(&json), move || {
         let id = uuid();
         sim2.state().applicants.insert(id.clone(), Applicant { last_name: last.clone(), documents: Vec::new(), selfie: None });
-        let body = json!({
+        let mut body = json!({
             "id": id, "created_at": iso8601(now_ms()), "first_name": first, "last_name": last,
-            "dob": json.get("dob"), "email": json.get("email"), "href": format!("/v3.6/applicants/{id}"),
+            "href": format!("/v3.6/applicants/{id}"),
         });
+        // Onfido's schema types these as strings: absent, not null.
+        for field in ["dob", "email"] {
+            if let Some(v) = json.get(field).filter(|v| v.is_string()) {
+                body[field] = v.clone();
+            }
+        }
         (Saved { status: StatusCode::CREATED, body: to_bytes(&body) }, None)
     })
     .await
@@ -286,9 +293,13 @@ async fn upload(sim: Arc<Sim>, headers: HeaderMap, body: Bytes, document: bool) 
             }
         }
         let body = if document {
-            json!({ "id": id, "applicant_id": applicant_id, "type": kind, "side": side,
-                    "issuing_country": text(&parts, "issuing_country"), "file_name": format!("{side}.jpg"),
-                    "file_type": "jpg", "created_at": iso8601(now_ms()), "href": format!("/v3.6/documents/{id}") })
+            let mut d = json!({ "id": id, "applicant_id": applicant_id, "type": kind, "side": side,
+                    "file_name": format!("{side}.jpg"), "file_type": "jpg", "created_at": iso8601(now_ms()),
+                    "href": format!("/v3.6/documents/{id}") });
+            if let Some(country) = text(&parts, "issuing_country") {
+                d["issuing_country"] = Value::from(country);
+            }
+            d
         } else {
             json!({ "id": id, "file_name": "selfie.jpg", "file_type": "jpg", "created_at": iso8601(now_ms()),
                     "href": format!("/v3.6/live_photos/{id}") })
@@ -322,7 +333,12 @@ async fn create_check(State(sim): State<Arc<Sim>>, headers: HeaderMap, body: Byt
             .map(|a| scenario(&a.last_name, &a.documents, a.selfie.as_deref(), false))
             .unwrap_or(Scenario::Clear);
         let with_face = reports.iter().any(|r| r.starts_with("facial_similarity"));
-        let check = Check { applicant_id: applicant_id.clone(), scenario: chosen, with_face, created_ms, created_at: Instant::now() };
+        let mut report_ids = vec![(uuid(), "document")];
+        if with_face {
+            report_ids.push((uuid(), "facial_similarity_photo"));
+        }
+        let check =
+            Check { applicant_id: applicant_id.clone(), scenario: chosen, reports: report_ids, created_ms, created_at: Instant::now() };
         let body = render_check(&id, &check, Duration::ZERO, sim2.settle_after);
         if let Some(w) = &sim2.webhooks {
             // Onfido's callback says the check finished, not how.
@@ -364,20 +380,18 @@ fn check_state(c: &Check, elapsed: Duration, settle: Duration) -> (&'static str,
     }
 }
 
-fn report_ids(id: &str, c: &Check) -> Vec<String> {
-    let mut ids = vec![format!("{id}-document")];
-    if c.with_face {
-        ids.push(format!("{id}-facial_similarity_photo"));
-    }
-    ids
-}
-
 fn render_check(id: &str, c: &Check, elapsed: Duration, settle: Duration) -> Value {
     let (status, result) = check_state(c, elapsed, settle);
-    json!({
-        "id": id, "created_at": iso8601(c.created_ms), "status": status, "result": result,
-        "applicant_id": c.applicant_id, "report_ids": report_ids(id, c), "href": format!("/v3.6/checks/{id}"),
-    })
+    let report_ids: Vec<&str> = c.reports.iter().map(|(r, _)| r.as_str()).collect();
+    let mut check = json!({
+        "id": id, "created_at": iso8601(c.created_ms), "status": status,
+        "applicant_id": c.applicant_id, "report_ids": report_ids, "href": format!("/v3.6/checks/{id}"),
+    });
+    // Onfido's schema has `result` clear|consider, not null: absent until known.
+    if let Some(r) = result {
+        check["result"] = Value::from(r);
+    }
+    check
 }
 
 /// The reports of a finished check, shaped by its scenario.
@@ -393,17 +407,22 @@ fn render_reports(id: &str, c: &Check) -> Value {
             ("clear", "clear", json!({ "image_integrity": clear, "visual_authenticity": clear }))
         }
     };
-    let mut reports = vec![json!({
-        "id": format!("{id}-document"), "name": "document", "status": "complete",
-        "result": result, "sub_result": sub_result, "breakdown": breakdown,
-    })];
-    if c.with_face {
-        let face = if c.scenario == Scenario::FaceMismatch { "consider" } else { "clear" };
-        reports.push(json!({
-            "id": format!("{id}-facial_similarity_photo"), "name": "facial_similarity_photo", "status": "complete",
-            "result": face, "sub_result": null, "breakdown": { "face_comparison": { "result": face }, "image_integrity": clear },
-        }));
-    }
+    let face = if c.scenario == Scenario::FaceMismatch { "consider" } else { "clear" };
+    let reports: Vec<Value> = c
+        .reports
+        .iter()
+        .map(|(report_id, name)| match *name {
+            "document" => json!({
+                "id": report_id, "check_id": id, "name": name, "status": "complete",
+                "result": result, "sub_result": sub_result, "breakdown": breakdown,
+            }),
+            // A face report has no `sub_result` (absent: the schema has no null).
+            _ => json!({
+                "id": report_id, "check_id": id, "name": name, "status": "complete",
+                "result": face, "breakdown": { "face_comparison": { "result": face }, "image_integrity": clear },
+            }),
+        })
+        .collect();
     json!({ "reports": reports })
 }
 
@@ -437,7 +456,8 @@ async fn list_reports(State(sim): State<Arc<Sim>>, Query(q): Query<HashMap<Strin
     match st.checks.get(&id) {
         Some(c) if c.created_at.elapsed() >= sim.settle_after => json_reply(StatusCode::OK, to_bytes(&render_reports(&id, c)), &[]),
         Some(c) => {
-            let pending: Vec<Value> = report_ids(&id, c).into_iter().map(|r| json!({ "id": r, "status": "awaiting_data", "result": null })).collect();
+            let pending: Vec<Value> =
+                c.reports.iter().map(|(r, name)| json!({ "id": r, "check_id": id, "name": name, "status": "awaiting_data" })).collect();
             json_reply(StatusCode::OK, to_bytes(&json!({ "reports": pending })), &[])
         }
         None => error(StatusCode::NOT_FOUND, "resource_not_found", "The resource could not be found", None),

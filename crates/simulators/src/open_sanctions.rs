@@ -4,17 +4,19 @@
 //! - Body `{queries: {<id>: {schema: Person|Organization|..., properties:
 //!   {name[], firstName[], lastName[], birthDate[], nationality[]}}}}`;
 //!   query `threshold` (default 0.7). A query without a name -> 400; a
-//!   birth date before 1900 -> 422 (UNCONFIRMED).
+//!   birth date before 1900 -> 422 with FastAPI's `{detail: [{loc, msg,
+//!   type}]}` (UNCONFIRMED that yente refuses it).
 //!   Unknown dataset -> 404.
 //! - Reply `{responses: {<id>: {status: 200, results: [{id, caption,
-//!   schema, properties{topics[], ...}, datasets[], score, match, features}],
+//!   schema, properties{topics[], ...}, datasets[], score, match,
+//!   explanations{<feature>: {detail, score, query, candidate}}}],
 //!   total{value}, query}}, limit}`; `match` is `score >= threshold`.
 //! - Stateless, like the real API: the same body always gets the same
 //!   answer; there is no idempotency key. Faults apply as for every sim.
 //!
 //! Magic names: `checks::aml_magic` (`Cleared` is unknown here: no hit).
 //!
-//! UNCONFIRMED: the feature names in `features` (modelled on
+//! UNCONFIRMED: the feature names in `explanations` (modelled on
 //! `logic-v1`: `name_literal_match`, `dob_year_match`, ...), 429/5xx bodies.
 
 use std::collections::HashMap;
@@ -92,11 +94,18 @@ fn results(query: &Value, threshold: f64) -> Option<Vec<Value>> {
     })?;
     let dob_given = first(props, "birthDate").is_some();
     let entity = |score: f64, topics: &[&str], datasets: &[&str], features: Value| {
+        // yente's `explanations`: each feature's score with what it compared.
+        let explanations: Map<String, Value> = features
+            .as_object()
+            .into_iter()
+            .flatten()
+            .map(|(f, s)| (f.clone(), json!({ "detail": null, "score": s, "query": null, "candidate": null })))
+            .collect();
         json!({
             "id": entity_id("NK-", &name), "caption": name, "schema": "Person",
             "properties": { "name": [name], "topics": topics, "birthDate": ["1961-03-04"] },
             "datasets": datasets, "referents": [], "target": true,
-            "score": score, "match": score >= threshold, "features": features,
+            "score": score, "match": score >= threshold, "explanations": explanations,
         })
     };
     let found = match listing(&name) {
@@ -140,7 +149,12 @@ async fn match_entities(
         let year = query.pointer("/properties/birthDate/0").and_then(Value::as_str).and_then(|d| d.get(0..4)).and_then(|y| y.parse::<i32>().ok());
         if year.is_some_and(|y| y < 1900) {
             pause(sim.engine.reject(false)).await;
-            return detail(StatusCode::UNPROCESSABLE_ENTITY, &format!("Query {id}: birthDate out of range"));
+            // FastAPI's validation error shape (`HTTPValidationError`).
+            let body = json!({ "detail": [{
+                "loc": ["body", "queries", id, "properties", "birthDate", 0],
+                "msg": "birthDate out of range", "type": "value_error",
+            }] });
+            return json_reply(StatusCode::UNPROCESSABLE_ENTITY, to_bytes(&body), &[]);
         }
         responses.insert(id.clone(), json!({ "status": 200, "results": found, "total": { "value": found.len(), "relation": "eq" }, "query": query }));
     }

@@ -37,6 +37,7 @@ pub(crate) struct BankAccount {
     pub(crate) account: String,
     pub(crate) holder_name: Option<String>,
     pub(crate) holder_type: Option<&'static str>,
+    pub(crate) account_type: Option<&'static str>,
     pub(crate) country: String,
     /// Lowercase, as Stripe renders currencies.
     pub(crate) currency: String,
@@ -57,6 +58,7 @@ impl BankAccount {
             account: PLATFORM_ACCOUNT_ID.to_owned(),
             holder_name: Some(PLATFORM_ACCOUNT_HOLDER.to_owned()),
             holder_type: Some("company"),
+            account_type: None,
             country: "GB".to_owned(),
             currency: "gbp".to_owned(),
             account_number: PLATFORM_IBAN.to_owned(),
@@ -83,7 +85,7 @@ impl BankAccount {
             "account": self.account,
             "account_holder_name": self.holder_name,
             "account_holder_type": self.holder_type,
-            "account_type": null,
+            "account_type": self.account_type,
             "available_payout_methods": ["standard"],
             "bank_name": "STRIPE TEST BANK",
             "country": self.country,
@@ -155,6 +157,7 @@ pub(crate) fn payee(sim: &Sim, account: &str, destination: Option<&str>, currenc
 struct NewBankAccount {
     holder_name: Option<String>,
     holder_type: Option<&'static str>,
+    account_type: Option<&'static str>,
     country: String,
     currency: String,
     account_number: String,
@@ -163,16 +166,27 @@ struct NewBankAccount {
     metadata: Vec<(String, String)>,
 }
 
-/// Parses the form like Stripe: the nested `external_account[...]` fields of
-/// the spec's bank-account variant (`object`, `account_number`, `country`
-/// required; `currency`, `account_holder_name`, `account_holder_type`,
-/// `routing_number` optional), plus `default_for_currency` and `metadata`.
+/// Parses the form like Stripe: the bank account as a dictionary, either
+/// `external_account[...]` (what Stripe's API reference documents) or
+/// `bank_account[...]` (what its OpenAPI document declares, as
+/// `external_account_payout_bank_account`), not both: `account_number`,
+/// `country` required (and `object` in the first); `currency`, `account_holder_name`,
+/// `account_holder_type`, `account_type`, `routing_number` optional; plus
+/// `default_for_currency` and `metadata`.
 fn parse(body: &[u8]) -> Result<(NewBankAccount, Vec<(String, String)>), ApiError> {
     let mut pairs: Vec<(String, String)> = form_urlencoded::parse(body).map(|(k, v)| (k.into_owned(), v.into_owned())).collect();
+    let uses = |prefix: &str| pairs.iter().any(|(k, _)| k == prefix || k.starts_with(&format!("{prefix}[")));
+    let dict = match (uses("external_account"), uses("bank_account")) {
+        (true, true) => return Err(ApiError::invalid("bank_account", "Received both external_account and bank_account; send one.")),
+        (false, true) => "bank_account",
+        _ => "external_account",
+    };
+    let field = |k: &str| k.strip_prefix(dict).and_then(|r| r.strip_prefix('[')).and_then(|r| r.strip_suffix(']')).map(str::to_owned);
     let (mut object, mut number, mut country, mut currency) = (None, None, None, None);
     let mut ba = NewBankAccount {
         holder_name: None,
         holder_type: None,
+        account_type: None,
         country: String::new(),
         currency: String::new(),
         account_number: String::new(),
@@ -181,24 +195,31 @@ fn parse(body: &[u8]) -> Result<(NewBankAccount, Vec<(String, String)>), ApiErro
         metadata: Vec::new(),
     };
     for (k, v) in &pairs {
-        match k.as_str() {
-            "external_account" => {
-                return Err(ApiError::invalid("external_account", "Tokens are not supported by the simulator; send external_account[...] fields."))
-            }
-            "external_account[object]" => object = Some(v.as_str()),
-            "external_account[account_number]" => number = Some(v.as_str()),
-            "external_account[country]" => country = Some(v.as_str()),
-            "external_account[currency]" => currency = Some(v.as_str()),
-            "external_account[account_holder_name]" => ba.holder_name = Some(v.clone()),
-            "external_account[account_holder_type]" => {
+        match (k.as_str(), field(k).as_deref()) {
+            (k, _) if k == dict => return Err(ApiError::invalid(dict, format!("Tokens are not supported by the simulator; send {dict}[...] fields."))),
+            (_, Some("object")) => object = Some(v.as_str()),
+            (_, Some("account_number")) => number = Some(v.as_str()),
+            (_, Some("country")) => country = Some(v.as_str()),
+            (_, Some("currency")) => currency = Some(v.as_str()),
+            (_, Some("account_holder_name")) => ba.holder_name = Some(v.clone()),
+            (_, Some("account_holder_type")) => {
                 ba.holder_type = Some(match v.as_str() {
                     "individual" => "individual",
                     "company" => "company",
                     _ => return Err(ApiError::invalid(k, format!("Invalid account_holder_type: must be one of individual, company (got '{v}')."))),
                 })
             }
-            "external_account[routing_number]" => ba.routing_number = Some(v.clone()),
-            "default_for_currency" => {
+            (_, Some("account_type")) => {
+                ba.account_type = Some(match v.as_str() {
+                    "checking" => "checking",
+                    "savings" => "savings",
+                    "futsu" => "futsu",
+                    "toza" => "toza",
+                    _ => return Err(ApiError::invalid(k, format!("Invalid account_type: must be one of checking, futsu, savings, toza (got '{v}')."))),
+                })
+            }
+            (_, Some("routing_number")) => ba.routing_number = Some(v.clone()),
+            ("default_for_currency", _) => {
                 ba.default_for_currency = match v.as_str() {
                     "true" => true,
                     "false" => false,
@@ -212,35 +233,38 @@ fn parse(body: &[u8]) -> Result<(NewBankAccount, Vec<(String, String)>), ApiErro
             }
         }
     }
+    let param = |f: &str| format!("{dict}[{f}]");
     match object {
-        None => return Err(ApiError::missing("external_account[object]")),
-        Some("bank_account") => {}
-        Some(other) => return Err(ApiError::invalid("external_account[object]", format!("The simulator supports bank_account only (got '{other}')."))),
+        // Required in the API reference's `external_account` dictionary,
+        // optional in the spec's `bank_account` one.
+        None if dict == "external_account" => return Err(ApiError::missing(&param("object"))),
+        None | Some("bank_account") => {}
+        Some(other) => return Err(ApiError::invalid(&param("object"), format!("The simulator supports bank_account only (got '{other}')."))),
     }
-    let country = country.ok_or_else(|| ApiError::missing("external_account[country]"))?;
+    let country = country.ok_or_else(|| ApiError::missing(&param("country")))?;
     if country.len() != 2 || !country.bytes().all(|b| b.is_ascii_uppercase()) {
-        return Err(ApiError::invalid("external_account[country]", format!("Invalid country: {country}")));
+        return Err(ApiError::invalid(&param("country"), format!("Invalid country: {country}")));
     }
-    let number = number.filter(|n| !n.is_empty()).ok_or_else(|| ApiError::missing("external_account[account_number]"))?;
+    let number = number.filter(|n| !n.is_empty()).ok_or_else(|| ApiError::missing(&param("account_number")))?;
     let number: String = number.chars().filter(|c| !c.is_whitespace()).collect::<String>().to_ascii_uppercase();
     if crate::bank::uses_iban(country) {
         // UNCONFIRMED: Stripe's wording for these two refusals.
         if !crate::bank::iban_valid(&number) {
-            return Err(ApiError::invalid("external_account[account_number]", "The account number you provided is not a valid IBAN."));
+            return Err(ApiError::invalid(&param("account_number"), "The account number you provided is not a valid IBAN."));
         }
         if crate::bank::iban_country(&number) != Some(country) {
             return Err(ApiError::invalid(
-                "external_account[account_number]",
+                &param("account_number"),
                 format!("The IBAN you provided is for {}, but the country you provided is {country}.", &number[..2]),
             ));
         }
     } else if ba.routing_number.is_none() {
-        return Err(ApiError::missing("external_account[routing_number]"));
+        return Err(ApiError::missing(&param("routing_number")));
     }
     ba.currency = match currency {
         Some(c) if c.len() == 3 && c.bytes().all(|b| b.is_ascii_alphabetic()) => c.to_ascii_lowercase(),
-        Some(c) => return Err(ApiError::invalid("external_account[currency]", format!("Invalid currency: {c}."))),
-        None => crate::bank::default_currency(country).ok_or_else(|| ApiError::missing("external_account[currency]"))?.to_owned(),
+        Some(c) => return Err(ApiError::invalid(&param("currency"), format!("Invalid currency: {c}."))),
+        None => crate::bank::default_currency(country).ok_or_else(|| ApiError::missing(&param("currency")))?.to_owned(),
     };
     ba.country = country.to_owned();
     ba.account_number = number;
@@ -281,6 +305,7 @@ pub(crate) async fn create(State(sim): State<Arc<Sim>>, Path(account): Path<Stri
             account,
             holder_name: new.holder_name,
             holder_type: new.holder_type,
+            account_type: new.account_type,
             country: new.country,
             currency: new.currency,
             account_number: new.account_number,

@@ -255,3 +255,29 @@ async fn oracle_counts_one_payout_paid_at_both_vendors_twice() {
     stripe.shutdown().await;
     adyen.shutdown().await;
 }
+
+/// The spec's `bank_account[...]` dictionary is the same bank account as the
+/// API reference's `external_account[...]` (`object` optional there); a form
+/// with both is refused.
+#[tokio::test]
+async fn the_specs_bank_account_dictionary_is_accepted_too() {
+    let h = sim().await;
+    let path = "/v1/accounts/acct_spec/external_accounts";
+    let form = [
+        ("bank_account[country]", "DE"),
+        ("bank_account[account_number]", DE_IBAN),
+        ("bank_account[account_holder_name]", "Spec Reader"),
+        ("bank_account[account_type]", "checking"),
+    ];
+    let r = post(&h, path, None, None, &form).await;
+    assert_eq!(r.status(), 200);
+    let ba: Value = r.json().await.expect("json");
+    assert_eq!((ba["object"].as_str(), ba["account_holder_name"].as_str()), (Some("bank_account"), Some("Spec Reader")));
+    assert_eq!((ba["currency"].as_str(), ba["account_type"].as_str()), (Some("eur"), Some("checking")));
+    let both = [("bank_account[country]", "DE"), ("external_account[country]", "DE")];
+    let (status, e) = error_of(post(&h, path, None, None, &both).await).await;
+    assert_eq!((status, e["param"].as_str()), (400, Some("bank_account")));
+    let (status, e) = error_of(post(&h, path, None, None, &[("bank_account[country]", "DE")]).await).await;
+    assert_eq!((status, e["param"].as_str()), (400, Some("bank_account[account_number]")));
+    h.shutdown().await;
+}

@@ -14,6 +14,7 @@
 //! updates itself (webhook `monitored_search_updated`, another engineer's
 //! ingester); a `RESCREEN` command runs a fresh search tagged with the
 //! list update.
+//! Contract: ComplyAdvantage publishes no machine-readable API definition (tests/contracts/README.md).
 
 mod transformers;
 pub(crate) mod webhook;

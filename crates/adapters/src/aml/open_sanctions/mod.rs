@@ -9,6 +9,8 @@
 //! Decisions: OpenSanctions scores, it does not adjudicate. Our policy: a
 //! match scoring at least [`CONFIRM_SCORE`] on the name *and* agreeing on
 //! the birth date is confirmed; any other match is potential.
+//! Contract: checked against the OpenAPI document yente serves
+//! (tests/contracts/opensanctions, tests/tests/kyc_contracts.rs).
 
 mod transformers;
 

@@ -1,7 +1,9 @@
 //! OpenSanctions wire types and their mapping to canonical terms.
 //!
 //! Results: `{id, caption, schema, properties{topics[], ...}, datasets[],
-//! score, match, features{...}}`. Topics: `sanction`, `sanction.linked`,
+//! score, match, explanations{<feature>: {score, detail, ...}}}` (yente's
+//! `ScoredEntityResponse`; older yente releases sent a `features` map of
+//! bare scores, which the current document no longer has). Topics: `sanction`, `sanction.linked`,
 //! `role.pep`, `role.rca`, `crime.*`, `reg.warn`, `debarment`, ...
 
 use crate::aml::{most_severe, AmlVerdict};
@@ -78,7 +80,13 @@ struct OsResult {
     #[serde(default)]
     properties: HashMap<String, serde_json::Value>,
     #[serde(default)]
-    features: HashMap<String, f64>,
+    explanations: HashMap<String, Explanation>,
+}
+
+/// yente's `FeatureResult`: one feature's contribution to the score.
+#[derive(Debug, Deserialize)]
+struct Explanation {
+    score: f64,
 }
 
 fn list_of(topic: &str) -> Option<ScreeningList> {
@@ -99,7 +107,7 @@ impl OsResult {
             .map(|a| a.iter().filter_map(|v| v.as_str().map(str::to_owned)).collect())
             .unwrap_or_default();
         let mut fields = Vec::new();
-        let positive = |p: &str| self.features.iter().any(|(k, v)| k.contains(p) && *v > 0.0);
+        let positive = |p: &str| self.explanations.iter().any(|(k, e)| k.contains(p) && e.score > 0.0);
         if positive("name") {
             fields.push(MatchedField::Name);
         }

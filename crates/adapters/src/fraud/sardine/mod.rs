@@ -10,6 +10,7 @@
 //! Idempotency: UNCONFIRMED; our key is the `sessionKey`, which the
 //! simulator deduplicates on. Re-scoring at the real vendor is harmless.
 //! Decision policy (ours): low/medium allow, high review, very_high block.
+//! Contract: Sardine publishes no machine-readable API definition (tests/contracts/README.md).
 
 mod transformers;
 pub(crate) mod webhook;

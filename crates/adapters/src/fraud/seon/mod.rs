@@ -13,6 +13,7 @@
 //! Auth: `X-API-KEY`. Idempotency: `transaction_id` is the natural key; we
 //! send the command's transaction id, or our key when there is none
 //! (onboarding, login), so a repeat names the same SEON transaction.
+//! Contract: SEON publishes no machine-readable API definition (tests/contracts/README.md).
 
 mod transformers;
 pub(crate) mod webhook;

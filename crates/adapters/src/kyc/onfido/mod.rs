@@ -14,6 +14,8 @@
 //! Files: the command carries references into the bank's document store;
 //! fetching the bytes is the document store's job, so the reference itself
 //! is uploaded as the file content (UNCONFIRMED: real Onfido would reject it).
+//! Contract: checked against Onfido's own OpenAPI document
+//! (tests/contracts/onfido, tests/tests/kyc_contracts.rs).
 
 mod transformers;
 pub(crate) mod webhook;

@@ -18,6 +18,7 @@
 //! the review has started.
 //! Files: as for Onfido, the document-store reference is uploaded as the
 //! file content (UNCONFIRMED: real Sumsub would reject it).
+//! Contract: Sumsub publishes no machine-readable API definition (tests/contracts/README.md).
 
 mod transformers;
 pub(crate) mod webhook;
