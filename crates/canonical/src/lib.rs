@@ -9,6 +9,9 @@
 //! - [`check`]: what KYC, AML and fraud outcomes share (flow step, subject).
 //! - [`kyc`]: identity verification command and outcome.
 //! - [`aml`]: sanctions/PEP/adverse-media screening command and outcome.
+//! - [`card`]: card commands and the card lifecycle state machine;
+//!   [`card_dispute`] the dispute machine; [`card_event`] card events and
+//!   normalized card transactions.
 //! - [`fraud`]: fraud scoring and feedback command and outcome.
 //! - [`onboarding`]: the onboarding flow's commands (start, evidence, manual
 //!   decision) and the event every transition publishes.
@@ -22,6 +25,9 @@
 //!   honest duplicate from an idempotency-key collision.
 
 pub mod aml;
+pub mod card;
+pub mod card_dispute;
+pub mod card_event;
 pub mod check;
 pub mod discrepancy;
 pub mod fingerprint;
