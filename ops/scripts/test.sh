@@ -19,6 +19,9 @@ export SWITCHYARD_TEST_BROKERS="127.0.0.1:9092"
 # Reference webhook signers (tests/reference) are Python: the Standard
 # Webhooks reference library and `cryptography`. Installed once, then cached.
 python3 -m pip install --quiet --disable-pip-version-check -r tests/reference/requirements.txt
+# The vendors' official SDKs (stripe, Adyen, onfido-python), run against
+# `switchyard sandbox` by services/switchyard/tests/sandbox_sdks.rs.
+python3 -m pip install --quiet --disable-pip-version-check -r tests/sdk/requirements.txt
 # The AsyncAPI project's own parser validates asyncapi.yaml (services/switchyard/tests/asyncapi.rs).
 npm ci --prefix ops/asyncapi --no-audit --no-fund --silent
 

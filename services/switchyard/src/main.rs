@@ -12,6 +12,8 @@
 //!   level and the released versions in schemas/released.lock.json.
 //! - `asyncapi [--check]`: asyncapi.yaml, the bus contract as AsyncAPI 3,
 //!   generated from topics.yaml and schemas/.
+//! - `sandbox`: every vendor simulator on fixed ports, with fault profiles
+//!   and signed webhooks to a URL, for teams and the vendors' own SDKs.
 
 mod asyncapi;
 mod bench;
@@ -20,6 +22,7 @@ mod demo_onboarding;
 mod demo_recon;
 mod demo_webhooks;
 mod ops;
+mod sandbox;
 mod schemas;
 mod up;
 
@@ -82,6 +85,11 @@ enum Command {
     /// Generate asyncapi.yaml (AsyncAPI 3) from topics.yaml and schemas/;
     /// `--check` fails if the committed file is stale.
     Asyncapi(asyncapi::AsyncApiArgs),
+    /// Serve every vendor simulator on fixed, documented ports (Stripe on
+    /// 12111, Adyen 12112, ...), with a fault profile per vendor and signed
+    /// webhooks to a URL you give, until Ctrl-C: point your code or the
+    /// vendors' official SDKs at it.
+    Sandbox(sandbox::SandboxArgs),
 }
 
 #[derive(Subcommand)]
@@ -139,5 +147,6 @@ async fn run(command: Command) -> anyhow::Result<()> {
         Command::Trace(args) => ops::run_trace(args).await,
         Command::Schemas(args) => schemas::run(args),
         Command::Asyncapi(args) => asyncapi::run(args),
+        Command::Sandbox(args) => sandbox::run(args).await,
     }
 }
