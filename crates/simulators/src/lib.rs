@@ -8,6 +8,8 @@
 //! - [`stripe`]: Stripe Payouts (`/v1/payouts`) and Connect external
 //!   accounts, form bodies, Basic/Bearer auth, `Stripe-Account`.
 //! - [`adyen`]: Adyen Transfers BTL v4 (`/btl/v4/transfers`), JSON, `X-API-Key`.
+//! - [`CardOracle`]: every card the card-processor simulators issued,
+//!   grouped by our card id across processors.
 //! - [`MoneyOracle`]: every money movement of the payout simulators wired to
 //!   it, grouped by our payout id across vendors.
 //! - [`comply_advantage`]: ComplyAdvantage searches (AML, synchronous hits).
@@ -30,6 +32,7 @@
 pub mod adyen;
 mod bank;
 pub mod callbacks;
+mod card_oracle;
 mod checks;
 pub mod comply_advantage;
 mod engine;
@@ -45,6 +48,7 @@ pub mod sumsub;
 mod util;
 mod webhook;
 
+pub use card_oracle::{CardOracle, IssuedCard, UNKNOWN_CARD};
 pub use faults::FaultPlan;
 pub use oracle::{MoneyOracle, UNKNOWN_PAYOUT};
 pub use util::iso8601;

@@ -1,4 +1,64 @@
-//! Card issuing. Only webhook mapping exists so far (Lithic); the card worker
-//! and its API adapters are not built yet.
+//! Card processors. [`CardCall`] is what the card worker asks of a
+//! processor, already judged legal by the lifecycle
+//! ([`switchyard_canonical::card::CardLifecycle::admit`]); [`CardAnswer`] is
+//! the processor's answer in our vocabulary. Each processor module maps both
+//! ways and owns its wire types; nothing processor-shaped leaves it, and the
+//! PAN and PIN never enter it in clear (the PIN arrives encrypted for the
+//! processor, the PAN is never requested).
+//!
+//! Idempotency: every call carries our key in the processor's form
+//! ([`CardProcessor::provider_key`]); a processor without an idempotency
+//! header is made idempotent by a client-chosen token or a lookup inside
+//! its module, documented there.
 
 pub mod lithic;
+
+use switchyard_canonical::card::{CardState, DisputeSpec, EvidenceSpec, IssueSpec, PinSpec, ProvisionSpec, ReplaceReason, ShippingAddress};
+use switchyard_canonical::card_dispute::DisputeState;
+
+/// The card as both sides know it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CardRef<'a> {
+    pub card_id: &'a str,
+    /// The processor's token for the card, from the ISSUE answer.
+    pub processor_reference: &'a str,
+}
+
+/// One request to a processor.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CardCall<'a> {
+    Issue { card_id: &'a str, spec: &'a IssueSpec },
+    Activate { card: CardRef<'a> },
+    SetPin { card: CardRef<'a>, pin: &'a PinSpec },
+    Suspend { card: CardRef<'a> },
+    Reinstate { card: CardRef<'a> },
+    Terminate { card: CardRef<'a> },
+    /// A new card for the same cardholder and product, linked to the old one.
+    Replace { card: CardRef<'a>, new_card_id: &'a str, reason: ReplaceReason, shipping: Option<&'a ShippingAddress> },
+    ProvisionToken { card: CardRef<'a>, spec: &'a ProvisionSpec },
+    OpenDispute { card: CardRef<'a>, spec: &'a DisputeSpec },
+    SubmitDisputeEvidence { card: CardRef<'a>, dispute_reference: &'a str, spec: &'a EvidenceSpec },
+}
+
+/// What a push-provisioning request came back with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Provisioning {
+    /// The wallet's opaque payload (encrypted for the wallet, passed through).
+    Ready { activation_data: String, encrypted_data: Option<String>, ephemeral_public_key: Option<String> },
+    /// The issuer wants the cardholder to confirm first (step-up).
+    StepUpRequired,
+}
+
+/// The processor's answer, in our vocabulary.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct CardAnswer {
+    /// The card's token: the new card's for ISSUE and REPLACE.
+    pub processor_reference: Option<String>,
+    pub last_four: Option<String>,
+    /// The card's state as the processor reports it after the call (the
+    /// new card's for REPLACE).
+    pub state: Option<CardState>,
+    pub dispute_reference: Option<String>,
+    pub dispute_state: Option<DisputeState>,
+    pub provisioning: Option<Provisioning>,
+}
