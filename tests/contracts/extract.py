@@ -11,7 +11,7 @@ uses, plus every component schema they reference (transitively).
 
 writes stripe/payouts.json, adyen/transfers-v4.json,
 adyen/transfer-webhooks-v4.json, onfido/v3.6.json and
-opensanctions/match.json under tests/contracts/ (each only for the
+opensanctions/match.json (and marqeta/core.json with --marqeta) under tests/contracts/ (each only for the
 documents given). Examples, descriptions and other prose are dropped (they
 are not contract); everything that validates (types, enums, required,
 nullable, anyOf, maxLength, ...) is kept verbatim, except the Stripe
@@ -82,6 +82,52 @@ ONFIDO_EXTRA_SCHEMAS = ["Error", "webhook_event"]
 # matching API; yente serves this document at /openapi.json (OpenAPI 3.1).
 OPENSANCTIONS_OPERATIONS = [("/match/{dataset}", "post")]
 OPENSANCTIONS_EXTRA_SCHEMAS = ["ErrorResponse"]
+
+# Marqeta Core API (crates/adapters/src/cards/marqeta): a Swagger 2.0
+# document, converted mechanically to the OpenAPI 3 shape the contract tests
+# read (see swagger2_to_openapi3). Served under `/v3`.
+MARQETA_OPERATIONS = [
+    ("/cards", "post"),
+    ("/cards/{token}", "get"),
+    ("/cardtransitions", "post"),
+    ("/pins/controltoken", "post"),
+    ("/pins", "put"),
+    ("/digitalwalletprovisionrequests/applepay", "post"),
+    ("/digitalwalletprovisionrequests/androidpay", "post"),
+    ("/chargebacks", "post"),
+    ("/chargebacks/{token}", "get"),
+    ("/chargebacks/transitions", "post"),
+]
+# Webhook bodies: Marqeta sends the transition objects of these schemas.
+MARQETA_EXTRA_SCHEMAS = ["card_transition_response", "digital_wallet_token_transition_response", "chargeback_transition_response"]
+
+# Lithic (crates/adapters/src/cards/lithic, crates/simulators/src/lithic.rs):
+# github.com/lithic-com/lithic-openapi lithic-openapi.yml (OpenAPI 3.1, YAML).
+# Operations and the webhook bodies the simulator sends; the document keeps
+# both `paths` and `webhooks`, so the fixture does too (trim_lithic).
+LITHIC_OPERATIONS = [
+    ("/v1/cards", "post"),
+    ("/v1/cards", "get"),
+    ("/v1/cards/{card_token}", "get"),
+    ("/v1/cards/{card_token}", "patch"),
+    ("/v1/cards/{card_token}/reissue", "post"),
+    ("/v1/cards/{card_token}/provision", "post"),
+    ("/v1/disputes", "post"),
+    ("/v1/disputes/{dispute_token}", "get"),
+    ("/v1/disputes/{dispute_token}/evidences", "post"),
+]
+LITHIC_EXTRA_SCHEMAS = ["error"]
+LITHIC_WEBHOOKS = ["card.created", "card.shipped", "card.updated", "card.reissued", "dispute.updated"]
+
+
+def trim_lithic(doc, source):
+    out = trim(doc, LITHIC_OPERATIONS, LITHIC_EXTRA_SCHEMAS, source)
+    hooks = {name: strip(doc["webhooks"][name]) for name in LITHIC_WEBHOOKS}
+    out["webhooks"] = hooks
+    roots = [out["paths"], hooks, [{"$ref": f"#/components/schemas/{s}"} for s in LITHIC_EXTRA_SCHEMAS]]
+    out["components"] = closure(doc, roots)
+    return out
+
 
 # Prose and tooling keys that never affect validation.
 DROP_KEYS = {"description", "examples", "example", "summary", "x-expansionResources",
@@ -177,6 +223,56 @@ def trim(doc, operations, extra_schemas, source, webhooks=(), stubs=None):
     return out
 
 
+def swagger2_to_openapi3(doc, operations):
+    """A Swagger 2.0 document's `operations` in OpenAPI 3 form: `definitions`
+    become `components.schemas` (and every $ref with them), a `body`
+    parameter becomes `requestBody` (application/json), other parameters
+    keep name/in/required with their type under `schema`, and a response
+    schema moves under `content.application/json`, and boolean
+    exclusiveMinimum/exclusiveMaximum become 3.1's numeric bounds. Nothing
+    else changes."""
+    def fix(node):
+        if isinstance(node, dict):
+            node = dict(node)
+            # Swagger's boolean exclusiveMinimum/-Maximum modify minimum/maximum;
+            # OpenAPI 3.1 (JSON Schema) makes them the bound itself.
+            for bound, flag in (("minimum", "exclusiveMinimum"), ("maximum", "exclusiveMaximum")):
+                if isinstance(node.get(flag), bool):
+                    if node.pop(flag) and bound in node:
+                        node[flag] = node.pop(bound)
+            return {k: (v.replace("#/definitions/", "#/components/schemas/") if k == "$ref" and isinstance(v, str) else fix(v)) for k, v in node.items()}
+        if isinstance(node, list):
+            return [fix(v) for v in node]
+        return node
+    paths = {}
+    for path, method in operations:
+        op = doc["paths"][path][method]
+        new = {k: v for k, v in op.items() if k not in ("parameters", "responses", "consumes", "produces")}
+        params = []
+        for p in op.get("parameters", []):
+            if p.get("in") == "body":
+                new["requestBody"] = {"content": {"application/json": {"schema": p["schema"]}}}
+            else:
+                schema = {k: v for k, v in p.items() if k not in ("name", "in", "required", "description")}
+                params.append({"name": p["name"], "in": p["in"], "required": p.get("required", False), "schema": schema})
+        if params:
+            new["parameters"] = params
+        responses = {}
+        for status, r in op.get("responses", {}).items():
+            out = {k: v for k, v in r.items() if k != "schema"}
+            if "schema" in r:
+                out["content"] = {"application/json": {"schema": r["schema"]}}
+            responses[status] = out
+        new["responses"] = responses
+        paths.setdefault(path, {})[method] = new
+    return fix({
+        "openapi": "3.1.0",
+        "info": doc["info"],
+        "paths": paths,
+        "components": {"schemas": doc.get("definitions", {})},
+    })
+
+
 def write(obj, rel):
     path = os.path.join(HERE, rel)
     os.makedirs(os.path.dirname(path), exist_ok=True)
@@ -198,6 +294,10 @@ def main():
     ap.add_argument("--onfido-source", default="onfido/onfido-openapi-spec generated/artifacts/openapi/openapi.json")
     ap.add_argument("--opensanctions", help="the OpenAPI document yente serves at /openapi.json")
     ap.add_argument("--opensanctions-source", default="yente /openapi.json")
+    ap.add_argument("--marqeta", help="Marqeta Core API swagger.json (Swagger 2.0, /v3/swagger.json)")
+    ap.add_argument("--marqeta-source", default="Marqeta Core API /v3/swagger.json")
+    ap.add_argument("--lithic", help="lithic-com/lithic-openapi lithic-openapi.yml")
+    ap.add_argument("--lithic-source", default="lithic-com/lithic-openapi lithic-openapi.yml")
     a = ap.parse_args()
     if a.stripe:
         write(trim(load(a.stripe), STRIPE_OPERATIONS, STRIPE_EXTRA_SCHEMAS, a.stripe_source, stubs=STRIPE_STUBS), "stripe/payouts.json")
@@ -207,11 +307,20 @@ def main():
     if a.adyen_webhooks:
         src = f"{a.adyen_source} json/BalancePlatformTransferNotification-v4.json"
         write(trim(load(a.adyen_webhooks), [], [], src, ADYEN_WEBHOOKS), "adyen/transfer-webhooks-v4.json")
+    if a.lithic:
+        write(trim_lithic(load(a.lithic), a.lithic_source), "lithic/cards.json")
     if a.onfido:
         write(trim(load(a.onfido), ONFIDO_OPERATIONS, ONFIDO_EXTRA_SCHEMAS, a.onfido_source), "onfido/v3.6.json")
     if a.opensanctions:
         src = a.opensanctions_source
         write(trim(load(a.opensanctions), OPENSANCTIONS_OPERATIONS, OPENSANCTIONS_EXTRA_SCHEMAS, src), "opensanctions/match.json")
+
+    if a.marqeta:
+        converted = swagger2_to_openapi3(load(a.marqeta), MARQETA_OPERATIONS)
+        ops = [(path, method) for path, method in MARQETA_OPERATIONS]
+        out = trim(converted, ops, MARQETA_EXTRA_SCHEMAS, a.marqeta_source)
+        out["x-switchyard-converted-from"] = "swagger 2.0 (extract.py swagger2_to_openapi3)"
+        write(out, "marqeta/core.json")
 
 
 if __name__ == "__main__":

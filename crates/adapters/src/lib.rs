@@ -11,6 +11,8 @@
 //!   to [`payouts::stripe`] and [`payouts::adyen`].
 //! - [`aml`]: sanctions/PEP screening: [`aml::AmlProvider`] over
 //!   [`aml::comply_advantage`] and [`aml::open_sanctions`].
+//! - [`cards`]: card processors: [`cards::CardProcessor`] over
+//!   [`cards::lithic`] and [`cards::marqeta`] (no card worker yet).
 //! - [`encode`]: percent-encoding of our ids in vendor URL paths.
 //! - [`fraud`]: fraud scoring and feedback: [`fraud::FraudProvider`] over
 //!   [`fraud::sardine`] and [`fraud::seon`].

@@ -8,10 +8,14 @@
 //! - [`stripe`]: Stripe Payouts (`/v1/payouts`) and Connect external
 //!   accounts, form bodies, Basic/Bearer auth, `Stripe-Account`.
 //! - [`adyen`]: Adyen Transfers BTL v4 (`/btl/v4/transfers`), JSON, `X-API-Key`.
+//! - [`lithic`]: Lithic card issuing (`/v1/cards`, provisioning, disputes),
+//!   bare `Authorization` key, Standard Webhooks callbacks.
 //! - [`CardOracle`]: every card the card-processor simulators issued,
 //!   grouped by our card id across processors.
 //! - [`MoneyOracle`]: every money movement of the payout simulators wired to
 //!   it, grouped by our payout id across vendors.
+//! - [`marqeta`]: Marqeta Core API card issuing (cards, transitions, PINs,
+//!   wallet provisioning, chargebacks, batched Basic-auth webhooks).
 //! - [`comply_advantage`]: ComplyAdvantage searches (AML, synchronous hits).
 //! - [`open_sanctions`]: OpenSanctions/yente match API (AML, scores only).
 //! - [`sardine`]: Sardine risk scoring and feedback (fraud).
@@ -37,6 +41,8 @@ mod checks;
 pub mod comply_advantage;
 mod engine;
 mod faults;
+pub mod lithic;
+pub mod marqeta;
 pub mod onfido;
 mod oracle;
 pub mod open_sanctions;

@@ -13,7 +13,7 @@ use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use switchyard_simulators::{
-    adyen, comply_advantage, onfido, open_sanctions, sardine, seon, stripe, sumsub, FaultPlan, MoneyOracle, SimulatorHandle,
+    adyen, comply_advantage, lithic, marqeta, onfido, open_sanctions, sardine, seon, stripe, sumsub, FaultPlan, MoneyOracle, SimulatorHandle,
     WebhookTarget,
 };
 
@@ -28,6 +28,8 @@ Default ports (on --host):
   open_sanctions    12116   OpenSanctions (yente): /match/{dataset}
   sardine           12117   Sardine: /v1/customers, /v1/feedbacks
   seon              12118   SEON: /SeonRestService/fraud-api/v2/
+  lithic            12119   Lithic: /v1/cards, /v1/cards/{token}/provision, /v1/disputes
+  marqeta           12120   Marqeta Core API: /v3/cards, /v3/cardtransitions, /v3/pins, /v3/chargebacks
 
 Fault profiles (--faults VENDOR=PROFILE, or VENDOR=<FaultPlan JSON>):
   none          no faults (the default)
@@ -39,7 +41,8 @@ Fault profiles (--faults VENDOR=PROFILE, or VENDOR=<FaultPlan JSON>):
 
 VENDOR may be `all` for --faults and --webhook-url; flags apply in order, so
 `--faults all=flaky --faults stripe=none` leaves Stripe alone. A webhook URL
-may contain `{vendor}`. Stripe, Adyen, Onfido and Sumsub send webhooks.
+may contain `{vendor}`. Stripe, Adyen, Onfido, Sumsub, Lithic and Marqeta send
+webhooks (Marqeta: Basic marqeta_sandbox:marqeta_sandbox_password, batches of <= 10).
 Every port also serves GET /_sim/ledger, GET /_sim/stats and PUT /_sim/faults.
 The credentials and signing secrets are sandbox-only test values.";
 
@@ -77,12 +80,18 @@ enum Vendor {
     OpenSanctions,
     Sardine,
     Seon,
+    Lithic,
+    Marqeta,
 }
 
 const FIRST_PORT: u16 = 12111;
 
+/// The Basic credentials the Marqeta simulator presents on its webhooks.
+const MARQETA_HOOK_USER: &str = "marqeta_sandbox";
+const MARQETA_HOOK_PASSWORD: &str = "marqeta_sandbox_password";
+
 impl Vendor {
-    const ALL: [Vendor; 8] = [
+    const ALL: [Vendor; 10] = [
         Vendor::Stripe,
         Vendor::Adyen,
         Vendor::Onfido,
@@ -91,6 +100,8 @@ impl Vendor {
         Vendor::OpenSanctions,
         Vendor::Sardine,
         Vendor::Seon,
+        Vendor::Lithic,
+        Vendor::Marqeta,
     ];
 
     fn name(self) -> &'static str {
@@ -103,6 +114,8 @@ impl Vendor {
             Vendor::OpenSanctions => "open_sanctions",
             Vendor::Sardine => "sardine",
             Vendor::Seon => "seon",
+            Vendor::Lithic => "lithic",
+            Vendor::Marqeta => "marqeta",
         }
     }
 
@@ -129,6 +142,8 @@ impl Vendor {
             Vendor::Adyen => Some(("HmacSignature (base64 HMAC-SHA256); HMAC key (hex)", "737769746368796172642d73616e64626f782d616479656e2d686d61632d3031")),
             Vendor::Onfido => Some(("X-SHA2-Signature (hex HMAC-SHA256); webhook token", "onfido_sandbox_webhook_token")),
             Vendor::Sumsub => Some(("X-Payload-Digest (hex HMAC-SHA256); secret key", "sumsub_sandbox_webhook_secret")),
+            Vendor::Lithic => Some(("Standard Webhooks (webhook-signature v1,HMAC-SHA256); whsec_ secret", "whsec_c3dpdGNoeWFyZC1zYW5kYm94LWxpdGhpYy1rZXktMDE=")),
+            Vendor::Marqeta => Some(("Basic auth + X-Marqeta-Signature (hex HMAC-SHA256); signature secret", "marqeta_sandbox_signature_secret")),
             _ => None,
         }
     }
@@ -221,7 +236,7 @@ impl SandboxArgs {
                     if all {
                         continue;
                     }
-                    bail!("--webhook-url {arg:?}: the {} simulator sends no webhooks (stripe, adyen, onfido and sumsub do)", v.name());
+                    bail!("--webhook-url {arg:?}: the {} simulator sends no webhooks (stripe, adyen, onfido, sumsub, lithic and marqeta do)", v.name());
                 }
                 if let Some(p) = plans.get_mut(&v) {
                     p.webhook_url = Some(value.replace("{vendor}", v.name()));
@@ -311,6 +326,25 @@ async fn start(vendor: Vendor, host: IpAddr, plan: &Plan, oracle: &MoneyOracle) 
             let c = seon::SeonConfig { bind, faults, ..seon::SeonConfig::local() };
             let creds = json!({ "api_key": c.api_key });
             (seon::spawn_seon(c).await, creds)
+        }
+        Vendor::Lithic => {
+            let c = lithic::LithicConfig { bind, faults, webhook, ..lithic::LithicConfig::local() };
+            let creds = json!({ "api_key": c.api_key });
+            (lithic::spawn_lithic(c).await, creds)
+        }
+        Vendor::Marqeta => {
+            let hook = webhook.map(|w| marqeta::MarqetaWebhook {
+                secret: Some(w.secret),
+                ..marqeta::MarqetaWebhook::new(w.url, MARQETA_HOOK_USER, MARQETA_HOOK_PASSWORD)
+            });
+            let c = marqeta::MarqetaConfig { bind, faults, webhook: hook, ..marqeta::MarqetaConfig::local() };
+            let creds = json!({
+                "application_token": c.application_token,
+                "access_token": c.access_token,
+                "base_path": "/v3",
+                "webhook_basic_auth": format!("{MARQETA_HOOK_USER}:{MARQETA_HOOK_PASSWORD}"),
+            });
+            (marqeta::spawn_marqeta(c).await, creds)
         }
     };
     let handle = handle.with_context(|| {
@@ -428,6 +462,8 @@ mod tests {
         let ports: Vec<(&str, u16)> = plans.iter().map(|(v, p)| (v.name(), p.port)).collect();
         assert_eq!(ports[0], ("stripe", 12111));
         assert_eq!(ports[7], ("seon", 12118));
+        assert_eq!(ports[8], ("lithic", 12119));
+        assert_eq!(ports[9], ("marqeta", 12120));
         for (v, p) in &plans {
             assert!(SANDBOX_HELP.contains(&format!("{:<17} {}", v.name(), p.port)), "{} missing from --help", v.name());
         }

@@ -12,6 +12,7 @@
 //! its module, documented there.
 
 pub mod lithic;
+pub mod marqeta;
 
 use switchyard_canonical::card::{CardState, DisputeSpec, EvidenceSpec, IssueSpec, PinSpec, ProvisionSpec, ReplaceReason, ShippingAddress};
 use switchyard_canonical::card_dispute::DisputeState;
@@ -61,4 +62,38 @@ pub struct CardAnswer {
     pub dispute_reference: Option<String>,
     pub dispute_state: Option<DisputeState>,
     pub provisioning: Option<Provisioning>,
+}
+
+/// The closed set of card processors; a new one is a variant, and every
+/// `match` on it breaks until it is handled.
+#[derive(Debug, Clone)]
+pub enum CardProcessor {
+    Lithic(lithic::LithicAdapter),
+    Marqeta(marqeta::MarqetaAdapter),
+}
+
+impl CardProcessor {
+    /// The catalog name: recorded with the card and published in outcomes.
+    pub fn name(&self) -> &str {
+        match self {
+            CardProcessor::Lithic(a) => a.name(),
+            CardProcessor::Marqeta(a) => a.name(),
+        }
+    }
+
+    /// Our key in the processor's form (Lithic: a UUID; Marqeta: a card or
+    /// transition token), derived deterministically so a retry reuses it.
+    pub fn provider_key(&self, idempotency_key: &str) -> String {
+        match self {
+            CardProcessor::Lithic(a) => a.provider_key(idempotency_key),
+            CardProcessor::Marqeta(a) => a.provider_key(idempotency_key),
+        }
+    }
+
+    pub async fn call(&self, call: &CardCall<'_>, provider_key: &str, ctx: &crate::CallContext) -> Result<CardAnswer, crate::AdapterError> {
+        match self {
+            CardProcessor::Lithic(a) => a.call(call, provider_key, ctx).await,
+            CardProcessor::Marqeta(a) => a.call(call, provider_key, ctx).await,
+        }
+    }
 }

@@ -1,11 +1,21 @@
-//! Lithic card events mapped to canonical facts. Body shape
-//! `{"event_type":"card.created","token":"<event token>","created":"<rfc3339>",
-//! "payload":{"token":"<card token>","memo":"<our card id>","state":"OPEN"}}`:
-//! UNCONFIRMED beyond `event_type` and the card token; our card id travels in
-//! the card's `memo`, which the (future) card adapter sets.
+//! Lithic card events mapped to canonical facts.
 //!
-//! The event id is the Standard Webhooks `webhook-id`, which stays the same
-//! across Lithic's retries, falling back to the body's event token.
+//! Lithic's OpenAPI document (`webhooks` section) declares flat bodies:
+//! `{"event_type":"card.created","card_token":"<uuid>","replacement_for":null}`,
+//! `card.shipped` {card_token, shipping_method, tracking_number, ...},
+//! `card.updated` {card_token, state, previous_fields}, `card.reissued`,
+//! `card.renewed`, and `dispute.updated` (the whole `dispute-v1`: token,
+//! status, ...). They carry no time and no `memo`: the time is the signed
+//! `webhook-timestamp`, and the subject is the card token, which the card
+//! worker maps back to our card id. The older wrapped shape
+//! `{"event_type","token","created","payload":{"token","memo"}}` (what
+//! switchyard assumed before the document was pinned) is still accepted; its
+//! `memo` is our card id.
+//!
+//! The event id is the Standard Webhooks `webhook-id`, stable across
+//! Lithic's retries, falling back to the body's event token. For
+//! `card.updated` the new state (`OPEN`, `PAUSED`, `CLOSED`, ...) is in
+//! `reason`; for `dispute.updated` the dispute's status.
 
 use crate::webhooks::{rfc3339_ms, EventFacts, Refusal, Verified};
 use serde::Deserialize;
@@ -14,10 +24,19 @@ use switchyard_canonical::ProviderEventKind;
 #[derive(Deserialize)]
 struct Event {
     event_type: String,
+    /// Event token (wrapped shape) or the dispute token (`dispute.updated`).
     #[serde(default)]
     token: Option<String>,
-    created: String,
-    payload: Card,
+    #[serde(default)]
+    created: Option<String>,
+    #[serde(default)]
+    card_token: Option<String>,
+    #[serde(default)]
+    state: Option<String>,
+    #[serde(default)]
+    status: Option<String>,
+    #[serde(default)]
+    payload: Option<Card>,
 }
 
 #[derive(Deserialize)]
@@ -25,33 +44,49 @@ struct Card {
     token: String,
     #[serde(default)]
     memo: Option<String>,
+    #[serde(default)]
+    state: Option<String>,
 }
 
 pub(crate) fn map(body: &[u8], verified: &Verified) -> Result<EventFacts, Refusal> {
     let e: Event = serde_json::from_slice(body).map_err(|e| Refusal::MalformedPayload(e.to_string()))?;
+    let wrapped = e.payload.is_some();
     let event_id = verified
         .message_id
         .clone()
-        .or(e.token)
+        .or(if wrapped { e.token.clone() } else { None })
         .filter(|id| !id.is_empty())
         .ok_or_else(|| Refusal::MalformedPayload("no event id".into()))?;
-    let occurred_at_ms = rfc3339_ms(&e.created).ok_or_else(|| Refusal::MalformedPayload("created".into()))?;
-    let kind = match e.event_type.as_str() {
-        "card.created" => ProviderEventKind::CardIssued,
-        "card.shipped" => ProviderEventKind::CardShipped,
-        "card.activated" => ProviderEventKind::CardActivated,
-        "card.closed" => ProviderEventKind::CardClosed,
+    let occurred_at_ms = match &e.created {
+        Some(c) => rfc3339_ms(c).ok_or_else(|| Refusal::MalformedPayload("created".into()))?,
+        None => verified.signed_at_ms.unwrap_or(verified.verified_at_ms),
+    };
+    let dispute = e.event_type.starts_with("dispute");
+    let (reference, memo, state) = match e.payload {
+        Some(card) => (card.token, card.memo, card.state.or(e.state)),
+        None if dispute => (e.token.clone().unwrap_or_default(), None, e.status.clone()),
+        None => (e.card_token.clone().unwrap_or_default(), None, e.state.clone()),
+    };
+    if reference.is_empty() {
+        return Err(Refusal::MalformedPayload("no card_token".into()));
+    }
+    let kind = match (e.event_type.as_str(), state.as_deref()) {
+        ("card.created", _) => ProviderEventKind::CardIssued,
+        ("card.shipped", _) => ProviderEventKind::CardShipped,
+        ("card.activated", _) | ("card.updated", Some("OPEN")) => ProviderEventKind::CardActivated,
+        ("card.closed", _) | ("card.updated", Some("CLOSED")) => ProviderEventKind::CardClosed,
         _ => ProviderEventKind::Other,
     };
+    let reason = if e.event_type == "card.updated" || dispute { state } else { None };
     Ok(EventFacts {
         event_id,
-        subject_id: e.payload.memo.filter(|m| !m.is_empty()).unwrap_or_else(|| e.payload.token.clone()),
-        provider_reference: e.payload.token,
+        subject_id: memo.filter(|m| !m.is_empty()).unwrap_or_else(|| reference.clone()),
+        provider_reference: reference,
         kind,
         vendor_event_type: e.event_type,
         amount_minor: None,
         currency: None,
-        reason: None,
+        reason,
         occurred_at_ms,
     })
 }
@@ -68,5 +103,19 @@ mod tests {
         assert_eq!(facts.event_id, "msg_1");
         assert_eq!(facts.subject_id, "card-7");
         assert_eq!(map(body, &Verified::default()).expect("maps").event_id, "ev-1");
+    }
+
+    #[test]
+    fn published_flat_bodies_map_with_the_signed_time() {
+        let v = Verified { message_id: Some("msg_2".into()), signed_at_ms: Some(1_700_000_000_000), verified_at_ms: 1 };
+        let created = map(br#"{"event_type":"card.created","card_token":"tok-1","replacement_for":null}"#, &v).expect("maps");
+        assert_eq!((created.kind, created.subject_id.as_str(), created.occurred_at_ms), (ProviderEventKind::CardIssued, "tok-1", 1_700_000_000_000));
+        let paused = map(br#"{"event_type":"card.updated","card_token":"tok-1","state":"PAUSED","previous_fields":{"state":"OPEN"}}"#, &v).expect("maps");
+        assert_eq!((paused.kind, paused.reason.as_deref()), (ProviderEventKind::Other, Some("PAUSED")));
+        let closed = map(br#"{"event_type":"card.updated","card_token":"tok-1","state":"CLOSED","previous_fields":{}}"#, &v).expect("maps");
+        assert_eq!(closed.kind, ProviderEventKind::CardClosed);
+        let dispute = map(br#"{"event_type":"dispute.updated","token":"d-1","status":"SUBMITTED","amount":100}"#, &v).expect("maps");
+        assert_eq!((dispute.provider_reference.as_str(), dispute.reason.as_deref()), ("d-1", Some("SUBMITTED")));
+        assert!(map(br#"{"event_type":"card.created"}"#, &v).is_err(), "no card token");
     }
 }
