@@ -7,6 +7,7 @@
 //!   later JoinGroup named it and no member was ever assigned anything;
 //! - a member that died after the group formed was dropped at a heartbeat
 //!   without a rebalance: its partitions stayed assigned to nobody.
+//!
 //! On Apache Kafka both just start the next rebalance.
 
 use anyhow::{bail, Result};

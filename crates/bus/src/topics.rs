@@ -278,10 +278,6 @@ impl TopicsFile {
     }
 }
 
-/// How many brokers the cluster metadata lists (those alive right now), for
-/// capping replication on development stacks; see
-/// [`TopicsFile::capped_replication`].
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -70,6 +70,7 @@ pub struct Metrics {
     head_age: Family<Labels, Gauge>,
     paused: Family<Labels, Gauge>,
     deadline_exceeded: Family<Labels, Gauge>,
+    abandoned_on_revoke: Family<Labels, Gauge>,
     assigned: Family<Labels, Gauge>,
     deprecated: Family<Labels, Counter>,
     sunsets: Family<Labels, Gauge>,
@@ -138,6 +139,12 @@ impl Metrics {
         registry.register("consumer_head_age_seconds", "How long the oldest unfinished message has held its partition's commit back", head_age.clone());
         registry.register("consumer_paused_partitions", "Partitions paused because their uncommitted window is full", paused.clone());
         registry.register("handler_deadline_exceeded_messages", "Handler calls cut off at their deadline since start", deadline_exceeded.clone());
+        let abandoned_on_revoke = Family::<Labels, Gauge>::default();
+        registry.register(
+            "consumer_abandoned_on_revoke_messages",
+            "Messages given up since start because a rebalance took their partition (waiting out a retry delay, or failed): the new owner handles them",
+            abandoned_on_revoke.clone(),
+        );
         let assigned = Family::<Labels, Gauge>::default();
         registry.register("consumer_assigned_partitions", "Partitions (input and retry topic) this member owns", assigned.clone());
         let (deprecated, sunsets) = (Family::<Labels, Counter>::default(), Family::<Labels, Gauge>::default());
@@ -163,6 +170,7 @@ impl Metrics {
             head_age,
             paused,
             deadline_exceeded,
+            abandoned_on_revoke,
             assigned,
             deprecated,
             sunsets,
@@ -233,6 +241,7 @@ impl Metrics {
             self.paused.get_or_create(&l).set(rt.paused_partitions.load(Ordering::Relaxed) as i64);
             self.deadline_exceeded.get_or_create(&l).set(rt.deadline_exceeded.load(Ordering::Relaxed) as i64);
             self.assigned.get_or_create(&l).set(rt.assigned_partitions.load(Ordering::Relaxed) as i64);
+            self.abandoned_on_revoke.get_or_create(&l).set(rt.abandoned_on_revoke.load(Ordering::Relaxed) as i64);
             for (topic, deprecation, seen) in rt.deprecated.snapshot() {
                 let version = major_version(&topic);
                 let counter = self.deprecated.get_or_create(&self.labels(&[("topic", &topic), ("version", version)])).clone();

@@ -141,6 +141,9 @@ impl Default for RuntimeSettings {
 }
 
 
+/// How often a waiting retry checks that its partition is still owned.
+const REVOCATION_CHECK_MS: u64 = 250;
+
 /// Counters a worker exports as metrics.
 #[derive(Debug, Default)]
 pub struct RuntimeStats {
@@ -160,6 +163,9 @@ pub struct RuntimeStats {
     /// Partitions this member owns (input and retry topic): the group works
     /// only while the members' counts add up to the topics' partitions.
     pub assigned_partitions: AtomicU64,
+    /// Messages given up because a rebalance took their partition while
+    /// they waited out a retry delay or failed: the new owner handles them.
+    pub abandoned_on_revoke: AtomicU64,
     /// Messages still arriving on deprecated topics.
     pub deprecated: crate::deprecation::DeprecatedTraffic,
 }
@@ -240,6 +246,8 @@ pub struct ConsumerRuntime<H> {
 
 struct Shared<H> {
     handler: Arc<H>,
+    /// Which partitions (and assignment epochs) this member still owns.
+    book: Arc<Mutex<OffsetBook>>,
     publisher: Publisher,
     topics: RuntimeTopics,
     settings: RuntimeSettings,
@@ -269,6 +277,7 @@ impl<H: Handler> ConsumerRuntime<H> {
         consumer.subscribe(&subscription)?;
         let shared = Arc::new(Shared {
             handler,
+            book: book.clone(),
             publisher,
             topics,
             settings,
@@ -496,7 +505,7 @@ impl<H: Handler> ConsumerRuntime<H> {
 impl<H: Handler> Shared<H> {
     async fn process(self: Arc<Self>, work: Work) -> Done {
         let message = work.message.clone();
-        let finished = self.run_handler(&message).await;
+        let finished = self.run_handler(&message, work.epoch).await;
         Done {
             topic: message.topic.clone(),
             partition: message.partition,
@@ -507,15 +516,38 @@ impl<H: Handler> Shared<H> {
         }
     }
 
-    /// Returns whether the message reached a final place (done, retry, DLQ).
-    async fn run_handler(&self, message: &Arc<Inbound>) -> bool {
+    /// Whether the message's partition is still ours, in the assignment it
+    /// was read in. Once it is not, the new owner re-reads the message from
+    /// the last commit (this offset never was), so anything this copy did
+    /// besides finishing (a retry round, a dead letter) would be done twice.
+    fn owns(&self, message: &Inbound, epoch: u64) -> bool {
+        lock(&self.book).is_current(&message.topic, message.partition, epoch)
+    }
+
+    /// Returns whether the message reached a final place (done, retry, DLQ);
+    /// false when shutdown or a rebalance took it away first.
+    async fn run_handler(&self, message: &Arc<Inbound>, epoch: u64) -> bool {
         if let Some(not_before) = header_text(&message.headers, HeaderName::RETRY_NOT_BEFORE).and_then(|s| s.parse::<i64>().ok()) {
-            let wait = not_before - now_ms();
-            if wait > 0 {
+            // Waits in steps, so a revoked partition's waiting retries are
+            // dropped within one step instead of handled at their due time
+            // by a member that no longer owns them.
+            loop {
+                let wait = not_before - now_ms();
+                if wait <= 0 {
+                    break;
+                }
+                if !self.owns(message, epoch) {
+                    self.stats.abandoned_on_revoke.fetch_add(1, Ordering::Relaxed);
+                    return false;
+                }
                 tokio::select! {
-                    _ = tokio::time::sleep(Duration::from_millis(wait as u64)) => {}
+                    _ = tokio::time::sleep(Duration::from_millis((wait as u64).min(REVOCATION_CHECK_MS))) => {}
                     _ = self.shutdown.cancelled() => return false,
                 }
+            }
+            if !self.owns(message, epoch) {
+                self.stats.abandoned_on_revoke.fetch_add(1, Ordering::Relaxed);
+                return false;
             }
         }
         loop {
@@ -543,6 +575,12 @@ impl<H: Handler> Shared<H> {
                     Failure::DeadLetter { class: ErrorClass::ManualRepair, reason: format!("handler panicked: {text}") }
                 }
             };
+            if !self.owns(message, epoch) {
+                // The new owner handles it again from the last commit; a
+                // retry round or dead letter from here would be a second copy.
+                self.stats.abandoned_on_revoke.fetch_add(1, Ordering::Relaxed);
+                return false;
+            }
             match self.settle_failure(message, failure).await {
                 Some(done) => return done,
                 None => continue,

@@ -1,0 +1,91 @@
+//! A message waiting out its retry delay belongs to its partition's owner:
+//! when a rebalance takes the partition away, the waiting copy is dropped
+//! (the new owner re-reads it from the last commit), not handled as well.
+//!
+//! Seen in the one-hour money soak: every rebalance doubled the messages
+//! that were waiting on the retry topic, since both the old and the new
+//! owner handled them and sent them round again; after ~470 rebalances some
+//! payouts were dead-lettered 14 times and the retry topic held a backlog
+//! of copies an hour deep.
+
+use anyhow::Result;
+use std::collections::HashMap;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use switchyard_bus::{ConsumerRuntime, Failure, Handler, HeaderName, Inbound, Outbound, Publisher, RuntimeSettings, RuntimeTopics};
+use switchyard_canonical::now_ms;
+use switchyard_e2e::TestEnv;
+use tokio_util::sync::CancellationToken;
+
+#[derive(Default)]
+struct CountingHandler {
+    handled: Mutex<HashMap<String, usize>>,
+}
+
+impl Handler for CountingHandler {
+    async fn handle(&self, message: Arc<Inbound>) -> Result<(), Failure> {
+        *self.handled.lock().unwrap_or_else(|e| e.into_inner()).entry(message.key_text()).or_default() += 1;
+        Ok(())
+    }
+}
+
+impl CountingHandler {
+    fn counts(&self) -> HashMap<String, usize> {
+        self.handled.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_retry_waiting_on_a_revoked_partition_is_handled_once_by_its_new_owner() -> Result<()> {
+    let env = TestEnv::new("revoked").await?;
+    let topic = env.topic("payouts.commands.v1");
+    let retry = format!("{topic}.retry");
+    let publisher = Publisher::new(&env.kafka)?;
+    // Long enough for the second member to join and the group to settle.
+    let due = now_ms() + 15_000;
+    let total = 40;
+    for i in 0..total {
+        let headers = vec![(HeaderName::RETRY_ATTEMPT.to_owned(), b"1".to_vec()), (HeaderName::RETRY_NOT_BEFORE.to_owned(), due.to_string().into_bytes())];
+        publisher.publish(&Outbound { topic: retry.clone(), key: Some(format!("k-{i}").into_bytes()), payload: b"x".to_vec(), headers }).await?;
+    }
+    let handler = Arc::new(CountingHandler::default());
+    let shutdown = CancellationToken::new();
+    let runtime = |publisher: Publisher| {
+        ConsumerRuntime::new(&env.kafka, publisher, RuntimeTopics::conventional(&topic), RuntimeSettings::default(), handler.clone(), shutdown.clone())
+    };
+    let first = runtime(publisher.clone())?;
+    let first_stats = first.stats();
+    let first_run = tokio::spawn(first.run());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while first_stats.received.load(Ordering::Relaxed) < total as u64 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(first_stats.received.load(Ordering::Relaxed), total as u64, "the first member holds every retry, waiting");
+
+    // A second member joins: the first member's partitions are revoked.
+    let second = runtime(Publisher::new(&env.kafka)?)?;
+    let second_stats = second.stats();
+    let second_run = tokio::spawn(second.run());
+    let deadline = Instant::now() + Duration::from_secs(12);
+    while second_stats.assigned_partitions.load(Ordering::Relaxed) == 0 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(second_stats.assigned_partitions.load(Ordering::Relaxed) > 0, "the second member took partitions before the retries fell due");
+    assert!(now_ms() < due, "the rebalance finished before the retries fell due; raise the delay");
+
+    let deadline = Instant::now() + Duration::from_secs(45);
+    while handler.counts().len() < total && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // Whatever a stale copy would do, it does within its wake-up.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    shutdown.cancel();
+    first_run.await??;
+    second_run.await??;
+    let counts = handler.counts();
+    assert_eq!(counts.len(), total, "every retry was handled: {counts:?}");
+    let twice: Vec<_> = counts.iter().filter(|(_, n)| **n > 1).collect();
+    assert!(twice.is_empty(), "{} of {total} retries were handled by the old owner too: {twice:?}", twice.len());
+    Ok(())
+}
