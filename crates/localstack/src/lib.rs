@@ -231,11 +231,25 @@ pub struct TopicReader {
 }
 
 impl TopicReader {
+    /// Reads every partition of `topic` from its beginning. The partitions
+    /// are assigned, not subscribed: a reader in a consumer group re-reads
+    /// from its last commit after a rebalance (a missed heartbeat on a busy
+    /// machine is enough), and a test counting copies on the bus would count
+    /// its own re-reads.
     pub fn new(kafka: &KafkaConfig, topic: &str) -> Result<Self> {
         let mut config = kafka.consumer_config();
-        config.set("group.id", format!("reader-{}", uuid::Uuid::new_v4())).set("enable.auto.offset.store", "true");
+        config.set("group.id", format!("reader-{}", uuid::Uuid::new_v4())).set("enable.auto.commit", "false");
         let consumer: StreamConsumer = config.create()?;
-        consumer.subscribe(&[topic])?;
+        let metadata = consumer.fetch_metadata(Some(topic), Duration::from_secs(10))?;
+        let partitions: Vec<i32> = metadata.topics().iter().filter(|t| t.name() == topic).flat_map(|t| t.partitions().iter().map(|p| p.id())).collect();
+        if partitions.is_empty() {
+            bail!("topic {topic} has no partitions (not created?)");
+        }
+        let mut assignment = rdkafka::TopicPartitionList::new();
+        for partition in partitions {
+            assignment.add_partition_offset(topic, partition, rdkafka::Offset::Beginning)?;
+        }
+        consumer.assign(&assignment)?;
         Ok(Self { consumer })
     }
 
