@@ -20,46 +20,12 @@ mod support;
 use std::time::Duration;
 
 use serde_json::Value;
-use support::{ctx, exists, report, transport, validate, wait_for, Contract, Exchange, Recorder};
+use support::{ctx, report, transport, validate, wait_for, Contract, Recorder};
 use switchyard_adapters::cards::{CardCall, CardRef};
 use switchyard_adapters::Secret;
 use switchyard_canonical::card::{CardForm, DisputeSpec, EvidenceSpec, IssueSpec, PinSpec, ProvisionSpec, ReplaceReason, ShippingAddress, Wallet};
 use switchyard_canonical::card_dispute::DisputeReason;
 use switchyard_simulators::WebhookTarget;
-
-/// Request bodies (POST, PATCH), query names and responses of `exchanges`.
-fn check_exchanges(spec: &Contract, exchanges: &[Exchange]) -> Vec<String> {
-    let mut findings = Vec::new();
-    for x in exchanges {
-        let Some((template, op)) = spec.operation(&x.method, &x.path) else {
-            findings.push(format!("{} {}: not an operation of the pinned spec", x.method, x.path));
-            continue;
-        };
-        let at = format!("{} {template}", x.method);
-        for name in support::query_names(&x.query) {
-            if !spec.declares_query(op, &name) {
-                findings.push(format!("{at}: query parameter {name} is not declared"));
-            }
-        }
-        if matches!(x.method.as_str(), "POST" | "PATCH") {
-            match (spec.request_schema(op, "application/json"), serde_json::from_slice::<Value>(&x.request_body).ok()) {
-                (Some(schema), Some(body)) => findings.extend(validate(spec, &schema, &body, true).into_iter().map(|e| format!("{at} request: {e}"))),
-                (None, _) => findings.push(format!("{at}: no JSON request schema")),
-                (_, None) => findings.push(format!("{at}: the body does not parse")),
-            }
-        }
-        findings.extend(spec.check_response(op, &at, x.status, &x.response_body));
-    }
-    findings
-}
-
-fn fields_read(spec: &Contract, fields: &[(&str, &str)]) -> Vec<String> {
-    fields
-        .iter()
-        .filter(|(schema, path)| !exists(spec, &spec.schema_ref(schema), path))
-        .map(|(schema, path)| format!("adapter reads {schema}.{path}, which the schema does not declare"))
-        .collect()
-}
 
 /// Webhook bodies against the schema of their `event_type`.
 fn check_hooks(spec: &Contract, hooks: &[Value]) -> Vec<String> {
@@ -169,9 +135,9 @@ async fn lithic_matches_lithics_openapi() {
     for kind in ["card.created", "card.updated", "card.shipped", "dispute.updated"] {
         assert!(kinds.contains(&kind), "no {kind} among {kinds:?}");
     }
-    let mut findings = check_exchanges(&spec, &recorder.exchanges());
+    let mut findings = support::check_json_exchanges(&spec, &recorder.exchanges(), &["POST", "PATCH"]);
     findings.extend(check_hooks(&spec, &hooks));
-    findings.extend(fields_read(&spec, LITHIC_FIELDS_READ));
+    findings.extend(support::fields_read(&spec, LITHIC_FIELDS_READ));
     sim.shutdown().await;
     report(&findings, LITHIC_KNOWN);
 }
@@ -244,31 +210,12 @@ mod marqeta_contract {
     ];
 
     fn findings(spec: &Contract, exchanges: &[Exchange]) -> Vec<String> {
-        let mut findings = Vec::new();
+        let mut findings = support::check_json_exchanges(spec, exchanges, &["POST", "PUT"]);
         for x in exchanges {
-            let Some((template, op)) = spec.operation(&x.method, &x.path) else {
-                findings.push(format!("{} {}: not an operation of the pinned spec", x.method, x.path));
-                continue;
-            };
-            let at = format!("{} {template}", x.method);
             for name in support::query_names(&x.query) {
-                if !spec.declares_query(op, &name) {
-                    findings.push(format!("{at}: query parameter {name} is not declared"));
-                }
                 if name == "show_pan" || name == "show_cvv_number" {
-                    findings.push(format!("{at}: asked for {name}: the PAN and CVV are never requested"));
+                    findings.push(format!("{} {}: asked for {name}: the PAN and CVV are never requested", x.method, x.path));
                 }
-            }
-            if x.method == "POST" || x.method == "PUT" {
-                match (spec.request_schema(op, "application/json"), serde_json::from_slice::<Value>(&x.request_body)) {
-                    (Some(schema), Ok(body)) => findings.extend(validate(spec, &schema, &body, true).into_iter().map(|e| format!("{at} request: {e}"))),
-                    (None, _) => findings.push(format!("{at}: no JSON request schema")),
-                    (_, Err(e)) => findings.push(format!("{at}: the body does not parse: {e}")),
-                }
-            }
-            // 204 (PUT /pins) has no body to check.
-            if x.status != 204 {
-                findings.extend(spec.check_response(op, &at, x.status, &x.response_body));
             }
         }
         findings

@@ -20,7 +20,7 @@ mod support;
 use std::time::Duration;
 
 use serde_json::Value;
-use support::{ctx, exists, multipart_to_json, report, transport, validate, wait_for, Contract, Exchange, Recorder};
+use support::{ctx, multipart_to_json, report, transport, validate, wait_for, Contract, Exchange, Recorder};
 use switchyard_adapters::aml::open_sanctions::OpenSanctionsAdapter;
 use switchyard_adapters::kyc::onfido::OnfidoAdapter;
 use switchyard_adapters::kyc::Polling;
@@ -130,14 +130,6 @@ fn check_exchanges(spec: &Contract, exchanges: &[Exchange]) -> Vec<String> {
     findings
 }
 
-fn fields_read(spec: &Contract, fields: &[(&str, &str)]) -> Vec<String> {
-    fields
-        .iter()
-        .filter(|(schema, path)| !exists(spec, &spec.schema_ref(schema), path))
-        .map(|(schema, path)| format!("adapter reads {schema}.{path}, which the schema does not declare"))
-        .collect()
-}
-
 fn kyc_command(id: &str, last_name: &str, kind: DocumentKind) -> KycCommand {
     KycCommand {
         subject_id: format!("subject-{id}"),
@@ -203,7 +195,7 @@ async fn onfido_matches_onfidos_openapi() {
         findings.extend(validate(&spec, &spec.schema_ref("webhook_event"), hook, true).into_iter().map(|e| format!("webhook: {e}")));
     }
     assert_eq!(hooks.len(), 3, "webhooks: {hooks:?}");
-    findings.extend(fields_read(&spec, ONFIDO_FIELDS_READ));
+    findings.extend(support::fields_read(&spec, ONFIDO_FIELDS_READ));
     sim.shutdown().await;
     report(&findings, ONFIDO_KNOWN);
 }
@@ -259,7 +251,7 @@ async fn opensanctions_matches_the_yente_openapi() {
         let body: Value = serde_json::from_slice(&x.response_body).unwrap_or(Value::Null);
         findings.extend(validate(&spec, &spec.schema_ref("ErrorResponse"), &body, true).into_iter().map(|e| format!("{} body: {e}", x.status)));
     }
-    findings.extend(fields_read(&spec, OPENSANCTIONS_FIELDS_READ));
+    findings.extend(support::fields_read(&spec, OPENSANCTIONS_FIELDS_READ));
     sim.shutdown().await;
     report(&findings, OPENSANCTIONS_KNOWN);
 }

@@ -508,3 +508,43 @@ async fn proxy(State((log, http)): State<Shared>, method: Method, uri: Uri, head
     }
     out
 }
+
+/// Every field an adapter reads (`(schema, dotted path)`) must exist in the
+/// vendor's schema.
+pub(crate) fn fields_read(spec: &Contract, fields: &[(&str, &str)]) -> Vec<String> {
+    fields
+        .iter()
+        .filter(|(schema, path)| !exists(spec, &spec.schema_ref(schema), path))
+        .map(|(schema, path)| format!("adapter reads {schema}.{path}, which the schema does not declare"))
+        .collect()
+}
+
+/// Recorded JSON exchanges against the spec: the operation exists, every
+/// query name is declared, bodies of `body_methods` validate against the
+/// request schema, and each response (but a bodiless 204) against its own.
+pub(crate) fn check_json_exchanges(spec: &Contract, exchanges: &[Exchange], body_methods: &[&str]) -> Vec<String> {
+    let mut findings = Vec::new();
+    for x in exchanges {
+        let Some((template, op)) = spec.operation(&x.method, &x.path) else {
+            findings.push(format!("{} {}: not an operation of the pinned spec", x.method, x.path));
+            continue;
+        };
+        let at = format!("{} {template}", x.method);
+        for name in query_names(&x.query) {
+            if !spec.declares_query(op, &name) {
+                findings.push(format!("{at}: query parameter {name} is not declared"));
+            }
+        }
+        if body_methods.contains(&x.method.as_str()) {
+            match (spec.request_schema(op, "application/json"), serde_json::from_slice::<Value>(&x.request_body)) {
+                (Some(schema), Ok(body)) => findings.extend(validate(spec, &schema, &body, true).into_iter().map(|e| format!("{at} request: {e}"))),
+                (None, _) => findings.push(format!("{at}: no JSON request schema")),
+                (_, Err(e)) => findings.push(format!("{at}: the body does not parse: {e}")),
+            }
+        }
+        if x.status != 204 {
+            findings.extend(spec.check_response(op, &at, x.status, &x.response_body));
+        }
+    }
+    findings
+}
