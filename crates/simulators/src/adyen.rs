@@ -259,12 +259,9 @@ async fn create(State(sim): State<Arc<Sim>>, headers: HeaderMap, body: Bytes) ->
             problem(&p, &extra)
         }
         Admit::Proceed { latency, hang, ticket } => {
-            let accepted = crate::util::Accepted::new(|| execute(&sim, req, ticket));
-            pause(latency).await;
-            let Some(saved) = accepted.finish() else { return problem(&Problem::new(StatusCode::INTERNAL_SERVER_ERROR, "general/internal", "Not executed", "00_500", "not executed"), &echo) };
-            if let Some(h) = hang {
-                pause(h).await;
-            }
+            let Some(saved) = crate::util::accept(latency, hang, || execute(&sim, req, ticket)).await else {
+                return problem(&Problem::new(StatusCode::INTERNAL_SERVER_ERROR, "general/internal", "Not executed", "00_500", "not executed"), &echo);
+            };
             json_reply(saved.status, saved.body, &echo)
         }
     }

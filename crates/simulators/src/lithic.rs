@@ -229,12 +229,7 @@ async fn idempotent(sim: &Sim, key: Option<&str>, fp: u64, run: impl FnOnce(Tick
             error(&ApiError::new(StatusCode::CONFLICT, "A request with this Idempotency-Key is currently in progress."))
         }
         Admit::Proceed { latency, hang, ticket } => {
-            let accepted = crate::util::Accepted::new(move || run(ticket));
-            pause(latency).await;
-            let Some(saved) = accepted.finish() else { return error(&ApiError::bad("not executed")) };
-            if let Some(h) = hang {
-                pause(h).await;
-            }
+            let Some(saved) = crate::util::accept(latency, hang, move || run(ticket)).await else { return error(&ApiError::bad("not executed")) };
             json_reply(saved.status, saved.body, &[])
         }
     }

@@ -243,12 +243,7 @@ pub(crate) async fn admitted(sim: &Sim, key: Option<String>, fp: u64, run: impl 
             error(&ApiError::new(StatusCode::CONFLICT, "409001", "Token already associated with a different payload"))
         }
         Admit::Proceed { latency, hang, ticket } => {
-            let accepted = crate::util::Accepted::new(move || run(ticket));
-            pause(latency).await;
-            let Some(saved) = accepted.finish() else { return error(&ApiError::bad("not executed")) };
-            if let Some(h) = hang {
-                pause(h).await;
-            }
+            let Some(saved) = crate::util::accept(latency, hang, move || run(ticket)).await else { return error(&ApiError::bad("not executed")) };
             json_reply(saved.status, saved.body, &[])
         }
     }

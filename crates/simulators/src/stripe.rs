@@ -297,13 +297,8 @@ async fn idempotent(sim: &Sim, key: Option<&str>, fp: u64, run: impl FnOnce(Tick
             })
         }
         Admit::Proceed { latency, hang, ticket } => {
-            let accepted = crate::util::Accepted::new(move || run(ticket));
-            pause(latency).await;
-            let Some(saved) = accepted.finish() else { return error(&ApiError::invalid("request", "not executed")) };
             // A hang is a slow vendor: the payout is already executed.
-            if let Some(h) = hang {
-                pause(h).await;
-            }
+            let Some(saved) = crate::util::accept(latency, hang, move || run(ticket)).await else { return error(&ApiError::invalid("request", "not executed")) };
             reply(saved.status, saved.body, &echo)
         }
     }

@@ -48,6 +48,19 @@ impl<F: FnOnce() -> R, R> Drop for Accepted<F, R> {
     }
 }
 
+/// The vendor's side of an admitted request: waits its latency, executes
+/// (even if the client gave up meanwhile, see [`Accepted`]), then holds the
+/// answer for `hang` (executed, and slow to say so).
+pub(crate) async fn accept<R>(latency: Duration, hang: Option<Duration>, work: impl FnOnce() -> R) -> Option<R> {
+    let accepted = Accepted::new(work);
+    pause(latency).await;
+    let done = accepted.finish();
+    if let Some(h) = hang {
+        pause(h).await;
+    }
+    done
+}
+
 pub(crate) async fn pause(d: Duration) {
     if !d.is_zero() {
         tokio::time::sleep(d).await;
