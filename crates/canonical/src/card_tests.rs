@@ -1,5 +1,22 @@
 use super::*;
 
+/// A command for card-1 with no payload; each test adds what it checks.
+fn command(action: CardAction) -> CardCommand {
+    CardCommand {
+        card_id: "card-1".into(),
+        idempotency_key: "k-1".into(),
+        action,
+        issue: None,
+        pin: None,
+        replace: None,
+        provision: None,
+        dispute: None,
+        evidence: None,
+        reason: None,
+        requested_at_ms: 0,
+    }
+}
+
 fn card(form: CardForm, state: CardState) -> CardLifecycle {
     CardLifecycle { state, form, replaces: None, replaced_by: None, changed_at_ms: 0 }
 }
@@ -147,19 +164,8 @@ fn any_delivery_order_of_issuance_callbacks_yields_the_path_once_in_order() {
 
 #[test]
 fn a_pin_is_never_accepted_in_clear() {
-    let mut cmd = CardCommand {
-        card_id: "card-1".into(),
-        idempotency_key: "k-1".into(),
-        action: CardAction::SetPin,
-        issue: None,
-        pin: Some(PinSpec { encrypted_pin_block: Some("1234".into()), hosted_flow_token: None }),
-        replace: None,
-        provision: None,
-        dispute: None,
-        evidence: None,
-        reason: None,
-        requested_at_ms: 0,
-    };
+    let mut cmd = command(CardAction::SetPin);
+    cmd.pin = Some(PinSpec { encrypted_pin_block: Some("1234".into()), hosted_flow_token: None });
     assert!(cmd.validate().expect_err("refused").contains("never a PIN"));
     cmd.pin = Some(PinSpec { encrypted_pin_block: None, hosted_flow_token: Some("483920".into()) });
     assert!(cmd.validate().expect_err("refused").contains("looks like a PIN"));
@@ -171,18 +177,7 @@ fn a_pin_is_never_accepted_in_clear() {
 
 #[test]
 fn a_physical_card_needs_somewhere_to_ship() {
-    let cmd = CardCommand {
-        card_id: "card-1".into(),
-        idempotency_key: "k-1".into(),
-        action: CardAction::Issue,
-        issue: Some(IssueSpec { form: CardForm::Physical, product: "debit-classic".into(), cardholder_ref: "cust-9".into(), shipping: None }),
-        pin: None,
-        replace: None,
-        provision: None,
-        dispute: None,
-        evidence: None,
-        reason: None,
-        requested_at_ms: 0,
-    };
+    let mut cmd = command(CardAction::Issue);
+    cmd.issue = Some(IssueSpec { form: CardForm::Physical, product: "debit-classic".into(), cardholder_ref: "cust-9".into(), shipping: None });
     assert!(cmd.validate().expect_err("refused").contains("issue.shipping"));
 }
