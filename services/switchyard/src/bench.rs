@@ -359,7 +359,7 @@ impl CpuSnapshot {
                 snapshot.this += ticks;
             } else if comm == "postgres" {
                 snapshot.postgres += ticks;
-            } else if comm == "tansu" {
+            } else if comm.starts_with("tansu") {
                 snapshot.tansu += ticks;
             }
         }

@@ -440,12 +440,15 @@ impl ServerCpu {
             let Some(pid) = name.to_str().filter(|n| n.bytes().all(|b| b.is_ascii_digit())) else { continue };
             let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { continue };
             let Some((comm, secs)) = stat_cpu_secs(&stat, false) else { continue };
-            if comm != "postgres" && comm != "tansu" {
+            // The broker runs from its cached, versioned file name
+            // (`tansu-0.6.0-p3`), which is its process name too.
+            let is_tansu = comm.starts_with("tansu");
+            if comm != "postgres" && !is_tansu {
                 continue;
             }
             let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
             let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
-            if comm == "tansu" {
+            if is_tansu {
                 any_tansu += secs;
                 if cmdline.contains(&format!("//{} ", scope.broker)) || cmdline.ends_with(&format!("//{}", scope.broker)) {
                     cpu.tansu += secs;
