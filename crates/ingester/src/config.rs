@@ -37,7 +37,7 @@ pub struct IngesterConfig {
 #[serde(deny_unknown_fields)]
 pub struct ProviderConfig {
     /// Whose scheme and payload: `stripe`, `adyen`, `wise`, `lithic`,
-    /// `onfido`, `sumsub`, `complyadvantage`, `sardine`, `seon`.
+    /// `marqeta`, `onfido`, `sumsub`, `complyadvantage`, `sardine`, `seon`.
     /// Defaults to the provider's name.
     #[serde(default)]
     pub vendor: Option<String>,
@@ -128,11 +128,11 @@ mod tests {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../ops/webhook-ingester.example.yaml");
         let config = IngesterConfig::load(&path).expect("example parses");
         assert_eq!(config.topic_for("cards"), "cards.provider-events.v1");
-        assert_eq!(config.providers.len(), 9);
+        assert_eq!(config.providers.len(), 10);
         assert_eq!(config.topic_for("kyc"), "kyc.provider-events.v1");
         let compose = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../ops/docker/webhook-ingester.yaml");
         let compose = IngesterConfig::load(&compose).expect("the docker-compose config parses");
-        // Every vendor with callbacks (all of the example's but wise and lithic,
+        // Every vendor with callbacks (all of the example's but wise, lithic and marqeta,
         // which have no sandbox account in the compose stack) is taken, in its
         // domain, with a secret docker-compose.yml passes into the container.
         let compose_file = include_str!("../../../docker-compose.yml");

@@ -82,6 +82,15 @@ fn scheme(vendor: WebhookVendor, p: &ProviderConfig, field: &str) -> Result<Sche
         WebhookVendor::Sumsub => Scheme::SumsubDigest { keys: decode(&webhooks::plain_secret_key)? },
         WebhookVendor::Seon => Scheme::SeonDigest { keys: decode(&webhooks::plain_secret_key)? },
         WebhookVendor::Adyen => Scheme::AdyenHmac { keys: decode(&webhooks::adyen_hmac_key)? },
+        WebhookVendor::Marqeta => Scheme::MarqetaBasic {
+            credentials: raw
+                .iter()
+                .map(|(at, s, n)| {
+                    let key = webhooks::basic_credentials(s.expose()).map_err(|e| IngesterError::Config(format!("{at}: {e}")))?;
+                    Ok(Timed { key, not_after_ms: *n })
+                })
+                .collect::<Result<_, IngesterError>>()?,
+        },
         WebhookVendor::Wise => Scheme::WiseRsa {
             keys: raw
                 .iter()
@@ -131,5 +140,7 @@ mod tests {
             assert!(build(&config(vendor, "whsec_c3dpdGNoeWFyZA==", None)).is_ok(), "{vendor}");
         }
         assert!(build(&config("stripe", "whsec_x", Some("2026-12-01T00:00:00Z"))).is_ok());
+        assert!(error(&config("marqeta", "no-colon", None)).contains("providers.marqeta.keys[0]: expected username:password"));
+        assert!(build(&config("marqeta", "switchyard:s3cret", None)).is_ok());
     }
 }

@@ -55,7 +55,7 @@ async fn handle(app: &Ingester, p: &Provider, headers: &HeaderMap, body: Result<
         }
     }
     let now = switchyard_canonical::now_ms();
-    let event = match verify_and_map(p, headers, &body, now) {
+    let events = match verify_and_map(p, headers, &body, now) {
         Ok(e) => e,
         Err(refusal) => {
             app.metrics.refused(&p.name, refusal.label());
@@ -67,6 +67,21 @@ async fn handle(app: &Ingester, p: &Provider, headers: &HeaderMap, body: Result<
             return (status, refusal.to_string()).into_response();
         }
     };
+    // A batch (Marqeta) is answered 2xx only once every event in it is on
+    // the bus. On the first that is not, the vendor gets that answer and
+    // retries the whole delivery; the events already published are then
+    // duplicates, answered without publishing again.
+    for event in events {
+        let response = accept(app, p, event).await;
+        if !response.status().is_success() {
+            return response;
+        }
+    }
+    accepted(p)
+}
+
+/// Dedups and publishes one event of a verified delivery.
+async fn accept(app: &Ingester, p: &Provider, event: ProviderEvent) -> Response {
     let claim = DedupClaim {
         provider: p.name.clone(),
         event_id: event.event_id.clone(),
@@ -105,11 +120,14 @@ async fn handle(app: &Ingester, p: &Provider, headers: &HeaderMap, body: Result<
     }
 }
 
-fn verify_and_map(p: &Provider, headers: &HeaderMap, body: &[u8], now_ms: i64) -> Result<ProviderEvent, Refusal> {
+fn verify_and_map(p: &Provider, headers: &HeaderMap, body: &[u8], now_ms: i64) -> Result<Vec<ProviderEvent>, Refusal> {
     let verified = p.scheme.verify(headers, body, now_ms)?;
-    let facts = p.vendor.map(body, &verified)?;
+    let facts = p.vendor.map_all(body, &verified)?;
+    // The digest is the delivery's: a batch's events share it, and a
+    // re-rendered batch (another event order, a retry counter) is judged
+    // per event id as any re-rendered body is.
     let digest = switchyard_adapters::webhooks::body_sha256_hex(body);
-    Ok(facts.into_event(&p.name, &p.domain, now_ms, digest))
+    Ok(facts.into_iter().map(|f| f.into_event(&p.name, &p.domain, now_ms, digest.clone())).collect())
 }
 
 async fn publish(app: &Ingester, p: &Provider, event: ProviderEvent) -> Response {

@@ -4,6 +4,7 @@
 //! Each vendor signs in its own way ([`Scheme`]); each vendor's body maps to
 //! the canonical [`ProviderEvent`] in its own module (`payouts::stripe::webhook`,
 //! `payouts::adyen::webhook`, `payouts::wise::webhook`, `cards::lithic::webhook`,
+//! `cards::marqeta::webhook` (a delivery is a batch of up to ten events),
 //! and for the check vendors `kyc::{onfido,sumsub}::webhook`,
 //! `aml::comply_advantage::webhook`, `fraud::{sardine,seon}::webhook`).
 //! Vendor JSON types never leave those modules. OpenSanctions answers
@@ -95,6 +96,33 @@ pub enum Scheme {
     /// SEON `Digest: SHA-256=<HMAC-SHA256(license key, body)>` (UNCONFIRMED
     /// header, see `digest_body`).
     SeonDigest { keys: Vec<Timed<Vec<u8>>> },
+    /// Marqeta: HTTP Basic credentials configured on the webhook
+    /// (`username:password` keys). Nothing signs a timestamp, so the dedup
+    /// store is the replay protection, as for the body-only schemes.
+    MarqetaBasic { credentials: Vec<Timed<BasicCredentials>> },
+}
+
+/// A `username:password` pair a vendor presents as HTTP Basic auth.
+#[derive(Clone)]
+pub struct BasicCredentials {
+    pub username: String,
+    pub password: Secret,
+}
+
+impl std::fmt::Debug for BasicCredentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BasicCredentials").field("username", &self.username).field("password", &"***").finish()
+    }
+}
+
+/// Parses a `username:password` webhook key.
+pub fn basic_credentials(secret: &str) -> Result<BasicCredentials, String> {
+    match secret.trim().split_once(':') {
+        Some((user, password)) if !user.is_empty() && !password.is_empty() => {
+            Ok(BasicCredentials { username: user.to_owned(), password: Secret::new(password.to_owned()) })
+        }
+        _ => Err("expected username:password (the webhook's Basic credentials)".to_owned()),
+    }
 }
 
 /// What a verified callback proved beyond its body.
@@ -143,6 +171,17 @@ impl Scheme {
                     _ => digest_body::verify_seon(headers, body, &live)?,
                 }
                 Ok(plain)
+            }
+            Scheme::MarqetaBasic { credentials } => {
+                let authorization = header(headers, "authorization").ok();
+                let mut outcome = Err(Refusal::BadSignature);
+                for c in credentials.iter().filter(|c| c.live(now_ms)) {
+                    outcome = crate::cards::marqeta::webhook::verify(authorization, None, &c.key.username, c.key.password.expose(), None, body);
+                    if outcome.is_ok() || matches!(outcome, Err(Refusal::MissingHeader(_) | Refusal::MalformedHeader(_))) {
+                        break;
+                    }
+                }
+                outcome.map(|()| plain)
             }
         }
     }
@@ -220,14 +259,15 @@ pub enum WebhookVendor {
     ComplyAdvantage,
     Sardine,
     Seon,
+    Marqeta,
 }
 
 impl WebhookVendor {
     /// Every vendor name [`WebhookVendor::parse`] knows, for error messages.
     pub const NAMES: &'static [&'static str] =
-        &["stripe", "adyen", "wise", "lithic", "onfido", "sumsub", "complyadvantage", "sardine", "seon"];
+        &["stripe", "adyen", "wise", "lithic", "onfido", "sumsub", "complyadvantage", "sardine", "seon", "marqeta"];
 
-    pub const ALL: [WebhookVendor; 9] = [
+    pub const ALL: [WebhookVendor; 10] = [
         Self::Stripe,
         Self::Adyen,
         Self::Wise,
@@ -237,6 +277,7 @@ impl WebhookVendor {
         Self::ComplyAdvantage,
         Self::Sardine,
         Self::Seon,
+        Self::Marqeta,
     ];
 
     pub fn parse(name: &str) -> Option<Self> {
@@ -250,13 +291,32 @@ impl WebhookVendor {
             "complyadvantage" => Some(Self::ComplyAdvantage),
             "sardine" => Some(Self::Sardine),
             "seon" => Some(Self::Seon),
+            "marqeta" => Some(Self::Marqeta),
             _ => None,
         }
     }
 
-    /// Maps a verified body to the facts it states.
+    /// Maps a verified delivery to the events it carries: one for most
+    /// vendors, up to ten for Marqeta's batches.
+    pub fn map_all(self, body: &[u8], verified: &Verified) -> Result<Vec<EventFacts>, Refusal> {
+        match self {
+            Self::Marqeta => crate::cards::marqeta::webhook::map_batch(body, verified),
+            _ => self.map(body, verified).map(|facts| vec![facts]),
+        }
+    }
+
+    /// Maps a verified single-event body to the facts it states. Marqeta's
+    /// batches are refused here unless they hold exactly one event: use
+    /// [`WebhookVendor::map_all`].
     pub fn map(self, body: &[u8], verified: &Verified) -> Result<EventFacts, Refusal> {
         match self {
+            Self::Marqeta => {
+                let mut all = crate::cards::marqeta::webhook::map_batch(body, verified)?;
+                match (all.pop(), all.is_empty()) {
+                    (Some(only), true) => Ok(only),
+                    _ => Err(Refusal::MalformedPayload("a Marqeta delivery with other than one event; map it with map_all".into())),
+                }
+            }
             Self::Stripe => crate::payouts::stripe::webhook::map(body),
             Self::Adyen => crate::payouts::adyen::webhook::map(body),
             Self::Wise => crate::payouts::wise::webhook::map(body),

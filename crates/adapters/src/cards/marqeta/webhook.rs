@@ -13,8 +13,8 @@
 //! Authenticity: Marqeta presents HTTP Basic credentials on every delivery
 //! and, when configured, `X-Marqeta-Signature` (hex HMAC-SHA256 of the raw
 //! body; UNCONFIRMED, the docs also mention SHA-1): [`verify`]. The
-//! ingester's scheme registry has neither Basic auth nor batches; wiring
-//! Marqeta in needs a Basic scheme and a list-returning mapping there.
+//! ingester checks the Basic credentials (`Scheme::MarqetaBasic`) and
+//! publishes every event of the batch (`WebhookVendor::map_all`).
 
 use crate::webhooks::{rfc3339_ms, EventFacts, Refusal, Verified};
 use base64::Engine as _;
