@@ -24,6 +24,37 @@ python3 -m pip install --quiet --disable-pip-version-check -r tests/reference/re
 python3 -m pip install --quiet --disable-pip-version-check -r tests/sdk/requirements.txt
 # The AsyncAPI project's own parser validates asyncapi.yaml (services/switchyard/tests/asyncapi.rs).
 npm ci --prefix ops/asyncapi --no-audit --no-fund --silent
+# promtool checks the alert rules and runs their unit tests
+# (tests/tests/prometheus_rules.rs, ops/prometheus/tests/). Debian ships it in
+# the prometheus package; installed once, without starting its daemon.
+if ! command -v promtool >/dev/null 2>&1; then
+  as_root=()
+  if [[ $(id -u) -ne 0 ]]; then as_root=(sudo -n); fi
+  # No policy-rc.d (Docker images have one): add one that forbids starting
+  # services, so installing does not leave a Prometheus running on :9090.
+  added_policy=""
+  if [[ ! -e /usr/sbin/policy-rc.d ]]; then
+    printf '#!/bin/sh\nexit 101\n' | "${as_root[@]}" tee /usr/sbin/policy-rc.d >/dev/null
+    "${as_root[@]}" chmod +x /usr/sbin/policy-rc.d
+    added_policy=1
+  fi
+  install_prometheus() {
+    "${as_root[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus
+  }
+  log=$(mktemp)
+  installed=1
+  { install_prometheus || { "${as_root[@]}" apt-get update -qq && install_prometheus; }; } >"$log" 2>&1 || installed=""
+  if [[ -n "$added_policy" ]]; then "${as_root[@]}" rm -f /usr/sbin/policy-rc.d; fi
+  if [[ -z "$installed" ]]; then
+    cat "$log" >&2
+    echo "could not install promtool (apt-get install prometheus)" >&2
+    exit 1
+  fi
+  rm -f "$log"
+  # Enabled for the next boot by the package; this machine only needs promtool.
+  if [[ -d /run/systemd/system ]]; then "${as_root[@]}" systemctl disable --now --quiet prometheus.service || true; fi
+fi
+export SWITCHYARD_REQUIRE_PROMTOOL=1
 
 # The crash test runs the worker binary as its own process.
 cargo build --workspace --bins
