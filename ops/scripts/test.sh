@@ -55,6 +55,14 @@ if ! command -v promtool >/dev/null 2>&1; then
   if [[ -d /run/systemd/system ]]; then "${as_root[@]}" systemctl disable --now --quiet prometheus.service || true; fi
 fi
 export SWITCHYARD_REQUIRE_PROMTOOL=1
+# Cargo.lock is audited against a local RustSec advisory database
+# (tests/tests/advisories.rs); where one is found, a missing one later fails.
+for db in "${SWITCHYARD_ADVISORY_DB:-}" "$PWD/../shared/advisory-db" /work/shared/advisory-db; do
+  if [[ -n "$db" && -d "$db/crates" ]]; then
+    export SWITCHYARD_ADVISORY_DB="$db" SWITCHYARD_REQUIRE_ADVISORY_DB=1
+    break
+  fi
+done
 
 # The crash test runs the worker binary as its own process.
 cargo build --workspace --bins
