@@ -86,6 +86,27 @@ impl RegistryClient {
         Ok(id)
     }
 
+    /// Sets `subject`'s compatibility level (`PUT /config/{subject}`), so the
+    /// registry refuses on register what `switchyard schemas check` refuses
+    /// in CI.
+    pub async fn set_compatibility(&self, subject: &str, level: &str) -> Result<(), BusError> {
+        let url = format!("{}/config/{}", self.base_url, subject);
+        let reply = self
+            .http
+            .put(&url)
+            .header("Content-Type", CONTENT_TYPE)
+            .json(&serde_json::json!({ "compatibility": level }))
+            .send()
+            .await
+            .map_err(|e| self.error(format!("set compatibility of {subject}: {e}")))?;
+        let status = reply.status();
+        if !status.is_success() {
+            let text = reply.text().await.unwrap_or_default();
+            return Err(self.error(format!("set compatibility of {subject}: HTTP {status}: {text}")));
+        }
+        Ok(())
+    }
+
     pub async fn schema_by_id(&self, id: u32) -> Result<Arc<Schema>, LookupError> {
         if let Some(schema) = self.by_id.read().unwrap_or_else(|e| e.into_inner()).get(&id) {
             return Ok(schema.clone());

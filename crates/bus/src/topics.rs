@@ -146,6 +146,21 @@ pub fn compatibility_levels(text: &str) -> Result<BTreeMap<String, Compatibility
     Ok(levels.topics.into_iter().map(|t| (t.name, t.compatibility.unwrap_or(default))).collect())
 }
 
+/// Each registered subject (`<topic>-value`, TopicNameStrategy) of the
+/// topics with an Avro value, with its topic's compatibility level, for a
+/// registry's `PUT /config/{subject}`. Retry and held topics carry their
+/// source's bytes under the source's subject, so they add none.
+pub fn subject_levels(text: &str, prefix: &str) -> Result<Vec<(String, Compatibility)>, BusError> {
+    let file = TopicsFile::parse(text)?;
+    let levels = compatibility_levels(text)?;
+    Ok(file
+        .topics
+        .iter()
+        .filter(|t| t.value_schema.is_some() && !t.name.ends_with(".retry") && !t.name.ends_with(".held"))
+        .map(|t| (format!("{prefix}{}-value", t.name), levels.get(&t.name).copied().unwrap_or_default()))
+        .collect())
+}
+
 /// How one topic is replicated, defaults applied.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Replication {

@@ -70,6 +70,12 @@ impl LocalStack {
         // run's topics on a long-lived local broker and timed out under load.
         let topics = topics.capped_replication(1);
         topics.create_all(&kafka).await.context("creating topics; is the broker running? (ops/scripts/test.sh starts it)")?;
+        // The registry holds every subject to its topic's level, as
+        // production's registry does once `topics.yaml` is applied.
+        let text = std::fs::read_to_string(repo_root().join("topics.yaml"))?;
+        for (subject, level) in switchyard_bus::topics::subject_levels(&text, &prefix)? {
+            registry_client.set_compatibility(&subject, level.as_str()).await?;
+        }
         Ok(Self { prefix, registry, registry_client, kafka })
     }
 

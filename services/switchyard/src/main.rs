@@ -105,6 +105,10 @@ enum TopicsAction {
         /// production settings; without it the file applies as written.
         #[arg(long, value_name = "N", value_parser = clap::value_parser!(i32).range(1..))]
         max_replication_factor: Option<i32>,
+        /// Also set each topic's subject (`<topic>-value`) to its
+        /// compatibility level on this registry (`PUT /config/{subject}`).
+        #[arg(long, value_name = "URL")]
+        schema_registry: Option<String>,
     },
 }
 
@@ -128,7 +132,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
             .await
             .context("schema registry")
         }
-        Command::Topics { action: TopicsAction::Create { brokers, file, max_replication_factor } } => {
+        Command::Topics { action: TopicsAction::Create { brokers, file, max_replication_factor, schema_registry } } => {
             let mut topics = switchyard_bus::topics::TopicsFile::load(&file)?;
             if let Some(max) = max_replication_factor {
                 topics = topics.capped_replication(max);
@@ -138,6 +142,14 @@ async fn run(command: Command) -> anyhow::Result<()> {
                 let r = topics.replication_of(t);
                 let min_insync = r.min_insync.map_or("broker default".to_owned(), |m| m.to_string());
                 println!("{:<32} partitions={} replication_factor={} min_insync_replicas={min_insync}", t.name, t.partitions, r.factor);
+            }
+            if let Some(url) = schema_registry {
+                let registry = switchyard_bus::RegistryClient::new(url)?;
+                let text = std::fs::read_to_string(&file).with_context(|| file.display().to_string())?;
+                for (subject, level) in switchyard_bus::topics::subject_levels(&text, "")? {
+                    registry.set_compatibility(&subject, level.as_str()).await?;
+                    println!("{subject:<40} compatibility={}", level.as_str());
+                }
             }
             Ok(())
         }
