@@ -27,6 +27,7 @@
 pub mod aml;
 pub mod cards;
 pub mod encode;
+pub mod environment;
 pub mod fraud;
 pub mod http;
 pub mod kyc;

@@ -186,21 +186,20 @@ impl CheckWorkerConfig {
         Ok(())
     }
 
-    /// Refuses a key whose shape says it belongs to the other environment
-    /// (Onfido `api_live`/`api_sandbox`, Sumsub `prd:`/`sbx:`).
+    /// Refuses a key or endpoint that belongs to the other environment
+    /// (see `switchyard_adapters::environment` for what each vendor reveals:
+    /// Onfido `api_live`/`api_sandbox`, Sumsub `prd:`/`sbx:`, Sardine's hosts).
     pub fn check_key_environment(&self, provider: &CheckProviderConfig, key: &switchyard_adapters::Secret) -> Result<(), WorkerError> {
-        let k = key.expose();
-        let live = k.starts_with("api_live") || k.starts_with("prd:") || k.starts_with("live_");
-        let test = k.starts_with("api_sandbox") || k.starts_with("sbx:") || k.starts_with("test_");
-        match self.environment {
-            Environment::Sandbox if live => {
-                Err(WorkerError::Config(format!("providers[{}].api_key looks like a live key; a sandbox deployment refuses it", provider.name)))
-            }
-            Environment::Production if test => {
-                Err(WorkerError::Config(format!("providers[{}].api_key looks like a test key; a production deployment refuses it", provider.name)))
-            }
-            _ => Ok(()),
-        }
+        let vendor = match provider.kind {
+            CheckVendorKind::Onfido => "onfido",
+            CheckVendorKind::Sumsub => "sumsub",
+            CheckVendorKind::ComplyAdvantage => "complyadvantage",
+            CheckVendorKind::OpenSanctions => "opensanctions",
+            CheckVendorKind::Sardine => "sardine",
+            CheckVendorKind::Seon => "seon",
+        };
+        let field = format!("providers[{}]", provider.name);
+        switchyard_adapters::environment::check(self.environment.into(), vendor, &field, key.expose(), &provider.base_url).map_err(WorkerError::Config)
     }
 }
 

@@ -68,6 +68,15 @@ pub enum Environment {
     Production,
 }
 
+impl From<Environment> for switchyard_adapters::environment::VendorEnvironment {
+    fn from(e: Environment) -> Self {
+        match e {
+            Environment::Sandbox => Self::Test,
+            Environment::Production => Self::Live,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct PayoutTopics {
@@ -198,21 +207,15 @@ impl PayoutWorkerConfig {
         Ok(())
     }
 
-    /// Refuses a key whose shape says it belongs to the other environment.
+    /// Refuses a key or endpoint that belongs to the other environment
+    /// (see `switchyard_adapters::environment` for what each vendor reveals).
     pub fn check_key_environment(&self, provider: &ProviderConfig, key: &Secret) -> Result<(), WorkerError> {
-        let live_shaped = key.expose().starts_with("sk_live_") || key.expose().starts_with("live_");
-        let test_shaped = key.expose().starts_with("sk_test_") || key.expose().starts_with("test_");
-        match self.environment {
-            Environment::Sandbox if live_shaped => Err(WorkerError::Config(format!(
-                "providers[{}].api_key looks like a live key; a sandbox deployment refuses it",
-                provider.name
-            ))),
-            Environment::Production if test_shaped => Err(WorkerError::Config(format!(
-                "providers[{}].api_key looks like a test key; a production deployment refuses it",
-                provider.name
-            ))),
-            _ => Ok(()),
-        }
+        let vendor = match provider.kind {
+            ProviderKind::Stripe => "stripe",
+            ProviderKind::Adyen => "adyen",
+        };
+        let field = format!("providers[{}]", provider.name);
+        switchyard_adapters::environment::check(self.environment.into(), vendor, &field, key.expose(), &provider.base_url).map_err(WorkerError::Config)
     }
 }
 
@@ -252,5 +255,19 @@ mod tests {
         let config: PayoutWorkerConfig = serde_norway::from_str(text).expect("parses");
         let err = config.check_key_environment(&config.providers[0], &Secret::new("sk_live_x")).expect_err("refused");
         assert!(err.to_string().contains("live key"));
+    }
+
+    #[tokio::test]
+    async fn one_key_for_two_providers_stops_start_up_naming_both() {
+        let text = include_str!("../../../ops/payout-worker.example.yaml").replace("api_key: { env: ADYEN_API_KEY }", "api_key: { value: sk_test_switchyard }");
+        let mut config: PayoutWorkerConfig = serde_norway::from_str(&text).expect("parses");
+        config.catalog_file = None;
+        let shutdown = tokio_util::sync::CancellationToken::new();
+        let err = match crate::run::start_payout_worker(config, shutdown).await {
+            Ok(_) => panic!("a shared key must stop start-up"),
+            Err(e) => e.to_string(),
+        };
+        assert!(err.contains("providers[stripe].api_key") && err.contains("providers[adyen].api_key"), "{err}");
+        assert!(!err.contains("sk_test_switchyard"), "the key is never printed: {err}");
     }
 }
