@@ -14,6 +14,7 @@
 //! - [`cards`]: card processors: [`cards::CardProcessor`] over
 //!   [`cards::lithic`] and [`cards::marqeta`] (no card worker yet).
 //! - [`encode`]: percent-encoding of our ids in vendor URL paths.
+//! - [`environment`]: which environment a vendor key or endpoint belongs to.
 //! - [`fraud`]: fraud scoring and feedback: [`fraud::FraudProvider`] over
 //!   [`fraud::sardine`] and [`fraud::seon`].
 //! - [`kyc`]: identity verification: [`kyc::KycProvider`] over
