@@ -29,6 +29,9 @@ async fn every_event_of_marqetas_batches_is_published_once_and_wrong_credentials
     hook.backoff = Duration::from_millis(50);
     let sim = spawn_marqeta(MarqetaConfig { webhook: Some(hook), ..MarqetaConfig::local() }).await?;
     let http = reqwest::Client::new();
+    // Transition tokens are Marqeta's event ids, and the dedup store outlives
+    // a test run: each run's are its own.
+    let run = &uuid::Uuid::new_v4().simple().to_string()[..12];
     let cards = 35;
     for i in 0..cards {
         let body = serde_json::json!({"token": format!("tok-{i}"), "user_token": "user-1", "card_product_token": "prod-1",
@@ -43,7 +46,7 @@ async fn every_event_of_marqetas_batches_is_published_once_and_wrong_credentials
     }
     for i in 0..cards / 2 {
         let body = serde_json::json!({"card_token": format!("tok-{i}"), "state": "ACTIVE", "channel": "API", "reason_code": "00",
-            "token": format!("transition-{i}")});
+            "token": format!("transition-{run}-{i}")});
         let r = http
             .post(format!("{}/v3/cardtransitions", sim.base_url()))
             .basic_auth("app_token_switchyard", Some("access_token_switchyard"))

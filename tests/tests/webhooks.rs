@@ -351,3 +351,49 @@ async fn a_re_rendered_retry_after_a_failed_publish_is_published() -> Result<()>
     shutdown.cancel();
     Ok(())
 }
+
+/// A provider with `allow_from` takes callbacks only from its vendor's
+/// published ranges; `X-Forwarded-For` counts only from a trusted proxy,
+/// and only what that proxy appended.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn callbacks_from_outside_a_providers_published_ranges_are_refused() -> Result<()> {
+    let stack = LocalStack::new("webhook-sources").await?;
+    let shutdown = CancellationToken::new();
+    let mut stripe = provider("payouts", vec![key(STRIPE_SECRET, None)]);
+    // Documentation ranges (RFC 5737) standing in for Stripe's published list.
+    stripe.allow_from = vec!["192.0.2.0/24".into(), "198.51.100.7".into()];
+    let mut config = stack.ingester_config(BTreeMap::from([("stripe".to_owned(), stripe)]));
+    let direct = start_ingester(config.clone(), shutdown.clone()).await?;
+    config.trusted_proxies = vec!["127.0.0.0/8".into()];
+    let behind_proxy = start_ingester(config, shutdown.clone()).await?;
+    let run = uuid::Uuid::new_v4().simple().to_string();
+    let signer = Signer::Stripe { secret: STRIPE_SECRET.into() };
+    let client = reqwest::Client::new();
+    let send = |ingester: &switchyard_ingester::RunningIngester, i: usize, forwarded: Option<&'static str>| {
+        let callback = stripe_callback(&run, i);
+        let headers = signer.headers(&callback.id, now_s(), &callback.body).expect("signs");
+        let mut request = client.post(url(ingester, "stripe")).header("Content-Type", "application/json").body(callback.body);
+        for (name, value) in headers {
+            request = request.header(name, value);
+        }
+        if let Some(f) = forwarded {
+            request = request.header("X-Forwarded-For", f);
+        }
+        async move { request.send().await.map(|r| r.status().as_u16()) }
+    };
+    // Loopback is not Stripe, whatever the client claims when nobody vouches.
+    assert_eq!(send(&direct, 0, None).await?, 403);
+    assert_eq!(send(&direct, 1, Some("192.0.2.10")).await?, 403, "X-Forwarded-For from an untrusted peer is ignored");
+    // Behind our proxy: the address the proxy appended decides.
+    assert_eq!(send(&behind_proxy, 2, Some("192.0.2.10")).await?, 200);
+    assert_eq!(send(&behind_proxy, 3, Some("198.51.100.7")).await?, 200);
+    assert_eq!(send(&behind_proxy, 4, Some("192.0.2.10, 203.0.113.5")).await?, 403, "a forged hop left of the proxy's is not believed");
+    assert_eq!(send(&behind_proxy, 5, Some("203.0.113.5")).await?, 403);
+    assert_eq!(direct.metrics.refused_count("stripe", "source_not_allowed"), 2);
+    assert_eq!(behind_proxy.metrics.refused_count("stripe", "source_not_allowed"), 2);
+    let published = drain(&stack, &stack.topic("payouts.provider-events.v1"), 2, Duration::from_secs(2)).await?;
+    let ids: Vec<&str> = published.iter().map(|(_, e)| e.event_id.as_str()).collect();
+    assert_eq!(ids.len(), 2, "only the two allowed callbacks were published: {ids:?}");
+    shutdown.cancel();
+    Ok(())
+}

@@ -30,6 +30,10 @@ pub struct IngesterConfig {
     /// Longest wait for the broker's acknowledgement; then 503, and the vendor retries.
     #[serde(default = "default_publish_timeout_ms")]
     pub publish_timeout_ms: u64,
+    /// Proxies (CIDRs or addresses) in front of the ingester whose
+    /// `X-Forwarded-For` is believed; from anyone else it is ignored.
+    #[serde(default)]
+    pub trusted_proxies: Vec<String>,
     pub providers: BTreeMap<String, ProviderConfig>,
 }
 
@@ -53,6 +57,11 @@ pub struct ProviderConfig {
     pub tolerance_s: i64,
     #[serde(default)]
     pub rate_limit: Option<RateLimitConfig>,
+    /// The vendor's published webhook source ranges (CIDRs or addresses);
+    /// a callback from elsewhere is refused with 403 before verification.
+    /// Empty: any source (the signature still decides).
+    #[serde(default)]
+    pub allow_from: Vec<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -83,7 +92,7 @@ impl KeyConfig {
 impl ProviderConfig {
     /// A provider whose vendor is its name, with default tolerance and no rate limit.
     pub fn new(domain: &str, keys: Vec<KeyConfig>) -> Self {
-        Self { vendor: None, domain: domain.to_owned(), keys, tolerance_s: default_tolerance_s(), rate_limit: None }
+        Self { vendor: None, domain: domain.to_owned(), keys, tolerance_s: default_tolerance_s(), rate_limit: None, allow_from: Vec::new() }
     }
 }
 

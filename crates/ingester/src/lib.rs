@@ -5,6 +5,7 @@
 //! # Layout
 //! - [`config`]: the configuration file (providers, keys with rotation, limits).
 //! - [`providers`]: one verifier per configured provider.
+//! - [`source`]: source-address allowlists and trusted proxies.
 //! - `receive`: the request path: verify -> map -> dedup -> publish -> answer.
 //! - [`metrics`]: lag, refusals by reason, duplicates.
 //!
@@ -16,6 +17,7 @@ pub mod config;
 pub mod metrics;
 pub mod providers;
 mod receive;
+pub mod source;
 
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
@@ -50,6 +52,8 @@ pub enum IngesterError {
 /// Shared state of the request path.
 pub(crate) struct Ingester {
     providers: HashMap<String, Arc<Provider>>,
+    /// Peers whose `X-Forwarded-For` is believed.
+    trusted_proxies: Vec<ipnet::IpNet>,
     encoders: HashMap<String, AvroEncoder>,
     /// Replaced when it fails fatally (see [`Ingester::publisher`]).
     publisher: std::sync::RwLock<Publisher>,
@@ -120,6 +124,7 @@ pub struct RunningIngester {
 /// Validates the config, connects, and serves until `shutdown`.
 pub async fn start_ingester(config: IngesterConfig, shutdown: CancellationToken) -> Result<RunningIngester, IngesterError> {
     let providers = providers::build(&config)?;
+    let trusted_proxies = source::parse_networks(&config.trusted_proxies, "trusted_proxies")?;
     let registry = RegistryClient::new(&config.schema_registry_url)?;
     let mut encoders = HashMap::new();
     for p in providers.values() {
@@ -143,6 +148,7 @@ pub async fn start_ingester(config: IngesterConfig, shutdown: CancellationToken)
     kafka.extra.entry("message.timeout.ms".into()).or_insert_with(|| config.publish_timeout_ms.to_string());
     let state = Arc::new(Ingester {
         providers,
+        trusted_proxies,
         encoders,
         publisher: std::sync::RwLock::new(Publisher::new(&kafka)?),
         kafka,
@@ -174,7 +180,9 @@ pub async fn start_ingester(config: IngesterConfig, shutdown: CancellationToken)
     let addr = listener.local_addr()?;
     tracing::info!(%addr, "webhook ingester listening");
     let join = tokio::spawn(health.track("http server", shutdown.clone(), async move {
-        axum::serve(listener, app).with_graceful_shutdown(async move { shutdown.cancelled().await }).await
+        axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
+            .with_graceful_shutdown(async move { shutdown.cancelled().await })
+            .await
     }));
     Ok(RunningIngester { addr, metrics, dedup, health, join })
 }

@@ -16,6 +16,8 @@ pub struct Provider {
     pub vendor: WebhookVendor,
     pub scheme: Scheme,
     pub limiter: Option<TokenBucket>,
+    /// Source ranges allowed to deliver; empty: any.
+    pub allow_from: Vec<ipnet::IpNet>,
 }
 
 pub fn build(config: &IngesterConfig) -> Result<HashMap<String, Arc<Provider>>, IngesterError> {
@@ -34,6 +36,7 @@ pub fn build(config: &IngesterConfig) -> Result<HashMap<String, Arc<Provider>>, 
         }
         let scheme = scheme(vendor, p, &field)?;
         let limiter = p.rate_limit.map(|r| TokenBucket::new(r.per_second, r.burst));
+        let allow_from = crate::source::parse_networks(&p.allow_from, &format!("{field}.allow_from"))?;
         let provider = Provider {
             name: name.clone(),
             domain: p.domain.clone(),
@@ -41,6 +44,7 @@ pub fn build(config: &IngesterConfig) -> Result<HashMap<String, Arc<Provider>>, 
             vendor,
             scheme,
             limiter,
+            allow_from,
         };
         out.insert(name.clone(), Arc::new(provider));
     }
@@ -112,7 +116,7 @@ mod tests {
         let text = "bind: 127.0.0.1:1\nkafka: {brokers: b, group_id: g}\nschema_registry_url: u\ndatabase_url: d\nproviders: {}\n";
         let mut c: IngesterConfig = serde_norway::from_str(text).expect("base");
         let key = KeyConfig { env: None, file: None, value: Some(key.into()), not_after: not_after.map(str::to_owned) };
-        c.providers.insert(vendor.into(), ProviderConfig { vendor: None, domain: "payouts".into(), keys: vec![key], tolerance_s: 300, rate_limit: None });
+        c.providers.insert(vendor.into(), ProviderConfig { vendor: None, domain: "payouts".into(), keys: vec![key], tolerance_s: 300, rate_limit: None, allow_from: Vec::new() });
         c
     }
 

@@ -12,9 +12,10 @@ use crate::providers::Provider;
 use crate::Ingester;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{Path, State};
+use axum::extract::{ConnectInfo, Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use switchyard_adapters::webhooks::Refusal;
@@ -25,6 +26,7 @@ use switchyard_store::webhooks::{DedupClaim, DedupVerdict};
 
 pub(crate) async fn receive(
     State(app): State<Arc<Ingester>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     Path(provider): Path<String>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
@@ -35,6 +37,13 @@ pub(crate) async fn receive(
     };
     let started = Instant::now();
     app.metrics.received(&p.name);
+    let client = crate::source::client_address(peer.ip(), &headers, &app.trusted_proxies);
+    if !crate::source::allowed(client, &p.allow_from) {
+        // Before the body is verified or mapped: nothing of it is logged.
+        app.metrics.refused(&p.name, "source_not_allowed");
+        tracing::warn!(provider = %p.name, %client, "callback from outside the provider's allowed sources refused");
+        return (StatusCode::FORBIDDEN, "source not allowed").into_response();
+    }
     let response = handle(&app, &p, &headers, body).await;
     app.metrics.handled(&p.name, started.elapsed().as_secs_f64());
     response

@@ -103,6 +103,7 @@ impl LocalStack {
             max_body_bytes: 64 * 1024,
             lease_ms: 30_000,
             publish_timeout_ms: 3_000,
+            trusted_proxies: Vec::new(),
             providers,
         }
     }
