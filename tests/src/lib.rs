@@ -1,6 +1,7 @@
 //! Cross-service tests live in `tests/`; the harness is the local stack.
-//! [`checks`] adds what the KYC/AML/fraud tests need, [`webhooks`] what the
-//! webhook ingester tests share.
+//! [`checks`] adds what the KYC/AML/fraud tests need, [`cards`] what the
+//! card tests need, [`webhooks`] what the webhook ingester tests share.
+pub mod cards;
 pub mod checks;
 pub mod fleet;
 pub mod money;

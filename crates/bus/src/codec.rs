@@ -174,4 +174,112 @@ mod tests {
         let back: ProviderEvent = apache_avro::from_value(&value).expect("deserializes");
         assert_eq!(back, event);
     }
+
+    /// Encodes `value` with `schema_json` and decodes it back: the schema and
+    /// the serde type agree field by field, symbol by symbol.
+    fn round_trip<T: Serialize + DeserializeOwned + PartialEq + std::fmt::Debug>(schema_json: &str, value: &T) {
+        let schema = Schema::parse_str(schema_json).expect("schema");
+        let encoder = AvroEncoder { schema: Arc::new(schema.clone()), schema_id: 11 };
+        let framed = encoder.encode(value).expect("encodes");
+        let (_, mut datum) = wire::unframe(&framed).expect("framed");
+        let decoded = apache_avro::from_avro_datum(&schema, &mut datum, None).expect("decodes");
+        assert!(datum.is_empty(), "trailing bytes");
+        let back: T = apache_avro::from_value(&decoded).expect("deserializes");
+        assert_eq!(&back, value);
+    }
+
+    #[test]
+    fn card_commands_outcomes_and_events_round_trip_through_their_schemas() {
+        use switchyard_canonical::card::*;
+        use switchyard_canonical::card_dispute::{DisputeReason, DisputeState};
+        use switchyard_canonical::card_event::{CardEvent, CardEventKind};
+        use switchyard_canonical::card_outcome::{CardOutcome, CardOutcomeStatus, CardReplacement, ProvisioningResult};
+        let command_schema = include_str!("../../../schemas/cards/CardCommand.v1.avsc");
+        let address = |line2: Option<&str>| ShippingAddress {
+            name: "Ada Lovelace".into(),
+            line1: "1 Main St".into(),
+            line2: line2.map(Into::into),
+            city: "London".into(),
+            postal_code: "N1 1AA".into(),
+            country: "GB".into(),
+        };
+        let bare = |action| CardCommand {
+            card_id: "card-1".into(),
+            idempotency_key: "k-1".into(),
+            action,
+            issue: None,
+            pin: None,
+            replace: None,
+            provision: None,
+            dispute: None,
+            evidence: None,
+            reason: None,
+            requested_at_ms: 1_700_000_000_000,
+        };
+        let mut issue = bare(CardAction::Issue);
+        issue.issue = Some(IssueSpec { form: CardForm::Physical, product: "debit".into(), cardholder_ref: "cust-1".into(), shipping: Some(address(Some("Flat 2"))) });
+        let mut pin = bare(CardAction::SetPin);
+        pin.pin = Some(PinSpec { encrypted_pin_block: Some("0412AC89FF3E21D7".into()), hosted_flow_token: None });
+        let mut replace = bare(CardAction::Replace);
+        replace.replace = Some(ReplaceSpec { reason: ReplaceReason::Stolen, new_card_id: "card-2".into(), shipping: Some(address(None)) });
+        let mut provision = bare(CardAction::ProvisionToken);
+        provision.provision = Some(ProvisionSpec {
+            wallet: Wallet::ApplePay,
+            certificates: vec!["leaf".into(), "sub".into()],
+            nonce: Some("n".into()),
+            nonce_signature: Some("s".into()),
+            device_id: None,
+            wallet_account_id: None,
+        });
+        let mut dispute = bare(CardAction::OpenDispute);
+        dispute.dispute = Some(DisputeSpec { dispute_id: "dp-1".into(), transaction_ref: "tx-1".into(), amount_minor: 4_200, currency: "EUR".into(), reason: DisputeReason::NotReceived });
+        let mut evidence = bare(CardAction::SubmitDisputeEvidence);
+        evidence.evidence = Some(EvidenceSpec { dispute_id: "dp-1".into(), document_ref: "doc://x".into(), note: Some("n".into()) });
+        let mut suspend = bare(CardAction::Suspend);
+        suspend.reason = Some("cardholder asked".into());
+        for c in [issue, pin, replace, provision, dispute, evidence, suspend, bare(CardAction::Terminate)] {
+            round_trip(command_schema, &c);
+        }
+
+        let outcome_schema = include_str!("../../../schemas/cards/CardOutcome.v1.avsc");
+        let mut full = CardOutcome::new(&bare(CardAction::Replace), CardOutcomeStatus::Succeeded);
+        full.state = Some(CardState::Terminated);
+        full.provider = Some("lithic".into());
+        full.processor_reference = Some("tok".into());
+        full.last_four = Some("4242".into());
+        full.replacement = Some(CardReplacement { card_id: "card-2".into(), processor_reference: Some("tok2".into()), last_four: None, state: Some(CardState::Issued) });
+        full.dispute_id = Some("dp-1".into());
+        full.dispute_reference = Some("d".into());
+        full.dispute_state = Some(DisputeState::PreArbitration);
+        full.provisioning = Some(ProvisioningResult { step_up_required: false, activation_data: Some("a".into()), encrypted_data: None, ephemeral_public_key: Some("k".into()) });
+        full.attempts = 2;
+        full.replayed = true;
+        let rejected = CardOutcome::rejected(
+            &bare(CardAction::Activate),
+            Some(CardRefusal::IllegalTransition),
+            OutcomeError { class: ErrorClass::Permanent, code: ErrorCode::InvalidRequest, message: "m".into() },
+        );
+        for o in [full, rejected] {
+            round_trip(outcome_schema, &o);
+        }
+
+        let event = CardEvent {
+            event_id: "card-1:3".into(),
+            card_id: "card-1".into(),
+            kind: CardEventKind::CardReinstated,
+            from_state: Some("SUSPENDED".into()),
+            to_state: Some("ACTIVE".into()),
+            processor: "marqeta".into(),
+            processor_reference: Some("tok".into()),
+            last_four: Some("4242".into()),
+            dispute_id: None,
+            amount_minor: Some(-4_200),
+            currency: Some("EUR".into()),
+            linked_card_id: None,
+            notify_cardholder: true,
+            occurred_at_ms: 1,
+            published_at_ms: 2,
+        };
+        round_trip(include_str!("../../../schemas/cards/CardEvent.v1.avsc"), &event);
+    }
 }

@@ -14,9 +14,11 @@
 //! - [`audit`]: group-committed audit entries and the trail `switchyard trace` reads.
 //! - [`webhooks`]: webhook dedup by (provider, event id), with a publish lease.
 //! - [`onboarding`]: onboarding flows, applied inputs and their outbox (own DDL).
+//! - [`cards`]: cards (versioned, compare-and-set), the commands applied to them and their event outbox (own DDL).
 //! - [`replays`]: which DLQ positions `switchyard dlq replay` already sent back.
 
 pub mod audit;
+pub mod cards;
 mod batch;
 mod bulk;
 pub mod lease;

@@ -10,6 +10,7 @@
 //! - [`metrics`]: Prometheus metrics and the `/metrics` + `/health` server.
 //! - [`shadow`]: calls a sandbox candidate alongside live traffic and counts agreement.
 //! - [`check`]: the generic handler of the check domains (KYC, AML, fraud).
+//! - [`card`]: the card handler (Lithic, Marqeta), its config and wiring.
 //! - [`check_config`], [`check_run`]: their config and wiring.
 //! - [`kyc`]: the KYC domain (Onfido, Sumsub).
 //! - [`aml`]: the AML screening domain (ComplyAdvantage, OpenSanctions).
@@ -18,6 +19,7 @@
 
 pub mod aml;
 pub mod answer;
+pub mod card;
 pub mod check;
 pub mod check_config;
 pub mod check_run;

@@ -1,0 +1,308 @@
+//! A processor's answer, applied: the card rows to compare-and-set, the
+//! events of each real state change and the outcome. Pure; the handler
+//! writes the result in one transaction.
+//!
+//! Versions: a card is created at version 1 (ORDERED, no event); every
+//! state it enters and every other event-worthy change takes the next
+//! version, which names its event (`<card_id>:<version>`); a command that
+//! changes nothing event-worthy still bumps it once, so the compare-and-set
+//! fences a concurrent writer either way.
+
+use serde::{Deserialize, Serialize};
+use switchyard_adapters::cards::{CardAnswer, Provisioning};
+use switchyard_canonical::card::{event_for, CardAction, CardCommand, CardForm, CardLifecycle, CardState, Observed};
+use switchyard_canonical::card_dispute::{DisputeCase, DisputeEffect, DisputeState};
+use switchyard_canonical::card_event::{CardEvent, CardEventKind};
+use switchyard_canonical::card_outcome::{CardOutcome, CardOutcomeStatus, CardReplacement, ProvisioningResult};
+use switchyard_store::cards::{CardEventRow, CardRow};
+
+/// A dispute as the card row keeps it: ours, the processor's id, its state.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(super) struct DisputeRef {
+    pub dispute_id: String,
+    pub reference: String,
+    pub state: Option<DisputeState>,
+}
+
+pub(super) fn lifecycle_of(row: &CardRow) -> Result<CardLifecycle, String> {
+    serde_json::from_str(&row.lifecycle).map_err(|e| format!("card {} has an unreadable lifecycle: {e}", row.card_id))
+}
+
+pub(super) fn disputes_of(row: &CardRow) -> Result<Vec<DisputeRef>, String> {
+    serde_json::from_str(&row.disputes).map_err(|e| format!("card {} has unreadable disputes: {e}", row.card_id))
+}
+
+/// The row that reserves a card id before its issuing call (version 1).
+pub(super) fn reservation(card_id: &str, processor: &str, form: CardForm, replaces: Option<String>, issue_key: &str, now_ms: i64) -> Result<CardRow, String> {
+    let lifecycle = CardLifecycle::ordered(form, replaces, now_ms);
+    Ok(CardRow {
+        card_id: card_id.to_owned(),
+        processor: processor.to_owned(),
+        processor_reference: None,
+        last_four: None,
+        state: lifecycle.state.as_str().to_owned(),
+        lifecycle: serde_json::to_string(&lifecycle).map_err(|e| e.to_string())?,
+        version: 1,
+        issue_key: issue_key.to_owned(),
+        disputes: "[]".to_owned(),
+    })
+}
+
+/// What one successful command writes and answers.
+pub(super) struct Change {
+    /// Each row with the version it was read at.
+    pub rows: Vec<(CardRow, i64)>,
+    pub events: Vec<CardEventRow>,
+    pub outcome: CardOutcome,
+}
+
+/// One card being changed: its row as read, its lifecycle, and the events
+/// its changes publish.
+struct Moving {
+    read: CardRow,
+    next: CardRow,
+    lifecycle: CardLifecycle,
+    version: i64,
+    events: Vec<CardEvent>,
+}
+
+impl Moving {
+    fn new(read: &CardRow) -> Result<Self, String> {
+        Ok(Self { lifecycle: lifecycle_of(read)?, version: read.version, next: read.clone(), read: read.clone(), events: Vec::new() })
+    }
+
+    fn event(&mut self, kind: CardEventKind, from: Option<String>, to: Option<String>, now_ms: i64) -> &mut CardEvent {
+        self.version += 1;
+        self.events.push(CardEvent {
+            event_id: format!("{}:{}", self.next.card_id, self.version),
+            card_id: self.next.card_id.clone(),
+            kind,
+            from_state: from,
+            to_state: to,
+            processor: self.next.processor.clone(),
+            processor_reference: self.next.processor_reference.clone(),
+            last_four: self.next.last_four.clone(),
+            dispute_id: None,
+            amount_minor: None,
+            currency: None,
+            linked_card_id: None,
+            notify_cardholder: kind.notifies_cardholder(),
+            occurred_at_ms: now_ms,
+            published_at_ms: 0,
+        });
+        let last = self.events.len() - 1;
+        &mut self.events[last]
+    }
+
+    /// The processor says the card is now `to`: one event per state entered.
+    fn observe(&mut self, to: CardState, now_ms: i64) {
+        let mut from = self.lifecycle.state;
+        match self.lifecycle.observe(to, now_ms) {
+            Observed::Entered(states) => {
+                for state in states {
+                    if let Some(kind) = event_for(state, from) {
+                        self.event(kind, Some(from.as_str().to_owned()), Some(state.as_str().to_owned()), now_ms);
+                    }
+                    from = state;
+                }
+            }
+            Observed::Unchanged => {}
+            Observed::Contradiction { from, to } => {
+                // No event: the processor and we disagree on the card; the
+                // reconciler and ops see it in the audit log.
+                tracing::warn!(from = from.as_str(), to = to.as_str(), "processor reports a card state our lifecycle forbids");
+            }
+        }
+    }
+
+    fn finish(mut self, correlation_id: &str) -> Result<((CardRow, i64), Vec<CardEventRow>), String> {
+        let version = if self.events.is_empty() { self.version + 1 } else { self.version };
+        self.next.version = version;
+        self.next.state = self.lifecycle.state.as_str().to_owned();
+        self.next.lifecycle = serde_json::to_string(&self.lifecycle).map_err(|e| e.to_string())?;
+        let events = self
+            .events
+            .iter()
+            .enumerate()
+            .map(|(i, e)| {
+                Ok(CardEventRow {
+                    event_id: e.event_id.clone(),
+                    card_id: e.card_id.clone(),
+                    seq: self.read.version + 1 + i as i64,
+                    payload: serde_json::to_string(e).map_err(|e| e.to_string())?,
+                    correlation_id: correlation_id.to_owned(),
+                })
+            })
+            .collect::<Result<Vec<_>, String>>()?;
+        Ok(((self.next, self.read.version), events))
+    }
+}
+
+/// Applies a successful answer. `card` is the card as read (for ISSUE its
+/// reservation), `replacement` the new card id's reservation for REPLACE.
+pub(super) fn success(
+    command: &CardCommand,
+    card: &CardRow,
+    replacement: Option<&CardRow>,
+    answer: CardAnswer,
+    attempts: i32,
+    correlation_id: &str,
+    now_ms: i64,
+) -> Result<Change, String> {
+    let mut moving = Moving::new(card)?;
+    let mut outcome = CardOutcome::new(command, CardOutcomeStatus::Succeeded);
+    let mut new_card = None;
+    match command.action {
+        CardAction::Issue => {
+            let Some(reference) = answer.processor_reference.clone() else {
+                return Err("the processor answered the issuance without a card token".into());
+            };
+            moving.next.processor_reference = Some(reference);
+            moving.next.last_four = answer.last_four.clone();
+            moving.observe(answer.state.unwrap_or(CardState::Issued), now_ms);
+        }
+        CardAction::Activate | CardAction::Suspend | CardAction::Reinstate | CardAction::Terminate => {
+            let expected = moving.lifecycle.after_success(command.action, None);
+            // The processor is the truth about its card; our expectation
+            // only fills in when it did not say.
+            if let Some(to) = answer.state.or(expected) {
+                moving.observe(to, now_ms);
+            }
+        }
+        CardAction::Replace => {
+            let (Some(spec), Some(reserved)) = (&command.replace, replacement) else {
+                return Err("REPLACE without its replacement card".into());
+            };
+            let Some(reference) = answer.processor_reference.clone() else {
+                return Err("the processor answered the replacement without a card token".into());
+            };
+            let mut fresh = Moving::new(reserved)?;
+            fresh.next.processor_reference = Some(reference);
+            fresh.next.last_four = answer.last_four.clone();
+            let from = fresh.lifecycle.state;
+            fresh.observe(answer.state.unwrap_or(CardState::Issued), now_ms);
+            for e in fresh.events.iter_mut() {
+                e.linked_card_id = Some(card.card_id.clone());
+            }
+            if fresh.events.is_empty() {
+                tracing::warn!(from = from.as_str(), "replacement card entered no state");
+            }
+            moving.lifecycle.replaced_by = Some(spec.new_card_id.clone());
+            let replaced = moving.event(CardEventKind::CardReplaced, None, None, now_ms);
+            replaced.linked_card_id = Some(spec.new_card_id.clone());
+            if let Some(to) = moving.lifecycle.after_success(CardAction::Replace, Some(spec.reason)) {
+                moving.observe(to, now_ms);
+            }
+            outcome.replacement = Some(CardReplacement {
+                card_id: spec.new_card_id.clone(),
+                processor_reference: fresh.next.processor_reference.clone(),
+                last_four: fresh.next.last_four.clone(),
+                state: Some(fresh.lifecycle.state),
+            });
+            new_card = Some(fresh);
+        }
+        CardAction::ProvisionToken => {
+            let result = match answer.provisioning.clone() {
+                Some(Provisioning::Ready { activation_data, encrypted_data, ephemeral_public_key }) => {
+                    ProvisioningResult { step_up_required: false, activation_data: Some(activation_data), encrypted_data, ephemeral_public_key }
+                }
+                Some(Provisioning::StepUpRequired) => {
+                    ProvisioningResult { step_up_required: true, activation_data: None, encrypted_data: None, ephemeral_public_key: None }
+                }
+                None => return Err("the processor answered the provisioning without a payload".into()),
+            };
+            let kind = if result.step_up_required { CardEventKind::TokenStepUpRequired } else { CardEventKind::TokenProvisioned };
+            moving.event(kind, None, None, now_ms);
+            outcome.provisioning = Some(result);
+        }
+        CardAction::OpenDispute => {
+            let (Some(spec), Some(reference)) = (&command.dispute, answer.dispute_reference.clone()) else {
+                return Err("the processor answered the dispute without its id".into());
+            };
+            let state = answer.dispute_state.unwrap_or(DisputeState::Opened);
+            let (_, effects) = DisputeCase::open(spec.dispute_id.clone(), spec.amount_minor, spec.currency.clone(), None);
+            let opened = moving.event(CardEventKind::DisputeUpdated, None, Some(state.as_str().to_owned()), now_ms);
+            opened.dispute_id = Some(spec.dispute_id.clone());
+            for effect in effects {
+                if let DisputeEffect::ProvisionalCredit { amount_minor, .. } = effect {
+                    let credit = moving.event(CardEventKind::ProvisionalCredit, None, Some("GRANTED".into()), now_ms);
+                    credit.dispute_id = Some(spec.dispute_id.clone());
+                    credit.amount_minor = Some(amount_minor);
+                    credit.currency = Some(spec.currency.clone());
+                }
+            }
+            let mut disputes = disputes_of(card)?;
+            disputes.retain(|d| d.dispute_id != spec.dispute_id);
+            disputes.push(DisputeRef { dispute_id: spec.dispute_id.clone(), reference: reference.clone(), state: Some(state) });
+            moving.next.disputes = serde_json::to_string(&disputes).map_err(|e| e.to_string())?;
+            outcome.dispute_id = Some(spec.dispute_id.clone());
+            outcome.dispute_reference = Some(reference);
+            outcome.dispute_state = Some(state);
+        }
+        CardAction::SubmitDisputeEvidence => {
+            outcome.dispute_id = command.evidence.as_ref().map(|e| e.dispute_id.clone());
+            outcome.dispute_reference = answer.dispute_reference.clone();
+            outcome.dispute_state = answer.dispute_state;
+        }
+        // The processor holds the PIN; nothing of the card changes here.
+        CardAction::SetPin => {}
+    }
+    outcome.state = Some(moving.lifecycle.state);
+    outcome.provider = Some(moving.next.processor.clone());
+    outcome.processor_reference = moving.next.processor_reference.clone();
+    outcome.last_four = moving.next.last_four.clone();
+    outcome.attempts = attempts;
+    outcome.completed_at_ms = now_ms;
+    let (row, mut events) = moving.finish(correlation_id)?;
+    let mut rows = vec![row];
+    if let Some(fresh) = new_card {
+        let (row, more) = fresh.finish(correlation_id)?;
+        rows.push(row);
+        events.extend(more);
+    }
+    Ok(Change { rows, events, outcome })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn command(action: CardAction) -> CardCommand {
+        CardCommand {
+            card_id: "card-1".into(),
+            idempotency_key: "k".into(),
+            action,
+            issue: None,
+            pin: None,
+            replace: None,
+            provision: None,
+            dispute: None,
+            evidence: None,
+            reason: None,
+            requested_at_ms: 0,
+        }
+    }
+
+    fn answer(state: Option<CardState>) -> CardAnswer {
+        CardAnswer { processor_reference: Some("tok-1".into()), last_four: Some("4242".into()), state, ..CardAnswer::default() }
+    }
+
+    #[test]
+    fn an_issued_card_gets_its_token_one_event_and_the_next_version() {
+        let reserved = reservation("card-1", "lithic", CardForm::Virtual, None, "k", 0).expect("row");
+        let change = success(&command(CardAction::Issue), &reserved, None, answer(Some(CardState::Issued)), 1, "c", 5).expect("applies");
+        let (row, read_at) = &change.rows[0];
+        assert_eq!((row.version, *read_at, row.state.as_str(), row.processor_reference.as_deref()), (2, 1, "ISSUED", Some("tok-1")));
+        assert_eq!(change.events.iter().map(|e| (e.event_id.as_str(), e.seq)).collect::<Vec<_>>(), [("card-1:2", 2)]);
+        assert_eq!((change.outcome.state, change.outcome.last_four.as_deref()), (Some(CardState::Issued), Some("4242")));
+    }
+
+    #[test]
+    fn a_set_pin_moves_no_state_but_still_the_version() {
+        let mut card = reservation("card-1", "lithic", CardForm::Virtual, None, "k", 0).expect("row");
+        card = success(&command(CardAction::Issue), &card, None, answer(None), 1, "c", 5).expect("issue").rows.remove(0).0;
+        let change = success(&command(CardAction::SetPin), &card, None, answer(Some(CardState::Issued)), 1, "c", 6).expect("pin");
+        assert!(change.events.is_empty());
+        assert_eq!(change.rows[0].0.version, 3);
+    }
+}

@@ -1,0 +1,108 @@
+//! Wiring of the card worker: builds the processors, codecs, stores and
+//! router from a [`CardWorkerConfig`] and runs the shared consumer runtime.
+
+use super::config::{CardProcessorKind, CardWorkerConfig};
+use super::{CardHandler, CardVendor, CARD_COMMAND_SCHEMA, CARD_EVENT_SCHEMA, CARD_OUTCOME_SCHEMA, DOMAIN};
+use crate::metrics::{serve_admin, Metrics};
+use crate::WorkerError;
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use switchyard_adapters::cards::lithic::LithicAdapter;
+use switchyard_adapters::cards::marqeta::MarqetaAdapter;
+use switchyard_adapters::cards::CardProcessor;
+use switchyard_bus::consumer::RuntimeSettings;
+use switchyard_bus::{AvroDecoder, AvroEncoder, ConsumerRuntime, Publisher, RegistryClient, RuntimeTopics};
+use switchyard_routing::Router;
+use switchyard_store::cards::CardStore;
+use switchyard_store::Store;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+pub struct RunningCardWorker {
+    pub admin_addr: Option<SocketAddr>,
+    pub metrics: Arc<Metrics>,
+    pub store: Store,
+    pub cards: CardStore,
+    /// Liveness and readiness; dead once the consumer stops or the producer fails fatally.
+    pub health: switchyard_service::Health,
+    /// Resolves when the consumer loop has drained and committed.
+    pub join: JoinHandle<Result<(), switchyard_bus::BusError>>,
+}
+
+/// Validates the config, connects to everything, and starts consuming
+/// `cards.commands.v1`. A bad config or an unreachable dependency stops
+/// start-up here with a message naming it.
+pub async fn start_card_worker(config: CardWorkerConfig, shutdown: CancellationToken) -> Result<RunningCardWorker, WorkerError> {
+    config.validate()?;
+    let mut providers = HashMap::new();
+    let mut keys = Vec::new();
+    for (i, p) in config.providers.iter().enumerate() {
+        let key = p.api_key.load(&format!("providers[{i}].api_key"))?;
+        config.check_key_environment(p, &key)?;
+        keys.push((format!("providers[{}].api_key", p.name), key.clone()));
+        let adapter = match p.kind {
+            CardProcessorKind::Lithic => CardProcessor::Lithic(LithicAdapter::new(&p.name, &p.base_url, key, p.transport())?),
+            CardProcessorKind::Marqeta => {
+                let Some(access) = &p.access_token else {
+                    return Err(WorkerError::Config(format!("providers[{i}].access_token is required for marqeta")));
+                };
+                let access = access.load(&format!("providers[{i}].access_token"))?;
+                let adapter = MarqetaAdapter::new(&p.name, &p.base_url, key, access, p.transport())?.with_card_products(p.card_products.clone());
+                CardProcessor::Marqeta(adapter)
+            }
+        };
+        let slots = Arc::new(tokio::sync::Semaphore::new(p.max_concurrency));
+        providers.insert(p.name.clone(), CardVendor { adapter, slots });
+    }
+    switchyard_adapters::environment::check_distinct(keys.iter().map(|(field, key)| (field.clone(), key.expose()))).map_err(WorkerError::Config)?;
+    drop(keys);
+    let metrics = Arc::new(Metrics::new(DOMAIN));
+    let registry = Arc::new(RegistryClient::new(&config.schema_registry_url)?);
+    let encoder = AvroEncoder::register(&registry, &config.topics.outcomes, CARD_OUTCOME_SCHEMA).await?;
+    let event_encoder = AvroEncoder::register(&registry, &config.topics.events, CARD_EVENT_SCHEMA).await?;
+    let decoder = AvroDecoder::new(registry, CARD_COMMAND_SCHEMA)?;
+    let store = Store::connect(&config.database_url).await?;
+    let cards = CardStore::open(&store).await?;
+    let publisher = Publisher::new(&config.kafka)?;
+    let handler = Arc::new(CardHandler {
+        decoder,
+        encoder,
+        event_encoder,
+        publisher: publisher.clone(),
+        store: store.clone(),
+        cards: cards.clone(),
+        providers,
+        router: Arc::new(Router::new(config.routing.clone())),
+        outcomes_topic: config.topics.outcomes.clone(),
+        events_topic: config.topics.events.clone(),
+        retry: config.retry.clone(),
+        lease_ttl: Duration::from_millis(config.lease_ttl_ms),
+        metrics: metrics.clone(),
+        shutdown: shutdown.clone(),
+    });
+    let settings = RuntimeSettings { max_in_flight: config.max_in_flight, max_retry_rounds: config.max_retry_rounds, ..RuntimeSettings::default() };
+    // No held topic: the card domain cannot be switched off yet.
+    let runtime_topics = RuntimeTopics { held: None, ..RuntimeTopics::conventional(&config.topics.commands) };
+    let health = switchyard_service::Health::new();
+    switchyard_service::checks::broker(&health, &config.kafka, &config.topics.commands)?;
+    switchyard_service::checks::registry(&health, &config.schema_registry_url);
+    switchyard_service::checks::store(&health, store.pool().clone());
+    switchyard_service::checks::producer(&health, publisher.clone(), shutdown.clone());
+    let runtime = ConsumerRuntime::new(&config.kafka, publisher, runtime_topics, settings, handler, shutdown.clone())?;
+    metrics.attach_runtime(runtime.stats());
+    let admin_addr = match config.admin_bind {
+        Some(bind) => Some(serve_admin(bind, metrics.clone(), &health, shutdown.clone()).await?),
+        None => None,
+    };
+    tracing::info!(commands = %config.topics.commands, group = %config.kafka.group_id, "card worker started");
+    let store_for_flush = store.clone();
+    let join = tokio::spawn(health.track("consumer", shutdown.clone(), async move {
+        let drained = runtime.run().await;
+        // Processor-call audit entries are queued, not awaited, by the handler.
+        store_for_flush.flush_audit().await;
+        drained
+    }));
+    Ok(RunningCardWorker { admin_addr, metrics, store, cards, health, join })
+}
