@@ -14,7 +14,7 @@ use switchyard_localstack::{database_url, LocalStack as TestEnv, TopicReader};
 use switchyard_simulators::lithic::{spawn_lithic, LithicConfig};
 use switchyard_simulators::marqeta::{spawn_marqeta, MarqetaConfig};
 use switchyard_simulators::{CardOracle, FaultPlan, SimulatorHandle};
-use switchyard_worker::card::config::{CardProcessorKind, CardProviderConfig, CardTopics, CardWorkerConfig};
+use switchyard_worker::card::config::{CallbackSettings, CardProcessorKind, CardProviderConfig, CardTopics, CardWorkerConfig};
 use switchyard_worker::card::run::RunningCardWorker;
 use switchyard_worker::card::CARD_EVENT_SCHEMA;
 use switchyard_worker::config::{Environment, SecretSource};
@@ -91,7 +91,12 @@ pub fn config(env: &TestEnv, processors: &Processors, primary: &str, timeout_ms:
         kafka,
         schema_registry_url: env.registry.base_url(),
         database_url: database_url(),
-        topics: CardTopics { commands: env.topic("cards.commands.v1"), outcomes: env.topic("cards.outcomes.v1"), events: env.topic("cards.events.v1") },
+        topics: CardTopics {
+            commands: env.topic("cards.commands.v1"),
+            outcomes: env.topic("cards.outcomes.v1"),
+            events: env.topic("cards.events.v1"),
+            provider_events: env.topic("cards.provider-events.v1"),
+        },
         providers: processors.providers(timeout_ms),
         routing: switchyard_routing::RoutingPolicy {
             mode: switchyard_routing::DomainMode::On,
@@ -107,6 +112,8 @@ pub fn config(env: &TestEnv, processors: &Processors, primary: &str, timeout_ms:
         max_retry_rounds: 10,
         retry: RetryPolicy { max_attempts: 4, base_delay_ms: 20, max_delay_ms: 200, retry_topic_delay_ms: 200, ..RetryPolicy::default() },
         lease_ttl_ms: 3_000,
+        // Quick rounds for a callback that beats its card's ISSUE outcome.
+        callbacks: CallbackSettings { unknown_card_retry_ms: 200, unknown_card_rounds: 4, ..CallbackSettings::default() },
     }
 }
 

@@ -18,6 +18,13 @@
 //!   same transaction and marked sent once the broker acknowledged them. A
 //!   crash before publishing leaves them unsent for the next delivery of
 //!   any command of that card; consumers deduplicate by `event_id`.
+//! - `card_callbacks`: which processor callbacks (provider, the processor's
+//!   event id) were applied to a card, written in the transaction of the
+//!   change they caused (or of the version bump when they changed nothing):
+//!   a redelivered callback finds its id there and changes nothing
+//!   ([`CardStore::commit_callback`]). Callbacks name a card by the
+//!   processor's token: [`CardStore::find_by_reference`] (index
+//!   `cards_by_reference`).
 
 use crate::records::{Bind, Sql};
 use crate::{Store, StoreError};
@@ -58,6 +65,15 @@ const DDL: &[&str] = &[
         sent_at_ms BIGINT
     )",
     "CREATE INDEX IF NOT EXISTS card_events_unsent ON card_events (card_id, sent_at_ms)",
+    "CREATE TABLE IF NOT EXISTS card_callbacks (
+        provider TEXT NOT NULL,
+        event_id TEXT NOT NULL,
+        card_id TEXT NOT NULL,
+        version BIGINT NOT NULL,
+        result TEXT NOT NULL,
+        applied_at_ms BIGINT NOT NULL,
+        PRIMARY KEY (provider, event_id)
+    )",
 ];
 
 /// A card as stored.
@@ -135,6 +151,32 @@ pub enum Commit {
     Conflict,
 }
 
+/// A processor callback applied to a card, with what it did.
+#[derive(Debug, Clone)]
+pub struct CallbackWrite<'a> {
+    /// The processor (catalog name) and its event id: applied once.
+    pub provider: &'a str,
+    pub event_id: &'a str,
+    /// The card with the version it was read at (always compared and set,
+    /// so a callback and a command never both move a card from one version).
+    pub row: &'a CardRow,
+    pub read_version: i64,
+    /// `changed`, `unchanged`, `contradiction`: kept with the event id.
+    pub result: &'a str,
+    pub events: Vec<CardEventRow>,
+    pub audit: Vec<(&'a str, String)>,
+    pub correlation_id: &'a str,
+}
+
+/// What [`CardStore::find_by_reference`] found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ByReference {
+    None,
+    One(CardRow),
+    /// Two cards of ours carry that token at that processor: a person decides.
+    Ambiguous,
+}
+
 /// The card worker's tables on the shared pool.
 #[derive(Clone)]
 pub struct CardStore {
@@ -176,6 +218,86 @@ fn insert_card<'a>(row: &'a CardRow, now: i64) -> Sql<'a> {
     q
 }
 
+/// The rows (compared-and-set or created), events and audit entries of one
+/// change, inside the caller's transaction. `false`: a row was not at the
+/// version it was read at (or already existed); the caller rolls back.
+async fn write_effects(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    rows: &[(&CardRow, Option<i64>)],
+    events: &[CardEventRow],
+    audit: &[(&str, String)],
+    subject: &str,
+    correlation_id: &str,
+    now: i64,
+) -> Result<bool, StoreError> {
+        for (row, expected) in rows {
+            let moved = match expected {
+                None => insert_card(row, now).query().execute(&mut **tx).await?.rows_affected(),
+                Some(expected) => {
+                    let mut q = Sql::new("UPDATE cards SET processor = ");
+                    q.bind(Bind::Text(Some(&row.processor)))
+                        .push(", processor_reference = ")
+                        .bind(Bind::Text(row.processor_reference.as_deref()))
+                        .push(", last_four = ")
+                        .bind(Bind::Text(row.last_four.as_deref()))
+                        .push(", state = ")
+                        .bind(Bind::Text(Some(&row.state)))
+                        .push(", lifecycle = ")
+                        .bind(Bind::Text(Some(&row.lifecycle)))
+                        .push(", version = ")
+                        .bind(Bind::Int(row.version))
+                        .push(", disputes = ")
+                        .bind(Bind::Text(Some(&row.disputes)))
+                        .push(", updated_at_ms = ")
+                        .bind(Bind::Int(now))
+                        .push(" WHERE card_id = ")
+                        .bind(Bind::Text(Some(&row.card_id)))
+                        .push(" AND version = ")
+                        .bind(Bind::Int(*expected));
+                    q.query().execute(&mut **tx).await?.rows_affected()
+                }
+            };
+            if moved != 1 {
+                return Ok(false);
+            }
+        }
+        if !events.is_empty() {
+            let mut q = Sql::new("INSERT INTO card_events (event_id, card_id, seq, payload, correlation_id, created_at_ms) VALUES ");
+            for (i, e) in events.iter().enumerate() {
+                if i > 0 {
+                    q.push(", ");
+                }
+                q.tuple([
+                    Bind::Text(Some(&e.event_id)),
+                    Bind::Text(Some(&e.card_id)),
+                    Bind::Int(e.seq),
+                    Bind::Text(Some(&e.payload)),
+                    Bind::Text(Some(&e.correlation_id)),
+                    Bind::Int(now),
+                ]);
+            }
+            q.query().execute(&mut **tx).await?;
+        }
+        if !audit.is_empty() {
+            let mut q = Sql::new("INSERT INTO audit_log (at_ms, actor, action, subject_id, correlation_id, detail) VALUES ");
+            for (i, (action, detail)) in audit.iter().enumerate() {
+                if i > 0 {
+                    q.push(", ");
+                }
+                q.tuple([
+                    Bind::Int(now),
+                    Bind::Text(Some("card-worker")),
+                    Bind::Text(Some(action)),
+                    Bind::Text(Some(subject)),
+                    Bind::Text(Some(correlation_id)),
+                    Bind::Text(Some(detail)),
+                ]);
+            }
+            q.query().execute(&mut **tx).await?;
+        }
+    Ok(true)
+}
+
 impl CardStore {
     /// Creates the tables if needed.
     pub async fn open(store: &Store) -> Result<Self, StoreError> {
@@ -201,6 +323,59 @@ impl CardStore {
             .fetch_optional(&self.pool)
             .await?;
         Ok(row.as_ref().map(card_from_row).transpose()?)
+    }
+
+    /// Our card that `processor` knows by `reference` (its token).
+    pub async fn find_by_reference(&self, processor: &str, reference: &str) -> Result<ByReference, StoreError> {
+        let rows = sqlx::query(&format!("SELECT {CARD_COLUMNS} FROM cards WHERE processor = $1 AND processor_reference = $2 LIMIT 2"))
+            .bind(processor)
+            .bind(reference)
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(match rows.as_slice() {
+            [] => ByReference::None,
+            [one] => ByReference::One(card_from_row(one)?),
+            _ => ByReference::Ambiguous,
+        })
+    }
+
+    /// Whether a processor callback was already applied.
+    pub async fn callback_applied(&self, provider: &str, event_id: &str) -> Result<bool, StoreError> {
+        let row = sqlx::query("SELECT version FROM card_callbacks WHERE provider = $1 AND event_id = $2")
+            .bind(provider)
+            .bind(event_id)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.is_some())
+    }
+
+    /// Applies one processor callback: records its event id, compares and
+    /// sets the card, queues its events and audit entries, in one
+    /// transaction. `Duplicate`: the callback was applied before;
+    /// `Conflict`: the card moved since it was read.
+    pub async fn commit_callback(&self, w: &CallbackWrite<'_>) -> Result<Commit, StoreError> {
+        let now = switchyard_canonical::now_ms();
+        let mut tx = self.pool.begin().await?;
+        let mut applied = Sql::new("INSERT INTO card_callbacks (provider, event_id, card_id, version, result, applied_at_ms) VALUES ");
+        applied.tuple([
+            Bind::Text(Some(w.provider)),
+            Bind::Text(Some(w.event_id)),
+            Bind::Text(Some(&w.row.card_id)),
+            Bind::Int(w.row.version),
+            Bind::Text(Some(w.result)),
+            Bind::Int(now),
+        ]);
+        applied.push(" ON CONFLICT (provider, event_id) DO NOTHING");
+        if applied.query().execute(&mut *tx).await?.rows_affected() == 0 {
+            tx.rollback().await?;
+            return Ok(Commit::Duplicate);
+        }
+        if !write_effects(&mut tx, &[(w.row, Some(w.read_version))], &w.events, &w.audit, &w.row.card_id, w.correlation_id, now).await? {
+            tx.rollback().await?;
+            return Ok(Commit::Conflict);
+        }
+        tx.commit().await?;
+        Ok(Commit::Applied)
     }
 
     /// The outcome `idempotency_key` left on `card_id`, if it moved it.
@@ -254,71 +429,9 @@ impl CardStore {
             tx.rollback().await?;
             return Ok(Commit::Duplicate);
         }
-        for (row, expected) in &w.rows {
-            let moved = match expected {
-                None => insert_card(row, now).query().execute(&mut *tx).await?.rows_affected(),
-                Some(expected) => {
-                    let mut q = Sql::new("UPDATE cards SET processor = ");
-                    q.bind(Bind::Text(Some(&row.processor)))
-                        .push(", processor_reference = ")
-                        .bind(Bind::Text(row.processor_reference.as_deref()))
-                        .push(", last_four = ")
-                        .bind(Bind::Text(row.last_four.as_deref()))
-                        .push(", state = ")
-                        .bind(Bind::Text(Some(&row.state)))
-                        .push(", lifecycle = ")
-                        .bind(Bind::Text(Some(&row.lifecycle)))
-                        .push(", version = ")
-                        .bind(Bind::Int(row.version))
-                        .push(", disputes = ")
-                        .bind(Bind::Text(Some(&row.disputes)))
-                        .push(", updated_at_ms = ")
-                        .bind(Bind::Int(now))
-                        .push(" WHERE card_id = ")
-                        .bind(Bind::Text(Some(&row.card_id)))
-                        .push(" AND version = ")
-                        .bind(Bind::Int(*expected));
-                    q.query().execute(&mut *tx).await?.rows_affected()
-                }
-            };
-            if moved != 1 {
-                tx.rollback().await?;
-                return Ok(Commit::Conflict);
-            }
-        }
-        if !w.events.is_empty() {
-            let mut q = Sql::new("INSERT INTO card_events (event_id, card_id, seq, payload, correlation_id, created_at_ms) VALUES ");
-            for (i, e) in w.events.iter().enumerate() {
-                if i > 0 {
-                    q.push(", ");
-                }
-                q.tuple([
-                    Bind::Text(Some(&e.event_id)),
-                    Bind::Text(Some(&e.card_id)),
-                    Bind::Int(e.seq),
-                    Bind::Text(Some(&e.payload)),
-                    Bind::Text(Some(&e.correlation_id)),
-                    Bind::Int(now),
-                ]);
-            }
-            q.query().execute(&mut *tx).await?;
-        }
-        if !w.audit.is_empty() {
-            let mut q = Sql::new("INSERT INTO audit_log (at_ms, actor, action, subject_id, correlation_id, detail) VALUES ");
-            for (i, (action, detail)) in w.audit.iter().enumerate() {
-                if i > 0 {
-                    q.push(", ");
-                }
-                q.tuple([
-                    Bind::Int(now),
-                    Bind::Text(Some("card-worker")),
-                    Bind::Text(Some(action)),
-                    Bind::Text(Some(w.card_id)),
-                    Bind::Text(Some(w.correlation_id)),
-                    Bind::Text(Some(detail)),
-                ]);
-            }
-            q.query().execute(&mut *tx).await?;
+        if !write_effects(&mut tx, &w.rows, &w.events, &w.audit, w.card_id, w.correlation_id, now).await? {
+            tx.rollback().await?;
+            return Ok(Commit::Conflict);
         }
         tx.commit().await?;
         Ok(Commit::Applied)
@@ -381,6 +494,45 @@ mod tests {
 
     fn write<'a>(card_id: &'a str, key: &'a str, rows: Vec<(&'a CardRow, Option<i64>)>) -> CardWrite<'a> {
         CardWrite { card_id, idempotency_key: key, outcome: "{}", rows, events: Vec::new(), audit: Vec::new(), correlation_id: "corr" }
+    }
+
+    #[tokio::test]
+    async fn a_callback_finds_its_card_by_token_and_applies_once_under_compare_and_set() {
+        for store in crate::test_stores().await {
+            let cards = CardStore::open(&store).await.expect("ddl");
+            let id = unique("card");
+            let token = unique("tok");
+            let mut issued = row(&id, 2, "ISSUED");
+            issued.processor = "marqeta".into();
+            issued.processor_reference = Some(token.clone());
+            let reserved = CardRow { version: 1, processor_reference: None, state: "ORDERED".into(), ..issued.clone() };
+            cards.reserve(&reserved).await.expect("reserve");
+            assert_eq!(cards.find_by_reference("marqeta", &token).await.expect("find"), ByReference::None, "no token before issuance");
+            assert_eq!(cards.commit(&write(&id, "k-issue", vec![(&issued, Some(1))])).await.expect("commit"), Commit::Applied);
+            assert_eq!(cards.find_by_reference("marqeta", &token).await.expect("find"), ByReference::One(issued.clone()));
+            assert_eq!(cards.find_by_reference("lithic", &token).await.expect("find"), ByReference::None, "tokens are per processor");
+            let shipped = CardRow { version: 3, state: "SHIPPED".into(), ..issued.clone() };
+            let event = CardEventRow { event_id: format!("{id}:3"), card_id: id.clone(), seq: 3, payload: "{}".into(), correlation_id: "c".into() };
+            let w = CallbackWrite {
+                provider: "marqeta",
+                event_id: &token,
+                row: &shipped,
+                read_version: 2,
+                result: "changed",
+                events: vec![event],
+                audit: Vec::new(),
+                correlation_id: "c",
+            };
+            assert!(!cards.callback_applied("marqeta", &token).await.expect("read"));
+            assert_eq!(cards.commit_callback(&w).await.expect("commit"), Commit::Applied);
+            assert!(cards.callback_applied("marqeta", &token).await.expect("read"));
+            assert_eq!(cards.commit_callback(&w).await.expect("commit"), Commit::Duplicate, "a redelivered callback changes nothing");
+            let stale = CallbackWrite { event_id: "another-event", ..w.clone() };
+            assert_eq!(cards.commit_callback(&stale).await.expect("commit"), Commit::Conflict, "read at version 2, which is gone");
+            assert!(!cards.callback_applied("marqeta", "another-event").await.expect("read"), "a conflict records nothing");
+            assert_eq!(cards.unsent_events(&id).await.expect("events").len(), 1, "one event queued");
+            assert_eq!(cards.load(&id).await.expect("load").map(|r| (r.state, r.version)), Some(("SHIPPED".into(), 3)));
+        }
     }
 
     #[tokio::test]

@@ -60,6 +60,8 @@ pub struct Metrics {
     flow_latency: Histogram,
     collisions: Family<Labels, Counter>,
     replayed: Family<Labels, Counter>,
+    /// Processor callbacks by provider and what they did (card worker).
+    callbacks: Family<Labels, Counter>,
     in_flight: Family<Labels, Gauge>,
     breakers: Handles<Gauge>,
     shadow: Family<Labels, Counter>,
@@ -113,6 +115,7 @@ impl Metrics {
         let stage_latency = Family::<Labels, Histogram>::new_with_constructor(|| Histogram::new(latency_buckets()));
         let collisions = Family::<Labels, Counter>::default();
         let replayed = Family::<Labels, Counter>::default();
+        let callbacks = Family::<Labels, Counter>::default();
         let in_flight = Family::<Labels, Gauge>::default();
         let breakers = Family::<Labels, Gauge>::default();
         let shadow = Family::<Labels, Counter>::default();
@@ -125,6 +128,11 @@ impl Metrics {
         registry.register("stage_duration_seconds", "Time per processing stage (store claim, vendor slot wait, store completion, publish)", stage_latency.clone());
         registry.register("idempotency_collisions", "Same idempotency key, different payload", collisions.clone());
         registry.register("replayed_outcomes", "Duplicates answered from the store without a vendor call", replayed.clone());
+        registry.register(
+            "provider_callbacks",
+            "Processor callbacks consumed, by provider and result (changed, unchanged, duplicate, not_modeled, contradiction)",
+            callbacks.clone(),
+        );
         registry.register("shadow_comparisons", "Shadow candidate vs live outcome: agree, disagree, error, skipped", shadow.clone());
         registry.register("circuit_state", "Circuit breaker per provider: 0 closed, 1 open, 2 half-open", breakers.clone());
         registry.register("in_flight_messages", "Messages received and not yet finished", in_flight.clone());
@@ -169,6 +177,7 @@ impl Metrics {
             flow_latency,
             collisions,
             replayed,
+            callbacks,
             in_flight,
             breakers: Handles::new(breakers, domain, &["provider"]),
             shadow,
@@ -232,6 +241,11 @@ impl Metrics {
 
     pub fn collision(&self) {
         self.collisions.get_or_create(&self.labels(&[])).inc();
+    }
+
+    /// One processor callback consumed, and what it did.
+    pub fn callback(&self, provider: &str, result: &str) {
+        self.callbacks.get_or_create(&self.labels(&[("provider", provider), ("result", result)])).inc();
     }
 
     pub fn replayed(&self) {

@@ -64,6 +64,20 @@ pub struct CardAnswer {
     pub provisioning: Option<Provisioning>,
 }
 
+/// A processor callback about a card, in our vocabulary.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CardCallback {
+    /// The processor says the card (its `provider_reference`) is now in this state.
+    State(CardState),
+    /// About a card, but nothing the lifecycle models yet (fulfillment
+    /// ordered, a shipment returned, a wallet token's transition, a
+    /// reissue): acknowledged and counted.
+    NotModeled,
+    /// Not about a card at all (chargebacks, disputes: their reference is
+    /// not a card token): acknowledged and counted.
+    NotACard,
+}
+
 /// The closed set of card processors; a new one is a variant, and every
 /// `match` on it breaks until it is handled.
 #[derive(Debug, Clone)]
@@ -87,6 +101,17 @@ impl CardProcessor {
         match self {
             CardProcessor::Lithic(a) => a.provider_key(idempotency_key),
             CardProcessor::Marqeta(a) => a.provider_key(idempotency_key),
+        }
+    }
+
+    /// What one of this processor's callbacks (already a canonical
+    /// [`ProviderEvent`](switchyard_canonical::ProviderEvent) from the
+    /// webhook ingester) says about a card, in our lifecycle's words. Each
+    /// processor's vendor event types are mapped in its `webhook` module.
+    pub fn callback(&self, event: &switchyard_canonical::ProviderEvent) -> CardCallback {
+        match self {
+            CardProcessor::Lithic(_) => lithic::webhook::callback(event),
+            CardProcessor::Marqeta(_) => marqeta::webhook::callback(event),
         }
     }
 

@@ -95,7 +95,7 @@ impl Moving {
     }
 
     /// The processor says the card is now `to`: one event per state entered.
-    fn observe(&mut self, to: CardState, now_ms: i64) {
+    fn observe(&mut self, to: CardState, now_ms: i64) -> CallbackResult {
         let mut from = self.lifecycle.state;
         match self.lifecycle.observe(to, now_ms) {
             Observed::Entered(states) => {
@@ -105,12 +105,14 @@ impl Moving {
                     }
                     from = state;
                 }
+                CallbackResult::Changed
             }
-            Observed::Unchanged => {}
+            Observed::Unchanged => CallbackResult::Unchanged,
             Observed::Contradiction { from, to } => {
                 // No event: the processor and we disagree on the card; the
                 // reconciler and ops see it in the audit log.
                 tracing::warn!(from = from.as_str(), to = to.as_str(), "processor reports a card state our lifecycle forbids");
+                CallbackResult::Contradiction
             }
         }
     }
@@ -136,6 +138,50 @@ impl Moving {
             .collect::<Result<Vec<_>, String>>()?;
         Ok(((self.next, self.read.version), events))
     }
+}
+
+/// What a processor's word did to the card.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum CallbackResult {
+    /// At least one state entered: one event each.
+    Changed,
+    /// A duplicate, late or stale word: nothing to publish.
+    Unchanged,
+    /// A move the lifecycle forbids: nothing published, audited.
+    Contradiction,
+}
+
+impl CallbackResult {
+    pub(super) fn as_str(self) -> &'static str {
+        match self {
+            CallbackResult::Changed => "changed",
+            CallbackResult::Unchanged => "unchanged",
+            CallbackResult::Contradiction => "contradiction",
+        }
+    }
+}
+
+/// What one processor callback writes: the card (the next version when it
+/// changed; the row as read, same version, when it did not, so the
+/// compare-and-set only checks and a command in flight is not disturbed)
+/// and the events of the states it entered.
+pub(super) struct CallbackChange {
+    pub row: CardRow,
+    pub read_version: i64,
+    pub events: Vec<CardEventRow>,
+    pub result: CallbackResult,
+}
+
+/// Applies a processor callback saying the card is now `to`, at `at_ms` on
+/// the processor's clock, through [`CardLifecycle::observe`].
+pub(super) fn callback(card: &CardRow, to: CardState, at_ms: i64, correlation_id: &str) -> Result<CallbackChange, String> {
+    let mut moving = Moving::new(card)?;
+    let result = moving.observe(to, at_ms);
+    if result != CallbackResult::Changed {
+        return Ok(CallbackChange { row: card.clone(), read_version: card.version, events: Vec::new(), result });
+    }
+    let ((row, read_version), events) = moving.finish(correlation_id)?;
+    Ok(CallbackChange { row, read_version, events, result })
 }
 
 /// Applies a successful answer. `card` is the card as read (for ISSUE its
@@ -295,6 +341,23 @@ mod tests {
         assert_eq!((row.version, *read_at, row.state.as_str(), row.processor_reference.as_deref()), (2, 1, "ISSUED", Some("tok-1")));
         assert_eq!(change.events.iter().map(|e| (e.event_id.as_str(), e.seq)).collect::<Vec<_>>(), [("card-1:2", 2)]);
         assert_eq!((change.outcome.state, change.outcome.last_four.as_deref()), (Some(CardState::Issued), Some("4242")));
+    }
+
+    #[test]
+    fn callbacks_publish_once_per_state_entered_and_fill_in_skipped_states() {
+        let mut issue = command(CardAction::Issue);
+        issue.issue = None;
+        let reserved = reservation("card-1", "marqeta", CardForm::Physical, None, "k", 0).expect("row");
+        let card = success(&issue, &reserved, None, answer(Some(CardState::Issued)), 1, "c", 5).expect("issue").rows.remove(0).0;
+        let again = callback(&card, CardState::Issued, 6, "c").expect("applies");
+        assert_eq!((again.result, again.events.len(), again.row.version), (CallbackResult::Unchanged, 0, card.version), "the outcome told it already");
+        let delivered = callback(&card, CardState::PendingActivation, 7, "c").expect("applies");
+        assert_eq!(delivered.result, CallbackResult::Changed);
+        assert_eq!(delivered.events.iter().map(|e| e.event_id.as_str()).collect::<Vec<_>>(), ["card-1:3", "card-1:4"], "shipped filled in, then pending activation");
+        let late = callback(&delivered.row, CardState::Shipped, 8, "c").expect("applies");
+        assert_eq!((late.result, late.events.len()), (CallbackResult::Unchanged, 0), "shipped after delivered is late");
+        let closed = callback(&delivered.row, CardState::Terminated, 9, "c").expect("applies").row;
+        assert_eq!(callback(&closed, CardState::Active, 10, "c").expect("applies").result, CallbackResult::Contradiction);
     }
 
     #[test]

@@ -44,6 +44,32 @@ pub struct CardWorkerConfig {
     /// see the payout worker's `lease_ttl_ms`.
     #[serde(default = "default_lease_ttl_ms")]
     pub lease_ttl_ms: u64,
+    /// The processor-callback consumer (`topics.provider_events`).
+    #[serde(default)]
+    pub callbacks: CallbackSettings,
+}
+
+/// How the worker consumes processor callbacks: its own consumer group on
+/// `topics.provider_events` (the command consumer's group serves one input
+/// topic and its retry topic; callbacks have their own retry and DLQ).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CallbackSettings {
+    /// Off: callbacks are left to other consumers (the reconciler).
+    pub enabled: bool,
+    /// The callback consumer's group; default `<kafka.group_id>.callbacks`.
+    pub group_id: Option<String>,
+    /// A callback for a card token no card of ours holds yet (its ISSUE may
+    /// not be stored yet) is tried again after this, doubled each round...
+    pub unknown_card_retry_ms: u64,
+    /// ...for this many rounds, then dead-lettered with the reason.
+    pub unknown_card_rounds: u32,
+}
+
+impl Default for CallbackSettings {
+    fn default() -> Self {
+        Self { enabled: true, group_id: None, unknown_card_retry_ms: 2_000, unknown_card_rounds: 6 }
+    }
 }
 
 fn default_max_in_flight() -> usize {
@@ -65,11 +91,13 @@ pub struct CardTopics {
     pub outcomes: String,
     /// One event per real change of a card.
     pub events: String,
+    /// Processor callbacks from the webhook ingester (keyed by the processor's card token).
+    pub provider_events: String,
 }
 
 impl Default for CardTopics {
     fn default() -> Self {
-        Self { commands: "cards.commands.v1".into(), outcomes: "cards.outcomes.v1".into(), events: "cards.events.v1".into() }
+        Self { commands: "cards.commands.v1".into(), outcomes: "cards.outcomes.v1".into(), events: "cards.events.v1".into(), provider_events: "cards.provider-events.v1".into() }
     }
 }
 
@@ -167,10 +195,13 @@ impl CardWorkerConfig {
             // A shadow ISSUE would issue a real second card.
             return bad("routing.shadow: cards cannot be shadowed; a shadow issuance is a second card".into());
         }
-        for (name, topic) in [("topics.commands", &self.topics.commands), ("topics.outcomes", &self.topics.outcomes), ("topics.events", &self.topics.events)] {
+        for (name, topic) in [("topics.commands", &self.topics.commands), ("topics.outcomes", &self.topics.outcomes), ("topics.events", &self.topics.events), ("topics.provider_events", &self.topics.provider_events)] {
             if topic.trim().is_empty() {
                 return bad(format!("{name} must not be empty"));
             }
+        }
+        if self.callbacks.enabled && self.callbacks.unknown_card_retry_ms == 0 {
+            return bad("callbacks.unknown_card_retry_ms must be at least 1".into());
         }
         if self.max_in_flight == 0 {
             return bad("max_in_flight must be at least 1".into());

@@ -24,13 +24,19 @@
 //!    the claim, publish the card events and one outcome; then the runtime
 //!    commits the offset.
 //!
+//! A second consumer ([`callback`], its own group on
+//! `cards.provider-events.v1`) applies processor callbacks to the same card
+//! rows under the same compare-and-set, and publishes through the same
+//! outbox: one event per real state change, whoever saw it first.
+//!
 //! Nothing here logs a PAN (we never hold one), a PIN block or a processor
 //! token: log lines carry our card id, the key and error classes only.
 
 mod apply;
+pub mod callback;
 pub mod config;
 mod execute;
-mod publish;
+pub mod publish;
 pub mod run;
 
 use crate::attempt::{self, AttemptLease, TakeOver};
@@ -82,6 +88,8 @@ pub struct CardHandler {
     pub lease_ttl: Duration,
     pub metrics: Arc<Metrics>,
     pub shutdown: CancellationToken,
+    /// Shared with the callback consumer: one flusher per card at a time.
+    pub flush_locks: publish::FlushLocks,
 }
 
 impl Handler for CardHandler {

@@ -7,6 +7,27 @@ use switchyard_bus::{Failure, MessageContext, Outbound};
 use switchyard_canonical::card_event::CardEvent;
 use switchyard_canonical::card_outcome::CardOutcome;
 
+/// Per-card turns at publishing, within this process: a fixed set of
+/// mutexes picked by a hash of the card id (no map to grow or clean up).
+/// Across worker instances two flushers of one card can still overlap
+/// after a rebalance; consumers deduplicate by `event_id`.
+pub struct FlushLocks(Vec<tokio::sync::Mutex<()>>);
+
+impl Default for FlushLocks {
+    fn default() -> Self {
+        Self((0..256).map(|_| tokio::sync::Mutex::new(())).collect())
+    }
+}
+
+impl FlushLocks {
+    async fn lock(&self, card_id: &str) -> tokio::sync::MutexGuard<'_, ()> {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        card_id.hash(&mut h);
+        self.0[(h.finish() % self.0.len() as u64) as usize].lock().await
+    }
+}
+
 impl CardHandler {
     /// Publishes the outcome and waits for the broker; a broker outage is
     /// waited out there, so no processor is asked again for it.
@@ -31,6 +52,18 @@ impl CardHandler {
     pub(super) async fn flush_events(&self, ctx: &MessageContext, outcome: &CardOutcome) -> Result<(), Failure> {
         let cards = std::iter::once(outcome.card_id.as_str()).chain(outcome.replacement.as_ref().map(|r| r.card_id.as_str()));
         for card_id in cards {
+            self.flush_card(ctx, card_id).await?;
+        }
+        Ok(())
+    }
+
+    /// Sends one card's unsent events in the order of its changes. The
+    /// command and callback consumers both flush; one card's flushes take
+    /// turns ([`FlushLocks`]), so an event is not sent twice by two
+    /// flushers that read the same unsent rows, nor after a later one.
+    pub(super) async fn flush_card(&self, ctx: &MessageContext, card_id: &str) -> Result<(), Failure> {
+        let _turn = self.flush_locks.lock(card_id).await;
+        {
             let unsent = self.cards.unsent_events(card_id).await.map_err(crate::answer::store_down)?;
             for row in unsent {
                 let event: CardEvent = serde_json::from_str(&row.payload)

@@ -2,6 +2,7 @@
 //! router from a [`CardWorkerConfig`] and runs the shared consumer runtime.
 
 use super::config::{CardProcessorKind, CardWorkerConfig};
+use super::callback::{CallbackHandler, PROVIDER_EVENT_SCHEMA};
 use super::{CardHandler, CardVendor, CARD_COMMAND_SCHEMA, CARD_EVENT_SCHEMA, CARD_OUTCOME_SCHEMA, DOMAIN};
 use crate::metrics::{serve_admin, Metrics};
 use crate::WorkerError;
@@ -32,7 +33,8 @@ pub struct RunningCardWorker {
 }
 
 /// Validates the config, connects to everything, and starts consuming
-/// `cards.commands.v1`. A bad config or an unreachable dependency stops
+/// `cards.commands.v1` and (unless `callbacks.enabled` is off)
+/// `cards.provider-events.v1` in its own group. A bad config or an unreachable dependency stops
 /// start-up here with a message naming it.
 pub async fn start_card_worker(config: CardWorkerConfig, shutdown: CancellationToken) -> Result<RunningCardWorker, WorkerError> {
     config.validate()?;
@@ -62,7 +64,7 @@ pub async fn start_card_worker(config: CardWorkerConfig, shutdown: CancellationT
     let registry = Arc::new(RegistryClient::new(&config.schema_registry_url)?);
     let encoder = AvroEncoder::register(&registry, &config.topics.outcomes, CARD_OUTCOME_SCHEMA).await?;
     let event_encoder = AvroEncoder::register(&registry, &config.topics.events, CARD_EVENT_SCHEMA).await?;
-    let decoder = AvroDecoder::new(registry, CARD_COMMAND_SCHEMA)?;
+    let decoder = AvroDecoder::new(registry.clone(), CARD_COMMAND_SCHEMA)?;
     let store = Store::connect(&config.database_url).await?;
     let cards = CardStore::open(&store).await?;
     let publisher = Publisher::new(&config.kafka)?;
@@ -81,6 +83,7 @@ pub async fn start_card_worker(config: CardWorkerConfig, shutdown: CancellationT
         lease_ttl: Duration::from_millis(config.lease_ttl_ms),
         metrics: metrics.clone(),
         shutdown: shutdown.clone(),
+        flush_locks: super::publish::FlushLocks::default(),
     });
     let settings = RuntimeSettings { max_in_flight: config.max_in_flight, max_retry_rounds: config.max_retry_rounds, ..RuntimeSettings::default() };
     // No held topic: the card domain cannot be switched off yet.
@@ -90,7 +93,28 @@ pub async fn start_card_worker(config: CardWorkerConfig, shutdown: CancellationT
     switchyard_service::checks::registry(&health, &config.schema_registry_url);
     switchyard_service::checks::store(&health, store.pool().clone());
     switchyard_service::checks::producer(&health, publisher.clone(), shutdown.clone());
-    let runtime = ConsumerRuntime::new(&config.kafka, publisher, runtime_topics, settings, handler, shutdown.clone())?;
+    // Both consumers stop together: when one ends on its own (a fatal
+    // consumer error), the other is stopped too and the worker is dead.
+    let consumers = shutdown.child_token();
+    let callbacks = if config.callbacks.enabled {
+        // Its own group: a runtime reads one input topic (and its retry
+        // topic), and callbacks need their own retry and DLQ topics and
+        // retry budget, apart from commands.
+        let mut kafka = config.kafka.clone();
+        kafka.group_id = config.callbacks.group_id.clone().unwrap_or_else(|| format!("{}.callbacks", config.kafka.group_id));
+        let callback_handler = Arc::new(CallbackHandler {
+            card: handler.clone(),
+            decoder: AvroDecoder::new(registry, PROVIDER_EVENT_SCHEMA)?,
+            unknown_card_retry: Duration::from_millis(config.callbacks.unknown_card_retry_ms),
+        });
+        let topics = RuntimeTopics { held: None, ..RuntimeTopics::conventional(&config.topics.provider_events) };
+        let settings = RuntimeSettings { max_in_flight: config.max_in_flight, max_retry_rounds: config.callbacks.unknown_card_rounds, ..RuntimeSettings::default() };
+        tracing::info!(provider_events = %config.topics.provider_events, group = %kafka.group_id, "card callbacks consumed");
+        Some(ConsumerRuntime::new(&kafka, publisher.clone(), topics, settings, callback_handler, consumers.clone())?)
+    } else {
+        None
+    };
+    let runtime = ConsumerRuntime::new(&config.kafka, publisher, runtime_topics, settings, handler, consumers.clone())?;
     metrics.attach_runtime(runtime.stats());
     let admin_addr = match config.admin_bind {
         Some(bind) => Some(serve_admin(bind, metrics.clone(), &health, shutdown.clone()).await?),
@@ -99,7 +123,24 @@ pub async fn start_card_worker(config: CardWorkerConfig, shutdown: CancellationT
     tracing::info!(commands = %config.topics.commands, group = %config.kafka.group_id, "card worker started");
     let store_for_flush = store.clone();
     let join = tokio::spawn(health.track("consumer", shutdown.clone(), async move {
-        let drained = runtime.run().await;
+        let stop_commands = consumers.clone();
+        let commands = async move {
+            let drained = runtime.run().await;
+            stop_commands.cancel();
+            drained
+        };
+        let callbacks = async move {
+            match callbacks {
+                Some(runtime) => {
+                    let drained = runtime.run().await;
+                    consumers.cancel();
+                    drained
+                }
+                None => Ok(()),
+            }
+        };
+        let (commands, callbacks) = tokio::join!(commands, callbacks);
+        let drained = commands.and(callbacks);
         // Processor-call audit entries are queued, not awaited, by the handler.
         store_for_flush.flush_audit().await;
         drained

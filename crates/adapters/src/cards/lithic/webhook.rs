@@ -91,6 +91,29 @@ pub(crate) fn map(body: &[u8], verified: &Verified) -> Result<EventFacts, Refusa
     })
 }
 
+/// A Lithic card event, as the ingester published it, in our lifecycle's
+/// words: `card.created` ISSUED (PENDING_FULFILLMENT for a physical card;
+/// a later state fills in from its own event), `card.shipped` SHIPPED,
+/// `card.updated` the new `state` (in `reason`) through the adapter's
+/// state map, and the older `card.activated` / `card.closed`. Reissues and
+/// renewals are not modelled; disputes are not about a card token.
+pub(crate) fn callback(event: &switchyard_canonical::ProviderEvent) -> crate::cards::CardCallback {
+    use crate::cards::CardCallback as C;
+    use switchyard_canonical::card::CardState;
+    match event.vendor_event_type.as_str() {
+        "card.created" => C::State(CardState::Issued),
+        "card.shipped" => C::State(CardState::Shipped),
+        "card.activated" => C::State(CardState::Active),
+        "card.closed" => C::State(CardState::Terminated),
+        "card.updated" => match event.reason.as_deref().and_then(super::transformers::card_state) {
+            Some(state) => C::State(state),
+            None => C::NotModeled,
+        },
+        t if t.starts_with("dispute") => C::NotACard,
+        _ => C::NotModeled,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -117,5 +140,36 @@ mod tests {
         let dispute = map(br#"{"event_type":"dispute.updated","token":"d-1","status":"SUBMITTED","amount":100}"#, &v).expect("maps");
         assert_eq!((dispute.provider_reference.as_str(), dispute.reason.as_deref()), ("d-1", Some("SUBMITTED")));
         assert!(map(br#"{"event_type":"card.created"}"#, &v).is_err(), "no card token");
+    }
+
+    #[test]
+    fn callbacks_map_to_our_card_states() {
+        use crate::cards::CardCallback as C;
+        use switchyard_canonical::card::CardState;
+        let v = Verified { message_id: Some("msg_3".into()), signed_at_ms: Some(1), verified_at_ms: 1 };
+        let event = |body: &[u8]| {
+            let f = map(body, &v).expect("maps");
+            switchyard_canonical::ProviderEvent {
+                event_id: f.event_id,
+                provider: "lithic".into(),
+                domain: "cards".into(),
+                subject_id: f.subject_id,
+                provider_reference: f.provider_reference,
+                kind: f.kind,
+                vendor_event_type: f.vendor_event_type,
+                amount_minor: None,
+                currency: None,
+                reason: f.reason,
+                occurred_at_ms: f.occurred_at_ms,
+                received_at_ms: 1,
+                payload_sha256: String::new(),
+            }
+        };
+        assert_eq!(callback(&event(br#"{"event_type":"card.created","card_token":"t"}"#)), C::State(CardState::Issued));
+        assert_eq!(callback(&event(br#"{"event_type":"card.shipped","card_token":"t"}"#)), C::State(CardState::Shipped));
+        assert_eq!(callback(&event(br#"{"event_type":"card.updated","card_token":"t","state":"PAUSED"}"#)), C::State(CardState::Suspended));
+        assert_eq!(callback(&event(br#"{"event_type":"card.updated","card_token":"t","state":"OPEN"}"#)), C::State(CardState::Active));
+        assert_eq!(callback(&event(br#"{"event_type":"card.renewed","card_token":"t"}"#)), C::NotModeled);
+        assert_eq!(callback(&event(br#"{"event_type":"dispute.updated","token":"d","status":"WON"}"#)), C::NotACard);
     }
 }

@@ -154,6 +154,30 @@ pub fn map_batch(body: &[u8], _verified: &Verified) -> Result<Vec<EventFacts>, R
     Ok(out)
 }
 
+/// A Marqeta card transition, as the ingester published it, in our
+/// lifecycle's words, by its `type`: `fulfillment.issued` and `.ordered`
+/// ISSUED (ordered for printing is still issued to us), `.shipped`
+/// SHIPPED, `.delivered` PENDING_ACTIVATION (as the adapter reads an
+/// UNACTIVATED card's fulfillment status), `state.activated` and
+/// `.reinstated` ACTIVE, `.suspended` SUSPENDED, `.terminated` TERMINATED.
+/// A returned shipment (`fulfillment.rejected`) and wallet-token
+/// transitions are about the card but not modelled; chargebacks are not
+/// about a card token.
+pub fn callback(event: &switchyard_canonical::ProviderEvent) -> crate::cards::CardCallback {
+    use crate::cards::CardCallback as C;
+    use switchyard_canonical::card::CardState;
+    match event.vendor_event_type.as_str() {
+        "fulfillment.issued" | "fulfillment.ordered" => C::State(CardState::Issued),
+        "fulfillment.shipped" => C::State(CardState::Shipped),
+        "fulfillment.delivered" => C::State(CardState::PendingActivation),
+        "state.activated" | "state.reinstated" => C::State(CardState::Active),
+        "state.suspended" => C::State(CardState::Suspended),
+        "state.terminated" => C::State(CardState::Terminated),
+        t if t.starts_with("chargeback.") => C::NotACard,
+        _ => C::NotModeled,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -170,6 +194,42 @@ mod tests {
         assert_eq!(facts[1].kind, ProviderEventKind::CardActivated);
         assert_eq!(facts[2].subject_id, "cb-1");
         assert!(map_batch(b"[]", &Verified::default()).is_err());
+    }
+
+    #[test]
+    fn card_transitions_map_to_our_card_states() {
+        use crate::cards::CardCallback as C;
+        use switchyard_canonical::card::CardState;
+        let event = |t: &str| switchyard_canonical::ProviderEvent {
+            event_id: "e".into(),
+            provider: "marqeta".into(),
+            domain: "cards".into(),
+            subject_id: "c-1".into(),
+            provider_reference: "c-1".into(),
+            kind: ProviderEventKind::Other,
+            vendor_event_type: t.into(),
+            amount_minor: None,
+            currency: None,
+            reason: None,
+            occurred_at_ms: 0,
+            received_at_ms: 0,
+            payload_sha256: String::new(),
+        };
+        let cases = [
+            ("fulfillment.issued", C::State(CardState::Issued)),
+            ("fulfillment.shipped", C::State(CardState::Shipped)),
+            ("fulfillment.delivered", C::State(CardState::PendingActivation)),
+            ("state.activated", C::State(CardState::Active)),
+            ("state.suspended", C::State(CardState::Suspended)),
+            ("state.reinstated", C::State(CardState::Active)),
+            ("state.terminated", C::State(CardState::Terminated)),
+            ("fulfillment.rejected", C::NotModeled),
+            ("digitalwallettoken.state.active", C::NotModeled),
+            ("chargeback.case_won", C::NotACard),
+        ];
+        for (t, want) in cases {
+            assert_eq!(callback(&event(t)), want, "{t}");
+        }
     }
 
     #[test]
