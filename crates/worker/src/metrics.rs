@@ -73,7 +73,6 @@ pub struct Metrics {
     paused: Family<Labels, Gauge>,
     deadline_exceeded: Family<Labels, Gauge>,
     abandoned_on_revoke: Family<Labels, Gauge>,
-    deferred_retries: Family<Labels, Gauge>,
     assigned: Family<Labels, Gauge>,
     deprecated: Family<Labels, Counter>,
     sunsets: Family<Labels, Gauge>,
@@ -154,12 +153,6 @@ impl Metrics {
             "Messages given up since start because a rebalance took their partition (waiting out a retry delay, or failed): the new owner handles them",
             abandoned_on_revoke.clone(),
         );
-        let deferred_retries = Family::<Labels, Gauge>::default();
-        registry.register(
-            "consumer_deferred_retry_messages",
-            "Retries read before they were due since start: each left on the broker (partition paused and sought back) until due",
-            deferred_retries.clone(),
-        );
         let assigned = Family::<Labels, Gauge>::default();
         registry.register("consumer_assigned_partitions", "Partitions (input and retry topic) this member owns", assigned.clone());
         let (deprecated, sunsets) = (Family::<Labels, Counter>::default(), Family::<Labels, Gauge>::default());
@@ -187,7 +180,6 @@ impl Metrics {
             paused,
             deadline_exceeded,
             abandoned_on_revoke,
-            deferred_retries,
             assigned,
             deprecated,
             sunsets,
@@ -264,7 +256,6 @@ impl Metrics {
             self.deadline_exceeded.get_or_create(&l).set(rt.deadline_exceeded.load(Ordering::Relaxed) as i64);
             self.assigned.get_or_create(&l).set(rt.assigned_partitions.load(Ordering::Relaxed) as i64);
             self.abandoned_on_revoke.get_or_create(&l).set(rt.abandoned_on_revoke.load(Ordering::Relaxed) as i64);
-            self.deferred_retries.get_or_create(&l).set(rt.deferred_retries.load(Ordering::Relaxed) as i64);
             for (topic, deprecation, seen) in rt.deprecated.snapshot() {
                 let version = major_version(&topic);
                 let counter = self.deprecated.get_or_create(&self.labels(&[("topic", &topic), ("version", version)])).clone();

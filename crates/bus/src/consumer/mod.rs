@@ -7,14 +7,12 @@
 //! auto-commit then writes stored offsets periodically and on revocation.
 //!
 //! A handler answers `Ok` (done), [`Failure::Retry`] (the message moves to the
-//! retry topic with a not-before time, so the partition is not blocked; a
-//! retry read early waits on the broker, see `deferral`) or
+//! retry topic with a not-before time, so the partition is not blocked) or
 //! [`Failure::DeadLetter`] (the original bytes go to the DLQ with the reason
 //! in headers). A panicking handler dead-letters its message instead of
 //! crash-looping the worker. A message counts as finished only once its
 //! outcome, retry or DLQ record was acknowledged by the broker.
 
-mod deferral;
 mod landing;
 
 pub use landing::retry_round_delay;
@@ -168,8 +166,6 @@ pub struct RuntimeStats {
     /// Messages given up because a rebalance took their partition while
     /// they waited out a retry delay or failed: the new owner handles them.
     pub abandoned_on_revoke: AtomicU64,
-    /// Retries read before they were due and left on the broker until then.
-    pub deferred_retries: AtomicU64,
     /// Messages still arriving on deprecated topics.
     pub deprecated: crate::deprecation::DeprecatedTraffic,
 }
@@ -185,7 +181,6 @@ struct RebalanceContext {
     book: Arc<Mutex<OffsetBook>>,
     stats: Arc<RuntimeStats>,
     paused: Arc<Mutex<HashSet<(String, i32)>>>,
-    deferrals: deferral::Deferrals,
 }
 
 impl ClientContext for RebalanceContext {}
@@ -195,14 +190,12 @@ impl ConsumerContext for RebalanceContext {
         if let Rebalance::Revoke(tpl) = rebalance {
             let mut book = lock(&self.book);
             let mut paused = lock(&self.paused);
-            let mut deferrals = lock(&self.deferrals);
             for e in tpl.elements() {
                 tracing::info!(topic = e.topic(), partition = e.partition(), "partition revoked");
                 book.revoke(e.topic(), e.partition());
                 // Forgotten here; `post_rebalance` resumes the partition
                 // should it come back.
                 paused.remove(&(e.topic().to_owned(), e.partition()));
-                deferrals.remove(&(e.topic().to_owned(), e.partition()));
             }
             // The eager assignor revokes everything before assigning anew.
             self.stats.assigned_partitions.store(0, Ordering::Relaxed);
@@ -213,9 +206,9 @@ impl ConsumerContext for RebalanceContext {
         if let Rebalance::Assign(tpl) = rebalance {
             tracing::info!(partitions = tpl.count(), "partitions assigned");
             // librdkafka keeps an application pause across a rebalance: a
-            // partition paused (full window, deferred retry) and assigned
-            // back to this member would never be read again, since its
-            // pause was forgotten on revoke. Seen in revoked_retries.rs.
+            // partition paused for a full window and assigned back to this
+            // member would never be read again, since its pause was
+            // forgotten on revoke.
             if let Err(e) = consumer.resume(tpl) {
                 tracing::warn!(error = %e, "assigned partitions could not be resumed");
             }
@@ -257,7 +250,6 @@ pub struct ConsumerRuntime<H> {
     shared: Arc<Shared<H>>,
     /// Partitions paused for a full window; resumed at half of it.
     paused: Arc<Mutex<HashSet<(String, i32)>>>,
-    deferrals: deferral::Deferrals,
 }
 
 struct Shared<H> {
@@ -288,8 +280,7 @@ impl<H: Handler> ConsumerRuntime<H> {
         let deprecated = crate::deprecation::DeprecatedTraffic::watching(&settings.deprecations, &subscription);
         let stats = Arc::new(RuntimeStats { deprecated, ..RuntimeStats::default() });
         let paused = Arc::new(Mutex::new(HashSet::new()));
-        let deferrals = deferral::Deferrals::default();
-        let context = RebalanceContext { book: book.clone(), stats: stats.clone(), paused: paused.clone(), deferrals: deferrals.clone() };
+        let context = RebalanceContext { book: book.clone(), stats: stats.clone(), paused: paused.clone() };
         let consumer: StreamConsumer<RebalanceContext> = kafka.consumer_config().create_with_context(context)?;
         consumer.subscribe(&subscription)?;
         let shared = Arc::new(Shared {
@@ -301,7 +292,7 @@ impl<H: Handler> ConsumerRuntime<H> {
             stats,
             shutdown,
         });
-        Ok(Self { consumer, book, shared, paused, deferrals })
+        Ok(Self { consumer, book, shared, paused })
     }
 
     pub fn stats(&self) -> Arc<RuntimeStats> {
@@ -319,14 +310,11 @@ impl<H: Handler> ConsumerRuntime<H> {
         // load this task competes with thousands of handler tasks for a turn.
         const BURST: usize = 512;
         let mut gauges = tokio::time::interval(Duration::from_secs(1));
-        let mut deferral_tick = tokio::time::interval(deferral::DEFERRAL_TICK);
-        deferral_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
                 biased;
                 _ = shutdown.cancelled() => break,
                 _ = gauges.tick() => self.refresh_gauges(),
-                _ = deferral_tick.tick() => self.resume_due(),
                 Some(joined) = tasks.join_next(), if !tasks.is_empty() => {
                     self.on_joined(joined, &mut lanes, &mut tasks, &mut outstanding);
                     for _ in 0..BURST {
@@ -434,9 +422,6 @@ impl<H: Handler> ConsumerRuntime<H> {
             headers: from_kafka_headers(message.headers()),
         };
         drop(message);
-        if let deferral::Admission::Skip = self.admit(&inbound) {
-            return;
-        }
         self.shared.stats.received.fetch_add(1, Ordering::Relaxed);
         self.shared.stats.deprecated.count(&inbound.topic);
         let epoch = lock(&self.book).begin(&inbound.topic, inbound.partition, inbound.offset);
@@ -550,13 +535,10 @@ impl<H: Handler> Shared<H> {
     /// Returns whether the message reached a final place (done, retry, DLQ);
     /// false when shutdown or a rebalance took it away first.
     async fn run_handler(&self, message: &Arc<Inbound>, epoch: u64) -> bool {
-        if let Some(not_before) = message.retry_not_before() {
-            // Retries due later wait on the broker (see `deferral`); this
-            // waits out the last moments, or the whole delay when the
-            // partition could not be sought back. In steps, so a revoked
-            // partition's waiting retries are dropped within one step
-            // instead of handled at their due time by a member that no
-            // longer owns them.
+        if let Some(not_before) = header_text(&message.headers, HeaderName::RETRY_NOT_BEFORE).and_then(|s| s.parse::<i64>().ok()) {
+            // Waits in steps, so a revoked partition's waiting retries are
+            // dropped within one step instead of handled at their due time
+            // by a member that no longer owns them.
             loop {
                 let wait = not_before - now_ms();
                 if wait <= 0 {
