@@ -204,8 +204,14 @@ pub async fn trace(kafka: &KafkaConfig, store: &Store, request: TraceRequest<'_>
     let mut transitions_on_topic = HashSet::new();
     for m in &messages {
         let (event, transition) = message_event(m, request.decoders).await;
+        if let Some(id) = transition {
+            // The orchestrator's outbox publishes at least once: a transition
+            // sent again (same event id) is still one step of the flow.
+            if !transitions_on_topic.insert(id) {
+                continue;
+            }
+        }
         from_topics.push(event);
-        transitions_on_topic.extend(transition);
     }
     // A transition read from its topic replaces the audit row of the same
     // transition; a row whose event never made it to the topic stays.
