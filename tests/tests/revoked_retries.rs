@@ -46,6 +46,14 @@ impl CountingHandler {
     }
 }
 
+/// Polls every 100 ms while `pending` holds, for at most `within`.
+async fn wait_while(within: Duration, pending: impl Fn() -> bool) {
+    let deadline = Instant::now() + within;
+    while pending() && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 fn retry_headers(due: i64) -> Vec<(String, Vec<u8>)> {
     vec![(HeaderName::RETRY_ATTEMPT.to_owned(), b"1".to_vec()), (HeaderName::RETRY_NOT_BEFORE.to_owned(), due.to_string().into_bytes())]
 }
@@ -82,27 +90,18 @@ async fn retries_behind_a_waiting_retry_are_not_handled_again_after_a_rebalance(
     let first = runtime(publisher.clone())?;
     let first_stats = first.stats();
     let first_run = tokio::spawn(first.run());
-    let deadline = Instant::now() + Duration::from_secs(12);
-    while first_stats.assigned_partitions.load(Ordering::Relaxed) == 0 && Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    wait_while(Duration::from_secs(12), || first_stats.assigned_partitions.load(Ordering::Relaxed) == 0).await;
     // Time for the first member to read everything it would read.
     tokio::time::sleep(Duration::from_secs(3)).await;
 
     let second = runtime(Publisher::new(&env.kafka)?)?;
     let second_stats = second.stats();
     let second_run = tokio::spawn(second.run());
-    let deadline = Instant::now() + Duration::from_secs(12);
-    while second_stats.assigned_partitions.load(Ordering::Relaxed) == 0 && Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    wait_while(Duration::from_secs(12), || second_stats.assigned_partitions.load(Ordering::Relaxed) == 0).await;
     assert!(second_stats.assigned_partitions.load(Ordering::Relaxed) > 0, "the second member took partitions");
     assert!(now_ms() < slow_due, "the rebalance finished before the waiting retries fell due; raise the delay");
 
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while handler.counts().len() < slow + due_now && Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    wait_while(Duration::from_secs(60), || handler.counts().len() < slow + due_now).await;
     tokio::time::sleep(Duration::from_secs(2)).await;
     shutdown.cancel();
     first_run.await??;
@@ -139,27 +138,18 @@ async fn a_retry_waiting_on_a_revoked_partition_is_handled_once_by_its_new_owner
     let first = runtime(publisher.clone())?;
     let first_stats = first.stats();
     let first_run = tokio::spawn(first.run());
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while first_stats.received.load(Ordering::Relaxed) < total as u64 && Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    wait_while(Duration::from_secs(10), || first_stats.received.load(Ordering::Relaxed) < total as u64).await;
     assert_eq!(first_stats.received.load(Ordering::Relaxed), total as u64, "the first member holds every retry, waiting");
 
     // A second member joins: the first member's partitions are revoked.
     let second = runtime(Publisher::new(&env.kafka)?)?;
     let second_stats = second.stats();
     let second_run = tokio::spawn(second.run());
-    let deadline = Instant::now() + Duration::from_secs(12);
-    while second_stats.assigned_partitions.load(Ordering::Relaxed) == 0 && Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    wait_while(Duration::from_secs(12), || second_stats.assigned_partitions.load(Ordering::Relaxed) == 0).await;
     assert!(second_stats.assigned_partitions.load(Ordering::Relaxed) > 0, "the second member took partitions before the retries fell due");
     assert!(now_ms() < due, "the rebalance finished before the retries fell due; raise the delay");
 
-    let deadline = Instant::now() + Duration::from_secs(45);
-    while handler.counts().len() < total && Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    wait_while(Duration::from_secs(45), || handler.counts().len() < total).await;
     // Whatever a stale copy would do, it does within its wake-up.
     tokio::time::sleep(Duration::from_secs(3)).await;
     shutdown.cancel();

@@ -100,19 +100,31 @@ pub fn check(deployment: VendorEnvironment, vendor: &str, field: &str, key: &str
 }
 
 /// Refuses one secret value configured for two providers ("no god key"):
-/// each adapter gets its own credential, so revoking one revokes one.
-/// `secrets` are `(field, value)`; the message names both fields.
-pub fn check_distinct<'a>(secrets: impl IntoIterator<Item = (String, &'a str)>) -> Result<(), String> {
-    use sha2::{Digest, Sha256};
-    let mut seen: std::collections::HashMap<[u8; 32], String> = std::collections::HashMap::new();
-    for (field, value) in secrets {
+/// each adapter gets its own credential, so revoking one revokes one. Keeps
+/// only a digest of each secret, never the value.
+#[derive(Default)]
+pub struct DistinctSecrets {
+    seen: std::collections::HashMap<[u8; 32], String>,
+}
+
+impl DistinctSecrets {
+    /// Records `value` under `field`; an error names both fields when
+    /// another field already holds the same secret.
+    pub fn add(&mut self, field: String, value: &str) -> Result<(), String> {
+        use sha2::{Digest, Sha256};
         let digest: [u8; 32] = Sha256::digest(value.trim().as_bytes()).into();
-        if let Some(first) = seen.get(&digest) {
+        if let Some(first) = self.seen.get(&digest) {
             return Err(format!("{first} and {field} are the same secret; each provider needs its own credential"));
         }
-        seen.insert(digest, field);
+        self.seen.insert(digest, field);
+        Ok(())
     }
-    Ok(())
+}
+
+/// [`DistinctSecrets`] over `(field, value)` pairs.
+pub fn check_distinct<'a>(secrets: impl IntoIterator<Item = (String, &'a str)>) -> Result<(), String> {
+    let mut distinct = DistinctSecrets::default();
+    secrets.into_iter().try_for_each(|(field, value)| distinct.add(field, value))
 }
 
 #[cfg(test)]

@@ -32,17 +32,15 @@ pub async fn start_check_worker<D: CheckDomain>(config: CheckWorkerConfig, shutd
     config.validate(D::NAME, D::VENDORS)?;
     let topics = config.topics_for(D::NAME);
     let mut providers = HashMap::new();
-    let mut keys = Vec::new();
+    let mut secrets = switchyard_adapters::environment::DistinctSecrets::default();
     for p in &config.providers {
         let key = p.api_key.load(&format!("providers[{}].api_key", p.name))?;
         config.check_key_environment(p, &key)?;
-        keys.push((format!("providers[{}].api_key", p.name), key.clone()));
+        secrets.add(format!("providers[{}].api_key", p.name), key.expose()).map_err(WorkerError::Config)?;
         let adapter = D::build_provider(p)?;
         let slots = Arc::new(tokio::sync::Semaphore::new(p.max_concurrency));
         providers.insert(p.name.clone(), CheckVendor { adapter, slots });
     }
-    switchyard_adapters::environment::check_distinct(keys.iter().map(|(field, key)| (field.clone(), key.expose()))).map_err(WorkerError::Config)?;
-    drop(keys);
     let metrics = Arc::new(Metrics::new(D::NAME));
     let registry = Arc::new(RegistryClient::new(&config.schema_registry_url)?);
     let encoder = AvroEncoder::register(&registry, &topics.outcomes, D::OUTCOME_SCHEMA).await?;

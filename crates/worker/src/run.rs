@@ -49,11 +49,11 @@ pub async fn start_payout_worker(config: PayoutWorkerConfig, shutdown: Cancellat
         None => None,
     };
     let mut providers = HashMap::new();
-    let mut keys = Vec::new();
+    let mut secrets = switchyard_adapters::environment::DistinctSecrets::default();
     for (i, p) in config.providers.iter().enumerate() {
         let key = p.api_key.load(&format!("providers[{i}].api_key"))?;
         config.check_key_environment(p, &key)?;
-        keys.push((format!("providers[{}].api_key", p.name), key.clone()));
+        secrets.add(format!("providers[{}].api_key", p.name), key.expose()).map_err(WorkerError::Config)?;
         let provider = match p.kind {
             ProviderKind::Stripe => {
                 let account = p.connected_account.clone().unwrap_or_default();
@@ -84,8 +84,6 @@ pub async fn start_payout_worker(config: PayoutWorkerConfig, shutdown: Cancellat
         let call_timeout = std::time::Duration::from_millis(p.timeout_ms);
         providers.insert(p.name.clone(), Vendor { adapter: provider, slots, limiter, key_retention, call_timeout });
     }
-    switchyard_adapters::environment::check_distinct(keys.iter().map(|(field, key)| (field.clone(), key.expose()))).map_err(WorkerError::Config)?;
-    drop(keys);
     let metrics = Arc::new(Metrics::new(DOMAIN));
     let shadow = match &config.routing.shadow {
         Some(name) => {

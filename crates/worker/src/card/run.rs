@@ -39,11 +39,11 @@ pub struct RunningCardWorker {
 pub async fn start_card_worker(config: CardWorkerConfig, shutdown: CancellationToken) -> Result<RunningCardWorker, WorkerError> {
     config.validate()?;
     let mut providers = HashMap::new();
-    let mut keys = Vec::new();
+    let mut secrets = switchyard_adapters::environment::DistinctSecrets::default();
     for (i, p) in config.providers.iter().enumerate() {
         let key = p.api_key.load(&format!("providers[{i}].api_key"))?;
         config.check_key_environment(p, &key)?;
-        keys.push((format!("providers[{}].api_key", p.name), key.clone()));
+        secrets.add(format!("providers[{}].api_key", p.name), key.expose()).map_err(WorkerError::Config)?;
         let adapter = match p.kind {
             CardProcessorKind::Lithic => CardProcessor::Lithic(LithicAdapter::new(&p.name, &p.base_url, key, p.transport())?),
             CardProcessorKind::Marqeta => {
@@ -58,8 +58,6 @@ pub async fn start_card_worker(config: CardWorkerConfig, shutdown: CancellationT
         let slots = Arc::new(tokio::sync::Semaphore::new(p.max_concurrency));
         providers.insert(p.name.clone(), CardVendor { adapter, slots });
     }
-    switchyard_adapters::environment::check_distinct(keys.iter().map(|(field, key)| (field.clone(), key.expose()))).map_err(WorkerError::Config)?;
-    drop(keys);
     let metrics = Arc::new(Metrics::new(DOMAIN));
     let registry = Arc::new(RegistryClient::new(&config.schema_registry_url)?);
     let encoder = AvroEncoder::register(&registry, &config.topics.outcomes, CARD_OUTCOME_SCHEMA).await?;
