@@ -13,12 +13,15 @@
 //! crash-looping the worker. A message counts as finished only once its
 //! outcome, retry or DLQ record was acknowledged by the broker.
 
+mod flow;
 mod landing;
+mod retry_gate;
 
 pub use landing::retry_round_delay;
 use crate::headers::{from_kafka_headers, header_text, HeaderName, MessageContext};
 use crate::offsets::OffsetBook;
 use crate::publisher::Publisher;
+use retry_gate::RetryGate;
 use crate::{BusError, KafkaConfig};
 use futures::FutureExt;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer};
@@ -144,6 +147,9 @@ impl Default for RuntimeSettings {
 /// How often a waiting retry checks that its partition is still owned.
 const REVOCATION_CHECK_MS: u64 = 250;
 
+/// How often paused retry partitions are checked for resumption.
+const DEFERRAL_CHECK_MS: u64 = 100;
+
 /// Counters a worker exports as metrics.
 #[derive(Debug, Default)]
 pub struct RuntimeStats {
@@ -181,6 +187,7 @@ struct RebalanceContext {
     book: Arc<Mutex<OffsetBook>>,
     stats: Arc<RuntimeStats>,
     paused: Arc<Mutex<HashSet<(String, i32)>>>,
+    deferred: Arc<Mutex<HashMap<(String, i32), i64>>>,
 }
 
 impl ClientContext for RebalanceContext {}
@@ -190,12 +197,14 @@ impl ConsumerContext for RebalanceContext {
         if let Rebalance::Revoke(tpl) = rebalance {
             let mut book = lock(&self.book);
             let mut paused = lock(&self.paused);
+            let mut deferred = lock(&self.deferred);
             for e in tpl.elements() {
                 tracing::info!(topic = e.topic(), partition = e.partition(), "partition revoked");
                 book.revoke(e.topic(), e.partition());
                 // Forgotten here; `post_rebalance` resumes the partition
                 // should it come back.
                 paused.remove(&(e.topic().to_owned(), e.partition()));
+                deferred.remove(&(e.topic().to_owned(), e.partition()));
             }
             // The eager assignor revokes everything before assigning anew.
             self.stats.assigned_partitions.store(0, Ordering::Relaxed);
@@ -232,6 +241,8 @@ struct Work {
     message: Arc<Inbound>,
     epoch: u64,
     lane: Lane,
+    /// A retry's due time (ms since the epoch), behind its partition's gate.
+    not_before: Option<i64>,
 }
 
 struct Done {
@@ -250,6 +261,9 @@ pub struct ConsumerRuntime<H> {
     shared: Arc<Shared<H>>,
     /// Partitions paused for a full window; resumed at half of it.
     paused: Arc<Mutex<HashSet<(String, i32)>>>,
+    /// Retry partitions read in offset order, paused while their next
+    /// retry is far from due.
+    gate: Mutex<RetryGate>,
 }
 
 struct Shared<H> {
@@ -280,7 +294,8 @@ impl<H: Handler> ConsumerRuntime<H> {
         let deprecated = crate::deprecation::DeprecatedTraffic::watching(&settings.deprecations, &subscription);
         let stats = Arc::new(RuntimeStats { deprecated, ..RuntimeStats::default() });
         let paused = Arc::new(Mutex::new(HashSet::new()));
-        let context = RebalanceContext { book: book.clone(), stats: stats.clone(), paused: paused.clone() };
+        let gate = RetryGate::default();
+        let context = RebalanceContext { book: book.clone(), stats: stats.clone(), paused: paused.clone(), deferred: gate.deferred() };
         let consumer: StreamConsumer<RebalanceContext> = kafka.consumer_config().create_with_context(context)?;
         consumer.subscribe(&subscription)?;
         let shared = Arc::new(Shared {
@@ -292,7 +307,7 @@ impl<H: Handler> ConsumerRuntime<H> {
             stats,
             shutdown,
         });
-        Ok(Self { consumer, book, shared, paused })
+        Ok(Self { consumer, book, shared, paused, gate: Mutex::new(gate) })
     }
 
     pub fn stats(&self) -> Arc<RuntimeStats> {
@@ -310,11 +325,13 @@ impl<H: Handler> ConsumerRuntime<H> {
         // load this task competes with thousands of handler tasks for a turn.
         const BURST: usize = 512;
         let mut gauges = tokio::time::interval(Duration::from_secs(1));
+        let mut deferrals = tokio::time::interval(Duration::from_millis(DEFERRAL_CHECK_MS));
         loop {
             tokio::select! {
                 biased;
                 _ = shutdown.cancelled() => break,
                 _ = gauges.tick() => self.refresh_gauges(),
+                _ = deferrals.tick() => self.resume_deferred(),
                 Some(joined) = tasks.join_next(), if !tasks.is_empty() => {
                     self.on_joined(joined, &mut lanes, &mut tasks, &mut outstanding);
                     for _ in 0..BURST {
@@ -362,42 +379,6 @@ impl<H: Handler> ConsumerRuntime<H> {
         stats.paused_partitions.store(lock(&self.paused).len() as u64, Ordering::Relaxed);
     }
 
-    /// Stops fetching a partition whose window is full: its head is stuck and
-    /// everything behind it would otherwise pile up in memory.
-    fn pause_if_full(&self, topic: &str, partition: i32) {
-        let limit = self.shared.settings.max_uncommitted_per_partition.max(1);
-        if lock(&self.book).window(topic, partition) < limit {
-            return;
-        }
-        let mut paused = lock(&self.paused);
-        if !paused.insert((topic.to_owned(), partition)) {
-            return;
-        }
-        let mut tpl = TopicPartitionList::new();
-        tpl.add_partition(topic, partition);
-        match self.consumer.pause(&tpl) {
-            Ok(()) => tracing::warn!(topic, partition, limit, "partition paused: its oldest message holds back the commit"),
-            Err(e) => tracing::warn!(topic, partition, error = %e, "partition could not be paused"),
-        }
-    }
-
-    fn resume_if_drained(&self, topic: &str, partition: i32) {
-        let key = (topic.to_owned(), partition);
-        if !lock(&self.paused).contains(&key) {
-            return;
-        }
-        let limit = self.shared.settings.max_uncommitted_per_partition.max(1);
-        if lock(&self.book).window(topic, partition) > limit / 2 {
-            return;
-        }
-        lock(&self.paused).remove(&key);
-        let mut tpl = TopicPartitionList::new();
-        tpl.add_partition(topic, partition);
-        if let Err(e) = self.consumer.resume(&tpl) {
-            tracing::warn!(topic, partition, error = %e, "partition could not be resumed");
-        }
-    }
-
     async fn on_received(
         &self,
         received: Result<rdkafka::message::BorrowedMessage<'_>, rdkafka::error::KafkaError>,
@@ -425,13 +406,14 @@ impl<H: Handler> ConsumerRuntime<H> {
         self.shared.stats.received.fetch_add(1, Ordering::Relaxed);
         self.shared.stats.deprecated.count(&inbound.topic);
         let epoch = lock(&self.book).begin(&inbound.topic, inbound.partition, inbound.offset);
+        let not_before = self.admit_retry(&inbound, epoch);
         self.pause_if_full(&inbound.topic, inbound.partition);
         let lane = match &inbound.key {
             Some(k) => Lane::Key(k.clone()),
             None => Lane::Unkeyed(inbound.topic.clone(), inbound.partition, inbound.offset),
         };
         *outstanding += 1;
-        let work = Work { message: Arc::new(inbound), epoch, lane: lane.clone() };
+        let work = Work { message: Arc::new(inbound), epoch, lane: lane.clone(), not_before };
         match lanes.get_mut(&lane) {
             Some(queue) => queue.push_back(work),
             None => {
@@ -513,7 +495,7 @@ impl<H: Handler> ConsumerRuntime<H> {
 impl<H: Handler> Shared<H> {
     async fn process(self: Arc<Self>, work: Work) -> Done {
         let message = work.message.clone();
-        let finished = self.run_handler(&message, work.epoch).await;
+        let finished = self.run_handler(&message, work.epoch, work.not_before).await;
         Done {
             topic: message.topic.clone(),
             partition: message.partition,
@@ -534,8 +516,8 @@ impl<H: Handler> Shared<H> {
 
     /// Returns whether the message reached a final place (done, retry, DLQ);
     /// false when shutdown or a rebalance took it away first.
-    async fn run_handler(&self, message: &Arc<Inbound>, epoch: u64) -> bool {
-        if let Some(not_before) = header_text(&message.headers, HeaderName::RETRY_NOT_BEFORE).and_then(|s| s.parse::<i64>().ok()) {
+    async fn run_handler(&self, message: &Arc<Inbound>, epoch: u64, not_before: Option<i64>) -> bool {
+        if let Some(not_before) = not_before {
             // Waits in steps, so a revoked partition's waiting retries are
             // dropped within one step instead of handled at their due time
             // by a member that no longer owns them.
