@@ -39,8 +39,14 @@ pub struct Processors {
 
 impl Processors {
     pub async fn start(lithic_faults: FaultPlan) -> Result<Self> {
+        Self::start_with(LithicConfig { faults: lithic_faults, ..LithicConfig::local() }).await
+    }
+
+    /// Both simulators, Lithic as `lithic` says (its oracle replaced by the
+    /// shared one).
+    pub async fn start_with(lithic: LithicConfig) -> Result<Self> {
         let oracle = CardOracle::new();
-        let lithic = spawn_lithic(LithicConfig { faults: lithic_faults, oracle: oracle.clone(), ..LithicConfig::local() }).await?;
+        let lithic = spawn_lithic(LithicConfig { oracle: oracle.clone(), ..lithic }).await?;
         let marqeta = spawn_marqeta(MarqetaConfig { oracle: oracle.clone(), ..MarqetaConfig::local() }).await?;
         Ok(Self { lithic, marqeta, oracle })
     }
@@ -64,6 +70,7 @@ impl Processors {
             timeout_ms,
             max_concurrency: 32,
             http2_prior_knowledge: false,
+            key_retention_ms: None,
         };
         vec![
             provider("lithic", CardProcessorKind::Lithic, self.lithic.base_url(), "lithic_sk_test_switchyard", None),

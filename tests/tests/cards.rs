@@ -449,3 +449,73 @@ async fn a_command_applied_before_a_crash_is_answered_without_a_second_call() ->
     assert_eq!(record.state, switchyard_store::RecordState::Completed);
     stop(worker, shutdown).await
 }
+
+/// Lithic forgets an idempotency key after 24 hours (here: 1 s). A dead
+/// worker's ISSUE claim resumed after that must not be sent again, or the
+/// card id gets a second card: the card Lithic holds under our memo is the
+/// answer, and a claim Lithic shows no card for goes to a person. Failed
+/// before the lookup (two cards for the first card id).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_issue_resumed_after_lithic_forgot_its_key_is_looked_up_not_sent_again() -> Result<()> {
+    use switchyard_adapters::cards::lithic::LithicAdapter;
+    use switchyard_adapters::cards::CardCall;
+    use switchyard_adapters::{CallContext, Secret};
+    use switchyard_simulators::lithic::LithicConfig;
+    let env = TestEnv::new("cards-forgot").await?;
+    let processors = Processors::start_with(LithicConfig { key_retention: Duration::from_secs(1), ..LithicConfig::local() }).await?;
+    let mut cfg = config(&env, &processors, "lithic", 500);
+    for p in &mut cfg.providers {
+        p.key_retention_ms = Some(1_000);
+    }
+    let shutdown = CancellationToken::new();
+    let worker = start_card_worker(cfg, shutdown.clone()).await?;
+    let producer = CommandProducer::new(&env, "cards", CARD_COMMAND_SCHEMA).await?;
+    let outcomes = OutcomeReader::new(&env, "cards", CARD_OUTCOME_SCHEMA)?;
+    let dlq = TopicReader::new(&env.kafka, &env.topic("cards.commands.v1.dlq"))?;
+    let lithic = LithicAdapter::new(
+        "lithic",
+        &processors.lithic.base_url(),
+        Secret::new("lithic_sk_test_switchyard"),
+        switchyard_adapters::http::Transport::new(Duration::from_secs(5), 4),
+    )?;
+
+    // Two ISSUEs a dead worker claimed: the first it sent to Lithic before
+    // dying, the second it never sent.
+    let (sent, unsent) = (format!("{}card-sent", env.prefix), format!("{}card-unsent", env.prefix));
+    let mut commands = Vec::new();
+    for card in [&sent, &unsent] {
+        let issue = command(card, &format!("{card}-0"), CardAction::Issue);
+        let claim = switchyard_store::Claim {
+            domain: "cards".into(),
+            idempotency_key: issue.idempotency_key.clone(),
+            fingerprint: issue.fingerprint().0,
+            subject_id: card.clone(),
+            provider: "lithic".into(),
+            provider_key: lithic.provider_key(&issue.idempotency_key),
+            correlation_id: "corr-dead".into(),
+            lease_owner: "dead-worker".into(),
+            lease_ttl_ms: 1,
+        };
+        assert!(worker.store.claim(claim).await?.fresh);
+        commands.push(issue);
+    }
+    let spec = commands[0].issue.clone().context("issue part")?;
+    let ctx = CallContext { correlation_id: "corr-dead".into(), traceparent: String::new() };
+    let first = lithic.call(&CardCall::Issue { card_id: &sent, spec: &spec }, &lithic.provider_key(&commands[0].idempotency_key), &ctx).await?;
+    // Past the worker's usable retention (1 s less a call timeout and 1 s).
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+
+    for issue in &commands {
+        producer.send(&issue.card_id, &issue.idempotency_key, issue).await?;
+    }
+    let o = answer_to(&outcomes, &commands[0].idempotency_key).await?;
+    assert_eq!((o.status, o.state), (CardOutcomeStatus::Succeeded, Some(CardState::Issued)), "{o:?}");
+    assert_eq!(o.processor_reference, first.processor_reference, "the card the dead worker issued");
+    let dead = dlq.collect(1, Duration::from_secs(30)).await?.remove(0);
+    assert_eq!(String::from_utf8_lossy(&dead.key), unsent, "{:?}", dead.headers);
+    assert_eq!(dead.headers.get("dlq-error-class").map(String::as_str), Some("manual_repair"));
+    let per_card = processors.oracle.per_card();
+    assert_eq!(per_card.get(&sent).map(Vec::len), Some(1), "one card for {sent}: {:?}", per_card.get(&sent));
+    assert_eq!(per_card.get(&unsent).map(Vec::len), None, "no card for {unsent}");
+    stop(worker, shutdown).await
+}

@@ -115,6 +115,32 @@ impl CardProcessor {
         }
     }
 
+    /// How long the processor remembers our idempotency key; `None` when
+    /// it never forgets. Lithic keeps keys for 24 hours; Marqeta's key is the
+    /// client-chosen token of what it creates, which stays taken for good.
+    pub fn default_key_retention(&self) -> Option<std::time::Duration> {
+        match self {
+            CardProcessor::Lithic(_) => Some(std::time::Duration::from_secs(24 * 3600)),
+            CardProcessor::Marqeta(_) => None,
+        }
+    }
+
+    /// The card this processor holds for our card id, found without
+    /// creating anything: what a worker asks once the processor may have
+    /// forgotten the key of an unfinished ISSUE or REPLACE. `Ok(None)`: no
+    /// such card. A processor that cannot look a card up this way answers
+    /// `ManualRepair`.
+    pub async fn find_card(&self, card_id: &str, ctx: &crate::CallContext) -> Result<Option<CardAnswer>, crate::AdapterError> {
+        match self {
+            CardProcessor::Lithic(a) => a.find_issued(card_id, ctx).await,
+            CardProcessor::Marqeta(a) => Err(crate::AdapterError::new(
+                switchyard_canonical::ErrorClass::ManualRepair,
+                switchyard_canonical::ErrorCode::Unknown,
+                format!("{} cannot look card {card_id} up without its token", a.name()),
+            )),
+        }
+    }
+
     pub async fn call(&self, call: &CardCall<'_>, provider_key: &str, ctx: &crate::CallContext) -> Result<CardAnswer, crate::AdapterError> {
         match self {
             CardProcessor::Lithic(a) => a.call(call, provider_key, ctx).await,

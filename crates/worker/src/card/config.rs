@@ -132,6 +132,11 @@ pub struct CardProviderConfig {
     /// Speak HTTP/2 without negotiation on a plain-`http` base URL.
     #[serde(default)]
     pub http2_prior_knowledge: bool,
+    /// How long the processor keeps our idempotency keys (Lithic: 24 h,
+    /// the default; Marqeta's tokens never expire). Past it an unfinished
+    /// ISSUE or REPLACE is looked up, never sent again.
+    #[serde(default)]
+    pub key_retention_ms: Option<u64>,
 }
 
 fn default_timeout_ms() -> u64 {
@@ -182,6 +187,9 @@ impl CardWorkerConfig {
             }
             if p.timeout_ms == 0 {
                 return bad(format!("providers[{i}].timeout_ms must be at least 1"));
+            }
+            if p.key_retention_ms.is_some_and(|r| r <= p.timeout_ms) {
+                return bad(format!("providers[{i}].key_retention_ms must be longer than its timeout_ms"));
             }
             if !p.base_url.starts_with("http://") && !p.base_url.starts_with("https://") {
                 return bad(format!("providers[{i}].base_url must be an http(s) URL"));

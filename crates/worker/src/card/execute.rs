@@ -311,6 +311,10 @@ impl CardHandler {
         // Deterministic per processor: a resumed claim sends the same key.
         let mut provider_key = vendor.adapter.provider_key(&command.idempotency_key);
         let call_ctx = CallContext { correlation_id: ctx.correlation_id.0.clone(), traceparent: ctx.traceparent.child().to_string() };
+        if !record.fresh && super::lookup::creates(call) && vendor.may_have_forgotten(record.key_since_ms) {
+            let found = self.look_up(command, vendor, record, lease, call, &call_ctx).await?;
+            return Ok((Called { result: Ok(found), attempts: 1 }, first.to_owned()));
+        }
         let mut refusals: Vec<Refusal> = Vec::new();
         let mut ambiguous = false;
         let mut attempts = 0;
@@ -417,7 +421,7 @@ impl CardHandler {
     }
 }
 
-fn fenced(f: Fenced) -> Stop {
+pub(super) fn fenced(f: Fenced) -> Stop {
     match f {
         Fenced::Lost => Stop::LeaseLost,
         Fenced::StoreDown(e) => Stop::Later(Failure::Retry { reason: format!("attempt lease not confirmed, store unavailable: {e}"), delay: Duration::from_secs(1) }),

@@ -36,6 +36,7 @@ mod apply;
 pub mod callback;
 pub mod config;
 mod execute;
+mod lookup;
 pub mod publish;
 pub mod run;
 
@@ -70,6 +71,21 @@ pub struct CardVendor {
     pub adapter: CardProcessor,
     /// One permit per call in flight; bounds what a slow processor ties up.
     pub slots: Arc<tokio::sync::Semaphore>,
+    /// How long the processor remembers our key; `None`: for good.
+    pub key_retention: Option<Duration>,
+    pub call_timeout: Duration,
+}
+
+impl CardVendor {
+    /// Whether a key assigned at `since_ms` may be forgotten by the time a
+    /// request sent now arrives: the payout rule (a tenth of the retention
+    /// for clocks, at least a call timeout for a late send).
+    pub fn may_have_forgotten(&self, since_ms: i64) -> bool {
+        let Some(retention) = self.key_retention else { return false };
+        let margin = (retention / 10).max(self.call_timeout + Duration::from_secs(1));
+        let usable = retention.saturating_sub(margin);
+        u128::try_from(switchyard_canonical::now_ms() - since_ms).unwrap_or(0) >= usable.as_millis()
+    }
 }
 
 pub struct CardHandler {

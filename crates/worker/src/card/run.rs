@@ -56,7 +56,11 @@ pub async fn start_card_worker(config: CardWorkerConfig, shutdown: CancellationT
             }
         };
         let slots = Arc::new(tokio::sync::Semaphore::new(p.max_concurrency));
-        providers.insert(p.name.clone(), CardVendor { adapter, slots });
+        let key_retention = match p.key_retention_ms {
+            Some(ms) => Some(Duration::from_millis(ms)),
+            None => adapter.default_key_retention(),
+        };
+        providers.insert(p.name.clone(), CardVendor { adapter, slots, key_retention, call_timeout: Duration::from_millis(p.timeout_ms) });
     }
     let metrics = Arc::new(Metrics::new(DOMAIN));
     let registry = Arc::new(RegistryClient::new(&config.schema_registry_url)?);

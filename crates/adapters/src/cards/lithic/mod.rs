@@ -136,6 +136,17 @@ impl LithicAdapter {
     /// anything: what a worker asks once Lithic may have forgotten our key.
     /// Two cards for one card id is a double issuance: a person must look.
     pub async fn find(&self, card_id: &str, ctx: &CallContext) -> Result<Option<CardAnswer>, AdapterError> {
+        self.find_card(card_id, false, ctx).await
+    }
+
+    /// [`Self::find`] for an ISSUE we never saw answered: a virtual card
+    /// still PAUSED is the one we created paused, awaiting ACTIVATE (issued,
+    /// not suspended), as in the ISSUE's own answer.
+    pub async fn find_issued(&self, card_id: &str, ctx: &CallContext) -> Result<Option<CardAnswer>, AdapterError> {
+        self.find_card(card_id, true, ctx).await
+    }
+
+    async fn find_card(&self, card_id: &str, as_issued: bool, ctx: &CallContext) -> Result<Option<CardAnswer>, AdapterError> {
         let mut found: Vec<LithicCard> = Vec::new();
         let mut after: Option<String> = None;
         for _ in 0..MAX_FIND_PAGES {
@@ -150,7 +161,7 @@ impl LithicAdapter {
             if !page.has_more || after.is_none() {
                 return match found.as_slice() {
                     [] => Ok(None),
-                    [one] => Ok(Some(one.answer(false))),
+                    [one] => Ok(Some(one.answer(as_issued && one.kind != "PHYSICAL"))),
                     many => Err(AdapterError::new(
                         ErrorClass::ManualRepair,
                         ErrorCode::Unknown,
