@@ -16,6 +16,7 @@ pub mod dlq;
 pub mod read;
 pub mod table;
 pub mod trace;
+mod trace_cards;
 mod trace_onboarding;
 pub mod view;
 

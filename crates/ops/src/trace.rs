@@ -24,6 +24,7 @@
 //! shown, not what is read.
 
 use crate::read::{read_topic, ReadOptions, TopicMessage};
+use crate::trace_cards::{self as cards, CardDecoders};
 use crate::trace_onboarding::{self as onboarding, OnboardingDecoders};
 use crate::OpsError;
 use serde::Serialize;
@@ -50,6 +51,7 @@ pub struct Decoders {
     ledger_posting: AvroDecoder,
     discrepancy: AvroDecoder,
     onboarding: OnboardingDecoders,
+    cards: CardDecoders,
 }
 
 impl Decoders {
@@ -59,7 +61,8 @@ impl Decoders {
             provider_event: AvroDecoder::new(registry.clone(), PROVIDER_EVENT_SCHEMA)?,
             ledger_posting: AvroDecoder::new(registry.clone(), LEDGER_POSTING_SCHEMA)?,
             discrepancy: AvroDecoder::new(registry.clone(), DISCREPANCY_SCHEMA)?,
-            onboarding: OnboardingDecoders::new(registry)?,
+            onboarding: OnboardingDecoders::new(registry.clone())?,
+            cards: CardDecoders::new(registry)?,
         })
     }
 }
@@ -78,6 +81,8 @@ pub enum TopicKind {
     Discrepancy,
     /// Onboarding flow transitions.
     FlowEvent,
+    /// One change of a card (`cards.events.v1`).
+    CardEvent,
 }
 
 impl TopicKind {
@@ -101,6 +106,8 @@ impl TopicKind {
             Some(Self::Discrepancy)
         } else if name.contains("onboarding.events.") {
             Some(Self::FlowEvent)
+        } else if name.contains("cards.events.") {
+            Some(Self::CardEvent)
         } else {
             None
         }
@@ -372,10 +379,11 @@ async fn message_event(m: &TopicMessage, decoders: Option<&Decoders>) -> (TraceE
             format!("{at}: {}", header(HeaderName::DLQ_REASON)),
             true,
         ),
-        // Payout and check outcomes are decoded; other domains' outcomes are
+        // Payout, check and card outcomes are decoded; other domains' outcomes are
         // shown by position.
         Some(TopicKind::Outcome) => match (decoders, onboarding::check_step_of(&m.topic)) {
             (Some(d), Some(step)) => d.onboarding.outcome(step, &at, &m.payload).await,
+            (Some(d), None) if cards::is_card_outcome(&m.topic) => d.cards.outcome(&at, &m.payload).await,
             _ => payout_outcome(m, &at, decoders).await,
         },
         Some(TopicKind::ProviderEvent) => match decoders {
@@ -421,6 +429,10 @@ async fn message_event(m: &TopicMessage, decoders: Option<&Decoders>) -> (TraceE
                 line
             }
             None => ("transition", None, format!("{at} on {}", m.topic), false),
+        },
+        Some(TopicKind::CardEvent) => match decoders {
+            Some(d) => d.cards.event(&at, &m.payload).await,
+            None => ("card_event", None, format!("{at} on {}", m.topic), false),
         },
         None => ("message", None, format!("{at} on {}", m.topic), false),
     };
@@ -475,6 +487,8 @@ mod tests {
         assert_eq!(TopicKind::of("recon.discrepancies.v1"), Some(TopicKind::Discrepancy));
         assert_eq!(TopicKind::of("onboarding.events.v1"), Some(TopicKind::FlowEvent));
         assert_eq!(TopicKind::of("kyc.outcomes.v1"), Some(TopicKind::Outcome));
+        assert_eq!(TopicKind::of("cards.outcomes.v1"), Some(TopicKind::Outcome));
+        assert_eq!(TopicKind::of("cards.events.v1"), Some(TopicKind::CardEvent));
         assert_eq!(TopicKind::of("routing.circuit-events.v1"), None);
     }
 

@@ -17,6 +17,8 @@ use tokio_util::sync::CancellationToken;
 /// Demo-only secrets, shared by the simulators and the ingester.
 const STRIPE_SECRET: &str = "whsec_switchyard_demo";
 const ADYEN_HMAC_HEX: &str = "5357495443485941524444454d4f4b4559";
+/// Standard Webhooks secret (`whsec_` + base64 key) for Lithic's callbacks.
+const LITHIC_SECRET: &str = "whsec_c3dpdGNoeWFyZC1saXRoaWMtZGVtby1rZXk=";
 
 pub(crate) struct DemoIngester {
     pub(crate) running: RunningIngester,
@@ -24,21 +26,26 @@ pub(crate) struct DemoIngester {
 
 impl DemoIngester {
     pub(crate) async fn start(stack: &LocalStack, database_url: &str, shutdown: CancellationToken) -> Result<Self> {
-        let provider = |secret: &str| ProviderConfig::new("payouts", vec![KeyConfig::inline(secret)]);
+        let provider = |domain: &str, secret: &str| ProviderConfig::new(domain, vec![KeyConfig::inline(secret)]);
         let mut config = stack.ingester_config(BTreeMap::from([
-            ("stripe".to_owned(), provider(STRIPE_SECRET)),
-            ("adyen".to_owned(), provider(ADYEN_HMAC_HEX)),
+            ("stripe".to_owned(), provider("payouts", STRIPE_SECRET)),
+            ("adyen".to_owned(), provider("payouts", ADYEN_HMAC_HEX)),
+            ("lithic".to_owned(), provider("cards", LITHIC_SECRET)),
         ]));
         config.database_url = database_url.to_owned();
         config.max_body_bytes = 256 * 1024;
         config.publish_timeout_ms = 10_000;
         let running = start_ingester(config, shutdown).await?;
-        println!("webhook ingester http://{}/webhooks/{{stripe,adyen}}  metrics http://{}/metrics", running.addr, running.addr);
+        println!("webhook ingester http://{}/webhooks/{{stripe,adyen,lithic}}  metrics http://{}/metrics", running.addr, running.addr);
         Ok(Self { running })
     }
 
     pub(crate) fn target(&self, provider: &str) -> WebhookTarget {
-        let secret = if provider == "stripe" { STRIPE_SECRET } else { ADYEN_HMAC_HEX };
+        let secret = match provider {
+            "stripe" => STRIPE_SECRET,
+            "lithic" => LITHIC_SECRET,
+            _ => ADYEN_HMAC_HEX,
+        };
         WebhookTarget { url: format!("http://{}/webhooks/{provider}", self.running.addr), secret: secret.to_owned() }
     }
 

@@ -18,6 +18,7 @@
 mod asyncapi;
 mod bench;
 mod catalog;
+mod demo_cards;
 mod demo_onboarding;
 mod demo_recon;
 mod demo_webhooks;

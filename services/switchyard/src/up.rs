@@ -8,7 +8,9 @@
 //! callbacks go through a webhook ingester; the provider events it published
 //! are printed too, beside a forged callback it refused. Then a handful of
 //! applicants are onboarded through KYC, AML and fraud (approve, step-up,
-//! potential match cleared, AML hold, fraud block).
+//! potential match cleared, AML hold, fraud block), and a card is issued,
+//! activated, suspended and reinstated at Lithic, whose callbacks arrive
+//! twice and still yield one card event per change.
 
 use anyhow::{bail, Context, Result};
 use std::net::SocketAddr;
@@ -124,6 +126,7 @@ pub(crate) async fn run(args: UpArgs) -> Result<()> {
     ingester.report(&stack, &run, accepted * 2).await?;
     crate::demo_recon::show(&stack, &outcomes, &run, &args.database_url).await?;
     let onboarding = crate::demo_onboarding::show(&stack, &args.database_url, &run, shutdown.clone()).await?;
+    let cards = crate::demo_cards::show(&stack, &ingester, &args.database_url, &run, shutdown.clone()).await?;
     let stats = stripe.stats();
     println!(
         "\nstripe simulator: {} requests, {} payouts executed, {} injected faults absorbed",
@@ -137,6 +140,7 @@ pub(crate) async fn run(args: UpArgs) -> Result<()> {
     shutdown.cancel();
     worker.join.await??;
     onboarding.join().await?;
+    cards.join().await?;
     Ok(())
 }
 
