@@ -63,6 +63,7 @@ pub struct Metrics {
     /// Processor callbacks by provider and what they did (card worker).
     callbacks: Family<Labels, Counter>,
     in_flight: Family<Labels, Gauge>,
+    in_flight_limit: Family<Labels, Gauge>,
     breakers: Handles<Gauge>,
     shadow: Family<Labels, Counter>,
     dead_lettered: Family<Labels, Gauge>,
@@ -116,6 +117,7 @@ impl Metrics {
         let replayed = Family::<Labels, Counter>::default();
         let callbacks = Family::<Labels, Counter>::default();
         let in_flight = Family::<Labels, Gauge>::default();
+        let in_flight_limit = Family::<Labels, Gauge>::default();
         let breakers = Family::<Labels, Gauge>::default();
         let shadow = Family::<Labels, Counter>::default();
         let dead_lettered = Family::<Labels, Gauge>::default();
@@ -135,6 +137,7 @@ impl Metrics {
         registry.register("shadow_comparisons", "Shadow candidate vs live outcome: agree, disagree, error, skipped", shadow.clone());
         registry.register("circuit_state", "Circuit breaker per provider: 0 closed, 1 open, 2 half-open", breakers.clone());
         registry.register("in_flight_messages", "Messages received and not yet finished", in_flight.clone());
+        registry.register("in_flight_limit", "max_in_flight as configured: consumption stops while in_flight_messages is at it", in_flight_limit.clone());
         registry.register("dead_lettered_messages", "Messages sent to the DLQ since start", dead_lettered.clone());
         registry.register("retry_topic_messages", "Messages sent to the retry topic since start", retried.clone());
         let (uncommitted, head_age, paused, deadline_exceeded) =
@@ -172,6 +175,7 @@ impl Metrics {
             replayed,
             callbacks,
             in_flight,
+            in_flight_limit,
             breakers: Handles::new(breakers, domain, &["provider"]),
             shadow,
             dead_lettered,
@@ -248,6 +252,7 @@ impl Metrics {
         if let Some(rt) = self.runtime.get() {
             let l = self.labels(&[]);
             self.in_flight.get_or_create(&l).set(rt.in_flight() as i64);
+            self.in_flight_limit.get_or_create(&l).set(rt.max_in_flight.load(Ordering::Relaxed) as i64);
             self.dead_lettered.get_or_create(&l).set(rt.dead_lettered.load(Ordering::Relaxed) as i64);
             self.retried.get_or_create(&l).set(rt.retried.load(Ordering::Relaxed) as i64);
             self.uncommitted.get_or_create(&l).set(rt.max_uncommitted.load(Ordering::Relaxed) as i64);
@@ -331,6 +336,17 @@ mod tests {
         );
         assert!(text.contains(r#"switchyard_deprecated_messages_total{domain="payouts",topic="run.payouts.commands.v1.retry",version="v1"} 0"#), "{text}");
         assert!(text.contains(r#"switchyard_topic_sunset_timestamp_seconds{domain="payouts",topic="run.payouts.commands.v1"} 1814313600"#), "{text}");
+    }
+
+    #[test]
+    fn the_in_flight_limit_is_exported_beside_the_in_flight_count() {
+        let stats = RuntimeStats { max_in_flight: std::sync::atomic::AtomicU64::new(500), ..RuntimeStats::default() };
+        stats.received.store(7, Ordering::Relaxed);
+        let metrics = Metrics::new("cards");
+        metrics.attach_runtime(Arc::new(stats));
+        let text = metrics.render();
+        assert!(text.contains(r#"switchyard_in_flight_messages{domain="cards"} 7"#), "{text}");
+        assert!(text.contains(r#"switchyard_in_flight_limit{domain="cards"} 500"#), "{text}");
     }
 
     #[test]

@@ -153,6 +153,9 @@ const DEFERRAL_CHECK_MS: u64 = 100;
 /// Counters a worker exports as metrics.
 #[derive(Debug, Default)]
 pub struct RuntimeStats {
+    /// `max_in_flight` as configured, exported so an alert compares the
+    /// worker against its own limit.
+    pub max_in_flight: AtomicU64,
     pub received: AtomicU64,
     pub finished: AtomicU64,
     pub retried: AtomicU64,
@@ -292,7 +295,7 @@ impl<H: Handler> ConsumerRuntime<H> {
             subscription.push(retry.as_str());
         }
         let deprecated = crate::deprecation::DeprecatedTraffic::watching(&settings.deprecations, &subscription);
-        let stats = Arc::new(RuntimeStats { deprecated, ..RuntimeStats::default() });
+        let stats = Arc::new(RuntimeStats { deprecated, max_in_flight: AtomicU64::new(settings.max_in_flight as u64), ..RuntimeStats::default() });
         let paused = Arc::new(Mutex::new(HashSet::new()));
         let gate = RetryGate::default();
         let context = RebalanceContext { book: book.clone(), stats: stats.clone(), paused: paused.clone(), deferred: gate.deferred() };
