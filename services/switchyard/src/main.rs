@@ -25,6 +25,7 @@ mod demo_webhooks;
 mod ops;
 mod sandbox;
 mod schemas;
+mod sla;
 mod up;
 
 /// glibc malloc spent about a quarter of all instructions in the benchmark
@@ -74,6 +75,8 @@ enum Command {
     /// Print the partner catalog, the live routing table and, from a running
     /// worker's metrics, the shadow agreement rate per candidate.
     Catalog(catalog::CatalogArgs),
+    /// Prometheus rules from the partner catalog's SLAs (`sla rules`).
+    Sla(sla::SlaArgs),
     /// Dead-letter topics: list, show, replay.
     Dlq(ops::DlqArgs),
     /// The timeline of one flow (correlation id, subject id or onboarding
@@ -156,6 +159,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
         }
         Command::Bench(args) => bench::run(args).await,
         Command::Catalog(args) => catalog::run(args).await,
+        Command::Sla(args) => sla::run(args),
         Command::Dlq(args) => ops::run_dlq(args).await,
         Command::Trace(args) => ops::run_trace(args).await,
         Command::Schemas(args) => schemas::run(args),
