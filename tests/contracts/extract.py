@@ -99,7 +99,7 @@ MARQETA_OPERATIONS = [
     ("/chargebacks/transitions", "post"),
 ]
 # Webhook bodies: Marqeta sends the transition objects of these schemas.
-MARQETA_EXTRA_SCHEMAS = ["card_transition_response", "digital_wallet_token_transition_response", "chargeback_transition_response"]
+MARQETA_EXTRA_SCHEMAS = ["card_transition_response", "digital_wallet_token_transition_response", "chargeback_transition_response", "transaction_model"]
 
 # Lithic (crates/adapters/src/cards/lithic, crates/simulators/src/lithic.rs):
 # github.com/lithic-com/lithic-openapi lithic-openapi.yml (OpenAPI 3.1, YAML).
@@ -117,7 +117,7 @@ LITHIC_OPERATIONS = [
     ("/v1/disputes/{dispute_token}/evidences", "post"),
 ]
 LITHIC_EXTRA_SCHEMAS = ["error"]
-LITHIC_WEBHOOKS = ["card.created", "card.shipped", "card.updated", "card.reissued", "dispute.updated"]
+LITHIC_WEBHOOKS = ["card.created", "card.shipped", "card.updated", "card.reissued", "dispute.updated", "card_transaction.updated"]
 
 
 def trim_lithic(doc, source):

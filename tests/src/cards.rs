@@ -103,6 +103,7 @@ pub fn config(env: &TestEnv, processors: &Processors, primary: &str, timeout_ms:
             outcomes: env.topic("cards.outcomes.v1"),
             events: env.topic("cards.events.v1"),
             provider_events: env.topic("cards.provider-events.v1"),
+            transactions: env.topic("cards.transactions.v1"),
         },
         providers: processors.providers(timeout_ms),
         routing: switchyard_routing::RoutingPolicy {

@@ -1,6 +1,8 @@
 //! Cross-service tests live in `tests/`; the harness is the local stack.
 //! [`checks`] adds what the KYC/AML/fraud tests need, [`cards`] what the
-//! card tests need, [`webhooks`] what the webhook ingester tests share.
+//! card tests need ([`card_webhooks`]: processors' transaction webhook
+//! bodies), [`webhooks`] what the webhook ingester tests share.
+pub mod card_webhooks;
 pub mod cards;
 pub mod checks;
 pub mod fleet;

@@ -59,6 +59,17 @@ const LITHIC_FIELDS_READ: &[(&str, &str)] = &[
     ("dispute-evidence", "dispute_token"),
     ("error", "message"),
     ("error", "debugging_request_id"),
+    // webhook.rs, card_transaction.updated
+    ("card_transaction", "token"),
+    ("card_transaction", "card_token"),
+    ("card_transaction", "amounts.cardholder.currency"),
+    ("card_transaction", "events.*.token"),
+    ("card_transaction", "events.*.type"),
+    ("card_transaction", "events.*.created"),
+    ("card_transaction", "events.*.result"),
+    ("card_transaction", "events.*.amount"),
+    ("card_transaction", "events.*.amounts.cardholder.amount"),
+    ("card_transaction", "events.*.amounts.cardholder.currency"),
 ];
 
 const LITHIC_KNOWN: &[(&str, &str)] = &[];
@@ -194,6 +205,16 @@ mod marqeta_contract {
         ("chargeback_transition_response", "chargeback_token"),
         ("chargeback_transition_response", "state"),
         ("chargeback_transition_response", "created_time"),
+        ("transaction_model", "token"),
+        ("transaction_model", "type"),
+        ("transaction_model", "state"),
+        ("transaction_model", "amount"),
+        ("transaction_model", "currency_code"),
+        ("transaction_model", "card_token"),
+        ("transaction_model", "preceding_related_transaction_token"),
+        ("transaction_model", "created_time"),
+        ("transaction_model", "user_transaction_time"),
+        ("transaction_model", "response.code"),
     ];
 
     const KNOWN: &[(&str, &str)] = &[(
@@ -207,6 +228,7 @@ mod marqeta_contract {
         ("cardtransitions", "card_transition_response"),
         ("digitalwallettokentransitions", "digital_wallet_token_transition_response"),
         ("chargebacktransitions", "chargeback_transition_response"),
+        ("transactions", "transaction_model"),
     ];
 
     fn findings(spec: &Contract, exchanges: &[Exchange]) -> Vec<String> {
@@ -356,4 +378,41 @@ mod marqeta_contract {
         report(&all, KNOWN);
         sim.shutdown().await;
     }
+}
+
+/// The transaction webhook bodies `card_transactions.rs` sends
+/// (`switchyard_e2e::card_webhooks`) against the pinned documents: Lithic's
+/// `card_transaction.updated` and Marqeta's `transaction_model`, unknown
+/// fields refused.
+#[test]
+fn the_transaction_webhooks_the_tests_send_are_the_vendors_shapes() {
+    use switchyard_e2e::card_webhooks::{lithic_transaction, lithic_transaction_event, marqeta_transaction, marqeta_transactions};
+    let lithic = Contract::load("lithic/cards.json", "");
+    let (card, txn) = ("7ff4e4a4-2e6b-4ad5-8d3b-6a3c5c1f0c11", "c3b1a0f2-3b8e-4e0e-9a57-43f7d1e2a001");
+    let event = |token: &str, kind: &str, result: &str| lithic_transaction_event(token, kind, result, 1250, "USD");
+    let bodies = [
+        lithic_transaction(card, txn, "PENDING", "USD", &[event("0b6f9c9e-51f4-4a4f-9d38-0d1c9f6c0a01", "AUTHORIZATION", "APPROVED")]),
+        lithic_transaction(
+            card,
+            txn,
+            "SETTLED",
+            "USD",
+            &[event("0b6f9c9e-51f4-4a4f-9d38-0d1c9f6c0a01", "AUTHORIZATION", "APPROVED"), event("0b6f9c9e-51f4-4a4f-9d38-0d1c9f6c0a02", "CLEARING", "APPROVED")],
+        ),
+        lithic_transaction(card, txn, "DECLINED", "USD", &[event("0b6f9c9e-51f4-4a4f-9d38-0d1c9f6c0a03", "AUTHORIZATION", "INSUFFICIENT_FUNDS")]),
+    ];
+    let mut findings = check_hooks(&lithic, &bodies);
+    let marqeta = Contract::load("marqeta/core.json", "/v3");
+    let items = [
+        marqeta_transaction("t-1", "authorization", "PENDING", "10.29", "USD", "c-1", None),
+        marqeta_transaction("t-2", "authorization.clearing", "COMPLETION", "10.29", "USD", "c-1", Some("t-1")),
+        marqeta_transaction("t-3", "refund", "COMPLETION", "12.345", "BHD", "c-1", None),
+        marqeta_transaction("t-4", "authorization", "DECLINED", "1500", "JPY", "c-1", None),
+    ];
+    let batch: Value = serde_json::from_slice(&marqeta_transactions(&items)).expect("json");
+    for item in batch["transactions"].as_array().into_iter().flatten() {
+        let errors = validate(&marqeta, &marqeta.schema_ref("transaction_model"), item, true);
+        findings.extend(errors.into_iter().map(|e| format!("marqeta transaction: {e}")));
+    }
+    report(&findings, &[]);
 }

@@ -281,5 +281,26 @@ mod tests {
             published_at_ms: 2,
         };
         round_trip(include_str!("../../../schemas/cards/CardEvent.v1.avsc"), &event);
+
+        use switchyard_canonical::card_transaction::{CardDeclineCode, CardTransaction, CardTransactionKind};
+        let schema = include_str!("../../../schemas/cards/CardTransaction.v1.avsc");
+        let declined = CardTransaction {
+            transaction_event_id: "lithic:ev-1".into(),
+            card_id: "card-1".into(),
+            processor: "lithic".into(),
+            processor_reference: "tok".into(),
+            transaction_reference: "txn-1".into(),
+            kind: CardTransactionKind::Authorization,
+            amount_minor: 12_345,
+            currency: "BHD".into(),
+            approved: false,
+            decline_code: Some(CardDeclineCode::InsufficientFunds),
+            occurred_at_ms: 1,
+            published_at_ms: 2,
+        };
+        let cleared = CardTransaction { kind: CardTransactionKind::Clearing, approved: true, decline_code: None, ..declined.clone() };
+        for t in [declined, cleared] {
+            round_trip(schema, &t);
+        }
     }
 }

@@ -1,8 +1,8 @@
 //! What the card domain publishes besides outcomes: one [`CardEvent`] per
-//! real change of a card or dispute (`cards.events.v1`), and normalized
-//! [`CardTransaction`]s (`cards.transactions.v1`) for core banking's ledger.
-//! Processor callbacks are mapped into these inside the adapters; no
-//! processor code or state name appears here.
+//! real change of a card or dispute (`cards.events.v1`). Normalized card
+//! transactions for core banking's ledger (`cards.transactions.v1`) are in
+//! [`crate::card_transaction`]. Processor callbacks are mapped into these
+//! inside the adapters; no processor code or state name appears here.
 
 use serde::{Deserialize, Serialize};
 
@@ -84,53 +84,4 @@ pub struct CardEvent {
     /// The processor's clock when it happened; our clock when published.
     pub occurred_at_ms: i64,
     pub published_at_ms: i64,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
-pub enum CardTransactionKind {
-    Authorization,
-    /// An authorization's amount changed (incremental, partial capture).
-    AuthorizationAdjustment,
-    AuthorizationReversal,
-    Clearing,
-    /// Money back to the cardholder (merchant refund).
-    Return,
-}
-
-/// Our decline vocabulary for card authorizations.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum CardDeclineCode {
-    InsufficientFunds,
-    CardInactive,
-    CardExpired,
-    IncorrectPin,
-    SuspectedFraud,
-    LimitExceeded,
-    MerchantBlocked,
-    InvalidCard,
-    Other,
-}
-
-/// A card transaction as core banking's ledger books it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct CardTransaction {
-    /// The processor's event id: the ledger's dedup key.
-    pub transaction_event_id: String,
-    /// The processor's transaction id, shared by an authorization and its clearing.
-    pub transaction_ref: String,
-    pub card_id: String,
-    pub kind: CardTransactionKind,
-    /// Minor units, positive; `kind` says the direction.
-    pub amount_minor: i64,
-    pub currency: String,
-    pub merchant_name: Option<String>,
-    /// ISO 18245 merchant category code.
-    pub merchant_category_code: Option<String>,
-    pub merchant_country: Option<String>,
-    /// Set when the authorization was declined.
-    pub decline: Option<CardDeclineCode>,
-    pub processor: String,
-    pub occurred_at_ms: i64,
 }

@@ -10,8 +10,9 @@
 //! - [`kyc`]: identity verification command and outcome.
 //! - [`aml`]: sanctions/PEP/adverse-media screening command and outcome.
 //! - [`card`]: card commands and the card lifecycle state machine;
-//!   [`card_dispute`] the dispute machine; [`card_event`] card events and
-//!   normalized card transactions; [`card_outcome`] the card worker's answer.
+//!   [`card_dispute`] the dispute machine; [`card_event`] card events;
+//!   [`card_transaction`] normalized card transactions for the ledger;
+//!   [`card_outcome`] the card worker's answer.
 //! - [`fraud`]: fraud scoring and feedback command and outcome.
 //! - [`onboarding`]: the onboarding flow's commands (start, evidence, manual
 //!   decision) and the event every transition publishes.
@@ -29,6 +30,7 @@ pub mod card;
 pub mod card_dispute;
 pub mod card_event;
 pub mod card_outcome;
+pub mod card_transaction;
 pub mod check;
 pub mod discrepancy;
 pub mod fingerprint;

@@ -10,6 +10,46 @@ pub enum MoneyError {
     BadCurrency(String),
     #[error("amount must be positive, got {0}")]
     NonPositive(i64),
+    /// Not a plain non-negative decimal (`12`, `12.5`), or finer than the
+    /// currency's minor unit (`0.001` USD), or too large for an `i64`.
+    #[error("{amount:?} is not an amount of {currency} in minor units")]
+    BadDecimal { amount: String, currency: String },
+}
+
+/// ISO 4217 minor-unit exponent: how many decimals a currency's major unit
+/// has. The table lists the currencies that are not two-decimal (ISO 4217
+/// list one, 2024); every other code has two.
+pub fn minor_exponent(currency: &str) -> u32 {
+    match currency {
+        "BIF" | "CLP" | "DJF" | "GNF" | "ISK" | "JPY" | "KMF" | "KRW" | "PYG" | "RWF" | "UGX" | "UYI" | "VND" | "VUV" | "XAF" | "XOF" | "XPF" => 0,
+        "BHD" | "IQD" | "JOD" | "KWD" | "LYD" | "OMR" | "TND" => 3,
+        "CLF" | "UYW" => 4,
+        _ => 2,
+    }
+}
+
+/// A decimal amount in major units, as a vendor wrote it (`"12.34"`), to
+/// minor units of `currency`, exactly: digits are shifted by the currency's
+/// exponent, never multiplied as a float (`0.29 * 100.0` is `28.999...`).
+/// Trailing zeros beyond the exponent are fine (`"5.100"` USD is 510); any
+/// other digit there is refused rather than rounded.
+pub fn decimal_to_minor(amount: &str, currency: &str) -> Result<i64, MoneyError> {
+    let bad = || MoneyError::BadDecimal { amount: amount.to_owned(), currency: currency.to_owned() };
+    let exponent = minor_exponent(currency) as usize;
+    let (whole, fraction) = match amount.split_once('.') {
+        Some((w, f)) if !f.is_empty() => (w, f),
+        Some(_) => return Err(bad()),
+        None => (amount, ""),
+    };
+    if whole.is_empty() || !whole.bytes().all(|b| b.is_ascii_digit()) || !fraction.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(bad());
+    }
+    let (kept, dropped) = fraction.split_at(fraction.len().min(exponent));
+    if dropped.bytes().any(|b| b != b'0') {
+        return Err(bad());
+    }
+    let digits = format!("{whole}{kept}{}", "0".repeat(exponent - kept.len()));
+    digits.parse::<i64>().map_err(|_| bad())
 }
 
 /// An ISO 4217 alphabetic code, always upper case.
@@ -81,5 +121,22 @@ mod tests {
         assert!(Currency::parse("EURO").is_err());
         assert_eq!(Money::new(0, "EUR"), Err(MoneyError::NonPositive(0)));
         assert!(Money::new(100, "EUR").is_ok());
+    }
+
+    #[test]
+    fn decimals_shift_by_the_currency_exponent_without_rounding() {
+        assert_eq!(decimal_to_minor("12.34", "USD"), Ok(1234));
+        assert_eq!(decimal_to_minor("0.29", "EUR"), Ok(29), "0.29 * 100.0 is 28.999... as a float");
+        assert_eq!(decimal_to_minor("5", "USD"), Ok(500));
+        assert_eq!(decimal_to_minor("5.1", "USD"), Ok(510));
+        assert_eq!(decimal_to_minor("5.100", "USD"), Ok(510), "zeros past the minor unit");
+        assert_eq!(decimal_to_minor("1500", "JPY"), Ok(1500), "zero-decimal");
+        assert_eq!(decimal_to_minor("1500.0", "JPY"), Ok(1500));
+        assert_eq!(decimal_to_minor("12.345", "BHD"), Ok(12345), "three-decimal");
+        assert_eq!(decimal_to_minor("0.1", "BHD"), Ok(100));
+        for (bad, currency) in [("12.345", "USD"), ("1500.5", "JPY"), ("-1", "USD"), ("1e3", "USD"), ("", "USD"), (".5", "USD"), ("5.", "USD"), ("99999999999999999999", "USD")] {
+            assert!(decimal_to_minor(bad, currency).is_err(), "{bad} {currency}");
+        }
+        assert_eq!((minor_exponent("JPY"), minor_exponent("BHD"), minor_exponent("GBP")), (0, 3, 2));
     }
 }

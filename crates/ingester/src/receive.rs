@@ -132,11 +132,17 @@ async fn accept(app: &Ingester, p: &Provider, event: ProviderEvent) -> Response 
 fn verify_and_map(p: &Provider, headers: &HeaderMap, body: &[u8], now_ms: i64) -> Result<Vec<ProviderEvent>, Refusal> {
     let verified = p.scheme.verify(headers, body, now_ms)?;
     let facts = p.vendor.map_all(body, &verified)?;
-    // The digest is the delivery's: a batch's events share it, and a
-    // re-rendered batch (another event order, a retry counter) is judged
-    // per event id as any re-rendered body is.
-    let digest = switchyard_adapters::webhooks::body_sha256_hex(body);
-    Ok(facts.into_iter().map(|f| f.into_event(&p.name, &p.domain, now_ms, digest.clone())).collect())
+    // The digest is the delivery's (a batch's events share it, and a
+    // re-rendered batch is judged per event id as any re-rendered body is),
+    // except where a vendor repeats events in later bodies by design
+    // (Lithic's card transactions): there it is the event's own.
+    Ok(facts
+        .into_iter()
+        .map(|f| {
+            let digest = p.vendor.digest(body, &f);
+            f.into_event(&p.name, &p.domain, now_ms, digest)
+        })
+        .collect())
 }
 
 async fn publish(app: &Ingester, p: &Provider, event: ProviderEvent) -> Response {

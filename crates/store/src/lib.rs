@@ -15,9 +15,11 @@
 //! - [`webhooks`]: webhook dedup by (provider, event id), with a publish lease.
 //! - [`onboarding`]: onboarding flows, applied inputs and their outbox (own DDL).
 //! - [`cards`]: cards (versioned, compare-and-set), the commands applied to them and their event outbox (own DDL).
+//! - [`card_transactions`]: card transaction events, recorded once and queued for `cards.transactions.v1` (own DDL).
 //! - [`replays`]: which DLQ positions `switchyard dlq replay` already sent back.
 
 pub mod audit;
+pub mod card_transactions;
 pub mod cards;
 mod batch;
 mod bulk;

@@ -161,7 +161,9 @@ fn convert(node: &Value) -> Value {
             for (k, v) in map {
                 match (k.as_str(), v) {
                     ("$ref", Value::String(r)) => {
-                        out.insert(k.clone(), Value::from(r.replace("#/components/schemas/", "#/$defs/")));
+                        // A `$ref` is a URI: a schema name with a space
+                        // (Marqeta's `ATC Information Model`) is escaped.
+                        out.insert(k.clone(), Value::from(r.replace("#/components/schemas/", "#/$defs/").replace(' ', "%20")));
                     }
                     ("nullable" | "discriminator" | "xml", _) => {}
                     // OpenAPI extensions and `properties` names are not keywords.

@@ -13,9 +13,11 @@
 
 pub mod lithic;
 pub mod marqeta;
+pub(crate) mod transaction;
 
 use switchyard_canonical::card::{CardState, DisputeSpec, EvidenceSpec, IssueSpec, PinSpec, ProvisionSpec, ReplaceReason, ShippingAddress};
 use switchyard_canonical::card_dispute::DisputeState;
+use switchyard_canonical::card_transaction::{CardDeclineCode, CardTransactionKind};
 
 /// The card as both sides know it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -65,10 +67,13 @@ pub struct CardAnswer {
 }
 
 /// A processor callback about a card, in our vocabulary.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CardCallback {
     /// The processor says the card (its `provider_reference`) is now in this state.
     State(CardState),
+    /// A transaction event on the card (`provider_reference`): booked once
+    /// on `cards.transactions.v1`.
+    Transaction(TransactionFacts),
     /// About a card, but nothing the lifecycle models yet (fulfillment
     /// ordered, a shipment returned, a wallet token's transition, a
     /// reissue): acknowledged and counted.
@@ -76,6 +81,24 @@ pub enum CardCallback {
     /// Not about a card at all (chargebacks, disputes: their reference is
     /// not a card token): acknowledged and counted.
     NotACard,
+}
+
+/// One processor transaction event, vendor-neutral: what the card worker
+/// needs for a [`CardTransaction`](switchyard_canonical::card_transaction::CardTransaction).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TransactionFacts {
+    /// The processor's token of this event (Lithic's transaction event,
+    /// Marqeta's transaction record): the dedup key with the processor.
+    pub event_token: String,
+    /// The processor's transaction token, shared by an authorization and
+    /// its clearing or reversal.
+    pub transaction_reference: String,
+    pub kind: CardTransactionKind,
+    /// Minor units, positive.
+    pub amount_minor: i64,
+    pub currency: String,
+    pub approved: bool,
+    pub decline_code: Option<CardDeclineCode>,
 }
 
 /// The closed set of card processors; a new one is a variant, and every

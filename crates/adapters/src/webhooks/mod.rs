@@ -280,6 +280,24 @@ impl WebhookVendor {
         Self::Marqeta,
     ];
 
+    /// The digest the ingester's dedup compares for one event of a
+    /// delivery. Lithic repeats every earlier transaction event in each
+    /// later `card_transaction.updated` body, so the body's digest would
+    /// call each repeat a reused id; the event's own facts are digested
+    /// instead. Everything else: the delivery's body.
+    pub fn digest(self, body: &[u8], facts: &EventFacts) -> String {
+        match self {
+            Self::Lithic if facts.vendor_event_type.starts_with(crate::cards::lithic::webhook::TRANSACTION_UPDATED) => {
+                let stated = format!(
+                    "{}|{}|{}|{:?}|{:?}|{:?}|{}",
+                    facts.event_id, facts.provider_reference, facts.vendor_event_type, facts.amount_minor, facts.currency, facts.reason, facts.occurred_at_ms
+                );
+                body_sha256_hex(stated.as_bytes())
+            }
+            _ => body_sha256_hex(body),
+        }
+    }
+
     pub fn parse(name: &str) -> Option<Self> {
         match name {
             "stripe" => Some(Self::Stripe),
@@ -297,30 +315,31 @@ impl WebhookVendor {
     }
 
     /// Maps a verified delivery to the events it carries: one for most
-    /// vendors, up to ten for Marqeta's batches.
+    /// vendors, up to ten for Marqeta's batches, one per transaction event
+    /// for Lithic's `card_transaction.updated`.
     pub fn map_all(self, body: &[u8], verified: &Verified) -> Result<Vec<EventFacts>, Refusal> {
         match self {
             Self::Marqeta => crate::cards::marqeta::webhook::map_batch(body, verified),
+            Self::Lithic => crate::cards::lithic::webhook::map_all(body, verified),
             _ => self.map(body, verified).map(|facts| vec![facts]),
         }
     }
 
     /// Maps a verified single-event body to the facts it states. Marqeta's
-    /// batches are refused here unless they hold exactly one event: use
-    /// [`WebhookVendor::map_all`].
+    /// batches and Lithic's card transactions are refused here unless they
+    /// hold exactly one event: use [`WebhookVendor::map_all`].
     pub fn map(self, body: &[u8], verified: &Verified) -> Result<EventFacts, Refusal> {
         match self {
-            Self::Marqeta => {
-                let mut all = crate::cards::marqeta::webhook::map_batch(body, verified)?;
+            Self::Marqeta | Self::Lithic => {
+                let mut all = self.map_all(body, verified)?;
                 match (all.pop(), all.is_empty()) {
                     (Some(only), true) => Ok(only),
-                    _ => Err(Refusal::MalformedPayload("a Marqeta delivery with other than one event; map it with map_all".into())),
+                    _ => Err(Refusal::MalformedPayload("a delivery with other than one event; map it with map_all".into())),
                 }
             }
             Self::Stripe => crate::payouts::stripe::webhook::map(body),
             Self::Adyen => crate::payouts::adyen::webhook::map(body),
             Self::Wise => crate::payouts::wise::webhook::map(body),
-            Self::Lithic => crate::cards::lithic::webhook::map(body, verified),
             Self::Onfido => crate::kyc::onfido::webhook::map(body, verified),
             Self::Sumsub => crate::kyc::sumsub::webhook::map(body),
             Self::ComplyAdvantage => crate::aml::comply_advantage::webhook::map(body, verified),

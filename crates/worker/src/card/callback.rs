@@ -23,6 +23,10 @@
 //! 5. Publish the card's unsent events (the same outbox and per-card turn
 //!    as the command consumer), then the runtime commits the offset.
 //!
+//! A transaction callback (an authorization, clearing, reversal, return)
+//! changes no card state: after step 3 it is recorded once by its event id
+//! and published on `cards.transactions.v1` ([`super::transaction`]).
+//!
 //! Log lines carry our card id, the processor's event id and type, never
 //! the processor's card token.
 
@@ -80,6 +84,7 @@ impl CallbackHandler {
         };
         let to = match vendor.adapter.callback(event) {
             CardCallback::State(to) => to,
+            CardCallback::Transaction(facts) => return self.transaction(event, ctx, facts).await,
             CardCallback::NotModeled => {
                 metrics.callback(&event.provider, "not_modeled");
                 tracing::debug!("callback about a card, of a kind the lifecycle does not model: acknowledged");
@@ -107,7 +112,7 @@ impl CallbackHandler {
     }
 
     /// Our card the callback is about; retried while no card holds the token.
-    async fn find(&self, event: &ProviderEvent) -> Result<CardRow, Failure> {
+    pub(super) async fn find(&self, event: &ProviderEvent) -> Result<CardRow, Failure> {
         match self.card.cards.find_by_reference(&event.provider, &event.provider_reference).await.map_err(store_down)? {
             ByReference::One(card) => Ok(card),
             ByReference::None => {

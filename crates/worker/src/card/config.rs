@@ -93,11 +93,19 @@ pub struct CardTopics {
     pub events: String,
     /// Processor callbacks from the webhook ingester (keyed by the processor's card token).
     pub provider_events: String,
+    /// One normalized transaction per processor transaction event, for the ledger.
+    pub transactions: String,
 }
 
 impl Default for CardTopics {
     fn default() -> Self {
-        Self { commands: "cards.commands.v1".into(), outcomes: "cards.outcomes.v1".into(), events: "cards.events.v1".into(), provider_events: "cards.provider-events.v1".into() }
+        Self {
+            commands: "cards.commands.v1".into(),
+            outcomes: "cards.outcomes.v1".into(),
+            events: "cards.events.v1".into(),
+            provider_events: "cards.provider-events.v1".into(),
+            transactions: "cards.transactions.v1".into(),
+        }
     }
 }
 
@@ -203,7 +211,14 @@ impl CardWorkerConfig {
             // A shadow ISSUE would issue a real second card.
             return bad("routing.shadow: cards cannot be shadowed; a shadow issuance is a second card".into());
         }
-        for (name, topic) in [("topics.commands", &self.topics.commands), ("topics.outcomes", &self.topics.outcomes), ("topics.events", &self.topics.events), ("topics.provider_events", &self.topics.provider_events)] {
+        let topics = [
+            ("topics.commands", &self.topics.commands),
+            ("topics.outcomes", &self.topics.outcomes),
+            ("topics.events", &self.topics.events),
+            ("topics.provider_events", &self.topics.provider_events),
+            ("topics.transactions", &self.topics.transactions),
+        ];
+        for (name, topic) in topics {
             if topic.trim().is_empty() {
                 return bad(format!("{name} must not be empty"));
             }
@@ -250,6 +265,25 @@ mod tests {
         let config = CardWorkerConfig::load(&path).expect("example config is valid");
         assert_eq!((config.routing.primary.as_str(), config.routing.secondary.as_deref()), ("lithic", Some("marqeta")));
         assert_eq!(config.topics.events, "cards.events.v1");
+        assert_eq!(config.topics.transactions, "cards.transactions.v1");
+    }
+
+    /// The docker-compose config validates, reads every secret from an
+    /// environment variable, and docker-compose.yml passes that variable in.
+    #[test]
+    fn the_docker_compose_config_validates_and_gets_its_secrets() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../ops/docker/card-worker.yaml");
+        let config = CardWorkerConfig::load(&path).expect("ops/docker/card-worker.yaml is valid");
+        let compose = include_str!("../../../../docker-compose.yml");
+        assert_eq!(config.kafka.brokers, "kafka:9092");
+        assert!(config.admin_bind.is_some_and(|a| a.ip().is_unspecified()), "admin must listen beyond the container's loopback");
+        assert!(compose.contains("./ops/docker/card-worker.yaml:/etc/switchyard/card-worker.yaml:ro"));
+        for p in &config.providers {
+            for source in std::iter::once(&p.api_key).chain(p.access_token.as_ref()) {
+                let var = source.env.as_deref().unwrap_or_else(|| panic!("{}: secrets come from env in docker", p.name));
+                assert!(compose.contains(&format!("{var}: ${{{var}:-}}")), "docker-compose.yml does not pass {var}");
+            }
+        }
     }
 
     #[test]

@@ -27,7 +27,9 @@
 //! A second consumer ([`callback`], its own group on
 //! `cards.provider-events.v1`) applies processor callbacks to the same card
 //! rows under the same compare-and-set, and publishes through the same
-//! outbox: one event per real state change, whoever saw it first.
+//! outbox: one event per real state change, whoever saw it first. Its
+//! transaction callbacks become one `CardTransaction` each on
+//! `cards.transactions.v1` ([`transaction`]), through their own outbox.
 //!
 //! Nothing here logs a PAN (we never hold one), a PIN block or a processor
 //! token: log lines carry our card id, the key and error classes only.
@@ -39,6 +41,7 @@ mod execute;
 mod lookup;
 pub mod publish;
 pub mod run;
+mod transaction;
 
 use crate::attempt::{self, AttemptLease, TakeOver};
 use crate::check::NO_NEEDS;
@@ -53,6 +56,7 @@ use switchyard_canonical::card::{CardAction, CardCommand};
 use switchyard_canonical::card_outcome::CardOutcome;
 use switchyard_canonical::{ErrorClass, ErrorCode, OutcomeError};
 use switchyard_routing::Router;
+use switchyard_store::card_transactions::CardTransactions;
 use switchyard_store::cards::{CardRow, CardStore};
 use switchyard_store::{Claim, Record, RecordState, Store};
 use tokio_util::sync::CancellationToken;
@@ -65,6 +69,7 @@ pub const DOMAIN: &str = "cards";
 pub const CARD_COMMAND_SCHEMA: &str = include_str!("../../../../schemas/cards/CardCommand.v1.avsc");
 pub const CARD_OUTCOME_SCHEMA: &str = include_str!("../../../../schemas/cards/CardOutcome.v1.avsc");
 pub const CARD_EVENT_SCHEMA: &str = include_str!("../../../../schemas/cards/CardEvent.v1.avsc");
+pub const CARD_TRANSACTION_SCHEMA: &str = include_str!("../../../../schemas/cards/CardTransaction.v1.avsc");
 
 /// A configured processor and its call slots.
 pub struct CardVendor {
@@ -92,14 +97,18 @@ pub struct CardHandler {
     pub decoder: AvroDecoder,
     pub encoder: AvroEncoder,
     pub event_encoder: AvroEncoder,
+    pub transaction_encoder: AvroEncoder,
     pub publisher: Publisher,
     pub store: Store,
     pub cards: CardStore,
+    /// The transaction outbox (`cards.transactions.v1`), fed by callbacks.
+    pub transactions: CardTransactions,
     pub providers: HashMap<String, CardVendor>,
     /// Where new cards go: primary/secondary and a breaker per processor.
     pub router: Arc<Router>,
     pub outcomes_topic: String,
     pub events_topic: String,
+    pub transactions_topic: String,
     pub retry: RetryPolicy,
     pub lease_ttl: Duration,
     pub metrics: Arc<Metrics>,

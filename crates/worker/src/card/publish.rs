@@ -20,7 +20,7 @@ impl Default for FlushLocks {
 }
 
 impl FlushLocks {
-    async fn lock(&self, card_id: &str) -> tokio::sync::MutexGuard<'_, ()> {
+    pub(super) async fn lock(&self, card_id: &str) -> tokio::sync::MutexGuard<'_, ()> {
         use std::hash::{Hash, Hasher};
         let mut h = std::collections::hash_map::DefaultHasher::new();
         card_id.hash(&mut h);

@@ -3,7 +3,7 @@
 
 use super::config::{CardProcessorKind, CardWorkerConfig};
 use super::callback::{CallbackHandler, PROVIDER_EVENT_SCHEMA};
-use super::{CardHandler, CardVendor, CARD_COMMAND_SCHEMA, CARD_EVENT_SCHEMA, CARD_OUTCOME_SCHEMA, DOMAIN};
+use super::{CardHandler, CardVendor, CARD_COMMAND_SCHEMA, CARD_EVENT_SCHEMA, CARD_OUTCOME_SCHEMA, CARD_TRANSACTION_SCHEMA, DOMAIN};
 use crate::metrics::{serve_admin, Metrics};
 use crate::WorkerError;
 use std::collections::HashMap;
@@ -16,6 +16,7 @@ use switchyard_adapters::cards::CardProcessor;
 use switchyard_bus::consumer::RuntimeSettings;
 use switchyard_bus::{AvroDecoder, AvroEncoder, ConsumerRuntime, Publisher, RegistryClient, RuntimeTopics};
 use switchyard_routing::Router;
+use switchyard_store::card_transactions::CardTransactions;
 use switchyard_store::cards::CardStore;
 use switchyard_store::Store;
 use tokio::task::JoinHandle;
@@ -66,21 +67,26 @@ pub async fn start_card_worker(config: CardWorkerConfig, shutdown: CancellationT
     let registry = Arc::new(RegistryClient::new(&config.schema_registry_url)?);
     let encoder = AvroEncoder::register(&registry, &config.topics.outcomes, CARD_OUTCOME_SCHEMA).await?;
     let event_encoder = AvroEncoder::register(&registry, &config.topics.events, CARD_EVENT_SCHEMA).await?;
+    let transaction_encoder = AvroEncoder::register(&registry, &config.topics.transactions, CARD_TRANSACTION_SCHEMA).await?;
     let decoder = AvroDecoder::new(registry.clone(), CARD_COMMAND_SCHEMA)?;
     let store = Store::connect(&config.database_url).await?;
     let cards = CardStore::open(&store).await?;
+    let transactions = CardTransactions::open(&store).await?;
     let publisher = Publisher::new(&config.kafka)?;
     let handler = Arc::new(CardHandler {
         decoder,
         encoder,
         event_encoder,
+        transaction_encoder,
         publisher: publisher.clone(),
         store: store.clone(),
         cards: cards.clone(),
+        transactions,
         providers,
         router: Arc::new(Router::new(config.routing.clone())),
         outcomes_topic: config.topics.outcomes.clone(),
         events_topic: config.topics.events.clone(),
+        transactions_topic: config.topics.transactions.clone(),
         retry: config.retry.clone(),
         lease_ttl: Duration::from_millis(config.lease_ttl_ms),
         metrics: metrics.clone(),

@@ -10,6 +10,15 @@
 //! events do not carry: the subject is the card token, and the worker joins
 //! it to our card id through its store.
 //!
+//! `transactions` items are Marqeta's `transaction_model`: `token` (this
+//! transaction record's own, our event id), `type` (`authorization`,
+//! `authorization.clearing`, `authorization.reversal`, `refund`, ...),
+//! `state` (PENDING, CLEARED, COMPLETION, DECLINED, ERROR), `amount` (a
+//! decimal in major units, read as written and shifted by the currency's
+//! ISO 4217 exponent, never through f64), `currency_code`, `card_token`,
+//! `preceding_related_transaction_token` (the authorization a clearing or
+//! reversal follows: our transaction reference) and `response.code`.
+//!
 //! Authenticity: Marqeta presents HTTP Basic credentials on every delivery
 //! and, when configured, `X-Marqeta-Signature` (hex HMAC-SHA256 of the raw
 //! body; UNCONFIRMED, the docs also mention SHA-1): [`verify`]. The
@@ -22,6 +31,7 @@ use hmac::{Hmac, Mac};
 use serde::Deserialize;
 use sha2::Sha256;
 use subtle::ConstantTimeEq;
+use switchyard_canonical::card_transaction::{CardDeclineCode, CardTransactionKind};
 use switchyard_canonical::ProviderEventKind;
 
 #[derive(Deserialize)]
@@ -32,6 +42,35 @@ struct Batch {
     digitalwallettokentransitions: Vec<TokenTransition>,
     #[serde(default)]
     chargebacktransitions: Vec<ChargebackTransition>,
+    #[serde(default)]
+    transactions: Vec<Transaction>,
+}
+
+#[derive(Deserialize)]
+struct Transaction {
+    token: String,
+    #[serde(rename = "type")]
+    kind: String,
+    state: String,
+    /// Major units as Marqeta wrote them (`12.34`).
+    amount: Box<serde_json::value::RawValue>,
+    #[serde(default)]
+    currency_code: Option<String>,
+    #[serde(default)]
+    card_token: Option<String>,
+    #[serde(default)]
+    preceding_related_transaction_token: Option<String>,
+    #[serde(default)]
+    created_time: Option<String>,
+    #[serde(default)]
+    user_transaction_time: Option<String>,
+    #[serde(default)]
+    response: Option<TransactionResponse>,
+}
+
+#[derive(Deserialize)]
+struct TransactionResponse {
+    code: String,
 }
 
 #[derive(Deserialize)]
@@ -90,7 +129,7 @@ pub fn verify(authorization: Option<&str>, signature: Option<&str>, username: &s
 }
 
 /// Every event of one delivery, in the order Marqeta listed them.
-pub fn map_batch(body: &[u8], _verified: &Verified) -> Result<Vec<EventFacts>, Refusal> {
+pub fn map_batch(body: &[u8], verified: &Verified) -> Result<Vec<EventFacts>, Refusal> {
     let value: serde_json::Value = serde_json::from_slice(body).map_err(|e| Refusal::MalformedPayload(e.to_string()))?;
     if !value.is_object() {
         return Err(Refusal::MalformedPayload("a Marqeta delivery is a JSON object".into()));
@@ -148,10 +187,96 @@ pub fn map_batch(body: &[u8], _verified: &Verified) -> Result<Vec<EventFacts>, R
             currency: None,
         });
     }
+    for t in batch.transactions {
+        out.push(transaction_facts(t, verified)?);
+    }
     if out.len() > 10 {
         return Err(Refusal::MalformedPayload(format!("{} events; Marqeta sends at most 10", out.len())));
     }
     Ok(out)
+}
+
+/// One `transactions` item as facts (see `crate::cards::transaction`). A
+/// transaction without a card (a GPA load) keeps its own token as subject;
+/// the card worker answers it `NotACard`.
+fn transaction_facts(t: Transaction, verified: &Verified) -> Result<EventFacts, Refusal> {
+    let currency = t.currency_code.as_deref().unwrap_or_default().to_ascii_uppercase();
+    // A magnitude: the type gives the direction (see Lithic's mapping).
+    let written = t.amount.get().trim();
+    let amount_minor = switchyard_canonical::money::decimal_to_minor(written.strip_prefix('-').unwrap_or(written), &currency)
+        .map_err(|e| Refusal::MalformedPayload(format!("transaction {}: {e}", t.token)))?;
+    switchyard_canonical::Currency::parse(&currency).map_err(|e| Refusal::MalformedPayload(e.to_string()))?;
+    let time = t.created_time.as_deref().or(t.user_transaction_time.as_deref());
+    let occurred_at_ms = match time {
+        Some(s) => rfc3339_ms(s).ok_or_else(|| Refusal::MalformedPayload("created_time".into()))?,
+        None => verified.signed_at_ms.unwrap_or(verified.verified_at_ms),
+    };
+    let card_token = t.card_token.clone().filter(|c| !c.is_empty()).unwrap_or_else(|| t.token.clone());
+    let reference = t.preceding_related_transaction_token.clone().filter(|p| !p.is_empty()).unwrap_or_else(|| t.token.clone());
+    let result = format!("{}:{}", t.state, t.response.map(|r| r.code).unwrap_or_default());
+    let mut facts = crate::cards::transaction::facts(crate::cards::transaction::Written {
+        event_token: t.token.clone(),
+        card_token: &card_token,
+        vendor_event_type: format!("transaction.{}", t.kind),
+        transaction_reference: &reference,
+        result: &result,
+        amount_minor,
+        currency,
+        occurred_at_ms,
+    });
+    if t.card_token.as_deref().is_none_or(str::is_empty) {
+        facts.reason = Some(format!("{} nocard", facts.reason.unwrap_or_default()));
+    }
+    Ok(facts)
+}
+
+/// Marqeta's transaction type, in our words; `None`: not booked as a card
+/// transaction here (GPA, fees, direct deposit, chargebacks, PIN changes).
+fn transaction_kind(kind: &str) -> Option<CardTransactionKind> {
+    use CardTransactionKind as K;
+    Some(match kind {
+        "authorization" | "authorization.atm.withdrawal" | "authorization.cashback" | "authorization.quasi.cash" | "pindebit.authorization" => K::Authorization,
+        "authorization.advice" | "authorization.incremental" => K::AuthorizationAdjustment,
+        "authorization.reversal" | "authorization.reversal.issuerexpiration" | "pindebit.authorization.reversal" => K::AuthorizationReversal,
+        "authorization.clearing"
+        | "authorization.clearing.atm.withdrawal"
+        | "authorization.clearing.cashback"
+        | "authorization.clearing.quasi.cash"
+        | "pindebit.authorization.clearing"
+        // Single-message PIN debit: authorized and settled in one step.
+        | "pindebit"
+        | "pindebit.atm.withdrawal"
+        | "pindebit.cashback" => K::Clearing,
+        "refund" | "refund.authorization.clearing" => K::Return,
+        _ => return None,
+    })
+}
+
+/// A transaction's `state:response.code` in our words. DECLINED and ERROR
+/// are declines; the code says why, by Marqeta's transaction response
+/// codes (0000 approved, 1001 expired, 1003 suspended, 1004/1005 stolen or
+/// lost, 1016 not sufficient funds, 1806 not active, 1809 incorrect PIN,
+/// 1810 invalid amount, 1811/1812 system errors). Codes we do not list
+/// (fraud and velocity rules among them: not confirmed against Marqeta's
+/// published table) are OTHER.
+pub(crate) fn judge(result: &str) -> (bool, Option<CardDeclineCode>) {
+    use CardDeclineCode as D;
+    let (state, code) = result.split_once(':').unwrap_or((result, ""));
+    if !matches!(state, "DECLINED" | "ERROR") {
+        return (true, None);
+    }
+    let code = match code {
+        "1016" => D::InsufficientFunds,
+        "1001" => D::CardExpired,
+        "1003" | "1806" => D::CardInactive,
+        "1004" | "1005" => D::CardLostOrStolen,
+        "1809" => D::IncorrectPin,
+        "1011" | "1012" | "1015" | "1017" | "1018" | "1021" | "1802" | "1803" | "1804" | "1810" => D::InvalidTransaction,
+        "1811" | "1812" => D::SystemError,
+        _ if state == "ERROR" => D::SystemError,
+        _ => D::Other,
+    };
+    (false, Some(code))
 }
 
 /// A Marqeta card transition, as the ingester published it, in our
@@ -162,10 +287,18 @@ pub fn map_batch(body: &[u8], _verified: &Verified) -> Result<Vec<EventFacts>, R
 /// `.reinstated` ACTIVE, `.suspended` SUSPENDED, `.terminated` TERMINATED.
 /// A returned shipment (`fulfillment.rejected`) and wallet-token
 /// transitions are about the card but not modelled; chargebacks are not
-/// about a card token.
+/// about a card token. A card transaction of a type we book is a
+/// [`CardCallback::Transaction`](crate::cards::CardCallback::Transaction),
+/// its `state:response.code` judged by [`judge`].
 pub fn callback(event: &switchyard_canonical::ProviderEvent) -> crate::cards::CardCallback {
     use crate::cards::CardCallback as C;
     use switchyard_canonical::card::CardState;
+    if let Some(kind) = event.vendor_event_type.strip_prefix("transaction.") {
+        if event.reason.as_deref().is_some_and(|r| r.ends_with(" nocard")) {
+            return C::NotACard;
+        }
+        return transaction_kind(kind).and_then(|k| crate::cards::transaction::read(event, k, judge)).map_or(C::NotModeled, C::Transaction);
+    }
     match event.vendor_event_type.as_str() {
         "fulfillment.issued" | "fulfillment.ordered" => C::State(CardState::Issued),
         "fulfillment.shipped" => C::State(CardState::Shipped),
@@ -181,6 +314,7 @@ pub fn callback(event: &switchyard_canonical::ProviderEvent) -> crate::cards::Ca
 #[cfg(test)]
 mod tests {
     use super::*;
+    use switchyard_canonical::ProviderEvent;
 
     #[test]
     fn marqeta_batch_maps_one_fact_per_event() {
@@ -229,6 +363,73 @@ mod tests {
         ];
         for (t, want) in cases {
             assert_eq!(callback(&event(t)), want, "{t}");
+        }
+    }
+
+    fn transaction(token: &str, kind: &str, state: &str, amount: &str, currency: &str, code: &str, preceding: Option<&str>) -> String {
+        let preceding = preceding.map(|p| format!(r#","preceding_related_transaction_token":"{p}""#)).unwrap_or_default();
+        format!(
+            r#"{{"token":"{token}","type":"{kind}","state":"{state}","amount":{amount},"currency_code":"{currency}","card_token":"c-1",
+            "acting_user_token":"u-1","user_token":"u-1","created_time":"2026-11-25T10:00:00Z","response":{{"code":"{code}","memo":"m"}}{preceding}}}"#
+        )
+    }
+
+    fn transactions(items: &[String]) -> Vec<ProviderEvent> {
+        let body = format!(r#"{{"transactions":[{}]}}"#, items.join(","));
+        map_batch(body.as_bytes(), &Verified::default()).expect("maps").into_iter().map(|f| f.into_event("marqeta", "cards", 1, String::new())).collect()
+    }
+
+    #[test]
+    fn transactions_map_exact_minor_units_by_the_currency_exponent() {
+        use crate::cards::{CardCallback as C, TransactionFacts};
+        use switchyard_canonical::card_transaction::{CardDeclineCode as D, CardTransactionKind as K};
+        let events = transactions(&[
+            transaction("t-auth", "authorization", "PENDING", "10.29", "USD", "0000", None),
+            transaction("t-clear", "authorization.clearing", "COMPLETION", "10.29", "USD", "0000", Some("t-auth")),
+            transaction("t-jpy", "authorization", "PENDING", "1500", "JPY", "0000", None),
+            transaction("t-bhd", "refund", "COMPLETION", "12.345", "BHD", "0000", None),
+            transaction("t-nsf", "authorization", "DECLINED", "99.99", "EUR", "1016", None),
+            transaction("t-rev", "authorization.reversal", "COMPLETION", "10.29", "USD", "0000", Some("t-auth")),
+        ]);
+        let facts: Vec<TransactionFacts> = events
+            .iter()
+            .map(|e| match callback(e) {
+                C::Transaction(t) => t,
+                other => panic!("{}: {other:?}", e.event_id),
+            })
+            .collect();
+        let got = |i: usize| (facts[i].kind, facts[i].transaction_reference.as_str(), facts[i].amount_minor, facts[i].currency.as_str(), facts[i].approved, facts[i].decline_code);
+        assert_eq!(got(0), (K::Authorization, "t-auth", 1029, "USD", true, None), "10.29 * 100.0 is 1028.999... as a float");
+        assert_eq!(got(1), (K::Clearing, "t-auth", 1029, "USD", true, None), "a clearing joins its authorization");
+        assert_eq!(got(2), (K::Authorization, "t-jpy", 1500, "JPY", true, None), "zero-decimal");
+        assert_eq!(got(3), (K::Return, "t-bhd", 12345, "BHD", true, None), "three-decimal");
+        assert_eq!(got(4), (K::Authorization, "t-nsf", 9999, "EUR", false, Some(D::InsufficientFunds)));
+        assert_eq!(got(5), (K::AuthorizationReversal, "t-auth", 1029, "USD", true, None));
+        assert_eq!(events[0].event_id, "t-auth");
+        assert_eq!((events[0].subject_id.as_str(), events[0].provider_reference.as_str()), ("c-1", "c-1"));
+        let body = format!(r#"{{"transactions":[{}]}}"#, transaction("t-x", "authorization", "PENDING", "1.005", "USD", "0000", None));
+        assert!(map_batch(body.as_bytes(), &Verified::default()).is_err(), "finer than a cent is refused, not rounded");
+        let gpa = transactions(&[transaction("t-gpa", "gpa.credit", "COMPLETION", "5", "USD", "0000", None)]);
+        assert_eq!(callback(&gpa[0]), C::NotModeled);
+    }
+
+    #[test]
+    fn marqeta_response_codes_map_to_our_decline_codes() {
+        use switchyard_canonical::card_transaction::CardDeclineCode as D;
+        let cases = [
+            ("PENDING:0000", None),
+            ("COMPLETION:0000", None),
+            ("DECLINED:1016", Some(D::InsufficientFunds)),
+            ("DECLINED:1806", Some(D::CardInactive)),
+            ("DECLINED:1003", Some(D::CardInactive)),
+            ("DECLINED:1001", Some(D::CardExpired)),
+            ("DECLINED:1005", Some(D::CardLostOrStolen)),
+            ("DECLINED:1809", Some(D::IncorrectPin)),
+            ("DECLINED:9999", Some(D::Other)),
+            ("ERROR:", Some(D::SystemError)),
+        ];
+        for (result, want) in cases {
+            assert_eq!(judge(result), (want.is_none(), want), "{result}");
         }
     }
 
