@@ -20,6 +20,7 @@
 
 pub mod audit;
 pub mod card_transactions;
+pub mod card_turns;
 pub mod cards;
 mod batch;
 mod bulk;

@@ -27,6 +27,9 @@ pub struct RunningCardWorker {
     pub metrics: Arc<Metrics>,
     pub store: Store,
     pub cards: CardStore,
+    /// The command handler, for what the runtime does not drive itself
+    /// (sending a card's outbox on demand).
+    pub handler: Arc<CardHandler>,
     /// Liveness and readiness; dead once the consumer stops or the producer fails fatally.
     pub health: switchyard_service::Health,
     /// Resolves when the consumer loop has drained and committed.
@@ -91,7 +94,7 @@ pub async fn start_card_worker(config: CardWorkerConfig, shutdown: CancellationT
         lease_ttl: Duration::from_millis(config.lease_ttl_ms),
         metrics: metrics.clone(),
         shutdown: shutdown.clone(),
-        flush_locks: super::publish::FlushLocks::default(),
+        flush_locks: super::publish::FlushLocks::new(switchyard_store::card_turns::FlushTurns::open(&store).await?),
     });
     let settings = RuntimeSettings { max_in_flight: config.max_in_flight, max_retry_rounds: config.max_retry_rounds, ..RuntimeSettings::default() };
     // No held topic: the card domain cannot be switched off yet.
@@ -122,7 +125,7 @@ pub async fn start_card_worker(config: CardWorkerConfig, shutdown: CancellationT
     } else {
         None
     };
-    let runtime = ConsumerRuntime::new(&config.kafka, publisher, runtime_topics, settings, handler, consumers.clone())?;
+    let runtime = ConsumerRuntime::new(&config.kafka, publisher, runtime_topics, settings, handler.clone(), consumers.clone())?;
     metrics.attach_runtime(runtime.stats());
     let admin_addr = match config.admin_bind {
         Some(bind) => Some(serve_admin(bind, metrics.clone(), &health, shutdown.clone()).await?),
@@ -153,5 +156,5 @@ pub async fn start_card_worker(config: CardWorkerConfig, shutdown: CancellationT
         store_for_flush.flush_audit().await;
         drained
     }));
-    Ok(RunningCardWorker { admin_addr, metrics, store, cards, health, join })
+    Ok(RunningCardWorker { admin_addr, metrics, store, cards, handler, health, join })
 }

@@ -81,8 +81,18 @@ impl CardHandler {
     /// recorded, marking each sent once the broker has it; in the card's
     /// publishing turn, so two flushers do not send one row twice.
     pub(super) async fn flush_transactions(&self, ctx: &MessageContext, card_id: &str) -> Result<(), Failure> {
-        let _turn = self.flush_locks.lock(card_id).await;
+        let turn = self.flush_locks.take(card_id, &self.shutdown).await?;
+        let flushed = self.flush_transactions_in_turn(ctx, card_id, &turn).await;
+        turn.release().await;
+        flushed
+    }
+
+    async fn flush_transactions_in_turn(&self, ctx: &MessageContext, card_id: &str, turn: &super::publish::Turn<'_>) -> Result<(), Failure> {
         for row in self.transactions.unsent(card_id).await.map_err(store_down)? {
+            if !turn.renew().await? {
+                tracing::warn!("card publishing turn taken over by another instance; it sends the rest");
+                return Ok(());
+            }
             let mut transaction: CardTransaction = serde_json::from_str(&row.payload)
                 .map_err(|e| dead_letter(&format!("stored card transaction {} is unreadable: {e}", row.transaction_event_id)))?;
             transaction.published_at_ms = switchyard_canonical::now_ms();
