@@ -83,6 +83,8 @@ pub enum TopicKind {
     FlowEvent,
     /// One change of a card (`cards.events.v1`).
     CardEvent,
+    /// One processor transaction event of a card (`cards.transactions.v1`).
+    CardTransaction,
 }
 
 impl TopicKind {
@@ -108,6 +110,8 @@ impl TopicKind {
             Some(Self::FlowEvent)
         } else if name.contains("cards.events.") {
             Some(Self::CardEvent)
+        } else if name.contains("cards.transactions.") {
+            Some(Self::CardTransaction)
         } else {
             None
         }
@@ -434,6 +438,10 @@ async fn message_event(m: &TopicMessage, decoders: Option<&Decoders>) -> (TraceE
             Some(d) => d.cards.event(&at, &m.payload).await,
             None => ("card_event", None, format!("{at} on {}", m.topic), false),
         },
+        Some(TopicKind::CardTransaction) => match decoders {
+            Some(d) => d.cards.transaction(&at, &m.payload).await,
+            None => ("card_transaction", None, format!("{at} on {}", m.topic), false),
+        },
         None => ("message", None, format!("{at} on {}", m.topic), false),
     };
     let event = TraceEvent {
@@ -489,6 +497,7 @@ mod tests {
         assert_eq!(TopicKind::of("kyc.outcomes.v1"), Some(TopicKind::Outcome));
         assert_eq!(TopicKind::of("cards.outcomes.v1"), Some(TopicKind::Outcome));
         assert_eq!(TopicKind::of("cards.events.v1"), Some(TopicKind::CardEvent));
+        assert_eq!(TopicKind::of("cards.transactions.v1"), Some(TopicKind::CardTransaction));
         assert_eq!(TopicKind::of("routing.circuit-events.v1"), None);
     }
 
