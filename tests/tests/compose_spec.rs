@@ -1,0 +1,48 @@
+//! docker-compose.yml against the Compose Specification's published JSON
+//! schema (pinned in `tests/contracts/compose/`): no Docker engine runs on
+//! the machines that test this project, so a misspelt key, a wrong type or
+//! a field the specification does not have would otherwise first show up
+//! on an operator's machine.
+
+use anyhow::{ensure, Context, Result};
+use std::path::Path;
+
+fn root() -> &'static Path {
+    Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
+}
+
+fn compose_file() -> Result<serde_json::Value> {
+    let text = std::fs::read_to_string(root().join("docker-compose.yml"))?;
+    let mut yaml: serde_norway::Value = serde_norway::from_str(&text).context("docker-compose.yml is YAML")?;
+    // `<<: *switchyard-image` merges, as Compose does before validating.
+    yaml.apply_merge().context("merge keys")?;
+    Ok(serde_json::to_value(yaml)?)
+}
+
+fn validator() -> Result<jsonschema::Validator> {
+    let text = std::fs::read_to_string(root().join("tests/contracts/compose/compose-spec.json"))?;
+    let schema: serde_json::Value = serde_json::from_str(&text)?;
+    jsonschema::validator_for(&schema).map_err(|e| anyhow::anyhow!("the Compose schema does not compile: {e}"))
+}
+
+#[test]
+fn docker_compose_yml_follows_the_compose_specification() -> Result<()> {
+    let compose = compose_file()?;
+    let validator = validator()?;
+    let errors: Vec<String> = validator.iter_errors(&compose).map(|e| format!("{}: {e}", e.instance_path())).collect();
+    ensure!(errors.is_empty(), "docker-compose.yml breaks the Compose Specification:\n  {}", errors.join("\n  "));
+    ensure!(compose["services"].as_object().is_some_and(|s| s.len() > 5), "the services were read");
+    Ok(())
+}
+
+#[test]
+fn the_schema_refuses_what_compose_would_refuse() -> Result<()> {
+    let validator = validator()?;
+    let mut misspelt = compose_file()?;
+    misspelt["services"]["payout-worker"]["restart_policy"] = serde_json::json!("unless-stopped");
+    ensure!(!validator.is_valid(&misspelt), "an unknown service key is refused");
+    let mut wrong_type = compose_file()?;
+    wrong_type["services"]["payout-worker"]["ports"] = serde_json::json!("9464:9464");
+    ensure!(!validator.is_valid(&wrong_type), "ports must be a list");
+    Ok(())
+}
