@@ -11,6 +11,10 @@
 //! The other tests need no promtool: every alert links a runbook that exists
 //! and names it, and has a promtool case where it fires and one where it
 //! stays quiet.
+//!
+//! The Grafana dashboards too: every panel's query parses (promtool, as a
+//! recording rule, Grafana's variables given values) and every metric it
+//! names is one a worker or the ingester exports.
 
 use anyhow::{bail, ensure, Context, Result};
 use serde::Deserialize;
@@ -315,5 +319,64 @@ fn every_alert_has_a_promtool_case_where_it_fires_and_one_where_it_stays_quiet()
         problems.push(format!("{name}: tested in {UNIT_TESTS_DIR} but no rule file defines it"));
     }
     ensure!(problems.is_empty(), "alerts without promtool unit tests:\n  {}", problems.join("\n  "));
+    Ok(())
+}
+
+/// `(where, query)` of every target of every Grafana dashboard, with
+/// Grafana's variables given values Prometheus accepts.
+fn dashboard_queries() -> Result<Vec<(String, String)>> {
+    let dir = repo_root().join("ops/grafana/dashboards");
+    let mut queries = Vec::new();
+    for entry in std::fs::read_dir(&dir).with_context(|| format!("listing {}", dir.display()))? {
+        let path = entry?.path();
+        if path.extension().is_none_or(|e| e != "json") {
+            continue;
+        }
+        let dashboard: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&path)?)?;
+        let file = path.file_name().and_then(|n| n.to_str()).unwrap_or_default().to_owned();
+        for panel in dashboard["panels"].as_array().into_iter().flatten() {
+            for target in panel["targets"].as_array().into_iter().flatten() {
+                let Some(expr) = target["expr"].as_str() else { continue };
+                let expr = expr.replace("$__rate_interval", "5m").replace("$__interval", "1m").replace("$__range", "1h");
+                // Template variables (`=~"$domain"`) match anything.
+                let expr = expr.split('$').enumerate().map(|(i, part)| if i == 0 { part.to_owned() } else { format!(".*{}", part.trim_start_matches(|c: char| c.is_ascii_alphanumeric() || c == '_')) }).collect::<String>();
+                queries.push((format!("{file}: {}", panel["title"].as_str().unwrap_or("?")), expr));
+            }
+        }
+    }
+    ensure!(!queries.is_empty(), "no dashboard queries found in {}", dir.display());
+    Ok(queries)
+}
+
+#[test]
+fn every_dashboard_query_parses_with_promtool() -> Result<()> {
+    let Some(promtool) = promtool("every_dashboard_query_parses_with_promtool")? else { return Ok(()) };
+    let mut rules = String::from("groups:\n  - name: grafana-dashboard-queries\n    rules:\n");
+    for (i, (_, expr)) in dashboard_queries()?.iter().enumerate() {
+        rules.push_str(&format!("      - record: dashboard:query_{i}\n        expr: {}\n", serde_json::to_string(expr)?));
+    }
+    let file = std::env::temp_dir().join(format!("switchyard-dashboard-queries-{}.yml", std::process::id()));
+    std::fs::write(&file, rules)?;
+    let checked = run(&promtool, &["check", "rules", file.to_str().context("a UTF-8 temp path")?]);
+    let _ = std::fs::remove_file(&file);
+    checked.map(|_| ())
+}
+
+#[test]
+fn every_metric_a_dashboard_names_is_exported() -> Result<()> {
+    // The families a worker registers (help and type lines render even
+    // before the first sample), and the ingester's.
+    let exported = format!("{}\n{}", switchyard_worker::metrics::Metrics::new("payouts").render(), switchyard_ingester::metrics::Metrics::default().render());
+    let mut missing = BTreeSet::new();
+    for (at, expr) in dashboard_queries()? {
+        let names = expr.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_')).filter(|w| w.starts_with("switchyard_"));
+        for name in names {
+            let family = ["_bucket", "_count", "_sum", "_total"].iter().find_map(|s| name.strip_suffix(s)).unwrap_or(name);
+            if !exported.contains(&format!("# TYPE {family} ")) && !exported.contains(&format!("# TYPE {name} ")) {
+                missing.insert(format!("{name} ({at})"));
+            }
+        }
+    }
+    ensure!(missing.is_empty(), "dashboard queries name metrics no service exports:\n  {}", missing.into_iter().collect::<Vec<_>>().join("\n  "));
     Ok(())
 }
