@@ -16,8 +16,10 @@
 mod flow;
 mod landing;
 mod retry_gate;
+mod rounds;
 
 pub use landing::retry_round_delay;
+pub use rounds::{LedgerFuture, RoundLedger, RoundPosition};
 use crate::headers::{from_kafka_headers, header_text, HeaderName, MessageContext};
 use crate::offsets::OffsetBook;
 use crate::publisher::Publisher;
@@ -177,6 +179,9 @@ pub struct RuntimeStats {
     pub abandoned_on_revoke: AtomicU64,
     /// Messages still arriving on deprecated topics.
     pub deprecated: crate::deprecation::DeprecatedTraffic,
+    /// Retry records re-read after a rebalance and finished without being
+    /// handled again, because the [`RoundLedger`] knew them.
+    pub rounds_skipped: AtomicU64,
 }
 
 impl RuntimeStats {
@@ -278,6 +283,7 @@ struct Shared<H> {
     settings: RuntimeSettings,
     stats: Arc<RuntimeStats>,
     shutdown: CancellationToken,
+    rounds: Option<Arc<dyn RoundLedger>>,
 }
 
 impl<H: Handler> ConsumerRuntime<H> {
@@ -309,8 +315,18 @@ impl<H: Handler> ConsumerRuntime<H> {
             settings,
             stats,
             shutdown,
+            rounds: None,
         });
         Ok(Self { consumer, book, shared, paused, gate: Mutex::new(gate) })
+    }
+
+    /// Remembers handled retry records in `ledger`, so a re-read one is not
+    /// handled (and sent round) again. Call before [`Self::run`].
+    pub fn with_round_ledger(mut self, ledger: Arc<dyn RoundLedger>) -> Self {
+        if let Some(shared) = Arc::get_mut(&mut self.shared) {
+            shared.rounds = Some(ledger);
+        }
+        self
     }
 
     pub fn stats(&self) -> Arc<RuntimeStats> {
@@ -519,7 +535,7 @@ impl<H: Handler> Shared<H> {
 
     /// Returns whether the message reached a final place (done, retry, DLQ);
     /// false when shutdown or a rebalance took it away first.
-    async fn run_handler(&self, message: &Arc<Inbound>, epoch: u64, not_before: Option<i64>) -> bool {
+    async fn run_handler_once(&self, message: &Arc<Inbound>, epoch: u64, not_before: Option<i64>) -> bool {
         if let Some(not_before) = not_before {
             // Waits in steps, so a revoked partition's waiting retries are
             // dropped within one step instead of handled at their due time
