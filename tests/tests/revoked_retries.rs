@@ -134,8 +134,7 @@ async fn a_retry_waiting_on_a_revoked_partition_is_handled_once_by_its_new_owner
     let first = runtime(publisher.clone())?;
     let first_stats = first.stats();
     let first_run = tokio::spawn(first.run());
-    // It holds the head of each partition, waiting; the rest stay on the
-    // broker while the partition is paused.
+    // It holds them, waiting.
     wait_while(Duration::from_secs(10), || first_stats.received.load(Ordering::Relaxed) == 0).await;
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert!(first_stats.received.load(Ordering::Relaxed) > 0, "the first member holds retries, waiting");

@@ -1,12 +1,12 @@
-//! Flow control: which partitions are fetched. A partition is paused while
-//! its uncommitted window is full (a stuck head) or while its next retry is
-//! far from due (see [`super::retry_gate`]), and resumed when neither holds.
+//! Flow control: which partitions are fetched, and when a retry may start.
+//! A partition is paused while its uncommitted window is full (a stuck
+//! head) and resumed at half of it; retries start in offset order
+//! ([`super::retry_gate`]).
 
 use super::{lock, ConsumerRuntime, Handler, Inbound};
 use crate::headers::{header_text, HeaderName};
 use rdkafka::consumer::Consumer;
 use rdkafka::TopicPartitionList;
-use switchyard_canonical::now_ms;
 
 impl<H: Handler> ConsumerRuntime<H> {
     /// Stops fetching a partition whose window is full: its head is stuck and
@@ -28,37 +28,13 @@ impl<H: Handler> ConsumerRuntime<H> {
         }
     }
 
-    /// Resumes retry partitions whose next retry is nearly due, unless a
-    /// full window holds them paused as well.
-    pub(super) fn resume_deferred(&self) {
-        for (topic, partition) in lock(&self.gate).take_due(now_ms()) {
-            if lock(&self.paused).contains(&(topic.clone(), partition)) {
-                continue;
-            }
-            let mut tpl = TopicPartitionList::new();
-            tpl.add_partition(&topic, partition);
-            if let Err(e) = self.consumer.resume(&tpl) {
-                tracing::warn!(topic, partition, error = %e, "retry partition could not be resumed");
-            }
-        }
-    }
-
-    /// Places a retry behind those read before it on its partition, pausing
-    /// the partition while its next retry is far from due.
+    /// Places a retry behind those read before it on its partition.
     pub(super) fn admit_retry(&self, inbound: &Inbound, epoch: u64) -> Option<i64> {
         let due = header_text(&inbound.headers, HeaderName::RETRY_NOT_BEFORE).and_then(|s| s.parse::<i64>().ok());
         if self.shared.topics.retry.as_deref() != Some(inbound.topic.as_str()) {
             return due;
         }
-        let admission = lock(&self.gate).admit(&inbound.topic, inbound.partition, epoch, due.unwrap_or(i64::MIN), now_ms());
-        if admission.pause_until.is_some() {
-            let mut tpl = TopicPartitionList::new();
-            tpl.add_partition(&inbound.topic, inbound.partition);
-            if let Err(e) = self.consumer.pause(&tpl) {
-                tracing::warn!(topic = %inbound.topic, partition = inbound.partition, error = %e, "retry partition could not be paused");
-            }
-        }
-        Some(admission.not_before)
+        Some(lock(&self.gate).admit(&inbound.topic, inbound.partition, epoch, due.unwrap_or(i64::MIN)))
     }
 
     pub(super) fn resume_if_drained(&self, topic: &str, partition: i32) {
@@ -71,10 +47,6 @@ impl<H: Handler> ConsumerRuntime<H> {
             return;
         }
         lock(&self.paused).remove(&key);
-        if lock(&self.gate).is_deferred(topic, partition) {
-            // Stays paused until its next retry is nearly due.
-            return;
-        }
         let mut tpl = TopicPartitionList::new();
         tpl.add_partition(topic, partition);
         if let Err(e) = self.consumer.resume(&tpl) {

@@ -149,8 +149,6 @@ impl Default for RuntimeSettings {
 /// How often a waiting retry checks that its partition is still owned.
 const REVOCATION_CHECK_MS: u64 = 250;
 
-/// How often paused retry partitions are checked for resumption.
-const DEFERRAL_CHECK_MS: u64 = 100;
 
 /// Counters a worker exports as metrics.
 #[derive(Debug, Default)]
@@ -195,7 +193,6 @@ struct RebalanceContext {
     book: Arc<Mutex<OffsetBook>>,
     stats: Arc<RuntimeStats>,
     paused: Arc<Mutex<HashSet<(String, i32)>>>,
-    deferred: Arc<Mutex<HashMap<(String, i32), i64>>>,
 }
 
 impl ClientContext for RebalanceContext {}
@@ -205,14 +202,12 @@ impl ConsumerContext for RebalanceContext {
         if let Rebalance::Revoke(tpl) = rebalance {
             let mut book = lock(&self.book);
             let mut paused = lock(&self.paused);
-            let mut deferred = lock(&self.deferred);
             for e in tpl.elements() {
                 tracing::info!(topic = e.topic(), partition = e.partition(), "partition revoked");
                 book.revoke(e.topic(), e.partition());
                 // Forgotten here; `post_rebalance` resumes the partition
                 // should it come back.
                 paused.remove(&(e.topic().to_owned(), e.partition()));
-                deferred.remove(&(e.topic().to_owned(), e.partition()));
             }
             // The eager assignor revokes everything before assigning anew.
             self.stats.assigned_partitions.store(0, Ordering::Relaxed);
@@ -269,8 +264,7 @@ pub struct ConsumerRuntime<H> {
     shared: Arc<Shared<H>>,
     /// Partitions paused for a full window; resumed at half of it.
     paused: Arc<Mutex<HashSet<(String, i32)>>>,
-    /// Retry partitions read in offset order, paused while their next
-    /// retry is far from due.
+    /// Retry partitions read in offset order.
     gate: Mutex<RetryGate>,
 }
 
@@ -304,7 +298,7 @@ impl<H: Handler> ConsumerRuntime<H> {
         let stats = Arc::new(RuntimeStats { deprecated, max_in_flight: AtomicU64::new(settings.max_in_flight as u64), ..RuntimeStats::default() });
         let paused = Arc::new(Mutex::new(HashSet::new()));
         let gate = RetryGate::default();
-        let context = RebalanceContext { book: book.clone(), stats: stats.clone(), paused: paused.clone(), deferred: gate.deferred() };
+        let context = RebalanceContext { book: book.clone(), stats: stats.clone(), paused: paused.clone() };
         let consumer: StreamConsumer<RebalanceContext> = kafka.consumer_config().create_with_context(context)?;
         consumer.subscribe(&subscription)?;
         let shared = Arc::new(Shared {
@@ -344,13 +338,11 @@ impl<H: Handler> ConsumerRuntime<H> {
         // load this task competes with thousands of handler tasks for a turn.
         const BURST: usize = 512;
         let mut gauges = tokio::time::interval(Duration::from_secs(1));
-        let mut deferrals = tokio::time::interval(Duration::from_millis(DEFERRAL_CHECK_MS));
         loop {
             tokio::select! {
                 biased;
                 _ = shutdown.cancelled() => break,
                 _ = gauges.tick() => self.refresh_gauges(),
-                _ = deferrals.tick() => self.resume_deferred(),
                 Some(joined) = tasks.join_next(), if !tasks.is_empty() => {
                     self.on_joined(joined, &mut lanes, &mut tasks, &mut outstanding);
                     for _ in 0..BURST {
