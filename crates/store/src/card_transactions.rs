@@ -61,18 +61,7 @@ impl CardTransactions {
     /// Creates the table if needed.
     pub async fn open(store: &Store) -> Result<Self, StoreError> {
         let pool = store.pool().clone();
-        for statement in DDL {
-            // Concurrent first starts race on PostgreSQL's catalog even with
-            // IF NOT EXISTS; a second try sees the winner's table.
-            let mut tries = 0;
-            while let Err(e) = sqlx::query(statement).execute(&pool).await {
-                tries += 1;
-                if tries > 5 {
-                    return Err(e.into());
-                }
-                tokio::time::sleep(std::time::Duration::from_millis(50 * tries)).await;
-            }
-        }
+        crate::schema::create_all(&pool, DDL).await?;
         Ok(Self { pool })
     }
 

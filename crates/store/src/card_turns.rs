@@ -27,15 +27,7 @@ pub struct FlushTurns {
 impl FlushTurns {
     pub async fn open(store: &Store) -> Result<Self, StoreError> {
         let pool = store.pool().clone();
-        let mut tries = 0;
-        // Concurrent first starts race on PostgreSQL's catalog even with IF NOT EXISTS.
-        while let Err(e) = sqlx::query(DDL).execute(&pool).await {
-            tries += 1;
-            if tries > 5 {
-                return Err(e.into());
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(50 * tries)).await;
-        }
+        crate::schema::create_all(&pool, &[DDL]).await?;
         Ok(Self { pool })
     }
 

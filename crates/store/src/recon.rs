@@ -256,21 +256,7 @@ impl ReconStore {
             .acquire_timeout(Duration::from_secs(30))
             .connect(url)
             .await?;
-        for statement in DDL {
-            // Concurrent first starts race on PostgreSQL's catalog even with
-            // IF NOT EXISTS; a second try sees the winner's table.
-            let mut tries = 0;
-            loop {
-                match sqlx::query(statement).execute(&pool).await {
-                    Ok(_) => break,
-                    Err(_) if tries < 5 => {
-                        tries += 1;
-                        tokio::time::sleep(Duration::from_millis(50 * tries)).await;
-                    }
-                    Err(e) => return Err(e.into()),
-                }
-            }
-        }
+        crate::schema::create_all(&pool, DDL).await?;
         Ok(Self { pool, scope: scope.to_owned(), is_sqlite })
     }
 

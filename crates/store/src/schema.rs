@@ -74,14 +74,11 @@ async fn add_columns(pool: &AnyPool, is_sqlite: bool) -> Result<(), sqlx::Error>
     Ok(())
 }
 
-pub(crate) async fn apply(pool: &AnyPool, is_sqlite: bool) -> Result<(), sqlx::Error> {
-    if is_sqlite {
-        sqlx::query("PRAGMA journal_mode = WAL").execute(pool).await?;
-        sqlx::query("PRAGMA synchronous = NORMAL").execute(pool).await?;
-    }
-    for statement in STATEMENTS {
-        // Concurrent first starts race on PostgreSQL's catalog even with
-        // IF NOT EXISTS; a second try sees the winner's table.
+/// Runs `CREATE ... IF NOT EXISTS` statements. Concurrent first starts race
+/// on PostgreSQL's catalog even with IF NOT EXISTS; a second try sees the
+/// winner's table, so each statement is tried up to six times.
+pub(crate) async fn create_all(pool: &AnyPool, statements: &[&str]) -> Result<(), sqlx::Error> {
+    for statement in statements {
         let mut tries = 0;
         loop {
             match sqlx::query(statement).execute(pool).await {
@@ -95,6 +92,15 @@ pub(crate) async fn apply(pool: &AnyPool, is_sqlite: bool) -> Result<(), sqlx::E
             }
         }
     }
+    Ok(())
+}
+
+pub(crate) async fn apply(pool: &AnyPool, is_sqlite: bool) -> Result<(), sqlx::Error> {
+    if is_sqlite {
+        sqlx::query("PRAGMA journal_mode = WAL").execute(pool).await?;
+        sqlx::query("PRAGMA synchronous = NORMAL").execute(pool).await?;
+    }
+    create_all(pool, STATEMENTS).await?;
     let mut tries = 0;
     while let Err(e) = add_columns(pool, is_sqlite).await {
         // Concurrent first starts race here too; a second try sees the column.
