@@ -17,14 +17,41 @@ pub struct PartitionTracker {
     head_since: Option<Instant>,
     /// The next offset to commit: everything below it is finished.
     committable: Option<i64>,
+    /// The last offset received, to tell a skip or a rewind from the broker
+    /// or the client apart from the contiguous stream Kafka promises for a
+    /// topic without compaction or transactions.
+    last_received: Option<i64>,
+}
+
+/// How a received offset relates to the one before it on its partition.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Arrival {
+    /// The first message of this assignment: it starts where the group's
+    /// committed offset was.
+    FirstOfAssignment,
+    Contiguous,
+    /// Offsets between `after` and this one were never received: fine for a
+    /// compacted or transactional topic, suspicious for ours, since the
+    /// commit will pass over them.
+    Skipped { after: i64 },
+    /// An offset at or below one already received in this assignment.
+    Rewound { after: i64 },
 }
 
 impl PartitionTracker {
-    pub fn begin(&mut self, offset: i64) {
+    pub fn begin(&mut self, offset: i64) -> Arrival {
         if self.pending.is_empty() {
             self.head_since = Some(Instant::now());
         }
         self.pending.insert(offset, false);
+        let arrival = match self.last_received {
+            None => Arrival::FirstOfAssignment,
+            Some(last) if offset == last + 1 => Arrival::Contiguous,
+            Some(last) if offset > last => Arrival::Skipped { after: last },
+            Some(last) => Arrival::Rewound { after: last },
+        };
+        self.last_received = Some(self.last_received.map_or(offset, |last| last.max(offset)));
+        arrival
     }
 
     /// Offsets held back from the commit: unfinished, and finished behind an
@@ -80,15 +107,15 @@ pub struct OffsetBook {
 }
 
 impl OffsetBook {
-    /// Registers a received message; returns the epoch it belongs to.
-    pub fn begin(&mut self, topic: &str, partition: i32, offset: i64) -> u64 {
+    /// Registers a received message; returns the epoch it belongs to and
+    /// how it follows the previous one.
+    pub fn begin(&mut self, topic: &str, partition: i32, offset: i64) -> (u64, Arrival) {
         let next_epoch = &mut self.next_epoch;
         let (epoch, tracker) = self.partitions.entry((topic.to_owned(), partition)).or_insert_with(|| {
             *next_epoch += 1;
             (*next_epoch, PartitionTracker::default())
         });
-        tracker.begin(offset);
-        *epoch
+        (*epoch, tracker.begin(offset))
     }
 
     /// Whether work of `epoch` still belongs to the current assignment.
@@ -168,11 +195,22 @@ mod tests {
     }
 
     #[test]
+    fn arrivals_tell_skips_and_rewinds_from_the_contiguous_stream() {
+        let mut t = PartitionTracker::default();
+        assert_eq!(t.begin(7), Arrival::FirstOfAssignment);
+        assert_eq!(t.begin(8), Arrival::Contiguous);
+        assert_eq!(t.begin(11), Arrival::Skipped { after: 8 });
+        assert_eq!(t.begin(9), Arrival::Rewound { after: 11 });
+        assert_eq!(t.begin(12), Arrival::Contiguous, "measured from the highest offset seen");
+    }
+
+    #[test]
     fn stale_epochs_cannot_advance_a_reassigned_partition() {
         let mut book = OffsetBook::default();
-        let old = book.begin("t", 0, 5);
+        let (old, _) = book.begin("t", 0, 5);
         book.revoke("t", 0);
-        let new = book.begin("t", 0, 5);
+        let (new, arrival) = book.begin("t", 0, 5);
+        assert_eq!(arrival, Arrival::FirstOfAssignment);
         assert_ne!(old, new);
         assert_eq!(book.finish("t", 0, 5, old), None, "old work must not commit new work");
         assert_eq!(book.finish("t", 0, 5, new), Some(6));

@@ -74,6 +74,7 @@ pub struct Metrics {
     paused: Family<Labels, Gauge>,
     deadline_exceeded: Family<Labels, Gauge>,
     abandoned_on_revoke: Family<Labels, Gauge>,
+    irregular_arrivals: Family<Labels, Gauge>,
     assigned: Family<Labels, Gauge>,
     deprecated: Family<Labels, Counter>,
     sunsets: Family<Labels, Gauge>,
@@ -156,6 +157,12 @@ impl Metrics {
             "Messages given up since start because a rebalance took their partition (waiting out a retry delay, or failed): the new owner handles them",
             abandoned_on_revoke.clone(),
         );
+        let irregular_arrivals = Family::<Labels, Gauge>::default();
+        registry.register(
+            "consumer_irregular_arrival_messages",
+            "Messages received since start whose offset did not follow the previous one on their partition (skipped or rewound): zero on topics without compaction or transactions",
+            irregular_arrivals.clone(),
+        );
         let assigned = Family::<Labels, Gauge>::default();
         registry.register("consumer_assigned_partitions", "Partitions (input and retry topic) this member owns", assigned.clone());
         let (deprecated, sunsets) = (Family::<Labels, Counter>::default(), Family::<Labels, Gauge>::default());
@@ -184,6 +191,7 @@ impl Metrics {
             paused,
             deadline_exceeded,
             abandoned_on_revoke,
+            irregular_arrivals,
             assigned,
             deprecated,
             sunsets,
@@ -261,6 +269,7 @@ impl Metrics {
             self.deadline_exceeded.get_or_create(&l).set(rt.deadline_exceeded.load(Ordering::Relaxed) as i64);
             self.assigned.get_or_create(&l).set(rt.assigned_partitions.load(Ordering::Relaxed) as i64);
             self.abandoned_on_revoke.get_or_create(&l).set(rt.abandoned_on_revoke.load(Ordering::Relaxed) as i64);
+            self.irregular_arrivals.get_or_create(&l).set(rt.irregular_arrivals.load(Ordering::Relaxed) as i64);
             for (topic, deprecation, seen) in rt.deprecated.snapshot() {
                 let version = major_version(&topic);
                 let counter = self.deprecated.get_or_create(&self.labels(&[("topic", &topic), ("version", version)])).clone();

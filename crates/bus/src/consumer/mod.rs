@@ -17,7 +17,7 @@ mod landing;
 
 pub use landing::retry_round_delay;
 use crate::headers::{from_kafka_headers, header_text, HeaderName, MessageContext};
-use crate::offsets::OffsetBook;
+use crate::offsets::{Arrival, OffsetBook};
 use crate::publisher::Publisher;
 use crate::{BusError, KafkaConfig};
 use futures::FutureExt;
@@ -169,6 +169,10 @@ pub struct RuntimeStats {
     /// Messages given up because a rebalance took their partition while
     /// they waited out a retry delay or failed: the new owner handles them.
     pub abandoned_on_revoke: AtomicU64,
+    /// Offsets received out of sequence within one assignment (skipped or
+    /// rewound); our topics are neither compacted nor transactional, so
+    /// anything but zero points at the broker or the client.
+    pub irregular_arrivals: AtomicU64,
     /// Messages still arriving on deprecated topics.
     pub deprecated: crate::deprecation::DeprecatedTraffic,
 }
@@ -427,7 +431,8 @@ impl<H: Handler> ConsumerRuntime<H> {
         drop(message);
         self.shared.stats.received.fetch_add(1, Ordering::Relaxed);
         self.shared.stats.deprecated.count(&inbound.topic);
-        let epoch = lock(&self.book).begin(&inbound.topic, inbound.partition, inbound.offset);
+        let (epoch, arrival) = lock(&self.book).begin(&inbound.topic, inbound.partition, inbound.offset);
+        self.note_arrival(&inbound, epoch, arrival);
         self.pause_if_full(&inbound.topic, inbound.partition);
         let lane = match &inbound.key {
             Some(k) => Lane::Key(k.clone()),
@@ -444,12 +449,29 @@ impl<H: Handler> ConsumerRuntime<H> {
         }
     }
 
+    /// Where each assignment starts reading, and any break in the offsets
+    /// after that: the commit passes over offsets never received, so a skip
+    /// is where a message could be lost without any handler seeing it.
+    fn note_arrival(&self, inbound: &Inbound, epoch: u64, arrival: Arrival) {
+        let (topic, partition, offset) = (&inbound.topic, inbound.partition, inbound.offset);
+        match arrival {
+            Arrival::Contiguous => tracing::debug!(topic, partition, offset, epoch, "received"),
+            Arrival::FirstOfAssignment => tracing::info!(topic, partition, offset, epoch, "assignment starts reading"),
+            Arrival::Skipped { after } | Arrival::Rewound { after } => {
+                self.shared.stats.irregular_arrivals.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(topic, partition, offset, after, epoch, ?arrival, "offsets not contiguous");
+            }
+        }
+    }
+
     fn complete(&self, done: &Done) {
         self.shared.stats.finished.fetch_add(1, Ordering::Relaxed);
         if !done.finished {
+            tracing::debug!(topic = %done.topic, partition = done.partition, offset = done.offset, epoch = done.epoch, "given up");
             return;
         }
         let advanced = lock(&self.book).finish(&done.topic, done.partition, done.offset, done.epoch);
+        tracing::debug!(topic = %done.topic, partition = done.partition, offset = done.offset, epoch = done.epoch, ?advanced, "finished");
         if let Some(next) = advanced {
             let mut tpl = TopicPartitionList::new();
             if tpl.add_partition_offset(&done.topic, done.partition, Offset::Offset(next)).is_ok() {
