@@ -55,6 +55,24 @@ if ! command -v promtool >/dev/null 2>&1; then
   if [[ -d /run/systemd/system ]]; then "${as_root[@]}" systemctl disable --now --quiet prometheus.service || true; fi
 fi
 export SWITCHYARD_REQUIRE_PROMTOOL=1
+# Headless Chromium renders the vendor scorecard's HTML report and the test
+# looks for its charts in the DOM (services/switchyard/tests/scorecard.rs).
+# Debian ships it as chromium; installed once.
+if ! command -v chromium >/dev/null 2>&1; then
+  as_root=()
+  if [[ $(id -u) -ne 0 ]]; then as_root=(sudo -n); fi
+  install_chromium() {
+    "${as_root[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium
+  }
+  log=$(mktemp)
+  if ! { install_chromium || { "${as_root[@]}" apt-get update -qq && install_chromium; }; } >"$log" 2>&1; then
+    cat "$log" >&2
+    echo "could not install chromium (apt-get install chromium)" >&2
+    exit 1
+  fi
+  rm -f "$log"
+fi
+export SWITCHYARD_REQUIRE_CHROMIUM=1
 # Cargo.lock is audited against a local RustSec advisory database
 # (tests/tests/advisories.rs); where one is found, a missing one later fails.
 for db in "${SWITCHYARD_ADVISORY_DB:-}" "$PWD/../shared/advisory-db" /work/shared/advisory-db; do

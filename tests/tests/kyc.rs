@@ -113,6 +113,15 @@ async fn every_outcome_class_through(name: &str, primary: &str, vendor: impl Fn(
     assert_eq!(checks.len(), cases.len() - 2, "one billable check per command the vendor took, none for the duplicate: {checks:?}");
     shutdown.cancel();
     worker.join.await??;
+    // Each vendor call is in the audit log (written by the time the worker
+    // has drained), in the shape `switchyard scorecard` and `trace` read.
+    let trail = worker.store.audit_trail(&[cases[0].0.subject_id.as_str()]).await?;
+    let calls: Vec<_> = trail.iter().filter(|e| e.action == "vendor_call").collect();
+    let last = calls.last().unwrap_or_else(|| panic!("the approved check's vendor call is audited: {trail:?}"));
+    assert!(calls.iter().all(|e| e.actor == "kyc-worker"), "{calls:?}");
+    let detail: serde_json::Value = serde_json::from_str(&last.detail)?;
+    assert_eq!((detail["provider"].as_str(), detail["operation"].as_str(), detail["result"].as_str()), (Some(primary), Some("kyc"), Some("ok")), "{detail}");
+    assert!(detail["latency_ms"].is_u64(), "{detail}");
     sim.shutdown().await;
     Ok(())
 }

@@ -93,6 +93,13 @@ pub struct Sla {
     pub p99_latency_ms: u64,
     pub error_ratio: f64,
     pub timeout_ratio: f64,
+    /// The lower edge of the latency band, where the contract states one.
+    #[serde(default)]
+    pub p95_latency_ms: Option<u64>,
+    /// The vendor's event timestamp to the event on our bus, at p95, where
+    /// the contract bounds how late its webhooks may arrive.
+    #[serde(default)]
+    pub webhook_delay_p95_ms: Option<u64>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -139,6 +146,9 @@ impl PartnerCatalog {
                 if !(0.0..=1.0).contains(&ratio) {
                     return Err(format!("{}: {ratio} is not within 0..=1", at(field)));
                 }
+            }
+            if p.sla.p95_latency_ms.is_some_and(|p95| p95 > p.sla.p99_latency_ms) {
+                return Err(format!("{} must not exceed sla.p99_latency_ms", at("sla.p95_latency_ms")));
             }
             if p.contract_owner.trim().is_empty() || p.technical_owner.trim().is_empty() {
                 return Err(format!("{} and technical_owner must name someone", at("contract_owner")));
@@ -202,6 +212,10 @@ mod tests {
         let catalog: PartnerCatalog = serde_norway::from_str(&broken).expect("parses");
         let err = catalog.validate().expect_err("bad date");
         assert!(err.contains("partners[0] (stripe).last_disaster_test"), "{err}");
+        let band = repo_catalog().replacen("p95_latency_ms: 800", "p95_latency_ms: 1600", 1);
+        let catalog: PartnerCatalog = serde_norway::from_str(&band).expect("parses");
+        let err = catalog.validate().expect_err("p95 above p99");
+        assert!(err.contains("partners[0] (stripe).sla.p95_latency_ms"), "{err}");
         let typo = repo_catalog().replacen("known_gaps", "known_gapz", 1);
         let err = serde_norway::from_str::<PartnerCatalog>(&typo).expect_err("unknown field").to_string();
         assert!(err.contains("known_gapz"), "{err}");

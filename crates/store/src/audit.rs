@@ -15,7 +15,8 @@ use crate::bulk::{self, Column, Dialect, Kind};
 use crate::records::{Bind, Sql};
 use crate::{AuditEntry, Store, StoreError};
 use futures::future::BoxFuture;
-use futures::FutureExt;
+use futures::stream::BoxStream;
+use futures::{FutureExt, StreamExt};
 use sqlx::{AnyPool, Row};
 
 /// Audit entries wait at most this many in one statement (6 binds each, far
@@ -147,6 +148,29 @@ impl Store {
             .collect::<Result<_, sqlx::Error>>()
             .map_err(StoreError::from)
     }
+
+    /// Every entry with `action` at or after `since_ms`, oldest first, as a
+    /// stream: a month of vendor calls (`switchyard scorecard`) is millions
+    /// of rows, folded as they arrive instead of held at once.
+    pub fn audit_since<'a>(&'a self, action: &'a str, since_ms: i64) -> BoxStream<'a, Result<AuditRecord, StoreError>> {
+        sqlx::query("SELECT at_ms, actor, action, subject_id, correlation_id, detail FROM audit_log WHERE action = $1 AND at_ms >= $2 ORDER BY at_ms")
+            .bind(action)
+            .bind(since_ms)
+            .fetch(&self.pool)
+            .map(|row| {
+                let r = row?;
+                Ok(AuditRecord {
+                    at_ms: r.try_get("at_ms")?,
+                    actor: r.try_get("actor")?,
+                    action: r.try_get("action")?,
+                    subject_id: r.try_get("subject_id")?,
+                    correlation_id: r.try_get("correlation_id")?,
+                    detail: r.try_get("detail")?,
+                })
+            })
+            .map(|r: Result<AuditRecord, sqlx::Error>| r.map_err(StoreError::from))
+            .boxed()
+    }
 }
 
 #[cfg(test)]
@@ -167,6 +191,17 @@ mod tests {
         assert_eq!(by_subject.iter().map(|r| r.action.as_str()).collect::<Vec<_>>(), ["route", "vendor_call"]);
         assert_eq!(store.audit_trail(&["corr-2"]).await.expect("read").len(), 1);
         assert_eq!(store.audit_trail(&[]).await.expect("read"), Vec::new());
+    }
+
+    #[tokio::test]
+    async fn entries_since_a_time_are_streamed_by_action_oldest_first() {
+        let store = Store::connect("sqlite::memory:").await.expect("sqlite");
+        for (at_ms, action) in [(300, "vendor_call"), (100, "vendor_call"), (200, "route"), (50, "vendor_call")] {
+            let rows = [AuditRecord { at_ms, actor: "t".into(), action: action.into(), subject_id: "s".into(), correlation_id: "c".into(), detail: "{}".into() }];
+            audit_batch(&store.pool, &rows).await.expect("insert");
+        }
+        let got: Vec<i64> = store.audit_since("vendor_call", 100).map(|r| r.expect("row").at_ms).collect().await;
+        assert_eq!(got, [100, 300]);
     }
 }
 

@@ -238,12 +238,14 @@ impl<D: CheckDomain> CheckHandler<D> {
         };
         self.metrics.stage(Stage::VendorSlotWait, waited.elapsed());
         let started = Instant::now();
-        let result = D::call(&vendor.adapter, command, key, ctx).await;
+        let (result, reply) = switchyard_adapters::http::observe(D::call(&vendor.adapter, command, key, ctx)).await;
+        let elapsed = started.elapsed();
         let label = match &result {
             Ok(_) => "ok".to_owned(),
             Err(e) => e.http_status.map_or_else(|| e.code.as_str().to_owned(), |s| s.to_string()),
         };
-        self.metrics.vendor_call(name, D::NAME, &label, started.elapsed());
+        self.metrics.vendor_call(name, D::NAME, &label, elapsed);
+        self.audit_call(command, name, &label, result.as_ref().err(), &reply, elapsed, ctx).await;
         // Only the vendor being unwell counts against its breaker.
         let unwell = matches!(&result, Err(e) if matches!(e.code, ErrorCode::VendorUnavailable | ErrorCode::Timeout)
             && e.http_status != Some(switchyard_adapters::poll::STILL_PROCESSING));
@@ -258,6 +260,44 @@ impl<D: CheckDomain> CheckHandler<D> {
 
     fn breaker_allows(&self, provider: &str) -> bool {
         self.router.breaker(provider).is_none_or(|b| b.allow())
+    }
+
+    /// One audit entry per vendor call, in the payout worker's shape, so
+    /// `switchyard trace` and `switchyard scorecard` see check vendors too.
+    /// Queued (group commit): a failed write never fails the check.
+    #[allow(clippy::too_many_arguments)]
+    async fn audit_call(
+        &self,
+        command: &D::Command,
+        provider: &str,
+        label: &str,
+        failed: Option<&AdapterError>,
+        reply: &switchyard_adapters::http::ReplyMeta,
+        elapsed: Duration,
+        ctx: &CallContext,
+    ) {
+        let detail = serde_json::json!({
+            "provider": provider,
+            "operation": D::NAME,
+            "result": label,
+            "http_status": reply.http_status,
+            "latency_ms": u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX),
+            "request_id": reply.request_id,
+            "error": failed.map(|e| format!("{}/{}: {}", e.class.as_str(), e.code.as_str(), e.message)),
+            "ambiguous": failed.map(|e| e.ambiguous),
+        })
+        .to_string();
+        // The actor names the domain (`kyc-worker`, ...), as the payout and
+        // card workers' entries do.
+        let actor = format!("{}-worker", D::NAME);
+        let entry = switchyard_store::AuditEntry {
+            actor: &actor,
+            action: "vendor_call",
+            subject_id: D::subject(command),
+            correlation_id: &ctx.correlation_id,
+            detail: &detail,
+        };
+        self.store.audit_later(entry).await;
     }
 
     /// Moves a fresh claim to the secondary after definite refusals only

@@ -12,6 +12,9 @@
 //!   level and the released versions in schemas/released.lock.json.
 //! - `asyncapi [--check]`: asyncapi.yaml, the bus contract as AsyncAPI 3,
 //!   generated from topics.yaml and schemas/.
+//! - `scorecard`: per vendor and domain, latency, error and timeout ratios
+//!   against the catalog's SLAs, with breaches; from Prometheus or the audit
+//!   log; `--html` for a report with charts.
 //! - `sandbox`: every vendor simulator on fixed ports, with fault profiles
 //!   and signed webhooks to a URL, for teams and the vendors' own SDKs.
 
@@ -25,6 +28,7 @@ mod demo_webhooks;
 mod ops;
 mod sandbox;
 mod schemas;
+mod scorecard;
 mod sla;
 mod up;
 
@@ -77,6 +81,11 @@ enum Command {
     Catalog(catalog::CatalogArgs),
     /// Prometheus rules from the partner catalog's SLAs (`sla rules`).
     Sla(sla::SlaArgs),
+    /// Per vendor and domain: calls, p50/p95/p99 latency, error and timeout
+    /// ratios against the catalog's SLAs, with each breach's start and end;
+    /// from Prometheus (`--prometheus`) or the audit log. `--html FILE`
+    /// writes a self-contained report with charts.
+    Scorecard(scorecard::ScorecardArgs),
     /// Dead-letter topics: list, show, replay.
     Dlq(ops::DlqArgs),
     /// The timeline of one flow (correlation id, subject id or onboarding
@@ -160,6 +169,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
         Command::Bench(args) => bench::run(args).await,
         Command::Catalog(args) => catalog::run(args).await,
         Command::Sla(args) => sla::run(args),
+        Command::Scorecard(args) => scorecard::run(args).await,
         Command::Dlq(args) => ops::run_dlq(args).await,
         Command::Trace(args) => ops::run_trace(args).await,
         Command::Schemas(args) => schemas::run(args),
