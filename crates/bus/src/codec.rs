@@ -304,3 +304,7 @@ mod tests {
         }
     }
 }
+
+#[cfg(test)]
+#[path = "codec_openbanking_tests.rs"]
+mod openbanking_tests;

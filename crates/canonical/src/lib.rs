@@ -14,6 +14,11 @@
 //!   [`card_transaction`] normalized card transactions for the ledger;
 //!   [`card_outcome`] the card worker's answer.
 //! - [`fraud`]: fraud scoring and feedback command and outcome.
+//! - [`openbanking`]: open banking commands; [`openbanking_consent`] the
+//!   consent machine and the pre-call decision; [`openbanking_payment`] the
+//!   payment status machine; [`openbanking_outcome`] the worker's answer;
+//!   [`openbanking_event`] consent and payment changes; [`openbanking_data`]
+//!   account data deltas.
 //! - [`onboarding`]: the onboarding flow's commands (start, evidence, manual
 //!   decision) and the event every transition publishes.
 //! - [`provider_event`]: vendor callbacks in our vocabulary, and the rule that
@@ -40,6 +45,12 @@ pub mod kyc;
 pub mod ledger;
 pub mod money;
 pub mod onboarding;
+pub mod openbanking;
+pub mod openbanking_consent;
+pub mod openbanking_data;
+pub mod openbanking_event;
+pub mod openbanking_outcome;
+pub mod openbanking_payment;
 pub mod payout;
 pub mod provider_event;
 pub mod routing;
