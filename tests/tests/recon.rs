@@ -99,6 +99,10 @@ fn posting(payout_id: &str, n: u32, kind: PostingKind, amount: i64, currency: &s
         amount_minor: amount,
         currency: currency.into(),
         posted_at_ms: at,
+        card_id: None,
+        card_transaction_id: None,
+        card_event_id: None,
+        card_fee: None,
     }
 }
 

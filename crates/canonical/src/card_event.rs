@@ -49,6 +49,27 @@ impl CardEventKind {
         }
     }
 
+    pub const ALL: [Self; 14] = [
+        Self::CardIssued,
+        Self::CardShipped,
+        Self::CardShippingReturned,
+        Self::CardPendingActivation,
+        Self::CardActivated,
+        Self::CardSuspended,
+        Self::CardReinstated,
+        Self::CardTerminated,
+        Self::CardExpired,
+        Self::CardReplaced,
+        Self::TokenProvisioned,
+        Self::TokenStepUpRequired,
+        Self::DisputeUpdated,
+        Self::ProvisionalCredit,
+    ];
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|k| k.as_str() == s)
+    }
+
     /// Whether the cardholder hears about it (a push, an email). Each state
     /// change publishes one event, so a customer is told once that a card is
     /// on its way however often the processor says so.

@@ -42,6 +42,29 @@ impl CardTransactionKind {
             Self::ReturnReversal => "RETURN_REVERSAL",
         }
     }
+
+    pub const ALL: [Self; 6] = [
+        Self::Authorization,
+        Self::AuthorizationAdjustment,
+        Self::AuthorizationReversal,
+        Self::Clearing,
+        Self::Return,
+        Self::ReturnReversal,
+    ];
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|k| k.as_str() == s)
+    }
+
+    /// Whether core banking's ledger books the event, and which way: `Some(true)`
+    /// debits the cardholder, `Some(false)` credits; holds are not bookings.
+    pub fn ledger_debits(self) -> Option<bool> {
+        match self {
+            Self::Clearing | Self::ReturnReversal => Some(true),
+            Self::Return => Some(false),
+            Self::Authorization | Self::AuthorizationAdjustment | Self::AuthorizationReversal => None,
+        }
+    }
 }
 
 /// Our decline vocabulary, whatever code the processor used.

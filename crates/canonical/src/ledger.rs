@@ -1,10 +1,22 @@
-//! What core banking booked for a payout, published on `ledger.postings.v1`.
-//! Wire form: `schemas/ledger/LedgerPosting.v1.avsc`. Core banking stays the
-//! system of record; switchyard only compares these with its own facts.
+//! What core banking booked for a payout or a card, published on
+//! `ledger.postings.v1`. Wire form: `schemas/ledger/LedgerPosting.v1.avsc`.
+//! Core banking stays the system of record; switchyard only compares these
+//! with its own facts.
+//!
+//! A card posting names our card id in `card_id` (and, as the topic's key,
+//! in `payout_id` too, since that field is required in every released
+//! version) plus what it books: a card transaction event
+//! (`card_transaction_id`, the `CardTransaction`'s `transaction_event_id`) or
+//! a card event (`card_event_id`: a provisional credit, or the event a fee
+//! is charged for). `card_fee` marks a fee charged for the referenced
+//! transaction or event rather than the booking of it, so an ATM fee next to
+//! its withdrawal is not a second booking of the withdrawal.
 
 use serde::{Deserialize, Serialize};
 
-/// Which way a posting moves the customer's money.
+/// Which way a posting moves the customer's money. For card postings
+/// `Payout` is a debit of the cardholder and `Reversal` a credit: the enum
+/// cannot grow new symbols without breaking readers of the released schema.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum PostingKind {
@@ -45,4 +57,16 @@ pub struct LedgerPosting {
     pub amount_minor: i64,
     pub currency: String,
     pub posted_at_ms: i64,
+    /// Our card id; set on every card posting, absent on payout postings.
+    #[serde(default)]
+    pub card_id: Option<String>,
+    /// The booked card transaction event (`<processor>:<event token>`).
+    #[serde(default)]
+    pub card_transaction_id: Option<String>,
+    /// The card event booked (a provisional credit) or charged for (a fee).
+    #[serde(default)]
+    pub card_event_id: Option<String>,
+    /// The fee's code (core banking's), when the posting is a fee.
+    #[serde(default)]
+    pub card_fee: Option<String>,
 }

@@ -180,7 +180,9 @@ impl Engine {
     /// reference; that payout is judged with them in the next step.
     async fn join_strays(&self, facts: &mut [SubjectFacts], as_of_ms: i64) -> Result<std::collections::HashSet<String>, ReconError> {
         let mut joined = std::collections::HashSet::new();
+        // Card subjects are named by what they book and never join a payout.
         let strays: Vec<usize> = (0..facts.len())
+            .filter(|&i| !crate::card_rules::is_card_subject(&facts[i].subject_id))
             .filter(|&i| facts[i].outcomes.is_empty() && (!facts[i].postings.is_empty() || !facts[i].events.is_empty()))
             .collect();
         if strays.is_empty() {
@@ -217,7 +219,8 @@ impl Engine {
         let mut judged = Vec::with_capacity(subjects.len());
         let mut changed_all = Vec::new();
         for ((d, f), v) in subjects.iter().zip(facts).zip(verdicts) {
-            let (changed, open_count) = track(&self.policy.domain, &d.subject_id, &f.discrepancies, &v.open, now);
+            let domain = crate::card_rules::domain_of(&d.subject_id, &self.policy);
+            let (changed, open_count) = track(domain, &d.subject_id, &f.discrepancies, &v.open, now);
             for c in &changed {
                 let before = f.discrepancies.iter().find(|p| p.discrepancy_id == c.discrepancy_id);
                 match (c.status, before.map(|b| b.status)) {
@@ -243,7 +246,7 @@ impl Engine {
 /// unit tests and the demo's summary use them.
 pub fn judge_now(facts: &SubjectFacts, policy: &Policy, as_of_ms: i64) -> Vec<Discrepancy> {
     let verdict = judge(facts, policy, as_of_ms);
-    track(&policy.domain, &facts.subject_id, &facts.discrepancies, &verdict.open, as_of_ms).0
+    track(crate::card_rules::domain_of(&facts.subject_id, policy), &facts.subject_id, &facts.discrepancies, &verdict.open, as_of_ms).0
 }
 
 #[cfg(test)]
@@ -322,11 +325,87 @@ mod tests {
                 occurred_at_ms: old,
                 received_at_ms: old,
             }],
-            commands: vec![],
+            ..FactBatch::default()
         };
         engine.ingest(&batch, switchyard_canonical::now_ms()).await.expect("ingest");
         engine.drain(switchyard_canonical::now_ms()).await.expect("drain");
         let found: Vec<_> = store.discrepancies(false, 10).await.expect("read").into_iter().map(|d| (d.subject_id, d.class)).collect();
         assert_eq!(found, vec![("po-b".to_owned(), switchyard_canonical::DiscrepancyClass::EventContradictsOutcome)]);
+    }
+
+    /// Card facts and card postings through the store: stored, read back,
+    /// judged under the cards domain, a re-sent posting stored once, and a
+    /// card posting never joined to a payout that shares its key.
+    #[tokio::test]
+    async fn card_postings_are_judged_against_stored_card_facts() {
+        use switchyard_canonical::card_transaction::{CardTransaction, CardTransactionKind};
+        use switchyard_canonical::{DiscrepancyClass, LedgerPosting};
+        let url = std::env::var("RECON_TEST_URL").unwrap_or_else(|_| "sqlite::memory:".into());
+        let store = ReconStore::connect(&url, &format!("cards-{}", switchyard_canonical::now_ms())).await.expect("store");
+        let engine = Engine::new(store.clone(), policy(), None, None, 100);
+        let old = switchyard_canonical::now_ms() - 3 * DAY;
+        let clearing = |card: &str| CardTransaction {
+            transaction_event_id: format!("lithic:evt-{card}"),
+            card_id: card.into(),
+            processor: "lithic".into(),
+            processor_reference: "tok".into(),
+            transaction_reference: "txn".into(),
+            kind: CardTransactionKind::Clearing,
+            amount_minor: 100,
+            currency: "EUR".into(),
+            approved: true,
+            decline_code: None,
+            occurred_at_ms: old,
+            published_at_ms: old,
+        };
+        let booking = |card: &str, n: u32| LedgerPosting {
+            posting_id: format!("gl-{card}-{n}"),
+            payout_id: card.into(),
+            // A payout's key: must not pull the card posting into the payout.
+            idempotency_key: Some("key-po-a".into()),
+            correlation_id: None,
+            kind: PostingKind::Payout,
+            amount_minor: 100,
+            currency: "EUR".into(),
+            posted_at_ms: old,
+            card_id: Some(card.into()),
+            card_transaction_id: Some(format!("lithic:evt-{card}")),
+            card_event_id: None,
+            card_fee: None,
+        };
+        let card_postings = [booking("c-clean", 1), booking("c-clean", 1), booking("c-twice", 1), booking("c-twice", 2), booking("c-orphan", 1)]
+            .iter()
+            .filter_map(crate::ingest::card_posting_fact)
+            .collect();
+        let batch = FactBatch {
+            outcomes: vec![outcome("po-a", old)],
+            postings: vec![PostingFact {
+                posting_id: "gl-po-a".into(),
+                subject_id: "po-a".into(),
+                idempotency_key: Some("key-po-a".into()),
+                correlation_id: None,
+                kind: PostingKind::Payout,
+                amount_minor: 100,
+                currency: "EUR".into(),
+                posted_at_ms: old,
+            }],
+            cards: ["c-clean", "c-twice", "c-missing"].map(|c| crate::ingest::card_transaction_fact(clearing(c))).to_vec(),
+            card_postings,
+            ..FactBatch::default()
+        };
+        engine.ingest(&batch, switchyard_canonical::now_ms()).await.expect("ingest");
+        engine.drain(switchyard_canonical::now_ms()).await.expect("drain");
+        let mut found: Vec<_> =
+            store.discrepancies(false, 10).await.expect("read").into_iter().map(|d| (d.domain, d.subject_id, d.class)).collect();
+        found.sort();
+        let subject = |c: &str| crate::card_rules::transaction_subject(c, &format!("lithic:evt-{c}"));
+        assert_eq!(
+            found,
+            vec![
+                ("cards".to_owned(), subject("c-missing"), DiscrepancyClass::MissingPosting),
+                ("cards".to_owned(), subject("c-orphan"), DiscrepancyClass::UnexpectedPosting),
+                ("cards".to_owned(), subject("c-twice"), DiscrepancyClass::DuplicatePosting),
+            ]
+        );
     }
 }

@@ -1,4 +1,5 @@
-//! Consumes outcomes, provider events and ledger postings into the store.
+//! Consumes outcomes, provider events, card transactions, card events and
+//! ledger postings into the store.
 //!
 //! Messages are taken in batches (up to `max_batch`, or whatever arrived
 //! within `linger`), decoded into facts, stored and judged in one
@@ -14,9 +15,12 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use switchyard_bus::{AvroDecoder, KafkaConfig, RegistryClient};
+use switchyard_canonical::card_event::CardEvent;
+use switchyard_canonical::card_transaction::CardTransaction;
 use switchyard_canonical::{LedgerPosting, PayoutCommand, PayoutOutcome, ProviderEvent};
+use crate::card_rules;
 use crate::engine::Engine;
-use switchyard_store::recon::{CommandRecord, EventFact, FactBatch, OutcomeFact, PostingFact};
+use switchyard_store::recon::{CardFact, CardFactKind, CardPostingFact, CommandRecord, EventFact, FactBatch, OutcomeFact, PostingFact};
 use tokio_util::sync::CancellationToken;
 
 pub const PAYOUT_OUTCOME_SCHEMA: &str = include_str!("../../../schemas/payouts/PayoutOutcome.v1.avsc");
@@ -24,6 +28,8 @@ pub const PROVIDER_EVENT_SCHEMA: &str = include_str!("../../../schemas/events/Pr
 pub const LEDGER_POSTING_SCHEMA: &str = include_str!("../../../schemas/ledger/LedgerPosting.v1.avsc");
 pub const PAYOUT_COMMAND_SCHEMA: &str = include_str!("../../../schemas/payouts/PayoutCommand.v1.avsc");
 pub const DISCREPANCY_SCHEMA: &str = include_str!("../../../schemas/recon/Discrepancy.v1.avsc");
+pub const CARD_TRANSACTION_SCHEMA: &str = include_str!("../../../schemas/cards/CardTransaction.v1.avsc");
+pub const CARD_EVENT_SCHEMA: &str = include_str!("../../../schemas/cards/CardEvent.v1.avsc");
 
 /// The topics the reconciler reads and writes.
 #[derive(Debug, Clone)]
@@ -34,6 +40,10 @@ pub struct ReconTopics {
     pub discrepancies: String,
     /// Payout commands, kept only to ask vendors about stuck payouts.
     pub commands: Option<String>,
+    /// Card transactions and card events, judged against card postings;
+    /// none leaves card postings without facts (reported as unexpected).
+    pub card_transactions: Option<String>,
+    pub card_events: Option<String>,
 }
 
 impl ReconTopics {
@@ -45,6 +55,8 @@ impl ReconTopics {
             postings: format!("{prefix}ledger.postings.v1"),
             discrepancies: format!("{prefix}recon.discrepancies.v1"),
             commands: Some(format!("{prefix}payouts.commands.v1")),
+            card_transactions: Some(format!("{prefix}cards.transactions.v1")),
+            card_events: Some(format!("{prefix}cards.events.v1")),
         }
     }
 }
@@ -109,6 +121,8 @@ pub struct Ingestor {
     events: AvroDecoder,
     postings: AvroDecoder,
     commands: AvroDecoder,
+    card_transactions: AvroDecoder,
+    card_events: AvroDecoder,
     engine: Arc<Engine>,
     pub max_batch: usize,
     pub linger: Duration,
@@ -121,13 +135,17 @@ impl Ingestor {
         let consumer: StreamConsumer = kafka.consumer_config().set("fetch.min.bytes", "1").create()?;
         let mut names = vec![topics.outcomes.as_str(), topics.provider_events.as_str(), topics.postings.as_str()];
         names.extend(topics.commands.as_deref());
+        names.extend(topics.card_transactions.as_deref());
+        names.extend(topics.card_events.as_deref());
         consumer.subscribe(&names)?;
         Ok(Self {
             consumer,
             outcomes: AvroDecoder::new(registry.clone(), PAYOUT_OUTCOME_SCHEMA)?,
             events: AvroDecoder::new(registry.clone(), PROVIDER_EVENT_SCHEMA)?,
             postings: AvroDecoder::new(registry.clone(), LEDGER_POSTING_SCHEMA)?,
-            commands: AvroDecoder::new(registry, PAYOUT_COMMAND_SCHEMA)?,
+            commands: AvroDecoder::new(registry.clone(), PAYOUT_COMMAND_SCHEMA)?,
+            card_transactions: AvroDecoder::new(registry.clone(), CARD_TRANSACTION_SCHEMA)?,
+            card_events: AvroDecoder::new(registry, CARD_EVENT_SCHEMA)?,
             topics,
             engine,
             max_batch: 5000,
@@ -237,7 +255,22 @@ impl Ingestor {
                 }
             } else if topic == self.topics.postings {
                 match self.postings.decode::<LedgerPosting>(payload).await {
-                    Ok(p) if self.in_range(p.posted_at_ms) => batch.postings.push(posting_fact(p)),
+                    Ok(p) if self.in_range(p.posted_at_ms) => match card_posting_fact(&p) {
+                        Some(card) => batch.card_postings.push(card),
+                        None => batch.postings.push(posting_fact(p)),
+                    },
+                    Ok(_) => {}
+                    Err(e) => self.skip(m, &e.to_string()),
+                }
+            } else if self.topics.card_transactions.as_deref() == Some(topic) {
+                match self.card_transactions.decode::<CardTransaction>(payload).await {
+                    Ok(t) if self.in_range(t.published_at_ms) => batch.cards.push(card_transaction_fact(t)),
+                    Ok(_) => {}
+                    Err(e) => self.skip(m, &e.to_string()),
+                }
+            } else if self.topics.card_events.as_deref() == Some(topic) {
+                match self.card_events.decode::<CardEvent>(payload).await {
+                    Ok(e) if self.in_range(e.published_at_ms) => batch.cards.push(card_event_fact(e)),
                     Ok(_) => {}
                     Err(e) => self.skip(m, &e.to_string()),
                 }
@@ -315,5 +348,51 @@ pub fn event_fact(e: ProviderEvent) -> EventFact {
         currency: e.currency,
         occurred_at_ms: e.occurred_at_ms,
         received_at_ms: e.received_at_ms,
+    }
+}
+
+/// A ledger posting that names a card, filed under what it books; `None`
+/// for a payout posting.
+pub fn card_posting_fact(p: &LedgerPosting) -> Option<CardPostingFact> {
+    let (subject_id, card_id) = card_rules::posting_subject(p)?;
+    Some(CardPostingFact {
+        posting_id: p.posting_id.clone(),
+        subject_id,
+        card_id,
+        fee: p.card_fee.clone(),
+        kind: p.kind,
+        amount_minor: p.amount_minor,
+        currency: p.currency.clone(),
+        posted_at_ms: p.posted_at_ms,
+    })
+}
+
+pub fn card_transaction_fact(t: CardTransaction) -> CardFact {
+    CardFact {
+        subject_id: card_rules::transaction_subject(&t.card_id, &t.transaction_event_id),
+        fact_id: t.transaction_event_id,
+        card_id: t.card_id,
+        processor: t.processor,
+        kind: CardFactKind::Transaction(t.kind),
+        approved: t.approved,
+        amount_minor: Some(t.amount_minor),
+        currency: Some(t.currency),
+        occurred_at_ms: t.occurred_at_ms,
+        published_at_ms: t.published_at_ms,
+    }
+}
+
+pub fn card_event_fact(e: CardEvent) -> CardFact {
+    CardFact {
+        subject_id: card_rules::event_subject(&e.card_id, &e.event_id),
+        fact_id: e.event_id,
+        card_id: e.card_id,
+        processor: e.processor,
+        kind: CardFactKind::Event(e.kind),
+        approved: true,
+        amount_minor: e.amount_minor,
+        currency: e.currency,
+        occurred_at_ms: e.occurred_at_ms,
+        published_at_ms: e.published_at_ms,
     }
 }

@@ -1,18 +1,22 @@
 //! The reconciler: joins, per payout, outcomes, provider events and ledger
-//! postings, and reports drift as typed discrepancies.
+//! postings, and per card transaction or card event, what the card worker
+//! published and the card postings; reports drift as typed discrepancies.
 //!
 //! # Layout
 //! - [`rules`]: the matching rules, pure: facts of one subject in, open
 //!   findings and the next time to look out.
+//! - [`card_rules`]: the same for card postings against card transactions
+//!   and card events (fees, provisional credits).
 //! - [`track`]: findings to discrepancy records (open once, update, resolve, reopen).
 //! - [`engine`]: evaluates due subjects from the store in batches and
 //!   publishes what changed.
-//! - [`ingest`]: consumes the three topics into the store, offsets committed
+//! - [`ingest`]: consumes the topics into the store, offsets committed
 //!   only after the batch is stored.
 //! - [`settle`]: asks vendors about payouts stuck in `pending_unknown`.
 //! - [`metrics`]: `/metrics` and `/health`.
 //! - [`run`]: wiring for the continuous service and the one-shot job.
 
+pub mod card_rules;
 pub mod engine;
 pub mod ingest;
 pub mod metrics;

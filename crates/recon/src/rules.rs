@@ -83,18 +83,18 @@ enum Execution {
     Unknown,
 }
 
-struct Judge<'a> {
-    policy: &'a Policy,
-    as_of: i64,
+pub(crate) struct Judge<'a> {
+    pub(crate) policy: &'a Policy,
+    pub(crate) as_of: i64,
     /// Judging as facts are stored: absence is not yet trusted.
-    inline: bool,
+    pub(crate) inline: bool,
     /// Classes on record as open for the subject.
-    already_open: Vec<DiscrepancyClass>,
-    verdict: Verdict,
+    pub(crate) already_open: Vec<DiscrepancyClass>,
+    pub(crate) verdict: Verdict,
 }
 
 impl Judge<'_> {
-    fn open(&mut self, class: DiscrepancyClass, providers: Vec<String>, expected: String, actual: String) {
+    pub(crate) fn open(&mut self, class: DiscrepancyClass, providers: Vec<String>, expected: String, actual: String) {
         if self.verdict.open.iter().all(|f| f.class != class) {
             self.verdict.open.push(Finding { class, providers, expected, actual });
         }
@@ -106,7 +106,7 @@ impl Judge<'_> {
     /// catching up with the very fact that is missing, so absence is decided
     /// by the timer evaluation, which runs once the consumer is caught up. An
     /// absence already on record stays open meanwhile.
-    fn open_after(&mut self, due: i64, class: DiscrepancyClass, providers: Vec<String>, expected: String, actual: String) {
+    pub(crate) fn open_after(&mut self, due: i64, class: DiscrepancyClass, providers: Vec<String>, expected: String, actual: String) {
         let decided = !self.inline || self.already_open.contains(&class);
         if self.as_of >= due && decided {
             self.open(class, providers, expected, actual);
@@ -115,7 +115,7 @@ impl Judge<'_> {
         }
     }
 
-    fn wake_at(&mut self, at: i64) {
+    pub(crate) fn wake_at(&mut self, at: i64) {
         self.verdict.next_check_ms = Some(self.verdict.next_check_ms.map_or(at, |t| t.min(at)));
     }
 }
@@ -170,6 +170,10 @@ fn judge_with(facts: &SubjectFacts, policy: &Policy, as_of: i64, inline: bool) -
         .map(|d| d.class)
         .collect();
     let mut j = Judge { policy, as_of, inline, already_open, verdict: Verdict::default() };
+    if crate::card_rules::is_card_subject(&facts.subject_id) {
+        crate::card_rules::judge_card(&mut j, facts);
+        return j.verdict;
+    }
     let outcomes: Vec<&OutcomeFact> = facts.outcomes.iter().filter(|o| o.completed_at_ms <= as_of).collect();
     let postings: Vec<&PostingFact> = facts.postings.iter().filter(|p| p.posted_at_ms <= as_of).collect();
     let events: Vec<_> = facts.events.iter().filter(|e| e.received_at_ms <= as_of).collect();
@@ -396,7 +400,7 @@ fn posting_ids(postings: &[&PostingFact]) -> String {
     postings.iter().map(|p| p.posting_id.as_str()).collect::<Vec<_>>().join(", ")
 }
 
-fn human(ms: i64) -> String {
+pub(crate) fn human(ms: i64) -> String {
     match ms {
         ms if ms % 3_600_000 == 0 => format!("{}h", ms / 3_600_000),
         ms if ms % 60_000 == 0 => format!("{}m", ms / 60_000),
@@ -464,7 +468,7 @@ mod tests {
     }
 
     fn facts(outcomes: Vec<OutcomeFact>, postings: Vec<PostingFact>, events: Vec<EventFact>) -> SubjectFacts {
-        SubjectFacts { subject_id: "po-1".into(), outcomes, postings, events, discrepancies: vec![] }
+        SubjectFacts { subject_id: "po-1".into(), outcomes, postings, events, ..SubjectFacts::default() }
     }
 
     fn classes(v: &Verdict) -> Vec<DiscrepancyClass> {

@@ -1,5 +1,6 @@
 //! Reconciliation state: the facts the reconciler has seen (outcomes, ledger
-//! postings, provider events), which subjects are due for evaluation, and the
+//! postings, provider events; card transactions, card events and card
+//! postings in `recon/cards.rs`), which subjects are due for evaluation, and the
 //! discrepancies found. Everything lives here rather than in RAM, so memory
 //! stays bounded and a restarted reconciler continues where it stopped.
 //!
@@ -30,6 +31,9 @@ use switchyard_canonical::{
 
 /// PostgreSQL allows 65,535 binds per statement, SQLite 32,766; stay below both.
 const MAX_BINDS: usize = 30_000;
+
+mod cards;
+pub use cards::{CardFact, CardFactKind, CardPostingFact};
 
 /// Fact tables are keyed by subject first: the only read is "everything
 /// about these subjects", served by the primary key without a second index.
@@ -177,6 +181,10 @@ pub struct SubjectFacts {
     pub events: Vec<EventFact>,
     /// Discrepancies recorded for the subject so far, open or resolved.
     pub discrepancies: Vec<Discrepancy>,
+    /// Card transactions and card events filed under the subject.
+    pub cards: Vec<CardFact>,
+    /// Ledger postings that name a card, filed under what they book.
+    pub card_postings: Vec<CardPostingFact>,
 }
 
 /// A payout command as JSON, for status queries; not a fact the rules judge.
@@ -194,11 +202,13 @@ pub struct FactBatch {
     pub postings: Vec<PostingFact>,
     pub events: Vec<EventFact>,
     pub commands: Vec<CommandRecord>,
+    pub cards: Vec<CardFact>,
+    pub card_postings: Vec<CardPostingFact>,
 }
 
 impl FactBatch {
     pub fn len(&self) -> usize {
-        self.outcomes.len() + self.postings.len() + self.events.len() + self.commands.len()
+        self.outcomes.len() + self.postings.len() + self.events.len() + self.commands.len() + self.cards.len() + self.card_postings.len()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -257,6 +267,7 @@ impl ReconStore {
             .connect(url)
             .await?;
         crate::schema::create_all(&pool, DDL).await?;
+        crate::schema::create_all(&pool, cards::DDL).await?;
         Ok(Self { pool, scope: scope.to_owned(), is_sqlite })
     }
 
@@ -288,6 +299,8 @@ impl ReconStore {
             .map(|o| o.subject_id.as_str())
             .chain(batch.postings.iter().map(|p| p.subject_id.as_str()))
             .chain(batch.events.iter().map(|e| e.subject_id.as_str()))
+            .chain(batch.cards.iter().map(|c| c.subject_id.as_str()))
+            .chain(batch.card_postings.iter().map(|p| p.subject_id.as_str()))
             .collect();
         touched.sort_unstable();
         touched.dedup();
@@ -427,7 +440,7 @@ impl ReconStore {
             .collect();
         let columns = [("subject_id", false), ("idempotency_key", false), ("command", false)];
         self.insert_rows(conn, "recon_commands", &columns, rows, "ON CONFLICT (scope, subject_id, idempotency_key) DO NOTHING").await?;
-        Ok(())
+        self.write_card_facts(conn, &batch.cards, &batch.card_postings).await
     }
 
     /// `INSERT INTO table (scope, columns..) <rows> <tail>` with the rows
@@ -526,6 +539,7 @@ impl ReconStore {
         for row in self.select_in(&mut *conn, EVENT_COLUMNS, "recon_events", &ids).await? {
             facts[slot(&row)?].events.push(event_from_row(&row)?);
         }
+        self.load_cards(&mut *conn, &ids, &index, &mut facts).await?;
         for row in self.select_in(&mut *conn, DISCREPANCY_COLUMNS, "recon_discrepancies", &with_history).await? {
             facts[slot(&row)?].discrepancies.push(discrepancy_from_row(&row)?);
         }
@@ -681,7 +695,8 @@ impl ReconStore {
 
     /// Deletes every row of this scope (benchmark and test clean-up).
     pub async fn purge(&self) -> Result<(), StoreError> {
-        for table in ["recon_outcomes", "recon_postings", "recon_events", "recon_subjects", "recon_discrepancies", "recon_commands"] {
+        let payouts = ["recon_outcomes", "recon_postings", "recon_events", "recon_subjects", "recon_discrepancies", "recon_commands"];
+        for table in payouts.into_iter().chain(cards::TABLES) {
             let mut q = Sql::new(format!("DELETE FROM {table} WHERE scope = "));
             q.bind(Bind::Text(Some(&self.scope)));
             q.query().persistent(false).execute(&self.pool).await?;

@@ -35,6 +35,10 @@ pub(crate) async fn show(stack: &LocalStack, outcomes: &[PayoutOutcome], run: &s
         amount_minor: amount,
         currency: o.currency.clone(),
         posted_at_ms: at,
+        card_id: None,
+        card_transaction_id: None,
+        card_event_id: None,
+        card_fee: None,
     };
     let mut postings = Vec::new();
     for (id, o) in &booked {
