@@ -375,6 +375,11 @@ pub struct CardLifecycle {
     /// When the last applied change happened at the processor (its clock):
     /// a callback older than this is stale.
     pub changed_at_ms: i64,
+    /// When the processor said the card's shipment came back (its clock):
+    /// CARD_SHIPPING_RETURNED is published once per card, however often and
+    /// under whatever ids the processor says it. Absent in rows stored before.
+    #[serde(default)]
+    pub shipping_returned_at_ms: Option<i64>,
 }
 
 /// What a processor callback did to the card.
@@ -393,7 +398,7 @@ pub enum Observed {
 impl CardLifecycle {
     /// A card just ordered (an ISSUE command admitted).
     pub fn ordered(form: CardForm, replaces: Option<String>, at_ms: i64) -> Self {
-        Self { state: CardState::Ordered, form, replaces, replaced_by: None, changed_at_ms: at_ms }
+        Self { state: CardState::Ordered, form, replaces, replaced_by: None, changed_at_ms: at_ms, shipping_returned_at_ms: None }
     }
 
     /// Judges a command against the card (None: we hold no such card)

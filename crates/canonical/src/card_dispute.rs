@@ -113,18 +113,24 @@ impl DisputeCase {
     }
 
     /// Moves to `to` as the processor reports it. A duplicate or a late
-    /// report of an earlier stage changes nothing (no effects); a forward
-    /// jump over stages we did not see is taken as one transition.
+    /// report of an earlier stage changes nothing (no effects), even after
+    /// the dispute ended; a forward jump over stages we did not see is taken
+    /// as one transition; another ending than the one reached is a
+    /// contradiction.
     pub fn apply(&mut self, to: DisputeState, deadline_at_ms: Option<i64>) -> Result<Vec<DisputeEffect>, DisputeContradiction> {
         let from = self.state;
         if to == from {
             return Ok(Vec::new());
         }
-        if from.terminal() {
-            return Err(DisputeContradiction { from, to });
-        }
+        // An earlier stage is a late report, also after the end: callbacks
+        // arrive out of order, and an ARBITRATION delivered after CASE_WON
+        // is not the processor reopening the case.
         if to.rank() < from.rank() {
             return Ok(Vec::new());
+        }
+        // Another ending (WON after LOST) is.
+        if from.terminal() {
+            return Err(DisputeContradiction { from, to });
         }
         self.state = to;
         self.deadline_at_ms = if to.terminal() { None } else { deadline_at_ms };
@@ -180,7 +186,8 @@ mod tests {
         assert_eq!(c.state, DisputeState::PreArbitration);
         assert_eq!(c.deadline_at_ms, Some(50));
         c.apply(DisputeState::Lost, None).expect("allowed");
-        assert_eq!(c.apply(DisputeState::Arbitration, None), Err(DisputeContradiction { from: DisputeState::Lost, to: DisputeState::Arbitration }));
+        assert_eq!(c.apply(DisputeState::Arbitration, None), Ok(Vec::new()), "a late stage after the end is late, not a reopening");
+        assert_eq!(c.state, DisputeState::Lost);
         assert_eq!(c.apply(DisputeState::Won, None), Err(DisputeContradiction { from: DisputeState::Lost, to: DisputeState::Won }));
     }
 

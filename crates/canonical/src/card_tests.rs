@@ -18,7 +18,7 @@ fn command(action: CardAction) -> CardCommand {
 }
 
 fn card(form: CardForm, state: CardState) -> CardLifecycle {
-    CardLifecycle { state, form, replaces: None, replaced_by: None, changed_at_ms: 0 }
+    CardLifecycle { state, form, replaces: None, replaced_by: None, changed_at_ms: 0, shipping_returned_at_ms: None }
 }
 
 /// Every (state, action) pair for both forms: which are admitted. Written

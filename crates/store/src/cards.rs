@@ -180,12 +180,12 @@ pub enum ByReference {
 /// The card worker's tables on the shared pool.
 #[derive(Clone)]
 pub struct CardStore {
-    pool: AnyPool,
+    pub(crate) pool: AnyPool,
 }
 
-const CARD_COLUMNS: &str = "card_id, processor, processor_reference, last_four, state, lifecycle, version, issue_key, disputes";
+pub(crate) const CARD_COLUMNS: &str = "card_id, processor, processor_reference, last_four, state, lifecycle, version, issue_key, disputes";
 
-fn card_from_row(r: &AnyRow) -> Result<CardRow, sqlx::Error> {
+pub(crate) fn card_from_row(r: &AnyRow) -> Result<CardRow, sqlx::Error> {
     Ok(CardRow {
         card_id: r.try_get("card_id")?,
         processor: r.try_get("processor")?,

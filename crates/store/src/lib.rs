@@ -19,6 +19,7 @@
 //! - [`replays`]: which DLQ positions `switchyard dlq replay` already sent back.
 
 pub mod audit;
+mod card_disputes;
 pub mod card_transactions;
 pub mod card_turns;
 pub mod cards;

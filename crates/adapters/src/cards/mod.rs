@@ -74,13 +74,31 @@ pub enum CardCallback {
     /// A transaction event on the card (`provider_reference`): booked once
     /// on `cards.transactions.v1`.
     Transaction(TransactionFacts),
-    /// About a card, but nothing the lifecycle models yet (fulfillment
-    /// ordered, a shipment returned, a wallet token's transition, a
-    /// reissue): acknowledged and counted.
+    /// About a card, but nothing the lifecycle models yet (a wallet
+    /// token's transition, a reissue): acknowledged and counted.
     NotModeled,
-    /// Not about a card at all (chargebacks, disputes: their reference is
-    /// not a card token): acknowledged and counted.
+    /// The card's shipment came back to the processor (undeliverable):
+    /// published once as CARD_SHIPPING_RETURNED; the card's state is the
+    /// processor's next word (it may close the card, or reship it).
+    ShippingReturned,
+    /// A dispute (chargeback) moved at the processor: its reference is the
+    /// processor's dispute token, not a card token; the card worker finds
+    /// the card through the dispute it opened there.
+    Dispute(DisputeFacts),
+    /// Not about a card at all (a dispute status we cannot read, a
+    /// transaction without a card): acknowledged and counted.
     NotACard,
+}
+
+/// A processor's word on one dispute, vendor-neutral. Neither Lithic's
+/// `dispute-v1` nor Marqeta's `chargeback_transition_response` carries a
+/// response or evidence due date, so no deadline is read from them (none is
+/// invented either).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DisputeFacts {
+    /// The processor's dispute (chargeback) token, as its OPEN_DISPUTE answer gave it.
+    pub dispute_reference: String,
+    pub state: DisputeState,
 }
 
 /// One processor transaction event, vendor-neutral: what the card worker

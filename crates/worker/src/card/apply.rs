@@ -9,9 +9,9 @@
 //! fences a concurrent writer either way.
 
 use serde::{Deserialize, Serialize};
-use switchyard_adapters::cards::{CardAnswer, Provisioning};
+use switchyard_adapters::cards::{CardAnswer, DisputeFacts, Provisioning};
 use switchyard_canonical::card::{event_for, CardAction, CardCommand, CardForm, CardLifecycle, CardState, Observed};
-use switchyard_canonical::card_dispute::{DisputeCase, DisputeEffect, DisputeState};
+use switchyard_canonical::card_dispute::{CreditMove, DisputeCase, DisputeEffect, DisputeState};
 use switchyard_canonical::card_event::{CardEvent, CardEventKind};
 use switchyard_canonical::card_outcome::{CardOutcome, CardOutcomeStatus, CardReplacement, ProvisioningResult};
 use switchyard_store::cards::{CardEventRow, CardRow};
@@ -22,6 +22,18 @@ pub(super) struct DisputeRef {
     pub dispute_id: String,
     pub reference: String,
     pub state: Option<DisputeState>,
+    /// The disputed amount and whether its provisional credit is still
+    /// outstanding, for the credit a processor's final word settles. Rows
+    /// written before dispute callbacks were applied lack them: such a
+    /// dispute still moves, but books no credit (its amount is unknown).
+    #[serde(default)]
+    pub amount_minor: Option<i64>,
+    #[serde(default)]
+    pub currency: Option<String>,
+    #[serde(default)]
+    pub credit_outstanding: bool,
+    #[serde(default)]
+    pub deadline_at_ms: Option<i64>,
 }
 
 pub(super) fn lifecycle_of(row: &CardRow) -> Result<CardLifecycle, String> {
@@ -184,6 +196,79 @@ pub(super) fn callback(card: &CardRow, to: CardState, at_ms: i64, correlation_id
     Ok(CallbackChange { row, read_version, events, result })
 }
 
+/// Applies a processor's word on a dispute of `card` through
+/// [`DisputeCase::apply`]: one DISPUTE_UPDATED per stage entered (a jump
+/// over stages we did not see is one change), and on a final word the
+/// provisional credit settled once: `MADE_FINAL` (nothing more to book,
+/// no amount) when won, `REVERSED` with the negative amount when lost or
+/// withdrawn. A repeated, late or earlier stage changes nothing; a
+/// terminal dispute reported moving again is a contradiction (audited,
+/// nothing published).
+pub(super) fn dispute_callback(card: &CardRow, facts: &DisputeFacts, at_ms: i64, correlation_id: &str) -> Result<CallbackChange, String> {
+    let unchanged = |result| CallbackChange { row: card.clone(), read_version: card.version, events: Vec::new(), result };
+    let mut disputes = disputes_of(card)?;
+    let Some(known) = disputes.iter_mut().find(|d| d.reference == facts.dispute_reference) else {
+        return Err(format!("card {} holds no dispute with the processor's token of this callback", card.card_id));
+    };
+    let mut case = DisputeCase {
+        dispute_id: known.dispute_id.clone(),
+        state: known.state.unwrap_or(DisputeState::Opened),
+        amount_minor: known.amount_minor.unwrap_or(0),
+        currency: known.currency.clone().unwrap_or_default(),
+        deadline_at_ms: known.deadline_at_ms,
+        credit_outstanding: known.credit_outstanding && known.amount_minor.is_some(),
+    };
+    // Neither processor's callback carries a due date (see DisputeFacts).
+    let effects = match case.apply(facts.state, None) {
+        Ok(effects) if effects.is_empty() => return Ok(unchanged(CallbackResult::Unchanged)),
+        Ok(effects) => effects,
+        Err(c) => {
+            tracing::warn!(from = c.from.as_str(), to = c.to.as_str(), "processor reports a dispute move our dispute machine forbids");
+            return Ok(unchanged(CallbackResult::Contradiction));
+        }
+    };
+    let mut moving = Moving::new(card)?;
+    for effect in effects {
+        let event = match effect {
+            DisputeEffect::Entered { from, to, .. } => moving.event(CardEventKind::DisputeUpdated, Some(from.as_str().to_owned()), Some(to.as_str().to_owned()), at_ms),
+            DisputeEffect::ProvisionalCredit { movement, amount_minor } => {
+                let (label, amount) = match movement {
+                    CreditMove::Granted => ("GRANTED", Some(amount_minor)),
+                    // The credit stays with the cardholder: nothing to book.
+                    CreditMove::MadeFinal => ("MADE_FINAL", None),
+                    CreditMove::Reversed => ("REVERSED", Some(-amount_minor)),
+                };
+                let credit = moving.event(CardEventKind::ProvisionalCredit, None, Some(label.to_owned()), at_ms);
+                credit.amount_minor = amount;
+                credit.currency = Some(case.currency.clone());
+                credit
+            }
+        };
+        event.dispute_id = Some(case.dispute_id.clone());
+    }
+    known.state = Some(case.state);
+    known.deadline_at_ms = case.deadline_at_ms;
+    known.credit_outstanding = case.credit_outstanding;
+    moving.next.disputes = serde_json::to_string(&disputes).map_err(|e| e.to_string())?;
+    let ((row, read_version), events) = moving.finish(correlation_id)?;
+    Ok(CallbackChange { row, read_version, events, result: CallbackResult::Changed })
+}
+
+/// The processor says the card's shipment came back: one
+/// CARD_SHIPPING_RETURNED per card (its state unchanged, named as both
+/// `from_state` and `to_state`), nothing for any later word of it.
+pub(super) fn shipping_returned(card: &CardRow, at_ms: i64, correlation_id: &str) -> Result<CallbackChange, String> {
+    let mut moving = Moving::new(card)?;
+    if moving.lifecycle.shipping_returned_at_ms.is_some() {
+        return Ok(CallbackChange { row: card.clone(), read_version: card.version, events: Vec::new(), result: CallbackResult::Unchanged });
+    }
+    moving.lifecycle.shipping_returned_at_ms = Some(at_ms);
+    let state = moving.lifecycle.state.as_str().to_owned();
+    moving.event(CardEventKind::CardShippingReturned, Some(state.clone()), Some(state), at_ms);
+    let ((row, read_version), events) = moving.finish(correlation_id)?;
+    Ok(CallbackChange { row, read_version, events, result: CallbackResult::Changed })
+}
+
 /// Applies a successful answer. `card` is the card as read (for ISSUE its
 /// reservation), `replacement` the new card id's reservation for REPLACE.
 pub(super) fn success(
@@ -279,7 +364,15 @@ pub(super) fn success(
             }
             let mut disputes = disputes_of(card)?;
             disputes.retain(|d| d.dispute_id != spec.dispute_id);
-            disputes.push(DisputeRef { dispute_id: spec.dispute_id.clone(), reference: reference.clone(), state: Some(state) });
+            disputes.push(DisputeRef {
+                dispute_id: spec.dispute_id.clone(),
+                reference: reference.clone(),
+                state: Some(state),
+                amount_minor: Some(spec.amount_minor),
+                currency: Some(spec.currency.clone()),
+                credit_outstanding: true,
+                deadline_at_ms: None,
+            });
             moving.next.disputes = serde_json::to_string(&disputes).map_err(|e| e.to_string())?;
             outcome.dispute_id = Some(spec.dispute_id.clone());
             outcome.dispute_reference = Some(reference);
@@ -358,6 +451,56 @@ mod tests {
         assert_eq!((late.result, late.events.len()), (CallbackResult::Unchanged, 0), "shipped after delivered is late");
         let closed = callback(&delivered.row, CardState::Terminated, 9, "c").expect("applies").row;
         assert_eq!(callback(&closed, CardState::Active, 10, "c").expect("applies").result, CallbackResult::Contradiction);
+    }
+
+    #[test]
+    fn dispute_callbacks_publish_once_per_stage_and_settle_the_credit_once() {
+        use switchyard_canonical::card::DisputeSpec;
+        use switchyard_canonical::card_dispute::DisputeReason;
+        let mut card = reservation("card-1", "marqeta", CardForm::Virtual, None, "k", 0).expect("row");
+        card = success(&command(CardAction::Issue), &card, None, answer(None), 1, "c", 5).expect("issue").rows.remove(0).0;
+        let mut open = command(CardAction::OpenDispute);
+        open.dispute = Some(DisputeSpec { dispute_id: "dsp-1".into(), transaction_ref: "t".into(), amount_minor: 1_250, currency: "USD".into(), reason: DisputeReason::Fraud });
+        let opened = CardAnswer { dispute_reference: Some("cb-1".into()), dispute_state: Some(DisputeState::Submitted), ..CardAnswer::default() };
+        card = success(&open, &card, None, opened, 1, "c", 6).expect("open").rows.remove(0).0;
+        let word = |state| DisputeFacts { dispute_reference: "cb-1".into(), state };
+        let kinds = |c: &CallbackChange| {
+            c.events
+                .iter()
+                .map(|e| serde_json::from_str::<CardEvent>(&e.payload).expect("event"))
+                .map(|e| (e.kind, e.from_state, e.to_state, e.amount_minor))
+                .collect::<Vec<_>>()
+        };
+        let repr = dispute_callback(&card, &word(DisputeState::Representment), 7, "c").expect("applies");
+        assert_eq!(kinds(&repr), [(CardEventKind::DisputeUpdated, Some("SUBMITTED".into()), Some("REPRESENTMENT".into()), None)]);
+        card = repr.row;
+        for late in [DisputeState::Representment, DisputeState::Submitted, DisputeState::Opened] {
+            let again = dispute_callback(&card, &word(late), 8, "c").expect("applies");
+            assert_eq!((again.result, again.events.len(), again.row.version), (CallbackResult::Unchanged, 0, card.version), "{late:?}");
+        }
+        let lost = dispute_callback(&card, &word(DisputeState::Lost), 9, "c").expect("applies");
+        assert_eq!(
+            kinds(&lost),
+            [
+                (CardEventKind::DisputeUpdated, Some("REPRESENTMENT".into()), Some("LOST".into()), None),
+                (CardEventKind::ProvisionalCredit, None, Some("REVERSED".into()), Some(-1_250)),
+            ]
+        );
+        card = lost.row;
+        assert_eq!(dispute_callback(&card, &word(DisputeState::Won), 10, "c").expect("applies").result, CallbackResult::Contradiction);
+        assert_eq!(dispute_callback(&card, &word(DisputeState::Lost), 10, "c").expect("applies").result, CallbackResult::Unchanged);
+        assert!(dispute_callback(&card, &DisputeFacts { dispute_reference: "other".into(), state: DisputeState::Won }, 11, "c").is_err());
+    }
+
+    #[test]
+    fn a_returned_shipment_is_published_once() {
+        let mut card = reservation("card-1", "marqeta", CardForm::Physical, None, "k", 0).expect("row");
+        card = success(&command(CardAction::Issue), &card, None, answer(None), 1, "c", 5).expect("issue").rows.remove(0).0;
+        let returned = shipping_returned(&card, 6, "c").expect("applies");
+        assert_eq!((returned.result, returned.events.len()), (CallbackResult::Changed, 1));
+        assert!(returned.events[0].payload.contains("CARD_SHIPPING_RETURNED"));
+        let again = shipping_returned(&returned.row, 7, "c").expect("applies");
+        assert_eq!((again.result, again.events.len(), again.row.version), (CallbackResult::Unchanged, 0, returned.row.version));
     }
 
     #[test]

@@ -7,19 +7,25 @@
 //!    this worker configures; its adapter says what the callback means for
 //!    a card ([`CardProcessor::callback`]: vendor event types are mapped
 //!    there, nowhere else). Kinds the lifecycle does not model (wallet
-//!    tokens, returned shipments) and events about no card (chargebacks,
-//!    disputes) are acknowledged and counted, never dead-lettered.
-//! 3. Find our card by (processor, token). None yet: the ISSUE that got the
-//!    token may not be stored yet, so the callback is retried through the
-//!    retry topic for a bounded number of rounds, then dead-lettered with
-//!    the reason.
+//!    tokens) and events about no card are acknowledged and counted, never
+//!    dead-lettered. A returned shipment is published once per card
+//!    ([`apply::shipping_returned`]).
+//! 3. Find our card by (processor, token); a dispute (chargeback) callback
+//!    names the processor's dispute token instead, and the card is the one
+//!    whose OPEN_DISPUTE got that token. None yet: the ISSUE (or
+//!    OPEN_DISPUTE) that got the token may not be stored yet, so the
+//!    callback is retried through the retry topic for a bounded number of
+//!    rounds, then dead-lettered with the reason.
 //! 4. [`CardLifecycle::observe`](switchyard_canonical::card::CardLifecycle::observe)
 //!    under compare-and-set, with the processor's event id recorded as
 //!    applied in the same transaction: a redelivered callback changes
 //!    nothing; a callback for a state the card already holds (the worker's
 //!    own outcome told it, or the processor said it twice), a late one, or
 //!    a stale one changes nothing and publishes nothing; one that skips
-//!    ahead fills in the states it skipped.
+//!    ahead fills in the states it skipped. A dispute callback goes through
+//!    the dispute machine the same way ([`apply::dispute_callback`]): one
+//!    DISPUTE_UPDATED per stage entered, the provisional credit settled
+//!    once, never backwards.
 //! 5. Publish the card's unsent events (the same outbox and per-card turn
 //!    as the command consumer), then the runtime commits the offset.
 //!
@@ -34,7 +40,7 @@ use super::apply::{self, lifecycle_of, CallbackResult};
 use super::CardHandler;
 use std::sync::Arc;
 use std::time::Duration;
-use switchyard_adapters::cards::CardCallback;
+use switchyard_adapters::cards::{CardCallback, DisputeFacts};
 use switchyard_bus::{AvroDecoder, Failure, Handler, Inbound, MessageContext};
 use switchyard_canonical::card::CardState;
 use switchyard_canonical::ProviderEvent;
@@ -82,8 +88,10 @@ impl CallbackHandler {
                 event.event_id, event.provider
             )));
         };
-        let to = match vendor.adapter.callback(event) {
-            CardCallback::State(to) => to,
+        let word = match vendor.adapter.callback(event) {
+            CardCallback::State(to) => Word::State(to),
+            CardCallback::Dispute(facts) => Word::Dispute(facts),
+            CardCallback::ShippingReturned => Word::ShippingReturned,
             CardCallback::Transaction(facts) => return self.transaction(event, ctx, facts).await,
             CardCallback::NotModeled => {
                 metrics.callback(&event.provider, "not_modeled");
@@ -96,37 +104,58 @@ impl CallbackHandler {
                 return Ok(());
             }
         };
-        let mut card = self.find(event).await?;
+        let mut card = self.find_for(event, &word).await?;
         for _ in 0..CAS_ATTEMPTS {
-            match self.commit(event, ctx, &card, to).await? {
+            match self.commit(event, ctx, &card, &word).await? {
                 Some(result) => {
                     metrics.callback(&event.provider, result);
-                    tracing::debug!(card_id = %card.card_id, result, to = to.as_str(), "callback applied");
+                    tracing::debug!(card_id = %card.card_id, result, to = word.observed(), "callback applied");
                     // Publishes this callback's events, and any a crash left unsent.
                     return self.card.flush_card(ctx, &card.card_id).await;
                 }
-                None => card = self.find(event).await?,
+                None => card = self.find_for(event, &word).await?,
             }
         }
         Err(Failure::Retry { reason: format!("card {} kept changing while callback {} was applied", card.card_id, event.event_id), delay: Duration::from_secs(1) })
     }
 
+    async fn find_for(&self, event: &ProviderEvent, word: &Word) -> Result<CardRow, Failure> {
+        match word {
+            Word::State(_) | Word::ShippingReturned => self.find(event).await,
+            Word::Dispute(facts) => self.find_dispute(event, facts).await,
+        }
+    }
+
+    /// The card holding the dispute; retried while none does (its
+    /// OPEN_DISPUTE outcome may not be stored yet), then dead-lettered
+    /// like an unknown card token: a dispute opened at the processor
+    /// without us is for a person.
+    async fn find_dispute(&self, event: &ProviderEvent, facts: &DisputeFacts) -> Result<CardRow, Failure> {
+        let found = self.card.cards.find_by_dispute(&event.provider, &facts.dispute_reference).await.map_err(store_down)?;
+        self.one_card(event, found, "unknown_dispute", "dispute token")
+    }
+
     /// Our card the callback is about; retried while no card holds the token.
     pub(super) async fn find(&self, event: &ProviderEvent) -> Result<CardRow, Failure> {
-        match self.card.cards.find_by_reference(&event.provider, &event.provider_reference).await.map_err(store_down)? {
+        let found = self.card.cards.find_by_reference(&event.provider, &event.provider_reference).await.map_err(store_down)?;
+        self.one_card(event, found, "unknown_card", "card token")
+    }
+
+    fn one_card(&self, event: &ProviderEvent, found: ByReference, unknown: &str, what: &str) -> Result<CardRow, Failure> {
+        match found {
             ByReference::One(card) => Ok(card),
             ByReference::None => {
-                self.card.metrics.callback(&event.provider, "unknown_card");
+                self.card.metrics.callback(&event.provider, unknown);
                 Err(Failure::Retry {
                     reason: format!(
-                        "no card of ours holds the {} card token of callback {} ({}); its issuance may not be stored yet",
+                        "no card of ours holds the {} {what} of callback {} ({}); the command that got it may not be stored yet",
                         event.provider, event.event_id, event.vendor_event_type
                     ),
                     delay: self.unknown_card_retry,
                 })
             }
             ByReference::Ambiguous => Err(dead_letter(&format!(
-                "two cards of ours hold the {} card token of callback {}: the card store needs repair",
+                "two cards of ours hold the {} {what} of callback {}: the card store needs repair",
                 event.provider, event.event_id
             ))),
         }
@@ -134,15 +163,21 @@ impl CallbackHandler {
 
     /// One compare-and-set attempt: `Some(result)` once the callback is
     /// recorded (now or before), `None` when the card moved since it was read.
-    async fn commit(&self, event: &ProviderEvent, ctx: &MessageContext, card: &CardRow, to: CardState) -> Result<Option<&'static str>, Failure> {
+    async fn commit(&self, event: &ProviderEvent, ctx: &MessageContext, card: &CardRow, word: &Word) -> Result<Option<&'static str>, Failure> {
         let broken = |e: String| dead_letter(&format!("callback {} on card {}: {e}", event.event_id, card.card_id));
         let before = lifecycle_of(card).map_err(broken)?.state;
-        let change = apply::callback(card, to, event.occurred_at_ms, &ctx.correlation_id.0).map_err(broken)?;
+        let change = match word {
+            Word::State(to) => apply::callback(card, *to, event.occurred_at_ms, &ctx.correlation_id.0),
+            Word::Dispute(facts) => apply::dispute_callback(card, facts, event.occurred_at_ms, &ctx.correlation_id.0),
+            Word::ShippingReturned => apply::shipping_returned(card, event.occurred_at_ms, &ctx.correlation_id.0),
+        }
+        .map_err(broken)?;
         let detail = serde_json::json!({
             "provider": event.provider,
             "provider_event_id": event.event_id,
             "vendor_event_type": event.vendor_event_type,
-            "observed": to.as_str(),
+            "observed": word.observed(),
+            "dispute": matches!(word, Word::Dispute(_)),
             "from": before.as_str(),
             "result": change.result.as_str(),
             "events": change.events.iter().map(|e| e.event_id.as_str()).collect::<Vec<_>>(),
@@ -163,6 +198,23 @@ impl CallbackHandler {
             Commit::Applied => Ok(Some(change.result.as_str())),
             Commit::Duplicate => Ok(Some("duplicate")),
             Commit::Conflict => Ok(None),
+        }
+    }
+}
+
+/// What a callback says: a card state, a returned shipment, or a dispute's stage.
+enum Word {
+    State(CardState),
+    ShippingReturned,
+    Dispute(DisputeFacts),
+}
+
+impl Word {
+    fn observed(&self) -> &'static str {
+        match self {
+            Word::State(to) => to.as_str(),
+            Word::ShippingReturned => "SHIPPING_RETURNED",
+            Word::Dispute(facts) => facts.state.as_str(),
         }
     }
 }

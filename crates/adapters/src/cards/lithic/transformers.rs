@@ -285,8 +285,10 @@ impl LithicDispute {
 
 pub(super) fn dispute_state(status: &str, resolution: Option<&str>) -> Option<DisputeState> {
     Some(match status {
-        "NEW" => DisputeState::Opened,
-        "SUBMITTED" | "PENDING_CUSTOMER" => DisputeState::Submitted,
+        // PENDING_CUSTOMER: Lithic waits for the cardholder's information
+        // before it files with the network: not submitted yet.
+        "NEW" | "PENDING_CUSTOMER" => DisputeState::Opened,
+        "SUBMITTED" => DisputeState::Submitted,
         "REPRESENTMENT" => DisputeState::Representment,
         "PREARBITRATION" => DisputeState::PreArbitration,
         "ARBITRATION" => DisputeState::Arbitration,

@@ -15,7 +15,9 @@
 //! The event id is the Standard Webhooks `webhook-id`, stable across
 //! Lithic's retries, falling back to the body's event token. For
 //! `card.updated` the new state (`OPEN`, `PAUSED`, `CLOSED`, ...) is in
-//! `reason`; for `dispute.updated` the dispute's status.
+//! `reason`; for `dispute.updated` the dispute's `status`, with its
+//! `resolution_reason` after a colon when it has one
+//! (`CASE_CLOSED:WITHDRAWN`), and the dispute token as the reference.
 //!
 //! `card_transaction.updated` carries the whole `card_transaction` (token,
 //! card_token, status, result, `events[]`), and Lithic sends it again as
@@ -46,6 +48,9 @@ struct Event {
     state: Option<String>,
     #[serde(default)]
     status: Option<String>,
+    /// `dispute-v1`'s `resolution_reason`: what a `CASE_CLOSED` ended as.
+    #[serde(default)]
+    resolution_reason: Option<String>,
     #[serde(default)]
     payload: Option<Card>,
 }
@@ -192,7 +197,15 @@ pub(crate) fn map(body: &[u8], verified: &Verified) -> Result<EventFacts, Refusa
     let dispute = e.event_type.starts_with("dispute");
     let (reference, memo, state) = match e.payload {
         Some(card) => (card.token, card.memo, card.state.or(e.state)),
-        None if dispute => (e.token.clone().unwrap_or_default(), None, e.status.clone()),
+        // `status` alone does not say how a closed case ended: the
+        // resolution rides along as `<status>:<resolution_reason>`.
+        None if dispute => {
+            let status = match (&e.status, &e.resolution_reason) {
+                (Some(s), Some(r)) => Some(format!("{s}:{r}")),
+                (s, _) => s.clone(),
+            };
+            (e.token.clone().unwrap_or_default(), None, status)
+        }
         None => (e.card_token.clone().unwrap_or_default(), None, e.state.clone()),
     };
     if reference.is_empty() {
@@ -224,7 +237,9 @@ pub(crate) fn map(body: &[u8], verified: &Verified) -> Result<EventFacts, Refusa
 /// a later state fills in from its own event), `card.shipped` SHIPPED,
 /// `card.updated` the new `state` (in `reason`) through the adapter's
 /// state map, and the older `card.activated` / `card.closed`. Reissues and
-/// renewals are not modelled; disputes are not about a card token. A
+/// renewals are not modelled; `dispute.updated` is a
+/// [`CardCallback::Dispute`](crate::cards::CardCallback::Dispute) about the
+/// dispute token. A
 /// transaction event is a [`CardCallback::Transaction`](crate::cards::CardCallback::Transaction)
 /// when its type is one we book, with the event's `result` judged by [`judge`].
 pub(crate) fn callback(event: &switchyard_canonical::ProviderEvent) -> crate::cards::CardCallback {
@@ -244,8 +259,26 @@ pub(crate) fn callback(event: &switchyard_canonical::ProviderEvent) -> crate::ca
             Some(state) => C::State(state),
             None => C::NotModeled,
         },
+        "dispute.updated" => dispute(event),
         t if t.starts_with("dispute") => C::NotACard,
         _ => C::NotModeled,
+    }
+}
+
+/// `dispute.updated`: the status (and for `CASE_CLOSED` the resolution
+/// reason) in `reason` as [`map`] wrote it, through the same status map as
+/// the adapter's answers. An unreadable status is acknowledged as not
+/// about a card rather than guessed.
+fn dispute(event: &switchyard_canonical::ProviderEvent) -> crate::cards::CardCallback {
+    use crate::cards::{CardCallback as C, DisputeFacts};
+    let Some(reason) = event.reason.as_deref() else { return C::NotACard };
+    let (status, resolution) = match reason.split_once(':') {
+        Some((s, r)) => (s, Some(r)),
+        None => (reason, None),
+    };
+    match super::transformers::dispute_state(status, resolution) {
+        Some(state) if !event.provider_reference.is_empty() => C::Dispute(DisputeFacts { dispute_reference: event.provider_reference.clone(), state }),
+        _ => C::NotACard,
     }
 }
 
@@ -305,7 +338,27 @@ mod tests {
         assert_eq!(callback(&event(br#"{"event_type":"card.updated","card_token":"t","state":"PAUSED"}"#)), C::State(CardState::Suspended));
         assert_eq!(callback(&event(br#"{"event_type":"card.updated","card_token":"t","state":"OPEN"}"#)), C::State(CardState::Active));
         assert_eq!(callback(&event(br#"{"event_type":"card.renewed","card_token":"t"}"#)), C::NotModeled);
-        assert_eq!(callback(&event(br#"{"event_type":"dispute.updated","token":"d","status":"WON"}"#)), C::NotACard);
+        assert_eq!(callback(&event(br#"{"event_type":"dispute.updated","token":"d","status":"WON"}"#)), C::NotACard, "not a Lithic status");
+        let disputed = |body: &[u8]| match callback(&event(body)) {
+            C::Dispute(f) => Some((f.dispute_reference, f.state)),
+            _ => None,
+        };
+        use switchyard_canonical::card_dispute::DisputeState as D;
+        let cases: [(&[u8], D); 8] = [
+            (br#"{"event_type":"dispute.updated","token":"d","status":"NEW","resolution_reason":null}"#, D::Opened),
+            (br#"{"event_type":"dispute.updated","token":"d","status":"PENDING_CUSTOMER"}"#, D::Opened),
+            (br#"{"event_type":"dispute.updated","token":"d","status":"SUBMITTED"}"#, D::Submitted),
+            (br#"{"event_type":"dispute.updated","token":"d","status":"REPRESENTMENT"}"#, D::Representment),
+            (br#"{"event_type":"dispute.updated","token":"d","status":"PREARBITRATION"}"#, D::PreArbitration),
+            (br#"{"event_type":"dispute.updated","token":"d","status":"CASE_WON","resolution_reason":"WON_ARBITRATION"}"#, D::Won),
+            (br#"{"event_type":"dispute.updated","token":"d","status":"CASE_CLOSED","resolution_reason":"WITHDRAWN"}"#, D::Withdrawn),
+            (br#"{"event_type":"dispute.updated","token":"d","status":"CASE_CLOSED","resolution_reason":"CASE_LOST"}"#, D::Lost),
+        ];
+        for (body, want) in cases {
+            assert_eq!(disputed(body), Some(("d".to_owned(), want)), "{}", String::from_utf8_lossy(body));
+        }
+        let refunded = br#"{"event_type":"dispute.updated","token":"d","status":"CASE_CLOSED","resolution_reason":"REFUNDED"}"#;
+        assert_eq!(disputed(refunded), Some(("d".to_owned(), D::Won)), "the merchant refunded: the cardholder keeps the money");
     }
 
     /// A `card_transaction.updated` body as Lithic's `card_transaction`

@@ -285,9 +285,11 @@ pub(crate) fn judge(result: &str) -> (bool, Option<CardDeclineCode>) {
 /// SHIPPED, `.delivered` PENDING_ACTIVATION (as the adapter reads an
 /// UNACTIVATED card's fulfillment status), `state.activated` and
 /// `.reinstated` ACTIVE, `.suspended` SUSPENDED, `.terminated` TERMINATED.
-/// A returned shipment (`fulfillment.rejected`) and wallet-token
-/// transitions are about the card but not modelled; chargebacks are not
-/// about a card token. A card transaction of a type we book is a
+/// A returned shipment (`fulfillment.rejected`) is
+/// [`CardCallback::ShippingReturned`](crate::cards::CardCallback::ShippingReturned);
+/// wallet-token transitions are about the card but not modelled; a
+/// chargeback transition is a [`CardCallback::Dispute`](crate::cards::CardCallback::Dispute)
+/// about the chargeback token. A card transaction of a type we book is a
 /// [`CardCallback::Transaction`](crate::cards::CardCallback::Transaction),
 /// its `state:response.code` judged by [`judge`].
 pub fn callback(event: &switchyard_canonical::ProviderEvent) -> crate::cards::CardCallback {
@@ -306,7 +308,16 @@ pub fn callback(event: &switchyard_canonical::ProviderEvent) -> crate::cards::Ca
         "state.activated" | "state.reinstated" => C::State(CardState::Active),
         "state.suspended" => C::State(CardState::Suspended),
         "state.terminated" => C::State(CardState::Terminated),
-        t if t.starts_with("chargeback.") => C::NotACard,
+        // The shipment came back (fulfillment status REJECTED).
+        "fulfillment.rejected" => C::ShippingReturned,
+        // A chargeback transition names its chargeback, not the card; its
+        // `state` (in `reason`) through the adapter's chargeback state map.
+        t if t.starts_with("chargeback.") => match event.reason.as_deref().map(super::transformers::dispute_state) {
+            Some(Ok(state)) if !event.provider_reference.is_empty() => {
+                C::Dispute(crate::cards::DisputeFacts { dispute_reference: event.provider_reference.clone(), state })
+            }
+            _ => C::NotACard,
+        },
         _ => C::NotModeled,
     }
 }
@@ -357,12 +368,28 @@ mod tests {
             ("state.suspended", C::State(CardState::Suspended)),
             ("state.reinstated", C::State(CardState::Active)),
             ("state.terminated", C::State(CardState::Terminated)),
-            ("fulfillment.rejected", C::NotModeled),
+            ("fulfillment.rejected", C::ShippingReturned),
             ("digitalwallettoken.state.active", C::NotModeled),
             ("chargeback.case_won", C::NotACard),
         ];
         for (t, want) in cases {
             assert_eq!(callback(&event(t)), want, "{t}");
+        }
+        use switchyard_canonical::card_dispute::DisputeState as D;
+        let transitions = [
+            ("REPRESENTMENT", D::Representment),
+            ("PREARBITRATION", D::PreArbitration),
+            ("ARBITRATION", D::Arbitration),
+            ("CASE_WON", D::Won),
+            ("WRITTEN_OFF_ISSUER", D::Won),
+            ("CASE_LOST", D::Lost),
+            ("NETWORK_REJECTED", D::Lost),
+            ("WITHDRAWN", D::Withdrawn),
+        ];
+        for (state, want) in transitions {
+            let mut e = event(&format!("chargeback.{}", state.to_ascii_lowercase()));
+            (e.provider_reference, e.reason) = ("cb-1".into(), Some(state.into()));
+            assert_eq!(callback(&e), C::Dispute(crate::cards::DisputeFacts { dispute_reference: "cb-1".into(), state: want }), "{state}");
         }
     }
 
