@@ -27,6 +27,7 @@ pub fn provider(name: &str, kind: CheckVendorKind, base_url: &str, key: &str) ->
         http2_prior_knowledge: false,
         poll_interval_ms: 50,
         poll_budget_ms: 5000,
+        tls: None,
     }
 }
 

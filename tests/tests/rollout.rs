@@ -55,6 +55,7 @@ async fn shadow_mode_compares_against_a_sandbox_and_never_changes_an_outcome() -
         // The shadow candidate keeps HTTP/1 so both transports stay exercised.
         http2_prior_knowledge: false,
         sandbox_only: true,
+        tls: None,
     });
     config.routing.shadow = Some("adyen-sandbox".into());
     let shutdown = CancellationToken::new();

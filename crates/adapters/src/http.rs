@@ -138,7 +138,7 @@ pub fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
 }
 
 /// How an adapter talks to its vendor's host.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct Transport {
     /// The whole call, connect to last byte; past it the call is ambiguous.
     pub timeout: Duration,
@@ -149,15 +149,21 @@ pub struct Transport {
     /// simulators, an in-cluster egress proxy). Over `https` HTTP/2 is offered
     /// through ALPN whatever this says, and the vendor picks.
     pub http2_prior_knowledge: bool,
+    /// Client certificate, pinned CA bundle and TLS floor for this vendor.
+    pub tls: Option<std::sync::Arc<crate::tls::ClientTls>>,
 }
 
 impl Transport {
     pub fn new(timeout: Duration, max_connections: usize) -> Self {
-        Self { timeout, max_connections, http2_prior_knowledge: false }
+        Self { timeout, max_connections, http2_prior_knowledge: false, tls: None }
     }
 
     pub fn with_http2_prior_knowledge(self, on: bool) -> Self {
         Self { http2_prior_knowledge: on, ..self }
+    }
+
+    pub fn with_tls(self, tls: Option<crate::tls::ClientTls>) -> Self {
+        Self { tls: tls.map(std::sync::Arc::new), ..self }
     }
 }
 
@@ -173,6 +179,9 @@ pub fn client(transport: Transport) -> Result<reqwest::Client, AdapterError> {
         // One multiplexed connection instead of one per call in flight: far
         // fewer syscalls and wake-ups per call at high concurrency.
         builder = builder.http2_prior_knowledge();
+    }
+    if let Some(tls) = &transport.tls {
+        builder = tls.apply(builder);
     }
     builder
         .build()

@@ -13,6 +13,7 @@
 //!   [`aml::comply_advantage`] and [`aml::open_sanctions`].
 //! - [`cards`]: card processors: [`cards::CardProcessor`] over
 //!   [`cards::lithic`] and [`cards::marqeta`] (no card worker yet).
+//! - [`certs`]: the certificate inventory (subject, issuer, expiry of configured PEMs).
 //! - [`encode`]: percent-encoding of our ids in vendor URL paths.
 //! - [`environment`]: which environment a vendor key or endpoint belongs to.
 //! - [`fraud`]: fraud scoring and feedback: [`fraud::FraudProvider`] over
@@ -22,11 +23,13 @@
 //! - [`poll`]: polling for asynchronous vendor results within a budget.
 //! - [`multipart`]: a hand-built `multipart/form-data` body for uploads.
 //! - [`secret`]: credentials that cannot be printed.
+//! - [`tls`]: mutual TLS to a partner: client identity, pinned CA, TLS floor.
 //! - [`webhooks`]: callback signature schemes; each vendor's callback body is
 //!   mapped in its own module (`payouts::stripe::webhook`, `cards::lithic::webhook`, ...).
 
 pub mod aml;
 pub mod cards;
+pub mod certs;
 pub mod encode;
 pub mod environment;
 pub mod fraud;
@@ -36,6 +39,7 @@ pub mod multipart;
 pub mod payouts;
 pub mod poll;
 pub mod secret;
+pub mod tls;
 pub mod webhooks;
 
 pub use http::{AdapterError, CallContext};

@@ -123,6 +123,25 @@ impl IngesterConfig {
         serde_norway::from_str(&text).map_err(|e| IngesterError::Config(format!("{}: {e}", path.display())))
     }
 
+    /// Every webhook verification key configured as PEM (a certificate or
+    /// a bare public key), for the inventory and
+    /// `switchyard_certificate_expiry_seconds`. HMAC secrets are read to
+    /// tell, never kept or shown.
+    pub fn certificates(&self) -> Result<Vec<switchyard_adapters::certs::InventoryItem>, IngesterError> {
+        let mut items = Vec::new();
+        for (name, provider) in &self.providers {
+            for (i, key) in provider.keys.iter().enumerate() {
+                let field = format!("providers.{name}.keys[{i}]");
+                let value = key.source().load(&field).map_err(|e| IngesterError::Config(e.0))?;
+                if value.expose().contains("-----BEGIN ") {
+                    let found = switchyard_adapters::certs::inventory(name, "webhook_key", &field, value.expose());
+                    items.extend(found.map_err(|e| IngesterError::Config(e.0))?);
+                }
+            }
+        }
+        Ok(items)
+    }
+
     pub fn topic_for(&self, domain: &str) -> String {
         self.topics.get(domain).cloned().unwrap_or_else(|| format!("{domain}.provider-events.v1"))
     }

@@ -141,6 +141,7 @@ pub async fn start_ingester(config: IngesterConfig, shutdown: CancellationToken)
     switchyard_service::checks::registry(&health, &config.schema_registry_url);
     switchyard_service::checks::store(&health, store.pool().clone());
     let metrics = Arc::new(Metrics::new());
+    metrics.certificates.set(config.certificates()?.into_iter().filter_map(|i| Some((i.provider, i.kind, i.subject, i.not_after?))));
     // librdkafka drops a record it could not deliver within this, and says
     // so: once we answer 503 the record is no longer queued to appear later
     // beside the vendor's retry.

@@ -1,7 +1,6 @@
 //! The ingester's share of the SLA scorecard: webhook lag (vendor timestamp
 //! -> published on the bus) per provider, refusals by reason, duplicates.
 
-use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::histogram::Histogram;
@@ -11,6 +10,10 @@ type Labels = Vec<(&'static str, String)>;
 
 pub struct Metrics {
     registry: Registry,
+    /// `switchyard_certificate_expiry_seconds`: named like the workers'
+    /// (one alert for all), so outside this registry's `switchyard_webhooks` prefix.
+    expiry_registry: Registry,
+    pub certificates: switchyard_service::certificates::CertificateExpiry,
     received: Family<Labels, Counter>,
     published: Family<Labels, Counter>,
     refused: Family<Labels, Counter>,
@@ -69,6 +72,8 @@ impl Metrics {
             }),
             stage_totals: Default::default(),
             registry: Registry::default(),
+            expiry_registry: Registry::with_prefix("switchyard"),
+            certificates: Default::default(),
         };
         registry.register("received", "Callbacks received, by provider", m.received.clone());
         registry.register("published", "Provider events published on the bus", m.published.clone());
@@ -78,7 +83,9 @@ impl Metrics {
         registry.register("lag_seconds", "Vendor event timestamp to published on the bus", m.lag.clone());
         registry.register("handling_seconds", "Time to answer a callback", m.handling.clone());
         registry.register("stage_seconds", "Time per step of the request path (claim, publish, mark_published)", m.stages.clone());
-        Self { registry, ..m }
+        let mut expiry_registry = Registry::with_prefix("switchyard");
+        expiry_registry.register_collector(Box::new(m.certificates.clone()));
+        Self { registry, expiry_registry, ..m }
     }
 
     fn provider(provider: &str) -> Labels {
@@ -140,9 +147,25 @@ impl Metrics {
 
     pub fn render(&self) -> String {
         let mut out = String::new();
-        if encode(&mut out, &self.registry).is_err() {
+        use prometheus_client::encoding::text::{encode_eof, encode_registry};
+        if encode_registry(&mut out, &self.registry).and_then(|_| encode_registry(&mut out, &self.expiry_registry)).and_then(|_| encode_eof(&mut out)).is_err() {
             out.clear();
         }
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn certificate_expiry_is_named_like_the_workers() {
+        let metrics = super::Metrics::new();
+        metrics.certificates.set([("wise".to_owned(), "webhook_key".to_owned(), "CN=wise".to_owned(), i64::MAX / 2)]);
+        metrics.received("wise");
+        let text = metrics.render();
+        assert!(text.contains(r#"switchyard_certificate_expiry_seconds{provider="wise",kind="webhook_key",subject="CN=wise"} "#), "{text}");
+        assert!(text.contains("switchyard_webhooks_received_total"), "{text}");
+        assert_eq!(text.matches("# EOF").count(), 1, "{text}");
+        assert!(text.ends_with("# EOF\n"), "{text}");
     }
 }

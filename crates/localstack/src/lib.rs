@@ -124,6 +124,7 @@ impl LocalStack {
             // The simulators serve HTTP/1 and HTTP/2; the payout path uses 2.
             http2_prior_knowledge: true,
             sandbox_only: false,
+            tls: None,
         }];
         if let Some(url) = adyen_url {
             providers.push(ProviderConfig {
@@ -138,6 +139,7 @@ impl LocalStack {
                 max_concurrency: 256,
                 http2_prior_knowledge: true,
                 sandbox_only: false,
+                tls: None,
             });
         }
         PayoutWorkerConfig {

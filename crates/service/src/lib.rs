@@ -6,6 +6,7 @@
 //! running (a loop ended, a fatal producer error: the supervisor restarts
 //! it), 2 when it could not start (configuration, unreachable dependency).
 
+pub mod certificates;
 pub mod checks;
 pub mod health;
 pub mod logging;

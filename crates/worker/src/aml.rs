@@ -33,11 +33,11 @@ impl CheckDomain for Aml {
         let key = p.api_key.load(&format!("providers[{}].api_key", p.name))?;
         Ok(match p.kind {
             CheckVendorKind::ComplyAdvantage => {
-                AmlProvider::ComplyAdvantage(ComplyAdvantageAdapter::new(&p.name, &p.base_url, key, p.transport())?)
+                AmlProvider::ComplyAdvantage(ComplyAdvantageAdapter::new(&p.name, &p.base_url, key, p.transport()?)?)
             }
             CheckVendorKind::OpenSanctions => {
                 let dataset = p.dataset.as_deref().unwrap_or("default");
-                AmlProvider::OpenSanctions(OpenSanctionsAdapter::new(&p.name, &p.base_url, key, dataset, p.transport())?)
+                AmlProvider::OpenSanctions(OpenSanctionsAdapter::new(&p.name, &p.base_url, key, dataset, p.transport()?)?)
             }
             other => return Err(WorkerError::Config(format!("providers[{}].kind: {other:?} is not an aml vendor", p.name))),
         })

@@ -2,7 +2,7 @@
 //! the payout worker's shape, with the vendors of the check domains.
 //! Unknown fields are refused and every error names the field at fault.
 
-use crate::config::{Environment, SecretSource};
+use crate::config::{Environment, SecretSource, TlsConfig};
 use crate::retry::RetryPolicy;
 use crate::WorkerError;
 use serde::Deserialize;
@@ -102,6 +102,10 @@ pub struct CheckProviderConfig {
     /// How long one delivery waits for it before retrying later.
     #[serde(default = "default_poll_budget_ms")]
     pub poll_budget_ms: u64,
+    /// Mutual TLS to this vendor: client certificate, pinned CA bundle,
+    /// minimum TLS version (`https` base URLs only).
+    #[serde(default)]
+    pub tls: Option<TlsConfig>,
 }
 
 fn default_timeout_ms() -> u64 {
@@ -121,9 +125,12 @@ fn default_poll_budget_ms() -> u64 {
 }
 
 impl CheckProviderConfig {
-    pub fn transport(&self) -> switchyard_adapters::http::Transport {
-        switchyard_adapters::http::Transport::new(Duration::from_millis(self.timeout_ms), self.max_concurrency)
-            .with_http2_prior_knowledge(self.http2_prior_knowledge)
+    /// Reads the TLS material too, so a bad certificate or key stops
+    /// start-up naming `providers[<name>].tls.<field>`.
+    pub fn transport(&self) -> Result<switchyard_adapters::http::Transport, WorkerError> {
+        let transport = switchyard_adapters::http::Transport::new(Duration::from_millis(self.timeout_ms), self.max_concurrency)
+            .with_http2_prior_knowledge(self.http2_prior_knowledge);
+        Ok(transport.with_tls(crate::config::load_tls(&self.name, self.tls.as_ref())?))
     }
 
     pub fn polling(&self) -> switchyard_adapters::kyc::Polling {
@@ -145,6 +152,11 @@ impl CheckWorkerConfig {
             commands: format!("{domain}.commands.v1"),
             outcomes: format!("{domain}.outcomes.v1"),
         })
+    }
+
+    /// Every certificate the providers' `tls` settings name (`switchyard certs`).
+    pub fn certificates(&self) -> Result<Vec<switchyard_adapters::certs::InventoryItem>, WorkerError> {
+        crate::config::inventory(self.providers.iter().map(|p| (p.name.as_str(), p.tls.as_ref())))
     }
 
     /// Cross-field checks; `kinds` are the vendors the domain accepts.
@@ -171,6 +183,9 @@ impl CheckWorkerConfig {
             }
             if !p.base_url.starts_with("http://") && !p.base_url.starts_with("https://") {
                 return bad(format!("providers[{i}].base_url must be an http(s) URL"));
+            }
+            if let Some(tls) = &p.tls {
+                tls.validate(&format!("providers[{}].tls", p.name), &p.base_url)?;
             }
         }
         self.routing.validate(self.providers.iter().map(|p| p.name.as_str())).map_err(|e| WorkerError::Config(e.to_string()))?;

@@ -42,6 +42,7 @@ pub async fn start_check_worker<D: CheckDomain>(config: CheckWorkerConfig, shutd
         providers.insert(p.name.clone(), CheckVendor { adapter, slots });
     }
     let metrics = Arc::new(Metrics::new(D::NAME));
+    crate::config::export_expiry(&metrics, &config.certificates()?);
     let registry = Arc::new(RegistryClient::new(&config.schema_registry_url)?);
     let encoder = AvroEncoder::register(&registry, &topics.outcomes, D::OUTCOME_SCHEMA).await?;
     let decoder = AvroDecoder::new(registry, D::COMMAND_SCHEMA)?;

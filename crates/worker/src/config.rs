@@ -8,6 +8,9 @@ use serde::Deserialize;
 use std::net::SocketAddr;
 use std::path::Path;
 pub use switchyard_adapters::secret::SecretSource;
+use switchyard_adapters::certs::InventoryItem;
+use switchyard_adapters::http::Transport;
+pub use switchyard_adapters::tls::TlsConfig;
 use switchyard_adapters::Secret;
 use switchyard_bus::KafkaConfig;
 use switchyard_routing::RoutingPolicy;
@@ -137,6 +140,10 @@ pub struct ProviderConfig {
     /// live traffic (a shadow call of a payout must not move money).
     #[serde(default)]
     pub sandbox_only: bool,
+    /// Mutual TLS to this vendor: client certificate, pinned CA bundle,
+    /// minimum TLS version (`https` base URLs only).
+    #[serde(default)]
+    pub tls: Option<TlsConfig>,
 }
 
 fn default_timeout_ms() -> u64 {
@@ -148,10 +155,38 @@ fn default_max_concurrency() -> usize {
 }
 
 impl ProviderConfig {
-    pub fn transport(&self) -> switchyard_adapters::http::Transport {
-        switchyard_adapters::http::Transport::new(std::time::Duration::from_millis(self.timeout_ms), self.max_concurrency)
-            .with_http2_prior_knowledge(self.http2_prior_knowledge)
+    /// Reads the TLS material too, so a bad certificate or key stops
+    /// start-up naming `providers[<name>].tls.<field>`.
+    pub fn transport(&self) -> Result<Transport, WorkerError> {
+        let transport = Transport::new(std::time::Duration::from_millis(self.timeout_ms), self.max_concurrency)
+            .with_http2_prior_knowledge(self.http2_prior_knowledge);
+        Ok(transport.with_tls(load_tls(&self.name, self.tls.as_ref())?))
     }
+}
+
+/// The certificates of the providers' TLS settings, for the inventory and
+/// `switchyard_certificate_expiry_seconds`.
+pub(crate) fn inventory<'a>(providers: impl IntoIterator<Item = (&'a str, Option<&'a TlsConfig>)>) -> Result<Vec<InventoryItem>, WorkerError> {
+    let mut items = Vec::new();
+    for (name, tls) in providers {
+        if let Some(tls) = tls {
+            items.extend(tls.inventory(name)?);
+        }
+    }
+    Ok(items)
+}
+
+/// Feeds `switchyard_certificate_expiry_seconds` (bare public keys do not expire).
+pub(crate) fn export_expiry(metrics: &crate::metrics::Metrics, items: &[InventoryItem]) {
+    metrics.certificates.set(items.iter().filter_map(|i| Some((i.provider.clone(), i.kind.clone(), i.subject.clone(), i.not_after?))));
+}
+
+/// The provider's TLS settings, read and checked; `None` when it has none.
+pub(crate) fn load_tls(provider: &str, tls: Option<&TlsConfig>) -> Result<Option<switchyard_adapters::tls::ClientTls>, WorkerError> {
+    Ok(match tls {
+        Some(tls) => Some(tls.load(&format!("providers[{provider}].tls"))?),
+        None => None,
+    })
 }
 
 impl PayoutWorkerConfig {
@@ -185,6 +220,9 @@ impl PayoutWorkerConfig {
             if !p.base_url.starts_with("http://") && !p.base_url.starts_with("https://") {
                 return Err(WorkerError::Config(format!("providers[{i}].base_url must be an http(s) URL")));
             }
+            if let Some(tls) = &p.tls {
+                tls.validate(&format!("providers[{}].tls", p.name), &p.base_url)?;
+            }
         }
         self.routing
             .validate(self.providers.iter().map(|p| p.name.as_str()))
@@ -205,6 +243,11 @@ impl PayoutWorkerConfig {
             return Err(WorkerError::Config("max_in_flight must be at least 1".into()));
         }
         Ok(())
+    }
+
+    /// Every certificate the providers' `tls` settings name (`switchyard certs`).
+    pub fn certificates(&self) -> Result<Vec<InventoryItem>, WorkerError> {
+        inventory(self.providers.iter().map(|p| (p.name.as_str(), p.tls.as_ref())))
     }
 
     /// Refuses a key or endpoint that belongs to the other environment
@@ -269,5 +312,34 @@ mod tests {
         };
         assert!(err.contains("providers[stripe].api_key") && err.contains("providers[adyen].api_key"), "{err}");
         assert!(!err.contains("sk_test_switchyard"), "the key is never printed: {err}");
+    }
+
+    #[tokio::test]
+    async fn unusable_tls_material_stops_start_up_naming_provider_and_field() {
+        let text = include_str!("../../../ops/payout-worker.example.yaml")
+            .replace("api_key: { env: ADYEN_API_KEY }", "api_key: { value: adyen_test_key }")
+            .replace("base_url: http://127.0.0.1:12112", "base_url: https://127.0.0.1:12112\n    tls: { ca_bundle: { file: /nonexistent/adyen-ca.pem }, min_version: 1.3 }");
+        let mut config: PayoutWorkerConfig = serde_norway::from_str(&text).expect("parses");
+        config.catalog_file = None;
+        config.validate().expect("the shape is valid");
+        let err = match crate::run::start_payout_worker(config.clone(), tokio_util::sync::CancellationToken::new()).await {
+            Ok(_) => panic!("an unreadable CA bundle must stop start-up"),
+            Err(e) => e.to_string(),
+        };
+        assert!(err.contains("providers[adyen].tls.ca_bundle: cannot read /nonexistent/adyen-ca.pem"), "{err}");
+
+        // The inventory reads certificates only: no key needed to list them.
+        let cert = concat!(env!("CARGO_MANIFEST_DIR"), "/../adapters/tests/data/inventory-cert.pem");
+        config.providers[1].tls = Some(serde_norway::from_str(&format!("{{ client_cert: {{ file: {cert} }}, client_key: {{ file: /nonexistent }} }}")).expect("tls"));
+        let items = config.certificates().expect("inventory");
+        let metrics = crate::metrics::Metrics::new("payouts");
+        export_expiry(&metrics, &items);
+        let text = metrics.render();
+        assert!(text.contains(r#"switchyard_certificate_expiry_seconds{provider="adyen",kind="client_cert",subject="CN=inventory test"} "#), "{text}");
+
+        // TLS settings on a plain-http endpoint would do nothing: refused.
+        config.providers[1].base_url = "http://127.0.0.1:12112".into();
+        let err = config.validate().expect_err("tls over http").to_string();
+        assert!(err.contains("providers[adyen].tls") && err.contains("https"), "{err}");
     }
 }

@@ -35,9 +35,9 @@ impl CheckDomain for Fraud {
                     return Err(WorkerError::Config(format!("providers[{}].api_secret: sardine needs its client secret", p.name)));
                 };
                 let secret = secret.load(&format!("providers[{}].api_secret", p.name))?;
-                FraudProvider::Sardine(SardineAdapter::new(&p.name, &p.base_url, key, secret, p.transport())?)
+                FraudProvider::Sardine(SardineAdapter::new(&p.name, &p.base_url, key, secret, p.transport()?)?)
             }
-            CheckVendorKind::Seon => FraudProvider::Seon(SeonAdapter::new(&p.name, &p.base_url, key, p.transport())?),
+            CheckVendorKind::Seon => FraudProvider::Seon(SeonAdapter::new(&p.name, &p.base_url, key, p.transport()?)?),
             other => return Err(WorkerError::Config(format!("providers[{}].kind: {other:?} is not a fraud vendor", p.name))),
         })
     }

@@ -30,13 +30,13 @@ impl CheckDomain for Kyc {
     fn build_provider(p: &CheckProviderConfig) -> Result<KycProvider, WorkerError> {
         let key = p.api_key.load(&format!("providers[{}].api_key", p.name))?;
         Ok(match p.kind {
-            CheckVendorKind::Onfido => KycProvider::Onfido(OnfidoAdapter::new(&p.name, &p.base_url, key, p.transport(), p.polling())?),
+            CheckVendorKind::Onfido => KycProvider::Onfido(OnfidoAdapter::new(&p.name, &p.base_url, key, p.transport()?, p.polling())?),
             CheckVendorKind::Sumsub => {
                 let (Some(secret), Some(level)) = (&p.api_secret, &p.level_name) else {
                     return Err(WorkerError::Config(format!("providers[{}]: sumsub needs api_secret and level_name", p.name)));
                 };
                 let secret = secret.load(&format!("providers[{}].api_secret", p.name))?;
-                KycProvider::Sumsub(SumsubAdapter::new(&p.name, &p.base_url, key, secret, level, p.transport(), p.polling())?)
+                KycProvider::Sumsub(SumsubAdapter::new(&p.name, &p.base_url, key, secret, level, p.transport()?, p.polling())?)
             }
             other => return Err(WorkerError::Config(format!("providers[{}].kind: {other:?} is not a kyc vendor", p.name))),
         })

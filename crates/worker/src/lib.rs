@@ -54,6 +54,12 @@ pub enum WorkerError {
     Io(#[from] std::io::Error),
 }
 
+impl From<switchyard_adapters::tls::TlsError> for WorkerError {
+    fn from(e: switchyard_adapters::tls::TlsError) -> Self {
+        WorkerError::Config(e.0)
+    }
+}
+
 impl From<switchyard_adapters::secret::SecretError> for WorkerError {
     fn from(e: switchyard_adapters::secret::SecretError) -> Self {
         WorkerError::Config(e.0)

@@ -82,6 +82,8 @@ pub struct Metrics {
     stages: [Histogram; 4],
     domain: String,
     runtime: std::sync::OnceLock<Arc<RuntimeStats>>,
+    /// `switchyard_certificate_expiry_seconds` of the providers' TLS material.
+    pub certificates: switchyard_service::certificates::CertificateExpiry,
 }
 
 /// Processing stages timed per message.
@@ -109,6 +111,8 @@ fn latency_buckets() -> impl Iterator<Item = f64> {
 impl Metrics {
     pub fn new(domain: &str) -> Self {
         let mut registry = Registry::with_prefix("switchyard");
+        let certificates = switchyard_service::certificates::CertificateExpiry::default();
+        registry.register_collector(Box::new(certificates.clone()));
         let processed = Family::<Labels, Counter>::default();
         let failures = Family::<Labels, Counter>::default();
         let vendor_latency = Family::<Labels, Histogram>::new_with_constructor(|| Histogram::new(latency_buckets()));
@@ -198,6 +202,7 @@ impl Metrics {
             retried,
             domain: domain.to_owned(),
             runtime: std::sync::OnceLock::new(),
+            certificates,
         }
     }
 

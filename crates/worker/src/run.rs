@@ -57,11 +57,11 @@ pub async fn start_payout_worker(config: PayoutWorkerConfig, shutdown: Cancellat
         let provider = match p.kind {
             ProviderKind::Stripe => {
                 let account = p.connected_account.clone().unwrap_or_default();
-                PayoutProvider::Stripe(StripeAdapter::new(&p.name, &p.base_url, key, &account, p.transport())?)
+                PayoutProvider::Stripe(StripeAdapter::new(&p.name, &p.base_url, key, &account, p.transport()?)?)
             }
             ProviderKind::Adyen => {
                 let account = p.balance_account_id.clone().unwrap_or_default();
-                PayoutProvider::Adyen(AdyenAdapter::new(&p.name, &p.base_url, key, account, p.transport())?)
+                PayoutProvider::Adyen(AdyenAdapter::new(&p.name, &p.base_url, key, account, p.transport()?)?)
             }
         };
         let slots = Arc::new(tokio::sync::Semaphore::new(p.max_concurrency));
@@ -85,6 +85,7 @@ pub async fn start_payout_worker(config: PayoutWorkerConfig, shutdown: Cancellat
         providers.insert(p.name.clone(), Vendor { adapter: provider, slots, limiter, key_retention, call_timeout });
     }
     let metrics = Arc::new(Metrics::new(DOMAIN));
+    crate::config::export_expiry(&metrics, &config.certificates()?);
     let shadow = match &config.routing.shadow {
         Some(name) => {
             let Some(vendor) = providers.remove(name.as_str()) else {

@@ -138,7 +138,7 @@ impl Common {
         for (i, p) in config.providers.iter().enumerate().filter(|(_, p)| !p.sandbox_only) {
             let key = p.api_key.load(&format!("providers[{i}].api_key"))?;
             // Status queries only: a few connections are plenty.
-            let transport = switchyard_adapters::http::Transport { max_connections: 16, ..p.transport() };
+            let transport = switchyard_adapters::http::Transport { max_connections: 16, ..p.transport()? };
             let adapter = match p.kind {
                 switchyard_worker::ProviderKind::Stripe => {
                     let account = p.connected_account.clone().unwrap_or_default();

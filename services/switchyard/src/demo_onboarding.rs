@@ -61,6 +61,7 @@ fn vendor(name: &str, kind: CheckVendorKind, base_url: &str, key: &str) -> Check
         http2_prior_knowledge: false,
         poll_interval_ms: 50,
         poll_budget_ms: 5000,
+        tls: None,
     }
 }
 

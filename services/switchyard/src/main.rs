@@ -21,6 +21,7 @@
 mod asyncapi;
 mod bench;
 mod catalog;
+mod certs;
 mod demo_cards;
 mod demo_onboarding;
 mod demo_recon;
@@ -79,6 +80,10 @@ enum Command {
     /// Print the partner catalog, the live routing table and, from a running
     /// worker's metrics, the shadow agreement rate per candidate.
     Catalog(catalog::CatalogArgs),
+    /// Every certificate and PEM key the given worker and ingester configs
+    /// use (client certificates, CA bundles, webhook keys) with subject,
+    /// issuer, not-after and days left.
+    Certs(certs::CertsArgs),
     /// Prometheus rules from the partner catalog's SLAs (`sla rules`).
     Sla(sla::SlaArgs),
     /// Per vendor and domain: calls, p50/p95/p99 latency, error and timeout
@@ -168,6 +173,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
         }
         Command::Bench(args) => bench::run(args).await,
         Command::Catalog(args) => catalog::run(args).await,
+        Command::Certs(args) => certs::run(args),
         Command::Sla(args) => sla::run(args),
         Command::Scorecard(args) => scorecard::run(args).await,
         Command::Dlq(args) => ops::run_dlq(args).await,

@@ -1,0 +1,177 @@
+//! Mutual TLS to a partner, end to end: a tiny HTTPS server that requires a
+//! client certificate from its own CA, and the adapters' HTTP client built
+//! from a provider's `tls` settings. Every certificate is made here.
+
+use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair};
+use std::sync::Arc;
+use std::time::Duration;
+use switchyard_adapters::http::{self, Transport};
+use switchyard_adapters::secret::SecretSource;
+use switchyard_adapters::tls::{MinTlsVersion, TlsConfig};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio_rustls::rustls::pki_types::{pem::PemObject, CertificateDer, PrivateKeyDer};
+use tokio_rustls::rustls::{self, server::WebPkiClientVerifier, RootCertStore, ServerConfig};
+
+type Ca = CertifiedIssuer<'static, KeyPair>;
+
+fn ca(name: &str) -> Ca {
+    let mut params = CertificateParams::new(Vec::<String>::new()).expect("params");
+    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    params.distinguished_name.push(DnType::CommonName, name);
+    CertifiedIssuer::self_signed(params, KeyPair::generate().expect("key")).expect("ca")
+}
+
+/// A certificate signed by `ca`: (certificate PEM, key PEM).
+fn leaf(ca: &Ca, name: &str, usage: ExtendedKeyUsagePurpose) -> (String, String) {
+    let mut params = CertificateParams::new(vec!["127.0.0.1".to_owned()]).expect("params");
+    params.distinguished_name.push(DnType::CommonName, name);
+    params.extended_key_usages = vec![usage];
+    let key = KeyPair::generate().expect("key");
+    let cert = params.signed_by(&key, ca).expect("signed");
+    (cert.pem(), key.serialize_pem())
+}
+
+struct Pki {
+    server_ca: Ca,
+    client_ca: Ca,
+}
+
+impl Pki {
+    fn new() -> Self {
+        Self { server_ca: ca("vendor server CA"), client_ca: ca("vendor client CA") }
+    }
+
+    /// The vendor: requires a client certificate from `client_ca` and
+    /// presents `server_cert`. Answers `200 ok` to any request once.
+    async fn serve(&self, server: (String, String), versions: &[&'static rustls::SupportedProtocolVersion]) -> u16 {
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let mut roots = RootCertStore::empty();
+        roots.add(self.client_ca.der().clone()).expect("client ca");
+        let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone()).build().expect("verifier");
+        let chain = CertificateDer::pem_slice_iter(server.0.as_bytes()).collect::<Result<Vec<_>, _>>().expect("server chain");
+        let key = PrivateKeyDer::from_pem_slice(server.1.as_bytes()).expect("server key");
+        let config = ServerConfig::builder_with_provider(provider)
+            .with_protocol_versions(versions)
+            .expect("versions")
+            .with_client_cert_verifier(verifier)
+            .with_single_cert(chain, key)
+            .expect("server config");
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        tokio::spawn(async move {
+            while let Ok((tcp, _)) = listener.accept().await {
+                let acceptor = acceptor.clone();
+                tokio::spawn(async move {
+                    // A refused handshake just ends the connection, as at a vendor.
+                    let Ok(mut tls) = acceptor.accept(tcp).await else { return };
+                    let mut buf = vec![0u8; 4096];
+                    let mut seen = Vec::new();
+                    while !seen.windows(4).any(|w| w == b"\r\n\r\n") {
+                        match tls.read(&mut buf).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => seen.extend_from_slice(&buf[..n]),
+                        }
+                    }
+                    let _ = tls.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok").await;
+                    let _ = tls.shutdown().await;
+                });
+            }
+        });
+        port
+    }
+}
+
+fn tls(client: Option<&(String, String)>, ca: &Ca) -> TlsConfig {
+    TlsConfig {
+        client_cert: client.map(|c| SecretSource::inline(&c.0)),
+        client_key: client.map(|c| SecretSource::inline(&c.1)),
+        ca_bundle: Some(SecretSource::inline(&ca.pem())),
+        ..TlsConfig::default()
+    }
+}
+
+async fn call(config: &TlsConfig, port: u16) -> Result<String, String> {
+    let loaded = config.load("providers[vendor].tls").map_err(|e| e.to_string())?;
+    let client = http::client(Transport::new(Duration::from_secs(5), 2).with_tls(Some(loaded))).map_err(|e| e.to_string())?;
+    let reply = client.get(format!("https://127.0.0.1:{port}/v1/ping")).send().await.map_err(|e| format!("{e:?}"))?;
+    reply.text().await.map_err(|e| format!("{e:?}"))
+}
+
+#[tokio::test]
+async fn a_vendor_that_requires_a_client_certificate_is_reached_only_with_it() {
+    let pki = Pki::new();
+    let server = leaf(&pki.server_ca, "api.vendor.test", ExtendedKeyUsagePurpose::ServerAuth);
+    let client = leaf(&pki.client_ca, "switchyard", ExtendedKeyUsagePurpose::ClientAuth);
+    let port = pki.serve(server, rustls::ALL_VERSIONS).await;
+
+    assert_eq!(call(&tls(Some(&client), &pki.server_ca), port).await.expect("mutual TLS succeeds"), "ok");
+
+    let err = call(&tls(None, &pki.server_ca), port).await.expect_err("no client certificate, no answer");
+    assert!(!err.contains("BEGIN"), "{err}");
+
+    // A client certificate from a CA the vendor does not know is refused too.
+    let stranger = leaf(&ca("someone else"), "switchyard", ExtendedKeyUsagePurpose::ClientAuth);
+    call(&tls(Some(&stranger), &pki.server_ca), port).await.expect_err("unknown client CA");
+}
+
+#[tokio::test]
+async fn a_server_certificate_from_another_ca_is_refused() {
+    let pki = Pki::new();
+    let impostor_ca = ca("impostor");
+    let server = leaf(&impostor_ca, "api.vendor.test", ExtendedKeyUsagePurpose::ServerAuth);
+    let client = leaf(&pki.client_ca, "switchyard", ExtendedKeyUsagePurpose::ClientAuth);
+    let port = pki.serve(server, rustls::ALL_VERSIONS).await;
+    let err = call(&tls(Some(&client), &pki.server_ca), port).await.expect_err("pinned CA");
+    assert!(err.to_lowercase().contains("certificate"), "{err}");
+}
+
+#[tokio::test]
+async fn the_minimum_tls_version_is_enforced() {
+    let pki = Pki::new();
+    let server = leaf(&pki.server_ca, "api.vendor.test", ExtendedKeyUsagePurpose::ServerAuth);
+    let client = leaf(&pki.client_ca, "switchyard", ExtendedKeyUsagePurpose::ClientAuth);
+    let port = pki.serve(server, &[&rustls::version::TLS12]).await;
+    let mut config = tls(Some(&client), &pki.server_ca);
+    assert_eq!(call(&config, port).await.expect("1.2 allowed by default"), "ok");
+    config.min_version = Some(MinTlsVersion::Tls13);
+    call(&config, port).await.expect_err("a 1.2-only vendor is refused when 1.3 is the floor");
+}
+
+#[test]
+fn a_key_that_is_not_the_certificates_is_refused_naming_the_field_not_the_key() {
+    let pki = Pki::new();
+    let client = leaf(&pki.client_ca, "switchyard", ExtendedKeyUsagePurpose::ClientAuth);
+    let other = leaf(&pki.client_ca, "switchyard", ExtendedKeyUsagePurpose::ClientAuth);
+    let config = tls(Some(&(client.0, other.1.clone())), &pki.server_ca);
+    let err = config.load("providers[adyen].tls").expect_err("mismatched key").to_string();
+    assert!(err.contains("providers[adyen].tls.client_key") && err.contains("client_cert"), "{err}");
+    assert!(!err.contains(other.1.lines().nth(1).expect("key body")), "{err}");
+
+    let broken = TlsConfig { client_key: Some(SecretSource::inline("-----BEGIN PRIVATE KEY-----\nnot base64!\n-----END PRIVATE KEY-----")), ..config };
+    let err = broken.load("providers[adyen].tls").expect_err("not a key").to_string();
+    assert_eq!(err, "providers[adyen].tls.client_key: no PEM private key in it");
+
+    let missing = TlsConfig { ca_bundle: Some(SecretSource { file: Some("/nonexistent/ca.pem".into()), ..SecretSource::default() }), ..TlsConfig::default() };
+    let err = missing.load("providers[adyen].tls").expect_err("no file").to_string();
+    assert!(err.starts_with("providers[adyen].tls.ca_bundle: cannot read /nonexistent/ca.pem"), "{err}");
+}
+
+#[test]
+fn an_expired_client_certificate_stops_start_up_with_its_date() {
+    let pki = Pki::new();
+    let mut params = CertificateParams::new(vec!["127.0.0.1".to_owned()]).expect("params");
+    params.distinguished_name.push(DnType::CommonName, "switchyard");
+    params.not_before = rcgen::date_time_ymd(2019, 1, 1);
+    params.not_after = rcgen::date_time_ymd(2020, 1, 1);
+    let key = KeyPair::generate().expect("key");
+    let cert = params.signed_by(&key, &pki.client_ca).expect("signed");
+    let config = tls(Some(&(cert.pem(), key.serialize_pem())), &pki.server_ca);
+    let err = config.load("providers[stripe].tls").expect_err("expired").to_string();
+    assert_eq!(err, "providers[stripe].tls.client_cert: certificate CN=switchyard expired at 2020-01-01T00:00:00Z");
+
+    // The inventory lists it all the same (that is where it is found).
+    let items = config.inventory("stripe").expect("inventory");
+    let kinds: Vec<_> = items.iter().map(|i| (i.kind.as_str(), i.subject.as_str())).collect();
+    assert_eq!(kinds, [("client_cert", "CN=switchyard"), ("ca_bundle", "CN=vendor server CA")]);
+}
