@@ -65,7 +65,10 @@ fn retry_headers(due: i64) -> Vec<(String, Vec<u8>)> {
 /// handled twice). Reading retry partitions in offset order made it pass
 /// (with or without pausing the partition, with or without a ledger of
 /// handled rounds), but every such variant lost retries in the chaos soaks
-/// (committed, never handled), so all were reverted; see the README.
+/// (committed, never handled), so all were reverted. The loss turned out to
+/// be the local broker skipping the rest of a record batch on a fetch from
+/// inside it (`broker_fetch.rs`, now patched); the fixes are to come back
+/// and be soaked on the patched broker (README, Known cost).
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 #[ignore = "known: a waiting retry holds its partition's commit (README, Known cost)"]
 async fn retries_behind_a_waiting_retry_are_not_handled_again_after_a_rebalance() -> Result<()> {
