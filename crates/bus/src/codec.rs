@@ -177,7 +177,7 @@ mod tests {
 
     /// Encodes `value` with `schema_json` and decodes it back: the schema and
     /// the serde type agree field by field, symbol by symbol.
-    fn round_trip<T: Serialize + DeserializeOwned + PartialEq + std::fmt::Debug>(schema_json: &str, value: &T) {
+    pub(super) fn round_trip<T: Serialize + DeserializeOwned + PartialEq + std::fmt::Debug>(schema_json: &str, value: &T) {
         let schema = Schema::parse_str(schema_json).expect("schema");
         let encoder = AvroEncoder { schema: Arc::new(schema.clone()), schema_id: 11 };
         let framed = encoder.encode(value).expect("encodes");

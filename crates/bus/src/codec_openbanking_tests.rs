@@ -5,12 +5,8 @@
 //! account number. Compatibility against released versions is
 //! `switchyard schemas check` (services/switchyard/tests/schemas.rs).
 
-use super::AvroEncoder;
-use crate::wire;
-use apache_avro::Schema;
-use serde::de::DeserializeOwned;
+use super::tests::round_trip;
 use serde::Serialize;
-use std::sync::Arc;
 use switchyard_canonical::openbanking::*;
 use switchyard_canonical::openbanking_consent::ConsentState;
 use switchyard_canonical::openbanking_data::*;
@@ -23,17 +19,6 @@ const COMMAND: &str = include_str!("../../../schemas/openbanking/OpenBankingComm
 const OUTCOME: &str = include_str!("../../../schemas/openbanking/OpenBankingOutcome.v1.avsc");
 const EVENT: &str = include_str!("../../../schemas/openbanking/OpenBankingEvent.v1.avsc");
 const DATA: &str = include_str!("../../../schemas/openbanking/OpenBankingData.v1.avsc");
-
-fn round_trip<T: Serialize + DeserializeOwned + PartialEq + std::fmt::Debug>(schema_json: &str, value: &T) {
-    let schema = Schema::parse_str(schema_json).expect("schema");
-    let encoder = AvroEncoder { schema: Arc::new(schema.clone()), schema_id: 13 };
-    let framed = encoder.encode(value).expect("encodes");
-    let (_, mut datum) = wire::unframe(&framed).expect("framed");
-    let decoded = apache_avro::from_avro_datum(&schema, &mut datum, None).expect("decodes");
-    assert!(datum.is_empty(), "trailing bytes");
-    let back: T = apache_avro::from_value(&decoded).expect("deserializes");
-    assert_eq!(&back, value);
-}
 
 fn bare(action: OpenBankingAction) -> OpenBankingCommand {
     OpenBankingCommand {
