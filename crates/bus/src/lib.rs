@@ -27,7 +27,7 @@ pub mod wire;
 
 pub use codec::{AvroDecoder, AvroEncoder, DecodeError};
 pub use config::KafkaConfig;
-pub use consumer::{ConsumerRuntime, Failure, Handler, Inbound, RuntimeTopics, RuntimeSettings};
+pub use consumer::{ConsumerRuntime, Failure, Handler, Inbound, LedgerFuture, RoundLedger, RoundPosition, RuntimeSettings, RuntimeTopics};
 pub use headers::{HeaderName, MessageContext};
 pub use publisher::{publish_until_acked, Outbound, Publisher};
 pub use registry::RegistryClient;

@@ -28,6 +28,7 @@ mod bulk;
 pub mod lease;
 pub mod onboarding;
 pub mod records;
+pub mod retry_rounds;
 pub mod recon;
 pub mod replays;
 mod schema;

@@ -33,6 +33,7 @@ pub mod policy;
 /// Token buckets from the partner catalog's rate limits (shared with the webhook ingester).
 pub use switchyard_routing::ratelimit;
 pub mod retry;
+pub mod rounds;
 pub mod run;
 pub mod shadow;
 

@@ -75,6 +75,7 @@ pub struct Metrics {
     deadline_exceeded: Family<Labels, Gauge>,
     abandoned_on_revoke: Family<Labels, Gauge>,
     irregular_arrivals: Family<Labels, Gauge>,
+    rounds_skipped: Family<Labels, Gauge>,
     assigned: Family<Labels, Gauge>,
     deprecated: Family<Labels, Counter>,
     sunsets: Family<Labels, Gauge>,
@@ -167,6 +168,12 @@ impl Metrics {
             "Messages received since start whose offset did not follow the previous one on their partition (skipped or rewound): zero on topics without compaction or transactions",
             irregular_arrivals.clone(),
         );
+        let rounds_skipped = Family::<Labels, Gauge>::default();
+        registry.register(
+            "consumer_retry_rounds_skipped_messages",
+            "Retry records re-read since start (after a rebalance) and finished without being handled again, because the round ledger knew them",
+            rounds_skipped.clone(),
+        );
         let assigned = Family::<Labels, Gauge>::default();
         registry.register("consumer_assigned_partitions", "Partitions (input and retry topic) this member owns", assigned.clone());
         let (deprecated, sunsets) = (Family::<Labels, Counter>::default(), Family::<Labels, Gauge>::default());
@@ -196,6 +203,7 @@ impl Metrics {
             deadline_exceeded,
             abandoned_on_revoke,
             irregular_arrivals,
+            rounds_skipped,
             assigned,
             deprecated,
             sunsets,
@@ -275,6 +283,7 @@ impl Metrics {
             self.assigned.get_or_create(&l).set(rt.assigned_partitions.load(Ordering::Relaxed) as i64);
             self.abandoned_on_revoke.get_or_create(&l).set(rt.abandoned_on_revoke.load(Ordering::Relaxed) as i64);
             self.irregular_arrivals.get_or_create(&l).set(rt.irregular_arrivals.load(Ordering::Relaxed) as i64);
+            self.rounds_skipped.get_or_create(&l).set(rt.rounds_skipped.load(Ordering::Relaxed) as i64);
             for (topic, deprecation, seen) in rt.deprecated.snapshot() {
                 let version = major_version(&topic);
                 let counter = self.deprecated.get_or_create(&self.labels(&[("topic", &topic), ("version", version)])).clone();

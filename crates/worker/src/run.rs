@@ -136,7 +136,8 @@ pub async fn start_payout_worker(config: PayoutWorkerConfig, shutdown: Cancellat
         settings,
         handler,
         shutdown.clone(),
-    )?;
+    )?
+    .with_round_ledger(std::sync::Arc::new(crate::rounds::StoreRounds(switchyard_store::retry_rounds::RetryRounds::open(&store).await?)));
     metrics.attach_runtime(runtime.stats());
     let health = switchyard_service::Health::new();
     switchyard_service::checks::broker(&health, &config.kafka, &config.topics.commands)?;

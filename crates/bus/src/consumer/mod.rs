@@ -13,12 +13,17 @@
 //! crash-looping the worker. A message counts as finished only once its
 //! outcome, retry or DLQ record was acknowledged by the broker.
 
+mod flow;
 mod landing;
+mod retry_gate;
+mod rounds;
 
 pub use landing::retry_round_delay;
+pub use rounds::{LedgerFuture, RoundLedger, RoundPosition};
 use crate::headers::{from_kafka_headers, header_text, HeaderName, MessageContext};
 use crate::offsets::{Arrival, OffsetBook};
 use crate::publisher::Publisher;
+use retry_gate::RetryGate;
 use crate::{BusError, KafkaConfig};
 use futures::FutureExt;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer};
@@ -175,6 +180,9 @@ pub struct RuntimeStats {
     pub irregular_arrivals: AtomicU64,
     /// Messages still arriving on deprecated topics.
     pub deprecated: crate::deprecation::DeprecatedTraffic,
+    /// Retry records re-read after a rebalance and finished without being
+    /// handled again, because the [`RoundLedger`] knew them.
+    pub rounds_skipped: AtomicU64,
 }
 
 impl RuntimeStats {
@@ -239,6 +247,8 @@ struct Work {
     message: Arc<Inbound>,
     epoch: u64,
     lane: Lane,
+    /// A retry's due time (ms since the epoch), behind its partition's gate.
+    not_before: Option<i64>,
 }
 
 struct Done {
@@ -257,6 +267,8 @@ pub struct ConsumerRuntime<H> {
     shared: Arc<Shared<H>>,
     /// Partitions paused for a full window; resumed at half of it.
     paused: Arc<Mutex<HashSet<(String, i32)>>>,
+    /// Retry partitions read in offset order.
+    gate: Mutex<RetryGate>,
 }
 
 struct Shared<H> {
@@ -268,6 +280,7 @@ struct Shared<H> {
     settings: RuntimeSettings,
     stats: Arc<RuntimeStats>,
     shutdown: CancellationToken,
+    rounds: Option<Arc<dyn RoundLedger>>,
 }
 
 impl<H: Handler> ConsumerRuntime<H> {
@@ -287,6 +300,7 @@ impl<H: Handler> ConsumerRuntime<H> {
         let deprecated = crate::deprecation::DeprecatedTraffic::watching(&settings.deprecations, &subscription);
         let stats = Arc::new(RuntimeStats { deprecated, max_in_flight: AtomicU64::new(settings.max_in_flight as u64), ..RuntimeStats::default() });
         let paused = Arc::new(Mutex::new(HashSet::new()));
+        let gate = RetryGate::default();
         let context = RebalanceContext { book: book.clone(), stats: stats.clone(), paused: paused.clone() };
         let consumer: StreamConsumer<RebalanceContext> = kafka.consumer_config().create_with_context(context)?;
         consumer.subscribe(&subscription)?;
@@ -298,8 +312,18 @@ impl<H: Handler> ConsumerRuntime<H> {
             settings,
             stats,
             shutdown,
+            rounds: None,
         });
-        Ok(Self { consumer, book, shared, paused })
+        Ok(Self { consumer, book, shared, paused, gate: Mutex::new(gate) })
+    }
+
+    /// Remembers handled retry records in `ledger`, so a re-read one is not
+    /// handled (and sent round) again. Call before [`Self::run`].
+    pub fn with_round_ledger(mut self, ledger: Arc<dyn RoundLedger>) -> Self {
+        if let Some(shared) = Arc::get_mut(&mut self.shared) {
+            shared.rounds = Some(ledger);
+        }
+        self
     }
 
     pub fn stats(&self) -> Arc<RuntimeStats> {
@@ -369,42 +393,6 @@ impl<H: Handler> ConsumerRuntime<H> {
         stats.paused_partitions.store(lock(&self.paused).len() as u64, Ordering::Relaxed);
     }
 
-    /// Stops fetching a partition whose window is full: its head is stuck and
-    /// everything behind it would otherwise pile up in memory.
-    fn pause_if_full(&self, topic: &str, partition: i32) {
-        let limit = self.shared.settings.max_uncommitted_per_partition.max(1);
-        if lock(&self.book).window(topic, partition) < limit {
-            return;
-        }
-        let mut paused = lock(&self.paused);
-        if !paused.insert((topic.to_owned(), partition)) {
-            return;
-        }
-        let mut tpl = TopicPartitionList::new();
-        tpl.add_partition(topic, partition);
-        match self.consumer.pause(&tpl) {
-            Ok(()) => tracing::warn!(topic, partition, limit, "partition paused: its oldest message holds back the commit"),
-            Err(e) => tracing::warn!(topic, partition, error = %e, "partition could not be paused"),
-        }
-    }
-
-    fn resume_if_drained(&self, topic: &str, partition: i32) {
-        let key = (topic.to_owned(), partition);
-        if !lock(&self.paused).contains(&key) {
-            return;
-        }
-        let limit = self.shared.settings.max_uncommitted_per_partition.max(1);
-        if lock(&self.book).window(topic, partition) > limit / 2 {
-            return;
-        }
-        lock(&self.paused).remove(&key);
-        let mut tpl = TopicPartitionList::new();
-        tpl.add_partition(topic, partition);
-        if let Err(e) = self.consumer.resume(&tpl) {
-            tracing::warn!(topic, partition, error = %e, "partition could not be resumed");
-        }
-    }
-
     async fn on_received(
         &self,
         received: Result<rdkafka::message::BorrowedMessage<'_>, rdkafka::error::KafkaError>,
@@ -433,13 +421,14 @@ impl<H: Handler> ConsumerRuntime<H> {
         self.shared.stats.deprecated.count(&inbound.topic);
         let (epoch, arrival) = lock(&self.book).begin(&inbound.topic, inbound.partition, inbound.offset);
         self.note_arrival(&inbound, epoch, arrival);
+        let not_before = self.admit_retry(&inbound, epoch);
         self.pause_if_full(&inbound.topic, inbound.partition);
         let lane = match &inbound.key {
             Some(k) => Lane::Key(k.clone()),
             None => Lane::Unkeyed(inbound.topic.clone(), inbound.partition, inbound.offset),
         };
         *outstanding += 1;
-        let work = Work { message: Arc::new(inbound), epoch, lane: lane.clone() };
+        let work = Work { message: Arc::new(inbound), epoch, lane: lane.clone(), not_before };
         match lanes.get_mut(&lane) {
             Some(queue) => queue.push_back(work),
             None => {
@@ -538,7 +527,7 @@ impl<H: Handler> ConsumerRuntime<H> {
 impl<H: Handler> Shared<H> {
     async fn process(self: Arc<Self>, work: Work) -> Done {
         let message = work.message.clone();
-        let finished = self.run_handler(&message, work.epoch).await;
+        let finished = self.run_handler(&message, work.epoch, work.not_before).await;
         Done {
             topic: message.topic.clone(),
             partition: message.partition,
@@ -559,8 +548,8 @@ impl<H: Handler> Shared<H> {
 
     /// Returns whether the message reached a final place (done, retry, DLQ);
     /// false when shutdown or a rebalance took it away first.
-    async fn run_handler(&self, message: &Arc<Inbound>, epoch: u64) -> bool {
-        if let Some(not_before) = header_text(&message.headers, HeaderName::RETRY_NOT_BEFORE).and_then(|s| s.parse::<i64>().ok()) {
+    async fn run_handler_once(&self, message: &Arc<Inbound>, epoch: u64, not_before: Option<i64>) -> bool {
+        if let Some(not_before) = not_before {
             // Waits in steps, so a revoked partition's waiting retries are
             // dropped within one step instead of handled at their due time
             // by a member that no longer owns them.

@@ -75,6 +75,7 @@ pub async fn start_card_worker(config: CardWorkerConfig, shutdown: CancellationT
     let store = Store::connect(&config.database_url).await?;
     let cards = CardStore::open(&store).await?;
     let transactions = CardTransactions::open(&store).await?;
+    let rounds: Arc<dyn switchyard_bus::RoundLedger> = Arc::new(crate::rounds::StoreRounds(switchyard_store::retry_rounds::RetryRounds::open(&store).await?));
     let publisher = Publisher::new(&config.kafka)?;
     let handler = Arc::new(CardHandler {
         decoder,
@@ -121,11 +122,11 @@ pub async fn start_card_worker(config: CardWorkerConfig, shutdown: CancellationT
         let topics = RuntimeTopics { held: None, ..RuntimeTopics::conventional(&config.topics.provider_events) };
         let settings = RuntimeSettings { max_in_flight: config.max_in_flight, max_retry_rounds: config.callbacks.unknown_card_rounds, ..RuntimeSettings::default() };
         tracing::info!(provider_events = %config.topics.provider_events, group = %kafka.group_id, "card callbacks consumed");
-        Some(ConsumerRuntime::new(&kafka, publisher.clone(), topics, settings, callback_handler, consumers.clone())?)
+        Some(ConsumerRuntime::new(&kafka, publisher.clone(), topics, settings, callback_handler, consumers.clone())?.with_round_ledger(rounds.clone()))
     } else {
         None
     };
-    let runtime = ConsumerRuntime::new(&config.kafka, publisher, runtime_topics, settings, handler.clone(), consumers.clone())?;
+    let runtime = ConsumerRuntime::new(&config.kafka, publisher, runtime_topics, settings, handler.clone(), consumers.clone())?.with_round_ledger(rounds);
     metrics.attach_runtime(runtime.stats());
     let admin_addr = match config.admin_bind {
         Some(bind) => Some(serve_admin(bind, metrics.clone(), &health, shutdown.clone()).await?),
