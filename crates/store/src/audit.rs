@@ -203,6 +203,25 @@ mod tests {
         let got: Vec<i64> = store.audit_since("vendor_call", 100).map(|r| r.expect("row").at_ms).collect().await;
         assert_eq!(got, [100, 300]);
     }
+
+    /// The scorecard reads a month of one action out of every action ever
+    /// logged: it must be an index range, not a scan of the whole log.
+    #[tokio::test]
+    async fn entries_of_one_action_since_a_time_are_read_through_an_index() {
+        let store = Store::connect("sqlite::memory:").await.expect("sqlite");
+        let plan = explain(&store).await;
+        assert!(plan.iter().any(|step| step.contains("INDEX audit_log_action")), "{plan:?}");
+        assert!(!plan.iter().any(|step| step.contains("TEMP B-TREE")), "sorted by the index, not afterwards: {plan:?}");
+    }
+
+    async fn explain(store: &Store) -> Vec<String> {
+        use sqlx::Row;
+        let rows = sqlx::query("EXPLAIN QUERY PLAN SELECT at_ms FROM audit_log WHERE action = 'vendor_call' AND at_ms >= 100 ORDER BY at_ms")
+            .fetch_all(&store.pool)
+            .await
+            .expect("explain");
+        rows.iter().map(|r| r.try_get::<String, _>("detail").unwrap_or_default()).collect()
+    }
 }
 
 #[cfg(test)]

@@ -30,6 +30,9 @@ const STATEMENTS: &[&str] = &[
     "CREATE INDEX IF NOT EXISTS audit_log_subject ON audit_log (subject_id, at_ms)",
     // `switchyard trace <correlation-id>` looks entries up by correlation id.
     "CREATE INDEX IF NOT EXISTS audit_log_correlation ON audit_log (correlation_id)",
+    // `switchyard scorecard` reads one action (vendor_call) over a window;
+    // without this it scans every entry of every action since the start.
+    "CREATE INDEX IF NOT EXISTS audit_log_action ON audit_log (action, at_ms)",
     // One row per DLQ position sent back by `switchyard dlq replay`.
     "CREATE TABLE IF NOT EXISTS dlq_replays (
         dlq_topic TEXT NOT NULL,
