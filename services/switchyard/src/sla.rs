@@ -68,8 +68,17 @@ pub(crate) fn rules(catalog: &PartnerCatalog) -> String {
          groups:\n  - name: switchyard-partner-sla-thresholds\n    rules:\n",
     );
     for p in &catalog.partners {
-        let latency = p.sla.p99_latency_ms as f64 / 1000.0;
-        for (name, value) in [("p99_latency_seconds", latency), ("error_ratio", p.sla.error_ratio), ("timeout_ratio", p.sla.timeout_ratio)] {
+        let seconds = |ms: u64| ms as f64 / 1000.0;
+        // The p95 band and the webhook delay are optional in a contract: a
+        // partner without them gets no threshold series, so no alert.
+        let thresholds = [
+            ("p99_latency_seconds", Some(seconds(p.sla.p99_latency_ms))),
+            ("error_ratio", Some(p.sla.error_ratio)),
+            ("timeout_ratio", Some(p.sla.timeout_ratio)),
+            ("p95_latency_seconds", p.sla.p95_latency_ms.map(seconds)),
+            ("webhook_delay_p95_seconds", p.sla.webhook_delay_p95_ms.map(seconds)),
+        ];
+        for (name, value) in thresholds.into_iter().filter_map(|(name, value)| Some((name, value?))) {
             let _ = write!(
                 out,
                 "      - record: switchyard:partner_sla_{name}\n        expr: vector({value})\n        labels:\n          provider: {provider}\n",
@@ -97,8 +106,18 @@ pub(crate) fn rules(catalog: &PartnerCatalog) -> String {
         expr: |
           histogram_quantile(0.99,
             sum by (domain, provider, le) (rate(switchyard_vendor_call_duration_seconds_bucket[5m])))
+      - record: switchyard:partner_latency_p95_seconds:rate5m
+        expr: |
+          histogram_quantile(0.95,
+            sum by (domain, provider, le) (rate(switchyard_vendor_call_duration_seconds_bucket[5m])))
       - record: switchyard:partner_calls:increase5m
         expr: sum by (domain, provider) (increase({calls}[5m]))
+      - record: switchyard:partner_webhook_delay_p95_seconds:rate5m
+        expr: |
+          histogram_quantile(0.95,
+            sum by (provider, le) (rate(switchyard_webhooks_lag_seconds_bucket[5m])))
+      - record: switchyard:partner_webhooks:increase5m
+        expr: sum by (provider) (increase(switchyard_webhooks_lag_seconds_count[5m]))
 
       - alert: SwitchyardPartnerSlaErrorRatioBreached
         expr: |
@@ -147,6 +166,40 @@ pub(crate) fn rules(catalog: &PartnerCatalog) -> String {
             has been {{{{ $value | humanizeDuration }}}} for 15 minutes: above the p99 in
             ops/partners.yaml. Record the breach for the vendor review.
           runbook_url: ops/runbooks/partner-errors.md
+
+      - alert: SwitchyardPartnerSlaP95LatencyBreached
+        expr: |
+          switchyard:partner_latency_p95_seconds:rate5m
+            > on (provider) group_left() switchyard:partner_sla_p95_latency_seconds
+          and on (domain, provider) switchyard:partner_calls:increase5m >= {MIN_CALLS}
+        for: 15m
+        labels:
+          severity: ticket
+        annotations:
+          summary: "{{{{ $labels.provider }}}} p95 latency is above its contracted p95 ({{{{ $labels.domain }}}})"
+          description: >-
+            The p95 latency of {{{{ $labels.domain }}}} calls to {{{{ $labels.provider }}}}
+            has been {{{{ $value | humanizeDuration }}}} for 15 minutes: above the p95 in
+            ops/partners.yaml. Record the breach for the vendor review.
+          runbook_url: ops/runbooks/partner-errors.md
+
+      - alert: SwitchyardPartnerSlaWebhookDelayBreached
+        expr: |
+          switchyard:partner_webhook_delay_p95_seconds:rate5m
+            > on (provider) group_left() switchyard:partner_sla_webhook_delay_p95_seconds
+          and on (provider) switchyard:partner_webhooks:increase5m >= {MIN_CALLS}
+        for: 15m
+        labels:
+          severity: ticket
+        annotations:
+          summary: "{{{{ $labels.provider }}}} webhooks arrive later than its contracted delay"
+          description: >-
+            95 % of {{{{ $labels.provider }}}}'s callbacks reached the bus within
+            {{{{ $value | humanizeDuration }}}} of the vendor's own event time over 5 minutes,
+            for 15 minutes: later than the webhook delay in ops/partners.yaml. Check our
+            ingester first (switchyard_webhooks_stage_seconds); if it is quick, the vendor
+            is sending late. Record the breach for the vendor review.
+          runbook_url: ops/runbooks/partner-errors.md
 "#
     );
     out
@@ -166,6 +219,23 @@ mod tests {
         let catalog = PartnerCatalog::load(&root().join("ops/partners.yaml")).expect("catalog");
         let committed = std::fs::read_to_string(root().join("ops/prometheus/sla-partners.yml")).expect("rule file");
         assert!(committed == rules(&catalog), "ops/prometheus/sla-partners.yml is stale: run `cargo run -p switchyard -- sla rules`");
+    }
+
+    #[test]
+    fn optional_limits_become_thresholds_only_for_partners_that_have_them() {
+        let mut catalog = PartnerCatalog::load(&root().join("ops/partners.yaml")).expect("catalog");
+        catalog.partners[0].sla.p95_latency_ms = Some(700);
+        catalog.partners[0].sla.webhook_delay_p95_ms = Some(45_000);
+        for p in catalog.partners.iter_mut().skip(1) {
+            p.sla.p95_latency_ms = None;
+            p.sla.webhook_delay_p95_ms = None;
+        }
+        let text = rules(&catalog);
+        let first = &catalog.partners[0].name;
+        assert!(text.contains(&format!("partner_sla_p95_latency_seconds\n        expr: vector(0.7)\n        labels:\n          provider: {first}")), "{text}");
+        assert!(text.contains(&format!("partner_sla_webhook_delay_p95_seconds\n        expr: vector(45)\n        labels:\n          provider: {first}")), "{text}");
+        assert_eq!(text.matches("record: switchyard:partner_sla_p95_latency_seconds").count(), 1, "{text}");
+        assert_eq!(text.matches("record: switchyard:partner_sla_webhook_delay_p95_seconds").count(), 1, "{text}");
     }
 
     #[test]
