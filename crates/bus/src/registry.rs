@@ -29,6 +29,25 @@ pub enum LookupError {
     Unavailable(BusError),
 }
 
+/// One registration attempt's failure, and whether another may succeed.
+struct Attempt {
+    transient: bool,
+    message: String,
+}
+
+/// reqwest's own message ("error sending request for url ...") hides why;
+/// the causes say it: refused, timed out, DNS.
+fn with_causes(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
 #[derive(Deserialize)]
 struct IdReply {
     id: u32,
@@ -63,7 +82,34 @@ impl RegistryClient {
 
     /// Registers `schema_json` under `subject` (TopicNameStrategy: `<topic>-value`)
     /// and returns its global id; registering an existing schema is a lookup.
+    ///
+    /// Every worker registers at start-up, so a registry that is restarting
+    /// or briefly overloaded would otherwise crash-loop the whole fleet: an
+    /// unreachable registry, a timeout or a 5xx/408/429 is retried with
+    /// backoff for about half a minute. A refusal (an incompatible or
+    /// invalid schema, 4xx) is final at once: retrying cannot change it.
     pub async fn register(&self, subject: &str, schema_json: &str) -> Result<u32, BusError> {
+        use backon::{ExponentialBuilder, Retryable};
+        let policy = ExponentialBuilder::default()
+            .with_min_delay(Duration::from_millis(250))
+            .with_max_delay(Duration::from_secs(5))
+            .with_jitter()
+            .with_max_times(7);
+        let attempt = || self.register_once(subject, schema_json);
+        let id = attempt
+            .retry(policy)
+            .sleep(tokio::time::sleep)
+            .when(|e| e.transient)
+            .notify(|e, wait| tracing::warn!(error = %e.message, ?wait, "schema registration failed; retrying"))
+            .await
+            .map_err(|e| self.error(e.message))?;
+        if let Ok(schema) = Schema::parse_str(schema_json) {
+            self.cache(id, Arc::new(schema));
+        }
+        Ok(id)
+    }
+
+    async fn register_once(&self, subject: &str, schema_json: &str) -> Result<u32, Attempt> {
         let url = format!("{}/subjects/{}/versions", self.base_url, subject);
         let body = serde_json::json!({ "schema": schema_json });
         let reply = self
@@ -73,16 +119,14 @@ impl RegistryClient {
             .json(&body)
             .send()
             .await
-            .map_err(|e| self.error(format!("register {subject}: {e}")))?;
+            .map_err(|e| Attempt { transient: true, message: format!("register {subject}: {}", with_causes(&e)) })?;
         let status = reply.status();
         if !status.is_success() {
+            let transient = status.is_server_error() || status.as_u16() == 408 || status.as_u16() == 429;
             let text = reply.text().await.unwrap_or_default();
-            return Err(self.error(format!("register {subject}: HTTP {status}: {text}")));
+            return Err(Attempt { transient, message: format!("register {subject}: HTTP {status}: {text}") });
         }
-        let IdReply { id } = reply.json().await.map_err(|e| self.error(format!("register {subject}: {e}")))?;
-        if let Ok(schema) = Schema::parse_str(schema_json) {
-            self.cache(id, Arc::new(schema));
-        }
+        let IdReply { id } = reply.json().await.map_err(|e| Attempt { transient: false, message: format!("register {subject}: {e}") })?;
         Ok(id)
     }
 
@@ -184,5 +228,55 @@ mod tests {
             let lookup = RegistryClient::new(elsewhere).expect("client").schema_by_id(7).await;
             assert!(matches!(lookup, Err(LookupError::Unavailable(_))), "{body:?}: {lookup:?}");
         }
+    }
+
+    /// A registry that answers each request in turn with the next of
+    /// `replies` (the last one repeated), counting the requests.
+    async fn answering_in_turn(replies: &'static [(&'static str, &'static str)]) -> (String, Arc<std::sync::atomic::AtomicUsize>) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let seen = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counter = seen.clone();
+        tokio::spawn(async move {
+            while let Ok((mut socket, _)) = listener.accept().await {
+                let mut request = [0u8; 8192];
+                let _ = socket.read(&mut request).await;
+                let n = counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                let (status, body) = replies[n.min(replies.len() - 1)];
+                let reply = format!("HTTP/1.1 {status}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}", body.len());
+                let _ = socket.write_all(reply.as_bytes()).await;
+            }
+        });
+        (format!("http://{addr}"), seen)
+    }
+
+    const SCHEMA: &str = r#"{"type":"record","name":"T","fields":[{"name":"a","type":"string"}]}"#;
+
+    #[tokio::test]
+    async fn a_registry_that_is_briefly_unavailable_at_start_up_is_waited_for() {
+        let (registry, seen) =
+            answering_in_turn(&[("503 Service Unavailable", ""), ("500 Internal Server Error", "{}"), ("200 OK", r#"{"id":42}"#)]).await;
+        let id = RegistryClient::new(registry).expect("client").register("t-value", SCHEMA).await.expect("registered on the third try");
+        assert_eq!((id, seen.load(std::sync::atomic::Ordering::SeqCst)), (42, 3));
+    }
+
+    #[tokio::test]
+    async fn a_refused_schema_is_not_retried() {
+        let (registry, seen) =
+            answering_in_turn(&[("409 Conflict", r#"{"error_code":409,"message":"Schema being registered is incompatible"}"#)]).await;
+        let err = RegistryClient::new(registry).expect("client").register("t-value", SCHEMA).await.expect_err("incompatible");
+        assert!(err.to_string().contains("incompatible"), "{err}");
+        assert_eq!(seen.load(std::sync::atomic::Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test]
+    async fn an_unreachable_registry_is_named_with_the_reason() {
+        let closed = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = closed.local_addr().expect("addr");
+        drop(closed);
+        let client = RegistryClient::new(format!("http://{addr}")).expect("client");
+        let Err(attempt) = client.register_once("t-value", SCHEMA).await else { panic!("nothing listens there") };
+        assert!(attempt.transient);
+        assert!(attempt.message.to_lowercase().contains("refused"), "{}", attempt.message);
     }
 }
