@@ -118,91 +118,118 @@ pub(crate) fn rules(catalog: &PartnerCatalog) -> String {
             sum by (provider, le) (rate(switchyard_webhooks_lag_seconds_bucket[5m])))
       - record: switchyard:partner_webhooks:increase5m
         expr: sum by (provider) (increase(switchyard_webhooks_lag_seconds_count[5m]))
-
-      - alert: SwitchyardPartnerSlaErrorRatioBreached
-        expr: |
-          switchyard:partner_error_ratio:rate5m
-            > on (provider) group_left() switchyard:partner_sla_error_ratio
-          and on (domain, provider) switchyard:partner_calls:increase5m >= {MIN_CALLS}
-        for: 15m
-        labels:
-          severity: ticket
-        annotations:
-          summary: "{{{{ $labels.provider }}}} is outside its contracted error ratio ({{{{ $labels.domain }}}})"
-          description: >-
-            {{{{ $value | humanizePercentage }}}} of {{{{ $labels.domain }}}} calls to
-            {{{{ $labels.provider }}}} failed over 5 minutes, for 15 minutes: above the
-            error ratio in ops/partners.yaml. Record the breach for the vendor review.
-          runbook_url: ops/runbooks/partner-errors.md
-
-      - alert: SwitchyardPartnerSlaTimeoutRatioBreached
-        expr: |
-          switchyard:partner_timeout_ratio:rate5m
-            > on (provider) group_left() switchyard:partner_sla_timeout_ratio
-          and on (domain, provider) switchyard:partner_calls:increase5m >= {MIN_CALLS}
-        for: 15m
-        labels:
-          severity: ticket
-        annotations:
-          summary: "{{{{ $labels.provider }}}} is outside its contracted timeout ratio ({{{{ $labels.domain }}}})"
-          description: >-
-            {{{{ $value | humanizePercentage }}}} of {{{{ $labels.domain }}}} calls to
-            {{{{ $labels.provider }}}} timed out over 5 minutes, for 15 minutes: above the
-            timeout ratio in ops/partners.yaml. Record the breach for the vendor review.
-          runbook_url: ops/runbooks/partner-errors.md
-
-      - alert: SwitchyardPartnerSlaLatencyBreached
-        expr: |
-          switchyard:partner_latency_p99_seconds:rate5m
-            > on (provider) group_left() switchyard:partner_sla_p99_latency_seconds
-          and on (domain, provider) switchyard:partner_calls:increase5m >= {MIN_CALLS}
-        for: 15m
-        labels:
-          severity: ticket
-        annotations:
-          summary: "{{{{ $labels.provider }}}} p99 latency is above its contracted p99 ({{{{ $labels.domain }}}})"
-          description: >-
-            The p99 latency of {{{{ $labels.domain }}}} calls to {{{{ $labels.provider }}}}
-            has been {{{{ $value | humanizeDuration }}}} for 15 minutes: above the p99 in
-            ops/partners.yaml. Record the breach for the vendor review.
-          runbook_url: ops/runbooks/partner-errors.md
-
-      - alert: SwitchyardPartnerSlaP95LatencyBreached
-        expr: |
-          switchyard:partner_latency_p95_seconds:rate5m
-            > on (provider) group_left() switchyard:partner_sla_p95_latency_seconds
-          and on (domain, provider) switchyard:partner_calls:increase5m >= {MIN_CALLS}
-        for: 15m
-        labels:
-          severity: ticket
-        annotations:
-          summary: "{{{{ $labels.provider }}}} p95 latency is above its contracted p95 ({{{{ $labels.domain }}}})"
-          description: >-
-            The p95 latency of {{{{ $labels.domain }}}} calls to {{{{ $labels.provider }}}}
-            has been {{{{ $value | humanizeDuration }}}} for 15 minutes: above the p95 in
-            ops/partners.yaml. Record the breach for the vendor review.
-          runbook_url: ops/runbooks/partner-errors.md
-
-      - alert: SwitchyardPartnerSlaWebhookDelayBreached
-        expr: |
-          switchyard:partner_webhook_delay_p95_seconds:rate5m
-            > on (provider) group_left() switchyard:partner_sla_webhook_delay_p95_seconds
-          and on (provider) switchyard:partner_webhooks:increase5m >= {MIN_CALLS}
-        for: 15m
-        labels:
-          severity: ticket
-        annotations:
-          summary: "{{{{ $labels.provider }}}} webhooks arrive later than its contracted delay"
-          description: >-
-            95 % of {{{{ $labels.provider }}}}'s callbacks reached the bus within
-            {{{{ $value | humanizeDuration }}}} of the vendor's own event time over 5 minutes,
-            for 15 minutes: later than the webhook delay in ops/partners.yaml. Check our
-            ingester first (switchyard_webhooks_stage_seconds); if it is quick, the vendor
-            is sending late. Record the breach for the vendor review.
-          runbook_url: ops/runbooks/partner-errors.md
 "#
     );
+    for breach in BREACHES {
+        write_breach(&mut out, breach);
+    }
     out
+}
+
+/// One contract breach alert: a measured series above the partner's
+/// threshold series for 15 minutes, judged only with enough volume.
+struct Breach {
+    alert: &'static str,
+    measured: &'static str,
+    threshold: &'static str,
+    /// The labels the measured and volume series share.
+    per: &'static str,
+    volume: &'static str,
+    summary: &'static str,
+    /// Folded lines of the description (YAML `>-`).
+    description: &'static [&'static str],
+}
+
+const ONE_DOMAIN: &str = "domain, provider";
+const CALLS: &str = "switchyard:partner_calls:increase5m";
+
+const BREACHES: &[Breach] = &[
+    Breach {
+        alert: "SwitchyardPartnerSlaErrorRatioBreached",
+        measured: "switchyard:partner_error_ratio:rate5m",
+        threshold: "switchyard:partner_sla_error_ratio",
+        per: ONE_DOMAIN,
+        volume: CALLS,
+        summary: "{{ $labels.provider }} is outside its contracted error ratio ({{ $labels.domain }})",
+        description: &[
+            "{{ $value | humanizePercentage }} of {{ $labels.domain }} calls to",
+            "{{ $labels.provider }} failed over 5 minutes, for 15 minutes: above the",
+            "error ratio in ops/partners.yaml. Record the breach for the vendor review.",
+        ],
+    },
+    Breach {
+        alert: "SwitchyardPartnerSlaTimeoutRatioBreached",
+        measured: "switchyard:partner_timeout_ratio:rate5m",
+        threshold: "switchyard:partner_sla_timeout_ratio",
+        per: ONE_DOMAIN,
+        volume: CALLS,
+        summary: "{{ $labels.provider }} is outside its contracted timeout ratio ({{ $labels.domain }})",
+        description: &[
+            "{{ $value | humanizePercentage }} of {{ $labels.domain }} calls to",
+            "{{ $labels.provider }} timed out over 5 minutes, for 15 minutes: above the",
+            "timeout ratio in ops/partners.yaml. Record the breach for the vendor review.",
+        ],
+    },
+    Breach {
+        alert: "SwitchyardPartnerSlaLatencyBreached",
+        measured: "switchyard:partner_latency_p99_seconds:rate5m",
+        threshold: "switchyard:partner_sla_p99_latency_seconds",
+        per: ONE_DOMAIN,
+        volume: CALLS,
+        summary: "{{ $labels.provider }} p99 latency is above its contracted p99 ({{ $labels.domain }})",
+        description: &[
+            "The p99 latency of {{ $labels.domain }} calls to {{ $labels.provider }}",
+            "has been {{ $value | humanizeDuration }} for 15 minutes: above the p99 in",
+            "ops/partners.yaml. Record the breach for the vendor review.",
+        ],
+    },
+    Breach {
+        alert: "SwitchyardPartnerSlaP95LatencyBreached",
+        measured: "switchyard:partner_latency_p95_seconds:rate5m",
+        threshold: "switchyard:partner_sla_p95_latency_seconds",
+        per: ONE_DOMAIN,
+        volume: CALLS,
+        summary: "{{ $labels.provider }} p95 latency is above its contracted p95 ({{ $labels.domain }})",
+        description: &[
+            "The p95 latency of {{ $labels.domain }} calls to {{ $labels.provider }}",
+            "has been {{ $value | humanizeDuration }} for 15 minutes: above the p95 in",
+            "ops/partners.yaml. Record the breach for the vendor review.",
+        ],
+    },
+    Breach {
+        alert: "SwitchyardPartnerSlaWebhookDelayBreached",
+        measured: "switchyard:partner_webhook_delay_p95_seconds:rate5m",
+        threshold: "switchyard:partner_sla_webhook_delay_p95_seconds",
+        per: "provider",
+        volume: "switchyard:partner_webhooks:increase5m",
+        summary: "{{ $labels.provider }} webhooks arrive later than its contracted delay",
+        description: &[
+            "95 % of {{ $labels.provider }}'s callbacks reached the bus within",
+            "{{ $value | humanizeDuration }} of the vendor's own event time over 5 minutes,",
+            "for 15 minutes: later than the webhook delay in ops/partners.yaml. Check our",
+            "ingester first (switchyard_webhooks_stage_seconds); if it is quick, the vendor",
+            "is sending late. Record the breach for the vendor review.",
+        ],
+    },
+];
+
+fn write_breach(out: &mut String, b: &Breach) {
+    let _ = write!(
+        out,
+        "\n      - alert: {alert}\n        expr: |\n          {measured}\n            > on (provider) group_left() {threshold}\n          \
+         and on ({per}) {volume} >= {MIN_CALLS}\n        for: 15m\n        labels:\n          severity: ticket\n        annotations:\n          \
+         summary: \"{summary}\"\n          description: >-\n",
+        alert = b.alert,
+        measured = b.measured,
+        threshold = b.threshold,
+        per = b.per,
+        volume = b.volume,
+        summary = b.summary,
+    );
+    for line in b.description {
+        let _ = writeln!(out, "            {line}");
+    }
+    out.push_str("          runbook_url: ops/runbooks/partner-errors.md\n");
 }
 
 #[cfg(test)]
