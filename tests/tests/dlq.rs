@@ -38,7 +38,7 @@ async fn trace_until(env: &TestEnv, store: &Store, id: &str, done: impl Fn(&Trac
     let decoders = trace::Decoders::new(env.registry_client.clone())?;
     let mut last = None;
     for _ in 0..20 {
-        let request = TraceRequest { id, topics: all_topics(env)?, read: reads(), decoders: Some(&decoders), since: None };
+        let request = TraceRequest { id, topics: all_topics(env)?, read: reads(), decoders: Some(&decoders), since: None, scan_all: false };
         let found = trace::trace(&env.kafka, store, request).await?;
         if done(&found) {
             return Ok(found);

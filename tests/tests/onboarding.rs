@@ -835,7 +835,7 @@ async fn trace_of_an_onboarding_flow_names_each_step_and_the_one_that_stopped_it
     let read = ReadOptions { idle: Duration::from_secs(2), settle: Duration::from_millis(300), deadline: Duration::from_secs(60) };
     let (kafka, store, topics, decoders) = (&stack.env.kafka, &store, &topics, &decoders);
     let trace_of = |id: String| async move {
-        let request = TraceRequest { id: &id, topics: topics.clone(), read, decoders: Some(decoders), since: None };
+        let request = TraceRequest { id: &id, topics: topics.clone(), read, decoders: Some(decoders), since: None, scan_all: false };
         anyhow::Ok(trace::trace(kafka, store, request).await?)
     };
     let of = |t: &Trace, what: &str| -> Vec<TraceEvent> { t.events.iter().filter(|e| e.what == what).cloned().collect() };

@@ -9,6 +9,7 @@
 //! - [`topics`]: `topics.yaml` and topic creation.
 //! - [`deprecation`]: deprecated topics, their sunsets and the traffic still on them.
 //! - [`publisher`]: an idempotent producer whose `publish` returns only once the broker acknowledged.
+//! - [`positions`]: where each consumed and published message is, for `switchyard trace`.
 //! - [`offsets`]: per-partition tracking of finished offsets; only the contiguous prefix is committed.
 //! - [`consumer`]: key-ordered parallel processing, retry topic and DLQ routing.
 //! - [`relay`]: moves parked messages back to their topic while a condition holds.
@@ -19,6 +20,7 @@ pub mod consumer;
 pub mod deprecation;
 pub mod headers;
 pub mod offsets;
+pub mod positions;
 pub mod publisher;
 pub mod registry;
 pub mod relay;
@@ -29,6 +31,7 @@ pub use codec::{AvroDecoder, AvroEncoder, DecodeError};
 pub use config::KafkaConfig;
 pub use consumer::{ConsumerRuntime, Failure, Handler, Inbound, LedgerFuture, RoundLedger, RoundPosition, RuntimeSettings, RuntimeTopics};
 pub use headers::{HeaderName, MessageContext};
+pub use positions::{Direction, MessagePosition, PositionFuture, PositionSink};
 pub use publisher::{publish_until_acked, Outbound, Publisher};
 pub use registry::RegistryClient;
 

@@ -3,9 +3,11 @@
 //! order "publish, then commit" safely.
 
 use crate::headers::to_owned_headers;
+use crate::positions::{Direction, MessagePosition, PositionSink};
 use crate::{BusError, KafkaConfig};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use rdkafka::util::Timeout;
+use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
@@ -21,11 +23,18 @@ pub struct Outbound {
 #[derive(Clone)]
 pub struct Publisher {
     producer: FutureProducer,
+    positions: Option<Arc<dyn PositionSink>>,
 }
 
 impl Publisher {
     pub fn new(kafka: &KafkaConfig) -> Result<Self, BusError> {
-        Ok(Self { producer: kafka.producer_config().create()? })
+        Ok(Self { producer: kafka.producer_config().create()?, positions: None })
+    }
+
+    /// Tells `sink` where every acknowledged record landed.
+    pub fn with_positions(mut self, sink: Arc<dyn PositionSink>) -> Self {
+        self.positions = Some(sink);
+        self
     }
 
     /// Publishes and waits for the broker's acknowledgement; returns the
@@ -36,6 +45,10 @@ impl Publisher {
             fr = fr.key(key);
         }
         let delivery = self.producer.send(fr, Timeout::Never).await.map_err(|(e, _)| BusError::Kafka(e))?;
+        if let Some(sink) = &self.positions {
+            let at = MessagePosition::new(Direction::Published, &record.topic, delivery.partition, delivery.offset, record.key.as_deref(), &record.headers);
+            sink.record(at).await;
+        }
         Ok((delivery.partition, delivery.offset))
     }
 

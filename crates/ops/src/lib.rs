@@ -18,6 +18,7 @@ pub mod table;
 pub mod trace;
 mod trace_cards;
 mod trace_onboarding;
+mod trace_read;
 pub mod view;
 
 use std::time::Duration;

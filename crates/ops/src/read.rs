@@ -16,7 +16,7 @@ use rdkafka::error::KafkaError;
 use rdkafka::message::{Headers, Message};
 use rdkafka::{Offset, TopicPartitionList};
 use serde::Serialize;
-use std::collections::HashSet;
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::time::{Duration, Instant};
 use switchyard_bus::KafkaConfig;
 
@@ -147,23 +147,107 @@ fn read_blocking(
             Some(Ok(m)) => {
                 at_end.remove(&m.partition());
                 last_event = Instant::now();
-                let headers = m
-                    .headers()
-                    .map(|h| h.iter().map(|h| (h.key.to_owned(), h.value.map(<[u8]>::to_vec).unwrap_or_default())).collect())
-                    .unwrap_or_default();
-                let record = TopicMessage {
-                    topic: topic.to_owned(),
-                    partition: m.partition(),
-                    offset: m.offset(),
-                    timestamp_ms: m.timestamp().to_millis(),
-                    key: m.key().map(<[u8]>::to_vec),
-                    payload: m.payload().map(<[u8]>::to_vec).unwrap_or_default(),
-                    headers,
-                };
+                let record = detach(topic, &m);
                 if keep(&record) {
                     out.push(record);
                 }
             }
         }
+    }
+}
+
+/// Reads the records at `positions` (partition, offset) of `topic`, in
+/// offset order per partition. A position with no record (deleted by
+/// retention, or never written) is skipped after `missing_after` without
+/// anything arriving for it. Records between wanted ones are read through
+/// when they are few, and skipped by a seek otherwise.
+pub async fn read_positions(
+    kafka: &KafkaConfig,
+    topic: &str,
+    positions: BTreeSet<(i32, i64)>,
+    missing_after: Duration,
+) -> Result<Vec<TopicMessage>, OpsError> {
+    let kafka = kafka.clone();
+    let topic = topic.to_owned();
+    tokio::task::spawn_blocking(move || read_positions_blocking(&kafka, &topic, positions, missing_after))
+        .await
+        .map_err(|e| OpsError::Usage(format!("reader task failed: {e}")))?
+}
+
+/// Reading through this many records is cheaper than a seek (a new fetch).
+const READ_THROUGH: i64 = 500;
+
+fn read_positions_blocking(
+    kafka: &KafkaConfig,
+    topic: &str,
+    positions: BTreeSet<(i32, i64)>,
+    missing_after: Duration,
+) -> Result<Vec<TopicMessage>, OpsError> {
+    let mut config = kafka.consumer_config();
+    // No end-of-partition events: the local broker's watermarks can be
+    // wrong, so absence is decided by time, not by an early EOF.
+    config
+        .set("group.id", format!("switchyard-ops-{}", uuid::Uuid::new_v4().simple()))
+        .set("enable.auto.commit", "false")
+        .set("enable.partition.eof", "false");
+    let consumer: BaseConsumer = config.create()?;
+    let mut by_partition: BTreeMap<i32, Vec<i64>> = BTreeMap::new();
+    for (partition, offset) in positions {
+        by_partition.entry(partition).or_default().push(offset);
+    }
+    let mut out = Vec::new();
+    for (partition, offsets) in by_partition {
+        let mut pending = offsets.into_iter().peekable();
+        while let Some(&start) = pending.peek() {
+            let mut tpl = TopicPartitionList::new();
+            tpl.add_partition_offset(topic, partition, Offset::Offset(start))?;
+            consumer.assign(&tpl)?;
+            let mut waiting_since = Instant::now();
+            loop {
+                if pending.peek().is_none() {
+                    break;
+                }
+                if waiting_since.elapsed() >= missing_after {
+                    pending.next();
+                    break;
+                }
+                match consumer.poll(Duration::from_millis(50)) {
+                    None => {}
+                    Some(Err(e)) => return Err(e.into()),
+                    Some(Ok(m)) if m.partition() != partition => {}
+                    Some(Ok(m)) => {
+                        let offset = m.offset();
+                        // Wanted offsets below what arrived do not exist.
+                        while pending.next_if(|&w| w < offset).is_some() {}
+                        if pending.next_if_eq(&offset).is_some() {
+                            out.push(detach(topic, &m));
+                            waiting_since = Instant::now();
+                        }
+                        match pending.peek() {
+                            Some(&next) if next - offset > READ_THROUGH => break,
+                            Some(_) => {}
+                            None => break,
+                        }
+                    }
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn detach(topic: &str, m: &rdkafka::message::BorrowedMessage<'_>) -> TopicMessage {
+    let headers = m
+        .headers()
+        .map(|h| h.iter().map(|h| (h.key.to_owned(), h.value.map(<[u8]>::to_vec).unwrap_or_default())).collect())
+        .unwrap_or_default();
+    TopicMessage {
+        topic: topic.to_owned(),
+        partition: m.partition(),
+        offset: m.offset(),
+        timestamp_ms: m.timestamp().to_millis(),
+        key: m.key().map(<[u8]>::to_vec),
+        payload: m.payload().map(<[u8]>::to_vec).unwrap_or_default(),
+        headers,
     }
 }

@@ -23,7 +23,8 @@
 //! local stack and for incident work on recent data; `since` narrows what is
 //! shown, not what is read.
 
-use crate::read::{read_topic, ReadOptions, TopicMessage};
+use crate::read::{ReadOptions, TopicMessage};
+use crate::trace_read;
 use crate::trace_cards::{self as cards, CardDecoders};
 use crate::trace_onboarding::{self as onboarding, OnboardingDecoders};
 use crate::OpsError;
@@ -142,6 +143,9 @@ pub struct Trace {
     pub correlation_ids: Vec<String>,
     /// Topics listed but not found on the broker (skipped).
     pub missing_topics: Vec<String>,
+    /// Topics read from their beginning because the store has no positions
+    /// for them; the others were read only where the flow's records are.
+    pub scanned_topics: Vec<String>,
     pub events: Vec<TraceEvent>,
 }
 
@@ -155,6 +159,8 @@ pub struct TraceRequest<'a> {
     pub decoders: Option<&'a Decoders>,
     /// Only events newer than this are shown.
     pub since: Option<Duration>,
+    /// Read every topic in full even where positions are recorded.
+    pub scan_all: bool,
 }
 
 pub async fn trace(kafka: &KafkaConfig, store: &Store, request: TraceRequest<'_>) -> Result<Trace, OpsError> {
@@ -176,28 +182,11 @@ pub async fn trace(kafka: &KafkaConfig, store: &Store, request: TraceRequest<'_>
     }
 
     // Read every classified topic at once; each read is its own blocking task.
-    let shared_ids = Arc::new(ids.clone());
-    let mut reads = tokio::task::JoinSet::new();
-    for topic in request.topics.iter().filter(|t| TopicKind::of(t).is_some()) {
-        let (kafka, topic, ids, options) = (kafka.clone(), topic.clone(), shared_ids.clone(), request.read);
-        reads.spawn(async move {
-            let keep = move |m: &TopicMessage| {
-                ids.contains(&m.key_text()) || m.header(HeaderName::CORRELATION_ID).is_some_and(|c| ids.contains(c))
-            };
-            (topic.clone(), read_topic(&kafka, &topic, options, keep).await)
-        });
-    }
-    let mut messages = Vec::new();
-    let mut missing_topics = Vec::new();
-    while let Some(joined) = reads.join_next().await {
-        let (topic, result) = joined.map_err(|e| OpsError::Usage(format!("topic reader failed: {e}")))?;
-        match result {
-            Ok((found, _)) => messages.extend(found),
-            Err(OpsError::UnknownTopic(_)) => missing_topics.push(topic),
-            Err(e) => return Err(e),
-        }
-    }
-    missing_topics.sort();
+    let indexed = if request.scan_all { HashSet::new() } else { store.indexed_topics().await? };
+    let id_refs: Vec<&str> = ids.iter().map(String::as_str).collect();
+    let trail = store.audit_trail(&id_refs).await?;
+    let found = trace_read::read_flow(kafka, &request.topics, request.read, &ids, &indexed, &trail).await?;
+    let (mut messages, missing_topics, scanned_topics) = (found.messages, found.missing_topics, found.scanned_topics);
 
     // Messages may name further ids (the correlation id of a command found
     // by key); one more audit read picks up what belongs to those.
@@ -210,6 +199,9 @@ pub async fn trace(kafka: &KafkaConfig, store: &Store, request: TraceRequest<'_>
     ids.retain(|s| !s.is_empty());
     let id_refs: Vec<&str> = ids.iter().map(String::as_str).collect();
     let audit = store.audit_trail(&id_refs).await?;
+    messages.extend(trace_read::read_positions_not_read(kafka, &request.topics, &indexed, &audit, &messages).await?);
+    // Positions say where records are, not what happened: the records tell that.
+    let audit: Vec<AuditRecord> = audit.into_iter().filter(|r| !switchyard_store::positions::is_position(r)).collect();
 
     let mut from_topics = Vec::new();
     let mut transitions_on_topic = HashSet::new();
@@ -247,6 +239,7 @@ pub async fn trace(kafka: &KafkaConfig, store: &Store, request: TraceRequest<'_>
         subject_ids: subject_ids.into_iter().collect(),
         correlation_ids: correlation_ids.into_iter().collect(),
         missing_topics,
+        scanned_topics,
         events,
     })
 }

@@ -33,6 +33,11 @@ const STATEMENTS: &[&str] = &[
     // `switchyard scorecard` reads one action (vendor_call) over a window;
     // without this it scans every entry of every action since the start.
     "CREATE INDEX IF NOT EXISTS audit_log_action ON audit_log (action, at_ms)",
+    // Since when each topic's message positions are recorded (positions.rs).
+    "CREATE TABLE IF NOT EXISTS indexed_topics (
+        topic TEXT PRIMARY KEY,
+        since_ms BIGINT NOT NULL
+    )",
     // One row per DLQ position sent back by `switchyard dlq replay`.
     "CREATE TABLE IF NOT EXISTS dlq_replays (
         dlq_topic TEXT NOT NULL,

@@ -47,7 +47,8 @@ pub async fn start_check_worker<D: CheckDomain>(config: CheckWorkerConfig, shutd
     let encoder = AvroEncoder::register(&registry, &topics.outcomes, D::OUTCOME_SCHEMA).await?;
     let decoder = AvroDecoder::new(registry, D::COMMAND_SCHEMA)?;
     let store = Store::connect(&config.database_url).await?;
-    let publisher = Publisher::new(&config.kafka)?;
+    let positions: std::sync::Arc<dyn switchyard_bus::PositionSink> = std::sync::Arc::new(crate::positions::StorePositions::new(store.clone()));
+    let publisher = Publisher::new(&config.kafka)?.with_positions(positions.clone());
     let handler = Arc::new(CheckHandler::<D> {
         decoder,
         encoder,
@@ -69,7 +70,8 @@ pub async fn start_check_worker<D: CheckDomain>(config: CheckWorkerConfig, shutd
     switchyard_service::checks::store(&health, store.pool().clone());
     switchyard_service::checks::producer(&health, publisher.clone(), shutdown.clone());
     let runtime = ConsumerRuntime::new(&config.kafka, publisher, runtime_topics, settings, handler, shutdown.clone())?
-        .with_round_ledger(std::sync::Arc::new(crate::rounds::StoreRounds(switchyard_store::retry_rounds::RetryRounds::open(&store).await?)));
+        .with_round_ledger(std::sync::Arc::new(crate::rounds::StoreRounds(switchyard_store::retry_rounds::RetryRounds::open(&store).await?)))
+        .with_positions(positions);
     metrics.attach_runtime(runtime.stats());
     let admin_addr = match config.admin_bind {
         Some(bind) => Some(serve_admin(bind, metrics.clone(), &health, shutdown.clone()).await?),

@@ -30,6 +30,8 @@ pub mod attempt;
 pub mod metrics;
 pub mod payout;
 pub mod policy;
+/// Message positions recorded for `switchyard trace`.
+pub mod positions;
 /// Token buckets from the partner catalog's rate limits (shared with the webhook ingester).
 pub use switchyard_routing::ratelimit;
 pub mod retry;

@@ -107,7 +107,8 @@ pub async fn start_payout_worker(config: PayoutWorkerConfig, shutdown: Cancellat
     let decoder = AvroDecoder::new(registry, PAYOUT_COMMAND_SCHEMA)?;
     let store = Store::connect(&config.database_url).await?;
     let store_for_flush = store.clone();
-    let publisher = Publisher::new(&config.kafka)?;
+    let positions: std::sync::Arc<dyn switchyard_bus::PositionSink> = std::sync::Arc::new(crate::positions::StorePositions::new(store.clone()));
+    let publisher = Publisher::new(&config.kafka)?.with_positions(positions.clone());
     let release_publisher = publisher.clone();
     let handler = Arc::new(PayoutHandler {
         decoder,
@@ -137,7 +138,8 @@ pub async fn start_payout_worker(config: PayoutWorkerConfig, shutdown: Cancellat
         handler,
         shutdown.clone(),
     )?
-    .with_round_ledger(std::sync::Arc::new(crate::rounds::StoreRounds(switchyard_store::retry_rounds::RetryRounds::open(&store).await?)));
+    .with_round_ledger(std::sync::Arc::new(crate::rounds::StoreRounds(switchyard_store::retry_rounds::RetryRounds::open(&store).await?)))
+    .with_positions(positions);
     metrics.attach_runtime(runtime.stats());
     let health = switchyard_service::Health::new();
     switchyard_service::checks::broker(&health, &config.kafka, &config.topics.commands)?;

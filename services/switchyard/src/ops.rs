@@ -174,6 +174,10 @@ pub(crate) struct TraceArgs {
     /// Only events of the last ... (90s, 15m, 2h, 7d).
     #[arg(long, value_parser = parse_duration)]
     since: Option<Duration>,
+    /// Read every topic from its beginning, even where the store records
+    /// message positions (for records older than that, or positions lost).
+    #[arg(long)]
+    scan: bool,
 }
 
 fn print_json<T: Serialize>(value: &T) -> Result<()> {
@@ -267,6 +271,7 @@ pub(crate) async fn run_trace(args: TraceArgs) -> Result<()> {
         read: target.read_options(),
         decoders: decoders.as_ref(),
         since: args.since,
+        scan_all: args.scan,
     };
     let found = trace::trace(&target.kafka(), &store, request).await?;
     if target.json {
@@ -279,6 +284,9 @@ pub(crate) async fn run_trace(args: TraceArgs) -> Result<()> {
     print!("{}", view::trace(&found).render(colour_on_stdout()));
     if !found.missing_topics.is_empty() {
         println!("(not on the broker, skipped: {})", found.missing_topics.join(", "));
+    }
+    if !found.scanned_topics.is_empty() {
+        println!("(read in full, no recorded positions: {})", found.scanned_topics.join(", "));
     }
     Ok(())
 }

@@ -281,6 +281,7 @@ struct Shared<H> {
     stats: Arc<RuntimeStats>,
     shutdown: CancellationToken,
     rounds: Option<Arc<dyn RoundLedger>>,
+    positions: Option<Arc<dyn crate::PositionSink>>,
 }
 
 impl<H: Handler> ConsumerRuntime<H> {
@@ -313,6 +314,7 @@ impl<H: Handler> ConsumerRuntime<H> {
             stats,
             shutdown,
             rounds: None,
+            positions: None,
         });
         Ok(Self { consumer, book, shared, paused, gate: Mutex::new(gate) })
     }
@@ -322,6 +324,14 @@ impl<H: Handler> ConsumerRuntime<H> {
     pub fn with_round_ledger(mut self, ledger: Arc<dyn RoundLedger>) -> Self {
         if let Some(shared) = Arc::get_mut(&mut self.shared) {
             shared.rounds = Some(ledger);
+        }
+        self
+    }
+
+    /// Tells `sink` where every consumed message was. Call before [`Self::run`].
+    pub fn with_positions(mut self, sink: Arc<dyn crate::PositionSink>) -> Self {
+        if let Some(shared) = Arc::get_mut(&mut self.shared) {
+            shared.positions = Some(sink);
         }
         self
     }
@@ -527,6 +537,10 @@ impl<H: Handler> ConsumerRuntime<H> {
 impl<H: Handler> Shared<H> {
     async fn process(self: Arc<Self>, work: Work) -> Done {
         let message = work.message.clone();
+        if let Some(sink) = &self.positions {
+            let m = &message;
+            sink.record(crate::MessagePosition::new(crate::Direction::Consumed, &m.topic, m.partition, m.offset, m.key.as_deref(), &m.headers)).await;
+        }
         let finished = self.run_handler(&message, work.epoch, work.not_before).await;
         Done {
             topic: message.topic.clone(),
