@@ -81,7 +81,12 @@ async fn storm_publishes_every_genuine_callback_once_and_nothing_forged_or_stale
     assert!(callbacks >= 5_000, "a storm of at least 5,000 callbacks, got {callbacks}");
     for (name, r) in [("stripe", &s), ("lithic", &l)] {
         assert!(r.attacks_accepted.is_empty(), "{name}: forged or stale accepted: {:?}", &r.attacks_accepted[..r.attacks_accepted.len().min(5)]);
-        assert!(r.undelivered.is_empty(), "{name}: genuine callbacks never accepted: {}", r.undelivered.len());
+        assert!(
+            r.undelivered.is_empty(),
+            "{name}: genuine callbacks never accepted: {}; refusals:\n{}",
+            r.undelivered.len(),
+            ingester.metrics.render().lines().filter(|l| l.contains("refused") && !l.starts_with('#')).collect::<Vec<_>>().join("\n")
+        );
         assert!(r.forged.len() > 50 && r.stale.len() > 50 && r.duplicated.len() > 100, "{name}: the storm had its faults");
         assert_eq!(ingester.metrics.refused_count(name, "bad_signature") as usize, r.forged.len(), "{name}: each forgery refused as such");
         assert_eq!(ingester.metrics.refused_count(name, "stale_timestamp") as usize, r.stale.len(), "{name}: each stale callback refused as such");

@@ -7,6 +7,8 @@
 //! - [`providers`]: one verifier per configured provider.
 //! - [`source`]: source-address allowlists and trusted proxies.
 //! - `receive`: the request path: verify -> map -> dedup -> publish -> answer.
+//! - `verify`: looks on the bus for an event whose publish had an unknown result.
+//! - [`faults`]: a test seam in the publish path.
 //! - [`metrics`]: lag, refusals by reason, duplicates.
 //!
 //! Signature schemes and vendor payload mapping live in
@@ -14,10 +16,12 @@
 //! in `switchyard_store::webhooks`.
 
 pub mod config;
+pub mod faults;
 pub mod metrics;
 pub mod providers;
 mod receive;
 pub mod source;
+mod verify;
 
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
@@ -64,6 +68,10 @@ pub(crate) struct Ingester {
     metrics: Arc<Metrics>,
     lease: Duration,
     publish_timeout: Duration,
+    /// How long a row whose publish had an unknown result is held before a
+    /// copy may look for it on the bus.
+    unknown_hold: Duration,
+    faults: faults::PublishFaults,
 }
 
 impl Ingester {
@@ -112,6 +120,25 @@ impl Ingester {
     }
 }
 
+/// Our own wait for an acknowledgement exceeds librdkafka's by this much.
+const PUBLISH_TIMEOUT_MARGIN_MS: u64 = 5_000;
+
+/// A claim's lease must outlast everything its holder may still do that can
+/// put the event on the bus: a look on the bus and a publish, whose record
+/// librdkafka keeps trying until `publish_timeout_ms`. A shorter lease lets a
+/// copy take the claim over while that record may still land.
+fn check_lease(config: &IngesterConfig) -> Result<(), IngesterError> {
+    let needed = config.publish_timeout_ms + PUBLISH_TIMEOUT_MARGIN_MS + verify::VERIFY_BUDGET.as_millis() as u64 + 1_000;
+    if config.lease_ms < needed {
+        return Err(IngesterError::Config(format!(
+            "lease_ms ({}) must be at least publish_timeout_ms + {} ms = {needed} ms, so no copy takes over a claim whose publish may still land",
+            config.lease_ms,
+            needed - config.publish_timeout_ms
+        )));
+    }
+    Ok(())
+}
+
 pub struct RunningIngester {
     pub addr: SocketAddr,
     pub metrics: Arc<Metrics>,
@@ -123,6 +150,16 @@ pub struct RunningIngester {
 
 /// Validates the config, connects, and serves until `shutdown`.
 pub async fn start_ingester(config: IngesterConfig, shutdown: CancellationToken) -> Result<RunningIngester, IngesterError> {
+    start_ingester_with(config, shutdown, faults::PublishFaults::none()).await
+}
+
+/// [`start_ingester`] with faults injected into the publish path (tests).
+pub async fn start_ingester_with(
+    config: IngesterConfig,
+    shutdown: CancellationToken,
+    faults: faults::PublishFaults,
+) -> Result<RunningIngester, IngesterError> {
+    check_lease(&config)?;
     let providers = providers::build(&config)?;
     let trusted_proxies = source::parse_networks(&config.trusted_proxies, "trusted_proxies")?;
     let registry = RegistryClient::new(&config.schema_registry_url)?;
@@ -159,7 +196,11 @@ pub async fn start_ingester(config: IngesterConfig, shutdown: CancellationToken)
         metrics: metrics.clone(),
         lease: Duration::from_millis(config.lease_ms),
         // A safety net only: librdkafka's own timeout answers first.
-        publish_timeout: Duration::from_millis(config.publish_timeout_ms + 5_000),
+        publish_timeout: Duration::from_millis(config.publish_timeout_ms + PUBLISH_TIMEOUT_MARGIN_MS),
+        // Twice librdkafka's own timeout: time for a produce request the
+        // broker already holds to be written before anyone looks for it.
+        unknown_hold: Duration::from_millis(2 * config.publish_timeout_ms),
+        faults,
     });
     {
         // Not fatal here, unlike in the workers: a failed publish replaces
@@ -186,4 +227,19 @@ pub async fn start_ingester(config: IngesterConfig, shutdown: CancellationToken)
             .await
     }));
     Ok(RunningIngester { addr, metrics, dedup, health, join })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_lease_shorter_than_a_publish_and_a_look_on_the_bus_is_refused_at_start_up() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../ops/webhook-ingester.example.yaml");
+        let mut config = IngesterConfig::load(&path).expect("example parses");
+        check_lease(&config).expect("the example's lease covers its publish timeout");
+        config.lease_ms = config.publish_timeout_ms + 5_000;
+        let err = check_lease(&config).expect_err("a copy could take over while the record may still land");
+        assert!(err.to_string().contains("lease_ms"), "{err}");
+    }
 }

@@ -23,7 +23,7 @@ pub struct Metrics {
     handling: Family<Labels, Histogram>,
     stages: Family<Labels, Histogram>,
     /// Sum of nanoseconds and count per stage, for the benchmark's breakdown.
-    stage_totals: [(std::sync::atomic::AtomicU64, std::sync::atomic::AtomicU64); 3],
+    stage_totals: [(std::sync::atomic::AtomicU64, std::sync::atomic::AtomicU64); Stage::ALL.len()],
 }
 
 /// Steps of the request path timed per callback.
@@ -32,16 +32,19 @@ pub enum Stage {
     Claim = 0,
     Publish = 1,
     MarkPublished = 2,
+    /// Looking on the bus for an event whose earlier publish had an unknown result.
+    Verify = 3,
 }
 
 impl Stage {
-    pub const ALL: [Stage; 3] = [Stage::Claim, Stage::Publish, Stage::MarkPublished];
+    pub const ALL: [Stage; 4] = [Stage::Claim, Stage::Publish, Stage::MarkPublished, Stage::Verify];
 
     pub fn as_str(self) -> &'static str {
         match self {
             Stage::Claim => "claim",
             Stage::Publish => "publish",
             Stage::MarkPublished => "mark_published",
+            Stage::Verify => "verify",
         }
     }
 }
@@ -82,7 +85,7 @@ impl Metrics {
         registry.register("id_reused", "Callbacks reusing a seen event id with another body", m.id_reused.clone());
         registry.register("lag_seconds", "Vendor event timestamp to published on the bus", m.lag.clone());
         registry.register("handling_seconds", "Time to answer a callback", m.handling.clone());
-        registry.register("stage_seconds", "Time per step of the request path (claim, publish, mark_published)", m.stages.clone());
+        registry.register("stage_seconds", "Time per step of the request path (claim, publish, mark_published, verify)", m.stages.clone());
         let mut expiry_registry = Registry::with_prefix("switchyard");
         expiry_registry.register_collector(Box::new(m.certificates.clone()));
         Self { registry, expiry_registry, ..m }

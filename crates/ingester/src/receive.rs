@@ -6,6 +6,13 @@
 //! right now, 413 too large, 429 over the provider's rate, 503 broker or
 //! database unavailable. Logs name the provider, event id and reason, never
 //! secrets or payloads.
+//!
+//! A failed publish is one of two kinds. *Definite* (refused before anything
+//! was sent): the claim is released and the vendor's retry publishes.
+//! *Unknown* (the producer timed out a record the broker may have written):
+//! answered 503 too, but the row is marked unverified, and the retry that
+//! takes it over looks for the event on the bus ([`crate::verify`]) before
+//! publishing, so the event is neither lost nor published twice.
 
 use crate::metrics::Stage;
 use crate::providers::Provider;
@@ -20,8 +27,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use switchyard_adapters::webhooks::Refusal;
 use switchyard_bus::headers::set_header;
-use switchyard_bus::{HeaderName, MessageContext, Outbound};
+use crate::faults::{PublishOutcome, PublishPlan};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use switchyard_bus::{BusError, HeaderName, MessageContext, Outbound, Publisher};
 use switchyard_canonical::ProviderEvent;
+use crate::verify::Lookup;
 use switchyard_store::webhooks::{DedupClaim, DedupVerdict};
 
 pub(crate) async fn receive(
@@ -126,6 +136,42 @@ async fn accept(app: &Ingester, p: &Provider, event: ProviderEvent) -> Response 
             accepted(p)
         }
         Ok(DedupVerdict::Claimed) => publish(app, p, event).await,
+        Ok(DedupVerdict::Unverified { since_ms }) => publish_unverified(app, p, event, since_ms).await,
+    }
+}
+
+/// An earlier attempt may have put the event on the bus: look before publishing.
+async fn publish_unverified(app: &Ingester, p: &Provider, event: ProviderEvent, since_ms: i64) -> Response {
+    let lookup = Lookup { topic: p.topic.clone(), provider: p.name.clone(), event_id: event.event_id.clone(), since_ms };
+    let looking = Instant::now();
+    let found = crate::verify::on_bus(&app.kafka, lookup).await;
+    app.metrics.stage(Stage::Verify, looking.elapsed().as_secs_f64());
+    match found {
+        Ok(false) => publish(app, p, event).await,
+        Ok(true) => {
+            // Its earlier publication landed after all. Counted as published
+            // now, since its own attempt could not count it. The mark is
+            // awaited, as the next copy would otherwise look again.
+            tracing::info!(provider = %p.name, event_id = %event.event_id, "event of unknown fate found on the bus; not published again");
+            let lag = (switchyard_canonical::now_ms() - event.occurred_at_ms) as f64 / 1000.0;
+            app.metrics.published(&p.name, lag);
+            match app.dedup.mark_published(&p.name, &event.event_id).await {
+                Ok(()) => accepted(p),
+                Err(e) => {
+                    tracing::warn!(provider = %p.name, error = %e, "found on the bus but not marked");
+                    release(app, p, &event).await;
+                    retry_after(StatusCode::SERVICE_UNAVAILABLE, Duration::from_secs(5), "store unavailable")
+                }
+            }
+        }
+        Err(e) => {
+            // Without knowing, neither publishing (a duplicate) nor
+            // acknowledging (a loss) is safe: the vendor retries.
+            tracing::warn!(provider = %p.name, event_id = %event.event_id, error = %e, "cannot look for an event of unknown fate on the bus");
+            app.metrics.refused(&p.name, "broker_unavailable");
+            release(app, p, &event).await;
+            retry_after(StatusCode::SERVICE_UNAVAILABLE, Duration::from_secs(5), "broker unavailable")
+        }
     }
 }
 
@@ -162,23 +208,33 @@ async fn publish(app: &Ingester, p: &Provider, event: ProviderEvent) -> Response
     set_header(&mut headers, HeaderName::PROVIDER_EVENT_ID, event.event_id.as_bytes());
     let record = Outbound { topic: p.topic.clone(), key: Some(event.subject_id.as_bytes().to_vec()), payload, headers };
     let publisher = app.publisher();
+    let plan = app.faults.plan(&event.event_id);
     let publishing = Instant::now();
-    let published = tokio::time::timeout(app.publish_timeout, publisher.publish(&record)).await;
+    let published = tokio::time::timeout(app.publish_timeout, send(&publisher, &record, plan)).await;
     app.metrics.stage(Stage::Publish, publishing.elapsed().as_secs_f64());
     match published {
         Ok(Ok(_)) => {}
-        Ok(Err(e)) => {
-            tracing::warn!(provider = %p.name, event_id = %event.event_id, error = %e, "publish failed; vendor will retry");
+        Ok(Err(e)) if never_sent(&e) => {
+            tracing::warn!(provider = %p.name, event_id = %event.event_id, error = %e, "publish refused; vendor will retry");
             app.renew_publisher(&publisher);
             return unavailable(app, p, &event).await;
+        }
+        Ok(Err(e)) => {
+            // A timed-out batch may have been written by the broker.
+            tracing::warn!(provider = %p.name, event_id = %event.event_id, error = %e, "publish result unknown; vendor will retry");
+            app.renew_publisher(&publisher);
+            return unknown(app, p, &event).await;
         }
         Err(_) => {
             // Not reached while librdkafka's message timeout is the shorter
             // one. Dropping the delivery future would not unqueue the record.
             tracing::warn!(provider = %p.name, event_id = %event.event_id, "broker did not acknowledge in time; vendor will retry");
             app.renew_publisher(&publisher);
-            return unavailable(app, p, &event).await;
+            return unknown(app, p, &event).await;
         }
+    }
+    if !plan.delay_after.is_zero() {
+        tokio::time::sleep(plan.delay_after).await;
     }
     let lag = (switchyard_canonical::now_ms() - event.occurred_at_ms) as f64 / 1000.0;
     app.metrics.published(&p.name, lag);
@@ -192,6 +248,52 @@ async fn publish(app: &Ingester, p: &Provider, event: ProviderEvent) -> Response
         tracing::warn!(provider = %p.name, event_id = %event.event_id, error = %e, "published but not marked");
     }
     accepted(p)
+}
+
+/// The publish itself, through the test seam ([`crate::faults`]).
+async fn send(publisher: &Publisher, record: &Outbound, plan: PublishPlan) -> Result<(i32, i64), BusError> {
+    if !plan.delay_before.is_zero() {
+        tokio::time::sleep(plan.delay_before).await;
+    }
+    let produced = |code| BusError::Kafka(KafkaError::MessageProduction(code));
+    match plan.outcome {
+        PublishOutcome::Normal => publisher.publish(record).await,
+        PublishOutcome::Refused => Err(produced(RDKafkaErrorCode::QueueFull)),
+        PublishOutcome::AckLost => {
+            publisher.publish(record).await?;
+            Err(produced(RDKafkaErrorCode::MessageTimedOut))
+        }
+    }
+}
+
+/// Failures librdkafka reports only for records that never left the
+/// process or that the broker refused outright (its idempotent retries
+/// answer a written record as written). Anything else may be on the bus.
+fn never_sent(e: &BusError) -> bool {
+    use RDKafkaErrorCode as C;
+    matches!(
+        e,
+        BusError::Kafka(KafkaError::MessageProduction(
+            C::QueueFull
+                | C::PurgeQueue
+                | C::MessageSizeTooLarge
+                | C::InvalidMessageSize
+                | C::UnknownTopic
+                | C::UnknownPartition
+                | C::UnknownTopicOrPartition
+                | C::TopicAuthorizationFailed
+        ))
+    )
+}
+
+async fn unknown(app: &Ingester, p: &Provider, event: &ProviderEvent) -> Response {
+    app.metrics.refused(&p.name, "publish_unknown");
+    if let Err(e) = app.dedup.mark_unknown(&p.name, &event.event_id, app.unknown_hold.as_millis() as i64).await {
+        // The claim's lease still runs; when it ends the row is unverified
+        // all the same, so the next copy looks on the bus.
+        tracing::warn!(provider = %p.name, error = %e, "unknown publish result not recorded; the lease will expire");
+    }
+    retry_after(StatusCode::SERVICE_UNAVAILABLE, Duration::from_secs(5), "broker unavailable")
 }
 
 async fn unavailable(app: &Ingester, p: &Provider, event: &ProviderEvent) -> Response {

@@ -4,14 +4,25 @@
 //! The row is claimed with a lease *before* publishing and marked published
 //! after the broker acknowledged. A duplicate arriving while the first copy
 //! is being published sees a live lease and is told to come back later
-//! ([`DedupVerdict::InFlight`]), so two copies never publish at once. A
-//! claimer that died mid-way leaves a pending row whose lease expires; the
-//! vendor's next retry takes it over, even with a different body: vendors
-//! re-render retries (retry counters, Stripe's `pending_webhooks`), and a
-//! row that was never published has nothing on the bus to protect, so the
-//! retry's digest replaces the first one's. Only once the event is published
-//! does the digest tell an honest re-delivery from a vendor reusing an id
-//! for another body.
+//! ([`DedupVerdict::InFlight`]), so two copies never publish at once.
+//!
+//! What happened to an earlier attempt decides how a later one may publish:
+//! - `pending`, released (lease 0): every attempt so far failed *before*
+//!   anything could reach the broker; the next claimer publishes
+//!   ([`DedupVerdict::Claimed`]).
+//! - `unverified`: an attempt's result is unknown: the producer reported a
+//!   timeout for a record the broker may have written, or the lease ran out
+//!   under a claimer that died or whose mark was lost after the broker's
+//!   acknowledgement. The next claimer must look on the bus before
+//!   publishing ([`DedupVerdict::Unverified`]); the row stays unverified
+//!   until it is published, since that earlier record may still be found.
+//! - `published`: done.
+//!
+//! Any body takes over a row that was never published, even a different
+//! one: vendors re-render retries (retry counters, Stripe's
+//! `pending_webhooks`), and the retry's digest replaces the first one's.
+//! Only once the event is published does the digest tell an honest
+//! re-delivery from a vendor reusing an id for another body.
 //!
 //! Claims and publications are group-committed (see `batch`), which is what
 //! lets the ingester answer thousands of callbacks per second.
@@ -21,7 +32,7 @@ use crate::records::{Bind, Sql};
 use crate::StoreError;
 use futures::FutureExt;
 use sqlx::{AnyPool, Row};
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 
 const DDL: &str = "CREATE TABLE IF NOT EXISTS webhook_events (
     provider TEXT NOT NULL,
@@ -51,8 +62,11 @@ pub struct DedupClaim {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DedupVerdict {
-    /// First sight (or a dead claimer's expired lease): publish it.
+    /// First sight, or every earlier attempt failed before sending: publish it.
     Claimed,
+    /// Claimed, but an earlier attempt (begun at `since_ms`) may have put
+    /// the event on the bus: look there before publishing it again.
+    Unverified { since_ms: i64 },
     /// Already published with this very body: acknowledge, publish nothing.
     Duplicate,
     /// Another delivery of it (whatever its body) is being published right
@@ -109,18 +123,38 @@ impl WebhookDedup {
     /// Queues the mark without waiting for it: the event is already on the
     /// bus, so the callback can be answered now. Until the mark commits, a
     /// copy of the event sees the claim in flight and is told to retry; a
-    /// mark lost to a crash leaves the lease to expire, after which a copy
-    /// may publish the event again (consumers fold by event id).
+    /// mark lost to a crash leaves the lease to expire, after which the row
+    /// is unverified and a copy finds the event on the bus.
     pub async fn mark_published_later(&self, provider: &str, event_id: &str) -> Result<(), StoreError> {
         self.published.submit_detached((provider.to_owned(), event_id.to_owned())).await
     }
 
-    /// Gives up a claim whose publication failed, so the vendor's retry can
-    /// take it at once instead of waiting for the lease to expire.
+    /// Gives up a claim whose publication failed *before anything was
+    /// sent* (or whose look on the bus failed), so the vendor's retry can
+    /// take it at once instead of waiting for the lease to expire. An
+    /// unverified row stays unverified.
     pub async fn release(&self, provider: &str, event_id: &str) -> Result<(), StoreError> {
         sqlx::query(
-            "UPDATE webhook_events SET lease_until_ms = 0 WHERE provider = $1 AND event_id = $2 AND state = 'pending'",
+            "UPDATE webhook_events SET lease_until_ms = 0 WHERE provider = $1 AND event_id = $2 AND state <> 'published'",
         )
+        .bind(provider)
+        .bind(event_id)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Records that a publication's result is unknown: the broker may have
+    /// written the event. No copy may publish it for `hold_ms` (time for a
+    /// request the broker already holds to land), and after that only once
+    /// it was looked for on the bus and not found.
+    pub async fn mark_unknown(&self, provider: &str, event_id: &str, hold_ms: i64) -> Result<(), StoreError> {
+        let until = switchyard_canonical::now_ms() + hold_ms;
+        sqlx::query(
+            "UPDATE webhook_events SET state = 'unverified', lease_until_ms = $1 \
+             WHERE provider = $2 AND event_id = $3 AND state <> 'published'",
+        )
+        .bind(until)
         .bind(provider)
         .bind(event_id)
         .execute(&self.pool)
@@ -165,26 +199,35 @@ fn claim_batch<'a>(pool: &'a AnyPool, claims: &'a [DedupClaim]) -> futures::futu
                 Bind::Int(now),
             ]);
         }
+        // Any body takes over a row never published whose lease ended. A
+        // released pending row (lease 0: its attempts failed before sending)
+        // stays pending; a lease that merely ran out, or an unknown result,
+        // makes the row unverified, and it keeps the time of its first
+        // attempt, from which the bus is searched. The SET expressions read
+        // the row as it was before this update.
         insert
             .push(
                 " ON CONFLICT (provider, event_id) DO UPDATE SET lease_until_ms = excluded.lease_until_ms, \
-                 received_at_ms = excluded.received_at_ms, payload_sha256 = excluded.payload_sha256, \
-                 subject_id = excluded.subject_id \
-                 WHERE webhook_events.state = 'pending' AND webhook_events.lease_until_ms < ",
+                 payload_sha256 = excluded.payload_sha256, subject_id = excluded.subject_id, \
+                 state = CASE WHEN webhook_events.state = 'pending' AND webhook_events.lease_until_ms = 0 \
+                   THEN 'pending' ELSE 'unverified' END, \
+                 received_at_ms = CASE WHEN webhook_events.state = 'pending' AND webhook_events.lease_until_ms = 0 \
+                   THEN excluded.received_at_ms ELSE webhook_events.received_at_ms END \
+                 WHERE webhook_events.state IN ('pending', 'unverified') AND webhook_events.lease_until_ms < ",
             )
             .bind(Bind::Int(now))
-            // Any body takes over a pending row whose lease ended: its
-            // publication failed (or its claimer died), so the body now
-            // claiming is the one that will be published.
-            .push(" RETURNING provider, event_id");
-        let mut claimed: HashSet<(String, String)> = HashSet::new();
+            .push(" RETURNING provider, event_id, state, received_at_ms");
+        // Claimed ids, with the time of the first attempt if it may be on the bus.
+        let mut claimed: HashMap<(String, String), Option<i64>> = HashMap::new();
         for row in insert.query().persistent(false).fetch_all(pool).await? {
-            claimed.insert((row.try_get("provider")?, row.try_get("event_id")?));
+            let state: String = row.try_get("state")?;
+            let since = if state == "unverified" { Some(row.try_get::<i64, _>("received_at_ms")?) } else { None };
+            claimed.insert((row.try_get("provider")?, row.try_get("event_id")?), since);
         }
         // Only the ids we did not get need a look at who holds them.
         let mut by_provider: HashMap<&str, Vec<&str>> = HashMap::new();
         for (&(provider, event_id), _) in first.iter() {
-            if !claimed.contains(&(provider.to_owned(), event_id.to_owned())) {
+            if !claimed.contains_key(&(provider.to_owned(), event_id.to_owned())) {
                 by_provider.entry(provider).or_default().push(event_id);
             }
         }
@@ -204,10 +247,14 @@ fn claim_batch<'a>(pool: &'a AnyPool, claims: &'a [DedupClaim]) -> futures::futu
             .map(|(i, c)| {
                 let id = (c.provider.clone(), c.event_id.clone());
                 let is_first = first.get(&(c.provider.as_str(), c.event_id.as_str())) == Some(&i);
-                if claimed.contains(&id) {
+                if let Some(since) = claimed.get(&id) {
                     // A later copy in the same batch waits for the first,
                     // whose publish may still fail.
-                    return if is_first { DedupVerdict::Claimed } else { DedupVerdict::InFlight };
+                    return match (is_first, since) {
+                        (false, _) => DedupVerdict::InFlight,
+                        (true, None) => DedupVerdict::Claimed,
+                        (true, Some(since_ms)) => DedupVerdict::Unverified { since_ms: *since_ms },
+                    };
                 }
                 match existing.get(&id) {
                     Some((state, sha)) if state == "published" && *sha == c.payload_sha256 => DedupVerdict::Duplicate,
@@ -294,9 +341,42 @@ mod tests {
             let dedup = WebhookDedup::open(&store).await.expect("ddl");
             let id = format!("evt-batch-{}-{}", std::process::id(), switchyard_canonical::now_ms());
             let (a, b) = tokio::join!(dedup.claim(claim(&id, "sha-a")), dedup.claim(claim(&id, "sha-b")));
-            let mut verdicts = vec![a.expect("claim"), b.expect("claim")];
-            verdicts.sort_by_key(|v| *v as u8);
-            assert_eq!(verdicts, vec![DedupVerdict::Claimed, DedupVerdict::InFlight]);
+            let (a, b) = (a.expect("claim"), b.expect("claim"));
+            assert!(
+                matches!((a, b), (DedupVerdict::Claimed, DedupVerdict::InFlight) | (DedupVerdict::InFlight, DedupVerdict::Claimed)),
+                "{a:?} {b:?}"
+            );
+        }
+    }
+
+    /// A publication whose result is unknown, or a lease that ran out under
+    /// its holder, may have put the event on the bus: no later claimer may
+    /// publish without looking there first, however often it is released.
+    #[tokio::test]
+    async fn an_unknown_result_or_an_expired_lease_makes_the_next_claimer_verify() {
+        for store in stores().await {
+            let dedup = WebhookDedup::open(&store).await.expect("ddl");
+            let run = format!("{}-{}", std::process::id(), switchyard_canonical::now_ms());
+            let unknown = format!("evt-unknown-{run}");
+            assert_eq!(dedup.claim(claim(&unknown, "sha")).await.expect("claim"), DedupVerdict::Claimed);
+            dedup.mark_unknown("test-vendor", &unknown, 150).await.expect("unknown");
+            assert_eq!(dedup.claim(claim(&unknown, "sha")).await.expect("claim"), DedupVerdict::InFlight, "held while a request the broker holds may land");
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+            let verdict = dedup.claim(claim(&unknown, "sha-retry")).await.expect("claim");
+            assert!(matches!(verdict, DedupVerdict::Unverified { .. }), "{verdict:?}");
+            // The look on the bus failed: released, still unverified.
+            dedup.release("test-vendor", &unknown).await.expect("release");
+            let again = dedup.claim(claim(&unknown, "sha-retry")).await.expect("claim");
+            assert_eq!(again, verdict, "still unverified, searched from the first attempt");
+            dedup.mark_published("test-vendor", &unknown).await.expect("mark");
+            assert_eq!(dedup.claim(claim(&unknown, "sha-retry")).await.expect("claim"), DedupVerdict::Duplicate);
+
+            let expired = format!("evt-expired-{run}");
+            let short = DedupClaim { lease_ms: 50, ..claim(&expired, "sha") };
+            assert_eq!(dedup.claim(short).await.expect("claim"), DedupVerdict::Claimed);
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            let verdict = dedup.claim(claim(&expired, "sha")).await.expect("claim");
+            assert!(matches!(verdict, DedupVerdict::Unverified { .. }), "a lease that ran out: {verdict:?}");
         }
     }
 }
