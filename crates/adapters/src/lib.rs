@@ -21,6 +21,8 @@
 //! - [`kyc`]: identity verification: [`kyc::KycProvider`] over
 //!   [`kyc::onfido`] and [`kyc::sumsub`].
 //! - [`poll`]: polling for asynchronous vendor results within a budget.
+//! - [`openbanking`]: aggregators: [`openbanking::OpenBankingProvider`] over
+//!   [`openbanking::plaid`].
 //! - [`multipart`]: a hand-built `multipart/form-data` body for uploads.
 //! - [`secret`]: credentials that cannot be printed.
 //! - [`tls`]: mutual TLS to a partner: client identity, pinned CA, TLS floor.
@@ -36,6 +38,7 @@ pub mod fraud;
 pub mod http;
 pub mod kyc;
 pub mod multipart;
+pub mod openbanking;
 pub mod payouts;
 pub mod poll;
 pub mod secret;

@@ -21,6 +21,8 @@
 //! - [`sardine`]: Sardine risk scoring and feedback (fraud).
 //! - [`seon`]: SEON fraud API scoring and labels (fraud).
 //! - [`onfido`]: Onfido v3.6 KYC (applicants, documents, checks, reports).
+//! - [`plaid`]: Plaid (open banking): Link tokens, public token exchange,
+//!   accounts, balances, `/transactions/sync` pages, item errors.
 //! - [`sumsub`]: Sumsub KYC (applicants, idDoc uploads, signed requests, reviews).
 //! - `checks`: helpers and magic inputs shared by the KYC/AML/fraud simulators.
 //! - `engine`: vendor-neutral state: idempotency records (expiring like the
@@ -46,6 +48,7 @@ pub mod marqeta;
 pub mod onfido;
 mod oracle;
 pub mod open_sanctions;
+pub mod plaid;
 mod server;
 pub mod sardine;
 pub mod seon;

@@ -16,6 +16,7 @@
 //! - [`onboarding`]: onboarding flows, applied inputs and their outbox (own DDL).
 //! - [`cards`]: cards (versioned, compare-and-set), the commands applied to them and their event outbox (own DDL).
 //! - [`card_transactions`]: card transaction events, recorded once and queued for `cards.transactions.v1` (own DDL).
+//! - [`openbanking`]: open banking consents, their sealed tokens and sync cursors (own DDL).
 //! - [`positions`]: where each consumed and published message is, as audit rows, for `switchyard trace`.
 //! - [`replays`]: which DLQ positions `switchyard dlq replay` already sent back.
 
@@ -29,6 +30,7 @@ mod bulk;
 pub mod lease;
 pub mod onboarding;
 pub mod positions;
+pub mod openbanking;
 pub mod records;
 pub mod retry_rounds;
 pub mod recon;

@@ -15,6 +15,7 @@
 //! - [`kyc`]: the KYC domain (Onfido, Sumsub).
 //! - [`aml`]: the AML screening domain (ComplyAdvantage, OpenSanctions).
 //! - [`fraud`]: the fraud scoring and feedback domain (Sardine, SEON).
+//! - [`openbanking`]: the open banking handler (Plaid): consents, refresh pages, its config and wiring.
 //! - [`run`]: wiring: builds everything from a config and runs until shutdown.
 
 pub mod aml;
@@ -28,6 +29,7 @@ pub mod fraud;
 pub mod kyc;
 pub mod attempt;
 pub mod metrics;
+pub mod openbanking;
 pub mod payout;
 pub mod policy;
 /// Message positions recorded for `switchyard trace`.

@@ -1,0 +1,242 @@
+//! Configuration of the open banking worker (YAML), validated at start-up:
+//! the card worker's shape with the aggregators, the data topic and the
+//! keys that seal provider tokens at rest. Unknown fields are refused and
+//! every error names the field.
+
+use crate::config::{Environment, SecretSource};
+use crate::retry::RetryPolicy;
+use crate::WorkerError;
+use serde::Deserialize;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+use switchyard_bus::KafkaConfig;
+use switchyard_routing::{DomainMode, RoutingPolicy};
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OpenBankingWorkerConfig {
+    /// `sandbox` refuses production aggregator hosts, `production` sandbox ones.
+    pub environment: Environment,
+    pub kafka: KafkaConfig,
+    pub schema_registry_url: String,
+    /// `postgres://...` in production; `sqlite:...` for the embedded default.
+    pub database_url: String,
+    #[serde(default)]
+    pub topics: OpenBankingTopics,
+    pub providers: Vec<ObProviderConfig>,
+    /// Where new consents go; every later command of a consent goes to the
+    /// provider that holds it.
+    pub routing: RoutingPolicy,
+    /// Keys sealing provider tokens at rest (AES-256-GCM, 32 bytes base64):
+    /// the first seals, all open, so a key is rotated by putting a new one
+    /// first and dropping the old one once no row uses it.
+    pub token_keys: Vec<TokenKeyConfig>,
+    #[serde(default)]
+    pub admin_bind: Option<SocketAddr>,
+    #[serde(default = "default_max_in_flight")]
+    pub max_in_flight: usize,
+    #[serde(default = "default_max_retry_rounds")]
+    pub max_retry_rounds: u32,
+    #[serde(default)]
+    pub retry: RetryPolicy,
+    /// See the payout worker's `lease_ttl_ms`; a refresh of many pages renews it.
+    #[serde(default = "default_lease_ttl_ms")]
+    pub lease_ttl_ms: u64,
+}
+
+fn default_max_in_flight() -> usize {
+    200
+}
+
+fn default_max_retry_rounds() -> u32 {
+    5
+}
+
+fn default_lease_ttl_ms() -> u64 {
+    30_000
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OpenBankingTopics {
+    pub commands: String,
+    pub outcomes: String,
+    pub events: String,
+    /// Data deltas, one record per page.
+    pub data: String,
+}
+
+impl Default for OpenBankingTopics {
+    fn default() -> Self {
+        Self {
+            commands: "openbanking.commands.v1".into(),
+            outcomes: "openbanking.outcomes.v1".into(),
+            events: "openbanking.events.v1".into(),
+            data: "openbanking.data.v1".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum ObProviderKind {
+    Plaid,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ObProviderConfig {
+    pub name: String,
+    pub kind: ObProviderKind,
+    /// `https://sandbox.plaid.com`, `https://production.plaid.com`.
+    pub base_url: String,
+    pub client_id: String,
+    pub secret: SecretSource,
+    #[serde(default = "default_timeout_ms")]
+    pub timeout_ms: u64,
+    #[serde(default = "default_max_concurrency")]
+    pub max_concurrency: usize,
+    /// Transactions per `/transactions/sync` page (Plaid: 1-500).
+    #[serde(default = "default_page_size")]
+    pub page_size: u32,
+    /// The name Link shows the user.
+    #[serde(default = "default_client_name")]
+    pub client_name: String,
+    /// What INSTITUTION_UNAVAILABLE tells the product to wait (Plaid names no figure).
+    #[serde(default = "default_institution_retry_after_ms")]
+    pub institution_retry_after_ms: u64,
+    /// What a PRODUCT_NOT_READY gap tells the product to wait.
+    #[serde(default = "default_not_ready_retry_after_ms")]
+    pub not_ready_retry_after_ms: u64,
+}
+
+fn default_timeout_ms() -> u64 {
+    15_000
+}
+fn default_max_concurrency() -> usize {
+    32
+}
+fn default_page_size() -> u32 {
+    100
+}
+fn default_client_name() -> String {
+    "switchyard".into()
+}
+fn default_institution_retry_after_ms() -> u64 {
+    60_000
+}
+fn default_not_ready_retry_after_ms() -> u64 {
+    30_000
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TokenKeyConfig {
+    /// Written in front of every sealed token; no `:`.
+    pub id: String,
+    pub key: SecretSource,
+}
+
+impl ObProviderConfig {
+    pub fn transport(&self) -> switchyard_adapters::http::Transport {
+        switchyard_adapters::http::Transport::new(Duration::from_millis(self.timeout_ms), self.max_concurrency)
+    }
+}
+
+impl OpenBankingWorkerConfig {
+    pub fn load(path: &Path) -> Result<Self, WorkerError> {
+        let text = std::fs::read_to_string(path).map_err(|e| WorkerError::Config(format!("cannot read {}: {e}", path.display())))?;
+        let config: Self = serde_norway::from_str(&text).map_err(|e| WorkerError::Config(format!("{}: {e}", path.display())))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    pub fn validate(&self) -> Result<(), WorkerError> {
+        let bad = |m: String| Err(WorkerError::Config(m));
+        if self.providers.is_empty() {
+            return bad("providers: at least one provider is required".into());
+        }
+        for (i, p) in self.providers.iter().enumerate() {
+            if p.name.trim().is_empty() || self.providers[..i].iter().any(|q| q.name == p.name) {
+                return bad(format!("providers[{i}].name must be set and unique"));
+            }
+            if p.client_id.trim().is_empty() {
+                return bad(format!("providers[{i}].client_id must not be empty"));
+            }
+            if !(1..=500).contains(&p.page_size) {
+                return bad(format!("providers[{i}].page_size must be between 1 and 500"));
+            }
+            if p.timeout_ms == 0 || p.max_concurrency == 0 {
+                return bad(format!("providers[{i}].timeout_ms and max_concurrency must be at least 1"));
+            }
+            if !p.base_url.starts_with("http://") && !p.base_url.starts_with("https://") {
+                return bad(format!("providers[{i}].base_url must be an http(s) URL"));
+            }
+            // Plaid tells its environments apart by host only.
+            let (wrong, env) = match self.environment {
+                Environment::Sandbox => ("production.plaid.com", "sandbox"),
+                Environment::Production => ("sandbox.plaid.com", "production"),
+            };
+            if p.base_url.contains(wrong) {
+                return bad(format!("providers[{i}].base_url is {wrong}, refused in {env}"));
+            }
+        }
+        if self.token_keys.is_empty() {
+            return bad("token_keys: at least one key is required to seal provider tokens".into());
+        }
+        for (i, k) in self.token_keys.iter().enumerate() {
+            if k.id.is_empty() || k.id.contains(':') || self.token_keys[..i].iter().any(|q| q.id == k.id) {
+                return bad(format!("token_keys[{i}].id must be set, unique and without ':'"));
+            }
+        }
+        self.routing.validate(self.providers.iter().map(|p| p.name.as_str())).map_err(|e| WorkerError::Config(e.to_string()))?;
+        if self.routing.mode != DomainMode::On || self.routing.shadow.is_some() {
+            // A shadow consent would ask the user twice.
+            return bad("routing: only mode `on` without shadow is supported for open banking".into());
+        }
+        for (name, topic) in [("commands", &self.topics.commands), ("outcomes", &self.topics.outcomes), ("events", &self.topics.events), ("data", &self.topics.data)] {
+            if topic.trim().is_empty() {
+                return bad(format!("topics.{name} must not be empty"));
+            }
+        }
+        if self.max_in_flight == 0 {
+            return bad("max_in_flight must be at least 1".into());
+        }
+        let longest_call = self.providers.iter().map(|p| p.timeout_ms).max().unwrap_or(0);
+        if self.lease_ttl_ms < 3_000 || self.lease_ttl_ms < longest_call {
+            return bad(format!("lease_ttl_ms must be at least 3000 and at least the longest providers[].timeout_ms ({longest_call})"));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn path() -> std::path::PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../ops/openbanking-worker.example.yaml")
+    }
+
+    #[test]
+    fn the_example_config_parses_and_validates() {
+        let config = OpenBankingWorkerConfig::load(&path()).expect("example config is valid");
+        assert_eq!(config.routing.primary, "plaid");
+        assert_eq!(config.topics.data, "openbanking.data.v1");
+        assert_eq!(config.token_keys.len(), 1);
+    }
+
+    #[test]
+    fn errors_name_the_field() {
+        let text = std::fs::read_to_string(path()).expect("example");
+        let mut config: OpenBankingWorkerConfig = serde_norway::from_str(&text).expect("parses");
+        config.token_keys.clear();
+        assert!(config.validate().expect_err("no keys").to_string().contains("token_keys"));
+        let mut config: OpenBankingWorkerConfig = serde_norway::from_str(&text).expect("parses");
+        config.providers[0].base_url = "https://production.plaid.com".into();
+        assert!(config.validate().expect_err("production host in sandbox").to_string().contains("providers[0].base_url"));
+        let typo = text.replace("page_size", "pagesize");
+        assert!(serde_norway::from_str::<OpenBankingWorkerConfig>(&typo).expect_err("unknown field").to_string().contains("pagesize"));
+    }
+}

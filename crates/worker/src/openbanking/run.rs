@@ -1,0 +1,107 @@
+//! Wiring of the open banking worker: builds the aggregators, the token
+//! vault, codecs, store and router from an [`OpenBankingWorkerConfig`] and
+//! runs the shared consumer runtime.
+
+use super::config::{ObProviderKind, OpenBankingWorkerConfig};
+use super::{ObVendor, OpenBankingHandler, DOMAIN, OB_COMMAND_SCHEMA, OB_DATA_SCHEMA, OB_EVENT_SCHEMA, OB_OUTCOME_SCHEMA};
+use crate::metrics::{serve_admin, Metrics};
+use crate::WorkerError;
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use switchyard_adapters::openbanking::plaid::PlaidAdapter;
+use switchyard_adapters::openbanking::vault::TokenVault;
+use switchyard_adapters::openbanking::OpenBankingProvider;
+use switchyard_bus::consumer::RuntimeSettings;
+use switchyard_bus::{AvroDecoder, AvroEncoder, ConsumerRuntime, Publisher, RegistryClient, RuntimeTopics};
+use switchyard_canonical::openbanking_consent::ConsentTimings;
+use switchyard_routing::Router;
+use switchyard_store::openbanking::ConsentStore;
+use switchyard_store::Store;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+pub struct RunningOpenBankingWorker {
+    pub admin_addr: Option<SocketAddr>,
+    pub metrics: Arc<Metrics>,
+    pub store: Store,
+    pub consents: ConsentStore,
+    pub health: switchyard_service::Health,
+    /// Resolves when the consumer loop has drained and committed.
+    pub join: JoinHandle<Result<(), switchyard_bus::BusError>>,
+}
+
+/// Validates the config, connects to everything and starts consuming
+/// `openbanking.commands.v1` (and its retry topic).
+pub async fn start_openbanking_worker(config: OpenBankingWorkerConfig, shutdown: CancellationToken) -> Result<RunningOpenBankingWorker, WorkerError> {
+    config.validate()?;
+    let mut providers = HashMap::new();
+    for (i, p) in config.providers.iter().enumerate() {
+        let secret = p.secret.load(&format!("providers[{i}].secret"))?;
+        let adapter = match p.kind {
+            ObProviderKind::Plaid => OpenBankingProvider::Plaid(
+                PlaidAdapter::new(&p.name, &p.base_url, &p.client_id, secret, p.transport())?
+                    .with_page_size(p.page_size)
+                    .with_client_name(&p.client_name)
+                    .with_retry_after(Duration::from_millis(p.institution_retry_after_ms), Duration::from_millis(p.not_ready_retry_after_ms)),
+            ),
+        };
+        providers.insert(p.name.clone(), ObVendor { adapter, slots: Arc::new(tokio::sync::Semaphore::new(p.max_concurrency)) });
+    }
+    let mut keys = Vec::with_capacity(config.token_keys.len());
+    for (i, k) in config.token_keys.iter().enumerate() {
+        keys.push((k.id.clone(), k.key.load(&format!("token_keys[{i}].key"))?));
+    }
+    let vault = TokenVault::new(&keys).map_err(|e| WorkerError::Config(format!("token_keys: {e}")))?;
+    let metrics = Arc::new(Metrics::new(DOMAIN));
+    let registry = Arc::new(RegistryClient::new(&config.schema_registry_url)?);
+    let outcome_encoder = AvroEncoder::register(&registry, &config.topics.outcomes, OB_OUTCOME_SCHEMA).await?;
+    let event_encoder = AvroEncoder::register(&registry, &config.topics.events, OB_EVENT_SCHEMA).await?;
+    let data_encoder = AvroEncoder::register(&registry, &config.topics.data, OB_DATA_SCHEMA).await?;
+    let decoder = AvroDecoder::new(registry.clone(), OB_COMMAND_SCHEMA)?;
+    let store = Store::connect(&config.database_url).await?;
+    let consents = ConsentStore::open(&store).await?;
+    let rounds: Arc<dyn switchyard_bus::RoundLedger> = Arc::new(crate::rounds::StoreRounds(switchyard_store::retry_rounds::RetryRounds::open(&store).await?));
+    let publisher = Publisher::new(&config.kafka)?;
+    let handler = Arc::new(OpenBankingHandler {
+        decoder,
+        outcome_encoder,
+        event_encoder,
+        data_encoder,
+        publisher: publisher.clone(),
+        store: store.clone(),
+        consents: consents.clone(),
+        vault,
+        providers,
+        router: Arc::new(Router::new(config.routing.clone())),
+        topics: config.topics.clone(),
+        retry: config.retry.clone(),
+        lease_ttl: Duration::from_millis(config.lease_ttl_ms),
+        timings: ConsentTimings::default(),
+        metrics: metrics.clone(),
+        shutdown: shutdown.clone(),
+    });
+    let settings = RuntimeSettings { max_in_flight: config.max_in_flight, max_retry_rounds: config.max_retry_rounds, ..RuntimeSettings::default() };
+    // No held topic: the domain cannot be switched off yet.
+    let topics = RuntimeTopics { held: None, ..RuntimeTopics::conventional(&config.topics.commands) };
+    let health = switchyard_service::Health::new();
+    switchyard_service::checks::broker(&health, &config.kafka, &config.topics.commands)?;
+    switchyard_service::checks::registry(&health, &config.schema_registry_url);
+    switchyard_service::checks::store(&health, store.pool().clone());
+    switchyard_service::checks::producer(&health, publisher.clone(), shutdown.clone());
+    let runtime = ConsumerRuntime::new(&config.kafka, publisher, topics, settings, handler, shutdown.clone())?.with_round_ledger(rounds);
+    metrics.attach_runtime(runtime.stats());
+    let admin_addr = match config.admin_bind {
+        Some(bind) => Some(serve_admin(bind, metrics.clone(), &health, shutdown.clone()).await?),
+        None => None,
+    };
+    tracing::info!(commands = %config.topics.commands, group = %config.kafka.group_id, "open banking worker started");
+    let store_for_flush = store.clone();
+    let join = tokio::spawn(health.track("consumer", shutdown.clone(), async move {
+        let drained = runtime.run().await;
+        store_for_flush.flush_audit().await;
+        drained
+    }));
+    Ok(RunningOpenBankingWorker { admin_addr, metrics, store, consents, health, join })
+}
