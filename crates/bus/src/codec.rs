@@ -30,6 +30,14 @@ impl AvroEncoder {
         self.schema_id
     }
 
+    /// Writes a unit variant (an Avro enum symbol) as its *position in the
+    /// Rust enum*: apache-avro's schema-guided serializer does not look the
+    /// symbol up by name. That is right only while every Rust enum lists its
+    /// variants in its schema's symbol order, which
+    /// `codec_enum_tests` checks for every enum of every schema. Writing by
+    /// name (a value tree resolved against the schema) was tried and left
+    /// out for now: with it the payouts thousand-command e2e test lost an
+    /// outcome twice, and not without it, and the cause is not known yet.
     pub fn encode<T: Serialize>(&self, value: &T) -> Result<Vec<u8>, BusError> {
         let mut out = Vec::with_capacity(256);
         out.push(wire::MAGIC_BYTE);
@@ -308,3 +316,7 @@ mod tests {
 #[cfg(test)]
 #[path = "codec_openbanking_tests.rs"]
 mod openbanking_tests;
+
+#[cfg(test)]
+#[path = "codec_enum_tests.rs"]
+mod enum_tests;
