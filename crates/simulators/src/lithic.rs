@@ -23,6 +23,8 @@
 //!   -> 201 `dispute-v1` status NEW, then SUBMITTED after `ship_after`;
 //!   `GET /v1/disputes/{token}`; `POST /v1/disputes/{token}/evidences`
 //!   {filename} -> 201 `dispute-evidence` PENDING with an `upload_url`.
+//! - Test control `POST /_sim/disputes/{token}` {status, resolution_reason}
+//!   (Lithic's enums) moves a dispute on and calls back `dispute.updated`.
 //! - Shipping: a PHYSICAL card moves PENDING_FULFILLMENT -> PENDING_ACTIVATION
 //!   `ship_after` after creation, announced by `card.shipped`.
 //! - Errors: `{"debugging_request_id": uuid, "message"}`.
@@ -166,6 +168,7 @@ pub async fn spawn_lithic(cfg: LithicConfig) -> std::io::Result<SimulatorHandle>
         .route("/v1/disputes", post(extra::create_dispute))
         .route("/v1/disputes/{token}", get(extra::get_dispute))
         .route("/v1/disputes/{token}/evidences", post(extra::evidence))
+        .route("/_sim/disputes/{token}", post(extra::move_dispute))
         .with_state(sim);
     crate::server::spawn(cfg.bind, api, engine, "lithic").await
 }

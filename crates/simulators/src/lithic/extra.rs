@@ -1,6 +1,7 @@
 //! Provisioning and disputes: `POST /v1/cards/{token}/provision`,
 //! `POST /v1/disputes`, `GET /v1/disputes/{token}`,
-//! `POST /v1/disputes/{token}/evidences` (see the parent module's doc).
+//! `POST /v1/disputes/{token}/evidences` (see the parent module's doc), and
+//! the test control `POST /_sim/disputes/{token}` that moves a dispute on.
 
 use std::sync::Arc;
 
@@ -81,7 +82,7 @@ pub(super) async fn create_dispute(State(sim): State<Arc<Sim>>, headers: HeaderM
     let fp = fingerprint(&("POST /v1/disputes", &canonical));
     let s = Arc::clone(&sim);
     idempotent(&sim, key, fp, move |ticket| {
-        let d = Dispute { token: uuid::Uuid::new_v4().to_string(), transaction_token, amount, reason, status: "NEW".into(), customer_note, created_ms: now_ms() };
+        let d = Dispute { token: uuid::Uuid::new_v4().to_string(), transaction_token, amount, reason, status: "NEW".into(), customer_note, created_ms: now_ms(), resolution_reason: None };
         let saved = Saved { status: StatusCode::CREATED, body: to_bytes(&d.render()) };
         let submitted = Dispute { status: "SUBMITTED".into(), ..d.clone() };
         ticket.commit(Some((d.token.clone(), Object::Dispute(Arc::new(d)))), None, &saved);
@@ -139,3 +140,28 @@ pub(super) async fn evidence(State(sim): State<Arc<Sim>>, Path(token): Path<Stri
     .await
 }
 
+
+/// Test control, never faulted: moves a dispute to Lithic's `status` (and
+/// `resolution_reason`, both by Lithic's published enums) as Lithic's
+/// dispute handling and the network would, and calls back
+/// `dispute.updated` with the dispute. Lithic's API has no such endpoint;
+/// only Lithic moves a dispute past SUBMITTED.
+pub(super) async fn move_dispute(State(sim): State<Arc<Sim>>, Path(token): Path<String>, body: Bytes) -> Response {
+    let checked = wire::object(&body, &["status", "resolution_reason"]).and_then(|map| {
+        let status = wire::one_of(&map, "status", wire::DISPUTE_STATUSES)?.ok_or_else(|| ApiError::bad("status is required"))?.to_owned();
+        let resolution_reason = wire::one_of(&map, "resolution_reason", wire::RESOLUTION_REASONS)?.map(str::to_owned);
+        Ok((status, resolution_reason))
+    });
+    let (status, resolution_reason) = match checked {
+        Ok(v) => v,
+        Err(e) => return error(&e),
+    };
+    let Some(Object::Dispute(current)) = sim.engine.record(&token) else { return error(&not_found("Dispute")) };
+    let moved = Dispute { status, resolution_reason, ..(*current).clone() };
+    let mut event = moved.render();
+    let reply = to_bytes(&event);
+    sim.engine.seed(token, Object::Dispute(Arc::new(moved)));
+    event["event_type"] = Value::from("dispute.updated");
+    sim.emit(vec![event]);
+    json_reply(StatusCode::OK, reply, &[])
+}

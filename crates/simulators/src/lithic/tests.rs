@@ -111,3 +111,23 @@ async fn webhooks_are_signed_and_duplicated_when_the_plan_says_so() {
     assert_eq!(kinds.first(), Some(&"card.shipped"), "card.created held back behind card.shipped: {kinds:?}");
     h.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_dispute_is_moved_on_by_lithics_own_statuses_only() {
+    let (h, c) = sim(LithicConfig { ship_after: Duration::from_secs(60), ..LithicConfig::local() }).await;
+    let base = h.base_url();
+    let auth = "lithic_sk_test_switchyard";
+    let body = json!({"amount": 1250, "reason": "FRAUD_CARD_NOT_PRESENT", "transaction_token": uuid::Uuid::new_v4().to_string()});
+    let dispute: Value = c.post(format!("{base}/v1/disputes")).header("Authorization", auth).json(&body).send().await.expect("sent").json().await.expect("json");
+    let token = dispute["token"].as_str().unwrap_or_default().to_owned();
+    let control = format!("{base}/_sim/disputes/{token}");
+    let moved: Value = c.post(&control).json(&json!({"status": "CASE_CLOSED", "resolution_reason": "WITHDRAWN"})).send().await.expect("sent").json().await.expect("json");
+    assert_eq!((moved["status"].as_str(), moved["resolution_reason"].as_str()), (Some("CASE_CLOSED"), Some("WITHDRAWN")));
+    let read: Value = c.get(format!("{base}/v1/disputes/{token}")).header("Authorization", auth).send().await.expect("sent").json().await.expect("json");
+    assert_eq!(read["status"], "CASE_CLOSED", "the API reads what the control set");
+    assert_eq!(c.post(&control).json(&json!({"status": "LOST"})).send().await.expect("sent").status(), 400, "LOST is no Lithic status");
+    assert_eq!(c.post(&control).json(&json!({"status": "CASE_CLOSED", "resolution_reason": "GAVE_UP"})).send().await.expect("sent").status(), 400);
+    let unknown = format!("{base}/_sim/disputes/{}", uuid::Uuid::new_v4());
+    assert_eq!(c.post(&unknown).json(&json!({"status": "CASE_WON"})).send().await.expect("sent").status(), 404);
+    h.shutdown().await;
+}

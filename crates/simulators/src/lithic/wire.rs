@@ -88,6 +88,8 @@ pub(crate) struct Dispute {
     pub(crate) status: String,
     pub(crate) customer_note: Option<String>,
     pub(crate) created_ms: i64,
+    /// Set with CASE_CLOSED (and CASE_WON) through the test control route.
+    pub(crate) resolution_reason: Option<String>,
 }
 
 impl Dispute {
@@ -104,7 +106,7 @@ impl Dispute {
             "arbitration_date": null, "network_claim_ids": null, "network_filed_date": null,
             "network_reason_code": null, "prearbitration_date": null, "primary_claim_id": null,
             "representment_date": null, "resolution_date": null, "resolution_note": null,
-            "resolution_reason": null,
+            "resolution_reason": self.resolution_reason,
         })
     }
 }
@@ -135,6 +137,15 @@ pub(crate) const DISPUTE_REASONS: &[&str] = &[
     "ATM_CASH_MISDISPENSE", "CANCELLED", "DUPLICATED", "FRAUD_CARD_NOT_PRESENT", "FRAUD_CARD_PRESENT", "FRAUD_OTHER",
     "GOODS_SERVICES_NOT_AS_DESCRIBED", "GOODS_SERVICES_NOT_RECEIVED", "INCORRECT_AMOUNT", "MISSING_AUTH", "OTHER",
     "PROCESSING_ERROR", "RECURRING_TRANSACTION_NOT_CANCELLED", "REFUND_NOT_PROCESSED",
+];
+/// Lithic's `dispute-v1.status` and `.resolution_reason` (pinned OpenAPI,
+/// `tests/contracts/lithic/cards.json`).
+pub(crate) const DISPUTE_STATUSES: &[&str] =
+    &["ARBITRATION", "CASE_CLOSED", "CASE_WON", "NEW", "PENDING_CUSTOMER", "PREARBITRATION", "REPRESENTMENT", "SUBMITTED"];
+pub(crate) const RESOLUTION_REASONS: &[&str] = &[
+    "CASE_LOST", "NETWORK_REJECTED", "NO_DISPUTE_RIGHTS_3DS", "NO_DISPUTE_RIGHTS_BELOW_THRESHOLD", "NO_DISPUTE_RIGHTS_CONTACTLESS",
+    "NO_DISPUTE_RIGHTS_HYBRID", "NO_DISPUTE_RIGHTS_MAX_CHARGEBACKS", "NO_DISPUTE_RIGHTS_OTHER", "PAST_FILING_DATE", "PREARBITRATION_REJECTED",
+    "PROCESSOR_REJECTED_OTHER", "REFUNDED", "REFUNDED_AFTER_CHARGEBACK", "WITHDRAWN", "WON_ARBITRATION", "WON_FIRST_CHARGEBACK", "WON_PREARBITRATION",
 ];
 pub(crate) const SUBSTATUSES: &[&str] = &[
     "LOST", "COMPROMISED", "DAMAGED", "END_USER_REQUEST", "ISSUER_REQUEST", "NOT_ACTIVE", "SUSPICIOUS_ACTIVITY",
