@@ -71,6 +71,7 @@ impl Processors {
             max_concurrency: 32,
             http2_prior_knowledge: false,
             key_retention_ms: None,
+            tls: None,
         };
         vec![
             provider("lithic", CardProcessorKind::Lithic, self.lithic.base_url(), "lithic_sk_test_switchyard", None),

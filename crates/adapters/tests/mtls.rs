@@ -44,6 +44,11 @@ impl Pki {
     /// The vendor: requires a client certificate from `client_ca` and
     /// presents `server_cert`. Answers `200 ok` to any request once.
     async fn serve(&self, server: (String, String), versions: &[&'static rustls::SupportedProtocolVersion]) -> u16 {
+        self.serve_body(server, versions, "ok").await
+    }
+
+    /// [`Self::serve`], answering `body` to any request.
+    async fn serve_body(&self, server: (String, String), versions: &[&'static rustls::SupportedProtocolVersion], body: &'static str) -> u16 {
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let mut roots = RootCertStore::empty();
         roots.add(self.client_ca.der().clone()).expect("client ca");
@@ -73,7 +78,8 @@ impl Pki {
                             Ok(n) => seen.extend_from_slice(&buf[..n]),
                         }
                     }
-                    let _ = tls.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok").await;
+                    let reply = format!("HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}", body.len());
+                    let _ = tls.write_all(reply.as_bytes()).await;
                     let _ = tls.shutdown().await;
                 });
             }
@@ -174,4 +180,35 @@ fn an_expired_client_certificate_stops_start_up_with_its_date() {
     let items = config.inventory("stripe").expect("inventory");
     let kinds: Vec<_> = items.iter().map(|i| (i.kind.as_str(), i.subject.as_str())).collect();
     assert_eq!(kinds, [("client_cert", "CN=switchyard"), ("ca_bundle", "CN=vendor server CA")]);
+}
+
+/// The card processors' clients over mutual TLS (`providers[].tls` of the
+/// card worker): Lithic and Marqeta reach a vendor that requires a client
+/// certificate with it, and nothing without it.
+#[tokio::test]
+async fn the_card_processors_reach_a_vendor_that_requires_a_client_certificate_only_with_it() {
+    use switchyard_adapters::cards::lithic::LithicAdapter;
+    use switchyard_adapters::cards::marqeta::MarqetaAdapter;
+    use switchyard_adapters::cards::{CardCall, CardRef};
+    use switchyard_adapters::{CallContext, Secret};
+    let pki = Pki::new();
+    let server = leaf(&pki.server_ca, "api.vendor.test", ExtendedKeyUsagePurpose::ServerAuth);
+    let client = leaf(&pki.client_ca, "switchyard", ExtendedKeyUsagePurpose::ClientAuth);
+    // Both a Lithic card list and a Marqeta card, whichever asks.
+    let port = pki.serve_body(server, rustls::ALL_VERSIONS, r#"{"data":[],"has_more":false,"token":"tok","state":"ACTIVE"}"#).await;
+    let transport = |c: Option<&(String, String)>| Transport::new(Duration::from_secs(5), 2).with_tls(Some(tls(c, &pki.server_ca).load("providers[card].tls").expect("tls")));
+    let ctx = CallContext { correlation_id: "c-1".into(), traceparent: "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01".into() };
+    let base = format!("https://127.0.0.1:{port}");
+    let card = CardRef { card_id: "card-1", processor_reference: "tok" };
+
+    let lithic = LithicAdapter::new("lithic", &base, Secret::new("k"), transport(Some(&client))).expect("adapter");
+    assert_eq!(lithic.find("card-1", &ctx).await.expect("lithic over mutual TLS"), None);
+    let marqeta = MarqetaAdapter::new("marqeta", &format!("{base}/v3"), Secret::new("a"), Secret::new("b"), transport(Some(&client))).expect("adapter");
+    let answer = marqeta.settle(&CardCall::Activate { card }, "key", &ctx).await.expect("marqeta over mutual TLS");
+    assert!(answer.is_some_and(|a| a.processor_reference.as_deref() == Some("tok")));
+
+    let bare = LithicAdapter::new("lithic", &base, Secret::new("k"), transport(None)).expect("adapter");
+    bare.find("card-1", &ctx).await.expect_err("no client certificate, no answer");
+    let bare = MarqetaAdapter::new("marqeta", &format!("{base}/v3"), Secret::new("a"), Secret::new("b"), transport(None)).expect("adapter");
+    bare.settle(&CardCall::Activate { card }, "key", &ctx).await.expect_err("no client certificate, no answer");
 }

@@ -6,7 +6,23 @@
 //! ```
 //!
 //! Each state has a deadline (the processor's, when it gives one): past it
-//! the dispute is overdue and ops are told. Provisional credit is granted to
+//! the dispute is overdue and ops are told.
+//!
+//! No deadline is computed from the stage either. The response windows
+//! are the card networks' (Visa's Core Rules, Mastercard's Chargeback
+//! Guide), published to their members and revised twice a year; they
+//! differ by network, by region, by dispute condition or reason code and
+//! by stage, and run from dates (the transaction's processing date, the
+//! day the previous cycle was filed) that neither processor's callback
+//! gives us together with the card's network and the reason code: Marqeta's
+//! `chargebacktransitions` carry only the state; Lithic's `dispute-v1`
+//! carries `representment_date`, `prearbitration_date`,
+//! `network_reason_code` but not the network. The current rule texts were
+//! not available to cite; public copies are old or second-hand. A computed
+//! date that is wrong is worse than none, since ops would plan by it:
+//! deadlines stay with the processor's dispute tooling, and a processor
+//! field that states one fills `deadline_at_ms` when a mapping reads it
+//! (ops/runbooks/cards.md, "Dispute deadlines"). Provisional credit is granted to
 //! the cardholder when the dispute opens and is made final when it is won or
 //! reversed when it is lost or withdrawn; each is a [`DisputeEffect`] core
 //! banking books exactly once.

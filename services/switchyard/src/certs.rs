@@ -9,7 +9,7 @@ use switchyard_adapters::certs::{now, InventoryItem, Table};
 
 #[derive(Args)]
 pub(crate) struct CertsArgs {
-    /// Payout, KYC/AML/fraud worker or webhook ingester config files.
+    /// Payout, KYC/AML/fraud, card worker or webhook ingester config files.
     #[arg(long = "config", required = true, num_args = 1..)]
     configs: Vec<PathBuf>,
     /// Exit 1 when a certificate expires within this many days (or has).
@@ -44,9 +44,13 @@ fn inventory(path: &Path) -> Result<Vec<InventoryItem>> {
         Ok(c) => return c.certificates().with_context(at),
         Err(e) => e,
     };
+    let card = match serde_norway::from_str::<switchyard_worker::card::config::CardWorkerConfig>(&text) {
+        Ok(c) => return c.certificates().with_context(at),
+        Err(e) => e,
+    };
     let ingester = match serde_norway::from_str::<switchyard_ingester::config::IngesterConfig>(&text) {
         Ok(c) => return c.certificates().with_context(at),
         Err(e) => e,
     };
-    bail!("{}: not a payout worker ({payout}), check worker ({check}) or webhook ingester ({ingester}) config", path.display())
+    bail!("{}: not a payout worker ({payout}), check worker ({check}), card worker ({card}) or webhook ingester ({ingester}) config", path.display())
 }

@@ -119,6 +119,7 @@ fn card_worker_config(stack: &LocalStack, lithic: &SimulatorHandle, marqeta: &Si
         max_concurrency: 16,
         http2_prior_knowledge: false,
         key_retention_ms: None,
+        tls: None,
     };
     CardWorkerConfig {
         environment: Environment::Sandbox,

@@ -56,3 +56,25 @@ fn lists_client_certificates_ca_bundles_and_webhook_keys_with_days_left() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("2 certificate(s) expire within 100000 days"), "{}", String::from_utf8_lossy(&out.stderr));
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn lists_the_card_processors_certificates() {
+    let dir = std::env::temp_dir().join(format!("switchyard-card-certs-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let cert = repo("crates/adapters/tests/data/inventory-cert.pem");
+    let worker = include_str!("../../../ops/card-worker.example.yaml").replace(
+        "base_url: http://127.0.0.1:12131",
+        &format!("base_url: https://127.0.0.1:12131\n    tls: {{ client_cert: {{ file: {cert} }}, client_key: {{ file: /nonexistent/key.pem }}, ca_bundle: {{ file: {cert} }} }}"),
+    );
+    let path = dir.join("card-worker.yaml");
+    std::fs::write(&path, worker).expect("write");
+    let out = Command::new(env!("CARGO_BIN_EXE_switchyard")).args(["certs", "--config"]).arg(&path).output().expect("runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    let rows: Vec<Vec<&str>> = stdout.lines().skip(1).map(|l| l.split_whitespace().collect()).collect();
+    let kinds: Vec<(&str, &str)> = rows.iter().map(|r| (r[0], r[1])).collect();
+    assert_eq!(kinds, [("lithic", "client_cert"), ("lithic", "ca_bundle")], "{stdout}");
+    assert!(!stdout.contains("lithic_sk_test") && !stderr.contains("lithic_sk_test"), "no key in the listing: {stdout}{stderr}");
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -50,6 +50,19 @@ pub enum Provisioning {
     Ready { activation_data: String, encrypted_data: Option<String>, ephemeral_public_key: Option<String> },
     /// The issuer wants the cardholder to confirm first (step-up).
     StepUpRequired,
+    /// The wallet's payload, handed over before the token is decided: the
+    /// processor tells the decision later, by callback
+    /// ([`CardCallback::Token`]). Marqeta answers this way.
+    Requested { activation_data: String, encrypted_data: Option<String>, ephemeral_public_key: Option<String> },
+}
+
+/// A processor's decision on a wallet token it was asked to provision.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenDecision {
+    /// Every party approved: the token is in the wallet.
+    Provisioned,
+    /// A party wants the cardholder verified further first (step-up).
+    StepUpRequired,
 }
 
 /// The processor's answer, in our vocabulary.
@@ -85,6 +98,8 @@ pub enum CardCallback {
     /// processor's dispute token, not a card token; the card worker finds
     /// the card through the dispute it opened there.
     Dispute(DisputeFacts),
+    /// The decision on a wallet token of the card ([`Provisioning::Requested`]).
+    Token(TokenDecision),
     /// Not about a card at all (a dispute status we cannot read, a
     /// transaction without a card): acknowledged and counted.
     NotACard,
@@ -93,7 +108,8 @@ pub enum CardCallback {
 /// A processor's word on one dispute, vendor-neutral. Neither Lithic's
 /// `dispute-v1` nor Marqeta's `chargeback_transition_response` carries a
 /// response or evidence due date, so no deadline is read from them (none is
-/// invented either).
+/// invented either: why none is computed from the networks' windows is in
+/// `switchyard_canonical::card_dispute`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DisputeFacts {
     /// The processor's dispute (chargeback) token, as its OPEN_DISPUTE answer gave it.
@@ -179,6 +195,20 @@ impl CardProcessor {
                 switchyard_canonical::ErrorCode::Unknown,
                 format!("{} cannot look card {card_id} up without its token", a.name()),
             )),
+        }
+    }
+
+    /// Asks the processor whether `call`, sent under `provider_key` by an
+    /// attempt that ended ambiguously (timeout, reset after sending, a 5xx
+    /// that may have executed), was done, without sending it again: by the
+    /// same key or token, or by reading the card back. `Some`: done, this
+    /// is its answer. `None`: not shown as done; sending it again under the
+    /// same key is safe (replayed, or refused while the first is in
+    /// flight), sending it anywhere else is not.
+    pub async fn settle(&self, call: &CardCall<'_>, provider_key: &str, ctx: &crate::CallContext) -> Result<Option<CardAnswer>, crate::AdapterError> {
+        match self {
+            CardProcessor::Lithic(a) => a.settle(call, ctx).await,
+            CardProcessor::Marqeta(a) => a.settle(call, provider_key, ctx).await,
         }
     }
 

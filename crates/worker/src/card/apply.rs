@@ -9,7 +9,7 @@
 //! fences a concurrent writer either way.
 
 use serde::{Deserialize, Serialize};
-use switchyard_adapters::cards::{CardAnswer, DisputeFacts, Provisioning};
+use switchyard_adapters::cards::{CardAnswer, DisputeFacts, Provisioning, TokenDecision};
 use switchyard_canonical::card::{event_for, CardAction, CardCommand, CardForm, CardLifecycle, CardState, Observed};
 use switchyard_canonical::card_dispute::{CreditMove, DisputeCase, DisputeEffect, DisputeState};
 use switchyard_canonical::card_event::{CardEvent, CardEventKind};
@@ -269,6 +269,20 @@ pub(super) fn shipping_returned(card: &CardRow, at_ms: i64, correlation_id: &str
     Ok(CallbackChange { row, read_version, events, result: CallbackResult::Changed })
 }
 
+/// A processor's decision on one of the card's wallet tokens: one
+/// TOKEN_PROVISIONED or TOKEN_STEP_UP_REQUIRED per decision callback (a
+/// redelivered callback is stopped by its event id before this runs).
+pub(super) fn token_decision(card: &CardRow, decision: TokenDecision, at_ms: i64, correlation_id: &str) -> Result<CallbackChange, String> {
+    let mut moving = Moving::new(card)?;
+    let kind = match decision {
+        TokenDecision::Provisioned => CardEventKind::TokenProvisioned,
+        TokenDecision::StepUpRequired => CardEventKind::TokenStepUpRequired,
+    };
+    moving.event(kind, None, None, at_ms);
+    let ((row, read_version), events) = moving.finish(correlation_id)?;
+    Ok(CallbackChange { row, read_version, events, result: CallbackResult::Changed })
+}
+
 /// Applies a successful answer. `card` is the card as read (for ISSUE its
 /// reservation), `replacement` the new card id's reservation for REPLACE.
 pub(super) fn success(
@@ -333,17 +347,26 @@ pub(super) fn success(
             new_card = Some(fresh);
         }
         CardAction::ProvisionToken => {
-            let result = match answer.provisioning.clone() {
-                Some(Provisioning::Ready { activation_data, encrypted_data, ephemeral_public_key }) => {
-                    ProvisioningResult { step_up_required: false, activation_data: Some(activation_data), encrypted_data, ephemeral_public_key }
-                }
-                Some(Provisioning::StepUpRequired) => {
-                    ProvisioningResult { step_up_required: true, activation_data: None, encrypted_data: None, ephemeral_public_key: None }
+            let (result, kind) = match answer.provisioning.clone() {
+                Some(Provisioning::Ready { activation_data, encrypted_data, ephemeral_public_key }) => (
+                    ProvisioningResult { step_up_required: false, activation_data: Some(activation_data), encrypted_data, ephemeral_public_key },
+                    Some(CardEventKind::TokenProvisioned),
+                ),
+                Some(Provisioning::StepUpRequired) => (
+                    ProvisioningResult { step_up_required: true, activation_data: None, encrypted_data: None, ephemeral_public_key: None },
+                    Some(CardEventKind::TokenStepUpRequired),
+                ),
+                // Undecided yet: the decision's callback publishes the event
+                // ([`token_decision`]), so a step-up is never first told as
+                // a provisioned token.
+                Some(Provisioning::Requested { activation_data, encrypted_data, ephemeral_public_key }) => {
+                    (ProvisioningResult { step_up_required: false, activation_data: Some(activation_data), encrypted_data, ephemeral_public_key }, None)
                 }
                 None => return Err("the processor answered the provisioning without a payload".into()),
             };
-            let kind = if result.step_up_required { CardEventKind::TokenStepUpRequired } else { CardEventKind::TokenProvisioned };
-            moving.event(kind, None, None, now_ms);
+            if let Some(kind) = kind {
+                moving.event(kind, None, None, now_ms);
+            }
             outcome.provisioning = Some(result);
         }
         CardAction::OpenDispute => {

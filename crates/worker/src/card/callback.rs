@@ -40,7 +40,7 @@ use super::apply::{self, lifecycle_of, CallbackResult};
 use super::CardHandler;
 use std::sync::Arc;
 use std::time::Duration;
-use switchyard_adapters::cards::{CardCallback, DisputeFacts};
+use switchyard_adapters::cards::{CardCallback, DisputeFacts, TokenDecision};
 use switchyard_bus::{AvroDecoder, Failure, Handler, Inbound, MessageContext};
 use switchyard_canonical::card::CardState;
 use switchyard_canonical::ProviderEvent;
@@ -92,6 +92,7 @@ impl CallbackHandler {
             CardCallback::State(to) => Word::State(to),
             CardCallback::Dispute(facts) => Word::Dispute(facts),
             CardCallback::ShippingReturned => Word::ShippingReturned,
+            CardCallback::Token(decision) => Word::Token(decision),
             CardCallback::Transaction(facts) => return self.transaction(event, ctx, facts).await,
             CardCallback::NotModeled => {
                 metrics.callback(&event.provider, "not_modeled");
@@ -121,7 +122,7 @@ impl CallbackHandler {
 
     async fn find_for(&self, event: &ProviderEvent, word: &Word) -> Result<CardRow, Failure> {
         match word {
-            Word::State(_) | Word::ShippingReturned => self.find(event).await,
+            Word::State(_) | Word::ShippingReturned | Word::Token(_) => self.find(event).await,
             Word::Dispute(facts) => self.find_dispute(event, facts).await,
         }
     }
@@ -170,6 +171,7 @@ impl CallbackHandler {
             Word::State(to) => apply::callback(card, *to, event.occurred_at_ms, &ctx.correlation_id.0),
             Word::Dispute(facts) => apply::dispute_callback(card, facts, event.occurred_at_ms, &ctx.correlation_id.0),
             Word::ShippingReturned => apply::shipping_returned(card, event.occurred_at_ms, &ctx.correlation_id.0),
+            Word::Token(decision) => apply::token_decision(card, *decision, event.occurred_at_ms, &ctx.correlation_id.0),
         }
         .map_err(broken)?;
         let detail = serde_json::json!({
@@ -202,11 +204,13 @@ impl CallbackHandler {
     }
 }
 
-/// What a callback says: a card state, a returned shipment, or a dispute's stage.
+/// What a callback says: a card state, a returned shipment, a dispute's
+/// stage, or the decision on a wallet token.
 enum Word {
     State(CardState),
     ShippingReturned,
     Dispute(DisputeFacts),
+    Token(TokenDecision),
 }
 
 impl Word {
@@ -215,6 +219,8 @@ impl Word {
             Word::State(to) => to.as_str(),
             Word::ShippingReturned => "SHIPPING_RETURNED",
             Word::Dispute(facts) => facts.state.as_str(),
+            Word::Token(TokenDecision::Provisioned) => "TOKEN_PROVISIONED",
+            Word::Token(TokenDecision::StepUpRequired) => "TOKEN_STEP_UP_REQUIRED",
         }
     }
 }

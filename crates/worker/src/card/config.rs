@@ -2,7 +2,7 @@
 //! check workers' shape with the card processors, an events topic and the
 //! attempt lease. Unknown fields are refused and every error names the field.
 
-use crate::config::{Environment, SecretSource};
+use crate::config::{Environment, SecretSource, TlsConfig};
 use crate::retry::RetryPolicy;
 use crate::WorkerError;
 use serde::Deserialize;
@@ -145,6 +145,11 @@ pub struct CardProviderConfig {
     /// ISSUE or REPLACE is looked up, never sent again.
     #[serde(default)]
     pub key_retention_ms: Option<u64>,
+    /// Mutual TLS to this processor: client certificate, pinned CA bundle,
+    /// minimum TLS version (`https` base URLs only), as for payout and
+    /// check providers.
+    #[serde(default)]
+    pub tls: Option<TlsConfig>,
 }
 
 fn default_timeout_ms() -> u64 {
@@ -156,9 +161,12 @@ fn default_max_concurrency() -> usize {
 }
 
 impl CardProviderConfig {
-    pub fn transport(&self) -> switchyard_adapters::http::Transport {
-        switchyard_adapters::http::Transport::new(Duration::from_millis(self.timeout_ms), self.max_concurrency)
-            .with_http2_prior_knowledge(self.http2_prior_knowledge)
+    /// Reads the TLS material too, so a bad certificate or key stops
+    /// start-up naming `providers[<name>].tls.<field>`.
+    pub fn transport(&self) -> Result<switchyard_adapters::http::Transport, WorkerError> {
+        let transport = switchyard_adapters::http::Transport::new(Duration::from_millis(self.timeout_ms), self.max_concurrency)
+            .with_http2_prior_knowledge(self.http2_prior_knowledge);
+        Ok(transport.with_tls(crate::config::load_tls(&self.name, self.tls.as_ref())?))
     }
 }
 
@@ -202,6 +210,9 @@ impl CardWorkerConfig {
             if !p.base_url.starts_with("http://") && !p.base_url.starts_with("https://") {
                 return bad(format!("providers[{i}].base_url must be an http(s) URL"));
             }
+            if let Some(tls) = &p.tls {
+                tls.validate(&format!("providers[{}].tls", p.name), &p.base_url)?;
+            }
         }
         self.routing.validate(self.providers.iter().map(|p| p.name.as_str())).map_err(|e| WorkerError::Config(e.to_string()))?;
         if self.routing.mode != DomainMode::On {
@@ -236,6 +247,11 @@ impl CardWorkerConfig {
             return bad(format!("lease_ttl_ms must be at least 3000 and at least the longest providers[].timeout_ms ({longest_call})"));
         }
         Ok(())
+    }
+
+    /// Every certificate the processors' `tls` settings name (`switchyard certs`).
+    pub fn certificates(&self) -> Result<Vec<switchyard_adapters::certs::InventoryItem>, WorkerError> {
+        crate::config::inventory(self.providers.iter().map(|p| (p.name.as_str(), p.tls.as_ref())))
     }
 
     /// Refuses an endpoint (or key) that belongs to the other environment:
@@ -301,6 +317,42 @@ mod tests {
         config.providers[1].access_token = config.providers[0].access_token.clone().or(Some(SecretSource::inline("x")));
         config.lease_ttl_ms = 100;
         assert!(config.validate().expect_err("lease too short").to_string().contains("lease_ttl_ms"));
+    }
+
+    /// Mutual TLS to a card processor: the payout providers' `tls`, refused
+    /// at start-up naming processor and field, and in the inventory.
+    #[tokio::test]
+    async fn card_processor_tls_is_checked_naming_the_field_and_inventoried() {
+        let cert = concat!(env!("CARGO_MANIFEST_DIR"), "/../adapters/tests/data/inventory-cert.pem");
+        let text = example().replace("access_token: { env: MARQETA_ACCESS_TOKEN }", "access_token: { value: marqeta-access }").replace(
+            "base_url: http://127.0.0.1:12132/v3",
+            "base_url: https://127.0.0.1:12132/v3\n    tls: { ca_bundle: { file: /nonexistent/marqeta-ca.pem }, min_version: 1.3 }",
+        );
+        let mut config: CardWorkerConfig = serde_norway::from_str(&text).expect("tls is a card provider setting");
+        config.validate().expect("the shape is valid");
+        let err = config.providers[1].transport().expect_err("an unreadable CA bundle stops start-up").to_string();
+        assert!(err.contains("providers[marqeta].tls.ca_bundle: cannot read /nonexistent/marqeta-ca.pem"), "{err}");
+        let err = match crate::card::run::start_card_worker(config.clone(), tokio_util::sync::CancellationToken::new()).await {
+            Ok(_) => panic!("an unreadable CA bundle must stop the card worker"),
+            Err(e) => e.to_string(),
+        };
+        assert!(err.contains("providers[marqeta].tls.ca_bundle"), "{err}");
+
+        // The inventory reads certificates only: no key needed to list them.
+        config.providers[0].base_url = "https://127.0.0.1:12131".into();
+        config.providers[0].tls = Some(serde_norway::from_str(&format!("{{ client_cert: {{ file: {cert} }}, client_key: {{ file: /nonexistent }} }}")).expect("tls"));
+        config.providers[1].tls = None;
+        let items = config.certificates().expect("inventory");
+        assert_eq!(items.iter().map(|i| (i.provider.as_str(), i.kind.as_str(), i.subject.as_str())).collect::<Vec<_>>(), [("lithic", "client_cert", "CN=inventory test")]);
+        let metrics = crate::metrics::Metrics::new("cards");
+        crate::config::export_expiry(&metrics, &items);
+        let rendered = metrics.render();
+        assert!(rendered.contains(r#"switchyard_certificate_expiry_seconds{provider="lithic",kind="client_cert",subject="CN=inventory test"} "#), "{rendered}");
+
+        // TLS settings on a plain-http endpoint would do nothing: refused.
+        config.providers[0].base_url = "http://127.0.0.1:12131".into();
+        let err = config.validate().expect_err("tls over http").to_string();
+        assert!(err.contains("providers[lithic].tls") && err.contains("https"), "{err}");
     }
 
     #[test]

@@ -317,16 +317,29 @@ impl CardHandler {
         }
         let mut refusals: Vec<Refusal> = Vec::new();
         let mut ambiguous = false;
+        // A claim an earlier delivery left unfinished may have reached the
+        // processor (it may have ended pending_unknown): asked about first.
+        let mut ask_first = !record.fresh;
         let mut attempts = 0;
         let mut last: Option<AdapterError> = None;
         for attempt in 0..self.retry.max_attempts.max(1) {
             let name = vendor.adapter.name().to_owned();
             // A command the processor may have acted on is settled there,
-            // whatever its breaker says.
+            // whatever its breaker says: asked by the same key or token
+            // first, then sent again under that key, never elsewhere.
             let error = if ambiguous || self.router.breaker(&name).is_none_or(|b| b.allow()) {
                 attempts += 1;
                 lease.fence(&self.store).await.map_err(fenced)?;
-                match lease.guard(&self.store, self.call(command, vendor, call, &provider_key, &call_ctx)).await {
+                let ask = std::mem::take(&mut ask_first) || ambiguous;
+                let sent = async {
+                    if ask {
+                        if let Some(done) = self.settle(command, vendor, call, &provider_key, &call_ctx).await? {
+                            return Ok(done);
+                        }
+                    }
+                    self.call(command, vendor, call, &provider_key, &call_ctx).await
+                };
+                match lease.guard(&self.store, sent).await {
                     Ok(Ok(answer)) => return Ok((Called { result: Ok(answer), attempts }, name)),
                     Ok(Err(e)) => e,
                     Err(f) => return Err(fenced(f)),
@@ -358,6 +371,9 @@ impl CardHandler {
             self.retry.wait_in_place(attempt, retry_after, || reason, &self.shutdown).await.map_err(Stop::Later)?;
         }
         let reason = last.map_or_else(|| "unknown".to_owned(), |e| format!("{} {} (http {:?})", e.class.as_str(), e.code.as_str(), e.http_status));
+        if ambiguous {
+            return Err(self.pending_unknown(command, vendor, attempts, reason, &call_ctx.correlation_id).await);
+        }
         Err(Stop::Later(Failure::Retry { reason, delay: Duration::from_millis(self.retry.retry_topic_delay_ms) }))
     }
 

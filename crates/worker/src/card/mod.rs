@@ -18,7 +18,9 @@
 //!    Transient failures retry in place, then through the retry topic; only
 //!    a definite refusal of a fresh ISSUE claim fails over to the secondary;
 //!    an ambiguous result (timeout, 5xx after sending, 409 in flight) stays
-//!    at its processor under the same key.
+//!    at its processor under the same key, is asked about there before it
+//!    is sent again, and ends `pending_unknown` when no answer comes
+//!    ([`unresolved`]).
 //! 5. Map the answer, compare-and-set the card with the command's key and
 //!    its events in one transaction ([`switchyard_store::cards`]), complete
 //!    the claim, publish the card events and one outcome; then the runtime
@@ -42,6 +44,7 @@ mod lookup;
 pub mod publish;
 pub mod run;
 mod transaction;
+mod unresolved;
 
 use crate::attempt::{self, AttemptLease, TakeOver};
 use crate::check::NO_NEEDS;

@@ -49,13 +49,13 @@ pub async fn start_card_worker(config: CardWorkerConfig, shutdown: CancellationT
         config.check_key_environment(p, &key)?;
         secrets.add(format!("providers[{}].api_key", p.name), key.expose()).map_err(WorkerError::Config)?;
         let adapter = match p.kind {
-            CardProcessorKind::Lithic => CardProcessor::Lithic(LithicAdapter::new(&p.name, &p.base_url, key, p.transport())?),
+            CardProcessorKind::Lithic => CardProcessor::Lithic(LithicAdapter::new(&p.name, &p.base_url, key, p.transport()?)?),
             CardProcessorKind::Marqeta => {
                 let Some(access) = &p.access_token else {
                     return Err(WorkerError::Config(format!("providers[{i}].access_token is required for marqeta")));
                 };
                 let access = access.load(&format!("providers[{i}].access_token"))?;
-                let adapter = MarqetaAdapter::new(&p.name, &p.base_url, key, access, p.transport())?.with_card_products(p.card_products.clone());
+                let adapter = MarqetaAdapter::new(&p.name, &p.base_url, key, access, p.transport()?)?.with_card_products(p.card_products.clone());
                 CardProcessor::Marqeta(adapter)
             }
         };
@@ -67,6 +67,7 @@ pub async fn start_card_worker(config: CardWorkerConfig, shutdown: CancellationT
         providers.insert(p.name.clone(), CardVendor { adapter, slots, key_retention, call_timeout: Duration::from_millis(p.timeout_ms) });
     }
     let metrics = Arc::new(Metrics::new(DOMAIN));
+    crate::config::export_expiry(&metrics, &config.certificates()?);
     let registry = Arc::new(RegistryClient::new(&config.schema_registry_url)?);
     let encoder = AvroEncoder::register(&registry, &config.topics.outcomes, CARD_OUTCOME_SCHEMA).await?;
     let event_encoder = AvroEncoder::register(&registry, &config.topics.events, CARD_EVENT_SCHEMA).await?;

@@ -132,6 +132,32 @@ impl LithicAdapter {
         }
     }
 
+    /// What Lithic did with `call` after an ambiguous attempt (a timeout, a
+    /// reset connection, a 5xx that may have executed), asked without
+    /// sending it again: `Some` when Lithic shows it done, `None` when it
+    /// does not (yet); then the same key may be sent again, Lithic replays
+    /// or refuses it while the first is in flight. A card is found by the
+    /// `memo` we set (our card id), a state by reading the card. A REPLACE
+    /// answers `None` although its new card could be found: for a lost or
+    /// stolen card the old one must be closed too, which only sending it
+    /// again (replayed by key, the close idempotent) makes sure of. PIN,
+    /// provisioning and disputes leave nothing we could read back by our
+    /// key, so they answer `None`.
+    pub async fn settle(&self, call: &CardCall<'_>, ctx: &CallContext) -> Result<Option<CardAnswer>, AdapterError> {
+        let target = match call {
+            CardCall::Issue { card_id, .. } => return self.find_issued(card_id, ctx).await,
+            CardCall::Activate { card } | CardCall::Reinstate { card } => (card, "OPEN"),
+            CardCall::Suspend { card } => (card, "PAUSED"),
+            CardCall::Terminate { card } => (card, "CLOSED"),
+            CardCall::Replace { .. } | CardCall::SetPin { .. } | CardCall::ProvisionToken { .. } | CardCall::OpenDispute { .. } | CardCall::SubmitDisputeEvidence { .. } => {
+                return Ok(None)
+            }
+        };
+        let (card, state) = target;
+        let current: LithicCard = self.send(self.authed(self.http.get(self.card_url(card))), ctx).await?;
+        Ok((current.state == state).then(|| current.answer(false)))
+    }
+
     /// The card Lithic holds for our card id (its `memo`), without creating
     /// anything: what a worker asks once Lithic may have forgotten our key.
     /// Two cards for one card id is a double issuance: a person must look.

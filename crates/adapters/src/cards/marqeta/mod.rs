@@ -46,9 +46,12 @@
 //!   terminated first (reason `10` lost / `11` stolen, UNCONFIRMED), then
 //!   `POST /cards` with `new_pan_from_card_token`.
 //! - PROVISION_TOKEN: `POST /digitalwalletprovisionrequests/applepay` or
-//!   `androidpay`; the payload is passed through. A step-up decision is not
-//!   in the synchronous answer: it comes with the wallet token's transition
-//!   (`digitalwallettokentransitions`, `DECISION_YELLOW`).
+//!   `androidpay`; the payload is passed through as
+//!   [`Provisioning::Requested`]: the token's decision is not in the
+//!   synchronous answer. It comes with the wallet token's transition
+//!   (`digitalwallettokentransitions`, its `fulfillment_status`), mapped in
+//!   [`webhook::callback`]: `DECISION_GREEN` provisioned, `DECISION_YELLOW`
+//!   step-up (Marqeta's "Managing the digital wallet token lifecycle").
 //! - OPEN_DISPUTE: `POST /chargebacks` (amount in major units, channel
 //!   ISSUER, credit_user true, our dispute id as `memo`).
 //! - SUBMIT_DISPUTE_EVIDENCE: the Core API has no evidence upload (Marqeta
@@ -125,6 +128,51 @@ impl MarqetaAdapter {
                 "Marqeta's Core API takes no dispute evidence: submit the document through Marqeta's dispute tooling",
             )),
         }
+    }
+
+    /// What Marqeta did with `call` after an ambiguous attempt, asked by the
+    /// token that attempt sent (the card's or the chargeback's own token),
+    /// without sending it again: `Some` when Marqeta shows it done, `None`
+    /// when it does not (yet), and the same token may be sent again (a
+    /// second create under it is Marqeta's 409, never a second card). A
+    /// transition is read back from the card. REPLACE answers `None`: the
+    /// old card's termination is only made sure of by sending it again. A
+    /// PIN or provisioning request leaves nothing to read back by token.
+    pub async fn settle(&self, call: &CardCall<'_>, provider_key: &str, ctx: &CallContext) -> Result<Option<CardAnswer>, AdapterError> {
+        let (card, state) = match call {
+            CardCall::Issue { card_id, .. } => {
+                return match self.client.get::<t::Card>("cards", provider_key, ctx).await {
+                    Ok(card) if card.card_id() == Some(*card_id) => card_answer(&card).map(Some),
+                    Ok(_) => Err(AdapterError::new(
+                        ErrorClass::ManualRepair,
+                        ErrorCode::IdempotencyCollision,
+                        format!("Marqeta card {provider_key} exists for another card id than {card_id}"),
+                    )),
+                    Err(e) if e.http_status == Some(404) => Ok(None),
+                    Err(e) => Err(e),
+                };
+            }
+            CardCall::OpenDispute { .. } => {
+                return match self.client.get::<t::Chargeback>("chargebacks", provider_key, ctx).await {
+                    Ok(cb) => Ok(Some(CardAnswer { dispute_state: Some(t::dispute_state(&cb.state)?), dispute_reference: Some(cb.token), ..CardAnswer::default() })),
+                    Err(e) if e.http_status == Some(404) => Ok(None),
+                    Err(e) => Err(e),
+                };
+            }
+            CardCall::Activate { card } | CardCall::Reinstate { card } => (card, "ACTIVE"),
+            CardCall::Suspend { card } => (card, "SUSPENDED"),
+            CardCall::Terminate { card } => (card, "TERMINATED"),
+            CardCall::Replace { .. } | CardCall::SetPin { .. } | CardCall::ProvisionToken { .. } | CardCall::SubmitDisputeEvidence { .. } => return Ok(None),
+        };
+        let now: t::Card = self.client.get("cards", card.processor_reference, ctx).await?;
+        if now.state != state {
+            return Ok(None);
+        }
+        Ok(Some(CardAnswer {
+            processor_reference: Some(card.processor_reference.to_owned()),
+            state: Some(t::card_state(&now.state, now.fulfillment_status.as_deref())?),
+            ..CardAnswer::default()
+        }))
     }
 
     async fn issue(&self, card_id: &str, spec: &IssueSpec, token: &str, ctx: &CallContext) -> Result<CardAnswer, AdapterError> {
@@ -254,7 +302,7 @@ impl MarqetaAdapter {
                     nonce_signature: spec.nonce_signature.as_deref().ok_or_else(|| missing("nonce_signature"))?,
                 };
                 let r: t::ApplePayResponse = self.client.post("digitalwalletprovisionrequests/applepay", &request, ctx).await?;
-                Provisioning::Ready { activation_data: r.activation_data, encrypted_data: Some(r.encrypted_pass_data), ephemeral_public_key: Some(r.ephemeral_public_key) }
+                Provisioning::Requested { activation_data: r.activation_data, encrypted_data: Some(r.encrypted_pass_data), ephemeral_public_key: Some(r.ephemeral_public_key) }
             }
             Wallet::GooglePay => {
                 let device_id = spec.device_id.as_deref().ok_or_else(|| missing("device_id"))?;
@@ -270,7 +318,7 @@ impl MarqetaAdapter {
                     wallet_account_id,
                 };
                 let r: t::GooglePayResponse = self.client.post("digitalwalletprovisionrequests/androidpay", &request, ctx).await?;
-                Provisioning::Ready { activation_data: r.push_tokenize_request_data.opaque_payment_card, encrypted_data: None, ephemeral_public_key: None }
+                Provisioning::Requested { activation_data: r.push_tokenize_request_data.opaque_payment_card, encrypted_data: None, ephemeral_public_key: None }
             }
         };
         Ok(CardAnswer { processor_reference: Some(card.processor_reference.to_owned()), provisioning: Some(provisioning), ..CardAnswer::default() })

@@ -129,10 +129,10 @@ async fn marqeta_pin_provisioning_and_disputes() {
         wallet_account_id: None,
     };
     let a = e.on("card-4", &token, "k4-ap", |card| CardCall::ProvisionToken { card, spec: &apple }).await.expect("apple");
-    assert!(matches!(a.provisioning, Some(Provisioning::Ready { encrypted_data: Some(_), .. })), "{a:?}");
+    assert!(matches!(a.provisioning, Some(Provisioning::Requested { encrypted_data: Some(_), .. })), "{a:?}");
     let google = ProvisionSpec { wallet: Wallet::GooglePay, certificates: vec![], nonce: None, nonce_signature: None, device_id: Some("dev-1".into()), wallet_account_id: Some("acct-1".into()) };
     let g = e.on("card-4", &token, "k4-gp", |card| CardCall::ProvisionToken { card, spec: &google }).await.expect("google");
-    assert!(matches!(g.provisioning, Some(Provisioning::Ready { .. })));
+    assert!(matches!(g.provisioning, Some(Provisioning::Requested { .. })));
 
     let dispute = DisputeSpec { dispute_id: "dsp-1".into(), transaction_ref: "txn-1".into(), amount_minor: 1250, currency: "USD".into(), reason: DisputeReason::Fraud };
     let opened = e.on("card-4", &token, "k4-dsp", |card| CardCall::OpenDispute { card, spec: &dispute }).await.expect("opened");

@@ -312,6 +312,19 @@ pub fn callback(event: &switchyard_canonical::ProviderEvent) -> crate::cards::Ca
         "fulfillment.rejected" => C::ShippingReturned,
         // A chargeback transition names its chargeback, not the card; its
         // `state` (in `reason`) through the adapter's chargeback state map.
+        // A wallet token's transition: its `fulfillment_status` (in
+        // `reason`) carries the decision on a provisioning request, by
+        // Marqeta's names. DECISION_RED, REJECTED and PROVISIONED are not
+        // published: no canonical event says "declined", and PROVISIONED
+        // follows DECISION_GREEN for the same token (told once already);
+        // a YELLOW token provisioned after its step-up is the gap, as
+        // telling the two PROVISIONED apart needs the wallet token's own
+        // decision kept, which the card store does not hold yet.
+        t if t.starts_with("digitalwallettoken.") => match event.reason.as_deref() {
+            Some("DECISION_YELLOW") => C::Token(crate::cards::TokenDecision::StepUpRequired),
+            Some("DECISION_GREEN") => C::Token(crate::cards::TokenDecision::Provisioned),
+            _ => C::NotModeled,
+        },
         t if t.starts_with("chargeback.") => match event.reason.as_deref().map(super::transformers::dispute_state) {
             Some(Ok(state)) if !event.provider_reference.is_empty() => {
                 C::Dispute(crate::cards::DisputeFacts { dispute_reference: event.provider_reference.clone(), state })
@@ -374,6 +387,13 @@ mod tests {
         ];
         for (t, want) in cases {
             assert_eq!(callback(&event(t)), want, "{t}");
+        }
+        use crate::cards::TokenDecision;
+        let decided = |status: &str| callback(&ProviderEvent { reason: Some(status.into()), ..event("digitalwallettoken.state.requested") });
+        assert_eq!(decided("DECISION_YELLOW"), C::Token(TokenDecision::StepUpRequired));
+        assert_eq!(decided("DECISION_GREEN"), C::Token(TokenDecision::Provisioned));
+        for told_otherwise in ["DECISION_RED", "REJECTED", "PROVISIONED"] {
+            assert_eq!(decided(told_otherwise), C::NotModeled, "{told_otherwise}");
         }
         use switchyard_canonical::card_dispute::DisputeState as D;
         let transitions = [
