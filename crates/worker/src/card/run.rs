@@ -77,7 +77,8 @@ pub async fn start_card_worker(config: CardWorkerConfig, shutdown: CancellationT
     let cards = CardStore::open(&store).await?;
     let transactions = CardTransactions::open(&store).await?;
     let rounds: Arc<dyn switchyard_bus::RoundLedger> = Arc::new(crate::rounds::StoreRounds(switchyard_store::retry_rounds::RetryRounds::open(&store).await?));
-    let publisher = Publisher::new(&config.kafka)?;
+    let positions: Arc<dyn switchyard_bus::PositionSink> = Arc::new(crate::positions::StorePositions::new(store.clone()));
+    let publisher = Publisher::new(&config.kafka)?.with_positions(positions.clone());
     let handler = Arc::new(CardHandler {
         decoder,
         encoder,
@@ -123,11 +124,11 @@ pub async fn start_card_worker(config: CardWorkerConfig, shutdown: CancellationT
         let topics = RuntimeTopics { held: None, ..RuntimeTopics::conventional(&config.topics.provider_events) };
         let settings = RuntimeSettings { max_in_flight: config.max_in_flight, max_retry_rounds: config.callbacks.unknown_card_rounds, ..RuntimeSettings::default() };
         tracing::info!(provider_events = %config.topics.provider_events, group = %kafka.group_id, "card callbacks consumed");
-        Some(ConsumerRuntime::new(&kafka, publisher.clone(), topics, settings, callback_handler, consumers.clone())?.with_round_ledger(rounds.clone()))
+        Some(ConsumerRuntime::new(&kafka, publisher.clone(), topics, settings, callback_handler, consumers.clone())?.with_round_ledger(rounds.clone()).with_positions(positions.clone()))
     } else {
         None
     };
-    let runtime = ConsumerRuntime::new(&config.kafka, publisher, runtime_topics, settings, handler.clone(), consumers.clone())?.with_round_ledger(rounds);
+    let runtime = ConsumerRuntime::new(&config.kafka, publisher, runtime_topics, settings, handler.clone(), consumers.clone())?.with_round_ledger(rounds).with_positions(positions);
     metrics.attach_runtime(runtime.stats());
     let admin_addr = match config.admin_bind {
         Some(bind) => Some(serve_admin(bind, metrics.clone(), &health, shutdown.clone()).await?),

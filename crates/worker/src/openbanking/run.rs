@@ -63,7 +63,8 @@ pub async fn start_openbanking_worker(config: OpenBankingWorkerConfig, shutdown:
     let store = Store::connect(&config.database_url).await?;
     let consents = ConsentStore::open(&store).await?;
     let rounds: Arc<dyn switchyard_bus::RoundLedger> = Arc::new(crate::rounds::StoreRounds(switchyard_store::retry_rounds::RetryRounds::open(&store).await?));
-    let publisher = Publisher::new(&config.kafka)?;
+    let positions: Arc<dyn switchyard_bus::PositionSink> = Arc::new(crate::positions::StorePositions::new(store.clone()));
+    let publisher = Publisher::new(&config.kafka)?.with_positions(positions.clone());
     let handler = Arc::new(OpenBankingHandler {
         decoder,
         outcome_encoder,
@@ -90,7 +91,7 @@ pub async fn start_openbanking_worker(config: OpenBankingWorkerConfig, shutdown:
     switchyard_service::checks::registry(&health, &config.schema_registry_url);
     switchyard_service::checks::store(&health, store.pool().clone());
     switchyard_service::checks::producer(&health, publisher.clone(), shutdown.clone());
-    let runtime = ConsumerRuntime::new(&config.kafka, publisher, topics, settings, handler, shutdown.clone())?.with_round_ledger(rounds);
+    let runtime = ConsumerRuntime::new(&config.kafka, publisher, topics, settings, handler, shutdown.clone())?.with_round_ledger(rounds).with_positions(positions);
     metrics.attach_runtime(runtime.stats());
     let admin_addr = match config.admin_bind {
         Some(bind) => Some(serve_admin(bind, metrics.clone(), &health, shutdown.clone()).await?),
