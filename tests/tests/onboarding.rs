@@ -704,11 +704,16 @@ impl OrchestratorProcess {
                  schema_registry_url: {registry}\n\
                  database_url: \"{db}\"\n\
                  topics: {{ commands: \"{}\", events: \"{}\", dlq: \"{}\", kyc_commands: \"{}\", kyc_outcomes: \"{}\", \
-                 aml_commands: \"{}\", aml_outcomes: \"{}\", fraud_commands: \"{}\", fraud_outcomes: \"{}\" }}\n\
+                 aml_commands: \"{}\", aml_outcomes: \"{}\", fraud_commands: \"{}\", fraud_outcomes: \"{}\", \
+                 commands_retry: \"{}\", kyc_outcomes_retry: \"{}\", aml_outcomes_retry: \"{}\", fraud_outcomes_retry: \"{}\" }}\n\
                  limits: {{ evidence_timeout_ms: 60000 }}\n\
                  sweep_interval_ms: 200\n\
                  outbox_grace_ms: 2000\n",
                 t.commands, t.events, t.dlq, t.kyc_commands, t.kyc_outcomes, t.aml_commands, t.aml_outcomes, t.fraud_commands, t.fraud_outcomes,
+                // The orchestrator's own retry topics, under this stack's
+                // prefix: left out, the process subscribed to topics.yaml's
+                // bare names, which no test creates.
+                t.commands_retry, t.kyc_outcomes_retry, t.aml_outcomes_retry, t.fraud_outcomes_retry,
                 brokers = c.kafka.brokers,
                 group = c.kafka.group_id,
                 registry = c.schema_registry_url,
