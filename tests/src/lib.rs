@@ -6,6 +6,7 @@ pub mod card_webhooks;
 pub mod cards;
 pub mod checks;
 pub mod fleet;
+pub mod logs;
 pub mod money;
 pub mod webhooks;
 pub use switchyard_localstack::{command, workspace_binary, LocalStack as TestEnv, TopicReader};

@@ -18,8 +18,7 @@ use base64::Engine as _;
 use rand::Rng;
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::message::{Headers, Message};
-use std::io::Write;
-use std::sync::{Arc, Mutex, OnceLock};
+use switchyard_e2e::logs::captured_logs;
 use std::time::Duration;
 use switchyard_canonical::card::{CardAction, PinSpec, ReplaceReason, ReplaceSpec};
 use switchyard_canonical::card_outcome::{CardOutcome, CardOutcomeStatus};
@@ -31,36 +30,6 @@ use switchyard_simulators::FaultPlan;
 use switchyard_worker::card::run::start_card_worker;
 use switchyard_worker::card::{CARD_COMMAND_SCHEMA, CARD_OUTCOME_SCHEMA};
 use tokio_util::sync::CancellationToken;
-
-#[derive(Clone)]
-struct LogBuffer(Arc<Mutex<Vec<u8>>>);
-
-impl Write for LogBuffer {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap_or_else(|e| e.into_inner()).extend_from_slice(buf);
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-/// Every log line of this test binary, at debug level, from here on.
-fn captured_logs() -> LogBuffer {
-    static LOGS: OnceLock<LogBuffer> = OnceLock::new();
-    LOGS.get_or_init(|| {
-        let buffer = LogBuffer(Arc::new(Mutex::new(Vec::new())));
-        let writer = buffer.clone();
-        let _ = tracing_subscriber::fmt()
-            .with_ansi(false)
-            .with_env_filter(tracing_subscriber::EnvFilter::new("debug"))
-            .with_writer(move || writer.clone())
-            .try_init();
-        buffer
-    })
-    .clone()
-}
 
 /// 16-digit runs on the simulators' test BIN (4111), not part of a longer
 /// number: what a PAN looks like in any text. Luhn is not required (the
@@ -189,7 +158,7 @@ async fn no_pan_or_pin_reaches_a_topic_a_table_a_log_line_or_a_dlq_header() -> R
     let mut seen = every_record(&env).await?;
     ensure!(seen.iter().any(|s| s.command_bytes && s.text.contains(&pin_block)), "the scan reads the commands (else it proves nothing)");
     seen.push(every_table()?);
-    let log_text = String::from_utf8_lossy(&logs.0.lock().unwrap_or_else(|e| e.into_inner())).into_owned();
+    let log_text = logs.text();
     ensure!(log_text.contains(&env.prefix), "the worker's log lines were captured");
     seen.push(Seen { place: "logs".into(), text: log_text, command_bytes: false });
     seen.extend(answered.iter().map(|o| Seen { place: format!("outcome {}", o.idempotency_key), text: format!("{o:?}"), command_bytes: false }));

@@ -22,8 +22,7 @@ use anyhow::{ensure, Context, Result};
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::message::{Headers, Message};
 use std::collections::BTreeMap;
-use std::io::Write;
-use std::sync::{Arc, Mutex, OnceLock};
+use switchyard_e2e::logs::captured_logs;
 use std::time::Duration;
 use support::{complete, create, refresh, revoke, Stack, INSTITUTION, INSTITUTION_RETRY_AFTER_MS};
 use switchyard_canonical::openbanking_consent::ConsentState;
@@ -281,7 +280,7 @@ async fn the_access_token_never_appears_in_clear_in_a_topic_a_table_or_a_log_lin
             findings.push("pg_dump: access token".into());
         }
     }
-    let log = String::from_utf8_lossy(&logs.0.lock().unwrap_or_else(|e| e.into_inner())).into_owned();
+    let log = logs.text();
     ensure!(log.contains(&consents[0]), "the log capture saw the worker");
     for t in &tokens {
         if log.contains(t.as_str()) {
@@ -326,32 +325,3 @@ async fn every_record(stack: &Stack) -> Result<Vec<(String, String)>> {
     Ok(seen)
 }
 
-#[derive(Clone)]
-struct LogBuffer(Arc<Mutex<Vec<u8>>>);
-
-impl Write for LogBuffer {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap_or_else(|e| e.into_inner()).extend_from_slice(buf);
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-/// Every log line of this test binary, at debug level, from the first call on.
-fn captured_logs() -> LogBuffer {
-    static LOGS: OnceLock<LogBuffer> = OnceLock::new();
-    LOGS.get_or_init(|| {
-        let buffer = LogBuffer(Arc::new(Mutex::new(Vec::new())));
-        let writer = buffer.clone();
-        let _ = tracing_subscriber::fmt()
-            .with_ansi(false)
-            .with_env_filter(tracing_subscriber::EnvFilter::new("debug"))
-            .with_writer(move || writer.clone())
-            .try_init();
-        buffer
-    })
-    .clone()
-}
