@@ -23,7 +23,11 @@ impl StorePositions {
 impl PositionSink for StorePositions {
     fn record(&self, at: MessagePosition) -> PositionFuture<'_> {
         Box::pin(async move {
-            let first = self.marked.lock().unwrap_or_else(|e| e.into_inner()).insert(at.topic.clone());
+            // Once per topic and process; afterwards a lookup, no allocation.
+            let first = {
+                let mut marked = self.marked.lock().unwrap_or_else(|e| e.into_inner());
+                !marked.contains(&at.topic) && marked.insert(at.topic.clone())
+            };
             if first {
                 if let Err(e) = self.store.mark_topic_indexed(&at.topic).await {
                     tracing::warn!(topic = %at.topic, error = %e, "topic not marked as indexed; traces read it in full");
