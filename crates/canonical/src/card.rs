@@ -380,6 +380,23 @@ pub struct CardLifecycle {
     /// under whatever ids the processor says it. Absent in rows stored before.
     #[serde(default)]
     pub shipping_returned_at_ms: Option<i64>,
+    /// The processor's ids of wallet tokens held back for step-up
+    /// (Marqeta's DECISION_YELLOW): each one's later activation is news, told
+    /// once as TOKEN_PROVISIONED; a token approved at once was told with its
+    /// decision, so its activation is not. Absent in rows stored before.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub wallet_tokens_awaiting_step_up: Vec<String>,
+}
+
+/// A processor's word on one wallet token of the card.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WalletTokenWord {
+    /// Every party approved: the token is in the wallet.
+    Approved,
+    /// A party wants the cardholder verified further first (step-up).
+    StepUpRequired,
+    /// The token went active (after a step-up, or after its approval).
+    Activated,
 }
 
 /// What a processor callback did to the card.
@@ -398,7 +415,47 @@ pub enum Observed {
 impl CardLifecycle {
     /// A card just ordered (an ISSUE command admitted).
     pub fn ordered(form: CardForm, replaces: Option<String>, at_ms: i64) -> Self {
-        Self { state: CardState::Ordered, form, replaces, replaced_by: None, changed_at_ms: at_ms, shipping_returned_at_ms: None }
+        Self {
+            state: CardState::Ordered,
+            form,
+            replaces,
+            replaced_by: None,
+            changed_at_ms: at_ms,
+            shipping_returned_at_ms: None,
+            wallet_tokens_awaiting_step_up: Vec::new(),
+        }
+    }
+
+    /// What the processor's word on wallet token `token` tells the
+    /// cardholder, if anything: a step-up request once per token, and a
+    /// provisioned token once, at its approval or at its activation after
+    /// a step-up. `token` is `None` in callbacks stored before tokens were
+    /// carried: their activation cannot be matched and is not told.
+    pub fn wallet_token(&mut self, token: Option<&str>, word: WalletTokenWord) -> Option<crate::card_event::CardEventKind> {
+        use crate::card_event::CardEventKind as K;
+        let awaiting = token.and_then(|t| self.wallet_tokens_awaiting_step_up.iter().position(|w| w == t));
+        match word {
+            WalletTokenWord::StepUpRequired => {
+                if awaiting.is_some() {
+                    return None;
+                }
+                if let Some(t) = token {
+                    self.wallet_tokens_awaiting_step_up.push(t.to_owned());
+                }
+                Some(K::TokenStepUpRequired)
+            }
+            WalletTokenWord::Approved => {
+                if let Some(i) = awaiting {
+                    self.wallet_tokens_awaiting_step_up.remove(i);
+                }
+                Some(K::TokenProvisioned)
+            }
+            WalletTokenWord::Activated => {
+                let i = awaiting?;
+                self.wallet_tokens_awaiting_step_up.remove(i);
+                Some(K::TokenProvisioned)
+            }
+        }
     }
 
     /// Judges a command against the card (None: we hold no such card)

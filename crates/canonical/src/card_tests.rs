@@ -18,7 +18,7 @@ fn command(action: CardAction) -> CardCommand {
 }
 
 fn card(form: CardForm, state: CardState) -> CardLifecycle {
-    CardLifecycle { state, form, replaces: None, replaced_by: None, changed_at_ms: 0, shipping_returned_at_ms: None }
+    CardLifecycle { state, form, replaces: None, replaced_by: None, changed_at_ms: 0, shipping_returned_at_ms: None, wallet_tokens_awaiting_step_up: Vec::new() }
 }
 
 /// Every (state, action) pair for both forms: which are admitted. Written
@@ -180,4 +180,29 @@ fn a_physical_card_needs_somewhere_to_ship() {
     let mut cmd = command(CardAction::Issue);
     cmd.issue = Some(IssueSpec { form: CardForm::Physical, product: "debit-classic".into(), cardholder_ref: "cust-9".into(), shipping: None });
     assert!(cmd.validate().expect_err("refused").contains("issue.shipping"));
+}
+
+#[test]
+fn a_wallet_token_is_told_provisioned_once_at_approval_or_after_its_step_up() {
+    use crate::card::WalletTokenWord as W;
+    use crate::card_event::CardEventKind as K;
+    let mut c = card(CardForm::Virtual, CardState::Active);
+    assert_eq!(c.wallet_token(Some("green"), W::Approved), Some(K::TokenProvisioned));
+    assert_eq!(c.wallet_token(Some("green"), W::Activated), None, "approved tokens were told with their decision");
+    assert_eq!(c.wallet_token(Some("yellow"), W::StepUpRequired), Some(K::TokenStepUpRequired));
+    assert_eq!(c.wallet_token(Some("yellow"), W::StepUpRequired), None, "one step-up request per token");
+    assert_eq!(c.wallet_token(Some("other"), W::Activated), None);
+    assert_eq!(c.wallet_token(Some("yellow"), W::Activated), Some(K::TokenProvisioned), "activated after its step-up");
+    assert_eq!(c.wallet_token(Some("yellow"), W::Activated), None, "told once");
+    assert!(c.wallet_tokens_awaiting_step_up.is_empty());
+    assert_eq!(c.wallet_token(None, W::StepUpRequired), Some(K::TokenStepUpRequired));
+    assert_eq!(c.wallet_token(None, W::Activated), None, "an activation without a token id cannot be matched");
+}
+
+#[test]
+fn rows_stored_before_wallet_tokens_were_kept_still_read() {
+    let old = r#"{"state":"ACTIVE","form":"VIRTUAL","replaces":null,"replaced_by":null,"changed_at_ms":5}"#;
+    let c: CardLifecycle = serde_json::from_str(old).expect("an old row");
+    assert!(c.wallet_tokens_awaiting_step_up.is_empty());
+    assert!(!serde_json::to_string(&c).expect("json").contains("wallet_tokens"), "nothing new written while none awaits");
 }

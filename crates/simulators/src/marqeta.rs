@@ -67,7 +67,9 @@
 //!   -> the provisioning succeeds but the wallet token's decision is
 //!   `DECISION_YELLOW` (step-up), told by a `digitalwallettokentransitions`
 //!   event (green path otherwise). The synchronous response carries no
-//!   decision, as at Marqeta.
+//!   decision, as at Marqeta. A yellow token stays `REQUESTED` until
+//!   `POST /digitalwallettokentransitions` makes it `ACTIVE` (the issuer's
+//!   step-up done); a green one goes `ACTIVE` by itself (`wallet`).
 //!
 //! Every created card is recorded in the [`CardOracle`] with our card id
 //! taken from `metadata.switchyard_card_id` (else the token).
@@ -76,6 +78,7 @@ mod extra;
 mod hooks;
 #[cfg(test)]
 mod tests;
+mod wallet;
 mod wire;
 
 use std::net::SocketAddr;
@@ -150,6 +153,7 @@ pub(crate) enum Object {
     Card(Box<Card>),
     ControlToken { card_token: String, used: bool },
     Chargeback(serde_json::Value),
+    WalletToken(wallet::WalletToken),
 }
 
 pub(crate) struct Sim {
@@ -180,6 +184,8 @@ pub async fn spawn_marqeta(cfg: MarqetaConfig) -> std::io::Result<SimulatorHandl
         .route("/v3/pins/controltoken", post(extra::control_token))
         .route("/v3/pins", put(extra::set_pin))
         .route("/v3/digitalwalletprovisionrequests/{wallet}", post(extra::provision))
+        .route("/v3/digitalwallettokentransitions", post(wallet::transition))
+        .route("/v3/digitalwallettokens/card/{card_token}", get(wallet::list_for_card))
         .route("/v3/chargebacks", post(extra::create_chargeback))
         .route("/v3/chargebacks/transitions", post(extra::chargeback_transition))
         .route("/v3/chargebacks/{token}", get(extra::get_chargeback))

@@ -8,7 +8,9 @@
 /// across tokio worker threads far better. It is built without transparent
 /// huge pages (`no_thp`): with them, memory mimalloc returned and reused was
 /// faulted back in 2 MiB at a time, and zeroing those pages took 5-11 % of
-/// the benchmark's CPU (perf), against under 2 % without.
+/// the benchmark's CPU (perf), against under 2 % without. Built without
+/// default features it uses the system allocator, for heap profilers.
+#[cfg(feature = "mimalloc")]
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

@@ -63,6 +63,19 @@ pub enum TokenDecision {
     Provisioned,
     /// A party wants the cardholder verified further first (step-up).
     StepUpRequired,
+    /// The token went active: news only for a token held for step-up (an
+    /// approved token was told with its decision).
+    Activated,
+}
+
+/// A processor's word on one wallet token of a card.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenFacts {
+    pub decision: TokenDecision,
+    /// The processor's id of the wallet token, which ties a step-up to the
+    /// token's later activation; `None` in callbacks stored before it was
+    /// carried.
+    pub wallet_token: Option<String>,
 }
 
 /// The processor's answer, in our vocabulary.
@@ -98,8 +111,9 @@ pub enum CardCallback {
     /// processor's dispute token, not a card token; the card worker finds
     /// the card through the dispute it opened there.
     Dispute(DisputeFacts),
-    /// The decision on a wallet token of the card ([`Provisioning::Requested`]).
-    Token(TokenDecision),
+    /// The decision on, or activation of, a wallet token of the card
+    /// ([`Provisioning::Requested`]).
+    Token(TokenFacts),
     /// Not about a card at all (a dispute status we cannot read, a
     /// transaction without a card): acknowledged and counted.
     NotACard,

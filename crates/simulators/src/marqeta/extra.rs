@@ -133,15 +133,7 @@ pub(super) async fn provision(State(sim): State<Arc<Sim>>, Path(wallet): Path<St
                 },
             })
         };
-        if let Some(h) = &sim2.hooks {
-            let decision = if step_up { "DECISION_YELLOW" } else { "DECISION_GREEN" };
-            let event = json!({
-                "token": uuid::Uuid::new_v4().to_string(), "type": "state.requested", "channel": "TOKEN_SERVICE_PROVIDER",
-                "state": "REQUESTED", "fulfillment_status": decision, "created_time": now,
-                "digital_wallet_token": { "token": uuid::Uuid::new_v4().to_string(), "card_token": card.token },
-            });
-            h.send("digitalwallettokentransitions", event, Duration::from_millis(50));
-        }
+        super::wallet::provisioned(&sim2, &card.token, step_up);
         Saved { status: StatusCode::CREATED, body: to_bytes(&body) }
     })
     .await

@@ -9,8 +9,8 @@
 //! fences a concurrent writer either way.
 
 use serde::{Deserialize, Serialize};
-use switchyard_adapters::cards::{CardAnswer, DisputeFacts, Provisioning, TokenDecision};
-use switchyard_canonical::card::{event_for, CardAction, CardCommand, CardForm, CardLifecycle, CardState, Observed};
+use switchyard_adapters::cards::{CardAnswer, DisputeFacts, Provisioning, TokenDecision, TokenFacts};
+use switchyard_canonical::card::{event_for, CardAction, CardCommand, CardForm, CardLifecycle, CardState, Observed, WalletTokenWord};
 use switchyard_canonical::card_dispute::{CreditMove, DisputeCase, DisputeEffect, DisputeState};
 use switchyard_canonical::card_event::{CardEvent, CardEventKind};
 use switchyard_canonical::card_outcome::{CardOutcome, CardOutcomeStatus, CardReplacement, ProvisioningResult};
@@ -269,14 +269,21 @@ pub(super) fn shipping_returned(card: &CardRow, at_ms: i64, correlation_id: &str
     Ok(CallbackChange { row, read_version, events, result: CallbackResult::Changed })
 }
 
-/// A processor's decision on one of the card's wallet tokens: one
-/// TOKEN_PROVISIONED or TOKEN_STEP_UP_REQUIRED per decision callback (a
-/// redelivered callback is stopped by its event id before this runs).
-pub(super) fn token_decision(card: &CardRow, decision: TokenDecision, at_ms: i64, correlation_id: &str) -> Result<CallbackChange, String> {
+/// A processor's word on one of the card's wallet tokens: TOKEN_STEP_UP_REQUIRED
+/// once per token held for step-up, TOKEN_PROVISIONED once per token, at
+/// its approval or at its activation after a step-up (the card's lifecycle
+/// keeps the tokens awaiting step-up). A redelivered callback is stopped by
+/// its event id before this runs; the same word under another id changes
+/// nothing.
+pub(super) fn token_decision(card: &CardRow, facts: &TokenFacts, at_ms: i64, correlation_id: &str) -> Result<CallbackChange, String> {
     let mut moving = Moving::new(card)?;
-    let kind = match decision {
-        TokenDecision::Provisioned => CardEventKind::TokenProvisioned,
-        TokenDecision::StepUpRequired => CardEventKind::TokenStepUpRequired,
+    let word = match facts.decision {
+        TokenDecision::Provisioned => WalletTokenWord::Approved,
+        TokenDecision::StepUpRequired => WalletTokenWord::StepUpRequired,
+        TokenDecision::Activated => WalletTokenWord::Activated,
+    };
+    let Some(kind) = moving.lifecycle.wallet_token(facts.wallet_token.as_deref(), word) else {
+        return Ok(CallbackChange { row: card.clone(), read_version: card.version, events: Vec::new(), result: CallbackResult::Unchanged });
     };
     moving.event(kind, None, None, at_ms);
     let ((row, read_version), events) = moving.finish(correlation_id)?;

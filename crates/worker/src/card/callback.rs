@@ -40,7 +40,7 @@ use super::apply::{self, lifecycle_of, CallbackResult};
 use super::CardHandler;
 use std::sync::Arc;
 use std::time::Duration;
-use switchyard_adapters::cards::{CardCallback, DisputeFacts, TokenDecision};
+use switchyard_adapters::cards::{CardCallback, DisputeFacts, TokenDecision, TokenFacts};
 use switchyard_bus::{AvroDecoder, Failure, Handler, Inbound, MessageContext};
 use switchyard_canonical::card::CardState;
 use switchyard_canonical::ProviderEvent;
@@ -92,7 +92,7 @@ impl CallbackHandler {
             CardCallback::State(to) => Word::State(to),
             CardCallback::Dispute(facts) => Word::Dispute(facts),
             CardCallback::ShippingReturned => Word::ShippingReturned,
-            CardCallback::Token(decision) => Word::Token(decision),
+            CardCallback::Token(facts) => Word::Token(facts),
             CardCallback::Transaction(facts) => return self.transaction(event, ctx, facts).await,
             CardCallback::NotModeled => {
                 metrics.callback(&event.provider, "not_modeled");
@@ -171,7 +171,7 @@ impl CallbackHandler {
             Word::State(to) => apply::callback(card, *to, event.occurred_at_ms, &ctx.correlation_id.0),
             Word::Dispute(facts) => apply::dispute_callback(card, facts, event.occurred_at_ms, &ctx.correlation_id.0),
             Word::ShippingReturned => apply::shipping_returned(card, event.occurred_at_ms, &ctx.correlation_id.0),
-            Word::Token(decision) => apply::token_decision(card, *decision, event.occurred_at_ms, &ctx.correlation_id.0),
+            Word::Token(facts) => apply::token_decision(card, facts, event.occurred_at_ms, &ctx.correlation_id.0),
         }
         .map_err(broken)?;
         let detail = serde_json::json!({
@@ -210,7 +210,7 @@ enum Word {
     State(CardState),
     ShippingReturned,
     Dispute(DisputeFacts),
-    Token(TokenDecision),
+    Token(TokenFacts),
 }
 
 impl Word {
@@ -219,8 +219,9 @@ impl Word {
             Word::State(to) => to.as_str(),
             Word::ShippingReturned => "SHIPPING_RETURNED",
             Word::Dispute(facts) => facts.state.as_str(),
-            Word::Token(TokenDecision::Provisioned) => "TOKEN_PROVISIONED",
-            Word::Token(TokenDecision::StepUpRequired) => "TOKEN_STEP_UP_REQUIRED",
+            Word::Token(TokenFacts { decision: TokenDecision::Provisioned, .. }) => "TOKEN_PROVISIONED",
+            Word::Token(TokenFacts { decision: TokenDecision::StepUpRequired, .. }) => "TOKEN_STEP_UP_REQUIRED",
+            Word::Token(TokenFacts { decision: TokenDecision::Activated, .. }) => "TOKEN_ACTIVATED",
         }
     }
 }

@@ -94,11 +94,15 @@ struct TokenTransition {
     kind: Option<String>,
     created_time: String,
     #[serde(default)]
+    state: Option<String>,
+    #[serde(default)]
     fulfillment_status: Option<String>,
 }
 
 #[derive(Deserialize)]
 struct WalletToken {
+    #[serde(default)]
+    token: Option<String>,
     #[serde(default)]
     card_token: Option<String>,
 }
@@ -167,8 +171,9 @@ pub fn map_batch(body: &[u8], verified: &Verified) -> Result<Vec<EventFacts>, Re
             subject_id: card_token.clone(),
             provider_reference: card_token,
             kind: ProviderEventKind::Other,
-            // DECISION_YELLOW: the wallet asks the cardholder to step up.
-            reason: e.fulfillment_status,
+            // DECISION_YELLOW: the wallet asks the cardholder to step up;
+            // the wallet token's id ties that to its later activation.
+            reason: Some(token_reason(e.fulfillment_status.as_deref(), e.state.as_deref(), e.digital_wallet_token.token.as_deref())),
             vendor_event_type: format!("digitalwallettoken.{}", e.kind.unwrap_or_default()),
             amount_minor: None,
             currency: None,
@@ -314,17 +319,11 @@ pub fn callback(event: &switchyard_canonical::ProviderEvent) -> crate::cards::Ca
         // `state` (in `reason`) through the adapter's chargeback state map.
         // A wallet token's transition: its `fulfillment_status` (in
         // `reason`) carries the decision on a provisioning request, by
-        // Marqeta's names. DECISION_RED, REJECTED and PROVISIONED are not
-        // published: no canonical event says "declined", and PROVISIONED
-        // follows DECISION_GREEN for the same token (told once already);
-        // a YELLOW token provisioned after its step-up is the gap, as
-        // telling the two PROVISIONED apart needs the wallet token's own
-        // decision kept, which the card store does not hold yet.
-        t if t.starts_with("digitalwallettoken.") => match event.reason.as_deref() {
-            Some("DECISION_YELLOW") => C::Token(crate::cards::TokenDecision::StepUpRequired),
-            Some("DECISION_GREEN") => C::Token(crate::cards::TokenDecision::Provisioned),
-            _ => C::NotModeled,
-        },
+        // Marqeta's names, and its `state` ACTIVE the token's activation
+        // (the card worker tells it only after a step-up: an approved token
+        // was told with its decision). DECISION_RED and REJECTED are not
+        // published: no canonical event says "declined".
+        t if t.starts_with("digitalwallettoken.") => token_word(event.reason.as_deref().unwrap_or_default()),
         t if t.starts_with("chargeback.") => match event.reason.as_deref().map(super::transformers::dispute_state) {
             Some(Ok(state)) if !event.provider_reference.is_empty() => {
                 C::Dispute(crate::cards::DisputeFacts { dispute_reference: event.provider_reference.clone(), state })
@@ -333,6 +332,39 @@ pub fn callback(event: &switchyard_canonical::ProviderEvent) -> crate::cards::Ca
         },
         _ => C::NotModeled,
     }
+}
+
+/// A wallet token transition in `reason`: its fulfillment status first (as
+/// callbacks stored before carried it alone), then its state and token.
+fn token_reason(fulfillment_status: Option<&str>, state: Option<&str>, wallet_token: Option<&str>) -> String {
+    let mut reason = fulfillment_status.unwrap_or("-").to_owned();
+    for (key, value) in [("state", state), ("token", wallet_token)] {
+        if let Some(v) = value.filter(|v| !v.is_empty() && !v.contains(' ')) {
+            reason.push_str(&format!(" {key}={v}"));
+        }
+    }
+    reason
+}
+
+fn token_word(reason: &str) -> crate::cards::CardCallback {
+    use crate::cards::{CardCallback as C, TokenDecision as D, TokenFacts};
+    let mut words = reason.split(' ');
+    let fulfillment = words.next().unwrap_or_default();
+    let (mut state, mut wallet_token) = (None, None);
+    for word in words {
+        match word.split_once('=') {
+            Some(("state", v)) => state = Some(v),
+            Some(("token", v)) => wallet_token = Some(v.to_owned()),
+            _ => {}
+        }
+    }
+    let decision = match (fulfillment, state) {
+        ("DECISION_YELLOW", _) => D::StepUpRequired,
+        ("DECISION_GREEN", _) => D::Provisioned,
+        (_, Some("ACTIVE")) => D::Activated,
+        _ => return C::NotModeled,
+    };
+    C::Token(TokenFacts { decision, wallet_token })
 }
 
 #[cfg(test)]
@@ -388,13 +420,19 @@ mod tests {
         for (t, want) in cases {
             assert_eq!(callback(&event(t)), want, "{t}");
         }
-        use crate::cards::TokenDecision;
+        use crate::cards::{TokenDecision as T, TokenFacts};
         let decided = |status: &str| callback(&ProviderEvent { reason: Some(status.into()), ..event("digitalwallettoken.state.requested") });
-        assert_eq!(decided("DECISION_YELLOW"), C::Token(TokenDecision::StepUpRequired));
-        assert_eq!(decided("DECISION_GREEN"), C::Token(TokenDecision::Provisioned));
-        for told_otherwise in ["DECISION_RED", "REJECTED", "PROVISIONED"] {
+        let token = |decision, wallet_token: Option<&str>| C::Token(TokenFacts { decision, wallet_token: wallet_token.map(str::to_owned) });
+        // Callbacks stored before the state and token were carried.
+        assert_eq!(decided("DECISION_YELLOW"), token(T::StepUpRequired, None));
+        assert_eq!(decided("DECISION_GREEN"), token(T::Provisioned, None));
+        for told_otherwise in ["DECISION_RED", "REJECTED", "PROVISIONED", "DECISION_RED state=REQUEST_DECLINED token=w-1"] {
             assert_eq!(decided(told_otherwise), C::NotModeled, "{told_otherwise}");
         }
+        assert_eq!(decided("DECISION_YELLOW state=REQUESTED token=w-1"), token(T::StepUpRequired, Some("w-1")));
+        assert_eq!(decided("PROVISIONED state=ACTIVE token=w-1"), token(T::Activated, Some("w-1")));
+        assert_eq!(decided(&token_reason(None, Some("ACTIVE"), Some("w-2"))), token(T::Activated, Some("w-2")));
+        assert_eq!(token_reason(Some("PROVISIONED"), Some("ACTIVE"), Some("has space")), "PROVISIONED state=ACTIVE");
         use switchyard_canonical::card_dispute::DisputeState as D;
         let transitions = [
             ("REPRESENTMENT", D::Representment),
