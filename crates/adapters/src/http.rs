@@ -240,7 +240,7 @@ where
     T: serde::de::DeserializeOwned,
     E: serde::de::DeserializeOwned,
 {
-    let reply = req.send().await.map_err(|e| AdapterError::from_transport(&e))?;
+    let reply = send_traced(req).await.map_err(|e| AdapterError::from_transport(&e))?;
     let status = reply.status().as_u16();
     let wait = retry_after(reply.headers());
     note_reply(status, reply.headers());
@@ -253,6 +253,40 @@ where
         });
     }
     Err(map_error(status, wait, serde_json::from_slice(&body).ok()))
+}
+
+/// Sends `req`; when the caller's span is exported (trace export on, see
+/// `switchyard_bus::telemetry`), inside a `vendor_call` client span whose id
+/// replaces the `traceparent` [`traced`] set, so the vendor's side of the
+/// call joins the same trace. Off, this is `req.send()` after one lookup.
+async fn send_traced(req: reqwest::RequestBuilder) -> Result<reqwest::Response, reqwest::Error> {
+    use opentelemetry::trace::TraceContextExt;
+    use tracing::Instrument;
+    use tracing_opentelemetry::OpenTelemetrySpanExt;
+    if !tracing::Span::current().context().span().span_context().is_valid() {
+        return req.send().await;
+    }
+    let (client, request) = req.build_split();
+    let mut request = request?;
+    let span = tracing::info_span!(
+        "vendor_call",
+        otel.kind = "client",
+        http.request.method = %request.method(),
+        server.address = request.url().host_str().unwrap_or_default(),
+        http.response.status_code = tracing::field::Empty,
+    );
+    let context = span.context();
+    let otel = context.span();
+    let sc = otel.span_context();
+    let traceparent = format!("00-{}-{}-{:02x}", sc.trace_id(), sc.span_id(), sc.trace_flags().to_u8());
+    if let Ok(value) = reqwest::header::HeaderValue::from_str(&traceparent) {
+        request.headers_mut().insert("traceparent", value);
+    }
+    let reply = client.execute(request).instrument(span.clone()).await;
+    if let Ok(reply) = &reply {
+        span.record("http.response.status_code", reply.status().as_u16());
+    }
+    reply
 }
 
 /// Adds the tracing headers every outbound call carries.

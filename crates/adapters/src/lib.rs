@@ -15,6 +15,7 @@
 //!   [`cards::lithic`] and [`cards::marqeta`] (no card worker yet).
 //! - [`certs`]: the certificate inventory (subject, issuer, expiry of configured PEMs).
 //! - [`encode`]: percent-encoding of our ids in vendor URL paths.
+//! - [`envelope`]: per-subject data keys wrapped by a key from config, for personal data at rest.
 //! - [`environment`]: which environment a vendor key or endpoint belongs to.
 //! - [`fraud`]: fraud scoring and feedback: [`fraud::FraudProvider`] over
 //!   [`fraud::sardine`] and [`fraud::seon`].
@@ -33,6 +34,7 @@ pub mod aml;
 pub mod cards;
 pub mod certs;
 pub mod encode;
+pub mod envelope;
 pub mod environment;
 pub mod fraud;
 pub mod http;

@@ -98,6 +98,11 @@ impl AvroDecoder {
     }
 
     pub async fn decode<T: DeserializeOwned>(&self, bytes: &[u8]) -> Result<T, DecodeError> {
+        // A `decode` span inside a traced hop; Span::none() otherwise.
+        tracing::Instrument::instrument(self.decode_untraced(bytes), crate::telemetry::child_span("decode")).await
+    }
+
+    async fn decode_untraced<T: DeserializeOwned>(&self, bytes: &[u8]) -> Result<T, DecodeError> {
         let (schema_id, mut datum) = wire::unframe(bytes)?;
         let writer = self.registry.schema_by_id(schema_id).await.map_err(|e| match e {
             LookupError::UnknownId(id) => DecodeError::UnknownSchemaId(id),

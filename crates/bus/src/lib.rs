@@ -10,6 +10,7 @@
 //! - [`deprecation`]: deprecated topics, their sunsets and the traffic still on them.
 //! - [`publisher`]: an idempotent producer whose `publish` returns only once the broker acknowledged.
 //! - [`positions`]: where each consumed and published message is, for `switchyard trace`.
+//! - [`telemetry`]: consume and publish spans, exported over OTLP when turned on.
 //! - [`offsets`]: per-partition tracking of finished offsets; only the contiguous prefix is committed.
 //! - [`consumer`]: key-ordered parallel processing, retry topic and DLQ routing.
 //! - [`relay`]: moves parked messages back to their topic while a condition holds.
@@ -21,6 +22,7 @@ pub mod deprecation;
 pub mod headers;
 pub mod offsets;
 pub mod positions;
+pub mod telemetry;
 pub mod publisher;
 pub mod registry;
 pub mod relay;

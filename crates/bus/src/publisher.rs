@@ -2,7 +2,7 @@
 //! resolves only when the broker acknowledged the record, so callers can
 //! order "publish, then commit" safely.
 
-use crate::headers::to_owned_headers;
+use crate::headers::{header_text, set_header, to_owned_headers, HeaderName};
 use crate::positions::{Direction, MessagePosition, PositionSink};
 use crate::{BusError, KafkaConfig};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
@@ -40,11 +40,21 @@ impl Publisher {
     /// Publishes and waits for the broker's acknowledgement; returns the
     /// partition and offset the record landed at.
     pub async fn publish(&self, record: &Outbound) -> Result<(i32, i64), BusError> {
-        let mut fr = FutureRecord::to(&record.topic).payload(&record.payload).headers(to_owned_headers(&record.headers));
+        // With trace export on, the record's traceparent names the publish
+        // span, so the consumer's span hangs under it; off, both are no-ops.
+        let span = crate::telemetry::publish_span(&record.topic, header_text(&record.headers, HeaderName::TRACEPARENT));
+        let traced_headers = crate::telemetry::traceparent_of(&span).map(|tp| {
+            let mut headers = record.headers.clone();
+            set_header(&mut headers, HeaderName::TRACEPARENT, tp);
+            headers
+        });
+        let headers = traced_headers.as_ref().unwrap_or(&record.headers);
+        let mut fr = FutureRecord::to(&record.topic).payload(&record.payload).headers(to_owned_headers(headers));
         if let Some(key) = &record.key {
             fr = fr.key(key);
         }
-        let delivery = self.producer.send(fr, Timeout::Never).await.map_err(|(e, _)| BusError::Kafka(e))?;
+        let sent = tracing::Instrument::instrument(self.producer.send(fr, Timeout::Never), span).await;
+        let delivery = sent.map_err(|(e, _)| BusError::Kafka(e))?;
         if let Some(sink) = &self.positions {
             let at = MessagePosition::new(Direction::Published, &record.topic, delivery.partition, delivery.offset, record.key.as_deref(), &record.headers);
             sink.record(at).await;

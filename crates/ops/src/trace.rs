@@ -146,6 +146,8 @@ pub struct Trace {
     /// Topics read from their beginning because the store has no positions
     /// for them; the others were read only where the flow's records are.
     pub scanned_topics: Vec<String>,
+    /// Topics not read at all: their watermarks said they were empty.
+    pub empty_topics: Vec<String>,
     pub events: Vec<TraceEvent>,
 }
 
@@ -186,7 +188,7 @@ pub async fn trace(kafka: &KafkaConfig, store: &Store, request: TraceRequest<'_>
     let id_refs: Vec<&str> = ids.iter().map(String::as_str).collect();
     let trail = store.audit_trail(&id_refs).await?;
     let found = trace_read::read_flow(kafka, &request.topics, request.read, &ids, &indexed, &trail).await?;
-    let (mut messages, missing_topics, scanned_topics) = (found.messages, found.missing_topics, found.scanned_topics);
+    let (mut messages, missing_topics, scanned_topics, empty_topics) = (found.messages, found.missing_topics, found.scanned_topics, found.empty_topics);
 
     // Messages may name further ids (the correlation id of a command found
     // by key); one more audit read picks up what belongs to those.
@@ -240,6 +242,7 @@ pub async fn trace(kafka: &KafkaConfig, store: &Store, request: TraceRequest<'_>
         correlation_ids: correlation_ids.into_iter().collect(),
         missing_topics,
         scanned_topics,
+        empty_topics,
         events,
     })
 }

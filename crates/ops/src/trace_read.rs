@@ -3,9 +3,10 @@
 //! positions: a few fetches however long the topic. Any other topic is read
 //! in full and filtered by key and correlation id, as before positions
 //! existed; `--scan` reads every topic that way (for records older than the
-//! topic's indexing, or a store that lost positions).
+//! topic's indexing, or a store that lost positions). A topic whose
+//! watermarks say it is empty is not read at all.
 
-use crate::read::{read_positions, read_topic, ReadOptions, TopicMessage};
+use crate::read::{read_positions, read_topic, topic_sizes, ReadOptions, TopicMessage, TopicSizes};
 use crate::trace::TopicKind;
 use crate::OpsError;
 use std::collections::{BTreeSet, HashMap, HashSet};
@@ -25,6 +26,8 @@ pub(crate) struct Found {
     pub missing_topics: Vec<String>,
     /// Topics read from their beginning (no recorded positions).
     pub scanned_topics: Vec<String>,
+    /// Topics not read because their watermarks say they hold nothing.
+    pub empty_topics: Vec<String>,
 }
 
 /// Reads the flow's records from `topics`: at `trail`'s positions on the
@@ -41,8 +44,17 @@ pub(crate) async fn read_flow(
     let shared_ids = Arc::new(ids.clone());
     let mut reads = tokio::task::JoinSet::new();
     let mut scanned_topics = Vec::new();
-    for topic in topics.iter().filter(|t| TopicKind::of(t).is_some()) {
-        let (kafka, topic) = (kafka.clone(), topic.clone());
+    let listed: Vec<String> = topics.iter().filter(|t| TopicKind::of(t).is_some()).cloned().collect();
+    // Only topics that would be read in full are worth asking about.
+    let to_scan: Vec<String> = listed.iter().filter(|t| !indexed.contains(*t)).cloned().collect();
+    let sizes = if to_scan.is_empty() { TopicSizes::default() } else { topic_sizes(kafka, to_scan).await? };
+    let mut missing_topics: Vec<String> = sizes.missing.iter().cloned().collect();
+    let mut empty_topics: Vec<String> = sizes.empty.iter().cloned().collect();
+    for topic in listed {
+        if sizes.missing.contains(&topic) || sizes.empty.contains(&topic) {
+            continue;
+        }
+        let kafka = kafka.clone();
         if indexed.contains(&topic) {
             let Some(positions) = wanted.get(&topic).cloned() else { continue };
             reads.spawn(async move { (topic.clone(), read_positions(&kafka, &topic, positions, MISSING_AFTER).await) });
@@ -58,7 +70,6 @@ pub(crate) async fn read_flow(
         }
     }
     let mut messages = Vec::new();
-    let mut missing_topics = Vec::new();
     while let Some(joined) = reads.join_next().await {
         let (topic, result) = joined.map_err(|e| OpsError::Usage(format!("topic reader failed: {e}")))?;
         match result {
@@ -69,7 +80,8 @@ pub(crate) async fn read_flow(
     }
     missing_topics.sort();
     scanned_topics.sort();
-    Ok(Found { messages, missing_topics, scanned_topics })
+    empty_topics.sort();
+    Ok(Found { messages, missing_topics, scanned_topics, empty_topics })
 }
 
 /// The records at positions of `audit` not read yet: the positions that

@@ -10,9 +10,11 @@ pub mod certificates;
 pub mod checks;
 pub mod health;
 pub mod logging;
+pub mod telemetry;
 
 pub use health::Health;
-pub use logging::{init_logging, init_logging_at, LogArgs, LogFormat};
+pub use logging::{init_logging, init_logging_at, init_logging_with, init_telemetry, LogArgs, LogFormat};
+pub use telemetry::{Telemetry, TelemetryError};
 
 use std::fmt::Display;
 use std::io::Write as _;

@@ -30,6 +30,10 @@ pub struct LogArgs {
     /// Same as `--log-format json`; kept for existing deployments.
     #[arg(long, env = "SWITCHYARD_LOG_JSON", hide = true, global = true)]
     pub log_json: bool,
+    /// Exports trace spans over OTLP/HTTP to this collector (its base URL,
+    /// e.g. `http://jaeger:4318`; `/v1/traces` is appended). Off when unset.
+    #[arg(long, env = "SWITCHYARD_OTLP_ENDPOINT", global = true)]
+    pub otlp_endpoint: Option<String>,
 }
 
 impl LogArgs {
@@ -38,6 +42,25 @@ impl LogArgs {
             LogFormat::Json
         } else {
             self.log_format
+        }
+    }
+
+    /// Logs as [`init_logging`] does, and exports traces when
+    /// `otlp_endpoint` is set; keep the guard until `main` returns.
+    pub fn init(&self) -> Result<crate::Telemetry, crate::TelemetryError> {
+        init_logging_with(self.format(), "info", self.otlp_endpoint.as_deref())
+    }
+}
+
+/// [`LogArgs::init`] for a service's `main`: a bad `otlp_endpoint` is a
+/// start-up failure (exit 2), like any invalid configuration. Hold the
+/// guard until `main` returns, so the last spans are flushed.
+pub fn init_telemetry(args: &LogArgs) -> crate::Telemetry {
+    match args.init() {
+        Ok(guard) => guard,
+        Err(e) => {
+            eprintln!("error: invalid configuration: {e}");
+            std::process::exit(2)
         }
     }
 }
@@ -50,10 +73,20 @@ pub fn init_logging(format: LogFormat) {
 /// Logs to stderr at `RUST_LOG`, else `default_level` (the ops CLI keeps
 /// its output quiet with `warn`).
 pub fn init_logging_at(format: LogFormat, default_level: &str) {
+    // Without an endpoint nothing can fail.
+    let _ = init_logging_with(format, default_level, None);
+}
+
+/// Logs to stderr at `RUST_LOG`, else `default_level`; with an OTLP
+/// endpoint, also exports spans (see [`crate::telemetry`]). The level
+/// filter applies to the log lines only: `RUST_LOG=warn` keeps the spans.
+pub fn init_logging_with(format: LogFormat, default_level: &str, otlp_endpoint: Option<&str>) -> Result<crate::Telemetry, crate::TelemetryError> {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_level));
     // Escape codes in a file or a log shipper's input are noise.
     let ansi = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
-    let _ = tracing_subscriber::registry().with(filter).with(layer(format, ansi, std::io::stderr)).try_init();
+    let (guard, traces) = crate::telemetry::layer(otlp_endpoint)?;
+    let _ = tracing_subscriber::registry().with(layer(format, ansi, std::io::stderr).with_filter(filter)).with(traces).try_init();
+    Ok(guard)
 }
 
 /// The formatting layer, separate from [`init_logging`] so tests can

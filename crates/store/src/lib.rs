@@ -14,21 +14,25 @@
 //! - [`audit`]: group-committed audit entries and the trail `switchyard trace` reads.
 //! - [`webhooks`]: webhook dedup by (provider, event id), with a publish lease.
 //! - [`onboarding`]: onboarding flows, applied inputs and their outbox (own DDL).
+//! - [`pii`]: subjects' wrapped data keys for personal data at rest, and erasure (own DDL).
 //! - [`cards`]: cards (versioned, compare-and-set), the commands applied to them and their event outbox (own DDL).
 //! - [`card_transactions`]: card transaction events, recorded once and queued for `cards.transactions.v1` (own DDL).
 //! - [`openbanking`]: open banking consents, their sealed tokens and sync cursors (own DDL).
 //! - [`positions`]: where each consumed and published message is, as audit rows, for `switchyard trace`.
 //! - [`replays`]: which DLQ positions `switchyard dlq replay` already sent back.
+//! - [`gateway`]: the HTTP gateway's idempotent requests and resource projection (own DDL).
 
 pub mod audit;
 mod card_disputes;
 pub mod card_transactions;
 pub mod card_turns;
 pub mod cards;
+pub mod gateway;
 mod batch;
 mod bulk;
 pub mod lease;
 pub mod onboarding;
+pub mod pii;
 pub mod positions;
 pub mod openbanking;
 pub mod records;

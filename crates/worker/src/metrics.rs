@@ -65,6 +65,10 @@ pub struct Metrics {
     in_flight: Family<Labels, Gauge>,
     in_flight_limit: Family<Labels, Gauge>,
     breakers: Handles<Gauge>,
+    /// Open banking: breaker state and call results per institution (the
+    /// aggregator may be fine while one bank is down).
+    institution_breakers: Handles<Gauge>,
+    institution_calls: Handles<Counter>,
     shadow: Family<Labels, Counter>,
     dead_lettered: Family<Labels, Gauge>,
     retried: Family<Labels, Gauge>,
@@ -142,6 +146,10 @@ impl Metrics {
         );
         registry.register("shadow_comparisons", "Shadow candidate vs live outcome: agree, disagree, error, skipped", shadow.clone());
         registry.register("circuit_state", "Circuit breaker per provider: 0 closed, 1 open, 2 half-open", breakers.clone());
+        let institution_breakers = Family::<Labels, Gauge>::default();
+        let institution_calls = Family::<Labels, Counter>::default();
+        registry.register("institution_circuit_state", "Open banking breaker per provider and institution: 0 closed, 1 open, 2 half-open", institution_breakers.clone());
+        registry.register("institution_calls", "Open banking provider calls per institution by result (ok, error, timeout, other); error and timeout ratios come from these", institution_calls.clone());
         registry.register("in_flight_messages", "Messages received and not yet finished", in_flight.clone());
         registry.register("in_flight_limit", "max_in_flight as configured: consumption stops while in_flight_messages is at it", in_flight_limit.clone());
         registry.register("dead_lettered_messages", "Messages sent to the DLQ since start", dead_lettered.clone());
@@ -195,6 +203,8 @@ impl Metrics {
             in_flight,
             in_flight_limit,
             breakers: Handles::new(breakers, domain, &["provider"]),
+            institution_breakers: Handles::new(institution_breakers, domain, &["provider", "institution"]),
+            institution_calls: Handles::new(institution_calls, domain, &["provider", "institution", "result"]),
             shadow,
             dead_lettered,
             uncommitted,
@@ -250,6 +260,14 @@ impl Metrics {
 
     pub fn breaker(&self, provider: &str, state: switchyard_routing::BreakerState) {
         self.breakers.get(&[provider]).set(state.as_gauge());
+    }
+
+    pub fn institution_breaker(&self, provider: &str, institution: &str, state: switchyard_routing::BreakerState) {
+        self.institution_breakers.get(&[provider, institution]).set(state.as_gauge());
+    }
+
+    pub fn institution_call(&self, provider: &str, institution: &str, result: &str) {
+        self.institution_calls.get(&[provider, institution, result]).inc();
     }
 
     pub fn shadow(&self, candidate: &str, result: &str) {

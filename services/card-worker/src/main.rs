@@ -25,7 +25,8 @@ struct Args {
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     let args = Args::parse();
-    switchyard_service::init_logging(args.log.format());
+    // Held to the end of main: dropping it flushes the last trace spans.
+    let _telemetry = switchyard_service::init_telemetry(&args.log);
     switchyard_service::exit(run(args).await)
 }
 

@@ -158,7 +158,8 @@ impl Common {
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
-    switchyard_service::init_logging(cli.log.format());
+    // Held to the end of main: dropping it flushes the last trace spans.
+    let _telemetry = switchyard_service::init_telemetry(&cli.log);
     switchyard_service::exit(run(cli.command).await)
 }
 

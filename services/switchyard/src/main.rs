@@ -27,6 +27,7 @@ mod demo_onboarding;
 mod demo_recon;
 mod demo_webhooks;
 mod ops;
+mod pii;
 mod sandbox;
 mod schemas;
 mod scorecard;
@@ -108,6 +109,9 @@ enum Command {
     /// webhooks to a URL you give, until Ctrl-C: point your code or the
     /// vendors' official SDKs at it.
     Sandbox(sandbox::SandboxArgs),
+    /// Personal data at rest: `erase <subject>` crypto-shreds one subject
+    /// and writes an erasure attestation to the audit log.
+    Pii(pii::PiiArgs),
 }
 
 #[derive(Subcommand)]
@@ -181,5 +185,6 @@ async fn run(command: Command) -> anyhow::Result<()> {
         Command::Schemas(args) => schemas::run(args),
         Command::Asyncapi(args) => asyncapi::run(args),
         Command::Sandbox(args) => sandbox::run(args).await,
+        Command::Pii(args) => pii::run(args).await,
     }
 }

@@ -586,8 +586,10 @@ impl<H: Handler> Shared<H> {
                 return false;
             }
         }
+        // Span::none() unless trace export is on (crate::telemetry).
+        let span = crate::telemetry::consume_span(&message.topic, message.partition, message.offset, header_text(&message.headers, HeaderName::TRACEPARENT));
         loop {
-            let call = AssertUnwindSafe(self.handler.handle(message.clone())).catch_unwind();
+            let call = tracing::Instrument::instrument(AssertUnwindSafe(self.handler.handle(message.clone())).catch_unwind(), span.clone());
             let Ok(outcome) = tokio::time::timeout(self.settings.handler_deadline, call).await else {
                 self.stats.deadline_exceeded.fetch_add(1, Ordering::Relaxed);
                 let reason = format!("handler took longer than its {:?} deadline", self.settings.handler_deadline);
