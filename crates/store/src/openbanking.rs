@@ -44,7 +44,24 @@ const DDL: &[&str] = &["CREATE TABLE IF NOT EXISTS ob_consents (
         last_outcome TEXT,
         created_at_ms BIGINT NOT NULL,
         updated_at_ms BIGINT NOT NULL
-    )"];
+    )",
+    // Scheduled refreshes: when each consent's next one is due, and how many
+    // periods were claimed. Claiming a period is a compare-and-set on
+    // `period_seq`, so across worker instances one wins each period.
+    "CREATE TABLE IF NOT EXISTS ob_refresh_schedule (
+        consent_id TEXT NOT NULL PRIMARY KEY,
+        due_at_ms BIGINT NOT NULL,
+        period_seq BIGINT NOT NULL
+    )",
+    "CREATE INDEX IF NOT EXISTS ob_refresh_schedule_due ON ob_refresh_schedule (due_at_ms)"];
+
+/// A scheduled refresh that is due.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DueRefresh {
+    pub consent_id: String,
+    /// The period to claim: its refresh's idempotency key names it.
+    pub period_seq: i64,
+}
 
 /// A consent as stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -229,6 +246,67 @@ impl ConsentStore {
     }
 }
 
+impl ConsentStore {
+    /// Puts consents that can be refreshed (active or expiring) and have no
+    /// schedule yet on it, first due at `first_due(consent_id)`; returns how many.
+    pub async fn schedule_new(&self, first_due: impl Fn(&str) -> i64) -> Result<usize, StoreError> {
+        let rows = sqlx::query(
+            "SELECT c.consent_id FROM ob_consents c LEFT JOIN ob_refresh_schedule s ON s.consent_id = c.consent_id \
+             WHERE s.consent_id IS NULL AND c.state IN ('ACTIVE', 'EXPIRING')",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        let mut added = 0;
+        for r in rows {
+            let id: String = r.try_get("consent_id")?;
+            let done = sqlx::query("INSERT INTO ob_refresh_schedule (consent_id, due_at_ms, period_seq) VALUES ($1, $2, 0) ON CONFLICT (consent_id) DO NOTHING")
+                .bind(&id)
+                .bind(first_due(&id))
+                .execute(&self.pool)
+                .await?;
+            added += done.rows_affected() as usize;
+        }
+        Ok(added)
+    }
+
+    /// Up to `limit` refreshes due at `now` of consents that can be refreshed.
+    pub async fn due_refreshes(&self, now_ms: i64, limit: i64) -> Result<Vec<DueRefresh>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT s.consent_id, s.period_seq FROM ob_refresh_schedule s JOIN ob_consents c ON c.consent_id = s.consent_id \
+             WHERE s.due_at_ms <= $1 AND c.state IN ('ACTIVE', 'EXPIRING') ORDER BY s.due_at_ms LIMIT $2",
+        )
+        .bind(now_ms)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(|r| Ok(DueRefresh { consent_id: r.try_get("consent_id")?, period_seq: r.try_get("period_seq")? })).collect()
+    }
+
+    /// Claims `due`'s period and sets the next due time; false when another
+    /// instance claimed it first.
+    pub async fn claim_refresh(&self, due: &DueRefresh, next_due_ms: i64) -> Result<bool, StoreError> {
+        let done = sqlx::query("UPDATE ob_refresh_schedule SET period_seq = period_seq + 1, due_at_ms = $1 WHERE consent_id = $2 AND period_seq = $3")
+            .bind(next_due_ms)
+            .bind(&due.consent_id)
+            .bind(due.period_seq)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// A claimed period whose command could not be published: due again at
+    /// `due_ms` (as the next period, under its own key).
+    pub async fn refresh_due_again(&self, due: &DueRefresh, due_ms: i64) -> Result<(), StoreError> {
+        sqlx::query("UPDATE ob_refresh_schedule SET due_at_ms = $1 WHERE consent_id = $2 AND period_seq = $3")
+            .bind(due_ms)
+            .bind(&due.consent_id)
+            .bind(due.period_seq + 1)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -284,6 +362,26 @@ mod tests {
             assert_eq!(got.known_account_ids(), ["a1", "a2"]);
             assert_eq!(got.access_token_enc.as_deref(), Some("k1:sealed"));
             assert_eq!(got.pages_of("r2"), 0);
+        }
+    }
+
+    #[tokio::test]
+    async fn a_scheduled_period_is_claimed_once() {
+        for store in crate::test_stores().await {
+            let consents = ConsentStore::open(&store).await.expect("ddl");
+            let id = format!("obs-{}-{}", std::process::id(), switchyard_canonical::now_ms());
+            let mut row = fresh(&id);
+            row.state = "ACTIVE".into();
+            assert!(consents.insert(&row).await.expect("insert"));
+            consents.schedule_new(|c| if c == id { 100 } else { i64::MAX }).await.expect("schedule");
+            assert_eq!(consents.schedule_new(|_| 0).await.expect("again"), 0, "scheduled once");
+            let due: Vec<_> = consents.due_refreshes(100, 10_000).await.expect("due").into_iter().filter(|d| d.consent_id == id).collect();
+            assert_eq!(due, [DueRefresh { consent_id: id.clone(), period_seq: 0 }]);
+            assert!(consents.due_refreshes(99, 10_000).await.expect("due").iter().all(|d| d.consent_id != id), "not due before its time");
+            // Two instances read the same due period; one claims it.
+            assert!(consents.claim_refresh(&due[0], 1_000).await.expect("claim"));
+            assert!(!consents.claim_refresh(&due[0], 1_000).await.expect("second claim"), "one claim per period");
+            assert!(consents.due_refreshes(999, 10_000).await.expect("due").iter().all(|d| d.consent_id != id), "next period not due yet");
         }
     }
 }

@@ -75,7 +75,7 @@ pub(crate) async fn run(args: CatalogArgs) -> Result<()> {
     if let Some(url) = &args.metrics_url {
         let text = reqwest::get(url).await?.error_for_status()?.text().await?;
         println!("\nlive ({url})");
-        for line in text.lines().filter(|l| l.starts_with("switchyard_circuit_state")) {
+        for line in text.lines().filter(|l| l.starts_with("switchyard_circuit_state") || l.starts_with("switchyard_institution_circuit_state")) {
             println!("  {line}");
         }
         let mut per_candidate: std::collections::BTreeMap<String, (f64, f64)> = Default::default();

@@ -23,6 +23,10 @@ use tokio_util::sync::CancellationToken;
 pub(crate) const PAGE_SIZE: u32 = 5;
 pub(crate) const INSTITUTION: &str = "ins_109508";
 pub(crate) const INSTITUTION_RETRY_AFTER_MS: u64 = 1_500;
+/// Institution failures within a minute that open its breaker (tests that
+/// do not mean to open it stay below this).
+pub(crate) const INSTITUTION_BREAKER_CALLS: usize = 3;
+pub(crate) const INSTITUTION_COOL_DOWN_MS: u64 = 2_000;
 
 /// A worker, the Plaid simulator it talks to, and the domain's topics.
 pub(crate) struct Stack {
@@ -36,21 +40,41 @@ pub(crate) struct Stack {
     pub(crate) events: TopicReader,
     data_decoder: AvroDecoder,
     event_decoder: AvroDecoder,
+    /// Applied to every worker config this stack starts.
+    tweak: Tweak,
 }
+
+/// A change to every worker config a stack starts.
+pub(crate) type Tweak = std::sync::Arc<dyn Fn(&mut OpenBankingWorkerConfig) + Send + Sync>;
 
 impl Stack {
     pub(crate) async fn start(name: &str) -> Result<Self> {
+        Self::start_with(name, std::sync::Arc::new(|_: &mut OpenBankingWorkerConfig| {})).await
+    }
+
+    /// A stack whose workers' configs `tweak` changes.
+    pub(crate) async fn start_with(name: &str, tweak: Tweak) -> Result<Self> {
         let env = TestEnv::new(name).await?;
         let plaid = spawn_plaid(PlaidConfig::local()).await?;
         let shutdown = CancellationToken::new();
-        let worker = start_openbanking_worker(config(&env, &plaid.base_url()), shutdown.clone()).await?;
+        let mut cfg = config(&env, &plaid.base_url());
+        tweak(&mut cfg);
+        let worker = start_openbanking_worker(cfg, shutdown.clone()).await?;
         let producer = CommandProducer::new(&env, "openbanking", OB_COMMAND_SCHEMA).await?;
         let outcomes = OutcomeReader::new(&env, "openbanking", OB_OUTCOME_SCHEMA)?;
         let data = TopicReader::new(&env.kafka, &env.topic("openbanking.data.v1"))?;
         let events = TopicReader::new(&env.kafka, &env.topic("openbanking.events.v1"))?;
         let data_decoder = AvroDecoder::new(env.registry_client.clone(), OB_DATA_SCHEMA)?;
         let event_decoder = AvroDecoder::new(env.registry_client.clone(), OB_EVENT_SCHEMA)?;
-        Ok(Self { env, plaid, worker: Some(worker), shutdown, producer, outcomes, data, events, data_decoder, event_decoder })
+        Ok(Self { env, plaid, worker: Some(worker), shutdown, producer, outcomes, data, events, data_decoder, event_decoder, tweak })
+    }
+
+    /// One more worker instance in the same group, stopped by the stack's shutdown.
+    #[allow(dead_code)] // openbanking_schedule.rs
+    pub(crate) async fn another_worker(&self) -> Result<RunningOpenBankingWorker> {
+        let mut cfg = config(&self.env, &self.plaid.base_url());
+        (self.tweak)(&mut cfg);
+        Ok(start_openbanking_worker(cfg, self.shutdown.clone()).await?)
     }
 
     pub(crate) async fn send(&self, command: &OpenBankingCommand) -> Result<()> {
@@ -90,7 +114,16 @@ impl Stack {
     /// CREATE_CONSENT, the user through Link, COMPLETE_CONSENT: an active
     /// consent and its Plaid item id.
     pub(crate) async fn grant(&self, consent_id: &str) -> Result<String> {
-        let created = self.ask(&create(consent_id, &format!("{consent_id}-create"))).await?;
+        self.grant_at(consent_id, INSTITUTION).await
+    }
+
+    /// [`Self::grant`] at another institution.
+    pub(crate) async fn grant_at(&self, consent_id: &str, institution: &str) -> Result<String> {
+        let mut create = create(consent_id, &format!("{consent_id}-create"));
+        if let Some(spec) = create.consent.as_mut() {
+            spec.institution_id = Some(institution.into());
+        }
+        let created = self.ask(&create).await?;
         ensure!(created.kind.as_str() == "AUTH_REQUIRED", "create: {created:?}");
         let handoff = created.handoff.clone().ok_or_else(|| anyhow::anyhow!("no hand-off: {created:?}"))?;
         let public = self.plaid.complete_link(&handoff.value).ok_or_else(|| anyhow::anyhow!("link token refused"))?;
@@ -107,7 +140,9 @@ impl Stack {
             worker.join.await??;
         }
         self.shutdown = CancellationToken::new();
-        self.worker = Some(start_openbanking_worker(config(&self.env, &self.plaid.base_url()), self.shutdown.clone()).await?);
+        let mut cfg = config(&self.env, &self.plaid.base_url());
+        (self.tweak)(&mut cfg);
+        self.worker = Some(start_openbanking_worker(cfg, self.shutdown.clone()).await?);
         Ok(())
     }
 
@@ -165,6 +200,8 @@ pub(crate) fn config(env: &TestEnv, plaid_url: &str) -> OpenBankingWorkerConfig 
         // topic, so the test sees a real redelivery, not an in-place retry.
         retry: RetryPolicy { max_attempts: 1, base_delay_ms: 20, max_delay_ms: 100, retry_topic_delay_ms: 300, ..RetryPolicy::default() },
         lease_ttl_ms: 5_000,
+        institution_breaker: switchyard_routing::BreakerConfig { window_ms: 60_000, min_calls: INSTITUTION_BREAKER_CALLS, failure_ratio: 0.5, open_ms: INSTITUTION_COOL_DOWN_MS },
+        scheduled_refresh: None,
     }
 }
 

@@ -43,6 +43,43 @@ pub struct OpenBankingWorkerConfig {
     /// See the payout worker's `lease_ttl_ms`; a refresh of many pages renews it.
     #[serde(default = "default_lease_ttl_ms")]
     pub lease_ttl_ms: u64,
+    /// The breaker per (provider, institution): while open, commands for
+    /// that institution are answered INSTITUTION_UNAVAILABLE without a call.
+    #[serde(default = "default_institution_breaker")]
+    pub institution_breaker: switchyard_routing::BreakerConfig,
+    /// Refreshes per active consent on a schedule; absent: only on demand
+    /// and on provider updates.
+    #[serde(default)]
+    pub scheduled_refresh: Option<ScheduledRefreshConfig>,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct ScheduledRefreshConfig {
+    /// Time between two refreshes of one consent.
+    pub period_ms: u64,
+    /// Each refresh lands up to this much later, spread by consent.
+    #[serde(default)]
+    pub jitter_ms: u64,
+    /// How often each instance looks for due refreshes.
+    #[serde(default = "default_tick_ms")]
+    pub tick_ms: u64,
+    /// Due refreshes claimed per tick at most.
+    #[serde(default = "default_batch")]
+    pub batch: u32,
+}
+
+fn default_tick_ms() -> u64 {
+    5_000
+}
+fn default_batch() -> u32 {
+    500
+}
+
+fn default_institution_breaker() -> switchyard_routing::BreakerConfig {
+    // Banks go dark for minutes to hours: a longer window and cool-down than
+    // the per-provider default, and a few calls suffice to judge one bank.
+    switchyard_routing::BreakerConfig { window_ms: 60_000, min_calls: 5, failure_ratio: 0.5, open_ms: 30_000 }
 }
 
 fn default_max_in_flight() -> usize {
@@ -203,6 +240,15 @@ impl OpenBankingWorkerConfig {
         if self.max_in_flight == 0 {
             return bad("max_in_flight must be at least 1".into());
         }
+        let b = &self.institution_breaker;
+        if b.min_calls == 0 || !(b.failure_ratio > 0.0 && b.failure_ratio <= 1.0) || b.window_ms == 0 || b.open_ms == 0 {
+            return bad("institution_breaker: min_calls, window_ms and open_ms must be at least 1 and failure_ratio in (0, 1]".into());
+        }
+        if let Some(s) = &self.scheduled_refresh {
+            if s.period_ms < 1_000 || s.tick_ms == 0 || s.batch == 0 || s.jitter_ms >= s.period_ms {
+                return bad("scheduled_refresh: period_ms must be at least 1000, tick_ms and batch at least 1, jitter_ms below period_ms".into());
+            }
+        }
         let longest_call = self.providers.iter().map(|p| p.timeout_ms).max().unwrap_or(0);
         if self.lease_ttl_ms < 3_000 || self.lease_ttl_ms < longest_call {
             return bad(format!("lease_ttl_ms must be at least 3000 and at least the longest providers[].timeout_ms ({longest_call})"));
@@ -225,6 +271,8 @@ mod tests {
         assert_eq!(config.routing.primary, "plaid");
         assert_eq!(config.topics.data, "openbanking.data.v1");
         assert_eq!(config.token_keys.len(), 1);
+        assert_eq!(config.institution_breaker.min_calls, 5);
+        assert_eq!(config.scheduled_refresh.as_ref().map(|s| s.period_ms), Some(21_600_000));
     }
 
     #[test]

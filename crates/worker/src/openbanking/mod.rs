@@ -28,6 +28,8 @@
 
 pub mod config;
 mod consent;
+pub mod health;
+pub mod schedule;
 mod publish;
 mod refresh;
 pub mod run;
@@ -36,6 +38,7 @@ use crate::attempt::{self, AttemptLease, Fenced, TakeOver};
 use crate::metrics::Metrics;
 use crate::retry::RetryPolicy;
 use config::OpenBankingTopics;
+use health::InstitutionResult;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -83,6 +86,8 @@ pub struct OpenBankingHandler {
     pub retry: RetryPolicy,
     pub lease_ttl: Duration,
     pub timings: ConsentTimings,
+    /// Breakers per institution, consulted before every provider call.
+    pub health: Arc<health::InstitutionHealth>,
     pub metrics: Arc<Metrics>,
     pub shutdown: CancellationToken,
 }
@@ -111,6 +116,8 @@ pub(crate) struct Turn<'a> {
     pub command: &'a OpenBankingCommand,
     pub lease: AttemptLease,
     pub attempts: i32,
+    /// The consent's institution (stored, or the CREATE_CONSENT's): whose breaker guards the calls.
+    pub institution: Option<String>,
 }
 
 impl Handler for OpenBankingHandler {
@@ -168,7 +175,8 @@ impl OpenBankingHandler {
                 TakeOver::Finished(record) => return self.replay(&ctx, &command, &record).await,
             }
         };
-        let mut turn = Turn { ctx: &ctx, command: &command, lease, attempts: 0 };
+        let institution = row.as_ref().and_then(|r| r.institution_id.clone()).or_else(|| command.consent.as_ref().and_then(|c| c.institution_id.clone()));
+        let mut turn = Turn { ctx: &ctx, command: &command, lease, attempts: 0, institution };
         let outcome = match self.run(&mut turn).await {
             Ok(outcome) => outcome,
             Err(Stop::Later(failure)) => {
@@ -246,6 +254,8 @@ impl OpenBankingHandler {
         let Some(vendor) = self.providers.get(provider) else {
             return Err(broken(format!("the consent's provider {provider:?} is not configured")));
         };
+        let institution = turn.institution.clone().filter(|_| health::guarded(operation));
+        let reaches = health::reaches_institution(operation);
         let mut attempt = 0u32;
         loop {
             match turn.lease.fence(&self.store).await {
@@ -253,16 +263,45 @@ impl OpenBankingHandler {
                 Err(Fenced::Lost) => return Err(Stop::LeaseLost),
                 Err(Fenced::StoreDown(e)) => return Err(Stop::from(e)),
             }
+            if let Some(ins) = institution.as_deref() {
+                if let Err(retry_after) = self.health.admit(provider, ins, reaches) {
+                    tracing::info!(operation, institution = ins, "institution breaker open: answered without a provider call");
+                    self.metrics.vendor_call(provider, operation, "institution_open", Duration::ZERO);
+                    return Ok(Err(ObFailure::InstitutionUnavailable { code: "INSTITUTION_DEGRADED".into(), retry_after }));
+                }
+            }
+            // A call admitted past the breaker that ends without an answer
+            // (lease lost, worker stopping) must still release a probe.
+            let abandoned = || {
+                if let Some(ins) = institution.as_deref().filter(|_| reaches) {
+                    self.health.abandoned(provider, ins);
+                }
+            };
             let call_ctx = CallContext { correlation_id: turn.ctx.correlation_id.0.clone(), traceparent: turn.ctx.traceparent.child().to_string() };
             let started = Instant::now();
             let result = {
-                let _slot = vendor.slots.acquire().await.map_err(|_| Stop::Later(Failure::Retry { reason: "worker stopping".into(), delay: Duration::ZERO }))?;
+                let Ok(_slot) = vendor.slots.acquire().await else {
+                    abandoned();
+                    return Err(Stop::Later(Failure::Retry { reason: "worker stopping".into(), delay: Duration::ZERO }));
+                };
                 match turn.lease.guard(&self.store, f(&vendor.adapter, call_ctx)).await {
                     Ok(result) => result,
-                    Err(_) => return Err(Stop::LeaseLost),
+                    Err(_) => {
+                        abandoned();
+                        return Err(Stop::LeaseLost);
+                    }
                 }
             };
             turn.attempts += 1;
+            if let Some(ins) = institution.as_deref().filter(|_| reaches) {
+                let judged = match &result {
+                    Ok(_) => InstitutionResult::Ok,
+                    Err(ObFailure::InstitutionUnavailable { .. }) => InstitutionResult::Error,
+                    Err(ObFailure::Call(e)) if e.code == ErrorCode::Timeout => InstitutionResult::Timeout,
+                    Err(_) => InstitutionResult::Other,
+                };
+                self.health.record(provider, ins, judged);
+            }
             let label = match &result {
                 Ok(_) => "ok",
                 Err(ObFailure::Call(e)) => e.class.as_str(),

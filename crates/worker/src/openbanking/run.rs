@@ -60,6 +60,10 @@ pub async fn start_openbanking_worker(config: OpenBankingWorkerConfig, shutdown:
     let event_encoder = AvroEncoder::register(&registry, &config.topics.events, OB_EVENT_SCHEMA).await?;
     let data_encoder = AvroEncoder::register(&registry, &config.topics.data, OB_DATA_SCHEMA).await?;
     let decoder = AvroDecoder::new(registry.clone(), OB_COMMAND_SCHEMA)?;
+    let command_encoder = match &config.scheduled_refresh {
+        Some(_) => Some(AvroEncoder::register(&registry, &config.topics.commands, OB_COMMAND_SCHEMA).await?),
+        None => None,
+    };
     let store = Store::connect(&config.database_url).await?;
     let consents = ConsentStore::open(&store).await?;
     let rounds: Arc<dyn switchyard_bus::RoundLedger> = Arc::new(crate::rounds::StoreRounds(switchyard_store::retry_rounds::RetryRounds::open(&store).await?));
@@ -80,9 +84,11 @@ pub async fn start_openbanking_worker(config: OpenBankingWorkerConfig, shutdown:
         retry: config.retry.clone(),
         lease_ttl: Duration::from_millis(config.lease_ttl_ms),
         timings: ConsentTimings::default(),
+        health: Arc::new(super::health::InstitutionHealth::new(config.institution_breaker.clone(), metrics.clone())),
         metrics: metrics.clone(),
         shutdown: shutdown.clone(),
     });
+    let publisher_for_schedule = publisher.clone();
     let settings = RuntimeSettings { max_in_flight: config.max_in_flight, max_retry_rounds: config.max_retry_rounds, ..RuntimeSettings::default() };
     // No held topic: the domain cannot be switched off yet.
     let topics = RuntimeTopics { held: None, ..RuntimeTopics::conventional(&config.topics.commands) };
@@ -98,6 +104,17 @@ pub async fn start_openbanking_worker(config: OpenBankingWorkerConfig, shutdown:
         None => None,
     };
     tracing::info!(commands = %config.topics.commands, group = %config.kafka.group_id, "open banking worker started");
+    if let (Some(schedule), Some(encoder)) = (config.scheduled_refresh.clone(), command_encoder) {
+        let scheduler = super::schedule::RefreshScheduler {
+            config: schedule,
+            consents: consents.clone(),
+            publisher: publisher_for_schedule,
+            encoder,
+            commands_topic: config.topics.commands.clone(),
+            shutdown: shutdown.clone(),
+        };
+        tokio::spawn(scheduler.run());
+    }
     let store_for_flush = store.clone();
     let join = tokio::spawn(health.track("consumer", shutdown.clone(), async move {
         let drained = runtime.run().await;
