@@ -103,6 +103,11 @@ impl Stack {
             max_in_flight: 100,
             max_retry_rounds: 5,
             retry_topic_delay_ms: 500,
+            // Every flow of these tests is sealed at rest (see pii_at_rest.rs).
+            pii_keys: vec![switchyard_onboarding::pii::PiiKeyConfig {
+                id: "e2e".into(),
+                key: switchyard_adapters::secret::SecretSource::inline("c3dpdGNoeWFyZC1lMmUtcGlpLWtleS0zMi1ieXRlcyE="),
+            }],
         }
     }
 

@@ -40,6 +40,7 @@ fn config(env: &TestEnv) -> OrchestratorConfig {
         max_in_flight: 50,
         max_retry_rounds: 2,
         retry_topic_delay_ms: 200,
+        pii_keys: Vec::new(),
     }
 }
 

@@ -1,5 +1,6 @@
 //! A credential wrapper whose `Debug` and `Display` never show the value, and
-//! where a credential comes from (environment, file, or inline for simulators).
+//! where a credential comes from (environment, file, or inline for simulators),
+//! and [`RotatingSecret`]: a file-based one re-read while the process runs.
 
 use serde::Deserialize;
 use std::fmt;
@@ -78,6 +79,97 @@ impl SecretSource {
     }
 }
 
+/// A secret that may change while the process runs: a file that a
+/// Kubernetes secret volume or a Vault agent rewrites (Kubernetes swaps the
+/// `..data` symlink, so the path is read again, never watched by inode).
+/// When the value changes, the old one stays valid for `overlap` beside the
+/// new one, so senders that still sign or call with it are not refused
+/// during the switch. Secrets from env or inline never change.
+pub struct RotatingSecret {
+    field: String,
+    source: SecretSource,
+    overlap: std::time::Duration,
+    state: std::sync::RwLock<Rotated>,
+}
+
+/// The values valid now: the current one and, during an overlap, the one before.
+#[derive(Clone, Debug)]
+pub struct Rotated {
+    pub current: Secret,
+    /// The replaced value and until when (Unix ms) it is still valid.
+    pub previous: Option<(Secret, i64)>,
+    /// Rotations seen since start-up.
+    pub generation: u64,
+}
+
+/// What one rotation did; never holds a value, so it can be logged and audited.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Rotation {
+    pub field: String,
+    pub generation: u64,
+    pub at_ms: i64,
+    /// The old value is refused after this (Unix ms).
+    pub previous_until_ms: i64,
+}
+
+impl std::fmt::Debug for RotatingSecret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RotatingSecret").field("field", &self.field).field("source", &self.source).finish()
+    }
+}
+
+impl RotatingSecret {
+    /// Loads the value now; `field` names it in errors, logs and audit entries.
+    pub fn load(source: SecretSource, field: &str, overlap: std::time::Duration) -> Result<Self, SecretError> {
+        let current = source.load(field)?;
+        Ok(Self { field: field.to_owned(), source, overlap, state: std::sync::RwLock::new(Rotated { current, previous: None, generation: 0 }) })
+    }
+
+    pub fn field(&self) -> &str {
+        &self.field
+    }
+
+    /// Whether the value can change (it comes from a file).
+    pub fn reloads(&self) -> bool {
+        self.source.file.is_some()
+    }
+
+    pub fn snapshot(&self) -> Rotated {
+        self.state.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Reads the source again. A changed value becomes current and the old
+    /// one valid until `now_ms + overlap`; an unreadable or empty file (a
+    /// writer half-way through) keeps the values as they are and says why.
+    pub fn refresh(&self, now_ms: i64) -> Result<Option<Rotation>, SecretError> {
+        self.refresh_checked(now_ms, |_| Ok(()))
+    }
+
+    /// [`RotatingSecret::refresh`], taking a changed value only if `usable`
+    /// accepts it (e.g. the signature scheme can decode it): a bad value
+    /// never displaces a good one, and fixing the file rotates normally.
+    pub fn refresh_checked(&self, now_ms: i64, usable: impl FnOnce(&Secret) -> Result<(), String>) -> Result<Option<Rotation>, SecretError> {
+        if !self.reloads() {
+            return Ok(None);
+        }
+        let fresh = self.source.load(&self.field)?;
+        if fresh != self.snapshot().current {
+            usable(&fresh).map_err(|e| SecretError(format!("{}: new value not usable: {e}", self.field)))?;
+        }
+        let mut state = self.state.write().unwrap_or_else(|e| e.into_inner());
+        if fresh == state.current {
+            return Ok(None);
+        }
+        let until = now_ms + i64::try_from(self.overlap.as_millis()).unwrap_or(i64::MAX / 2);
+        let old = std::mem::replace(&mut state.current, fresh);
+        state.previous = Some((old, until));
+        state.generation += 1;
+        let rotation = Rotation { field: self.field.clone(), generation: state.generation, at_ms: now_ms, previous_until_ms: until };
+        tracing::info!(field = %rotation.field, generation = rotation.generation, previous_until_ms = until, "secret rotated; the previous value stays valid until the overlap ends");
+        Ok(Some(rotation))
+    }
+}
+
 /// A credential that could not be loaded; the message names the config field.
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
@@ -85,6 +177,35 @@ pub struct SecretError(pub String);
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
+    #[test]
+    fn a_rewritten_file_rotates_with_an_overlap_and_a_half_written_one_changes_nothing() {
+        let dir = std::env::temp_dir().join(format!("switchyard-rotate-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let path = dir.join("key");
+        std::fs::write(&path, "first\n").expect("write");
+        let source = SecretSource { file: Some(path.display().to_string()), ..SecretSource::default() };
+        let s = RotatingSecret::load(source, "providers.x.keys[0]", std::time::Duration::from_secs(60)).expect("load");
+        assert_eq!(s.refresh(1_000).expect("same"), None);
+        std::fs::write(&path, "second").expect("write");
+        let r = s.refresh(1_000).expect("read").expect("rotated");
+        assert_eq!((r.generation, r.previous_until_ms), (1, 61_000));
+        let now = s.snapshot();
+        assert_eq!(now.current.expose(), "second");
+        assert_eq!(now.previous.as_ref().map(|(p, until)| (p.expose(), *until)), Some(("first", 61_000)));
+        assert!(!format!("{r:?} {s:?}").contains("first") && !format!("{r:?}").contains("second"));
+        std::fs::write(&path, "").expect("write");
+        assert!(s.refresh(2_000).is_err(), "an empty file is an error, not a rotation");
+        assert_eq!(s.snapshot().current.expose(), "second");
+        std::fs::write(&path, "third").expect("write");
+        assert!(s.refresh_checked(2_000, |_| Err("not hex".into())).is_err(), "an unusable value is refused");
+        assert_eq!(s.snapshot().current.expose(), "second");
+        let _ = std::fs::remove_dir_all(&dir);
+        let inline = RotatingSecret::load(SecretSource::inline("v"), "f", std::time::Duration::ZERO).expect("load");
+        assert!(!inline.reloads() && inline.refresh(0).expect("no-op").is_none());
+    }
+
     #[test]
     fn never_prints_the_value() {
         let s = super::Secret::new("sk_live_abc");

@@ -47,6 +47,11 @@ pub struct OrchestratorConfig {
     /// the default rounds ride out a store or broker outage of a few minutes.
     #[serde(default = "default_retry_topic_delay_ms")]
     pub retry_topic_delay_ms: u64,
+    /// Key-encryption keys for applicants' personal data at rest, the
+    /// wrapping key first. Empty: flows are stored in clear (logged as a
+    /// warning at start-up).
+    #[serde(default)]
+    pub pii_keys: Vec<crate::pii::PiiKeyConfig>,
 }
 
 fn default_max_retry_rounds() -> u32 {

@@ -20,6 +20,7 @@
 use crate::machine::{self, Flow, Input, Limits, Transition};
 use crate::metrics::Metrics;
 use crate::outbox::{rows_of, Outbox, OutboxError};
+use crate::pii::{Pii, PiiError};
 use std::sync::Arc;
 use std::time::Duration;
 use switchyard_bus::{AvroDecoder, Failure, Handler, Inbound};
@@ -202,7 +203,7 @@ impl OnboardingHandler {
                 tracing::info!("duplicate input; flow unchanged");
                 return self.flush(&row).await;
             }
-            let flow = parse(&row)?;
+            let flow = parse(&self.outbox.pii, &row).await?;
             let t = match machine::apply(&flow, input, &self.limits, now_ms()) {
                 Ok(t) => t,
                 Err(why) => {
@@ -231,11 +232,13 @@ impl OnboardingHandler {
         commit_transition(&self.outbox, t, expected, key).await.map_err(|e| match e {
             CommitError::Json(e) => dead_letter(ErrorClass::ManualRepair, format!("flow does not serialize: {e}")),
             CommitError::Store(e) => later(e),
+            CommitError::Pii(e) if e.may_pass() => later(e),
+            CommitError::Pii(e) => dead_letter(ErrorClass::ManualRepair, format!("flow cannot be sealed: {e}")),
         })
     }
 
     async fn flush(&self, row: &FlowRow) -> Result<(), Failure> {
-        let flow = parse(row)?;
+        let flow = parse(&self.outbox.pii, row).await?;
         self.publish(&flow).await
     }
 
@@ -260,8 +263,15 @@ pub fn row_of(flow: &Flow) -> Result<FlowRow, serde_json::Error> {
     })
 }
 
-pub fn parse(row: &FlowRow) -> Result<Flow, Failure> {
-    serde_json::from_str(&row.data).map_err(|e| dead_letter(ErrorClass::ManualRepair, format!("flow {} unreadable in the store: {e}", row.flow_id)))
+/// The flow a row holds, opened if sealed. A flow whose applicant was
+/// erased (or sealed under a key no longer configured) cannot move: manual repair.
+pub async fn parse(pii: &Pii, row: &FlowRow) -> Result<Flow, Failure> {
+    let data = match pii.open(&row.subject_id, &row.flow_id, &row.data).await {
+        Ok(data) => data,
+        Err(e) if e.may_pass() => return Err(later(e)),
+        Err(e) => return Err(dead_letter(ErrorClass::ManualRepair, format!("flow {} cannot be opened: {e}", row.flow_id))),
+    };
+    serde_json::from_str(&data).map_err(|e| dead_letter(ErrorClass::ManualRepair, format!("flow {} unreadable in the store: {e}", row.flow_id)))
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -270,16 +280,25 @@ pub enum CommitError {
     Json(#[from] serde_json::Error),
     #[error(transparent)]
     Store(#[from] switchyard_store::StoreError),
+    #[error(transparent)]
+    Pii(#[from] PiiError),
 }
 
 /// Writes a transition with its outbox and audit entries (shared with the sweep).
 pub async fn commit_transition(outbox: &Outbox, t: &Transition, expected: Option<i64>, key: &str) -> Result<Commit, CommitError> {
-    let row = row_of(&t.flow)?;
+    let mut row = row_of(&t.flow)?;
+    // Commands carry the applicant, and the flow row keeps them: both sealed.
+    let (subject, flow_id) = (&t.flow.subject_id, &t.flow.flow_id);
+    row.data = outbox.pii.seal(subject, flow_id, &row.data).await?;
+    let mut messages = Vec::new();
+    for (kind, payload) in rows_of(t)? {
+        messages.push((kind, outbox.pii.seal(subject, flow_id, &payload).await?));
+    }
     let write = FlowWrite {
         row: &row,
         expected_version: expected,
         input_key: key,
-        outbox: rows_of(t)?,
+        outbox: messages,
         audit: t.audit.iter().map(|a| (a.action, a.detail.clone())).collect(),
     };
     Ok(outbox.store.commit(&write).await?)

@@ -9,6 +9,7 @@
 //!   flow: dedup, compare-and-set in the store, publish through an outbox.
 //! - [`outbox`]: publishes what a transition wrote to the store's outbox.
 //! - [`metrics`]: Prometheus counters and the `/metrics` + `/health` server.
+//! - [`pii`]: the applicant's personal data sealed at rest under their own data key.
 //! - [`sweep`]: the periodic pass over flows past their deadline and over
 //!   unsent outbox messages.
 //! - [`config`]: the orchestrator's YAML config.
@@ -19,6 +20,7 @@ pub mod handler;
 pub mod machine;
 pub mod metrics;
 pub mod outbox;
+pub mod pii;
 pub mod run;
 pub mod sweep;
 

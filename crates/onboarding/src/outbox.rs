@@ -10,6 +10,7 @@
 use crate::config::OnboardingTopics;
 use crate::machine::{Flow, StepCommand, Transition};
 use crate::metrics::Metrics;
+use crate::pii::{Pii, PiiError};
 use serde::Serialize;
 use std::sync::Arc;
 use switchyard_bus::{AvroEncoder, BusError, MessageContext, Outbound, Publisher, RegistryClient};
@@ -55,6 +56,8 @@ impl OutboxError {
 
 pub struct Outbox {
     pub store: OnboardingStore,
+    /// Seals what the outbox and flow rows hold of the applicant.
+    pub pii: Pii,
     publisher: Publisher,
     topics: OnboardingTopics,
     kyc: AvroEncoder,
@@ -82,6 +85,7 @@ pub fn rows_of(t: &Transition) -> Result<Vec<(&'static str, String)>, serde_json
 impl Outbox {
     pub async fn new(
         store: OnboardingStore,
+        pii: Pii,
         publisher: Publisher,
         registry: &RegistryClient,
         topics: OnboardingTopics,
@@ -89,6 +93,7 @@ impl Outbox {
     ) -> Result<Self, BusError> {
         Ok(Self {
             store,
+            pii,
             publisher,
             kyc: AvroEncoder::register(registry, &topics.kyc_commands, KYC_COMMAND_SCHEMA).await?,
             aml: AvroEncoder::register(registry, &topics.aml_commands, AML_COMMAND_SCHEMA).await?,
@@ -109,7 +114,12 @@ impl Outbox {
     /// so a flow's messages never overtake each other.
     pub async fn send(&self, messages: &[OutboxMessage]) -> Result<usize, OutboxError> {
         for m in messages {
-            let record = self.record(m)?;
+            // Outbox rows are keyed by the flow's subject (see the store's commit).
+            let payload = self.pii.open(&m.message_key, &m.flow_id, &m.payload).await.map_err(|e| match e {
+                PiiError::Store(e) => OutboxError::Store(e),
+                other => OutboxError::BadRow { flow_id: m.flow_id.clone(), seq: m.seq, message: other.to_string() },
+            })?;
+            let record = self.record(m, &payload)?;
             self.publisher.publish(&record).await?;
             self.store.mark_sent(&m.flow_id, m.seq).await?;
             self.metrics.published(&m.kind);
@@ -117,23 +127,23 @@ impl Outbox {
         Ok(messages.len())
     }
 
-    fn record(&self, m: &OutboxMessage) -> Result<Outbound, OutboxError> {
+    fn record(&self, m: &OutboxMessage, payload: &str) -> Result<Outbound, OutboxError> {
         let bad = |message: String| OutboxError::BadRow { flow_id: m.flow_id.clone(), seq: m.seq, message };
         let (topic, encoder, key, payload) = match m.kind.as_str() {
             KYC => {
-                let c: KycCommand = serde_json::from_str(&m.payload).map_err(|e| bad(e.to_string()))?;
+                let c: KycCommand = serde_json::from_str(payload).map_err(|e| bad(e.to_string()))?;
                 (&self.topics.kyc_commands, &self.kyc, c.idempotency_key.clone(), encode(&self.kyc, &c)?)
             }
             AML => {
-                let c: AmlCommand = serde_json::from_str(&m.payload).map_err(|e| bad(e.to_string()))?;
+                let c: AmlCommand = serde_json::from_str(payload).map_err(|e| bad(e.to_string()))?;
                 (&self.topics.aml_commands, &self.aml, c.idempotency_key.clone(), encode(&self.aml, &c)?)
             }
             FRAUD => {
-                let c: FraudCommand = serde_json::from_str(&m.payload).map_err(|e| bad(e.to_string()))?;
+                let c: FraudCommand = serde_json::from_str(payload).map_err(|e| bad(e.to_string()))?;
                 (&self.topics.fraud_commands, &self.fraud, c.idempotency_key.clone(), encode(&self.fraud, &c)?)
             }
             EVENT => {
-                let e: OnboardingEvent = serde_json::from_str(&m.payload).map_err(|e| bad(e.to_string()))?;
+                let e: OnboardingEvent = serde_json::from_str(payload).map_err(|e| bad(e.to_string()))?;
                 (&self.topics.events, &self.event, e.event_id.clone(), encode(&self.event, &e)?)
             }
             other => return Err(bad(format!("unknown kind {other}"))),

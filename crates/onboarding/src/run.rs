@@ -16,6 +16,7 @@ use crate::config::OrchestratorConfig;
 use crate::handler::{Decoders, OnboardingHandler, AML_OUTCOME_SCHEMA, FRAUD_OUTCOME_SCHEMA, KYC_OUTCOME_SCHEMA, ONBOARDING_COMMAND_SCHEMA};
 use crate::metrics::{serve_admin, Metrics};
 use crate::outbox::Outbox;
+use crate::pii::Pii;
 use crate::sweep::Sweep;
 use crate::OrchestratorError;
 use std::net::SocketAddr;
@@ -47,7 +48,8 @@ pub async fn start_orchestrator(config: OrchestratorConfig, shutdown: Cancellati
     let flows = OnboardingStore::open(&store, &topics.commands).await?;
     let publisher = Publisher::new(&config.kafka)?;
     let metrics = Arc::new(Metrics::new());
-    let outbox = Arc::new(Outbox::new(flows.clone(), publisher.clone(), &registry, topics.clone(), metrics.clone()).await?);
+    let pii = Pii::from_config(&store, &config.pii_keys).await.map_err(|e| OrchestratorError::Config(e.to_string()))?;
+    let outbox = Arc::new(Outbox::new(flows.clone(), pii, publisher.clone(), &registry, topics.clone(), metrics.clone()).await?);
     let decoders = Decoders {
         commands: AvroDecoder::new(registry.clone(), ONBOARDING_COMMAND_SCHEMA)?,
         kyc: AvroDecoder::new(registry.clone(), KYC_OUTCOME_SCHEMA)?,

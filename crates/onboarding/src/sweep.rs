@@ -62,7 +62,7 @@ impl Sweep {
         let now = now_ms();
         let mut moved = 0;
         for row in self.outbox.store.due(now, BATCH).await.map_err(|e| e.to_string())? {
-            let flow = match parse(&row) {
+            let flow = match parse(&self.outbox.pii, &row).await {
                 Ok(f) => f,
                 Err(e) => {
                     tracing::error!(flow_id = %row.flow_id, ?e, "flow unreadable; not timed out");

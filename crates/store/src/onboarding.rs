@@ -27,7 +27,7 @@ use crate::{Store, StoreError};
 use sqlx::any::AnyRow;
 use sqlx::{AnyPool, Row};
 
-const DDL: &[&str] = &[
+pub(crate) const DDL: &[&str] = &[
     "CREATE TABLE IF NOT EXISTS onboarding_flows (
         flow_id TEXT NOT NULL PRIMARY KEY,
         scope TEXT NOT NULL,

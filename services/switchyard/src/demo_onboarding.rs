@@ -176,6 +176,7 @@ pub(crate) async fn show(stack: &LocalStack, database_url: &str, run: &str, shut
         max_in_flight: 200,
         max_retry_rounds: 5,
         retry_topic_delay_ms: 5000,
+        pii_keys: Vec::new(),
     };
     let orchestrator = start_orchestrator(config, shutdown.clone()).await?;
     joins.push(orchestrator.join);
