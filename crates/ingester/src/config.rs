@@ -62,6 +62,28 @@ pub struct ProviderConfig {
     /// Empty: any source (the signature still decides).
     #[serde(default)]
     pub allow_from: Vec<String>,
+    /// How keys read from files are re-read and rotated without a restart.
+    #[serde(default)]
+    pub rotation: RotationConfig,
+}
+
+/// Keys from `file` are re-read every `check_every_ms` (a Kubernetes or
+/// Vault agent rewrite, including the `..data` symlink swap, is seen within
+/// it). A changed key verifies at once; the key it replaced keeps
+/// verifying for `overlap_s`, for deliveries the vendor signed before it
+/// switched, then is refused.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct RotationConfig {
+    pub check_every_ms: u64,
+    pub overlap_s: u64,
+}
+
+impl Default for RotationConfig {
+    fn default() -> Self {
+        // An hour covers vendors' retry of deliveries signed with the old secret.
+        Self { check_every_ms: 5_000, overlap_s: 3_600 }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -92,7 +114,15 @@ impl KeyConfig {
 impl ProviderConfig {
     /// A provider whose vendor is its name, with default tolerance and no rate limit.
     pub fn new(domain: &str, keys: Vec<KeyConfig>) -> Self {
-        Self { vendor: None, domain: domain.to_owned(), keys, tolerance_s: default_tolerance_s(), rate_limit: None, allow_from: Vec::new() }
+        Self {
+            vendor: None,
+            domain: domain.to_owned(),
+            keys,
+            tolerance_s: default_tolerance_s(),
+            rate_limit: None,
+            allow_from: Vec::new(),
+            rotation: RotationConfig::default(),
+        }
     }
 }
 

@@ -20,6 +20,7 @@ pub mod faults;
 pub mod metrics;
 pub mod providers;
 mod receive;
+pub mod rotation;
 pub mod source;
 mod verify;
 
@@ -184,6 +185,7 @@ pub async fn start_ingester_with(
     // beside the vendor's retry.
     let mut kafka = config.kafka.clone();
     kafka.extra.entry("message.timeout.ms".into()).or_insert_with(|| config.publish_timeout_ms.to_string());
+    rotation::spawn(&providers, store.clone(), shutdown.clone());
     let state = Arc::new(Ingester {
         providers,
         trusted_proxies,

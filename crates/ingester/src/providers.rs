@@ -1,7 +1,8 @@
 //! Builds each configured provider's verifier from its keys. Every error
 //! names the field (`providers.stripe.keys[1]`).
 
-use crate::config::{IngesterConfig, ProviderConfig};
+use crate::config::{IngesterConfig, ProviderConfig, RotationConfig};
+use crate::rotation::{ProviderKey, SchemeCell};
 use crate::IngesterError;
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -14,7 +15,12 @@ pub struct Provider {
     pub domain: String,
     pub topic: String,
     pub vendor: WebhookVendor,
-    pub scheme: Scheme,
+    /// Rebuilt when a key read from a file changes (see [`crate::rotation`]).
+    pub scheme: SchemeCell,
+    pub keys: Vec<ProviderKey>,
+    pub rotation: RotationConfig,
+    /// The provider's config, which the scheme is rebuilt from.
+    config: ProviderConfig,
     pub limiter: Option<TokenBucket>,
     /// Source ranges allowed to deliver; empty: any.
     pub allow_from: Vec<ipnet::IpNet>,
@@ -34,7 +40,8 @@ pub fn build(config: &IngesterConfig) -> Result<HashMap<String, Arc<Provider>>, 
         if p.domain.is_empty() {
             return Err(IngesterError::Config(format!("{field}.domain is empty")));
         }
-        let scheme = scheme(vendor, p, &field)?;
+        let keys = load_keys(p, &field)?;
+        let scheme = scheme(vendor, p, &crate::rotation::values(&keys))?;
         let limiter = p.rate_limit.map(|r| TokenBucket::new(r.per_second, r.burst));
         let allow_from = crate::source::parse_networks(&p.allow_from, &format!("{field}.allow_from"))?;
         let provider = Provider {
@@ -42,7 +49,10 @@ pub fn build(config: &IngesterConfig) -> Result<HashMap<String, Arc<Provider>>, 
             domain: p.domain.clone(),
             topic: config.topic_for(&p.domain),
             vendor,
-            scheme,
+            scheme: SchemeCell::new(scheme),
+            keys,
+            rotation: p.rotation,
+            config: p.clone(),
             limiter,
             allow_from,
         };
@@ -51,11 +61,12 @@ pub fn build(config: &IngesterConfig) -> Result<HashMap<String, Arc<Provider>>, 
     Ok(out)
 }
 
-fn scheme(vendor: WebhookVendor, p: &ProviderConfig, field: &str) -> Result<Scheme, IngesterError> {
-    let mut raw = Vec::new();
+fn load_keys(p: &ProviderConfig, field: &str) -> Result<Vec<ProviderKey>, IngesterError> {
+    let overlap = std::time::Duration::from_secs(p.rotation.overlap_s);
+    let mut keys = Vec::new();
     for (i, key) in p.keys.iter().enumerate() {
         let at = format!("{field}.keys[{i}]");
-        let secret = key.source().load(&at).map_err(|e| IngesterError::Config(e.0))?;
+        let secret = switchyard_adapters::secret::RotatingSecret::load(key.source(), &at, overlap).map_err(|e| IngesterError::Config(e.0))?;
         let not_after_ms = match &key.not_after {
             Some(text) => Some(
                 webhooks::rfc3339_ms(text)
@@ -63,8 +74,22 @@ fn scheme(vendor: WebhookVendor, p: &ProviderConfig, field: &str) -> Result<Sche
             ),
             None => None,
         };
-        raw.push((at, secret, not_after_ms));
+        keys.push(ProviderKey { secret, not_after_ms });
     }
+    Ok(keys)
+}
+
+/// Whether `value` would work as one of the provider's keys.
+pub(crate) fn check_value(p: &Provider, field: &str, value: &switchyard_adapters::Secret) -> Result<(), IngesterError> {
+    scheme(p.vendor, &p.config, &[(field.to_owned(), value.clone(), None)]).map(|_| ())
+}
+
+/// The provider's verifier from the values its keys hold now.
+pub(crate) fn rebuild(p: &Provider) -> Result<Scheme, IngesterError> {
+    scheme(p.vendor, &p.config, &crate::rotation::values(&p.keys))
+}
+
+fn scheme(vendor: WebhookVendor, p: &ProviderConfig, raw: &[(String, switchyard_adapters::Secret, Option<i64>)]) -> Result<Scheme, IngesterError> {
     let decode = |f: &dyn Fn(&str) -> Result<Vec<u8>, String>| -> Result<Vec<Timed<Vec<u8>>>, IngesterError> {
         raw.iter()
             .map(|(at, s, not_after_ms)| {
@@ -116,7 +141,7 @@ mod tests {
         let text = "bind: 127.0.0.1:1\nkafka: {brokers: b, group_id: g}\nschema_registry_url: u\ndatabase_url: d\nproviders: {}\n";
         let mut c: IngesterConfig = serde_norway::from_str(text).expect("base");
         let key = KeyConfig { env: None, file: None, value: Some(key.into()), not_after: not_after.map(str::to_owned) };
-        c.providers.insert(vendor.into(), ProviderConfig { vendor: None, domain: "payouts".into(), keys: vec![key], tolerance_s: 300, rate_limit: None, allow_from: Vec::new() });
+        c.providers.insert(vendor.into(), ProviderConfig { vendor: None, domain: "payouts".into(), keys: vec![key], tolerance_s: 300, rate_limit: None, allow_from: Vec::new(), rotation: Default::default() });
         c
     }
 
