@@ -1,0 +1,184 @@
+//! Errors in one shape: RFC 9457 problem details (`application/problem+json`)
+//! carrying our error taxonomy's class and one of our codes. Nothing a
+//! vendor wrote ever reaches a problem: details are composed here.
+
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+use switchyard_canonical::{ErrorClass, ErrorCode};
+
+pub const PROBLEM_JSON: &str = "application/problem+json";
+
+/// Our codes for what goes wrong at the gateway, beside the canonical
+/// [`ErrorCode`]s the workers use. A closed set: the OpenAPI document lists
+/// it, and clients may match on it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GatewayCode {
+    /// A canonical code (`invalid_request`, `idempotency_collision`, ...).
+    Canonical(ErrorCode),
+    IdempotencyKeyRequired,
+    RequestInFlight,
+    NotFound,
+    PayloadTooLarge,
+    BusUnavailable,
+    StoreUnavailable,
+}
+
+impl GatewayCode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            GatewayCode::Canonical(code) => code.as_str(),
+            GatewayCode::IdempotencyKeyRequired => "idempotency_key_required",
+            GatewayCode::RequestInFlight => "request_in_flight",
+            GatewayCode::NotFound => "not_found",
+            GatewayCode::PayloadTooLarge => "payload_too_large",
+            GatewayCode::BusUnavailable => "bus_unavailable",
+            GatewayCode::StoreUnavailable => "store_unavailable",
+        }
+    }
+}
+
+/// An RFC 9457 problem with our extension members `code` and `class`.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct Problem {
+    /// `urn:switchyard:problem:<code>`: stable, one per code.
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub title: &'static str,
+    pub status: u16,
+    /// What was wrong with this request, in our words.
+    pub detail: String,
+    pub code: &'static str,
+    /// `transient` (retry, with the same idempotency key), `permanent`
+    /// (do not retry unchanged), `manual_repair`, `compliance_hold`.
+    pub class: &'static str,
+    /// Seconds to wait before retrying, where the status has one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub retry_after: Option<u64>,
+}
+
+impl Problem {
+    pub fn new(status: StatusCode, code: GatewayCode, class: ErrorClass, title: &'static str, detail: impl Into<String>) -> Self {
+        Self {
+            kind: format!("urn:switchyard:problem:{}", code.as_str()),
+            title,
+            status: status.as_u16(),
+            detail: detail.into(),
+            code: code.as_str(),
+            class: class.as_str(),
+            retry_after: None,
+        }
+    }
+
+    pub fn invalid(detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, GatewayCode::Canonical(ErrorCode::InvalidRequest), ErrorClass::Permanent, "Invalid request", detail)
+    }
+
+    pub fn key_required() -> Self {
+        Self::new(
+            StatusCode::BAD_REQUEST,
+            GatewayCode::IdempotencyKeyRequired,
+            ErrorClass::Permanent,
+            "Idempotency-Key required",
+            "every POST needs an Idempotency-Key header: printable ASCII, at most 128 characters",
+        )
+    }
+
+    pub fn key_reused() -> Self {
+        Self::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            GatewayCode::Canonical(ErrorCode::IdempotencyCollision),
+            ErrorClass::Permanent,
+            "Idempotency-Key reused",
+            "this Idempotency-Key was used for a different request; use a new key for a new request",
+        )
+    }
+
+    pub fn in_flight() -> Self {
+        Self::new(
+            StatusCode::CONFLICT,
+            GatewayCode::RequestInFlight,
+            ErrorClass::Transient,
+            "Request in flight",
+            "a request with this Idempotency-Key is still being processed; retry it shortly",
+        )
+        .retry_after(1)
+    }
+
+    pub fn not_found(what: &str) -> Self {
+        Self::new(StatusCode::NOT_FOUND, GatewayCode::NotFound, ErrorClass::Permanent, "Not found", format!("no {what} with this id"))
+    }
+
+    pub fn too_large(limit: usize) -> Self {
+        Self::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            GatewayCode::PayloadTooLarge,
+            ErrorClass::Permanent,
+            "Payload too large",
+            format!("request bodies are limited to {limit} bytes"),
+        )
+    }
+
+    /// The broker did not acknowledge the command: it was not accepted.
+    pub fn bus_unavailable() -> Self {
+        Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            GatewayCode::BusUnavailable,
+            ErrorClass::Transient,
+            "Not accepted",
+            "the command could not be queued; retry with the same Idempotency-Key",
+        )
+        .retry_after(1)
+    }
+
+    pub fn store_unavailable() -> Self {
+        Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            GatewayCode::StoreUnavailable,
+            ErrorClass::Transient,
+            "Temporarily unavailable",
+            "state could not be read or written; retry with the same Idempotency-Key",
+        )
+        .retry_after(1)
+    }
+
+    pub fn retry_after(mut self, seconds: u64) -> Self {
+        self.retry_after = Some(seconds);
+        self
+    }
+}
+
+impl IntoResponse for Problem {
+    fn into_response(self) -> Response {
+        let status = StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let body = serde_json::to_string(&self).unwrap_or_else(|_| "{}".to_owned());
+        let mut response = (status, body).into_response();
+        let headers = response.headers_mut();
+        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
+        if let Some(seconds) = self.retry_after {
+            headers.insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+        }
+        response
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_problem_is_problem_json_with_our_code_class_and_retry_after() {
+        let response = Problem::in_flight().into_response();
+        assert_eq!(response.status(), StatusCode::CONFLICT);
+        assert_eq!(response.headers()[header::CONTENT_TYPE], PROBLEM_JSON);
+        assert_eq!(response.headers()[header::RETRY_AFTER], "1");
+        let body = axum::body::to_bytes(response.into_body(), 4096).await.expect("body");
+        let json: serde_json::Value = serde_json::from_slice(&body).expect("json");
+        assert_eq!(json["type"], "urn:switchyard:problem:request_in_flight");
+        assert_eq!(json["status"], 409);
+        assert_eq!(json["class"], "transient");
+        assert_eq!(json["code"], "request_in_flight");
+        let reused = Problem::key_reused();
+        assert_eq!((reused.status, reused.code, reused.class), (422, "idempotency_collision", "permanent"));
+    }
+}

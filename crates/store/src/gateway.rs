@@ -1,0 +1,280 @@
+//! The HTTP gateway's state: one row per `(domain, idempotency key)` of a
+//! POST, so a retried request is answered with the first one's response,
+//! and one row per resource, the projection of its outcome topic that
+//! `GET` reads.
+//!
+//! A request claims its key with a lease *before* publishing. While the
+//! lease runs, a copy is told the request is in flight (409); once the
+//! answer is stored, a copy with the same request digest gets it replayed
+//! and one with another digest is refused (422). A claim whose holder died
+//! is taken over after its lease: the command it was about to publish
+//! carries the same key and content, so a second publish meets the first
+//! in the worker's claim.
+
+use crate::{Store, StoreError};
+use sqlx::{AnyPool, Row};
+
+const DDL: &[&str] = &[
+    "CREATE TABLE IF NOT EXISTS gateway_requests (
+        domain TEXT NOT NULL,
+        idempotency_key TEXT NOT NULL,
+        request_digest TEXT NOT NULL,
+        resource_id TEXT NOT NULL,
+        state TEXT NOT NULL,
+        lease_until_ms BIGINT NOT NULL,
+        status_code BIGINT,
+        response_body TEXT,
+        created_at_ms BIGINT NOT NULL,
+        updated_at_ms BIGINT NOT NULL,
+        PRIMARY KEY (domain, idempotency_key)
+    )",
+    "CREATE TABLE IF NOT EXISTS gateway_resources (
+        domain TEXT NOT NULL,
+        resource_id TEXT NOT NULL,
+        status TEXT NOT NULL,
+        body TEXT NOT NULL,
+        observed_at_ms BIGINT NOT NULL,
+        updated_at_ms BIGINT NOT NULL,
+        PRIMARY KEY (domain, resource_id)
+    )",
+    // `GET /v1/payouts?status=pending_unknown` lists by status.
+    "CREATE INDEX IF NOT EXISTS gateway_resources_status ON gateway_resources (domain, status, updated_at_ms)",
+];
+
+/// A request to own the answer to one idempotency key.
+#[derive(Debug, Clone)]
+pub struct RequestClaim<'a> {
+    pub domain: &'a str,
+    pub idempotency_key: &'a str,
+    /// Digest of the caller and the validated request body.
+    pub request_digest: &'a str,
+    pub resource_id: &'a str,
+    /// How long the claimer may take to answer before a copy may take over.
+    pub lease_ms: i64,
+}
+
+/// What a request with an idempotency key may do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RequestVerdict {
+    /// First sight (or the earlier holder's lease ran out): publish and answer.
+    Claimed,
+    /// Answered before for the same request: replay status and body.
+    Replay { status: u16, body: String },
+    /// The key was used for another request (body or caller).
+    Mismatch,
+    /// The same request is being answered right now.
+    InFlight,
+}
+
+/// The gateway's tables.
+#[derive(Debug, Clone)]
+pub struct GatewayStore {
+    pool: AnyPool,
+}
+
+/// A resource's current state as the projection last wrote it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResourceState {
+    pub resource_id: String,
+    pub status: String,
+    /// The JSON answered by `GET`.
+    pub body: String,
+    pub updated_at_ms: i64,
+}
+
+impl GatewayStore {
+    pub async fn open(store: &Store) -> Result<Self, StoreError> {
+        let pool = store.pool().clone();
+        crate::schema::create_all(&pool, DDL).await?;
+        Ok(Self { pool })
+    }
+
+    /// Claims `claim.idempotency_key`, or says why not.
+    pub async fn claim(&self, claim: &RequestClaim<'_>) -> Result<RequestVerdict, StoreError> {
+        let now = switchyard_canonical::now_ms();
+        let inserted = sqlx::query(
+            "INSERT INTO gateway_requests (domain, idempotency_key, request_digest, resource_id, state, lease_until_ms, created_at_ms, updated_at_ms) \
+             VALUES ($1, $2, $3, $4, 'in_flight', $5, $6, $6) ON CONFLICT (domain, idempotency_key) DO NOTHING",
+        )
+        .bind(claim.domain)
+        .bind(claim.idempotency_key)
+        .bind(claim.request_digest)
+        .bind(claim.resource_id)
+        .bind(now + claim.lease_ms)
+        .bind(now)
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        if inserted == 1 {
+            return Ok(RequestVerdict::Claimed);
+        }
+        let row = sqlx::query(
+            "SELECT request_digest, state, lease_until_ms, status_code, response_body FROM gateway_requests \
+             WHERE domain = $1 AND idempotency_key = $2",
+        )
+        .bind(claim.domain)
+        .bind(claim.idempotency_key)
+        .fetch_optional(&self.pool)
+        .await?;
+        // Deleted between the insert and the read (a released claim): the
+        // caller's retry claims it afresh.
+        let Some(row) = row else { return Ok(RequestVerdict::InFlight) };
+        if row.try_get::<String, _>("request_digest")? != claim.request_digest {
+            return Ok(RequestVerdict::Mismatch);
+        }
+        if row.try_get::<String, _>("state")? == "done" {
+            let status = row.try_get::<Option<i64>, _>("status_code")?.unwrap_or(500);
+            let body = row.try_get::<Option<String>, _>("response_body")?.unwrap_or_default();
+            return Ok(RequestVerdict::Replay { status: u16::try_from(status).unwrap_or(500), body });
+        }
+        let lease_until: i64 = row.try_get("lease_until_ms")?;
+        if lease_until > now {
+            return Ok(RequestVerdict::InFlight);
+        }
+        // Compare-and-set on the old lease: of two copies taking over at
+        // once, one wins.
+        let taken = sqlx::query(
+            "UPDATE gateway_requests SET lease_until_ms = $1, updated_at_ms = $2 \
+             WHERE domain = $3 AND idempotency_key = $4 AND state = 'in_flight' AND lease_until_ms = $5",
+        )
+        .bind(now + claim.lease_ms)
+        .bind(now)
+        .bind(claim.domain)
+        .bind(claim.idempotency_key)
+        .bind(lease_until)
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        Ok(if taken == 1 { RequestVerdict::Claimed } else { RequestVerdict::InFlight })
+    }
+
+    /// Stores the answer of a claimed request, to be replayed to its copies.
+    pub async fn complete(&self, domain: &str, idempotency_key: &str, status: u16, body: &str) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE gateway_requests SET state = 'done', status_code = $1, response_body = $2, updated_at_ms = $3 \
+             WHERE domain = $4 AND idempotency_key = $5",
+        )
+        .bind(i64::from(status))
+        .bind(body)
+        .bind(switchyard_canonical::now_ms())
+        .bind(domain)
+        .bind(idempotency_key)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Forgets a claim whose request was not accepted (the broker did not
+    /// acknowledge), so the caller's retry is handled as new instead of
+    /// being replayed an error or waiting out the lease.
+    pub async fn release(&self, domain: &str, idempotency_key: &str) -> Result<(), StoreError> {
+        sqlx::query("DELETE FROM gateway_requests WHERE domain = $1 AND idempotency_key = $2 AND state = 'in_flight'")
+            .bind(domain)
+            .bind(idempotency_key)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Writes a resource's state observed at `observed_at_ms` (the outcome's
+    /// time), unless a later observation is already stored: a replayed or
+    /// re-read old outcome never moves a resource back.
+    pub async fn upsert_resource(&self, domain: &str, resource_id: &str, status: &str, body: &str, observed_at_ms: i64) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO gateway_resources (domain, resource_id, status, body, observed_at_ms, updated_at_ms) VALUES ($1, $2, $3, $4, $5, $6) \
+             ON CONFLICT (domain, resource_id) DO UPDATE SET status = excluded.status, body = excluded.body, \
+             observed_at_ms = excluded.observed_at_ms, updated_at_ms = excluded.updated_at_ms \
+             WHERE gateway_resources.observed_at_ms <= excluded.observed_at_ms",
+        )
+        .bind(domain)
+        .bind(resource_id)
+        .bind(status)
+        .bind(body)
+        .bind(observed_at_ms)
+        .bind(switchyard_canonical::now_ms())
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    pub async fn resource(&self, domain: &str, resource_id: &str) -> Result<Option<ResourceState>, StoreError> {
+        let row = sqlx::query("SELECT resource_id, status, body, updated_at_ms FROM gateway_resources WHERE domain = $1 AND resource_id = $2")
+            .bind(domain)
+            .bind(resource_id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|r| resource_from_row(&r)).transpose()
+    }
+
+    /// Resources of `domain` in `status`, oldest change first, at most `limit`.
+    pub async fn resources_in(&self, domain: &str, status: &str, limit: i64) -> Result<Vec<ResourceState>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT resource_id, status, body, updated_at_ms FROM gateway_resources WHERE domain = $1 AND status = $2 \
+             ORDER BY updated_at_ms, resource_id LIMIT $3",
+        )
+        .bind(domain)
+        .bind(status)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(resource_from_row).collect()
+    }
+}
+
+fn resource_from_row(row: &sqlx::any::AnyRow) -> Result<ResourceState, StoreError> {
+    Ok(ResourceState {
+        resource_id: row.try_get("resource_id")?,
+        status: row.try_get("status")?,
+        body: row.try_get("body")?,
+        updated_at_ms: row.try_get("updated_at_ms")?,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn claim<'a>(key: &'a str, digest: &'a str, lease_ms: i64) -> RequestClaim<'a> {
+        RequestClaim { domain: "payouts", idempotency_key: key, request_digest: digest, resource_id: "po-1", lease_ms }
+    }
+
+    #[tokio::test]
+    async fn a_key_is_claimed_once_then_replayed_refused_or_taken_over() {
+        for store in crate::test_stores().await {
+            let gateway = GatewayStore::open(&store).await.expect("ddl");
+            let key = format!("gw-{}-{}", std::process::id(), switchyard_canonical::now_ms());
+            assert_eq!(gateway.claim(&claim(&key, "d1", 60_000)).await.expect("claim"), RequestVerdict::Claimed);
+            assert_eq!(gateway.claim(&claim(&key, "d1", 60_000)).await.expect("copy"), RequestVerdict::InFlight);
+            assert_eq!(gateway.claim(&claim(&key, "d2", 60_000)).await.expect("other"), RequestVerdict::Mismatch);
+            gateway.complete("payouts", &key, 202, "{\"id\":\"po-1\"}").await.expect("complete");
+            let replay = RequestVerdict::Replay { status: 202, body: "{\"id\":\"po-1\"}".into() };
+            assert_eq!(gateway.claim(&claim(&key, "d1", 60_000)).await.expect("replay"), replay);
+            assert_eq!(gateway.claim(&claim(&key, "d2", 60_000)).await.expect("other"), RequestVerdict::Mismatch);
+
+            // A holder that died: its lease runs out and one copy takes over.
+            let dead = format!("{key}-dead");
+            assert_eq!(gateway.claim(&claim(&dead, "d1", -1)).await.expect("claim"), RequestVerdict::Claimed);
+            assert_eq!(gateway.claim(&claim(&dead, "d1", 60_000)).await.expect("take over"), RequestVerdict::Claimed);
+            assert_eq!(gateway.claim(&claim(&dead, "d1", 60_000)).await.expect("copy"), RequestVerdict::InFlight);
+            // A released claim is new again.
+            gateway.release("payouts", &dead).await.expect("release");
+            assert_eq!(gateway.claim(&claim(&dead, "d1", 60_000)).await.expect("again"), RequestVerdict::Claimed);
+        }
+    }
+
+    #[tokio::test]
+    async fn an_older_observation_never_overwrites_a_newer_one() {
+        for store in crate::test_stores().await {
+            let gateway = GatewayStore::open(&store).await.expect("ddl");
+            let id = format!("po-{}-{}", std::process::id(), switchyard_canonical::now_ms());
+            assert_eq!(gateway.resource("payouts", &id).await.expect("read"), None);
+            gateway.upsert_resource("payouts", &id, "accepted", "{}", 10).await.expect("write");
+            gateway.upsert_resource("payouts", &id, "pending_unknown", "{\"s\":2}", 30).await.expect("write");
+            gateway.upsert_resource("payouts", &id, "submitted", "{\"s\":1}", 20).await.expect("late, older");
+            let state = gateway.resource("payouts", &id).await.expect("read").expect("present");
+            assert_eq!((state.status.as_str(), state.body.as_str()), ("pending_unknown", "{\"s\":2}"));
+            let listed = gateway.resources_in("payouts", "pending_unknown", 10_000).await.expect("list");
+            assert!(listed.iter().any(|r| r.resource_id == id));
+        }
+    }
+}
