@@ -41,15 +41,16 @@ pub struct IngesterConfig {
 #[serde(deny_unknown_fields)]
 pub struct ProviderConfig {
     /// Whose scheme and payload: `stripe`, `adyen`, `wise`, `lithic`,
-    /// `marqeta`, `onfido`, `sumsub`, `complyadvantage`, `sardine`, `seon`.
+    /// `marqeta`, `onfido`, `sumsub`, `complyadvantage`, `sardine`, `seon`,
+    /// `plaid` (which needs `key_endpoint`).
     /// Defaults to the provider's name.
     #[serde(default)]
     pub vendor: Option<String>,
-    /// `payouts`, `cards`, `kyc`, `aml`, `fraud`: picks the provider-events topic.
+    /// `payouts`, `cards`, `kyc`, `aml`, `fraud`, `openbanking`: picks the provider-events topic.
     pub domain: String,
     /// Signing secrets (HMAC schemes: `whsec_<base64>` for Standard Webhooks,
-    /// hex for Adyen, the secret as given for Stripe, Onfido, Sumsub, SEON)
-    /// or public keys (Wise, PEM). Several
+    /// hex for Adyen, the secret as given for Stripe, Onfido, Sumsub, SEON),
+    /// public keys (Wise, PEM), or Plaid's API secret for its key endpoint. Several
     /// during a rotation; each may end at `not_after`.
     pub keys: Vec<KeyConfig>,
     /// Accepted clock distance of a signed delivery timestamp, in seconds.
@@ -65,6 +66,20 @@ pub struct ProviderConfig {
     /// How keys read from files are re-read and rotated without a restart.
     #[serde(default)]
     pub rotation: RotationConfig,
+    /// Vendors that sign with keys fetched from their own endpoint (Plaid):
+    /// where to ask. `keys` then holds the API secret the endpoint wants.
+    #[serde(default)]
+    pub key_endpoint: Option<KeyEndpointConfig>,
+}
+
+/// A vendor's verification-key endpoint (Plaid `/webhook_verification_key/get`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeyEndpointConfig {
+    /// The vendor's API base URL (`https://production.plaid.com`).
+    pub base_url: String,
+    /// The API client id sent with the secret from `keys`.
+    pub client_id: String,
 }
 
 /// Keys from `file` are re-read every `check_every_ms` (a Kubernetes or
@@ -122,6 +137,7 @@ impl ProviderConfig {
             rate_limit: None,
             allow_from: Vec::new(),
             rotation: RotationConfig::default(),
+            key_endpoint: None,
         }
     }
 }
@@ -168,6 +184,18 @@ impl IngesterConfig {
                     items.extend(found.map_err(|e| IngesterError::Config(e.0))?);
                 }
             }
+            // Fetched keys are listed by the running ingester (the vendor's
+            // endpoint answers one kid at a time and has no list; only the
+            // ingester knows which kids are in use): here, where they come from.
+            if let Some(endpoint) = &provider.key_endpoint {
+                items.push(switchyard_adapters::certs::InventoryItem {
+                    provider: name.clone(),
+                    kind: "jwks_endpoint".to_owned(),
+                    subject: format!("{}/webhook_verification_key/get", endpoint.base_url.trim_end_matches('/')),
+                    issuer: "keys fetched per kid: switchyard_webhooks_verification_key_info".to_owned(),
+                    not_after: None,
+                });
+            }
         }
         Ok(items)
     }
@@ -203,6 +231,13 @@ mod tests {
                 assert!(compose_file.contains(&format!("{var}: ${{{var}:-}}")), "docker-compose.yml does not pass {var}");
             }
         }
+        let plaid = serde_norway::from_str::<IngesterConfig>(
+            "bind: 127.0.0.1:1\nkafka: {brokers: b, group_id: g}\nschema_registry_url: u\ndatabase_url: d\nproviders: {plaid: {domain: openbanking, keys: [{value: s}], key_endpoint: {base_url: 'https://production.plaid.com/', client_id: c}}}\n",
+        )
+        .expect("a Plaid provider parses");
+        let items = plaid.certificates().expect("inventory");
+        assert_eq!(items.len(), 1, "the key endpoint, not the API secret");
+        assert_eq!((items[0].kind.as_str(), items[0].subject.as_str()), ("jwks_endpoint", "https://production.plaid.com/webhook_verification_key/get"));
         let err = serde_norway::from_str::<IngesterConfig>(
             "bind: 127.0.0.1:1\nkafka: {brokers: b, group_id: g}\nschema_registry_url: u\ndatabase_url: d\nproviders: {stripe: {domain: payouts, keys: [], secret: x}}\n",
         )

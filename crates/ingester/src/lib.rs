@@ -63,6 +63,9 @@ pub(crate) struct Ingester {
     /// Replaced when it fails fatally (see [`Ingester::publisher`]).
     publisher: std::sync::RwLock<Publisher>,
     kafka: switchyard_bus::KafkaConfig,
+    /// Where each published event landed, so `switchyard trace` reads it
+    /// by position; kept to hand to a replaced producer.
+    positions: Arc<dyn switchyard_bus::PositionSink>,
     renewed_at: std::sync::Mutex<std::time::Instant>,
     dedup: WebhookDedup,
     store: Store,
@@ -94,7 +97,7 @@ impl Ingester {
             }
             *last = std::time::Instant::now();
         }
-        match Publisher::new(&self.kafka) {
+        match Publisher::new(&self.kafka).map(|p| p.with_positions(self.positions.clone())) {
             Ok(fresh) => {
                 tracing::warn!(fatal = ?fatal, "producer replaced after a failed publish");
                 *self.publisher.write().unwrap_or_else(|e| e.into_inner()) = fresh;
@@ -186,12 +189,14 @@ pub async fn start_ingester_with(
     let mut kafka = config.kafka.clone();
     kafka.extra.entry("message.timeout.ms".into()).or_insert_with(|| config.publish_timeout_ms.to_string());
     rotation::spawn(&providers, store.clone(), shutdown.clone());
+    let positions: Arc<dyn switchyard_bus::PositionSink> = Arc::new(switchyard_service::positions::StorePositions::new(store.clone()));
     let state = Arc::new(Ingester {
         providers,
         trusted_proxies,
         encoders,
-        publisher: std::sync::RwLock::new(Publisher::new(&kafka)?),
+        publisher: std::sync::RwLock::new(Publisher::new(&kafka)?.with_positions(positions.clone())),
         kafka,
+        positions,
         renewed_at: std::sync::Mutex::new(std::time::Instant::now()),
         dedup: dedup.clone(),
         store,
@@ -214,6 +219,8 @@ pub async fn start_ingester_with(
         });
     }
     let metrics_for_route = metrics.clone();
+    // Positions are queued for a group commit; a clean stop writes the last ones.
+    let audit = state.store.clone();
     let app = axum::Router::new()
         .route("/webhooks/{provider}", post(receive::receive))
         .route("/metrics", get(move || async move { metrics_for_route.render() }))
@@ -224,9 +231,11 @@ pub async fn start_ingester_with(
     let addr = listener.local_addr()?;
     tracing::info!(%addr, "webhook ingester listening");
     let join = tokio::spawn(health.track("http server", shutdown.clone(), async move {
-        axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
+        let served = axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
             .with_graceful_shutdown(async move { shutdown.cancelled().await })
-            .await
+            .await;
+        audit.flush_audit().await;
+        served
     }));
     Ok(RunningIngester { addr, metrics, dedup, health, join })
 }

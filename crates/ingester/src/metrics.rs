@@ -22,6 +22,9 @@ pub struct Metrics {
     lag: Family<Labels, Histogram>,
     handling: Family<Labels, Histogram>,
     stages: Family<Labels, Histogram>,
+    /// `verification_key_info{provider,kid,alg,state}`: keys fetched from a
+    /// vendor's endpoint (Plaid), which only the running ingester knows.
+    verification_keys: Family<Labels, prometheus_client::metrics::gauge::Gauge>,
     /// Sum of nanoseconds and count per stage, for the benchmark's breakdown.
     stage_totals: [(std::sync::atomic::AtomicU64, std::sync::atomic::AtomicU64); Stage::ALL.len()],
 }
@@ -73,6 +76,7 @@ impl Metrics {
             stages: Family::new_with_constructor(|| {
                 Histogram::new([0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0])
             }),
+            verification_keys: Family::default(),
             stage_totals: Default::default(),
             registry: Registry::default(),
             expiry_registry: Registry::with_prefix("switchyard"),
@@ -86,6 +90,11 @@ impl Metrics {
         registry.register("lag_seconds", "Vendor event timestamp to published on the bus", m.lag.clone());
         registry.register("handling_seconds", "Time to answer a callback", m.handling.clone());
         registry.register("stage_seconds", "Time per step of the request path (claim, publish, mark_published, verify)", m.stages.clone());
+        registry.register(
+            "verification_key_info",
+            "Webhook verification keys fetched from the vendor's endpoint (1 each), by provider, kid, algorithm and state (live, expired)",
+            m.verification_keys.clone(),
+        );
         let mut expiry_registry = Registry::with_prefix("switchyard");
         expiry_registry.register_collector(Box::new(m.certificates.clone()));
         Self { registry, expiry_registry, ..m }
@@ -93,6 +102,19 @@ impl Metrics {
 
     fn provider(provider: &str) -> Labels {
         vec![("provider", provider.to_owned())]
+    }
+
+    /// Reports the keys a provider has fetched so far.
+    pub fn verification_keys(&self, provider: &str, keys: &[switchyard_adapters::webhooks::plaid::VerificationKey], now_ms: i64) {
+        for k in keys {
+            let expired = k.expired_at_s.is_some_and(|t| t * 1000 <= now_ms);
+            let labels = |state: &str| {
+                vec![("provider", provider.to_owned()), ("kid", k.kid.clone()), ("alg", k.alg.clone()), ("state", state.to_owned())]
+            };
+            let (now, was) = if expired { ("expired", "live") } else { ("live", "expired") };
+            self.verification_keys.remove(&labels(was));
+            self.verification_keys.get_or_create(&labels(now)).set(1);
+        }
     }
 
     pub fn received(&self, provider: &str) {

@@ -40,6 +40,9 @@ pub fn build(config: &IngesterConfig) -> Result<HashMap<String, Arc<Provider>>, 
         if p.domain.is_empty() {
             return Err(IngesterError::Config(format!("{field}.domain is empty")));
         }
+        if vendor == WebhookVendor::Plaid && p.key_endpoint.is_none() {
+            return Err(IngesterError::Config(format!("{field}.key_endpoint: Plaid's keys come from /webhook_verification_key/get; give base_url and client_id")));
+        }
         let keys = load_keys(p, &field)?;
         let scheme = scheme(vendor, p, &crate::rotation::values(&keys))?;
         let limiter = p.rate_limit.map(|r| TokenBucket::new(r.per_second, r.burst));
@@ -120,6 +123,14 @@ fn scheme(vendor: WebhookVendor, p: &ProviderConfig, raw: &[(String, switchyard_
                 })
                 .collect::<Result<_, IngesterError>>()?,
         },
+        WebhookVendor::Plaid => {
+            let endpoint = p.key_endpoint.as_ref().ok_or_else(|| {
+                IngesterError::Config("key_endpoint: Plaid's keys come from /webhook_verification_key/get; give base_url and client_id".to_owned())
+            })?;
+            // The newest value: during a secret rotation the new one fetches.
+            let (_, secret, _) = raw.last().ok_or_else(|| IngesterError::Config("keys: Plaid's API secret is needed".to_owned()))?;
+            Scheme::PlaidJwt { keys: std::sync::Arc::new(webhooks::plaid::PlaidKeys::new(&endpoint.base_url, &endpoint.client_id, secret.clone())) }
+        }
         WebhookVendor::Wise => Scheme::WiseRsa {
             keys: raw
                 .iter()
@@ -141,7 +152,7 @@ mod tests {
         let text = "bind: 127.0.0.1:1\nkafka: {brokers: b, group_id: g}\nschema_registry_url: u\ndatabase_url: d\nproviders: {}\n";
         let mut c: IngesterConfig = serde_norway::from_str(text).expect("base");
         let key = KeyConfig { env: None, file: None, value: Some(key.into()), not_after: not_after.map(str::to_owned) };
-        c.providers.insert(vendor.into(), ProviderConfig { vendor: None, domain: "payouts".into(), keys: vec![key], tolerance_s: 300, rate_limit: None, allow_from: Vec::new(), rotation: Default::default() });
+        c.providers.insert(vendor.into(), ProviderConfig { vendor: None, domain: "payouts".into(), keys: vec![key], tolerance_s: 300, rate_limit: None, allow_from: Vec::new(), rotation: Default::default(), key_endpoint: None });
         c
     }
 
@@ -171,5 +182,6 @@ mod tests {
         assert!(build(&config("stripe", "whsec_x", Some("2026-12-01T00:00:00Z"))).is_ok());
         assert!(error(&config("marqeta", "no-colon", None)).contains("providers.marqeta.keys[0]: expected username:password"));
         assert!(build(&config("marqeta", "switchyard:s3cret", None)).is_ok());
+        assert!(error(&config("plaid", "secret", None)).contains("providers.plaid.key_endpoint"), "Plaid without its key endpoint");
     }
 }

@@ -74,13 +74,29 @@ async fn handle(app: &Ingester, p: &Provider, headers: &HeaderMap, body: Result<
         }
     }
     let now = switchyard_canonical::now_ms();
+    if let Some(keys) = p.scheme.plaid_keys() {
+        // Keys fetched from the vendor: an unknown kid is asked for before
+        // the (synchronous) verification; an unreachable endpoint is no
+        // verdict on the callback, so the vendor is asked to retry.
+        let fetched = keys.prepare(headers, now).await;
+        app.metrics.verification_keys(&p.name, &keys.keys(), now);
+        if let Err(e) = fetched {
+            app.metrics.refused(&p.name, "key_endpoint_unavailable");
+            tracing::warn!(provider = %p.name, error = %e, "verification key endpoint unavailable");
+            return retry_after(StatusCode::SERVICE_UNAVAILABLE, Duration::from_secs(5), "verification keys unavailable");
+        }
+    }
     let events = match verify_and_map(p, headers, &body, now) {
         Ok(e) => e,
         Err(refusal) => {
             app.metrics.refused(&p.name, refusal.label());
             tracing::info!(provider = %p.name, reason = refusal.label(), "callback refused");
             let status = match refusal {
-                Refusal::BadSignature | Refusal::StaleTimestamp => StatusCode::UNAUTHORIZED,
+                Refusal::BadSignature
+                | Refusal::StaleTimestamp
+                | Refusal::WrongAlgorithm
+                | Refusal::UnknownKey
+                | Refusal::ExpiredKey => StatusCode::UNAUTHORIZED,
                 _ => StatusCode::BAD_REQUEST,
             };
             return (status, refusal.to_string()).into_response();

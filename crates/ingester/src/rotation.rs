@@ -30,6 +30,15 @@ impl SchemeCell {
         scheme.verify(headers, body, now_ms)
     }
 
+    /// The fetched-key cache of a scheme whose keys come from the vendor's
+    /// endpoint (Plaid): filled before the synchronous [`Self::verify`].
+    pub fn plaid_keys(&self) -> Option<Arc<switchyard_adapters::webhooks::plaid::PlaidKeys>> {
+        match &**self.0.read().unwrap_or_else(|e| e.into_inner()) {
+            Scheme::PlaidJwt { keys } => Some(keys.clone()),
+            _ => None,
+        }
+    }
+
     fn replace(&self, scheme: Scheme) {
         *self.0.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(scheme);
     }

@@ -23,6 +23,9 @@
 //!   (all HTTP 400, as Plaid documents), `RATE_LIMIT_EXCEEDED` (429),
 //!   `INTERNAL_SERVER_ERROR` (`API_ERROR`, 500).
 //!
+//! - `/webhook_verification_key/get` and signed webhooks: see [`webhooks`];
+//!   [`PlaidSimulator::send_webhook`] delivers one, any number of times.
+//!
 //! Faults are set through [`PlaidSimulator`]'s methods: an institution down
 //! for a while, not responding for a number of calls, a sync that fails
 //! after some pages, a login that needs repair, a product not ready, rate
@@ -34,6 +37,7 @@
 //! with the item's existing access token).
 
 mod data;
+pub mod webhooks;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -117,6 +121,9 @@ struct Sim {
     requests: AtomicU64,
     auth_failures: AtomicU64,
     injected: AtomicU64,
+    /// Webhook signing keys, the current one last.
+    signing: Mutex<Vec<webhooks::SigningKey>>,
+    http: reqwest::Client,
 }
 
 impl Sim {
@@ -159,12 +166,16 @@ pub async fn spawn_plaid(cfg: PlaidConfig) -> std::io::Result<PlaidSimulator> {
         requests: AtomicU64::new(0),
         auth_failures: AtomicU64::new(0),
         injected: AtomicU64::new(0),
+        signing: Mutex::new(vec![webhooks::SigningKey::generate(now_ms() / 1000)]),
+        http: reqwest::Client::new(),
     });
     let mut api = Router::new();
     for path in ENDPOINTS {
         api = api.route(path, post(move |s: State<Arc<Sim>>, h: HeaderMap, b: Bytes| call(s, h, b, path)));
     }
+    const KEY_GET: &str = "/webhook_verification_key/get";
     let api = api
+        .route(KEY_GET, post(move |s: State<Arc<Sim>>, h: HeaderMap, b: Bytes| call(s, h, b, KEY_GET)))
         .with_state(Arc::clone(&sim));
     let handle = crate::server::spawn(cfg.bind, api, sim.clone(), "plaid").await?;
     Ok(PlaidSimulator { handle, sim })
@@ -278,6 +289,50 @@ impl PlaidSimulator {
         self.sim.lock().faults.latency = latency;
     }
 
+    /// The id of the key webhooks are signed with now.
+    pub fn webhook_kid(&self) -> String {
+        self.sim.signing.lock().unwrap_or_else(|p| p.into_inner()).last().map(|k| k.kid.clone()).unwrap_or_default()
+    }
+
+    /// Starts signing with a new key; the old one stays served, expired
+    /// from now on (`expired_at`), as Plaid rotates.
+    pub fn rotate_webhook_key(&self) {
+        let now_s = now_ms() / 1000;
+        let mut keys = self.sim.signing.lock().unwrap_or_else(|p| p.into_inner());
+        for k in keys.iter_mut() {
+            k.expired_at_s.get_or_insert(now_s);
+        }
+        keys.push(webhooks::SigningKey::generate(now_s));
+    }
+
+    /// The `Plaid-Verification` header for `body` by the current key.
+    pub fn sign_webhook(&self, body: &[u8], iat_s: i64, alg: &str) -> String {
+        let keys = self.sim.signing.lock().unwrap_or_else(|p| p.into_inner());
+        keys.last().map(|k| k.sign(body, iat_s, alg)).unwrap_or_default()
+    }
+
+    /// POSTs `body` to `url`, `copies` times in a row (an injected duplicate:
+    /// Plaid may deliver a webhook more than once), each copy freshly signed
+    /// and retried on 409, 429, 5xx or no answer, up to 20 times 100 ms apart,
+    /// as Plaid retries. Returns each copy's last status (0: no answer).
+    pub async fn send_webhook(&self, url: &str, body: &[u8], copies: usize) -> Vec<u16> {
+        let mut statuses = Vec::with_capacity(copies);
+        for _ in 0..copies {
+            let mut status = 0;
+            for _ in 0..20 {
+                let token = self.sign_webhook(body, now_ms() / 1000, "ES256");
+                let sent = self.sim.http.post(url).header("content-type", "application/json").header("Plaid-Verification", token).body(body.to_vec()).send().await;
+                status = sent.map_or(0, |r| r.status().as_u16());
+                if !matches!(status, 0 | 409 | 429 | 500..=599) {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            statuses.push(status);
+        }
+        statuses
+    }
+
     pub async fn shutdown(self) {
         self.handle.shutdown().await;
     }
@@ -377,7 +432,17 @@ async fn call(State(sim): State<Arc<Sim>>, headers: HeaderMap, body: Bytes, path
             None => plaid_error("INVALID_INPUT", "INVALID_ACCESS_TOKEN", "provided access token is invalid", None),
         }),
         "/transactions/sync" => sync(&sim, &body),
+        "/webhook_verification_key/get" => verification_key(&sim, &body),
         _ => plaid_error("INVALID_REQUEST", "UNKNOWN_FIELDS", "no such endpoint", None),
+    }
+}
+
+fn verification_key(sim: &Sim, body: &Value) -> Response {
+    let Some(key_id) = str_field(body, "key_id") else { return missing("key_id") };
+    let keys = sim.signing.lock().unwrap_or_else(|p| p.into_inner());
+    match keys.iter().find(|k| k.kid == key_id) {
+        Some(k) => ok(json!({ "key": k.jwk(), "request_id": request_id() })),
+        None => plaid_error("INVALID_INPUT", "INVALID_WEBHOOK_VERIFICATION_KEY_ID", "invalid key_id provided", None),
     }
 }
 

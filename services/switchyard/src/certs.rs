@@ -1,6 +1,14 @@
 //! `switchyard certs --config <file>...`: every certificate and PEM key a
 //! deployment's worker and ingester configs name, with subject, issuer,
 //! not-after and days left. Private keys are never opened.
+//!
+//! Keys a vendor serves from its own endpoint (Plaid's
+//! `/webhook_verification_key/get`) are listed as that endpoint
+//! (`jwks_endpoint`), not fetched here: Plaid answers one `kid` at a time and
+//! has no list, so only the running ingester knows which keys are in use, and
+//! an inventory run would need the production API secret and a call to Plaid.
+//! The ingester exports those it fetched as
+//! `switchyard_webhooks_verification_key_info{provider,kid,alg,state}`.
 
 use anyhow::{bail, Context, Result};
 use clap::Args;

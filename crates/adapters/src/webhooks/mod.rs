@@ -5,6 +5,7 @@
 //! the canonical [`ProviderEvent`] in its own module (`payouts::stripe::webhook`,
 //! `payouts::adyen::webhook`, `payouts::wise::webhook`, `cards::lithic::webhook`,
 //! `cards::marqeta::webhook` (a delivery is a batch of up to ten events),
+//! `plaid` (open banking: scheme and mapping in one module),
 //! and for the check vendors `kyc::{onfido,sumsub}::webhook`,
 //! `aml::comply_advantage::webhook`, `fraud::{sardine,seon}::webhook`).
 //! Vendor JSON types never leave those modules. OpenSanctions answers
@@ -24,6 +25,7 @@ mod der;
 mod helpers;
 mod digest_body;
 mod hmac_body;
+pub mod plaid;
 mod rsa_body;
 mod standard;
 mod stripe_signature;
@@ -47,6 +49,15 @@ pub enum Refusal {
     StaleTimestamp,
     #[error("payload: {0}")]
     MalformedPayload(String),
+    /// An asymmetric scheme's token names another algorithm than the vendor's.
+    #[error("signing algorithm is not the vendor's")]
+    WrongAlgorithm,
+    /// The key the token names is not known to the vendor's key endpoint.
+    #[error("unknown signing key")]
+    UnknownKey,
+    /// The key the token names has expired.
+    #[error("signing key has expired")]
+    ExpiredKey,
 }
 
 impl Refusal {
@@ -58,6 +69,9 @@ impl Refusal {
             Refusal::BadSignature => "bad_signature",
             Refusal::StaleTimestamp => "stale_timestamp",
             Refusal::MalformedPayload(_) => "malformed_payload",
+            Refusal::WrongAlgorithm => "wrong_algorithm",
+            Refusal::UnknownKey => "unknown_key",
+            Refusal::ExpiredKey => "expired_key",
         }
     }
 }
@@ -100,6 +114,10 @@ pub enum Scheme {
     /// (`username:password` keys). Nothing signs a timestamp, so the dedup
     /// store is the replay protection, as for the body-only schemes.
     MarqetaBasic { credentials: Vec<Timed<BasicCredentials>> },
+    /// Plaid `Plaid-Verification: <ES256 JWT>` with keys from
+    /// `/webhook_verification_key/get` (see [`plaid`]); the caller runs
+    /// [`plaid::PlaidKeys::prepare`] first, as fetching is async.
+    PlaidJwt { keys: std::sync::Arc<plaid::PlaidKeys> },
 }
 
 /// A `username:password` pair a vendor presents as HTTP Basic auth.
@@ -183,6 +201,7 @@ impl Scheme {
                 }
                 outcome.map(|()| plain)
             }
+            Scheme::PlaidJwt { keys } => keys.verify(headers, body, now_ms).map(|()| plain),
         }
     }
 }
@@ -260,14 +279,15 @@ pub enum WebhookVendor {
     Sardine,
     Seon,
     Marqeta,
+    Plaid,
 }
 
 impl WebhookVendor {
     /// Every vendor name [`WebhookVendor::parse`] knows, for error messages.
     pub const NAMES: &'static [&'static str] =
-        &["stripe", "adyen", "wise", "lithic", "onfido", "sumsub", "complyadvantage", "sardine", "seon", "marqeta"];
+        &["stripe", "adyen", "wise", "lithic", "onfido", "sumsub", "complyadvantage", "sardine", "seon", "marqeta", "plaid"];
 
-    pub const ALL: [WebhookVendor; 10] = [
+    pub const ALL: [WebhookVendor; 11] = [
         Self::Stripe,
         Self::Adyen,
         Self::Wise,
@@ -278,6 +298,7 @@ impl WebhookVendor {
         Self::Sardine,
         Self::Seon,
         Self::Marqeta,
+        Self::Plaid,
     ];
 
     /// The digest the ingester's dedup compares for one event of a
@@ -310,6 +331,7 @@ impl WebhookVendor {
             "sardine" => Some(Self::Sardine),
             "seon" => Some(Self::Seon),
             "marqeta" => Some(Self::Marqeta),
+            "plaid" => Some(Self::Plaid),
             _ => None,
         }
     }
@@ -345,6 +367,7 @@ impl WebhookVendor {
             Self::ComplyAdvantage => crate::aml::comply_advantage::webhook::map(body, verified),
             Self::Sardine => crate::fraud::sardine::webhook::map(body, verified),
             Self::Seon => crate::fraud::seon::webhook::map(body, verified),
+            Self::Plaid => plaid::map(body, verified.verified_at_ms),
         }
     }
 }
