@@ -1,6 +1,7 @@
 //! Trace export over OTLP: one payout (command -> worker -> vendor call ->
 //! outcome) arrives at an OTLP/HTTP receiver as one trace whose spans are
-//! all connected, parented on the command's `traceparent`, and the vendor
+//! all connected (claim, vendor call, store under the handler), parented on
+//! the command's `traceparent`, and the vendor
 //! and the outcome's consumers are handed ids of spans in that trace.
 //!
 //! The receiver is in the test: an axum server accepting protobuf at
@@ -210,6 +211,11 @@ async fn one_payout_is_one_connected_trace_from_command_to_outcome() -> Result<(
     assert_eq!(consume.len(), 1, "one consumed command: {spans:#?}");
     assert_eq!(by_id[consume[0].parent_id.as_str()].name, "publish", "the command's consume hangs under its publish");
     assert!(named("decode").iter().any(|s| ancestors(s).contains(&"consume".to_owned())), "decode inside consume: {spans:#?}");
+    for step in ["claim", "store"] {
+        let found = named(step);
+        assert_eq!(found.len(), 1, "one {step} span: {spans:#?}");
+        assert_eq!(ancestors(found[0]).first().map(String::as_str), Some("payout"), "{step} is the handler's child: {spans:#?}");
+    }
     let calls = named("vendor_call");
     assert!(!calls.is_empty(), "the vendor call is a span: {spans:#?}");
     for call in &calls {

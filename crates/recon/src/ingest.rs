@@ -14,12 +14,14 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
-use switchyard_bus::{AvroDecoder, KafkaConfig, RegistryClient};
+use switchyard_bus::{AvroDecoder, Direction, KafkaConfig, MessagePosition, PositionSink, RegistryClient};
 use switchyard_canonical::card_event::CardEvent;
 use switchyard_canonical::card_transaction::CardTransaction;
 use switchyard_canonical::{LedgerPosting, PayoutCommand, PayoutOutcome, ProviderEvent};
 use crate::card_rules;
 use crate::engine::Engine;
+use crate::flows::FlowLatency;
+use switchyard_canonical::onboarding::OnboardingEvent;
 use switchyard_store::recon::{CardFact, CardFactKind, CardPostingFact, CommandRecord, EventFact, FactBatch, OutcomeFact, PostingFact};
 use tokio_util::sync::CancellationToken;
 
@@ -30,6 +32,7 @@ pub const PAYOUT_COMMAND_SCHEMA: &str = include_str!("../../../schemas/payouts/P
 pub const DISCREPANCY_SCHEMA: &str = include_str!("../../../schemas/recon/Discrepancy.v1.avsc");
 pub const CARD_TRANSACTION_SCHEMA: &str = include_str!("../../../schemas/cards/CardTransaction.v1.avsc");
 pub const CARD_EVENT_SCHEMA: &str = include_str!("../../../schemas/cards/CardEvent.v1.avsc");
+pub const ONBOARDING_EVENT_SCHEMA: &str = include_str!("../../../schemas/onboarding/OnboardingEvent.v1.avsc");
 
 /// The topics the reconciler reads and writes.
 #[derive(Debug, Clone)]
@@ -44,6 +47,8 @@ pub struct ReconTopics {
     /// none leaves card postings without facts (reported as unexpected).
     pub card_transactions: Option<String>,
     pub card_events: Option<String>,
+    /// Onboarding transitions, read only for flow latency ([`crate::flows`]).
+    pub onboarding_events: Option<String>,
 }
 
 impl ReconTopics {
@@ -57,6 +62,7 @@ impl ReconTopics {
             commands: Some(format!("{prefix}payouts.commands.v1")),
             card_transactions: Some(format!("{prefix}cards.transactions.v1")),
             card_events: Some(format!("{prefix}cards.events.v1")),
+            onboarding_events: Some(format!("{prefix}onboarding.events.v1")),
         }
     }
 }
@@ -123,11 +129,18 @@ pub struct Ingestor {
     commands: AvroDecoder,
     card_transactions: AvroDecoder,
     card_events: AvroDecoder,
+    onboarding_events: AvroDecoder,
     engine: Arc<Engine>,
     pub max_batch: usize,
     pub linger: Duration,
     pub range: Option<TimeRange>,
     pub stats: Arc<IngestStats>,
+    /// End-to-end flow latency, fed from the commands and events read here.
+    pub flows: Arc<FlowLatency>,
+    /// Where each consumed message is, for `switchyard trace` (ledger
+    /// postings have no other recorder: core banking publishes them). None
+    /// in the one-shot job, which re-reads what the service already recorded.
+    pub positions: Option<Arc<dyn PositionSink>>,
 }
 
 impl Ingestor {
@@ -137,6 +150,7 @@ impl Ingestor {
         names.extend(topics.commands.as_deref());
         names.extend(topics.card_transactions.as_deref());
         names.extend(topics.card_events.as_deref());
+        names.extend(topics.onboarding_events.as_deref());
         consumer.subscribe(&names)?;
         Ok(Self {
             consumer,
@@ -145,13 +159,16 @@ impl Ingestor {
             postings: AvroDecoder::new(registry.clone(), LEDGER_POSTING_SCHEMA)?,
             commands: AvroDecoder::new(registry.clone(), PAYOUT_COMMAND_SCHEMA)?,
             card_transactions: AvroDecoder::new(registry.clone(), CARD_TRANSACTION_SCHEMA)?,
-            card_events: AvroDecoder::new(registry, CARD_EVENT_SCHEMA)?,
+            card_events: AvroDecoder::new(registry.clone(), CARD_EVENT_SCHEMA)?,
+            onboarding_events: AvroDecoder::new(registry, ONBOARDING_EVENT_SCHEMA)?,
             topics,
             engine,
             max_batch: 5000,
             linger: Duration::from_millis(50),
             range: None,
             stats: Arc::default(),
+            flows: Arc::default(),
+            positions: None,
         })
     }
 
@@ -219,6 +236,11 @@ impl Ingestor {
             for ((topic, partition), offset) in last {
                 self.consumer.store_offset(topic, partition, offset)?;
             }
+            if let Some(sink) = &self.positions {
+                for m in &messages {
+                    sink.record(position(m)).await;
+                }
+            }
             self.stats.messages.fetch_add(messages.len() as u64, Ordering::Relaxed);
             self.stats.facts.fetch_add(batch.len() as u64, Ordering::Relaxed);
             self.stats.batches.fetch_add(1, Ordering::Relaxed);
@@ -249,7 +271,10 @@ impl Ingestor {
                 }
             } else if topic == self.topics.provider_events {
                 match self.events.decode::<ProviderEvent>(payload).await {
-                    Ok(e) if self.in_range(e.received_at_ms) => batch.events.push(event_fact(e)),
+                    Ok(e) if self.in_range(e.received_at_ms) => {
+                        self.flows.provider_event(&e);
+                        batch.events.push(event_fact(e));
+                    }
                     Ok(_) => {}
                     Err(e) => self.skip(m, &e.to_string()),
                 }
@@ -277,9 +302,15 @@ impl Ingestor {
             } else if self.topics.commands.as_deref() == Some(topic) {
                 // A command that does not decode is the worker's DLQ's business, not drift.
                 if let Ok(c) = self.commands.decode::<PayoutCommand>(payload).await {
+                    self.flows.command(&c);
                     if let Ok(json) = serde_json::to_string(&c) {
                         batch.commands.push(CommandRecord { subject_id: c.payout_id, idempotency_key: c.idempotency_key, command_json: json });
                     }
+                }
+            } else if self.topics.onboarding_events.as_deref() == Some(topic) {
+                // Read for flow latency only; the orchestrator's own consumers judge these.
+                if let Ok(e) = self.onboarding_events.decode::<OnboardingEvent>(payload).await {
+                    self.flows.onboarding(&e);
                 }
             }
         }
@@ -308,6 +339,18 @@ fn header(m: &BorrowedMessage<'_>, name: &str) -> Option<String> {
         .and_then(|h| h.value)
         .and_then(|v| std::str::from_utf8(v).ok())
         .map(str::to_owned)
+}
+
+/// Where `m` is, and the ids a trace looks it up by.
+fn position(m: &BorrowedMessage<'_>) -> MessagePosition {
+    MessagePosition {
+        direction: Direction::Consumed,
+        topic: m.topic().to_owned(),
+        partition: m.partition(),
+        offset: m.offset(),
+        key: m.key().map(String::from_utf8_lossy).unwrap_or_default().into_owned(),
+        correlation_id: header(m, switchyard_bus::HeaderName::CORRELATION_ID).unwrap_or_default(),
+    }
 }
 
 pub fn outcome_fact(o: PayoutOutcome, correlation_id: Option<String>) -> OutcomeFact {

@@ -10,6 +10,7 @@
 //! - [`track`]: findings to discrepancy records (open once, update, resolve, reopen).
 //! - [`engine`]: evaluates due subjects from the store in batches and
 //!   publishes what changed.
+//! - [`flows`]: end-to-end flow latency histograms from the timestamps on the bus.
 //! - [`ingest`]: consumes the topics into the store, offsets committed
 //!   only after the batch is stored.
 //! - [`settle`]: asks vendors about payouts stuck in `pending_unknown`.
@@ -18,6 +19,7 @@
 
 pub mod card_rules;
 pub mod engine;
+pub mod flows;
 pub mod ingest;
 pub mod metrics;
 pub mod rules;

@@ -2,6 +2,7 @@
 //! come from the running loops; open discrepancies and timers are read from
 //! the store at scrape time, so every instance reports the same truth.
 
+use crate::flows::FlowLatency;
 use crate::ingest::IngestStats;
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -19,6 +20,7 @@ use tokio_util::sync::CancellationToken;
 struct Admin {
     store: ReconStore,
     stats: Arc<IngestStats>,
+    flows: Arc<FlowLatency>,
 }
 
 /// Serves until `shutdown`; returns the bound address.
@@ -26,12 +28,13 @@ pub async fn serve(
     bind: SocketAddr,
     store: ReconStore,
     stats: Arc<IngestStats>,
+    flows: Arc<FlowLatency>,
     health: &switchyard_service::Health,
     shutdown: CancellationToken,
 ) -> std::io::Result<SocketAddr> {
     let listener = tokio::net::TcpListener::bind(bind).await?;
     let addr = listener.local_addr()?;
-    let app = Router::new().route("/metrics", get(render)).with_state(Admin { store, stats }).merge(health.router());
+    let app = Router::new().route("/metrics", get(render)).with_state(Admin { store, stats, flows }).merge(health.router());
     tokio::spawn(async move {
         let _ = axum::serve(listener, app).with_graceful_shutdown(async move { shutdown.cancelled().await }).await;
     });
@@ -68,5 +71,6 @@ async fn render(State(admin): State<Admin>) -> Result<String, StatusCode> {
         out,
         "# HELP switchyard_recon_timers Payouts waiting on a settlement window or deadline.\n# TYPE switchyard_recon_timers gauge\nswitchyard_recon_timers {timers}"
     );
+    admin.flows.render(&mut out);
     Ok(out)
 }

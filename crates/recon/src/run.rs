@@ -12,7 +12,8 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 use switchyard_adapters::payouts::PayoutProvider;
-use switchyard_bus::{AvroEncoder, KafkaConfig, Publisher, RegistryClient};
+use switchyard_bus::{AvroEncoder, KafkaConfig, PositionSink, Publisher, RegistryClient};
+use switchyard_service::positions::StorePositions;
 use switchyard_canonical::{now_ms, Discrepancy, DiscrepancyStatus};
 use switchyard_routing::PartnerCatalog;
 use switchyard_store::recon::{ReconStore, Tally};
@@ -94,9 +95,14 @@ async fn engine(config: &ReconConfig, store: &ReconStore, publisher: Publisher) 
 pub async fn start(config: ReconConfig, shutdown: CancellationToken) -> Result<RunningReconciler, ReconError> {
     let store = ReconStore::connect(&config.database_url, &config.scope).await?;
     let registry = Arc::new(RegistryClient::new(&config.schema_registry_url)?);
-    let publisher = Publisher::new(&config.kafka)?;
+    // Message positions go to the audit log of the same database, where
+    // `switchyard trace` looks them up (as the workers' do).
+    let audit = switchyard_store::Store::connect(&config.database_url).await?;
+    let positions: Arc<dyn PositionSink> = Arc::new(StorePositions::new(audit.clone()));
+    let publisher = Publisher::new(&config.kafka)?.with_positions(positions.clone());
     let engine = Arc::new(engine(&config, &store, publisher.clone()).await?);
-    let ingestor = Ingestor::new(&config.kafka, registry, config.topics.clone(), engine.clone())?;
+    let mut ingestor = Ingestor::new(&config.kafka, registry, config.topics.clone(), engine.clone())?;
+    ingestor.positions = Some(positions);
     let stats = ingestor.stats.clone();
     let health = switchyard_service::Health::new();
     switchyard_service::checks::broker(&health, &config.kafka, &config.topics.postings)?;
@@ -112,7 +118,7 @@ pub async fn start(config: ReconConfig, shutdown: CancellationToken) -> Result<R
     switchyard_service::checks::producer(&health, publisher, shutdown.clone());
     let admin_addr = match config.admin_bind {
         Some(bind) => Some(
-            crate::metrics::serve(bind, store.clone(), stats.clone(), &health, shutdown.clone())
+            crate::metrics::serve(bind, store.clone(), stats.clone(), ingestor.flows.clone(), &health, shutdown.clone())
                 .await
                 .map_err(|e| ReconError::Config(format!("admin_bind {bind}: {e}")))?,
         ),
@@ -161,6 +167,8 @@ pub async fn start(config: ReconConfig, shutdown: CancellationToken) -> Result<R
     let join = tokio::spawn(async move {
         let ingested = ingest.await;
         let _ = evaluate.await;
+        // Positions still queued for the store: a clean stop loses none.
+        audit.flush_audit().await;
         match ingested {
             Ok(r) => r,
             Err(e) => Err(ReconError::Config(format!("ingest task: {e}"))),

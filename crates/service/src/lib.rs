@@ -10,6 +10,7 @@ pub mod certificates;
 pub mod checks;
 pub mod health;
 pub mod logging;
+pub mod positions;
 pub mod telemetry;
 
 pub use health::Health;

@@ -16,7 +16,7 @@ pub(crate) mod model;
 mod prom;
 
 use anyhow::{bail, Context, Result};
-use model::{breaches, contract, fmt_ms, fmt_pct, fmt_utc, BucketSize, Contract, Measure, Row, Window, NO_DATA};
+use model::{breaches, contract, fmt_ms, fmt_pct, fmt_utc, BucketSize, Contract, Flow, Measure, Row, Window, NO_DATA};
 use std::fmt::Write as _;
 use std::path::PathBuf;
 use switchyard_routing::PartnerCatalog;
@@ -57,6 +57,9 @@ pub(crate) struct Scorecard {
     pub(crate) rows: Vec<(Row, Option<Contract>)>,
     /// Audit entries that could not be read.
     pub(crate) unreadable: u64,
+    /// End-to-end flow latency per domain flow, the first line; `None` when
+    /// the source has no such figure (the audit log records vendor calls only).
+    pub(crate) flows: Option<Vec<Flow>>,
 }
 
 pub(crate) async fn run(args: ScorecardArgs) -> Result<()> {
@@ -76,8 +79,13 @@ pub(crate) async fn run(args: ScorecardArgs) -> Result<()> {
             None
         }
     };
+    let mut flows = None;
     let (source, rows, unreadable) = match (&args.prometheus, &args.database_url) {
-        (Some(url), _) => (format!("Prometheus at {url}"), prom::load(&prom::Prometheus::new(url)?, &window).await?, 0),
+        (Some(url), _) => {
+            let prometheus = prom::Prometheus::new(url)?;
+            flows = Some(prom::flows(&prometheus, &window).await?);
+            (format!("Prometheus at {url}"), prom::load(&prometheus, &window).await?, 0)
+        }
         (None, Some(url)) => {
             let store = switchyard_store::Store::connect(url).await.context("connecting to the store")?;
             let (rows, unreadable) = audit::load(&store, &window).await?;
@@ -86,7 +94,7 @@ pub(crate) async fn run(args: ScorecardArgs) -> Result<()> {
         (None, None) => bail!("give --prometheus URL, or --database-url URL (or DATABASE_URL) for the audit log"),
     };
     let rows = rows.into_iter().map(|r| { let c = contract(catalog.as_ref(), &r.provider); (r, c) }).collect();
-    let card = Scorecard { source, catalog: args.catalog.display().to_string(), window, min_calls: args.min_calls, rows, unreadable };
+    let card = Scorecard { source, catalog: args.catalog.display().to_string(), window, min_calls: args.min_calls, rows, unreadable, flows };
     print!("{}", text(&card));
     if let Some(path) = &args.html {
         std::fs::write(path, html::render(&card)).with_context(|| format!("writing {}", path.display()))?;
@@ -121,6 +129,15 @@ pub(crate) fn text(card: &Scorecard) -> String {
     let _ = writeln!(out, "Contracts from {}; a bucket is judged with at least {} calls.", card.catalog, card.min_calls);
     if card.unreadable > 0 {
         let _ = writeln!(out, "{} audit entries could not be read and are left out.", card.unreadable);
+    }
+    if let Some(flows) = &card.flows {
+        let _ = writeln!(out, "\nflow latency, end to end (from the bus)");
+        if flows.is_empty() {
+            let _ = writeln!(out, "  no flow completed in this window");
+        }
+        for f in flows {
+            let _ = writeln!(out, "  {:<38} {}", format!("{} / {}", f.domain, f.flow), flow_figures(f));
+        }
     }
     if card.rows.is_empty() {
         let _ = writeln!(out, "\nno vendor calls in this window");
@@ -185,6 +202,12 @@ pub(crate) fn row_breaches(card: &Scorecard, row: &Row, c: &Contract) -> Vec<mod
 }
 
 /// Seconds as `2h 05m 10s`.
+/// One flow's line: how many, and p50 / p95 / p99.
+pub(crate) fn flow_figures(f: &Flow) -> String {
+    let q = |v: Option<f64>| v.map_or_else(|| "n/a".to_owned(), fmt_ms);
+    format!("{:.0} flows  p50 {}  p95 {}  p99 {}", f.count, q(f.p50_ms), q(f.p95_ms), q(f.p99_ms))
+}
+
 fn fmt_duration(secs: f64) -> String {
     let s = secs.round() as u64;
     match (s / 3600, s % 3600 / 60, s % 60) {
@@ -217,7 +240,7 @@ mod tests {
             ..Row::default()
         };
         let c = Contract { p99_ms: 1500.0, error_ratio: 0.01, timeout_ratio: 0.005, p95_ms: Some(1000.0), webhook_delay_ms: Some(60_000.0) };
-        let card = Scorecard { source: "test".into(), catalog: "partners.yaml".into(), window, min_calls: 20.0, rows: vec![(row, Some(c))], unreadable: 0 };
+        let card = Scorecard { source: "test".into(), catalog: "partners.yaml".into(), window, min_calls: 20.0, rows: vec![(row, Some(c))], unreadable: 0, flows: None };
         let out = text(&card);
         let line = |name: &str| out.lines().find(|l| l.trim_start().starts_with(name)).map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "));
         assert_eq!(line("calls").as_deref(), Some("calls 120"));
@@ -239,5 +262,22 @@ mod tests {
                 "breach               webhook delay 1970-01-01 02:00 UTC -> 1970-01-01 04:00 UTC  (2 h, worst 120.0 s)",
             ]
         );
+    }
+
+    #[test]
+    fn flow_latency_is_the_first_line_when_the_source_has_it() {
+        let window = Window { from_ms: 0, to_ms: BucketSize::Hour.ms(), bucket: BucketSize::Hour };
+        let row = Row { domain: "payouts".into(), provider: "stripe".into(), ..Row::default() };
+        let flow = Flow { domain: "payouts".into(), flow: "command_to_paid".into(), count: 20.0, p50_ms: Some(2100.0), p95_ms: Some(41_000.0), p99_ms: None };
+        let mut card = Scorecard { source: "t".into(), catalog: "c".into(), window, min_calls: 20.0, rows: vec![(row, None)], unreadable: 0, flows: Some(vec![flow]) };
+        let out = text(&card);
+        let figures: Vec<_> = out.lines().skip(2).filter(|l| !l.is_empty()).map(|l| l.split_whitespace().collect::<Vec<_>>().join(" ")).collect();
+        assert_eq!(figures[0], "flow latency, end to end (from the bus)");
+        assert_eq!(figures[1], "payouts / command_to_paid 20 flows p50 2100 ms p95 41.0 s p99 n/a");
+        assert_eq!(figures[2], "payouts / stripe");
+        card.flows = Some(vec![]);
+        assert!(text(&card).contains("no flow completed in this window"));
+        card.flows = None;
+        assert!(!text(&card).contains("flow latency"), "the audit log has no flow figure");
     }
 }

@@ -209,7 +209,8 @@ impl PayoutHandler {
             lease_owner: attempt::owner_token(),
             lease_ttl_ms: i64::try_from(self.lease_ttl.as_millis()).unwrap_or(i64::MAX),
         };
-        let record = match crate::answer::claim(&self.store, &self.metrics, claim, "payout").await? {
+        let claimed = crate::answer::claim(&self.store, &self.metrics, claim, "payout").instrument(switchyard_bus::telemetry::child_span("claim")).await?;
+        let record = match claimed {
             Ok(record) => record,
             Err(collision) => return self.publish(&ctx, &PayoutOutcome::rejected(&command, collision), &command).await,
         };
@@ -296,7 +297,7 @@ impl PayoutHandler {
                     attempts: i64::from(outcome.attempts),
                 };
                 let started = Instant::now();
-                self.store.complete(completion).await.map_err(store_down)?;
+                self.store.complete(completion).instrument(switchyard_bus::telemetry::child_span("store")).await.map_err(store_down)?;
                 self.metrics.stage(Stage::Complete, started.elapsed());
                 self.publish(ctx, &outcome, command).await
             }

@@ -230,6 +230,16 @@ pub(crate) fn render(card: &Scorecard) -> String {
     if card.unreadable > 0 {
         let _ = write!(s, "<p class=\"muted\">{} audit entries could not be read and are left out.</p>", card.unreadable);
     }
+    if let Some(flows) = &card.flows {
+        s.push_str("<section class=\"flows\"><h2>Flow latency, end to end</h2><table class=\"figures\">");
+        if flows.is_empty() {
+            s.push_str("<tr><td>No flow completed in this window.</td></tr>");
+        }
+        for f in flows {
+            let _ = write!(s, "<tr data-flow=\"{}/{}\"><th>{} / {}</th><td>{}</td></tr>", esc(&f.domain), esc(&f.flow), esc(&f.domain), esc(&f.flow), esc(&super::flow_figures(f)));
+        }
+        s.push_str("</table></section>");
+    }
     if card.rows.is_empty() {
         s.push_str("<p>No vendor calls in this window.</p>");
     }
@@ -281,6 +291,7 @@ mod tests {
             min_calls: 20.0,
             rows: vec![(row, Some(c))],
             unreadable: 0,
+            flows: None,
         };
         let page = render(&card);
         assert!(!page.contains("<script") && !page.contains("http://") && !page.contains("https://"), "self-contained");

@@ -156,6 +156,19 @@ pub(crate) struct Row {
     pub(crate) shadow: Option<(f64, f64)>,
 }
 
+/// One end-to-end flow of a domain (`switchyard_flow_duration_seconds`,
+/// observed by the reconciler from the timestamps on the bus).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub(crate) struct Flow {
+    pub(crate) domain: String,
+    pub(crate) flow: String,
+    /// Flows completed in the window.
+    pub(crate) count: f64,
+    pub(crate) p50_ms: Option<f64>,
+    pub(crate) p95_ms: Option<f64>,
+    pub(crate) p99_ms: Option<f64>,
+}
+
 /// A partner's contracted SLA, as the catalog states it.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub(crate) struct Contract {

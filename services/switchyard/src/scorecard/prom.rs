@@ -5,7 +5,7 @@
 //! from `increase()`, which extrapolates. Beyond the audit log this source
 //! carries webhook delay, breaker state and shadow comparisons.
 
-use super::model::{Row, Stats, Window};
+use super::model::{Flow, Row, Stats, Window};
 use anyhow::{bail, Context, Result};
 use std::collections::BTreeMap;
 
@@ -15,6 +15,40 @@ const BUCKETS: &str = "switchyard_vendor_call_duration_seconds_bucket";
 const ERRORS: &str = r#"result!~"ok|found|not_found""#;
 const TIMEOUTS: &str = r#"result=~"timeout|408|504""#;
 const COLLISIONS: &str = r#"result="409""#;
+/// The reconciler's end-to-end flows; the workers' own series of the same
+/// name (command -> outcome, no `flow` label) are left out.
+const FLOWS: &str = r#"switchyard_flow_duration_seconds_bucket{flow!=""}"#;
+
+/// The flow-latency queries over `range`: count, then p50, p95, p99.
+fn flow_queries(range: &str) -> [String; 4] {
+    let quantile = |q: &str| format!("histogram_quantile({q}, sum by (domain, flow, le) (increase({FLOWS}[{range}])))");
+    [
+        format!(r#"sum by (domain, flow) (increase({}[{range}]))"#, FLOWS.replace("_bucket{", "_count{")),
+        quantile("0.50"),
+        quantile("0.95"),
+        quantile("0.99"),
+    ]
+}
+
+/// End-to-end flow latency per domain flow over the window.
+pub(crate) async fn flows(prom: &Prometheus, window: &Window) -> Result<Vec<Flow>> {
+    let whole = format!("{}s", (window.to_ms - window.from_ms).max(1000) / 1000);
+    let mut flows: BTreeMap<(String, String), Flow> = BTreeMap::new();
+    for (i, query) in flow_queries(&whole).iter().enumerate() {
+        for s in prom.instant(query, window.to_ms).await? {
+            let Some(&(_, v)) = s.points.first() else { continue };
+            let key = (s.label("domain").to_owned(), s.label("flow").to_owned());
+            let f = flows.entry(key.clone()).or_insert_with(|| Flow { domain: key.0, flow: key.1, ..Flow::default() });
+            match i {
+                0 => f.count = v,
+                1 => f.p50_ms = Some(v * 1000.0),
+                2 => f.p95_ms = Some(v * 1000.0),
+                _ => f.p99_ms = Some(v * 1000.0),
+            }
+        }
+    }
+    Ok(flows.into_values().collect())
+}
 
 /// One series of a query's answer: its labels and `(unix ms, value)` points.
 #[derive(Debug, Clone, PartialEq)]
@@ -232,6 +266,13 @@ mod tests {
         assert_eq!(parse(&matrix).expect("matrix")[0].points, [(3_600_000, 1.0), (10_800_000, 3.0)]);
         let error = serde_json::json!({"status": "error", "errorType": "bad_data", "error": "parse error"});
         assert!(parse(&error).is_err());
+    }
+
+    #[test]
+    fn flow_queries_read_only_the_reconcilers_series() {
+        let [count, p50, ..] = flow_queries("3600s");
+        assert_eq!(count, r#"sum by (domain, flow) (increase(switchyard_flow_duration_seconds_count{flow!=""}[3600s]))"#);
+        assert!(p50.starts_with("histogram_quantile(0.50, sum by (domain, flow, le) (increase(switchyard_flow_duration_seconds_bucket{flow!=\"\"}[3600s])"), "{p50}");
     }
 
     #[test]
