@@ -10,7 +10,8 @@ use std::time::{Duration, Instant};
 use switchyard_bus::AvroDecoder;
 use switchyard_canonical::PayoutCommand;
 use switchyard_e2e::TestEnv;
-use switchyard_gateway::config::{GatewayConfig, GatewayTopics};
+use switchyard_adapters::secret::SecretSource;
+use switchyard_gateway::config::{GatewayConfig, GatewayTopics, RateLimitConfig, TeamConfig};
 use switchyard_gateway::payouts::{payout_id, PayoutRequest};
 use switchyard_gateway::{start_gateway, RunningGateway};
 use switchyard_simulators::stripe;
@@ -33,6 +34,28 @@ fn gateway_config(env: &TestEnv, brokers: Option<&str>) -> GatewayConfig {
         publish_timeout_ms: 1_500,
         lease_ms: 10_000,
         max_wait_ms: 10_000,
+        teams: vec![
+            team(PAYMENTS, PAYMENTS_KEY, &["payouts:write", "payouts:read"]),
+            team("portal", PORTAL_KEY, &["payouts:write"]),
+            team("ops", OPS_KEY, &["payouts:read"]),
+            TeamConfig { rate_limit: Some(RateLimitConfig { per_second: 1, burst: 2 }), ..team("batch", BATCH_KEY, &["payouts:read"]) },
+        ],
+    }
+}
+
+const PAYMENTS: &str = "payments";
+const PAYMENTS_KEY: &str = "sk-test-payments-0f3a";
+const PORTAL_KEY: &str = "sk-test-portal-77c1";
+const OPS_KEY: &str = "sk-test-ops-19be";
+/// A team limited to 1 request/s with a burst of 2.
+const BATCH_KEY: &str = "sk-test-batch-5d20";
+
+fn team(name: &str, key: &str, scopes: &[&str]) -> TeamConfig {
+    TeamConfig {
+        name: name.into(),
+        api_keys: vec![SecretSource::inline(key)],
+        scopes: scopes.iter().map(|s| (*s).to_owned()).collect(),
+        rate_limit: None,
     }
 }
 
@@ -49,15 +72,28 @@ fn body(amount_minor: i64) -> Value {
 struct Client {
     http: reqwest::Client,
     base: String,
+    /// Sent as `Authorization: Bearer`, when set.
+    key: Option<&'static str>,
 }
 
 impl Client {
     fn new(gateway: &RunningGateway) -> Self {
-        Self { http: reqwest::Client::new(), base: format!("http://{}", gateway.addr) }
+        Self::as_key(gateway, Some(PAYMENTS_KEY))
+    }
+
+    fn as_key(gateway: &RunningGateway, key: Option<&'static str>) -> Self {
+        Self { http: reqwest::Client::new(), base: format!("http://{}", gateway.addr), key }
+    }
+
+    fn authorized(&self, request: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+        match self.key {
+            Some(key) => request.bearer_auth(key),
+            None => request,
+        }
     }
 
     async fn post(&self, key: Option<&str>, body: &Value, extra: &[(&'static str, &str)]) -> Result<(StatusCode, HeaderMap, Value)> {
-        let mut request = self.http.post(format!("{}/v1/payouts", self.base)).json(body);
+        let mut request = self.authorized(self.http.post(format!("{}/v1/payouts", self.base))).json(body);
         if let Some(key) = key {
             request = request.header("Idempotency-Key", key);
         }
@@ -70,7 +106,7 @@ impl Client {
     }
 
     async fn get(&self, path: &str, if_none_match: Option<&HeaderValue>) -> Result<(StatusCode, HeaderMap, String)> {
-        let mut request = self.http.get(format!("{}{path}", self.base));
+        let mut request = self.authorized(self.http.get(format!("{}{path}", self.base)));
         if let Some(etag) = if_none_match {
             request = request.header("If-None-Match", etag);
         }
@@ -174,7 +210,7 @@ async fn a_request_still_in_flight_is_answered_409_and_publishes_nothing() -> Re
     let store = switchyard_store::Store::connect(&switchyard_localstack::database_url()).await?;
     let requests = GatewayStore::open(&store).await?;
     let request: PayoutRequest = serde_json::from_value(body(700))?;
-    let digest = request.digest("anonymous");
+    let digest = request.digest(PAYMENTS);
     let claim = RequestClaim { domain: "payouts", idempotency_key: &key, request_digest: &digest, resource_id: &payout_id(&key), lease_ms: 60_000 };
     requests.claim(&claim).await?;
 
@@ -210,5 +246,110 @@ async fn without_a_broker_a_post_is_answered_503_and_its_retry_is_accepted_once_
     shutdown.cancel();
     down.join.await??;
     up.join.await??;
+    Ok(())
+}
+
+/// The audit entries of one correlation id, once the gateway's group
+/// commit has written them.
+async fn audited(store: &switchyard_store::Store, correlation_id: &str, want: usize) -> Result<Vec<switchyard_store::audit::AuditRecord>> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let rows: Vec<_> = store.audit_trail(&[correlation_id]).await?.into_iter().filter(|r| r.action == "gateway_call").collect();
+        if rows.len() >= want || Instant::now() > deadline {
+            return Ok(rows);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn teams_are_authenticated_scoped_kept_apart_and_every_call_is_audited() -> Result<()> {
+    let env = TestEnv::new("gw-auth").await?;
+    let shutdown = CancellationToken::new();
+    let gateway = start_gateway(gateway_config(&env, None), shutdown.clone()).await?;
+    let store = switchyard_store::Store::connect(&switchyard_localstack::database_url()).await?;
+    let key = format!("{}key-1", env.prefix);
+    let corr = |n: &str| format!("{}corr-{n}", env.prefix);
+
+    // The API description is public, and the one committed.
+    let served = reqwest::get(format!("http://{}/openapi.json", gateway.addr)).await?;
+    assert_eq!(served.status(), StatusCode::OK);
+    let committed = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../services/gateway/openapi.json"))?;
+    assert_eq!(served.text().await?, committed, "GET /openapi.json serves the committed document");
+
+    // No key, a forged key, a key with the wrong scheme: 401, no detail on which.
+    for (client, label) in [
+        (Client::as_key(&gateway, None), "none"),
+        (Client::as_key(&gateway, Some("sk-test-payments-0f3b")), "forged"),
+    ] {
+        let (status, headers, problem) = client.post(Some(&key), &body(100), &[("X-Correlation-Id", &corr(label))]).await?;
+        assert_problem(status, &headers, &problem, 401, "unauthenticated", "permanent");
+        assert!(headers.get("www-authenticate").is_some_and(|v| v.to_str().is_ok_and(|v| v.starts_with("Bearer"))));
+        let (status, _, _) = client.get("/v1/payouts?status=paid", None).await?;
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
+    }
+    let basic = reqwest::Client::new()
+        .get(format!("http://{}/v1/payouts?status=paid", gateway.addr))
+        .header("Authorization", format!("Basic {PAYMENTS_KEY}"))
+        .send()
+        .await?;
+    assert_eq!(basic.status(), StatusCode::UNAUTHORIZED, "only Bearer carries a key");
+
+    // A team that may only read: 403 on POST, 200 on GET.
+    let ops = Client::as_key(&gateway, Some(OPS_KEY));
+    let (status, headers, problem) = ops.post(Some(&key), &body(100), &[("X-Correlation-Id", &corr("ops"))]).await?;
+    assert_problem(status, &headers, &problem, 403, "forbidden", "permanent");
+    assert!(problem["detail"].as_str().is_some_and(|d| d.contains("payouts:write")), "{problem}");
+    assert_eq!(ops.get("/v1/payouts?status=paid", None).await?.0, StatusCode::OK);
+    // A team that may only write: 403 on GET.
+    let portal = Client::as_key(&gateway, Some(PORTAL_KEY));
+    assert_eq!(portal.get("/v1/payouts?status=paid", None).await?.0, StatusCode::FORBIDDEN);
+
+    // One key, two teams, the same body: the second is a collision, not a
+    // replay of the first team's answer.
+    let (status, _, accepted) = Client::new(&gateway).post(Some(&key), &body(100), &[("X-Correlation-Id", &corr("payments"))]).await?;
+    assert_eq!(status, StatusCode::ACCEPTED, "{accepted}");
+    let (status, headers, problem) = portal.post(Some(&key), &body(100), &[]).await?;
+    assert_problem(status, &headers, &problem, 422, "idempotency_collision", "permanent");
+
+    // Audited: the team (or `unauthenticated`), the correlation id, method
+    // and status; never the key or the body.
+    for (label, actor, status) in [("none", "unauthenticated", 401), ("forged", "unauthenticated", 401), ("ops", "ops", 403), ("payments", PAYMENTS, 202)] {
+        let rows = audited(&store, &corr(label), 1).await?;
+        assert_eq!(rows.len(), 1, "{label}: {rows:?}");
+        assert_eq!((rows[0].actor.as_str(), rows[0].subject_id.as_str()), (actor, "/v1/payouts"), "{label}");
+        let detail: Value = serde_json::from_str(&rows[0].detail)?;
+        assert_eq!((detail["method"].as_str(), detail["status"].as_u64()), (Some("POST"), Some(status)), "{label}");
+        for secret in [PAYMENTS_KEY, OPS_KEY, "sk-test-payments-0f3b", "Ada Lovelace", "DE89370400440532013000", key.as_str()] {
+            assert!(!rows[0].detail.contains(secret) && !rows[0].subject_id.contains(secret), "{label}: {rows:?}");
+        }
+    }
+    shutdown.cancel();
+    gateway.join.await??;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_team_over_its_rate_is_answered_429_with_retry_after_and_other_teams_are_not() -> Result<()> {
+    let env = TestEnv::new("gw-limit").await?;
+    let shutdown = CancellationToken::new();
+    let gateway = start_gateway(gateway_config(&env, None), shutdown.clone()).await?;
+    let (batch, ops) = (Client::as_key(&gateway, Some(BATCH_KEY)), Client::as_key(&gateway, Some(OPS_KEY)));
+    let list = "/v1/payouts?status=paid";
+    let started = Instant::now();
+    assert_eq!(batch.get(list, None).await?.0, StatusCode::OK);
+    assert_eq!(batch.get(list, None).await?.0, StatusCode::OK, "the burst");
+    let (status, headers, problem) = batch.get(list, None).await?;
+    assert_problem(status, &headers, &serde_json::from_str(&problem)?, 429, "rate_limited", "transient");
+    assert_eq!(headers.get("retry-after").and_then(|v| v.to_str().ok()), Some("1"));
+    assert!(started.elapsed() < Duration::from_millis(500), "three calls within the refill: {:?}", started.elapsed());
+    for _ in 0..5 {
+        assert_eq!(ops.get(list, None).await?.0, StatusCode::OK, "another team's bucket is its own");
+    }
+    // Retry-After is honest: after it, a token is back.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(batch.get(list, None).await?.0, StatusCode::OK);
+    shutdown.cancel();
+    gateway.join.await??;
     Ok(())
 }

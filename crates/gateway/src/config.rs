@@ -4,6 +4,7 @@
 use serde::Deserialize;
 use std::net::SocketAddr;
 use std::path::Path;
+use switchyard_adapters::secret::SecretSource;
 use switchyard_bus::KafkaConfig;
 
 use crate::GatewayError;
@@ -34,7 +35,46 @@ pub struct GatewayConfig {
     /// The longest `?wait=` a GET may hold a connection; longer asks are cut to it.
     #[serde(default = "default_max_wait_ms")]
     pub max_wait_ms: u64,
+    /// The consuming teams: who may call, with which keys, for what. A call
+    /// without a key of one of them is answered 401.
+    #[serde(default)]
+    pub teams: Vec<TeamConfig>,
 }
+
+/// One consuming team (a mobile back end, a case-management tool, ...).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TeamConfig {
+    /// Shown in the audit log and used in the idempotency digest, so a key
+    /// reused by another team is a collision, never a replay of the first
+    /// team's answer.
+    pub name: String,
+    /// Its API keys, each through the secret provider (env or file in
+    /// production). Several at once so a key can be rotated: add the new
+    /// one, move the callers, remove the old.
+    pub api_keys: Vec<SecretSource>,
+    /// `<domain>:<action>`, e.g. `payouts:write` (POST) and `payouts:read` (GET).
+    pub scopes: Vec<String>,
+    /// Token bucket: sustained requests per second and the burst above it.
+    /// Without it the team is not limited.
+    #[serde(default)]
+    pub rate_limit: Option<RateLimitConfig>,
+}
+
+/// A team's token bucket.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimitConfig {
+    /// Tokens added per second: the sustained rate.
+    pub per_second: u32,
+    /// Bucket size: how many requests may arrive at once after a quiet spell.
+    pub burst: u32,
+}
+
+/// Domains the gateway serves, the first half of every scope.
+pub const DOMAINS: &[&str] = &["payouts"];
+/// Actions: `write` for POST, `read` for GET.
+pub const ACTIONS: &[&str] = &["read", "write"];
 
 /// Topic names; test stacks prefix them.
 #[derive(Debug, Clone, Deserialize)]
@@ -79,6 +119,30 @@ impl GatewayConfig {
                 self.lease_ms
             )));
         }
+        let mut names = std::collections::HashSet::new();
+        for (i, team) in self.teams.iter().enumerate() {
+            if team.name.is_empty() || !names.insert(team.name.as_str()) {
+                return Err(GatewayError::Config(format!("teams[{i}].name must be set and unique")));
+            }
+            if team.api_keys.is_empty() {
+                return Err(GatewayError::Config(format!("teams[{i}].api_keys: team {} has no key", team.name)));
+            }
+            for scope in &team.scopes {
+                let known = scope.split_once(':').is_some_and(|(d, a)| DOMAINS.contains(&d) && ACTIONS.contains(&a));
+                if !known {
+                    return Err(GatewayError::Config(format!(
+                        "teams[{i}].scopes: {scope} is not <domain>:<action> with domain one of {} and action one of {}",
+                        DOMAINS.join(", "),
+                        ACTIONS.join(", ")
+                    )));
+                }
+            }
+            if let Some(limit) = team.rate_limit {
+                if limit.per_second == 0 || limit.burst == 0 {
+                    return Err(GatewayError::Config(format!("teams[{i}].rate_limit: per_second and burst must be positive")));
+                }
+            }
+        }
         if self.max_wait_ms > 60_000 {
             return Err(GatewayError::Config(format!("max_wait_ms ({}) must be at most 60000", self.max_wait_ms)));
         }
@@ -109,5 +173,16 @@ mod tests {
         assert!(text.contains("lease_ms: 6000"), "the example sets lease_ms");
         let err = GatewayConfig::parse(&text).expect_err("short lease");
         assert!(err.to_string().contains("lease_ms (6000) must be at least"), "{err}");
+    }
+
+    #[test]
+    fn teams_parse_and_unknown_scopes_are_refused() {
+        let config = GatewayConfig::parse(&example()).expect("example parses");
+        assert!(!config.teams.is_empty(), "the example shows a team");
+        assert!(config.teams.iter().all(|t| t.scopes.iter().all(|s| s.starts_with("payouts:"))));
+        let text = example().replace("payouts:read", "payouts:admin");
+        assert!(text.contains("payouts:admin"), "the example grants payouts:read");
+        let err = GatewayConfig::parse(&text).expect_err("unknown action");
+        assert!(err.to_string().contains("payouts:admin is not <domain>:<action>"), "{err}");
     }
 }

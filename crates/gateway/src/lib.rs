@@ -6,7 +6,9 @@
 //!
 //! # Layout
 //! - [`config`]: the configuration file.
+//! - [`auth`]: API keys and scopes per consuming team, and the audit entry of every call.
 //! - [`problem`]: RFC 9457 problem details with our error taxonomy.
+//! - [`openapi`]: the OpenAPI 3.1 document generated from the handlers.
 //! - [`payouts`]: the payout request, its canonical command and the view GET answers.
 //! - `routes`: the HTTP handlers (idempotency, publish, ETag, long polling).
 //! - `projection`: the consumer writing each resource's current state.
@@ -16,7 +18,9 @@
 //! the worker's claim); the gateway's own record of it lives in
 //! `switchyard_store::gateway`.
 
+pub mod auth;
 pub mod config;
+pub mod openapi;
 pub mod payouts;
 pub mod problem;
 mod projection;
@@ -57,6 +61,10 @@ pub(crate) struct Gateway {
     publisher: std::sync::RwLock<Publisher>,
     kafka: switchyard_bus::KafkaConfig,
     pub(crate) store: GatewayStore,
+    /// The consuming teams and their keys.
+    pub(crate) auth: auth::Auth,
+    /// Where every call is audited (group-committed, off the request's path).
+    pub(crate) audit: Store,
     /// Woken by the projection after each write, so a long poll answers at
     /// once when this instance projected the change (others are polled).
     pub(crate) changed: Arc<tokio::sync::Notify>,
@@ -85,6 +93,11 @@ impl Gateway {
     }
 }
 
+async fn openapi_json() -> impl axum::response::IntoResponse {
+    static DOCUMENT: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    ([(axum::http::header::CONTENT_TYPE, "application/json")], DOCUMENT.get_or_init(openapi::document).clone())
+}
+
 pub struct RunningGateway {
     pub addr: SocketAddr,
     pub health: switchyard_service::Health,
@@ -95,6 +108,10 @@ pub struct RunningGateway {
 /// Validates the config, connects, and serves until `shutdown`.
 pub async fn start_gateway(config: GatewayConfig, shutdown: CancellationToken) -> Result<RunningGateway, GatewayError> {
     config.validate()?;
+    let auth = auth::Auth::load(&config.teams)?;
+    if config.teams.is_empty() {
+        tracing::warn!("no team configured: every /v1 call is answered 401");
+    }
     let registry = Arc::new(RegistryClient::new(&config.schema_registry_url)?);
     let payout_encoder = AvroEncoder::register(&registry, &config.topics.payout_commands, PAYOUT_COMMAND_SCHEMA).await?;
     let store = Store::connect(&config.database_url).await?;
@@ -135,11 +152,16 @@ pub async fn start_gateway(config: GatewayConfig, shutdown: CancellationToken) -
         publisher: std::sync::RwLock::new(publisher),
         kafka,
         store: gateway_store,
+        auth,
+        audit: store.clone(),
         changed,
     });
     let app = axum::Router::new()
         .route("/v1/payouts", post(routes::post_payout).get(routes::list_payouts))
         .route("/v1/payouts/{id}", get(routes::get_payout))
+        .route_layer(axum::middleware::from_fn_with_state(state.clone(), auth::layer))
+        // Public, like any API description: added after the auth layer.
+        .route("/openapi.json", get(openapi_json))
         .fallback(routes::not_found)
         .layer(DefaultBodyLimit::max(max_body))
         .with_state(state)

@@ -12,7 +12,7 @@ use switchyard_canonical::{Beneficiary, Fingerprint, PayoutCommand, PayoutOutcom
 pub const DOMAIN: &str = "payouts";
 
 /// `POST /v1/payouts` body.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PayoutRequest {
     /// Positive, in the currency's minor unit (cents for EUR).
@@ -30,7 +30,7 @@ pub struct PayoutRequest {
     pub risk_tier: Option<String>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct BeneficiaryRequest {
     pub name: String,
@@ -39,7 +39,7 @@ pub struct BeneficiaryRequest {
     pub country: String,
 }
 
-#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum RailRequest {
     #[default]
@@ -91,7 +91,7 @@ impl PayoutRequest {
 }
 
 /// Where a payout stands, as `GET` answers it.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct PayoutView {
     pub id: String,
     /// `accepted` (queued, no outcome yet), then the worker's status:
@@ -109,7 +109,7 @@ pub struct PayoutView {
 }
 
 /// An outcome's error in our vocabulary only: class and code, never a message.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct ViewError {
     pub class: String,
     pub code: String,
@@ -147,6 +147,13 @@ impl PayoutView {
 pub fn describes_another_command(outcome: &PayoutOutcome) -> bool {
     outcome.status == PayoutStatus::Rejected
         && outcome.error.as_ref().is_some_and(|e| e.code == switchyard_canonical::ErrorCode::IdempotencyCollision)
+}
+
+/// `GET /v1/payouts?status=` answer (documented; the handler writes the
+/// stored views as they are).
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct PayoutList {
+    pub items: Vec<PayoutView>,
 }
 
 /// Statuses `GET /v1/payouts?status=` accepts.

@@ -22,6 +22,9 @@ pub enum GatewayCode {
     PayloadTooLarge,
     BusUnavailable,
     StoreUnavailable,
+    Unauthenticated,
+    Forbidden,
+    RateLimited,
 }
 
 impl GatewayCode {
@@ -34,12 +37,15 @@ impl GatewayCode {
             GatewayCode::PayloadTooLarge => "payload_too_large",
             GatewayCode::BusUnavailable => "bus_unavailable",
             GatewayCode::StoreUnavailable => "store_unavailable",
+            GatewayCode::Unauthenticated => "unauthenticated",
+            GatewayCode::Forbidden => "forbidden",
+            GatewayCode::RateLimited => "rate_limited",
         }
     }
 }
 
 /// An RFC 9457 problem with our extension members `code` and `class`.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct Problem {
     /// `urn:switchyard:problem:<code>`: stable, one per code.
     #[serde(rename = "type")]
@@ -142,6 +148,32 @@ impl Problem {
         .retry_after(1)
     }
 
+    /// No key, or one no team holds. Says nothing about which.
+    pub fn unauthenticated() -> Self {
+        Self::new(
+            StatusCode::UNAUTHORIZED,
+            GatewayCode::Unauthenticated,
+            ErrorClass::Permanent,
+            "Unauthenticated",
+            "call with Authorization: Bearer <your team's API key>",
+        )
+    }
+
+    pub fn forbidden(scope: &str) -> Self {
+        Self::new(StatusCode::FORBIDDEN, GatewayCode::Forbidden, ErrorClass::Permanent, "Forbidden", format!("this call needs the scope {scope}"))
+    }
+
+    pub fn rate_limited(seconds: u64) -> Self {
+        Self::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            GatewayCode::RateLimited,
+            ErrorClass::Transient,
+            "Too many requests",
+            "your team's request rate is above its limit; retry after Retry-After seconds",
+        )
+        .retry_after(seconds)
+    }
+
     pub fn retry_after(mut self, seconds: u64) -> Self {
         self.retry_after = Some(seconds);
         self
@@ -157,6 +189,10 @@ impl IntoResponse for Problem {
         headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
         if let Some(seconds) = self.retry_after {
             headers.insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+        }
+        if status == StatusCode::UNAUTHORIZED {
+            // RFC 9110: a 401 names the scheme to use.
+            headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer realm=\"switchyard\""));
         }
         response
     }

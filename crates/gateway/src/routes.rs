@@ -6,12 +6,14 @@
 //! claim and answers 503, and the caller's retry (same key, same derived
 //! payout id, same command) is handled as new.
 
-use crate::payouts::{PayoutRequest, PayoutView, DOMAIN, LISTABLE_STATUSES};
+use crate::auth::Team;
+use crate::payouts::{PayoutList, PayoutRequest, PayoutView, DOMAIN, LISTABLE_STATUSES};
 use crate::problem::Problem;
 use crate::Gateway;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, Query, State};
+use axum::Extension;
 use axum::http::{header, HeaderMap, HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use std::collections::HashMap;
@@ -35,8 +37,7 @@ pub(crate) async fn not_found() -> Response {
 fn correlation(headers: &HeaderMap) -> Result<MessageContext, Problem> {
     let mut context = MessageContext::new_root();
     if let Some(value) = headers.get(CORRELATION_ID) {
-        let ok = value.len() <= 128 && !value.is_empty() && value.as_bytes().iter().all(|b| (b' '..=b'~').contains(b));
-        let Some(text) = value.to_str().ok().filter(|_| ok) else {
+        let Some(text) = valid_correlation(value) else {
             return Err(Problem::invalid("X-Correlation-Id must be 1 to 128 printable ASCII characters"));
         };
         context.correlation_id = CorrelationId(text.to_owned());
@@ -46,6 +47,12 @@ fn correlation(headers: &HeaderMap) -> Result<MessageContext, Problem> {
         context.traceparent = parent;
     }
     Ok(context)
+}
+
+/// A correlation id we can pass on as it came: 1 to 128 printable ASCII.
+pub(crate) fn valid_correlation(value: &HeaderValue) -> Option<&str> {
+    let ok = value.len() <= 128 && !value.is_empty() && value.as_bytes().iter().all(|b| (b' '..=b'~').contains(b));
+    value.to_str().ok().filter(|_| ok)
 }
 
 fn with_correlation(mut response: Response, context: &MessageContext) -> Response {
@@ -59,18 +66,46 @@ fn location(id: &str) -> String {
     format!("/v1/payouts/{id}")
 }
 
-pub(crate) async fn post_payout(State(app): State<Arc<Gateway>>, headers: HeaderMap, body: Result<Bytes, BytesRejection>) -> Response {
+/// Request a payout. Answered 202 once the command is on the bus; follow
+/// `Location` for its state.
+#[utoipa::path(
+    post, path = "/v1/payouts", tag = "payouts", operation_id = "createPayout",
+    security(("api_key" = ["payouts:write"])),
+    request_body = PayoutRequest,
+    params(
+        ("Idempotency-Key" = String, Header, description = "Required. The same key and body replays the first answer; another body is 422."),
+        ("X-Correlation-Id" = Option<String>, Header, description = "1 to 128 printable ASCII; echoed, and carried on the command."),
+    ),
+    responses(
+        (status = 202, description = "Accepted: the command is on the bus", body = PayoutView,
+            headers(("Location" = String, description = "The payout's URL"))),
+        (status = 400, description = "Invalid request or Idempotency-Key missing", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No valid API key", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The team lacks payouts:write", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The same request is in flight", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Body too large", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "The key was used for another request", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "Rate limited; see Retry-After", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Not accepted (bus or store unavailable); retry with the same key", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub(crate) async fn post_payout(
+    State(app): State<Arc<Gateway>>,
+    Extension(team): Extension<Arc<Team>>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
     let context = match correlation(&headers) {
         Ok(c) => c,
         Err(problem) => return problem.into_response(),
     };
-    let response = match accept_payout(&app, &headers, body, context.clone()).await {
+    let response = match accept_payout(&app, &team, &headers, body, context.clone()).await {
         Ok(response) | Err(response) => response,
     };
     with_correlation(response, &context)
 }
 
-async fn accept_payout(app: &Gateway, headers: &HeaderMap, body: Result<Bytes, BytesRejection>, mut context: MessageContext) -> Result<Response, Response> {
+async fn accept_payout(app: &Gateway, team: &Team, headers: &HeaderMap, body: Result<Bytes, BytesRejection>, mut context: MessageContext) -> Result<Response, Response> {
     let body = body.map_err(|rejection| match rejection.status() {
         StatusCode::PAYLOAD_TOO_LARGE => Problem::too_large(app.config.max_body_bytes).into_response(),
         _ => Problem::invalid("the request body could not be read").into_response(),
@@ -84,8 +119,9 @@ async fn accept_payout(app: &Gateway, headers: &HeaderMap, body: Result<Bytes, B
     let request: PayoutRequest =
         serde_json::from_slice(&body).map_err(|e| Problem::invalid(format!("body: {e}")).into_response())?;
     let command = request.to_command(&key).map_err(|e| Problem::invalid(e).into_response())?;
-    // Until teams authenticate, every caller is the same one.
-    let digest = request.digest("anonymous");
+    // The team is part of the request: another team reusing the key is a
+    // collision (422), never a replay of this team's answer.
+    let digest = request.digest(&team.name);
     let claim = RequestClaim {
         domain: DOMAIN,
         idempotency_key: &key,
@@ -192,6 +228,27 @@ fn matches(if_none_match: Option<&str>, etag: &str) -> bool {
     if_none_match.is_some_and(|v| v.split(',').map(str::trim).any(|t| t == "*" || t == etag || t.strip_prefix("W/") == Some(etag)))
 }
 
+/// A payout's current state, with `ETag`; `?wait=` holds the call until it
+/// changes (or, without `If-None-Match`, until its first outcome).
+#[utoipa::path(
+    get, path = "/v1/payouts/{id}", tag = "payouts", operation_id = "getPayout",
+    security(("api_key" = ["payouts:read"])),
+    params(
+        ("id" = String, Path, description = "The id from the 202's body or Location"),
+        ("wait" = Option<String>, Query, description = "Long poll: `10s`, `500ms` or seconds, capped by the gateway"),
+        ("If-None-Match" = Option<String>, Header, description = "An ETag from an earlier answer"),
+    ),
+    responses(
+        (status = 200, description = "The payout", body = PayoutView, headers(("ETag" = String))),
+        (status = 304, description = "Unchanged since If-None-Match"),
+        (status = 400, description = "Invalid wait", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No valid API key", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The team lacks payouts:read", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such payout", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "Rate limited; see Retry-After", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "State unavailable", body = Problem, content_type = "application/problem+json"),
+    )
+)]
 pub(crate) async fn get_payout(
     State(app): State<Arc<Gateway>>,
     Path(id): Path<String>,
@@ -247,6 +304,24 @@ fn view_response(body: &str, etag: &str, not_modified: bool) -> Response {
     (StatusCode::OK, [(header::ETAG, etag), (header::CONTENT_TYPE, HeaderValue::from_static("application/json"))], body.to_owned()).into_response()
 }
 
+/// Payouts in one status, oldest change first (ops lists such as
+/// `status=pending_unknown`).
+#[utoipa::path(
+    get, path = "/v1/payouts", tag = "payouts", operation_id = "listPayouts",
+    security(("api_key" = ["payouts:read"])),
+    params(
+        ("status" = String, Query, description = "One of accepted, submitted, paid, failed, rejected, pending_unknown, held"),
+        ("limit" = Option<i64>, Query, description = "1 to 1000, default 100"),
+    ),
+    responses(
+        (status = 200, description = "The payouts", body = PayoutList),
+        (status = 400, description = "Missing or unknown status, or limit out of range", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No valid API key", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The team lacks payouts:read", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "Rate limited; see Retry-After", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "State unavailable", body = Problem, content_type = "application/problem+json"),
+    )
+)]
 pub(crate) async fn list_payouts(
     State(app): State<Arc<Gateway>>,
     query: Result<Query<HashMap<String, String>>, axum::extract::rejection::QueryRejection>,

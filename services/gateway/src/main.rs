@@ -16,22 +16,57 @@ use tokio_util::sync::CancellationToken;
 #[derive(Parser)]
 #[command(version, about = "switchyard HTTP gateway")]
 struct Args {
-    /// YAML config; see ops/gateway.example.yaml.
+    /// YAML config; see ops/gateway.example.yaml. Required to serve.
     #[arg(long, env = "SWITCHYARD_CONFIG")]
-    config: PathBuf,
+    config: Option<PathBuf>,
     #[command(flatten)]
     log: switchyard_service::LogArgs,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(clap::Subcommand)]
+enum Command {
+    /// Write the OpenAPI 3.1 document generated from the code (to
+    /// services/gateway/openapi.json from the workspace root by default).
+    Openapi {
+        #[arg(long, default_value = switchyard_gateway::openapi::COMMITTED_PATH)]
+        out: PathBuf,
+        /// Compare with the file instead of writing it; fail when stale.
+        #[arg(long)]
+        check: bool,
+    },
+}
+
+fn openapi(out: &std::path::Path, check: bool) -> anyhow::Result<()> {
+    let document = switchyard_gateway::openapi::document();
+    if check {
+        let committed = std::fs::read_to_string(out).with_context(|| format!("reading {}", out.display()))?;
+        anyhow::ensure!(committed == document, "{} is stale: run `gateway openapi`", out.display());
+        return Ok(());
+    }
+    std::fs::write(out, document).with_context(|| format!("writing {}", out.display()))
 }
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     let args = Args::parse();
+    if let Some(Command::Openapi { out, check }) = &args.command {
+        return match openapi(out, *check) {
+            Ok(()) => std::process::ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("{e:#}");
+                std::process::ExitCode::FAILURE
+            }
+        };
+    }
     switchyard_service::init_logging(args.log.format());
     switchyard_service::exit(run(args).await)
 }
 
 async fn run(args: Args) -> anyhow::Result<switchyard_service::Ended> {
-    let config = GatewayConfig::load(&args.config).context("invalid configuration")?;
+    let path = args.config.context("--config (or SWITCHYARD_CONFIG) is required to serve")?;
+    let config = GatewayConfig::load(&path).context("invalid configuration")?;
     let shutdown = CancellationToken::new();
     let gateway = start_gateway(config, shutdown.clone()).await.context("gateway failed to start")?;
     tracing::info!(addr = %gateway.addr, "POST /v1/payouts");

@@ -1,0 +1,77 @@
+//! The OpenAPI 3.1 document, generated from the handlers' `#[utoipa::path]`
+//! annotations and the request, view and problem types, so it cannot drift
+//! from the code without the staleness test failing. Committed as
+//! `services/gateway/openapi.json`, served at `GET /openapi.json`, and
+//! regenerated with `cargo run -p gateway -- openapi`.
+
+use crate::payouts::{BeneficiaryRequest, PayoutList, PayoutRequest, PayoutView, RailRequest, ViewError};
+use crate::problem::Problem;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::OpenApi;
+
+/// Where the committed document lives, from the workspace root.
+pub const COMMITTED_PATH: &str = "services/gateway/openapi.json";
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "switchyard gateway",
+        version = "1",
+        description = "Product-facing API: POST publishes a command and answers 202 with the resource's URL; GET answers its state. Every POST needs an Idempotency-Key. Errors are RFC 9457 problems carrying our code and class (transient, permanent, manual_repair, compliance_hold)."
+    ),
+    paths(crate::routes::post_payout, crate::routes::list_payouts, crate::routes::get_payout),
+    components(schemas(PayoutRequest, BeneficiaryRequest, RailRequest, PayoutView, PayoutList, ViewError, Problem)),
+    modifiers(&BearerKey),
+    tags((name = "payouts", description = "Payouts to a beneficiary's account"))
+)]
+struct ApiDoc;
+
+/// The API key scheme: `Authorization: Bearer <team key>`.
+struct BearerKey;
+
+impl utoipa::Modify for BearerKey {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "api_key",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).description(Some("Your team's API key")).build()),
+        );
+    }
+}
+
+/// The document as committed: pretty JSON and a final newline.
+pub fn document() -> String {
+    let mut text = ApiDoc::openapi().to_pretty_json().unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"));
+    text.push('\n');
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_committed_document_is_current() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").join(COMMITTED_PATH);
+        let committed = std::fs::read_to_string(&path).unwrap_or_default();
+        let generated = document();
+        let first_difference = committed.lines().zip(generated.lines()).position(|(a, b)| a != b).map(|n| n + 1);
+        assert!(
+            committed == generated,
+            "{COMMITTED_PATH} is stale (first difference at line {first_difference:?}): run `cargo run -p gateway -- openapi`"
+        );
+    }
+
+    #[test]
+    fn the_document_is_openapi_3_1_and_names_every_route_and_status() {
+        let doc: serde_json::Value = serde_json::from_str(&document()).expect("json");
+        assert!(doc["openapi"].as_str().is_some_and(|v| v.starts_with("3.1")), "{}", doc["openapi"]);
+        let post = &doc["paths"]["/v1/payouts"]["post"];
+        for status in ["202", "400", "401", "403", "409", "413", "422", "429", "503"] {
+            assert!(post["responses"][status].is_object(), "POST /v1/payouts documents {status}");
+        }
+        assert!(doc["paths"]["/v1/payouts/{id}"]["get"]["responses"]["304"].is_object());
+        assert!(doc["components"]["schemas"]["Problem"]["properties"]["type"].is_object(), "serde's rename is honoured");
+        assert_eq!(doc["components"]["securitySchemes"]["api_key"]["scheme"], "bearer");
+    }
+}
