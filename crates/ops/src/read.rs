@@ -112,12 +112,7 @@ fn topic_sizes_blocking(kafka: &KafkaConfig, topics: &[String]) -> Result<TopicS
             .map(|topic| {
                 scope.spawn(move || {
                     let Ok(metadata) = consumer.fetch_metadata(Some(topic), TIMEOUT) else { return (topic.clone(), Some(false)) };
-                    let partitions: Vec<i32> = metadata
-                        .topics()
-                        .iter()
-                        .filter(|t| t.name() == topic && t.error().is_none())
-                        .flat_map(|t| t.partitions().iter().map(|p| p.id()))
-                        .collect();
+                    let partitions = partition_ids(&metadata, topic);
                     if partitions.is_empty() {
                         return (topic.clone(), None);
                     }
@@ -174,12 +169,7 @@ fn read_blocking(
         .set("enable.partition.eof", "true");
     let consumer: BaseConsumer = config.create()?;
     let metadata = consumer.fetch_metadata(Some(topic), Duration::from_secs(10))?;
-    let partitions: Vec<i32> = metadata
-        .topics()
-        .iter()
-        .filter(|t| t.name() == topic && t.error().is_none())
-        .flat_map(|t| t.partitions().iter().map(|p| p.id()))
-        .collect();
+    let partitions = partition_ids(&metadata, topic);
     if partitions.is_empty() {
         return Err(OpsError::UnknownTopic(topic.to_owned()));
     }
@@ -317,4 +307,10 @@ fn detach(topic: &str, m: &rdkafka::message::BorrowedMessage<'_>) -> TopicMessag
         payload: m.payload().map(<[u8]>::to_vec).unwrap_or_default(),
         headers,
     }
+}
+
+/// The partitions the broker reports for `topic` (none when it reports the
+/// topic with an error, or not at all).
+fn partition_ids(metadata: &rdkafka::metadata::Metadata, topic: &str) -> Vec<i32> {
+    metadata.topics().iter().filter(|t| t.name() == topic && t.error().is_none()).flat_map(|t| t.partitions().iter().map(|p| p.id())).collect()
 }
