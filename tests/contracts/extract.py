@@ -97,6 +97,10 @@ MARQETA_OPERATIONS = [
     ("/chargebacks", "post"),
     ("/chargebacks/{token}", "get"),
     ("/chargebacks/transitions", "post"),
+    # The issuer's side of a wallet token held for step-up (DECISION_YELLOW):
+    # it makes the token ACTIVE, and reads a card's tokens.
+    ("/digitalwallettokentransitions", "post"),
+    ("/digitalwallettokens/card/{card_token}", "get"),
 ]
 # Webhook bodies: Marqeta sends the transition objects of these schemas.
 MARQETA_EXTRA_SCHEMAS = ["card_transition_response", "digital_wallet_token_transition_response", "chargeback_transition_response", "transaction_model"]

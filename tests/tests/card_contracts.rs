@@ -327,6 +327,33 @@ mod marqeta_contract {
             wallet_account_id: Some("wallet-1".into()),
         });
         call(CardCall::ProvisionToken { card: card_v, spec: google }, "k-v-gp").await.expect("google");
+        // The issuer's side of a step-up (its own operations; the adapter never
+        // sends them): read the card's wallet tokens, make the held one ACTIVE.
+        let listed: Value = reqwest::Client::new()
+            .get(format!("{base}/digitalwallettokens/card/{v_token}"))
+            .basic_auth(APP_TOKEN, Some(ACCESS_TOKEN))
+            .send()
+            .await
+            .expect("proxy answers")
+            .json()
+            .await
+            .expect("token list is JSON");
+        let held = listed["data"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|t| t["fulfillment_status"] == "DECISION_YELLOW")
+            .and_then(|t| t["token"].as_str())
+            .unwrap_or_else(|| panic!("a token held for step-up among {listed}"))
+            .to_owned();
+        let activated = reqwest::Client::new()
+            .post(format!("{base}/digitalwallettokentransitions"))
+            .basic_auth(APP_TOKEN, Some(ACCESS_TOKEN))
+            .json(&json!({ "digital_wallet_token": { "token": held, "card_token": v_token }, "state": "ACTIVE", "channel": "API", "reason_code": "00" }))
+            .send()
+            .await
+            .expect("proxy answers");
+        assert_eq!(activated.status().as_u16(), 201);
         let dispute = leak(DisputeSpec { dispute_id: "dsp-1".into(), transaction_ref: "txn-1".into(), amount_minor: 1999, currency: "USD".into(), reason: DisputeReason::NotReceived });
         let opened = call(CardCall::OpenDispute { card: card_v, spec: dispute }, "k-v-dsp").await.expect("dispute");
         call(CardCall::OpenDispute { card: card_v, spec: dispute }, "k-v-dsp").await.expect("dispute retry");

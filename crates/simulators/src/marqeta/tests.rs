@@ -208,3 +208,50 @@ async fn marqeta_webhooks_can_come_twice_and_late() {
     assert_eq!(issued, 2, "the same event twice: {seen:?}");
     t.handle.shutdown().await;
 }
+
+/// `digital_wallet_token_transition_request` as Marqeta defines it: only
+/// ACTIVE, SUSPENDED and TERMINATED may be asked for, `channel` and
+/// `reason_code` are enums, and the definition's optional fields are taken.
+#[tokio::test]
+async fn marqeta_wallet_transitions_take_only_what_the_definition_allows() {
+    let t = start(MarqetaConfig::local()).await;
+    assert_eq!(t.post("/cards", card("tok-w")).await.0, 201);
+    let (status, provisioned) = t
+        .post("/digitalwalletprovisionrequests/applepay", json!({"card_token": "tok-w", "device_type": "MOBILE_PHONE", "provisioning_app_version": "1.0", "certificates": ["bGVhZg=="], "nonce": "stepup-1", "nonce_signature": "c2ln"}))
+        .await;
+    assert_eq!(status, 201, "{provisioned}");
+    let (_, listed) = t.get("/digitalwallettokens/card/tok-w").await;
+    let token = listed["data"][0]["token"]
+        .as_str()
+        .expect("a wallet token")
+        .to_owned();
+    let ask = |extra: Value| {
+        let mut body = json!({"digital_wallet_token": {"token": token, "card_token": "tok-w"}, "state": "ACTIVE"});
+        if let (Some(b), Some(e)) = (body.as_object_mut(), extra.as_object()) {
+            b.extend(e.clone());
+        }
+        body
+    };
+    for (bad, why) in [
+        (
+            json!({"state": "REQUESTED"}),
+            "a token state Marqeta sets itself",
+        ),
+        (json!({"channel": "WEB"}), "a channel outside the enum"),
+        (json!({"reason_code": "33"}), "a reason code outside 00-32"),
+        (
+            json!({"reason": "x".repeat(256)}),
+            "a reason over 255 characters",
+        ),
+    ] {
+        let (status, body) = t.post("/digitalwallettokentransitions", ask(bad)).await;
+        assert_eq!(status, 400, "{why}: {body}");
+    }
+    let (status, body) = t.post("/digitalwallettokentransitions", ask(json!({"channel": "API", "reason_code": "00", "override_tsp_error": false, "token_reference_id": "ref-1"}))).await;
+    assert_eq!(
+        (status, body["state"].as_str()),
+        (201, Some("ACTIVE")),
+        "{body}"
+    );
+    t.handle.shutdown().await;
+}

@@ -44,7 +44,10 @@ impl WalletToken {
 }
 
 /// States the definition allows a transition to.
-const STATES: [&str; 5] = ["REQUESTED", "REQUEST_DECLINED", "ACTIVE", "SUSPENDED", "TERMINATED"];
+/// What `digital_wallet_token_transition_request.state` may ask for; a
+/// token's own REQUESTED and REQUEST_DECLINED are Marqeta's to set.
+const STATES: [&str; 3] = ["ACTIVE", "SUSPENDED", "TERMINATED"];
+const CHANNELS: [&str; 8] = ["TOKEN_SERVICE_PROVIDER", "TOKEN_SERVICE_PROVIDER_API", "DIGITAL_WALLET", "API", "IVR", "FRAUD", "ADMIN", "SYSTEM"];
 
 /// A provisioning request was accepted for `card_token`: the token is
 /// created and its decision told; a green token's activation follows.
@@ -96,6 +99,8 @@ pub(super) struct TransitionRequest {
     state: String,
     reason: Option<String>,
     reason_code: Option<String>,
+    override_tsp_error: Option<bool>,
+    token_reference_id: Option<String>,
 }
 
 pub(super) async fn transition(State(sim): State<Arc<Sim>>, headers: HeaderMap, body: Bytes) -> Response {
@@ -113,6 +118,17 @@ pub(super) async fn transition(State(sim): State<Arc<Sim>>, headers: HeaderMap, 
         }
         if !STATES.contains(&req.state.as_str()) {
             return Err(ApiError::bad(format!("state must be one of {}", STATES.join(", "))));
+        }
+        if req.channel.as_deref().is_some_and(|c| !CHANNELS.contains(&c)) {
+            return Err(ApiError::bad(format!("channel must be one of {}", CHANNELS.join(", "))));
+        }
+        // The definition's reason codes are "00" to "32".
+        let known_reason = |code: &str| code.len() == 2 && code.parse::<u8>().is_ok_and(|n| n <= 32);
+        if req.reason_code.as_deref().is_some_and(|c| !known_reason(c)) {
+            return Err(ApiError::bad("reason_code must be one of 00 to 32"));
+        }
+        if req.reason.as_deref().is_some_and(|r| r.chars().count() > 255) {
+            return Err(ApiError::bad("reason must be at most 255 characters"));
         }
         Ok(())
     })();
