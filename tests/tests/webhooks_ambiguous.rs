@@ -82,6 +82,8 @@ async fn a_publish_whose_acknowledgement_was_lost_is_not_published_again_by_the_
     let attempts = attempts.lock().unwrap_or_else(|e| e.into_inner()).get(&callback.id).copied().unwrap_or(0);
     println!("ack-lost: {retries} retries, {attempts} publish attempts, copies on the bus: {:?}", counts.get(&callback.id));
     assert_eq!(counts.get(&callback.id), Some(&1), "published exactly once (publish attempts: {attempts})");
+    // Its own attempt could not count it; the retry that found it does.
+    assert_eq!(ingester.metrics.published_count("lithic"), 1, "counted as published once");
     shutdown.cancel();
     Ok(())
 }
@@ -125,6 +127,12 @@ async fn a_copy_taking_over_an_expired_lease_does_not_publish_an_event_already_o
     let counts = copies(&stack, 1).await?;
     println!("lease-over: copies on the bus: {:?}", counts.get(&callback.id));
     assert_eq!(counts.get(&callback.id), Some(&1), "published exactly once");
+    // Both attempts know the event is on the bus (the first was acknowledged,
+    // the copy found it), and both mark it: the storm once counted 2,103
+    // published for 2,100 events so. Only the mark that moves the row counts.
+    // (`copies` drained for seconds: the first attempt's late mark is in.)
+    assert_eq!(ingester.metrics.found_on_bus_count("lithic"), 1, "the copy found the event on the bus");
+    assert_eq!(ingester.metrics.published_count("lithic"), 1, "counted as published once, not by both attempts");
     shutdown.cancel();
     Ok(())
 }
@@ -206,6 +214,10 @@ async fn concurrent_deliveries_with_seeded_publish_faults_put_each_event_on_the_
     println!("seed {seed}: {} events, {} published more than once, {} missing", events.len(), twice.len(), missing.len());
     assert!(missing.is_empty(), "seed {seed}: answered 2xx but not on the bus: {missing:?}");
     assert!(twice.is_empty(), "seed {seed}: published more than once: {twice:?}");
+    // The metric agrees with the bus: each event counted once, whichever
+    // attempt published it and whichever found it there.
+    let counted = ingester.metrics.published_count("lithic");
+    assert_eq!(counted as usize, events.len(), "seed {seed}: published counted {counted} for {} events", events.len());
     shutdown.cancel();
     Ok(())
 }

@@ -42,7 +42,7 @@ pub struct IngesterConfig {
 pub struct ProviderConfig {
     /// Whose scheme and payload: `stripe`, `adyen`, `wise`, `lithic`,
     /// `marqeta`, `onfido`, `sumsub`, `complyadvantage`, `sardine`, `seon`,
-    /// `plaid` (which needs `key_endpoint`).
+    /// `plaid` (which needs `key_endpoint`), `truelayer` (which needs `jwks_urls`).
     /// Defaults to the provider's name.
     #[serde(default)]
     pub vendor: Option<String>,
@@ -51,7 +51,9 @@ pub struct ProviderConfig {
     /// Signing secrets (HMAC schemes: `whsec_<base64>` for Standard Webhooks,
     /// hex for Adyen, the secret as given for Stripe, Onfido, Sumsub, SEON),
     /// public keys (Wise, PEM), or Plaid's API secret for its key endpoint. Several
-    /// during a rotation; each may end at `not_after`.
+    /// during a rotation; each may end at `not_after`. None for TrueLayer,
+    /// whose keys all come from its JWKS.
+    #[serde(default)]
     pub keys: Vec<KeyConfig>,
     /// Accepted clock distance of a signed delivery timestamp, in seconds.
     #[serde(default = "default_tolerance_s")]
@@ -70,6 +72,12 @@ pub struct ProviderConfig {
     /// where to ask. `keys` then holds the API secret the endpoint wants.
     #[serde(default)]
     pub key_endpoint: Option<KeyEndpointConfig>,
+    /// TrueLayer: the JWKS URLs a webhook's `jku` may name, exactly as
+    /// written; any other is refused unfetched. The environment's own:
+    /// `https://webhooks.truelayer.com/.well-known/jwks` (production) or
+    /// `https://webhooks.truelayer-sandbox.com/.well-known/jwks` (sandbox).
+    #[serde(default)]
+    pub jwks_urls: Vec<String>,
 }
 
 /// A vendor's verification-key endpoint (Plaid `/webhook_verification_key/get`).
@@ -138,6 +146,7 @@ impl ProviderConfig {
             allow_from: Vec::new(),
             rotation: RotationConfig::default(),
             key_endpoint: None,
+            jwks_urls: Vec::new(),
         }
     }
 }
@@ -196,6 +205,15 @@ impl IngesterConfig {
                     not_after: None,
                 });
             }
+            for url in &provider.jwks_urls {
+                items.push(switchyard_adapters::certs::InventoryItem {
+                    provider: name.clone(),
+                    kind: "jwks_endpoint".to_owned(),
+                    subject: url.clone(),
+                    issuer: "keys fetched per kid: switchyard_webhooks_verification_key_info".to_owned(),
+                    not_after: None,
+                });
+            }
         }
         Ok(items)
     }
@@ -214,7 +232,8 @@ mod tests {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../ops/webhook-ingester.example.yaml");
         let config = IngesterConfig::load(&path).expect("example parses");
         assert_eq!(config.topic_for("cards"), "cards.provider-events.v1");
-        assert_eq!(config.providers.len(), 10);
+        assert_eq!(config.providers.len(), 11);
+        assert_eq!(config.providers["truelayer"].jwks_urls, ["https://webhooks.truelayer-sandbox.com/.well-known/jwks"]);
         assert_eq!(config.topic_for("kyc"), "kyc.provider-events.v1");
         let compose = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../ops/docker/webhook-ingester.yaml");
         let compose = IngesterConfig::load(&compose).expect("the docker-compose config parses");

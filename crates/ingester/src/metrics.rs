@@ -15,7 +15,16 @@ pub struct Metrics {
     expiry_registry: Registry,
     pub certificates: switchyard_service::certificates::CertificateExpiry,
     received: Family<Labels, Counter>,
+    /// Events whose dedup row this process moved to published: each event
+    /// once, however many attempts published it or found it on the bus.
     published: Family<Labels, Counter>,
+    /// Retries that found the event of an earlier, unknown publish on the
+    /// bus and did not publish it again (counted in `published` only if
+    /// their mark moved the row).
+    found_on_bus: Family<Labels, Counter>,
+    /// Published and acknowledged, but the mark failed: the event is on the
+    /// bus and not (yet) in `published`.
+    unmarked: Family<Labels, Counter>,
     refused: Family<Labels, Counter>,
     duplicates: Family<Labels, Counter>,
     id_reused: Family<Labels, Counter>,
@@ -64,6 +73,8 @@ impl Metrics {
         let m = Self {
             received: Family::default(),
             published: Family::default(),
+            found_on_bus: Family::default(),
+            unmarked: Family::default(),
             refused: Family::default(),
             duplicates: Family::default(),
             id_reused: Family::default(),
@@ -83,7 +94,13 @@ impl Metrics {
             certificates: Default::default(),
         };
         registry.register("received", "Callbacks received, by provider", m.received.clone());
-        registry.register("published", "Provider events published on the bus", m.published.clone());
+        registry.register("published", "Provider events on the bus and marked published, each once", m.published.clone());
+        registry.register(
+            "found_on_bus",
+            "Retries that found an earlier publish of unknown result on the bus and did not publish again",
+            m.found_on_bus.clone(),
+        );
+        registry.register("unmarked", "Events on the bus whose published mark failed (not in published until a copy marks them)", m.unmarked.clone());
         registry.register("refused", "Callbacks refused, by provider and reason", m.refused.clone());
         registry.register("duplicates", "Callbacks already published, acknowledged without publishing", m.duplicates.clone());
         registry.register("id_reused", "Callbacks reusing a seen event id with another body", m.id_reused.clone());
@@ -92,7 +109,7 @@ impl Metrics {
         registry.register("stage_seconds", "Time per step of the request path (claim, publish, mark_published, verify)", m.stages.clone());
         registry.register(
             "verification_key_info",
-            "Webhook verification keys fetched from the vendor's endpoint (1 each), by provider, kid, algorithm and state (live, expired)",
+            "Webhook verification keys fetched from the vendor's endpoint (1 each), by provider, kid, algorithm and state (live, expired, withdrawn)",
             m.verification_keys.clone(),
         );
         let mut expiry_registry = Registry::with_prefix("switchyard");
@@ -117,6 +134,19 @@ impl Metrics {
         }
     }
 
+    /// Reports TrueLayer's keys: `live` while its JWKS lists them,
+    /// `withdrawn` once a later fetch no longer does.
+    pub fn truelayer_keys(&self, provider: &str, keys: &[switchyard_adapters::webhooks::truelayer::VerificationKey]) {
+        for k in keys {
+            let labels = |state: &str| {
+                vec![("provider", provider.to_owned()), ("kid", k.kid.clone()), ("alg", k.alg.clone()), ("state", state.to_owned())]
+            };
+            let (now, was) = if k.withdrawn { ("withdrawn", "live") } else { ("live", "withdrawn") };
+            self.verification_keys.remove(&labels(was));
+            self.verification_keys.get_or_create(&labels(now)).set(1);
+        }
+    }
+
     pub fn received(&self, provider: &str) {
         self.received.get_or_create(&Self::provider(provider)).inc();
     }
@@ -124,6 +154,14 @@ impl Metrics {
     pub fn published(&self, provider: &str, lag_seconds: f64) {
         self.published.get_or_create(&Self::provider(provider)).inc();
         self.lag.get_or_create(&Self::provider(provider)).observe(lag_seconds.max(0.0));
+    }
+
+    pub fn found_on_bus(&self, provider: &str) {
+        self.found_on_bus.get_or_create(&Self::provider(provider)).inc();
+    }
+
+    pub fn unmarked(&self, provider: &str) {
+        self.unmarked.get_or_create(&Self::provider(provider)).inc();
     }
 
     pub fn refused(&self, provider: &str, reason: &'static str) {
@@ -164,6 +202,10 @@ impl Metrics {
 
     pub fn published_count(&self, provider: &str) -> u64 {
         self.published.get_or_create(&Self::provider(provider)).get()
+    }
+
+    pub fn found_on_bus_count(&self, provider: &str) -> u64 {
+        self.found_on_bus.get_or_create(&Self::provider(provider)).get()
     }
 
     pub fn duplicate_count(&self, provider: &str) -> u64 {

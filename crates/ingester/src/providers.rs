@@ -34,7 +34,8 @@ pub fn build(config: &IngesterConfig) -> Result<HashMap<String, Arc<Provider>>, 
         let vendor = WebhookVendor::parse(vendor_name).ok_or_else(|| {
             IngesterError::Config(format!("{field}.vendor: {vendor_name:?} is not one of {}", WebhookVendor::NAMES.join(", ")))
         })?;
-        if p.keys.is_empty() {
+        // TrueLayer's keys all come from its JWKS; every other vendor needs one.
+        if p.keys.is_empty() && vendor != WebhookVendor::TrueLayer {
             return Err(IngesterError::Config(format!("{field}.keys: at least one key is needed")));
         }
         if p.domain.is_empty() {
@@ -43,8 +44,14 @@ pub fn build(config: &IngesterConfig) -> Result<HashMap<String, Arc<Provider>>, 
         if vendor == WebhookVendor::Plaid && p.key_endpoint.is_none() {
             return Err(IngesterError::Config(format!("{field}.key_endpoint: Plaid's keys come from /webhook_verification_key/get; give base_url and client_id")));
         }
+        if vendor == WebhookVendor::TrueLayer && !p.keys.is_empty() {
+            return Err(IngesterError::Config(format!("{field}.keys: TrueLayer's keys come from its JWKS (jwks_urls); give none")));
+        }
         let keys = load_keys(p, &field)?;
-        let scheme = scheme(vendor, p, &crate::rotation::values(&keys))?;
+        let scheme = scheme(vendor, p, &crate::rotation::values(&keys)).map_err(|e| match (vendor, e) {
+            (WebhookVendor::TrueLayer, IngesterError::Config(m)) => IngesterError::Config(format!("{field}.jwks_urls: {m}")),
+            (_, e) => e,
+        })?;
         let limiter = p.rate_limit.map(|r| TokenBucket::new(r.per_second, r.burst));
         let allow_from = crate::source::parse_networks(&p.allow_from, &format!("{field}.allow_from"))?;
         let provider = Provider {
@@ -131,6 +138,9 @@ fn scheme(vendor: WebhookVendor, p: &ProviderConfig, raw: &[(String, switchyard_
             let (_, secret, _) = raw.last().ok_or_else(|| IngesterError::Config("keys: Plaid's API secret is needed".to_owned()))?;
             Scheme::PlaidJwt { keys: std::sync::Arc::new(webhooks::plaid::PlaidKeys::new(&endpoint.base_url, &endpoint.client_id, secret.clone())) }
         }
+        WebhookVendor::TrueLayer => Scheme::TrueLayerJws {
+            keys: std::sync::Arc::new(webhooks::truelayer::TrueLayerKeys::new(p.jwks_urls.clone(), p.tolerance_s).map_err(IngesterError::Config)?),
+        },
         WebhookVendor::Wise => Scheme::WiseRsa {
             keys: raw
                 .iter()
@@ -152,7 +162,7 @@ mod tests {
         let text = "bind: 127.0.0.1:1\nkafka: {brokers: b, group_id: g}\nschema_registry_url: u\ndatabase_url: d\nproviders: {}\n";
         let mut c: IngesterConfig = serde_norway::from_str(text).expect("base");
         let key = KeyConfig { env: None, file: None, value: Some(key.into()), not_after: not_after.map(str::to_owned) };
-        c.providers.insert(vendor.into(), ProviderConfig { vendor: None, domain: "payouts".into(), keys: vec![key], tolerance_s: 300, rate_limit: None, allow_from: Vec::new(), rotation: Default::default(), key_endpoint: None });
+        c.providers.insert(vendor.into(), ProviderConfig { vendor: None, domain: "payouts".into(), keys: vec![key], tolerance_s: 300, rate_limit: None, allow_from: Vec::new(), rotation: Default::default(), key_endpoint: None, jwks_urls: Vec::new() });
         c
     }
 
@@ -183,5 +193,14 @@ mod tests {
         assert!(error(&config("marqeta", "no-colon", None)).contains("providers.marqeta.keys[0]: expected username:password"));
         assert!(build(&config("marqeta", "switchyard:s3cret", None)).is_ok());
         assert!(error(&config("plaid", "secret", None)).contains("providers.plaid.key_endpoint"), "Plaid without its key endpoint");
+        assert!(error(&config("truelayer", "secret", None)).contains("providers.truelayer.keys"), "TrueLayer's keys come from its JWKS");
+        let mut tl = config("truelayer", "x", None);
+        let p = tl.providers.get_mut("truelayer").expect("provider");
+        p.keys.clear();
+        assert!(error(&tl).contains("providers.truelayer.jwks_urls"), "TrueLayer without its JWKS URL");
+        tl.providers.get_mut("truelayer").expect("provider").jwks_urls = vec!["http://webhooks.truelayer.com/.well-known/jwks".into()];
+        assert!(error(&tl).contains("providers.truelayer.jwks_urls"), "plain http to a non-loopback host");
+        tl.providers.get_mut("truelayer").expect("provider").jwks_urls = vec![webhooks::truelayer::SANDBOX_JWKS.into()];
+        assert!(build(&tl).is_ok());
     }
 }

@@ -20,7 +20,7 @@ use crate::Ingester;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{ConnectInfo, Path, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -38,6 +38,7 @@ pub(crate) async fn receive(
     State(app): State<Arc<Ingester>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     Path(provider): Path<String>,
+    uri: Uri,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
@@ -54,12 +55,13 @@ pub(crate) async fn receive(
         tracing::warn!(provider = %p.name, %client, "callback from outside the provider's allowed sources refused");
         return (StatusCode::FORBIDDEN, "source not allowed").into_response();
     }
-    let response = handle(&app, &p, &headers, body).await;
+    // The path the vendor posted to, which TrueLayer signs.
+    let response = handle(&app, &p, uri.path(), &headers, body).await;
     app.metrics.handled(&p.name, started.elapsed().as_secs_f64());
     response
 }
 
-async fn handle(app: &Ingester, p: &Provider, headers: &HeaderMap, body: Result<Bytes, BytesRejection>) -> Response {
+async fn handle(app: &Ingester, p: &Provider, path: &str, headers: &HeaderMap, body: Result<Bytes, BytesRejection>) -> Response {
     let body = match body {
         Ok(b) => b,
         Err(rejection) => {
@@ -86,7 +88,17 @@ async fn handle(app: &Ingester, p: &Provider, headers: &HeaderMap, body: Result<
             return retry_after(StatusCode::SERVICE_UNAVAILABLE, Duration::from_secs(5), "verification keys unavailable");
         }
     }
-    let events = match verify_and_map(p, headers, &body, now) {
+    if let Some(keys) = p.scheme.truelayer_keys() {
+        // TrueLayer's JWKS, fetched only from an allowed `jku`; as above.
+        let fetched = keys.prepare(headers, now).await;
+        app.metrics.truelayer_keys(&p.name, &keys.keys());
+        if let Err(e) = fetched {
+            app.metrics.refused(&p.name, "key_endpoint_unavailable");
+            tracing::warn!(provider = %p.name, error = %e, "TrueLayer JWKS unavailable");
+            return retry_after(StatusCode::SERVICE_UNAVAILABLE, Duration::from_secs(5), "verification keys unavailable");
+        }
+    }
+    let events = match verify_and_map(p, path, headers, &body, now) {
         Ok(e) => e,
         Err(refusal) => {
             app.metrics.refused(&p.name, refusal.label());
@@ -96,7 +108,8 @@ async fn handle(app: &Ingester, p: &Provider, headers: &HeaderMap, body: Result<
                 | Refusal::StaleTimestamp
                 | Refusal::WrongAlgorithm
                 | Refusal::UnknownKey
-                | Refusal::ExpiredKey => StatusCode::UNAUTHORIZED,
+                | Refusal::ExpiredKey
+                | Refusal::UntrustedKeyUrl => StatusCode::UNAUTHORIZED,
                 _ => StatusCode::BAD_REQUEST,
             };
             return (status, refusal.to_string()).into_response();
@@ -166,13 +179,20 @@ async fn publish_unverified(app: &Ingester, p: &Provider, event: ProviderEvent, 
         Ok(false) => publish(app, p, event).await,
         Ok(true) => {
             // Its earlier publication landed after all. Counted as published
-            // now, since its own attempt could not count it. The mark is
+            // only if this mark is the one that moves the row: the attempt
+            // that published it may have been acknowledged and marked late,
+            // after its lease ran out, and then counts it itself. The mark is
             // awaited, as the next copy would otherwise look again.
             tracing::info!(provider = %p.name, event_id = %event.event_id, "event of unknown fate found on the bus; not published again");
+            app.metrics.found_on_bus(&p.name);
             let lag = (switchyard_canonical::now_ms() - event.occurred_at_ms) as f64 / 1000.0;
-            app.metrics.published(&p.name, lag);
             match app.dedup.mark_published(&p.name, &event.event_id).await {
-                Ok(()) => accepted(p),
+                Ok(moved) => {
+                    if moved {
+                        app.metrics.published(&p.name, lag);
+                    }
+                    accepted(p)
+                }
                 Err(e) => {
                     tracing::warn!(provider = %p.name, error = %e, "found on the bus but not marked");
                     release(app, p, &event).await;
@@ -191,8 +211,8 @@ async fn publish_unverified(app: &Ingester, p: &Provider, event: ProviderEvent, 
     }
 }
 
-fn verify_and_map(p: &Provider, headers: &HeaderMap, body: &[u8], now_ms: i64) -> Result<Vec<ProviderEvent>, Refusal> {
-    let verified = p.scheme.verify(headers, body, now_ms)?;
+fn verify_and_map(p: &Provider, path: &str, headers: &HeaderMap, body: &[u8], now_ms: i64) -> Result<Vec<ProviderEvent>, Refusal> {
+    let verified = p.scheme.verify_at(path, headers, body, now_ms)?;
     let facts = p.vendor.map_all(body, &verified)?;
     // The digest is the delivery's (a batch's events share it, and a
     // re-rendered batch is judged per event id as any re-rendered body is),
@@ -253,17 +273,35 @@ async fn publish(app: &Ingester, p: &Provider, event: ProviderEvent) -> Response
         tokio::time::sleep(plan.delay_after).await;
     }
     let lag = (switchyard_canonical::now_ms() - event.occurred_at_ms) as f64 / 1000.0;
-    app.metrics.published(&p.name, lag);
     let marking = Instant::now();
-    let marked = app.dedup.mark_published_later(&p.name, &event.event_id).await;
+    let queued = app.dedup.mark_published_later(&p.name, &event.event_id).await;
     app.metrics.stage(Stage::MarkPublished, marking.elapsed().as_secs_f64());
-    if let Err(e) = marked {
-        // The event is on the bus: answer 2xx. The row stays pending until
-        // its lease ends; a later copy may then publish it again, which
-        // consumers absorb (they fold by event id and kind).
-        tracing::warn!(provider = %p.name, event_id = %event.event_id, error = %e, "published but not marked");
+    match queued {
+        // Counted when the mark commits, and only if it moved the row: a
+        // mark that lands after the lease ran out may find a copy already
+        // found the event on the bus and counted it (each event once).
+        Ok(mark) => {
+            let (metrics, provider, event_id) = (app.metrics.clone(), p.name.clone(), event.event_id.clone());
+            tokio::spawn(async move {
+                match mark.await {
+                    Ok(true) => metrics.published(&provider, lag),
+                    Ok(false) => {}
+                    Err(e) => unmarked(&metrics, &provider, &event_id, &e),
+                }
+            });
+        }
+        Err(e) => unmarked(&app.metrics, &p.name, &event.event_id, &e),
     }
     accepted(p)
+}
+
+/// The event is on the bus: the callback is answered 2xx all the same. The
+/// row stays pending until its lease ends; a later copy then finds the
+/// event on the bus, marks and counts it. Until one comes it is counted here
+/// only, so `published` never counts an event twice.
+fn unmarked(metrics: &crate::metrics::Metrics, provider: &str, event_id: &str, e: &switchyard_store::StoreError) {
+    metrics.unmarked(provider);
+    tracing::warn!(%provider, %event_id, error = %e, "published but not marked");
 }
 
 /// The publish itself, through the test seam ([`crate::faults`]).

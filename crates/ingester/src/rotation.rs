@@ -30,6 +30,20 @@ impl SchemeCell {
         scheme.verify(headers, body, now_ms)
     }
 
+    /// [`Self::verify`] for a callback posted to `path`, which TrueLayer signs.
+    pub fn verify_at(&self, path: &str, headers: &axum::http::HeaderMap, body: &[u8], now_ms: i64) -> Result<Verified, Refusal> {
+        let scheme = self.0.read().unwrap_or_else(|e| e.into_inner()).clone();
+        scheme.verify_at(path, headers, body, now_ms)
+    }
+
+    /// TrueLayer's JWKS cache: filled before the synchronous [`Self::verify_at`].
+    pub fn truelayer_keys(&self) -> Option<Arc<switchyard_adapters::webhooks::truelayer::TrueLayerKeys>> {
+        match &**self.0.read().unwrap_or_else(|e| e.into_inner()) {
+            Scheme::TrueLayerJws { keys } => Some(keys.clone()),
+            _ => None,
+        }
+    }
+
     /// The fetched-key cache of a scheme whose keys come from the vendor's
     /// endpoint (Plaid): filled before the synchronous [`Self::verify`].
     pub fn plaid_keys(&self) -> Option<Arc<switchyard_adapters::webhooks::plaid::PlaidKeys>> {

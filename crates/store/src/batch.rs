@@ -76,13 +76,23 @@ impl<Q: Send + Sync + 'static, R: Send + 'static> Batcher<Q, R> {
     }
 
     pub(crate) async fn submit(&self, request: Q) -> Result<R, StoreError> {
+        self.submit_queued(request).await?.await
+    }
+
+    /// Queues a request, waiting only while the queue is full (as
+    /// [`Self::submit_detached`]), and hands back its result to await
+    /// later: for a caller that must not wait for the statement but does
+    /// act on what it returned.
+    pub(crate) async fn submit_queued(&self, request: Q) -> Result<impl std::future::Future<Output = Result<R, StoreError>> + Send + 'static, StoreError> {
         let (reply, wait) = oneshot::channel();
         self.tx.send((request, reply)).await.map_err(|_| StoreError::Closed)?;
-        match wait.await {
-            Ok(Ok(r)) => Ok(r),
-            Ok(Err(e)) => Err(StoreError::Database(sqlx::Error::Protocol(format!("batch failed: {e}")))),
-            Err(_) => Err(StoreError::Closed),
-        }
+        Ok(async move {
+            match wait.await {
+                Ok(Ok(r)) => Ok(r),
+                Ok(Err(e)) => Err(StoreError::Database(sqlx::Error::Protocol(format!("batch failed: {e}")))),
+                Err(_) => Err(StoreError::Closed),
+            }
+        })
     }
 }
 

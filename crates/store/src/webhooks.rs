@@ -16,7 +16,9 @@
 //!   acknowledgement. The next claimer must look on the bus before
 //!   publishing ([`DedupVerdict::Unverified`]); the row stays unverified
 //!   until it is published, since that earlier record may still be found.
-//! - `published`: done.
+//! - `published`: done. Exactly one mark moves a row there, and says so
+//!   (`true`), so a caller counting what it marks counts each event once,
+//!   however many attempts published it or found it on the bus.
 //!
 //! Any body takes over a row that was never published, even a different
 //! one: vendors re-render retries (retry counters, Stripe's
@@ -82,8 +84,12 @@ pub enum DedupVerdict {
 pub struct WebhookDedup {
     pool: AnyPool,
     claims: Batcher<DedupClaim, DedupVerdict>,
-    published: Batcher<(String, String), ()>,
+    published: Batcher<(String, String), bool>,
 }
+
+/// A queued mark ([`WebhookDedup::mark_published_later`]): resolves to
+/// whether this mark is the one that made the row published.
+pub type PendingMark = futures::future::BoxFuture<'static, Result<bool, StoreError>>;
 
 impl WebhookDedup {
     /// Creates the table if needed and starts the batchers.
@@ -103,7 +109,7 @@ impl WebhookDedup {
         let is_sqlite = pool.connect_options().database_url.scheme().starts_with("sqlite");
         let parallel = if is_sqlite { 1 } else { PARALLEL_BATCHES };
         let claim: BatchFn<DedupClaim, DedupVerdict> = claim_batch;
-        let publish: BatchFn<(String, String), ()> = published_batch;
+        let publish: BatchFn<(String, String), bool> = published_batch;
         Ok(Self {
             claims: Batcher::spawn(pool.clone(), MAX_BATCH, parallel, claim),
             published: Batcher::spawn(pool.clone(), MAX_BATCH, parallel, publish),
@@ -115,18 +121,24 @@ impl WebhookDedup {
         self.claims.submit(claim).await
     }
 
-    /// Records that the broker acknowledged the event.
-    pub async fn mark_published(&self, provider: &str, event_id: &str) -> Result<(), StoreError> {
+    /// Records that the event is on the bus. `true` if this mark made the
+    /// row published, `false` if another attempt's mark already had: two
+    /// attempts may both know the event is on the bus (one published it and
+    /// marked late, after its lease ran out; the other took the row over
+    /// and found the event there), and only one of them may count it.
+    pub async fn mark_published(&self, provider: &str, event_id: &str) -> Result<bool, StoreError> {
         self.published.submit((provider.to_owned(), event_id.to_owned())).await
     }
 
-    /// Queues the mark without waiting for it: the event is already on the
-    /// bus, so the callback can be answered now. Until the mark commits, a
-    /// copy of the event sees the claim in flight and is told to retry; a
-    /// mark lost to a crash leaves the lease to expire, after which the row
-    /// is unverified and a copy finds the event on the bus.
-    pub async fn mark_published_later(&self, provider: &str, event_id: &str) -> Result<(), StoreError> {
-        self.published.submit_detached((provider.to_owned(), event_id.to_owned())).await
+    /// Queues the mark, waiting only while the queue is full, and returns
+    /// its result to await apart: the event is already on the bus, so the
+    /// callback can be answered now. Until the mark commits, a copy of the
+    /// event sees the claim in flight and is told to retry; a mark lost to a
+    /// crash leaves the lease to expire, after which the row is unverified
+    /// and a copy finds the event on the bus.
+    pub async fn mark_published_later(&self, provider: &str, event_id: &str) -> Result<PendingMark, StoreError> {
+        let pending = self.published.submit_queued((provider.to_owned(), event_id.to_owned())).await?;
+        Ok(Box::pin(pending))
     }
 
     /// Gives up a claim whose publication failed *before anything was
@@ -269,24 +281,36 @@ fn claim_batch<'a>(pool: &'a AnyPool, claims: &'a [DedupClaim]) -> futures::futu
     .boxed()
 }
 
-fn published_batch<'a>(pool: &'a AnyPool, ids: &'a [(String, String)]) -> futures::future::BoxFuture<'a, Result<Vec<()>, sqlx::Error>> {
+/// One statement for the whole batch, so a batch split after a data error
+/// re-runs nothing that committed. Only rows not yet published are updated
+/// and returned: the request that moved a row gets `true` (the first one,
+/// if an id is twice in the batch), every other `false`.
+fn published_batch<'a>(pool: &'a AnyPool, ids: &'a [(String, String)]) -> futures::future::BoxFuture<'a, Result<Vec<bool>, sqlx::Error>> {
     async move {
-        let mut by_provider: HashMap<&str, Vec<&str>> = HashMap::new();
-        for (provider, event_id) in ids {
-            by_provider.entry(provider.as_str()).or_default().push(event_id.as_str());
-        }
         let now = switchyard_canonical::now_ms();
-        for (provider, event_ids) in by_provider {
-            let mut update = Sql::new("UPDATE webhook_events SET state = 'published', published_at_ms = ");
-            update.bind(Bind::Int(now)).push(" WHERE provider = ").bind(Bind::Text(Some(provider)));
-            update.push(" AND event_id IN ").tuple(event_ids.into_iter().map(|id| Bind::Text(Some(id))));
-            if let Err(e) = update.query().persistent(false).execute(pool).await {
+        let mut update = Sql::new("UPDATE webhook_events SET state = 'published', published_at_ms = ");
+        update.bind(Bind::Int(now)).push(" WHERE state <> 'published' AND (provider, event_id) IN (");
+        for (n, (provider, event_id)) in ids.iter().enumerate() {
+            if n > 0 {
+                update.push(", ");
+            }
+            update.tuple([Bind::Text(Some(provider)), Bind::Text(Some(event_id))]);
+        }
+        update.push(") RETURNING provider, event_id");
+        let rows = match update.query().persistent(false).fetch_all(pool).await {
+            Ok(rows) => rows,
+            Err(e) => {
                 // Callers may not wait for this batch (mark_published_later).
                 tracing::warn!(error = %e, "webhook events not marked published; their leases will expire");
                 return Err(e);
             }
+        };
+        let mut moved: std::collections::HashSet<(String, String)> = std::collections::HashSet::with_capacity(rows.len());
+        for row in rows {
+            moved.insert((row.try_get("provider")?, row.try_get("event_id")?));
         }
-        Ok(vec![(); ids.len()])
+        // `remove`: a second request for the same id in this batch moved nothing.
+        Ok(ids.iter().map(|id| moved.remove(id)).collect())
     }
     .boxed()
 }
@@ -346,6 +370,37 @@ mod tests {
                 matches!((a, b), (DedupVerdict::Claimed, DedupVerdict::InFlight) | (DedupVerdict::InFlight, DedupVerdict::Claimed)),
                 "{a:?} {b:?}"
             );
+        }
+    }
+
+    /// Two attempts may both know an event is on the bus (one published it
+    /// and marked late; the other took the row over and found the event):
+    /// exactly one mark says it moved the row, whether the marks come one
+    /// after the other or in one batch.
+    #[tokio::test]
+    async fn exactly_one_mark_moves_a_row_to_published() {
+        for store in stores().await {
+            let dedup = WebhookDedup::open(&store).await.expect("ddl");
+            let run = format!("{}-{}", std::process::id(), switchyard_canonical::now_ms());
+            let one = format!("evt-mark-{run}");
+            assert_eq!(dedup.claim(claim(&one, "sha")).await.expect("claim"), DedupVerdict::Claimed);
+            let late = dedup.mark_published_later("test-vendor", &one).await.expect("queued");
+            assert!(late.await.expect("mark"), "the first mark moves the row");
+            assert!(!dedup.mark_published("test-vendor", &one).await.expect("mark"), "a second mark moves nothing");
+
+            let both = format!("evt-mark-both-{run}");
+            let other = format!("evt-mark-other-{run}");
+            for id in [&both, &other] {
+                assert_eq!(dedup.claim(claim(id, "sha")).await.expect("claim"), DedupVerdict::Claimed);
+            }
+            let (a, b, c) = tokio::join!(
+                dedup.mark_published("test-vendor", &both),
+                dedup.mark_published("test-vendor", &both),
+                dedup.mark_published("test-vendor", &other)
+            );
+            let (a, b, c) = (a.expect("mark"), b.expect("mark"), c.expect("mark"));
+            assert!(a ^ b, "one of two marks of one id moves it: {a} {b}");
+            assert!(c, "another id in the same batch is moved too");
         }
     }
 

@@ -5,7 +5,7 @@
 //! the canonical [`ProviderEvent`] in its own module (`payouts::stripe::webhook`,
 //! `payouts::adyen::webhook`, `payouts::wise::webhook`, `cards::lithic::webhook`,
 //! `cards::marqeta::webhook` (a delivery is a batch of up to ten events),
-//! `plaid` (open banking: scheme and mapping in one module),
+//! `plaid` and `truelayer` (open banking: scheme and mapping in one module each),
 //! and for the check vendors `kyc::{onfido,sumsub}::webhook`,
 //! `aml::comply_advantage::webhook`, `fraud::{sardine,seon}::webhook`).
 //! Vendor JSON types never leave those modules. OpenSanctions answers
@@ -29,6 +29,7 @@ pub mod plaid;
 mod rsa_body;
 mod standard;
 mod stripe_signature;
+pub mod truelayer;
 
 use crate::secret::Secret;
 use reqwest::header::HeaderMap;
@@ -58,6 +59,10 @@ pub enum Refusal {
     /// The key the token names has expired.
     #[error("signing key has expired")]
     ExpiredKey,
+    /// The signature points at a key URL (TrueLayer's `jku`) that is not
+    /// one of the vendor's configured ones; it is never fetched.
+    #[error("key URL is not the vendor's")]
+    UntrustedKeyUrl,
 }
 
 impl Refusal {
@@ -72,6 +77,7 @@ impl Refusal {
             Refusal::WrongAlgorithm => "wrong_algorithm",
             Refusal::UnknownKey => "unknown_key",
             Refusal::ExpiredKey => "expired_key",
+            Refusal::UntrustedKeyUrl => "untrusted_key_url",
         }
     }
 }
@@ -118,6 +124,12 @@ pub enum Scheme {
     /// `/webhook_verification_key/get` (see [`plaid`]); the caller runs
     /// [`plaid::PlaidKeys::prepare`] first, as fetching is async.
     PlaidJwt { keys: std::sync::Arc<plaid::PlaidKeys> },
+    /// TrueLayer `Tl-Signature: <detached ES512 JWS>` over method, path,
+    /// signed headers and body, keys from the JWKS its `jku` names when
+    /// that URL is allowed (see [`truelayer`]); the caller runs
+    /// [`truelayer::TrueLayerKeys::prepare`] first and verifies with
+    /// [`Scheme::verify_at`], as the request path is signed.
+    TrueLayerJws { keys: std::sync::Arc<truelayer::TrueLayerKeys> },
 }
 
 /// A `username:password` pair a vendor presents as HTTP Basic auth.
@@ -157,6 +169,17 @@ pub struct Verified {
 }
 
 impl Scheme {
+    /// Verifies a callback posted to `path` (the request's path, without
+    /// the query): only TrueLayer signs it; the others ignore it.
+    pub fn verify_at(&self, path: &str, headers: &HeaderMap, body: &[u8], now_ms: i64) -> Result<Verified, Refusal> {
+        match self {
+            Scheme::TrueLayerJws { keys } => keys.verify(path, headers, body, now_ms),
+            _ => self.verify(headers, body, now_ms),
+        }
+    }
+
+    /// Verifies a callback whose scheme does not sign the request path.
+    /// TrueLayer's does: it is refused here; use [`Scheme::verify_at`].
     pub fn verify(&self, headers: &HeaderMap, body: &[u8], now_ms: i64) -> Result<Verified, Refusal> {
         let plain = Verified { verified_at_ms: now_ms, ..Verified::default() };
         match self {
@@ -202,6 +225,7 @@ impl Scheme {
                 outcome.map(|()| plain)
             }
             Scheme::PlaidJwt { keys } => keys.verify(headers, body, now_ms).map(|()| plain),
+            Scheme::TrueLayerJws { .. } => Err(Refusal::MalformedPayload("TrueLayer signs the request path; verify with verify_at".into())),
         }
     }
 }
@@ -280,14 +304,15 @@ pub enum WebhookVendor {
     Seon,
     Marqeta,
     Plaid,
+    TrueLayer,
 }
 
 impl WebhookVendor {
     /// Every vendor name [`WebhookVendor::parse`] knows, for error messages.
     pub const NAMES: &'static [&'static str] =
-        &["stripe", "adyen", "wise", "lithic", "onfido", "sumsub", "complyadvantage", "sardine", "seon", "marqeta", "plaid"];
+        &["stripe", "adyen", "wise", "lithic", "onfido", "sumsub", "complyadvantage", "sardine", "seon", "marqeta", "plaid", "truelayer"];
 
-    pub const ALL: [WebhookVendor; 11] = [
+    pub const ALL: [WebhookVendor; 12] = [
         Self::Stripe,
         Self::Adyen,
         Self::Wise,
@@ -299,6 +324,7 @@ impl WebhookVendor {
         Self::Seon,
         Self::Marqeta,
         Self::Plaid,
+        Self::TrueLayer,
     ];
 
     /// The digest the ingester's dedup compares for one event of a
@@ -332,6 +358,7 @@ impl WebhookVendor {
             "seon" => Some(Self::Seon),
             "marqeta" => Some(Self::Marqeta),
             "plaid" => Some(Self::Plaid),
+            "truelayer" => Some(Self::TrueLayer),
             _ => None,
         }
     }
@@ -368,6 +395,7 @@ impl WebhookVendor {
             Self::Sardine => crate::fraud::sardine::webhook::map(body, verified),
             Self::Seon => crate::fraud::seon::webhook::map(body, verified),
             Self::Plaid => plaid::map(body, verified.verified_at_ms),
+            Self::TrueLayer => truelayer::map(body, verified),
         }
     }
 }
