@@ -32,6 +32,11 @@ use switchyard_simulators::plaid::{spawn_plaid, PlaidConfig};
 const PLAID_FIELDS_READ: &[(&str, &str)] = &[
     ("LinkTokenCreateResponse", "link_token"),
     ("LinkTokenCreateResponse", "expiration"),
+    ("LinkTokenGetResponse", "link_sessions.*.link_session_id"),
+    ("LinkTokenGetResponse", "link_sessions.*.results.item_add_results.*.public_token"),
+    ("LinkTokenGetResponse", "link_sessions.*.results.item_add_results.*.accounts.*.id"),
+    ("LinkTokenGetResponse", "link_sessions.*.results.item_add_results.*.institution.name"),
+    ("LinkTokenGetResponse", "link_sessions.*.results.item_add_results.*.institution.institution_id"),
     ("ItemPublicTokenExchangeResponse", "access_token"),
     ("ItemPublicTokenExchangeResponse", "item_id"),
     ("AccountsGetResponse", "accounts.*.account_id"),
@@ -93,6 +98,10 @@ async fn the_plaid_adapter_and_simulator_agree_with_plaids_openapi_document() {
     assert!(handoff.value.starts_with("link-sandbox-") && handoff.expires_at_ms > switchyard_canonical::now_ms());
     let public = sim.complete_link(&handoff.value).expect("public token");
     let granted = plaid.exchange_public_token(&ctx, &public).await.expect("exchange");
+    // The session that produced the public token, found without exchanging it.
+    let session = plaid.link_result(&ctx, &handoff.value, &Secret::new(public.clone())).await.expect("link token get").expect("the session");
+    assert_eq!((session.account_ids.len(), session.institution_id.as_deref()), (2, Some("ins_109508")), "{session:?}");
+    assert_eq!(plaid.link_result(&ctx, &handoff.value, &Secret::new("public-sandbox-other")).await.expect("link token get"), None);
     let token = granted.access_token.clone();
     assert_eq!(plaid.accounts(&ctx, &token, false).await.expect("accounts").balances.len(), 0);
     let snapshot = plaid.accounts(&ctx, &token, true).await.expect("balances");
@@ -140,7 +149,7 @@ async fn the_plaid_adapter_and_simulator_agree_with_plaids_openapi_document() {
     sim.complete_link(&update.value).expect("user repairs the login");
     plaid.accounts(&ctx, &token, false).await.expect("login repaired");
     match plaid.exchange_public_token(&ctx, &public).await {
-        Err(ObFailure::Call(e)) => assert_eq!(e.class, ErrorClass::Permanent, "a public token is single use: {e}"),
+        Err(ObFailure::AuthorizationSpent { code }) => assert_eq!(code, "INVALID_PUBLIC_TOKEN", "a public token is single use"),
         other => panic!("second exchange: {other:?}"),
     }
     plaid.remove_item(&ctx, &token).await.expect("remove");

@@ -23,6 +23,9 @@
 //! - [`onfido`]: Onfido v3.6 KYC (applicants, documents, checks, reports).
 //! - [`plaid`]: Plaid (open banking): Link tokens, public token exchange,
 //!   accounts, balances, `/transactions/sync` pages, item errors.
+//! - [`truelayer`]: TrueLayer (open banking) Payments v3: client-credentials
+//!   tokens, `Tl-Signature` verified with TrueLayer's own crate, idempotency
+//!   keys (422 / 409), payment statuses over time, a per-payment money oracle.
 //! - [`sumsub`]: Sumsub KYC (applicants, idDoc uploads, signed requests, reviews).
 //! - `checks`: helpers and magic inputs shared by the KYC/AML/fraud simulators.
 //! - `engine`: vendor-neutral state: idempotency records (expiring like the
@@ -54,6 +57,8 @@ pub mod sardine;
 pub mod seon;
 pub mod stripe;
 pub mod sumsub;
+pub mod truelayer;
+pub mod truelayer_webhooks;
 mod util;
 mod webhook;
 

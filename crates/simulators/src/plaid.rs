@@ -11,7 +11,12 @@
 //!   a login). The user's side of Link is [`PlaidSimulator::complete_link`],
 //!   which returns the `public_token` the front end would receive.
 //! - `/item/public_token/exchange` -> `access_token` + `item_id`; a public
-//!   token is single use and lives 30 minutes.
+//!   token is single use and lives 30 minutes: a second exchange of it
+//!   answers `INVALID_PUBLIC_TOKEN`. Fault: an exchange executed and its
+//!   answer lost ([`PlaidSimulator::lose_exchange_answers`]).
+//! - `/link/token/get` -> the token's Link sessions, each with its
+//!   `item_add_results` (public token, accounts, institution; no item id,
+//!   as Plaid's definition has none): see [`link`].
 //! - `/accounts/get`, `/accounts/balance/get`: two accounts per item.
 //! - `/transactions/sync`: pages through the item's change log with an
 //!   opaque base64 cursor, `count` per page (default 100, at most 500),
@@ -37,6 +42,7 @@
 //! with the item's existing access token).
 
 mod data;
+mod link;
 pub mod webhooks;
 
 use std::collections::HashMap;
@@ -60,7 +66,8 @@ use data::Item;
 
 const LINK_TOKEN_TTL_MS: i64 = 4 * 3_600_000;
 const PUBLIC_TOKEN_TTL_MS: i64 = 30 * 60_000;
-const ENDPOINTS: [&str; 6] = ["/link/token/create", "/item/public_token/exchange", "/accounts/get", "/accounts/balance/get", "/transactions/sync", "/item/remove"];
+const ENDPOINTS: [&str; 7] =
+    ["/link/token/create", "/link/token/get", "/item/public_token/exchange", "/accounts/get", "/accounts/balance/get", "/transactions/sync", "/item/remove"];
 
 #[derive(Clone, Debug)]
 pub struct PlaidConfig {
@@ -88,6 +95,10 @@ struct LinkToken {
     institution_id: String,
     /// Update mode: the item whose login this token repairs.
     update_item: Option<String>,
+    /// What the create asked for (`/link/token/get`'s `metadata`).
+    metadata: link::LinkMetadata,
+    /// Link flows finished with this token (`/link/token/get`'s `link_sessions`).
+    sessions: Vec<link::Session>,
 }
 
 #[derive(Default)]
@@ -98,6 +109,8 @@ struct Faults {
     fail_sync_after: Option<usize>,
     rate_limited: u32,
     latency: Duration,
+    /// Exchanges still executed and then answered with a cut connection.
+    lose_exchange_answers: u32,
 }
 
 #[derive(Default)]
@@ -217,8 +230,23 @@ impl PlaidSimulator {
             }
         };
         let public = format!("public-sandbox-{}", uuid::Uuid::new_v4());
-        g.public_tokens.insert(public.clone(), (item_id, now_ms() + PUBLIC_TOKEN_TTL_MS));
+        let now = now_ms();
+        link::record_session(&mut g, link_token, &public, &item_id, now);
+        g.public_tokens.insert(public.clone(), (item_id, now + PUBLIC_TOKEN_TTL_MS));
         Some(public)
+    }
+
+    /// The next `n` exchanges are executed (the public token spent, the
+    /// access token issued) and their answers lost: the connection is cut.
+    pub fn lose_exchange_answers(&self, n: u32) {
+        self.sim.lock().faults.lose_exchange_answers = n;
+    }
+
+    /// The Link sessions finished with `link_token`: (session id, the item
+    /// it linked), for tests (Plaid's `/link/token/get` names no item).
+    pub fn link_sessions(&self, link_token: &str) -> Vec<(String, String)> {
+        let g = self.sim.lock();
+        g.link_tokens.get(link_token).map(|t| t.sessions.iter().map(|s| (s.link_session_id.clone(), s.item_id.clone())).collect()).unwrap_or_default()
     }
 
     /// Every access token ever issued (for tests that scan for leaks).
@@ -415,6 +443,7 @@ async fn call(State(sim): State<Arc<Sim>>, headers: HeaderMap, body: Bytes, path
     }
     match path {
         "/link/token/create" => link_token_create(&sim, &body),
+        "/link/token/get" => link::link_token_get(&sim.lock(), &body),
         "/item/public_token/exchange" => exchange(&sim, &body),
         "/item/remove" => with_item(&sim, &body, false, |g, item_id| {
             if let Some(item) = g.items.get_mut(item_id) {
@@ -475,7 +504,8 @@ fn link_token_create(sim: &Sim, body: &Value) -> Response {
     };
     let token = format!("link-sandbox-{}", uuid::Uuid::new_v4());
     let expires_at_ms = now_ms() + LINK_TOKEN_TTL_MS;
-    g.link_tokens.insert(token.clone(), LinkToken { expires_at_ms, institution_id, update_item });
+    let metadata = link::LinkMetadata::of(body, now_ms());
+    g.link_tokens.insert(token.clone(), LinkToken { expires_at_ms, institution_id, update_item, metadata, sessions: Vec::new() });
     ok(json!({ "link_token": token, "expiration": iso8601(expires_at_ms), "request_id": request_id() }))
 }
 
@@ -496,7 +526,13 @@ fn exchange(sim: &Sim, body: &Value) -> Response {
         g.issued.push(token.clone());
         token
     });
-    ok(json!({ "access_token": access, "item_id": item_id, "request_id": request_id() }))
+    let answer = json!({ "access_token": access, "item_id": item_id, "request_id": request_id() });
+    if g.faults.lose_exchange_answers > 0 {
+        g.faults.lose_exchange_answers -= 1;
+        sim.injected.fetch_add(1, Ordering::Relaxed);
+        return link::lost(answer);
+    }
+    ok(answer)
 }
 
 /// Resolves `access_token` to its item and, for data calls, applies the

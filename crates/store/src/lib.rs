@@ -35,6 +35,8 @@ pub mod onboarding;
 pub mod pii;
 pub mod positions;
 pub mod openbanking;
+pub mod openbanking_callbacks;
+pub mod openbanking_payments;
 pub mod records;
 pub mod retry_rounds;
 pub mod recon;

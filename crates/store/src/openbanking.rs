@@ -132,6 +132,14 @@ pub struct ConsentStore {
 const COLUMNS: &str = "consent_id, provider, state, consent, version, provider_reference, institution_id, access_token_enc, sync_cursor, \
     page_seq, known_accounts, refresh_key, refresh_pages, refresh_accounts_done, last_key, last_outcome";
 
+/// The columns of a [`ConsentRow`], for queries elsewhere in the crate.
+pub(crate) const CONSENT_COLUMNS: &str = COLUMNS;
+
+/// Reads a [`ConsentRow`] selected with [`CONSENT_COLUMNS`].
+pub(crate) fn consent_row(r: &AnyRow) -> Result<ConsentRow, sqlx::Error> {
+    row(r)
+}
+
 fn row(r: &AnyRow) -> Result<ConsentRow, sqlx::Error> {
     Ok(ConsentRow {
         consent_id: r.try_get("consent_id")?,

@@ -2,7 +2,8 @@
 //! consent command out at the aggregator that holds the consent (Plaid; a
 //! new consent where the routing policy says), publishes
 //! `openbanking.outcomes.v1`, one `openbanking.events.v1` event per consent
-//! change and the data deltas of refreshes on `openbanking.data.v1`. All
+//! change and the data deltas of refreshes on `openbanking.data.v1`; and
+//! acts on Plaid's webhooks from `openbanking.provider-events.v1`. All
 //! logic lives in `switchyard-worker`; this binary parses arguments, sets up
 //! logging and turns SIGINT/SIGTERM into a graceful drain.
 

@@ -24,6 +24,7 @@ mod catalog;
 mod certs;
 mod demo_cards;
 mod demo_onboarding;
+mod demo_openbanking;
 mod demo_recon;
 mod demo_webhooks;
 mod ops;

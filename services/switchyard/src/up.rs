@@ -10,7 +10,9 @@
 //! applicants are onboarded through KYC, AML and fraud (approve, step-up,
 //! potential match cleared, AML hold, fraud block), and a card is issued,
 //! activated, suspended and reinstated at Lithic, whose callbacks arrive
-//! twice and still yield one card event per change.
+//! twice and still yield one card event per change. Last, open banking: an
+//! account linked through Plaid Link and synced, its institution down and
+//! back, and a TrueLayer payment authorized and followed to SETTLED.
 
 use anyhow::{bail, Context, Result};
 use std::net::SocketAddr;
@@ -127,6 +129,7 @@ pub(crate) async fn run(args: UpArgs) -> Result<()> {
     crate::demo_recon::show(&stack, &outcomes, &run, &args.database_url).await?;
     let onboarding = crate::demo_onboarding::show(&stack, &args.database_url, &run, shutdown.clone()).await?;
     let cards = crate::demo_cards::show(&stack, &ingester, &args.database_url, &run, shutdown.clone()).await?;
+    let openbanking = crate::demo_openbanking::show(&stack, &args.database_url, &run, shutdown.clone()).await?;
     let stats = stripe.stats();
     println!(
         "\nstripe simulator: {} requests, {} payouts executed, {} injected faults absorbed",
@@ -141,6 +144,7 @@ pub(crate) async fn run(args: UpArgs) -> Result<()> {
     worker.join.await??;
     onboarding.join().await?;
     cards.join().await?;
+    openbanking.join().await?;
     Ok(())
 }
 

@@ -20,6 +20,7 @@ import extract  # noqa: E402
 # Keep in step with crates/adapters/src/openbanking/plaid.
 PLAID_OPERATIONS = [
     ("/link/token/create", "post"),
+    ("/link/token/get", "post"),
     ("/item/public_token/exchange", "post"),
     ("/accounts/get", "post"),
     ("/accounts/balance/get", "post"),

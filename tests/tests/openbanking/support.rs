@@ -14,7 +14,7 @@ use switchyard_e2e::checks::{CommandProducer, OutcomeReader};
 use switchyard_e2e::{TestEnv, TopicReader};
 use switchyard_simulators::plaid::{spawn_plaid, PlaidConfig, PlaidSimulator};
 use switchyard_worker::config::{Environment, SecretSource};
-use switchyard_worker::openbanking::config::{ObProviderConfig, ObProviderKind, OpenBankingTopics, OpenBankingWorkerConfig, TokenKeyConfig};
+use switchyard_worker::openbanking::config::{ObCallbackSettings, ObProviderConfig, ObProviderKind, OpenBankingTopics, OpenBankingWorkerConfig, TokenKeyConfig};
 use switchyard_worker::openbanking::run::{start_openbanking_worker, RunningOpenBankingWorker};
 use switchyard_worker::openbanking::{OB_COMMAND_SCHEMA, OB_DATA_SCHEMA, OB_EVENT_SCHEMA, OB_OUTCOME_SCHEMA};
 use switchyard_worker::retry::RetryPolicy;
@@ -169,6 +169,7 @@ pub(crate) fn config(env: &TestEnv, plaid_url: &str) -> OpenBankingWorkerConfig 
             outcomes: env.topic("openbanking.outcomes.v1"),
             events: env.topic("openbanking.events.v1"),
             data: env.topic("openbanking.data.v1"),
+            provider_events: env.topic("openbanking.provider-events.v1"),
         },
         providers: vec![ObProviderConfig {
             name: "plaid".into(),
@@ -182,6 +183,7 @@ pub(crate) fn config(env: &TestEnv, plaid_url: &str) -> OpenBankingWorkerConfig 
             client_name: "switchyard e2e".into(),
             institution_retry_after_ms: INSTITUTION_RETRY_AFTER_MS,
             not_ready_retry_after_ms: 1_000,
+            truelayer: None,
         }],
         routing: switchyard_routing::RoutingPolicy {
             mode: switchyard_routing::DomainMode::On,
@@ -202,6 +204,9 @@ pub(crate) fn config(env: &TestEnv, plaid_url: &str) -> OpenBankingWorkerConfig 
         lease_ttl_ms: 5_000,
         institution_breaker: switchyard_routing::BreakerConfig { window_ms: 60_000, min_calls: INSTITUTION_BREAKER_CALLS, failure_ratio: 0.5, open_ms: INSTITUTION_COOL_DOWN_MS },
         scheduled_refresh: None,
+        // Tests of callbacks turn them on (openbanking_webhooks.rs).
+        callbacks: ObCallbackSettings { enabled: false, ..ObCallbackSettings::default() },
+        payment_polling: Default::default(),
     }
 }
 

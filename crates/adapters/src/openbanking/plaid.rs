@@ -13,7 +13,7 @@
 //!   [`PlaidAdapter`] are ours (configurable), chosen as Plaid's docs
 //!   suggest retrying "later" without a figure.
 
-use super::{AccountsSnapshot, Granted, HandoffRequest, IssuedHandoff, ObFailure, TransactionPage};
+use super::{AccountsSnapshot, Granted, HandoffRequest, HandoffResult, IssuedHandoff, ObFailure, TransactionPage};
 use crate::http::{send_json, traced, Transport};
 use crate::{AdapterError, CallContext, Secret};
 use serde::{Deserialize, Serialize};
@@ -39,6 +39,11 @@ pub struct PlaidAdapter {
     /// Waits we answer INSTITUTION_UNAVAILABLE and NOT_READY with.
     institution_retry_after: Duration,
     not_ready_retry_after: Duration,
+    /// The public token exchange's own deadline, far above the client's:
+    /// a public token is single use and no Plaid endpoint returns an
+    /// item's access token again, so an exchange cut off by our timeout
+    /// after Plaid executed it loses the item for good.
+    exchange_timeout: Duration,
 }
 
 #[derive(Serialize)]
@@ -175,6 +180,57 @@ struct PlaidError {
 #[derive(Deserialize)]
 struct Empty {}
 
+#[derive(Serialize)]
+struct LinkTokenGet<'a> {
+    #[serde(flatten)]
+    auth: Auth<'a>,
+    link_token: &'a str,
+}
+
+/// `/link/token/get`'s answer, the parts we read (`LinkTokenGetResponse`).
+#[derive(Deserialize)]
+struct LinkTokenGot {
+    #[serde(default)]
+    link_sessions: Vec<LinkSession>,
+}
+
+/// `LinkTokenGetSessionsResponse`.
+#[derive(Deserialize)]
+struct LinkSession {
+    link_session_id: String,
+    results: Option<LinkSessionResults>,
+}
+
+/// `LinkSessionResults` (its other result lists are other products').
+#[derive(Deserialize)]
+struct LinkSessionResults {
+    #[serde(default)]
+    item_add_results: Vec<ItemAddResult>,
+}
+
+/// `LinkSessionItemAddResult`: `public_token`, `accounts`, `institution`;
+/// Plaid's definition has no `item_id` here.
+#[derive(Deserialize)]
+struct ItemAddResult {
+    public_token: String,
+    #[serde(default)]
+    accounts: Vec<SessionAccount>,
+    institution: Option<SessionInstitution>,
+}
+
+/// `LinkSessionSuccessMetadataAccount` (the mask is not read: never stored).
+#[derive(Deserialize)]
+struct SessionAccount {
+    id: Option<String>,
+}
+
+/// `LinkSessionSuccessMetadataInstitution`.
+#[derive(Deserialize)]
+struct SessionInstitution {
+    name: Option<String>,
+    institution_id: Option<String>,
+}
+
 impl PlaidAdapter {
     pub fn new(name: &str, base_url: &str, client_id: &str, secret: Secret, transport: Transport) -> Result<Self, AdapterError> {
         Ok(Self {
@@ -187,6 +243,7 @@ impl PlaidAdapter {
             page_size: 100,
             institution_retry_after: Duration::from_secs(60),
             not_ready_retry_after: Duration::from_secs(30),
+            exchange_timeout: Duration::from_secs(120),
         })
     }
 
@@ -206,6 +263,12 @@ impl PlaidAdapter {
         self
     }
 
+    /// See `exchange_timeout`: never below the client's own timeout.
+    pub fn with_exchange_timeout(mut self, timeout: Duration) -> Self {
+        self.exchange_timeout = timeout;
+        self
+    }
+
     pub fn name(&self) -> &str {
         &self.name
     }
@@ -215,7 +278,15 @@ impl PlaidAdapter {
     }
 
     async fn post<B: Serialize, T: serde::de::DeserializeOwned>(&self, ctx: &CallContext, path: &str, body: &B) -> Result<T, ObFailure> {
-        let req = traced(self.http.post(format!("{}{path}", self.base_url)), ctx).json(body);
+        self.post_within(ctx, path, body, None).await
+    }
+
+    /// [`Self::post`] with its own deadline instead of the client's.
+    async fn post_within<B: Serialize, T: serde::de::DeserializeOwned>(&self, ctx: &CallContext, path: &str, body: &B, timeout: Option<Duration>) -> Result<T, ObFailure> {
+        let mut req = traced(self.http.post(format!("{}{path}", self.base_url)), ctx).json(body);
+        if let Some(timeout) = timeout {
+            req = req.timeout(timeout);
+        }
         let mut failure = None;
         let reply = send_json::<T, PlaidError>(req, |status, wait, error| {
             let (mapped, err) = self.map_error(status, wait, error);
@@ -240,6 +311,7 @@ impl PlaidAdapter {
             ("INSTITUTION_ERROR", code) => Some(ObFailure::InstitutionUnavailable { code: code.to_owned(), retry_after: self.institution_retry_after }),
             (_, "PRODUCT_NOT_READY") => Some(ObFailure::NotReady { retry_after: self.not_ready_retry_after }),
             (_, code @ ("INVALID_ACCESS_TOKEN" | "ITEM_NOT_FOUND")) => Some(ObFailure::ConnectionGone { code: code.to_owned() }),
+            (_, code @ "INVALID_PUBLIC_TOKEN") => Some(ObFailure::AuthorizationSpent { code: code.to_owned() }),
             _ => None,
         };
         let err = match (e.error_type.as_str(), e.error_code.as_str()) {
@@ -278,10 +350,35 @@ impl PlaidAdapter {
     }
 
     pub async fn exchange_public_token(&self, ctx: &CallContext, public_token: &str) -> Result<Granted, ObFailure> {
-        let exchanged: Exchanged = self.post(ctx, "/item/public_token/exchange", &Exchange { auth: self.auth(), public_token }).await?;
+        let body = Exchange { auth: self.auth(), public_token };
+        let exchanged: Exchanged = self.post_within(ctx, "/item/public_token/exchange", &body, Some(self.exchange_timeout)).await?;
         // Plaid items do not lapse by time (consent_expiration_time is for
         // some European OAuth institutions; PENDING_EXPIRATION says so).
         Ok(Granted { access_token: Secret::new(exchanged.access_token), provider_reference: exchanged.item_id, expires_at_ms: None })
+    }
+
+    /// The Link session of `link_token` whose `item_add_results` hold
+    /// `public_token`: how an exchange whose answer was lost is found
+    /// again. Plaid notes that non-Hosted-Link sessions report their
+    /// results here only once Link events are enabled for the client.
+    pub async fn link_result(&self, ctx: &CallContext, link_token: &str, public_token: &Secret) -> Result<Option<HandoffResult>, ObFailure> {
+        use subtle::ConstantTimeEq;
+        let got: LinkTokenGot = self.post(ctx, "/link/token/get", &LinkTokenGet { auth: self.auth(), link_token }).await?;
+        for session in got.link_sessions {
+            let Some(results) = session.results else { continue };
+            for added in results.item_add_results {
+                if bool::from(added.public_token.as_bytes().ct_eq(public_token.expose().as_bytes())) {
+                    let institution = added.institution;
+                    return Ok(Some(HandoffResult {
+                        session_id: session.link_session_id,
+                        institution_id: institution.as_ref().and_then(|i| i.institution_id.clone()),
+                        institution_name: institution.and_then(|i| i.name),
+                        account_ids: added.accounts.into_iter().filter_map(|a| a.id).collect(),
+                    }));
+                }
+            }
+        }
+        Ok(None)
     }
 
     pub async fn accounts(&self, ctx: &CallContext, access_token: &Secret, with_balances: bool) -> Result<AccountsSnapshot, ObFailure> {

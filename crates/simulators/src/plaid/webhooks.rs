@@ -86,6 +86,16 @@ pub fn pending_expiration(item_id: &str, consent_expiration_time: &str) -> Vec<u
     }))
 }
 
+/// `ItemLoginRepairedWebhook`.
+pub fn login_repaired(item_id: &str) -> Vec<u8> {
+    body(json!({
+        "webhook_type": "ITEM",
+        "webhook_code": "LOGIN_REPAIRED",
+        "item_id": item_id,
+        "environment": "sandbox",
+    }))
+}
+
 pub fn sync_updates_available(item_id: &str) -> Vec<u8> {
     body(json!({
         "webhook_type": "TRANSACTIONS",

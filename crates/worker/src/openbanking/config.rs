@@ -51,6 +51,39 @@ pub struct OpenBankingWorkerConfig {
     /// and on provider updates.
     #[serde(default)]
     pub scheduled_refresh: Option<ScheduledRefreshConfig>,
+    /// How open payments are polled for their status.
+    #[serde(default)]
+    pub payment_polling: super::truelayer_config::PaymentPollingConfig,
+    /// Provider callbacks (Plaid webhooks through the ingester) acting on consents.
+    #[serde(default)]
+    pub callbacks: ObCallbackSettings,
+}
+
+/// How the worker consumes provider callbacks: its own consumer group on
+/// `topics.provider_events` (a runtime reads one input topic and its retry
+/// topic; callbacks have their own retry and DLQ), as the card worker does.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ObCallbackSettings {
+    /// Off: the callbacks are left to other consumers.
+    pub enabled: bool,
+    /// The callback consumer's group; default `<kafka.group_id>.callbacks`.
+    pub group_id: Option<String>,
+    /// A callback for an item no consent holds yet (its COMPLETE_CONSENT
+    /// may not be stored yet) is tried again after this, doubled each round.
+    pub unknown_consent_retry_ms: u64,
+    /// Rounds through the retry topic before such a callback is dead-lettered.
+    pub unknown_consent_rounds: u32,
+    /// A callback claimed by a delivery that has not sent its event or
+    /// REFRESH after this long is sent by the next delivery (the first
+    /// one died); longer than a publish ever takes.
+    pub resend_after_ms: u64,
+}
+
+impl Default for ObCallbackSettings {
+    fn default() -> Self {
+        Self { enabled: true, group_id: None, unknown_consent_retry_ms: 1_000, unknown_consent_rounds: 5, resend_after_ms: 30_000 }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
@@ -102,6 +135,8 @@ pub struct OpenBankingTopics {
     pub events: String,
     /// Data deltas, one record per page.
     pub data: String,
+    /// Provider callbacks from the webhook ingester (keyed by Plaid's item id).
+    pub provider_events: String,
 }
 
 impl Default for OpenBankingTopics {
@@ -111,6 +146,7 @@ impl Default for OpenBankingTopics {
             outcomes: "openbanking.outcomes.v1".into(),
             events: "openbanking.events.v1".into(),
             data: "openbanking.data.v1".into(),
+            provider_events: "openbanking.provider-events.v1".into(),
         }
     }
 }
@@ -119,6 +155,8 @@ impl Default for OpenBankingTopics {
 #[serde(rename_all = "snake_case")]
 pub enum ObProviderKind {
     Plaid,
+    #[serde(rename = "truelayer")]
+    TrueLayer,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -146,6 +184,10 @@ pub struct ObProviderConfig {
     /// What a PRODUCT_NOT_READY gap tells the product to wait.
     #[serde(default = "default_not_ready_retry_after_ms")]
     pub not_ready_retry_after_ms: u64,
+    /// `kind: truelayer` only: its auth server, payment page, signing key
+    /// and merchant accounts ([`super::truelayer_config`]).
+    #[serde(default)]
+    pub truelayer: Option<super::truelayer_config::TrueLayerSection>,
 }
 
 fn default_timeout_ms() -> u64 {
@@ -240,6 +282,11 @@ impl OpenBankingWorkerConfig {
         if self.max_in_flight == 0 {
             return bad("max_in_flight must be at least 1".into());
         }
+        super::truelayer_config::validate(self)?;
+        let c = &self.callbacks;
+        if c.enabled && (self.topics.provider_events.trim().is_empty() || c.unknown_consent_retry_ms == 0 || c.resend_after_ms == 0) {
+            return bad("callbacks: topics.provider_events must be set and unknown_consent_retry_ms, resend_after_ms at least 1".into());
+        }
         let b = &self.institution_breaker;
         if b.min_calls == 0 || !(b.failure_ratio > 0.0 && b.failure_ratio <= 1.0) || b.window_ms == 0 || b.open_ms == 0 {
             return bad("institution_breaker: min_calls, window_ms and open_ms must be at least 1 and failure_ratio in (0, 1]".into());
@@ -273,6 +320,17 @@ mod tests {
         assert_eq!(config.token_keys.len(), 1);
         assert_eq!(config.institution_breaker.min_calls, 5);
         assert_eq!(config.scheduled_refresh.as_ref().map(|s| s.period_ms), Some(21_600_000));
+    }
+
+    #[test]
+    fn the_compose_config_parses_and_validates() {
+        let compose = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../ops/docker/openbanking-worker.yaml");
+        let config = OpenBankingWorkerConfig::load(&compose).expect("ops/docker/openbanking-worker.yaml is valid");
+        assert!(config.callbacks.enabled);
+        assert_eq!(config.topics.provider_events, "openbanking.provider-events.v1");
+        assert_eq!(config.admin_bind.map(|a| a.port()), Some(9471));
+        let example = OpenBankingWorkerConfig::load(&path()).expect("example");
+        assert_eq!((example.callbacks.unknown_consent_rounds, example.callbacks.resend_after_ms), (5, 30_000));
     }
 
     #[test]

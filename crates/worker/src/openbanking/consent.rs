@@ -80,15 +80,7 @@ impl OpenBankingHandler {
                     (ProviderCall::ExchangeAuthorization, Some(held)) => self.complete(turn, held).await,
                     (ProviderCall::Sync { datasets, .. }, Some(held)) => self.refresh(turn, held, &datasets).await,
                     (ProviderCall::RemoveConnection, Some(held)) => self.revoke(turn, held).await,
-                    (ProviderCall::CreatePayment { .. }, Some(held)) => {
-                        let mut outcome = self.outcome(turn, OpenBankingKind::Failed, Some(&held));
-                        outcome.error = Some(OutcomeError {
-                            class: ErrorClass::Permanent,
-                            code: ErrorCode::InvalidRequest,
-                            message: "payment initiation is not available through this provider yet".into(),
-                        });
-                        Ok(outcome)
-                    }
+                    (ProviderCall::CreatePayment { .. }, Some(held)) => self.initiate_payment(turn, held).await,
                     (_, None) => Err(broken("a provider call for a consent we do not hold")),
                 }
             }
@@ -199,7 +191,9 @@ impl OpenBankingHandler {
             return Err(broken(format!("a hand-off was issued for a {} consent", from.as_str())));
         }
         let mut outcome = self.outcome(turn, OpenBankingKind::AuthRequired, Some(&held));
-        outcome.handoff = Some(Handoff { kind: HandoffKind::LinkToken, value: issued.value, expires_at_ms: issued.expires_at_ms });
+        // An OAuth provider (TrueLayer) hands out a URL to send the browser to; Plaid a Link token.
+        let kind = if issued.value.starts_with("https://") || issued.value.starts_with("http://") { HandoffKind::AuthorizationUrl } else { HandoffKind::LinkToken };
+        outcome.handoff = Some(Handoff { kind, value: issued.value, expires_at_ms: issued.expires_at_ms });
         self.commit(turn, held, from, outcome, |_| {}).await
     }
 
@@ -219,7 +213,8 @@ impl OpenBankingHandler {
                 Err(failure) => return self.failed(turn, Some(held), failure).await,
             }
         } else {
-            let Some(public) = turn.command.completion.as_ref().and_then(|c| c.public_token.clone()) else {
+            // Plaid completes with a public token, an OAuth provider (TrueLayer) with an authorization code.
+            let Some(public) = turn.command.completion.as_ref().and_then(|c| c.public_token.clone().or_else(|| c.authorization_code.clone())) else {
                 let mut outcome = self.outcome(turn, OpenBankingKind::Rejected, Some(&held));
                 outcome.error = Some(OutcomeError { class: ErrorClass::Permanent, code: ErrorCode::InvalidRequest, message: format!("{provider} completes a consent with a public_token") });
                 return Ok(outcome);
@@ -230,6 +225,8 @@ impl OpenBankingHandler {
             });
             match exchanged.await? {
                 Ok(granted) => Some(granted),
+                // Spent: never CONSENT_ACTIVE without a token, never a generic error.
+                Err(ObFailure::AuthorizationSpent { code }) => return self.spent(turn, held, &public, &code).await,
                 Err(failure) => return self.failed(turn, Some(held), failure).await,
             }
         };

@@ -29,9 +29,13 @@
 pub mod config;
 mod consent;
 pub mod health;
+pub mod payment;
+pub mod truelayer_config;
 pub mod schedule;
+pub mod callbacks;
 mod publish;
 mod refresh;
+mod repair;
 pub mod run;
 
 use crate::attempt::{self, AttemptLease, Fenced, TakeOver};
@@ -88,6 +92,9 @@ pub struct OpenBankingHandler {
     pub timings: ConsentTimings,
     /// Breakers per institution, consulted before every provider call.
     pub health: Arc<health::InstitutionHealth>,
+    /// Payments initiated and their statuses ([`payment`]).
+    pub payments: switchyard_store::openbanking_payments::PaymentStore,
+    pub payment_polling: payment::PaymentPolling,
     pub metrics: Arc<Metrics>,
     pub shutdown: CancellationToken,
 }
@@ -188,7 +195,14 @@ impl OpenBankingHandler {
                 return Err(Failure::Retry { reason: "attempt lease taken over by another delivery".into(), delay: self.lease_ttl });
             }
         };
-        self.finish(&ctx, &command, &record, &outcome).await
+        self.finish(&ctx, &command, &record, &outcome).await?;
+        // A parked consent is answered (the product acts on it) and its
+        // command goes to the DLQ for ops, the claim completed so nothing
+        // calls the provider again ([`repair`]).
+        match repair::parked(&outcome) {
+            Some(reason) => Err(dead_letter(reason)),
+            None => Ok(()),
+        }
     }
 
     /// The provider of a command: the consent's, or the policy's for a new one.

@@ -44,8 +44,11 @@ pub async fn start_openbanking_worker(config: OpenBankingWorkerConfig, shutdown:
                 PlaidAdapter::new(&p.name, &p.base_url, &p.client_id, secret, p.transport())?
                     .with_page_size(p.page_size)
                     .with_client_name(&p.client_name)
-                    .with_retry_after(Duration::from_millis(p.institution_retry_after_ms), Duration::from_millis(p.not_ready_retry_after_ms)),
+                    .with_retry_after(Duration::from_millis(p.institution_retry_after_ms), Duration::from_millis(p.not_ready_retry_after_ms))
+                    // A public token is single use: never cut its exchange off early (see `repair`).
+                    .with_exchange_timeout(Duration::from_millis(p.timeout_ms).max(Duration::from_secs(120))),
             ),
+            ObProviderKind::TrueLayer => OpenBankingProvider::TrueLayer(super::payment::truelayer_adapter(i, p, secret)?),
         };
         providers.insert(p.name.clone(), ObVendor { adapter, slots: Arc::new(tokio::sync::Semaphore::new(p.max_concurrency)) });
     }
@@ -85,10 +88,14 @@ pub async fn start_openbanking_worker(config: OpenBankingWorkerConfig, shutdown:
         lease_ttl: Duration::from_millis(config.lease_ttl_ms),
         timings: ConsentTimings::default(),
         health: Arc::new(super::health::InstitutionHealth::new(config.institution_breaker.clone(), metrics.clone())),
+        payments: switchyard_store::openbanking_payments::PaymentStore::open(&store).await?,
+        payment_polling: super::payment::PaymentPolling::from(&config.payment_polling),
         metrics: metrics.clone(),
         shutdown: shutdown.clone(),
     });
     let publisher_for_schedule = publisher.clone();
+    // Open payments' statuses, polled until each ends ([`super::payment`]).
+    tokio::spawn(handler.clone().poll_payments());
     let settings = RuntimeSettings { max_in_flight: config.max_in_flight, max_retry_rounds: config.max_retry_rounds, ..RuntimeSettings::default() };
     // No held topic: the domain cannot be switched off yet.
     let topics = RuntimeTopics { held: None, ..RuntimeTopics::conventional(&config.topics.commands) };
@@ -97,7 +104,29 @@ pub async fn start_openbanking_worker(config: OpenBankingWorkerConfig, shutdown:
     switchyard_service::checks::registry(&health, &config.schema_registry_url);
     switchyard_service::checks::store(&health, store.pool().clone());
     switchyard_service::checks::producer(&health, publisher.clone(), shutdown.clone());
-    let runtime = ConsumerRuntime::new(&config.kafka, publisher, topics, settings, handler, shutdown.clone())?.with_round_ledger(rounds).with_positions(positions);
+    // Both consumers stop together: when one ends on its own (a fatal
+    // consumer error), the other is stopped too and the worker is dead.
+    let consumers = shutdown.child_token();
+    let callbacks = if config.callbacks.enabled {
+        // Its own group, retry and DLQ topics, as the card worker's callbacks.
+        let mut kafka = config.kafka.clone();
+        kafka.group_id = config.callbacks.group_id.clone().unwrap_or_else(|| format!("{}.callbacks", config.kafka.group_id));
+        let callback_handler = Arc::new(super::callbacks::CallbackHandler {
+            ob: handler.clone(),
+            callbacks: switchyard_store::openbanking_callbacks::ObCallbacks::open(&store).await?,
+            decoder: AvroDecoder::new(registry.clone(), super::callbacks::PROVIDER_EVENT_SCHEMA)?,
+            command_encoder: AvroEncoder::register(&registry, &config.topics.commands, OB_COMMAND_SCHEMA).await?,
+            unknown_consent_retry: Duration::from_millis(config.callbacks.unknown_consent_retry_ms),
+            resend_after: Duration::from_millis(config.callbacks.resend_after_ms),
+        });
+        let topics = RuntimeTopics { held: None, ..RuntimeTopics::conventional(&config.topics.provider_events) };
+        let settings = RuntimeSettings { max_in_flight: config.max_in_flight, max_retry_rounds: config.callbacks.unknown_consent_rounds, ..RuntimeSettings::default() };
+        tracing::info!(provider_events = %config.topics.provider_events, group = %kafka.group_id, "open banking callbacks consumed");
+        Some(ConsumerRuntime::new(&kafka, publisher.clone(), topics, settings, callback_handler, consumers.clone())?.with_round_ledger(rounds.clone()).with_positions(positions.clone()))
+    } else {
+        None
+    };
+    let runtime = ConsumerRuntime::new(&config.kafka, publisher, topics, settings, handler, consumers.clone())?.with_round_ledger(rounds).with_positions(positions);
     metrics.attach_runtime(runtime.stats());
     let admin_addr = match config.admin_bind {
         Some(bind) => Some(serve_admin(bind, metrics.clone(), &health, shutdown.clone()).await?),
@@ -117,9 +146,25 @@ pub async fn start_openbanking_worker(config: OpenBankingWorkerConfig, shutdown:
     }
     let store_for_flush = store.clone();
     let join = tokio::spawn(health.track("consumer", shutdown.clone(), async move {
-        let drained = runtime.run().await;
+        let stop_commands = consumers.clone();
+        let commands = async move {
+            let drained = runtime.run().await;
+            stop_commands.cancel();
+            drained
+        };
+        let callbacks = async move {
+            match callbacks {
+                Some(runtime) => {
+                    let drained = runtime.run().await;
+                    consumers.cancel();
+                    drained
+                }
+                None => Ok(()),
+            }
+        };
+        let (commands, callbacks) = tokio::join!(commands, callbacks);
         store_for_flush.flush_audit().await;
-        drained
+        commands.and(callbacks)
     }));
     Ok(RunningOpenBankingWorker { admin_addr, metrics, store, consents, health, join })
 }

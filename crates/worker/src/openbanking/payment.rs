@@ -1,0 +1,317 @@
+//! INITIATE_PAYMENT and the statuses that follow it for days.
+//!
+//! **Creation** (under the command's claim and attempt lease, like every
+//! provider call): the payment id is looked up first. Recorded under this
+//! command's idempotency key: a redelivery after the create was stored,
+//! answered from the record without a call. Recorded under another key:
+//! refused (one payment id, one payment). Otherwise the provider creates it
+//! under *our* idempotency key, so a redelivery that finds no record (a
+//! crash between the provider's answer and our insert) gets the same
+//! payment back from the provider instead of a second one. The answer is
+//! AUTH_REQUIRED with the hand-off (TrueLayer's hosted payment page) and
+//! the payment at AUTHORIZATION_REQUIRED.
+//!
+//! **Statuses** are polled: no command carries them (a REFRESH of a
+//! payment-only consent is refused for want of data sets, and a repeated
+//! INITIATE_PAYMENT is answered from its claim), so a loop in the worker,
+//! like the refresh scheduler, asks the provider for every open payment
+//! whose poll is due. Each answer goes through the canonical
+//! [`PaymentProgress`]: only a status it *enters* becomes an event
+//! (PAYMENT_UPDATED on `openbanking.events.v1`), a repeated or late one
+//! changes nothing, a skipped one is filled in. The events are stored with
+//! the change (compare-and-set on the row's version: of two instances that
+//! polled the same answer one stores it) and cleared once the broker
+//! acknowledged them, so a crash in between republishes them under the same
+//! event ids (`<consent>:<payment>:<n>`), never loses one and never mints a
+//! second id for a status. Provider webhooks can feed the same
+//! [`OpenBankingHandler::apply_payment_status`] later.
+
+use super::consent::Held;
+use super::{broken, OpenBankingHandler, Stop, Turn};
+use std::time::Duration;
+use switchyard_adapters::openbanking::truelayer::{TrueLayerAdapter, TrueLayerSettings};
+use switchyard_adapters::openbanking::{PaymentRequest, PaymentState};
+use switchyard_adapters::CallContext;
+use switchyard_bus::MessageContext;
+use switchyard_canonical::openbanking_event::OpenBankingEvent;
+use switchyard_canonical::openbanking_outcome::{Handoff, HandoffKind, OpenBankingKind, OpenBankingOutcome, OpenBankingRefusal, PaymentResult};
+use switchyard_canonical::openbanking_payment::{PaymentObserved, PaymentProgress, PaymentStatus};
+use switchyard_canonical::{now_ms, CorrelationId, ErrorClass, ErrorCode, OutcomeError, TraceParent};
+use switchyard_store::openbanking_payments::PaymentRow;
+
+/// How often an open payment is asked about, and how many per tick.
+#[derive(Debug, Clone, Copy)]
+pub struct PaymentPolling {
+    pub interval: Duration,
+    pub batch: i64,
+}
+
+impl From<&super::truelayer_config::PaymentPollingConfig> for PaymentPolling {
+    fn from(c: &super::truelayer_config::PaymentPollingConfig) -> Self {
+        Self { interval: Duration::from_millis(c.interval_ms), batch: i64::from(c.batch) }
+    }
+}
+
+/// The TrueLayer adapter of `providers[i]` (validated: its section is there).
+pub(super) fn truelayer_adapter(
+    i: usize,
+    p: &super::config::ObProviderConfig,
+    client_secret: switchyard_adapters::Secret,
+) -> Result<TrueLayerAdapter, crate::WorkerError> {
+    let Some(t) = p.truelayer.as_ref() else { return Err(crate::WorkerError::Config(format!("providers[{i}].truelayer is required for kind truelayer"))) };
+    let settings = TrueLayerSettings {
+        name: p.name.clone(),
+        auth_url: t.auth_url.clone(),
+        api_url: p.base_url.clone(),
+        hpp_url: t.hpp_url.clone(),
+        client_id: p.client_id.clone(),
+        client_secret,
+        signing_key_id: t.signing_key_id.clone(),
+        signing_key: t.signing_key.load(&format!("providers[{i}].truelayer.signing_key"))?,
+        redirect_uri: t.redirect_uri.clone(),
+        merchant_accounts: t.merchant_accounts.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+        resource_token_ttl: Duration::from_millis(t.resource_token_ttl_ms),
+        auth_link_ttl: Duration::from_millis(t.auth_link_ttl_ms),
+    };
+    TrueLayerAdapter::new(settings, p.transport()).map_err(|e| crate::WorkerError::Config(format!("providers[{i}].truelayer.signing_key: {}", e.message)))
+}
+
+impl OpenBankingHandler {
+    pub(super) async fn initiate_payment(&self, turn: &mut Turn<'_>, held: Held) -> Result<OpenBankingOutcome, Stop> {
+        let command = turn.command;
+        let Some(spec) = command.payment.as_ref() else { return Err(broken("INITIATE_PAYMENT without its payment passed validation")) };
+        if let Some(row) = self.payments.load(&spec.payment_id).await? {
+            if row.create_key != command.idempotency_key {
+                let error = OutcomeError {
+                    class: ErrorClass::Permanent,
+                    code: ErrorCode::InvalidRequest,
+                    message: format!("payment {} was initiated by another command", spec.payment_id),
+                };
+                return Ok(OpenBankingOutcome::rejected(command, Some(OpenBankingRefusal::IllegalTransition), error, now_ms()));
+            }
+            // Created and recorded by an earlier delivery of this command.
+            let answer =
+                serde_json::from_str::<OpenBankingOutcome>(&row.created_answer).map_err(|e| broken(format!("stored payment answer is unreadable: {e}")))?;
+            self.flush_payment_events(turn.ctx, row).await?;
+            return Ok(answer);
+        }
+        let provider = held.row.provider.clone();
+        let request = PaymentRequest {
+            payment_id: &spec.payment_id,
+            idempotency_key: &command.idempotency_key,
+            amount_minor: spec.amount_minor,
+            currency: &spec.currency,
+            beneficiary_ref: &spec.beneficiary_ref,
+            reference: &spec.reference,
+            payer_ref: &command.consent_id,
+        };
+        let created = self.call(turn, &provider, "create_payment", |p, ctx| {
+            let request = request.clone();
+            async move { p.create_payment(&ctx, &request).await }
+        });
+        let created = match created.await? {
+            Ok(created) => created,
+            Err(failure) => return self.failed(turn, Some(held), failure).await,
+        };
+        let progress = PaymentProgress::created(created.status, created.at_ms);
+        let kind = if created.status == PaymentStatus::AuthorizationRequired { OpenBankingKind::AuthRequired } else { OpenBankingKind::PaymentUpdated };
+        let mut outcome = self.outcome(turn, kind, Some(&held));
+        outcome.handoff = created.handoff.map(|h| Handoff { kind: HandoffKind::AuthorizationUrl, value: h.value, expires_at_ms: h.expires_at_ms });
+        outcome.payment = Some(PaymentResult {
+            payment_id: spec.payment_id.clone(),
+            status: created.status,
+            amount_minor: spec.amount_minor,
+            currency: spec.currency.clone(),
+            provider_reference: Some(created.provider_payment_id.clone()),
+            failure: created.failure,
+        });
+        let mut row = PaymentRow {
+            payment_id: spec.payment_id.clone(),
+            consent_id: command.consent_id.clone(),
+            provider,
+            provider_payment_id: created.provider_payment_id,
+            create_key: command.idempotency_key.clone(),
+            amount_minor: spec.amount_minor,
+            currency: spec.currency.clone(),
+            status: created.status.as_str().to_owned(),
+            progress: serde_json::to_string(&progress).map_err(broken)?,
+            terminal: created.status.terminal(),
+            seq: 0,
+            pending_events: None,
+            created_answer: serde_json::to_string(&outcome).map_err(broken)?,
+            correlation_id: turn.ctx.correlation_id.0.clone(),
+            version: 1,
+            next_poll_at_ms: now_ms().saturating_add(self.poll_interval_ms()),
+        };
+        let events = vec![payment_event(&mut row, None, created.status, &progress, created.failure, created.at_ms)];
+        row.pending_events = Some(serde_json::to_string(&events).map_err(broken)?);
+        if !self.payments.insert(&row).await? {
+            return Err(Stop::Later(switchyard_bus::Failure::Retry {
+                reason: "the payment was recorded by another delivery".into(),
+                delay: Duration::from_millis(self.retry.retry_topic_delay_ms),
+            }));
+        }
+        self.flush_payment_events(turn.ctx, row).await?;
+        Ok(outcome)
+    }
+
+    fn poll_interval_ms(&self) -> i64 {
+        i64::try_from(self.payment_polling.interval.as_millis()).unwrap_or(i64::MAX)
+    }
+
+    /// Publishes the row's stored events, then clears them (compare-and-set:
+    /// whoever changed the row since also holds and publishes them).
+    async fn flush_payment_events(&self, ctx: &MessageContext, mut row: PaymentRow) -> Result<(), Stop> {
+        let Some(pending) = row.pending_events.take() else { return Ok(()) };
+        let events: Vec<OpenBankingEvent> = serde_json::from_str(&pending).map_err(|e| broken(format!("stored payment events are unreadable: {e}")))?;
+        for event in &events {
+            self.publish_event(ctx, event).await.map_err(Stop::Later)?;
+        }
+        let expected = row.version;
+        row.version += 1;
+        self.payments.update(&row, expected).await?;
+        Ok(())
+    }
+
+    /// Applies a provider's word on a payment: through the payment machine,
+    /// each status it enters becomes one stored, then published, event.
+    pub(crate) async fn apply_payment_status(&self, mut row: PaymentRow, state: &PaymentState) -> Result<(), Stop> {
+        let mut progress: PaymentProgress = serde_json::from_str(&row.progress).map_err(|e| broken(format!("stored payment progress is unreadable: {e}")))?;
+        let from = progress.status;
+        let expected = row.version;
+        row.version += 1;
+        row.next_poll_at_ms = now_ms().saturating_add(self.poll_interval_ms());
+        match progress.observe(state.status, state.at_ms) {
+            PaymentObserved::Entered(statuses) => {
+                let mut prev = Some(from);
+                let events: Vec<OpenBankingEvent> = statuses
+                    .iter()
+                    .map(|to| {
+                        let failure = (*to == PaymentStatus::Failed).then_some(state.failure).flatten();
+                        let event = payment_event(&mut row, prev, *to, &progress, failure, state.at_ms);
+                        prev = Some(*to);
+                        event
+                    })
+                    .collect();
+                tracing::info!(payment_id = %row.payment_id, from = from.as_str(), to = progress.status.as_str(), failure = state.failure_code.as_deref().unwrap_or(""), "payment status entered");
+                row.status = progress.status.as_str().to_owned();
+                row.terminal = progress.status.terminal();
+                row.progress = serde_json::to_string(&progress).map_err(broken)?;
+                row.pending_events = Some(serde_json::to_string(&events).map_err(broken)?);
+            }
+            PaymentObserved::Unchanged => {}
+            PaymentObserved::Contradiction { from, to } => {
+                // Money moved after we said it failed, or a settled payment
+                // failing: no event; ops and the reconciler must look.
+                tracing::error!(payment_id = %row.payment_id, from = from.as_str(), to = to.as_str(), "provider contradicts the payment's recorded status; nothing published");
+                self.metrics.vendor_call(&row.provider, "payment_contradiction", "contradiction", Duration::ZERO);
+            }
+        }
+        if !self.payments.update(&row, expected).await? {
+            // Another instance stored this (or a later) answer and publishes it.
+            return Ok(());
+        }
+        let mut ctx = MessageContext::new_root();
+        if !row.correlation_id.is_empty() {
+            ctx.correlation_id = CorrelationId(row.correlation_id.clone());
+        }
+        self.flush_payment_events(&ctx, row).await
+    }
+
+    /// One round over the payments whose poll is due.
+    async fn poll_due_payments(&self) -> Result<usize, Stop> {
+        let due = self.payments.due(now_ms(), self.payment_polling.batch).await?;
+        let n = due.len();
+        for row in due {
+            let Some(vendor) = self.providers.get(&row.provider) else {
+                // Another deployment's provider (a shared database): asked
+                // about again later, so it never holds up the others.
+                tracing::debug!(payment_id = %row.payment_id, provider = %row.provider, "the payment's provider is not configured here; not polled");
+                self.postpone(&row).await?;
+                continue;
+            };
+            if row.pending_events.is_some() {
+                // Events stored by a round or delivery that stopped before
+                // publishing them: published first (same ids), polled next round.
+                let mut ctx = MessageContext::new_root();
+                ctx.correlation_id = CorrelationId(row.correlation_id.clone());
+                self.flush_payment_events(&ctx, row).await?;
+                continue;
+            }
+            let ctx = CallContext { correlation_id: row.correlation_id.clone(), traceparent: TraceParent::new_root().to_string() };
+            let started = std::time::Instant::now();
+            let state = {
+                let Ok(_slot) = vendor.slots.acquire().await else { return Ok(n) };
+                vendor.adapter.payment_status(&ctx, &row.provider_payment_id).await
+            };
+            match state {
+                Ok(state) => {
+                    self.metrics.vendor_call(&row.provider, "payment_status", "ok", started.elapsed());
+                    self.apply_payment_status(row, &state).await?;
+                }
+                Err(e) => {
+                    // Asked again at the next due time; the status waits at the provider.
+                    self.metrics.vendor_call(&row.provider, "payment_status", "failed", started.elapsed());
+                    tracing::info!(payment_id = %row.payment_id, error = %e, "payment status not read; asked again later");
+                    self.postpone(&row).await?;
+                }
+            }
+        }
+        Ok(n)
+    }
+
+    /// The payment is asked about again one interval from now.
+    async fn postpone(&self, row: &PaymentRow) -> Result<(), Stop> {
+        let mut later = row.clone();
+        later.version += 1;
+        later.next_poll_at_ms = now_ms().saturating_add(self.poll_interval_ms());
+        self.payments.update(&later, row.version).await?;
+        Ok(())
+    }
+
+    /// Polls open payments until shutdown (several instances may run it:
+    /// the row's compare-and-set keeps each status to one event).
+    pub async fn poll_payments(self: std::sync::Arc<Self>) {
+        loop {
+            match self.poll_due_payments().await {
+                Ok(_) => {}
+                Err(Stop::Later(f)) => tracing::warn!(failure = ?f, "payment polling round stopped; trying again next tick"),
+                Err(Stop::LeaseLost) => {}
+            }
+            tokio::select! {
+                _ = self.shutdown.cancelled() => return,
+                _ = tokio::time::sleep(self.payment_polling.interval / 2) => {}
+            }
+        }
+    }
+}
+
+/// The PAYMENT_UPDATED event of entering `to`, numbered by the row's `seq`.
+fn payment_event(
+    row: &mut PaymentRow,
+    from: Option<PaymentStatus>,
+    to: PaymentStatus,
+    progress: &PaymentProgress,
+    failure: Option<switchyard_canonical::openbanking_outcome::PaymentFailureReason>,
+    at_ms: i64,
+) -> OpenBankingEvent {
+    row.seq += 1;
+    OpenBankingEvent {
+        event_id: format!("{}:{}:{}", row.consent_id, row.payment_id, row.seq),
+        consent_id: row.consent_id.clone(),
+        kind: OpenBankingKind::PaymentUpdated,
+        provider: row.provider.clone(),
+        from_consent_state: None,
+        to_consent_state: None,
+        consent_expires_at_ms: None,
+        payment_id: Some(row.payment_id.clone()),
+        from_payment_status: from,
+        to_payment_status: Some(to),
+        payment_failure: failure,
+        returned_after_execution: to == PaymentStatus::Failed && progress.executed,
+        amount_minor: Some(row.amount_minor),
+        currency: Some(row.currency.clone()),
+        occurred_at_ms: at_ms.max(0),
+        published_at_ms: now_ms(),
+    }
+}

@@ -1,0 +1,148 @@
+//! The TrueLayer part of a provider entry and the payment polling settings
+//! (kept apart from [`super::config`], which the Plaid side also edits).
+//!
+//! A `kind: truelayer` provider uses the entry's `base_url` as the API host
+//! (`https://api.truelayer-sandbox.com`), `client_id` and `secret` (the
+//! client secret) for the auth server's client-credentials token, and this
+//! section for the rest. The signing key is the EC P-521 private key whose
+//! public half is uploaded to TrueLayer's console under `signing_key_id`.
+
+use super::config::{ObProviderKind, OpenBankingWorkerConfig};
+use crate::config::{Environment, SecretSource};
+use crate::WorkerError;
+use serde::Deserialize;
+use std::collections::BTreeMap;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrueLayerSection {
+    /// `https://auth.truelayer-sandbox.com` / `https://auth.truelayer.com`.
+    pub auth_url: String,
+    /// The hosted payment page: `https://payment.truelayer-sandbox.com`.
+    pub hpp_url: String,
+    /// The `kid` TrueLayer shows for the uploaded public key.
+    pub signing_key_id: String,
+    /// The EC P-521 private key (PEM) that signs every POST (`Tl-Signature`).
+    pub signing_key: SecretSource,
+    /// Where the payment page and the auth dialog send the user back
+    /// (allow-listed in TrueLayer's console).
+    pub redirect_uri: String,
+    /// Our `beneficiary_ref` -> TrueLayer merchant account id.
+    pub merchant_accounts: BTreeMap<String, String>,
+    /// How long the payment hand-off (its resource token) is good for.
+    #[serde(default = "default_resource_token_ttl_ms")]
+    pub resource_token_ttl_ms: u64,
+    /// How long an auth link is offered for.
+    #[serde(default = "default_auth_link_ttl_ms")]
+    pub auth_link_ttl_ms: u64,
+}
+
+fn default_resource_token_ttl_ms() -> u64 {
+    15 * 60_000
+}
+fn default_auth_link_ttl_ms() -> u64 {
+    60 * 60_000
+}
+
+/// How open payments are polled for their status.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct PaymentPollingConfig {
+    /// Time between two status queries of one open payment.
+    pub interval_ms: u64,
+    /// Payments asked about per round at most.
+    pub batch: u32,
+}
+
+impl Default for PaymentPollingConfig {
+    /// Statuses move in seconds to days; every 10 s is well inside what a
+    /// product shows a paying user, and far below TrueLayer's rate limits.
+    fn default() -> Self {
+        Self { interval_ms: 10_000, batch: 200 }
+    }
+}
+
+/// Cross-field checks of the TrueLayer entries; errors name the field.
+pub(super) fn validate(config: &OpenBankingWorkerConfig) -> Result<(), WorkerError> {
+    let bad = |m: String| Err(WorkerError::Config(m));
+    for (i, p) in config.providers.iter().enumerate() {
+        match (p.kind, &p.truelayer) {
+            (ObProviderKind::TrueLayer, None) => return bad(format!("providers[{i}].truelayer is required for kind truelayer")),
+            (ObProviderKind::Plaid, Some(_)) => return bad(format!("providers[{i}].truelayer is only for kind truelayer")),
+            (ObProviderKind::Plaid, None) => {}
+            (ObProviderKind::TrueLayer, Some(t)) => {
+                for (field, url) in [("auth_url", &t.auth_url), ("hpp_url", &t.hpp_url), ("redirect_uri", &t.redirect_uri)] {
+                    if !url.starts_with("http://") && !url.starts_with("https://") {
+                        return bad(format!("providers[{i}].truelayer.{field} must be an http(s) URL"));
+                    }
+                }
+                if t.signing_key_id.trim().is_empty() {
+                    return bad(format!("providers[{i}].truelayer.signing_key_id must not be empty"));
+                }
+                if t.merchant_accounts.is_empty() || t.merchant_accounts.values().any(|v| v.trim().is_empty()) {
+                    return bad(format!("providers[{i}].truelayer.merchant_accounts must name at least one merchant account, none empty"));
+                }
+                if t.resource_token_ttl_ms == 0 || t.auth_link_ttl_ms == 0 {
+                    return bad(format!("providers[{i}].truelayer.resource_token_ttl_ms and auth_link_ttl_ms must be at least 1"));
+                }
+                // TrueLayer's sandbox hosts all say `truelayer-sandbox.com`.
+                for (field, url) in [("base_url", &p.base_url), ("truelayer.auth_url", &t.auth_url), ("truelayer.hpp_url", &t.hpp_url)] {
+                    let sandbox = url.contains("truelayer-sandbox.com");
+                    let production = url.contains("truelayer.com") && !sandbox;
+                    match config.environment {
+                        Environment::Sandbox if production => return bad(format!("providers[{i}].{field} is a TrueLayer production host, refused in sandbox")),
+                        Environment::Production if sandbox => return bad(format!("providers[{i}].{field} is a TrueLayer sandbox host, refused in production")),
+                        _ => {}
+                    }
+                }
+            }
+        }
+    }
+    let p = &config.payment_polling;
+    if p.interval_ms < 100 || p.batch == 0 {
+        return bad("payment_polling: interval_ms must be at least 100 and batch at least 1".into());
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config() -> OpenBankingWorkerConfig {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../ops/openbanking-worker.example.yaml");
+        let text = std::fs::read_to_string(path).expect("example");
+        serde_norway::from_str(&text).expect("parses")
+    }
+
+    fn truelayer() -> TrueLayerSection {
+        TrueLayerSection {
+            auth_url: "https://auth.truelayer-sandbox.com".into(),
+            hpp_url: "https://payment.truelayer-sandbox.com".into(),
+            signing_key_id: "kid".into(),
+            signing_key: SecretSource::inline("pem"),
+            redirect_uri: "https://app.example.com/paid".into(),
+            merchant_accounts: BTreeMap::from([("main-gbp".to_owned(), "ma-1".to_owned())]),
+            resource_token_ttl_ms: 1,
+            auth_link_ttl_ms: 1,
+        }
+    }
+
+    #[test]
+    fn truelayer_entries_are_checked_and_errors_name_the_field() {
+        let mut c = config();
+        let i = c.providers.iter().position(|p| p.kind == ObProviderKind::TrueLayer).expect("the example has a TrueLayer entry");
+        validate(&c).expect("the example is valid");
+        assert_eq!(c.payment_polling, PaymentPollingConfig { interval_ms: 10_000, batch: 200 });
+        c.providers[i].truelayer = None;
+        let err = validate(&c).expect_err("no section");
+        assert!(err.to_string().contains(&format!("providers[{i}].truelayer")), "{err}");
+        c.providers[i].truelayer = Some(TrueLayerSection { hpp_url: "https://payment.truelayer.com".into(), ..truelayer() });
+        assert!(validate(&c).expect_err("production host").to_string().contains(&format!("providers[{i}].truelayer.hpp_url")));
+        c.providers[i].truelayer = Some(TrueLayerSection { merchant_accounts: BTreeMap::new(), ..truelayer() });
+        assert!(validate(&c).expect_err("no accounts").to_string().contains("merchant_accounts"));
+        c.providers[i].truelayer = Some(truelayer());
+        c.providers[0].truelayer = Some(truelayer());
+        assert!(validate(&c).expect_err("section on plaid").to_string().contains("providers[0].truelayer"));
+    }
+}
