@@ -168,3 +168,71 @@ async fn flow_latency_is_measured_from_the_timestamps_on_the_bus() -> Result<()>
     let _ = tokio::time::timeout(Duration::from_secs(20), running.join).await;
     Ok(())
 }
+
+/// The reconciler restarts between a payout's command and its paid event:
+/// the command's end was stored, so the flow is observed once, by its
+/// carried timestamps, and the same two ends re-published do not count again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_restart_between_the_two_ends_still_observes_the_flow_once() -> Result<()> {
+    let env = TestEnv::new("flow-restart").await?;
+    let publisher = Publisher::new(&env.kafka)?;
+    let requested = switchyard_canonical::now_ms() - 60_000;
+    let id = format!("{}po-restart", env.prefix);
+    let mut c = command(&id, "key-restart", 1250);
+    c.requested_at_ms = requested;
+    let command_record = record(&env, "payouts.commands.v1", PAYOUT_COMMAND_SCHEMA, &id, &c).await?;
+    let paid_record = record(&env, "payouts.provider-events.v1", PROVIDER_EVENT_SCHEMA, &id, &paid(&id, requested + 7_000)).await?;
+
+    let read = |stats: &switchyard_recon::ingest::IngestStats| stats.messages.load(std::sync::atomic::Ordering::Relaxed);
+    let shutdown = CancellationToken::new();
+    let first = switchyard_recon::run::start(recon_config(&env)?, shutdown.clone()).await?;
+    publisher.publish(&command_record).await?;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while read(&first.ingest) < 1 {
+        if Instant::now() > deadline {
+            bail!("the first reconciler never read the command");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Past the consumer's auto-commit interval (500 ms): the restarted
+    // reconciler does not read the command again, only its stored end.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    shutdown.cancel();
+    tokio::time::timeout(Duration::from_secs(30), first.join).await???;
+
+    let shutdown = CancellationToken::new();
+    let second = switchyard_recon::run::start(recon_config(&env)?, shutdown.clone()).await?;
+    let Some(admin) = second.admin_addr else { bail!("no admin address") };
+    let url = format!("http://{admin}/metrics");
+    let count = r#"switchyard_flow_duration_seconds_count{domain="payouts",flow="command_to_paid"}"#;
+    let sum = r#"switchyard_flow_duration_seconds_sum{domain="payouts",flow="command_to_paid"}"#;
+    publisher.publish(&paid_record).await?;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let metrics = reqwest::get(&url).await?.text().await?;
+        if value(&metrics, count) == Some(1.0) {
+            assert_eq!(value(&metrics, sum), Some(7.0), "from the stored command's requested_at_ms: {metrics}");
+            break;
+        }
+        if Instant::now() > deadline {
+            bail!("the flow begun before the restart was not observed after it:\n{metrics}");
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    // Both ends again (a core system re-sending, a vendor re-delivering).
+    publisher.publish(&command_record).await?;
+    publisher.publish(&paid_record).await?;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while read(&second.ingest) < 3 {
+        if Instant::now() > deadline {
+            bail!("the re-published ends were not read");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let metrics = reqwest::get(&url).await?.text().await?;
+    assert_eq!(value(&metrics, count), Some(1.0), "observed once: {metrics}");
+    shutdown.cancel();
+    let _ = tokio::time::timeout(Duration::from_secs(20), second.join).await;
+    Ok(())
+}

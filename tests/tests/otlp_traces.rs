@@ -8,7 +8,8 @@
 //! `/v1/traces`, decoded with the OTLP crate's own message types. The
 //! export is set up as every service's `main` does (`otlp_endpoint`), in
 //! this process, with the worker in-process. One test per file: the
-//! tracing subscriber is process-wide.
+//! tracing subscriber is process-wide, so the KYC check (the handler every
+//! check domain shares) runs in the same test after the payout.
 
 use anyhow::{bail, Context as _, Result};
 use axum::body::Bytes;
@@ -19,8 +20,14 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use switchyard_bus::publisher::Outbound;
-use switchyard_e2e::{command, TestEnv};
-use switchyard_simulators::stripe;
+use switchyard_bus::{AvroEncoder, Publisher};
+use switchyard_canonical::kyc::{DocumentKind, IdDocument, KycCommand, Person};
+use switchyard_e2e::checks::{check_config, provider};
+use switchyard_e2e::{command, TestEnv, TopicReader};
+use switchyard_simulators::{onfido, stripe};
+use switchyard_worker::check_config::CheckVendorKind;
+use switchyard_worker::check_run::start_check_worker;
+use switchyard_worker::kyc::{Kyc, KYC_COMMAND_SCHEMA};
 use switchyard_worker::start_payout_worker;
 use tokio_util::sync::CancellationToken;
 
@@ -233,6 +240,94 @@ async fn one_payout_is_one_connected_trace_from_command_to_outcome() -> Result<(
         assert_eq!(by_id.get(span_id).map(|s| s.name.as_str()), Some("vendor_call"), "vendor got {tp}");
     }
     assert!(spans.iter().all(|s| s.service.contains("otlp_traces")), "service.name is the binary's: {:?}", spans.first());
+
+    one_kyc_check_is_one_connected_trace(&env, &telemetry, &received).await?;
     drop(telemetry);
+    Ok(())
+}
+
+/// A KYC check (the check handler KYC, AML and fraud share) traced like a
+/// payout: claim, vendor calls, store and the outcome's publish all hang
+/// under the `check` handler span of the one consumed command.
+async fn one_kyc_check_is_one_connected_trace(env: &TestEnv, telemetry: &switchyard_service::Telemetry, received: &Received) -> Result<()> {
+    let sim = onfido::spawn_onfido(onfido::OnfidoConfig::local()).await?;
+    let shutdown = CancellationToken::new();
+    let vendor = provider("onfido", CheckVendorKind::Onfido, &sim.base_url(), "api_sandbox.switchyard");
+    let worker = start_check_worker::<Kyc>(check_config(env, "kyc", vec![vendor], "onfido"), shutdown.clone()).await?;
+    let topic = env.topic("kyc.commands.v1");
+    let encoder = AvroEncoder::register(&env.registry_client, &topic, KYC_COMMAND_SCHEMA).await?;
+    let reader = TopicReader::new(&env.kafka, &env.topic("kyc.outcomes.v1"))?;
+
+    let trace_id = uuid::Uuid::new_v4().simple().to_string();
+    let core_span = uuid::Uuid::new_v4().simple().to_string()[..16].to_owned();
+    let run = &env.prefix;
+    let cmd = KycCommand {
+        subject_id: format!("{run}app-1"),
+        idempotency_key: format!("{run}kyc-1"),
+        flow_id: None,
+        person: Person { first_name: "Ada".into(), last_name: "Lovelace".into(), date_of_birth: Some("1990-12-10".into()), email: None },
+        document: IdDocument { kind: DocumentKind::Passport, issuing_country: "GBR".into(), front_ref: "doc://1/front".into(), back_ref: None },
+        selfie_ref: Some("doc://1/selfie".into()),
+        requested_at_ms: switchyard_canonical::now_ms(),
+    };
+    let record = Outbound {
+        topic,
+        key: Some(cmd.subject_id.clone().into_bytes()),
+        payload: encoder.encode(&cmd)?,
+        headers: vec![
+            ("correlation-id".into(), b"corr-otlp-kyc".to_vec()),
+            ("idempotency-key".into(), cmd.idempotency_key.clone().into_bytes()),
+            ("traceparent".into(), format!("00-{trace_id}-{core_span}-01").into_bytes()),
+        ],
+    };
+    Publisher::new(&env.kafka)?.publish(&record).await?;
+    let outcome = reader.collect(1, Duration::from_secs(60)).await?.remove(0);
+    shutdown.cancel();
+    worker.join.await??;
+    telemetry.flush();
+
+    let outcome_tp = outcome.headers.get("traceparent").context("KYC outcome without traceparent")?.clone();
+    assert!(outcome_tp.starts_with(&format!("00-{trace_id}-")), "the outcome continues the command's trace: {outcome_tp}");
+    let outcome_span = outcome_tp.split('-').nth(2).unwrap_or_default().to_owned();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    let spans = loop {
+        let spans: Vec<Got> = received.spans().into_iter().filter(|s| s.trace_id == trace_id).collect();
+        if spans.iter().any(|s| s.span_id == outcome_span) {
+            break spans;
+        }
+        if tokio::time::Instant::now() > deadline {
+            bail!("the KYC outcome's span {outcome_tp} never arrived; got {:#?}", received.spans());
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let by_id: HashMap<&str, &Got> = spans.iter().map(|s| (s.span_id.as_str(), s)).collect();
+    let roots: Vec<&Got> = spans.iter().filter(|s| !by_id.contains_key(s.parent_id.as_str())).collect();
+    assert_eq!(roots.len(), 1, "one root, the rest hang under it: {spans:#?}");
+    assert_eq!(roots[0].parent_id, core_span, "parented on the command's traceparent: {spans:#?}");
+    let parent_of = |span: &Got| by_id.get(span.parent_id.as_str()).map(|p| p.name.clone());
+    let named = |name: &str| spans.iter().filter(|s| s.name == name).collect::<Vec<_>>();
+    assert_eq!(named("consume").len(), 1, "one consumed KYC command: {spans:#?}");
+    let checks = named("check");
+    assert_eq!(checks.len(), 1, "one check handler span: {spans:#?}");
+    assert_eq!(parent_of(checks[0]).as_deref(), Some("consume"), "the handler runs inside the consume: {spans:#?}");
+    for step in ["claim", "store"] {
+        let found = named(step);
+        assert_eq!(found.len(), 1, "one {step} span in the KYC trace: {spans:#?}");
+        assert_eq!(parent_of(found[0]).as_deref(), Some("check"), "{step} is the check handler's child: {spans:#?}");
+    }
+    let calls = named("vendor_call");
+    assert!(!calls.is_empty(), "the Onfido calls are spans: {spans:#?}");
+    let under_check = |span: &Got| {
+        let mut at = by_id.get(span.parent_id.as_str());
+        while let Some(parent) = at {
+            if parent.name == "check" {
+                return true;
+            }
+            at = by_id.get(parent.parent_id.as_str());
+        }
+        false
+    };
+    assert!(calls.iter().all(|c| under_check(c)), "every vendor call inside the check: {spans:#?}");
+    assert_eq!(parent_of(by_id[outcome_span.as_str()]).as_deref(), Some("check"), "the outcome's publish is the handler's child: {spans:#?}");
     Ok(())
 }

@@ -25,6 +25,8 @@ const DATA_KEY_ID: &str = "dk";
 pub struct Envelope {
     kek: TokenVault,
     random: SystemRandom,
+    /// The id of the key that wraps (the first listed).
+    wrapping_id: String,
 }
 
 /// One subject's data key, unwrapped: seals and opens that subject's data.
@@ -34,7 +36,24 @@ pub struct DataKey(TokenVault);
 impl Envelope {
     /// `keys`: (key id, base64 of 32 random bytes), the wrapping key first.
     pub fn new(keys: &[(String, Secret)]) -> Result<Self, VaultError> {
-        Ok(Self { kek: TokenVault::new(keys)?, random: SystemRandom::new() })
+        let wrapping_id = keys.first().map(|(id, _)| id.clone()).unwrap_or_default();
+        Ok(Self { kek: TokenVault::new(keys)?, random: SystemRandom::new(), wrapping_id })
+    }
+
+    /// The id of the key-encryption key new data keys are wrapped under.
+    pub fn wrapping_key_id(&self) -> &str {
+        &self.wrapping_id
+    }
+
+    /// `wrapped` wrapped again under the wrapping key, the data key inside
+    /// unchanged (so the subject's sealed data needs no rewrite); None when
+    /// it already is. Fails if the key that wrapped it is not listed.
+    pub fn rewrap(&self, subject: &str, wrapped: &str) -> Result<Option<String>, VaultError> {
+        if wrapped.split_once(':').is_some_and(|(id, _)| id == self.wrapping_id) {
+            return Ok(None);
+        }
+        let encoded = self.kek.open(subject, wrapped)?;
+        Ok(Some(self.kek.seal(subject, &encoded)?))
     }
 
     /// A fresh data key for `subject` and its wrapped form (to store).
@@ -84,5 +103,20 @@ mod tests {
         assert!(env.unwrap("cust-2", &wrapped).is_err(), "bound to its subject");
         let (other, _) = env.new_data_key("cust-1").expect("data key");
         assert!(other.open("flow-1", &sealed).is_err(), "another data key does not open it");
+    }
+
+    #[test]
+    fn a_rewrapped_data_key_opens_the_same_data_under_the_new_key_only() {
+        let old = Envelope::new(&[("k1".into(), key(7))]).expect("envelope");
+        let (dk, wrapped) = old.new_data_key("cust-1").expect("data key");
+        let sealed = dk.seal("flow-1", "Ada").expect("seal");
+        let both = Envelope::new(&[("k2".into(), key(9)), ("k1".into(), key(7))]).expect("envelope");
+        let rewrapped = both.rewrap("cust-1", &wrapped).expect("rewrap").expect("was under k1");
+        assert!(rewrapped.starts_with("k2:"), "{rewrapped}");
+        assert_eq!(both.rewrap("cust-1", &rewrapped).expect("rewrap"), None, "already under k2");
+        let new_only = Envelope::new(&[("k2".into(), key(9))]).expect("envelope");
+        assert_eq!(new_only.unwrap("cust-1", &rewrapped).expect("unwrap").open("flow-1", &sealed).expect("open"), "Ada");
+        assert!(new_only.unwrap("cust-1", &wrapped).is_err(), "the old wrapping needs the old key");
+        assert!(new_only.rewrap("cust-1", &wrapped).is_err(), "a key not listed cannot be rewrapped");
     }
 }

@@ -138,6 +138,11 @@ impl RotatingSecret {
         self.state.read().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
+    /// The current value alone (what an outbound call presents).
+    pub fn current(&self) -> Secret {
+        self.state.read().unwrap_or_else(|e| e.into_inner()).current.clone()
+    }
+
     /// Reads the source again. A changed value becomes current and the old
     /// one valid until `now_ms + overlap`; an unreadable or empty file (a
     /// writer half-way through) keeps the values as they are and says why.
@@ -167,6 +172,49 @@ impl RotatingSecret {
         let rotation = Rotation { field: self.field.clone(), generation: state.generation, at_ms: now_ms, previous_until_ms: until };
         tracing::info!(field = %rotation.field, generation = rotation.generation, previous_until_ms = until, "secret rotated; the previous value stays valid until the overlap ends");
         Ok(Some(rotation))
+    }
+}
+
+/// An outbound credential as an adapter holds it: fixed for the process's
+/// life, or a [`RotatingSecret`] whose file a refresher re-reads, so the
+/// next request presents the new value without a restart. Outbound keys
+/// need no overlap: a vendor that keeps two keys live (Stripe's roll with
+/// an expiry, Adyen's second key) accepts either, and one that does not
+/// accepts only the new one, so presenting the newest is right for both.
+#[derive(Clone)]
+pub enum ApiKey {
+    Fixed(Secret),
+    Rotating(std::sync::Arc<RotatingSecret>),
+}
+
+impl ApiKey {
+    /// The value to present on this request.
+    pub fn current(&self) -> Secret {
+        match self {
+            Self::Fixed(s) => s.clone(),
+            Self::Rotating(r) => r.current(),
+        }
+    }
+}
+
+impl From<Secret> for ApiKey {
+    fn from(s: Secret) -> Self {
+        Self::Fixed(s)
+    }
+}
+
+impl From<std::sync::Arc<RotatingSecret>> for ApiKey {
+    fn from(r: std::sync::Arc<RotatingSecret>) -> Self {
+        Self::Rotating(r)
+    }
+}
+
+impl fmt::Debug for ApiKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Fixed(_) => f.write_str("ApiKey(****)"),
+            Self::Rotating(r) => write!(f, "ApiKey(rotating {}, ****)", r.field()),
+        }
     }
 }
 
@@ -204,6 +252,24 @@ mod tests {
         let _ = std::fs::remove_dir_all(&dir);
         let inline = RotatingSecret::load(SecretSource::inline("v"), "f", std::time::Duration::ZERO).expect("load");
         assert!(!inline.reloads() && inline.refresh(0).expect("no-op").is_none());
+    }
+
+    #[test]
+    fn an_outbound_key_presents_the_rotated_value_at_once() {
+        let dir = std::env::temp_dir().join(format!("switchyard-apikey-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let path = dir.join("key");
+        std::fs::write(&path, "sk_test_old").expect("write");
+        let source = SecretSource { file: Some(path.display().to_string()), ..SecretSource::default() };
+        let rotating = std::sync::Arc::new(RotatingSecret::load(source, "providers[stripe].api_key", std::time::Duration::ZERO).expect("load"));
+        let key = ApiKey::from(rotating.clone());
+        assert_eq!(key.current().expose(), "sk_test_old");
+        std::fs::write(&path, "sk_test_new").expect("write");
+        rotating.refresh(1_000).expect("read").expect("rotated");
+        assert_eq!(key.current().expose(), "sk_test_new", "the next request presents the new key");
+        assert!(!format!("{key:?}").contains("sk_test"), "{key:?}");
+        assert_eq!(ApiKey::from(Secret::new("v")).current().expose(), "v");
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

@@ -169,6 +169,7 @@ impl LocalStack {
             max_retry_rounds: 3,
             retry: RetryPolicy { base_delay_ms: 20, max_delay_ms: 500, retry_topic_delay_ms: 500, ..RetryPolicy::default() },
             lease_ttl_ms: 15_000,
+            secret_check_every_ms: 5_000,
         }
     }
 

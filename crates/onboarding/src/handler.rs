@@ -229,7 +229,10 @@ impl OnboardingHandler {
     }
 
     async fn commit(&self, t: &Transition, expected: Option<i64>, key: &str) -> Result<Commit, Failure> {
-        commit_transition(&self.outbox, t, expected, key).await.map_err(|e| match e {
+        // The input key is recorded in the same transaction as the flow row:
+        // onboarding's claim and store are one write, traced as `store`.
+        let committed = commit_transition(&self.outbox, t, expected, key).instrument(switchyard_bus::telemetry::child_span("store")).await;
+        committed.map_err(|e| match e {
             CommitError::Json(e) => dead_letter(ErrorClass::ManualRepair, format!("flow does not serialize: {e}")),
             CommitError::Store(e) => later(e),
             CommitError::Pii(e) if e.may_pass() => later(e),

@@ -14,7 +14,7 @@ use switchyard_adapters::envelope::{DataKey, Envelope};
 use switchyard_adapters::openbanking::vault::VaultError;
 use switchyard_adapters::secret::SecretSource;
 use switchyard_store::pii::PiiKeys;
-use switchyard_store::{Store, StoreError};
+use switchyard_store::{AuditEntry, Store, StoreError};
 
 const PREFIX: &str = "pii1:";
 
@@ -51,6 +51,25 @@ impl PiiError {
     }
 }
 
+/// What `switchyard pii rewrap` did; also its audit entry's detail (counts
+/// and the key id, never a key).
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Rewrap {
+    /// The key-encryption key every data key is now wrapped under.
+    pub key_id: String,
+    pub subjects: u64,
+    pub rewrapped: u64,
+    /// Already under `key_id`.
+    pub already: u64,
+    /// Erased or rewrapped by someone else between the read and the write.
+    pub changed_meanwhile: u64,
+    /// Wrapped under a key not listed in `pii_keys`: left as they are.
+    pub not_opened: u64,
+}
+
+/// Subjects read per round trip during a rewrap.
+const REWRAP_PAGE: i64 = 500;
+
 /// Seals and opens one deployment's personal data.
 #[derive(Clone)]
 pub struct Pii {
@@ -78,6 +97,38 @@ impl Pii {
 
     pub fn encrypts(&self) -> bool {
         self.envelope.is_some()
+    }
+
+    /// Wraps every subject's data key under the first of `pii_keys` (the
+    /// data keys themselves, and so every sealed row, stay as they are),
+    /// so an older key-encryption key can then be removed from the list.
+    /// Safe to run beside the orchestrator and to run again: each write is
+    /// a compare-and-set on the old wrapping. Writes a `pii_rewrapped`
+    /// audit entry by `actor`.
+    pub async fn rewrap_all(&self, store: &Store, actor: &str) -> Result<Rewrap, PiiError> {
+        let envelope = self.envelope.as_ref().ok_or(PiiError::NoKey)?;
+        let mut done = Rewrap { key_id: envelope.wrapping_key_id().to_owned(), ..Rewrap::default() };
+        let mut after = String::new();
+        loop {
+            let page = self.keys.page(&after, REWRAP_PAGE).await?;
+            let Some((last, _)) = page.last() else { break };
+            after = last.clone();
+            for (subject, wrapped) in &page {
+                done.subjects += 1;
+                match envelope.rewrap(subject, wrapped) {
+                    Ok(None) => done.already += 1,
+                    Ok(Some(new)) if self.keys.replace_wrapped(subject, wrapped, &new).await? => done.rewrapped += 1,
+                    Ok(Some(_)) => done.changed_meanwhile += 1,
+                    Err(e) => {
+                        tracing::warn!(subject = %subject, error = %e, "data key not rewrapped: its key-encryption key is not in pii_keys");
+                        done.not_opened += 1;
+                    }
+                }
+            }
+        }
+        let detail = serde_json::to_string(&done).unwrap_or_default();
+        store.audit(AuditEntry { actor, action: "pii_rewrapped", subject_id: "pii_keys", correlation_id: "", detail: &detail }).await?;
+        Ok(done)
     }
 
     /// Seals `plain` of `subject` for the row `context`; in clear when encryption is off.
@@ -111,5 +162,43 @@ impl Pii {
             // Another writer created the subject's key first: use theirs.
             Ok(envelope.unwrap(subject, &stored)?)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn keys(list: &[(&str, &str)]) -> Vec<PiiKeyConfig> {
+        list.iter().map(|(id, key)| PiiKeyConfig { id: (*id).into(), key: SecretSource::inline(key) }).collect()
+    }
+
+    const OLD: &str = "b2xkLWtleS1lbmNyeXB0aW9uLWtleS0zMi1ieXRlcyE=";
+    const NEW: &str = "bmV3LWtleS1lbmNyeXB0aW9uLWtleS0zMi1ieXRlcyE=";
+
+    #[tokio::test]
+    async fn rewrap_moves_every_data_key_to_the_new_key_and_the_old_key_can_go() {
+        let store = Store::connect("sqlite::memory:").await.expect("sqlite");
+        let old = Pii::from_config(&store, &keys(&[("k1", OLD)])).await.expect("pii");
+        let mut sealed = Vec::new();
+        for i in 0..3 {
+            let subject = format!("cust-{i}");
+            let value = old.seal(&subject, "flow-1", &format!("Ada {i}")).await.expect("seal");
+            sealed.push((subject, value));
+        }
+        let rotating = Pii::from_config(&store, &keys(&[("k2", NEW), ("k1", OLD)])).await.expect("pii");
+        let done = rotating.rewrap_all(&store, "ticket-42").await.expect("rewrap");
+        assert_eq!((done.key_id.as_str(), done.subjects, done.rewrapped, done.already, done.not_opened), ("k2", 3, 3, 0, 0), "{done:?}");
+        let new_only = Pii::from_config(&store, &keys(&[("k2", NEW)])).await.expect("pii");
+        for (i, (subject, value)) in sealed.iter().enumerate() {
+            assert_eq!(new_only.open(subject, "flow-1", value).await.expect("opens without k1"), format!("Ada {i}"));
+        }
+        let again = rotating.rewrap_all(&store, "ticket-42").await.expect("rewrap");
+        assert_eq!((again.rewrapped, again.already), (0, 3), "a second run changes nothing");
+        let trail = store.audit_trail(&["pii_keys"]).await.expect("audit");
+        let entries: Vec<_> = trail.iter().filter(|e| e.action == "pii_rewrapped").collect();
+        assert_eq!(entries.len(), 2, "{trail:?}");
+        assert_eq!(entries[0].actor, "ticket-42");
+        assert!(entries[0].detail.contains("\"rewrapped\":3") && !entries[0].detail.contains(NEW) && !entries[0].detail.contains(OLD), "{}", entries[0].detail);
     }
 }

@@ -10,9 +10,12 @@
 //!
 //! The two ends of a payout come from different topics, read in any order,
 //! so whichever end arrives first waits in a bounded map for the other. The
-//! maps live in memory: a flow whose first end was consumed before a restart
-//! is not observed (a gap in the count, never a wrong duration). Each flow is
-//! observed once, so a redelivered or re-published event does not count twice.
+//! service's maps are also kept in the store ([`FlowLatency::restore`],
+//! [`FlowLatency::persist`], table `recon_flow_ends`), written with each
+//! batch before its offsets move: a flow whose first end was read before a
+//! restart is still joined after it. Each flow is observed once, so a
+//! redelivered or re-published event does not count twice, across restarts
+//! too while the flow's row is kept ([`RETENTION`]).
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::family::Family;
@@ -20,11 +23,28 @@ use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
+use std::time::Duration;
 use switchyard_canonical::onboarding::OnboardingEvent;
-use switchyard_canonical::{PayoutCommand, ProviderEvent, ProviderEventKind};
+use switchyard_canonical::{now_ms, PayoutCommand, ProviderEvent, ProviderEventKind};
+use switchyard_store::recon::{FlowEnd, ReconStore};
+use switchyard_store::StoreError;
 
 /// Flows awaiting their other end, and flows already observed, per map.
 const CAPACITY: usize = 200_000;
+
+/// How long a stored flow end is kept: past the histogram's last bucket
+/// (3 days), so a flow that slow is still counted, yet the table stays
+/// bounded by a week of flows.
+pub const RETENTION: Duration = Duration::from_secs(7 * 24 * 3600);
+
+/// How often the expired rows are deleted.
+const PRUNE_EVERY_MS: i64 = 3_600_000;
+
+/// The stored names of a flow's states (`recon_flow_ends.end_kind`).
+const REQUESTED: &str = "requested";
+const PAID: &str = "paid";
+const STARTED: &str = "started";
+const OBSERVED: &str = "observed";
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct FlowLabels {
@@ -77,6 +97,24 @@ struct Pending {
     started: Bounded,
     /// Flows already observed (`payouts:<id>`, `onboarding:<flow id>`).
     done: Bounded,
+    /// Changes not yet stored, by flow key, the latest state winning; None
+    /// when nothing is kept (the one-shot job, unit tests).
+    journal: Option<HashMap<String, (&'static str, i64)>>,
+    /// Wall-clock ms of the last retention delete.
+    pruned_at_ms: i64,
+}
+
+impl Pending {
+    fn note(&mut self, flow_key: String, end_kind: &'static str, at_ms: i64) {
+        if let Some(journal) = &mut self.journal {
+            journal.insert(flow_key, (end_kind, at_ms));
+        }
+    }
+
+    fn observed(&mut self, done_key: String) {
+        self.note(done_key.clone(), OBSERVED, 0);
+        self.done.insert(done_key, 0);
+    }
 }
 
 /// The histogram and the joins that feed it.
@@ -123,11 +161,12 @@ impl FlowLatency {
             return;
         }
         if let Some(paid_at) = p.paid.take(payout_id) {
-            p.done.insert(done_key, 0);
+            p.observed(done_key);
             drop(p);
             self.observe("payouts", "command_to_paid", requested_at_ms, paid_at);
         } else if !p.requested.contains(payout_id) {
             // The first command of a payout is when it was asked for; a re-sent one is not a new flow.
+            p.note(done_key, REQUESTED, requested_at_ms);
             p.requested.insert(payout_id.to_owned(), requested_at_ms);
         }
     }
@@ -143,10 +182,11 @@ impl FlowLatency {
             return;
         }
         if let Some(requested_at) = p.requested.take(&e.subject_id) {
-            p.done.insert(done_key, 0);
+            p.observed(done_key);
             drop(p);
             self.observe("payouts", "command_to_paid", requested_at, e.occurred_at_ms);
-        } else {
+        } else if !p.paid.contains(&e.subject_id) {
+            p.note(done_key, PAID, e.occurred_at_ms);
             p.paid.insert(e.subject_id.clone(), e.occurred_at_ms);
         }
     }
@@ -156,16 +196,77 @@ impl FlowLatency {
     pub fn onboarding(&self, e: &OnboardingEvent) {
         let done_key = format!("onboarding:{}", e.flow_id);
         let mut p = self.pending();
-        if e.version == 1 && !p.done.contains(&done_key) {
+        if e.version == 1 && !p.done.contains(&done_key) && !p.started.contains(&e.flow_id) {
+            p.note(done_key.clone(), STARTED, e.occurred_at_ms);
             p.started.insert(e.flow_id.clone(), e.occurred_at_ms);
         }
         if e.terminal {
             if let Some(started) = p.started.take(&e.flow_id) {
-                p.done.insert(done_key, 0);
+                p.observed(done_key);
                 drop(p);
                 self.observe("onboarding", "start_to_terminal", started, e.occurred_at_ms);
             }
         }
+    }
+
+    /// The joins as a reconciler left them in `store`, kept there from now
+    /// on by [`Self::persist`]: the newest [`CAPACITY`] flows come back.
+    pub async fn restore(store: &ReconStore) -> Result<Self, StoreError> {
+        let flows = Self::default();
+        let ends = store.load_flow_ends(CAPACITY).await?;
+        {
+            let mut p = flows.pending();
+            for end in ends {
+                let Some((domain, id)) = end.flow_key.split_once(':') else { continue };
+                let (domain, id) = (domain.to_owned(), id.to_owned());
+                match end.end_kind.as_str() {
+                    REQUESTED if domain == "payouts" => p.requested.insert(id, end.at_ms),
+                    PAID if domain == "payouts" => p.paid.insert(id, end.at_ms),
+                    STARTED if domain == "onboarding" => p.started.insert(id, end.at_ms),
+                    OBSERVED => p.done.insert(end.flow_key, 0),
+                    // A state a newer reconciler wrote: left alone.
+                    _ => {}
+                }
+            }
+            p.journal = Some(HashMap::new());
+            p.pruned_at_ms = now_ms();
+        }
+        Ok(flows)
+    }
+
+    /// Stores what changed since the last call (call it before the batch's
+    /// offsets move), and deletes rows past [`RETENTION`] once an hour. On
+    /// an error the changes stay queued for the next call.
+    pub async fn persist(&self, store: &ReconStore) -> Result<(), StoreError> {
+        let (changes, prune) = {
+            let mut p = self.pending();
+            let Some(journal) = p.journal.as_mut() else { return Ok(()) };
+            let changes = std::mem::take(journal);
+            let now = now_ms();
+            let prune = now - p.pruned_at_ms >= PRUNE_EVERY_MS;
+            if prune {
+                p.pruned_at_ms = now;
+            }
+            (changes, prune)
+        };
+        let ends: Vec<FlowEnd> =
+            changes.iter().map(|(key, (kind, at))| FlowEnd { flow_key: key.clone(), end_kind: (*kind).to_owned(), at_ms: *at }).collect();
+        if let Err(e) = store.save_flow_ends(&ends, now_ms()).await {
+            let mut p = self.pending();
+            if let Some(journal) = p.journal.as_mut() {
+                // A flow that moved on meanwhile keeps its newer state.
+                for (key, change) in changes {
+                    journal.entry(key).or_insert(change);
+                }
+            }
+            return Err(e);
+        }
+        if prune {
+            let retention = i64::try_from(RETENTION.as_millis()).unwrap_or(i64::MAX);
+            let pruned = store.prune_flow_ends(now_ms() - retention).await?;
+            tracing::debug!(pruned, "flow ends past retention deleted");
+        }
+        Ok(())
     }
 
     /// The histogram in the Prometheus text format.

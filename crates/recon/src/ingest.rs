@@ -228,6 +228,17 @@ impl Ingestor {
                     Err(e) => return Err(e),
                 }
             }
+            // The flow ends this batch left waiting, stored before its
+            // offsets move, so a restart still joins them (flows.rs).
+            let mut wait = Duration::from_millis(100);
+            while let Err(e) = self.flows.persist(&self.engine.store).await {
+                if shutdown.is_cancelled() {
+                    return Err(e.into());
+                }
+                tracing::warn!(error = %e, "storing flow ends failed; retrying");
+                tokio::time::sleep(wait).await;
+                wait = (wait * 2).min(Duration::from_secs(5));
+            }
             let mut last: HashMap<(&str, i32), i64> = HashMap::new();
             for m in &messages {
                 let slot = last.entry((m.topic(), m.partition())).or_insert(m.offset());

@@ -103,6 +103,8 @@ pub async fn start(config: ReconConfig, shutdown: CancellationToken) -> Result<R
     let engine = Arc::new(engine(&config, &store, publisher.clone()).await?);
     let mut ingestor = Ingestor::new(&config.kafka, registry, config.topics.clone(), engine.clone())?;
     ingestor.positions = Some(positions);
+    // Flow-latency joins survive a restart: what the last run left waiting comes back.
+    ingestor.flows = Arc::new(crate::flows::FlowLatency::restore(&store).await?);
     let stats = ingestor.stats.clone();
     let health = switchyard_service::Health::new();
     switchyard_service::checks::broker(&health, &config.kafka, &config.topics.postings)?;

@@ -4,7 +4,10 @@
 //!
 //! - Auth: the secret key as HTTP Basic username (empty password) or
 //!   `Authorization: Bearer sk_...`; otherwise 401 `invalid_request_error`
-//!   with the key masked.
+//!   with the key masked. `PUT /_sim/api_key` with
+//!   `{"api_key": "sk_test_...", "previous_valid_ms": 0}` rolls the key as
+//!   the Dashboard's *Roll key* does: the new key works at once, the old one
+//!   until its chosen expiry (0: now) and then gets 401.
 //! - Body: `application/x-www-form-urlencoded`: `amount` (positive integer,
 //!   minor units), `currency` (ISO, stored lowercase), `method`
 //!   (`standard`|`instant`), `description`, `statement_descriptor` (<= 22),
@@ -127,13 +130,48 @@ impl StripeConfig {
 
 struct Sim {
     engine: Arc<Engine<Object>>,
-    api_key: String,
+    keys: std::sync::RwLock<ApiKeys>,
     settle_after: Duration,
     webhooks: Option<Webhooks>,
     /// Creation order of payouts and bank accounts.
     seq: AtomicU64,
     /// What a platform payout without `destination` pays.
     platform_bank: Arc<BankAccount>,
+}
+
+/// The accepted secret keys: the current one and, after a roll, the
+/// previous one until its expiry.
+struct ApiKeys {
+    current: String,
+    previous: Option<(String, Instant)>,
+}
+
+impl ApiKeys {
+    fn accepts(&self, key: &str) -> bool {
+        key == self.current || self.previous.as_ref().is_some_and(|(old, until)| key == old && Instant::now() < *until)
+    }
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RollKey {
+    api_key: String,
+    #[serde(default)]
+    previous_valid_ms: u64,
+}
+
+/// `PUT /_sim/api_key`: the vendor-side half of a key rotation.
+async fn roll_key(State(sim): State<Arc<Sim>>, body: Bytes) -> Response {
+    let Ok(roll) = serde_json::from_slice::<RollKey>(&body) else {
+        return reply(StatusCode::BAD_REQUEST, Bytes::from_static(b"{}"), &[]);
+    };
+    if roll.api_key.is_empty() {
+        return reply(StatusCode::BAD_REQUEST, Bytes::from_static(b"{}"), &[]);
+    }
+    let mut keys = sim.keys.write().unwrap_or_else(|e| e.into_inner());
+    let old = std::mem::replace(&mut keys.current, roll.api_key);
+    keys.previous = Some((old, Instant::now() + Duration::from_millis(roll.previous_valid_ms)));
+    reply(StatusCode::OK, Bytes::from_static(b"{}"), &[])
 }
 
 impl Sim {
@@ -149,7 +187,7 @@ pub async fn spawn_stripe(cfg: StripeConfig) -> std::io::Result<SimulatorHandle>
     engine.seed(PLATFORM_BANK_ACCOUNT_ID.to_owned(), Object::BankAccount(Arc::clone(&platform_bank)));
     let sim = Arc::new(Sim {
         engine: Arc::clone(&engine),
-        api_key: cfg.api_key,
+        keys: std::sync::RwLock::new(ApiKeys { current: cfg.api_key, previous: None }),
         settle_after: cfg.settle_after,
         webhooks: cfg.webhook.map(|t| Webhooks::new(t, Scheme::Stripe)),
         seq: AtomicU64::new(0),
@@ -159,6 +197,7 @@ pub async fn spawn_stripe(cfg: StripeConfig) -> std::io::Result<SimulatorHandle>
         .route("/v1/payouts", post(create).get(list::list))
         .route("/v1/payouts/{id}", get(retrieve))
         .route("/v1/accounts/{account}/external_accounts", post(accounts::create))
+        .route("/_sim/api_key", axum::routing::put(roll_key))
         .with_state(sim);
     crate::server::spawn(cfg.bind, api, engine, "stripe").await
 }
@@ -186,7 +225,7 @@ fn check_auth(sim: &Sim, headers: &HeaderMap) -> Result<(), Option<String>> {
         Some(user_pass.split(':').next().unwrap_or_default().to_owned())
     });
     match presented {
-        Some(k) if k == sim.api_key => Ok(()),
+        Some(k) if sim.keys.read().unwrap_or_else(|e| e.into_inner()).accepts(&k) => Ok(()),
         other => Err(other.filter(|k| !k.is_empty())),
     }
 }

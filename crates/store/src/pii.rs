@@ -70,6 +70,29 @@ impl PiiKeys {
         self.wrapped(subject_id).await?.ok_or_else(|| StoreError::Database(sqlx::Error::RowNotFound))
     }
 
+    /// Up to `limit` subjects after `after` (in id order) with their
+    /// wrapped keys: a rewrap pages through the table with this.
+    pub async fn page(&self, after: &str, limit: i64) -> Result<Vec<(String, String)>, StoreError> {
+        let rows = sqlx::query("SELECT subject_id, wrapped_key FROM pii_subject_keys WHERE subject_id > $1 ORDER BY subject_id LIMIT $2")
+            .bind(after)
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(|r| Ok((r.try_get("subject_id")?, r.try_get("wrapped_key")?))).collect()
+    }
+
+    /// Replaces the subject's wrapped key with `new` if it is still `old`;
+    /// false when it changed meanwhile (erased, or rewrapped by another run).
+    pub async fn replace_wrapped(&self, subject_id: &str, old: &str, new: &str) -> Result<bool, StoreError> {
+        let done = sqlx::query("UPDATE pii_subject_keys SET wrapped_key = $1 WHERE subject_id = $2 AND wrapped_key = $3")
+            .bind(new)
+            .bind(subject_id)
+            .bind(old)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
     /// Erases a subject's personal data in one transaction: destroys the
     /// data key, blanks and ends their onboarding flows, blanks those flows'
     /// outbox payloads (unsent ones are marked sent: there is nothing left

@@ -34,6 +34,8 @@ const MAX_BINDS: usize = 30_000;
 
 mod cards;
 pub use cards::{CardFact, CardFactKind, CardPostingFact};
+mod flow_ends;
+pub use flow_ends::FlowEnd;
 
 /// Fact tables are keyed by subject first: the only read is "everything
 /// about these subjects", served by the primary key without a second index.
@@ -268,6 +270,7 @@ impl ReconStore {
             .await?;
         crate::schema::create_all(&pool, DDL).await?;
         crate::schema::create_all(&pool, cards::DDL).await?;
+        crate::schema::create_all(&pool, flow_ends::DDL).await?;
         Ok(Self { pool, scope: scope.to_owned(), is_sqlite })
     }
 

@@ -137,7 +137,8 @@ impl<D: CheckDomain> CheckHandler<D> {
             lease_ttl_ms: 15_000,
         };
         let what = format!("{} command", D::NAME);
-        let record = match crate::answer::claim(&self.store, &self.metrics, claim, &what).await? {
+        let claimed = crate::answer::claim(&self.store, &self.metrics, claim, &what).instrument(switchyard_bus::telemetry::child_span("claim")).await?;
+        let record = match claimed {
             Ok(record) => record,
             Err(collision) => return self.publish(&ctx, &D::error_outcome(&command, None, collision, 0), &command).await,
         };
@@ -168,7 +169,7 @@ impl<D: CheckDomain> CheckHandler<D> {
                     attempts: i64::from(attempts),
                 };
                 let started = Instant::now();
-                self.store.complete(completion).await.map_err(store_down)?;
+                self.store.complete(completion).instrument(switchyard_bus::telemetry::child_span("store")).await.map_err(store_down)?;
                 self.metrics.stage(Stage::Complete, started.elapsed());
                 self.publish(&ctx, &outcome, &command).await
             }

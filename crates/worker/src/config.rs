@@ -50,6 +50,14 @@ pub struct PayoutWorkerConfig {
     /// over after this. Members' clocks must agree to well within a third.
     #[serde(default = "default_lease_ttl_ms")]
     pub lease_ttl_ms: u64,
+    /// How often file-based `api_key`s are read again, so a rotated key is
+    /// used without a restart (secrets.rs).
+    #[serde(default = "default_secret_check_every_ms")]
+    pub secret_check_every_ms: u64,
+}
+
+fn default_secret_check_every_ms() -> u64 {
+    5_000
 }
 
 fn default_lease_ttl_ms() -> u64 {

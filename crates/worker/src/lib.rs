@@ -39,6 +39,7 @@ pub use switchyard_routing::ratelimit;
 pub mod retry;
 pub mod rounds;
 pub mod run;
+pub mod secrets;
 pub mod shadow;
 
 pub use config::{PayoutWorkerConfig, ProviderConfig, ProviderKind, SecretSource};

@@ -15,6 +15,7 @@ use std::sync::Arc;
 use switchyard_adapters::payouts::adyen::AdyenAdapter;
 use switchyard_adapters::payouts::stripe::StripeAdapter;
 use switchyard_adapters::payouts::PayoutProvider;
+use switchyard_adapters::secret::{ApiKey, RotatingSecret};
 use switchyard_bus::consumer::RuntimeSettings;
 use switchyard_bus::{AvroDecoder, AvroEncoder, ConsumerRuntime, Publisher, RegistryClient, RuntimeTopics};
 use switchyard_store::Store;
@@ -50,10 +51,18 @@ pub async fn start_payout_worker(config: PayoutWorkerConfig, shutdown: Cancellat
     };
     let mut providers = HashMap::new();
     let mut secrets = switchyard_adapters::environment::DistinctSecrets::default();
+    let mut rotating = Vec::new();
     for (i, p) in config.providers.iter().enumerate() {
-        let key = p.api_key.load(&format!("providers[{i}].api_key"))?;
+        let field = format!("providers[{i}].api_key");
+        // Read on every request, re-read from its file by crate::secrets.
+        let secret = Arc::new(RotatingSecret::load(p.api_key.clone(), &field, std::time::Duration::ZERO)?);
+        let key = secret.current();
         config.check_key_environment(p, &key)?;
         secrets.add(format!("providers[{}].api_key", p.name), key.expose()).map_err(WorkerError::Config)?;
+        let key = ApiKey::Rotating(secret.clone());
+        let (environment, provider_config) = (config.clone(), p.clone());
+        let usable: crate::secrets::Usable = Box::new(move |s| environment.check_key_environment(&provider_config, s).map_err(|e| e.to_string()));
+        rotating.push(crate::secrets::OutboundKey { provider: p.name.clone(), secret, usable });
         let provider = match p.kind {
             ProviderKind::Stripe => {
                 let account = p.connected_account.clone().unwrap_or_default();
@@ -107,6 +116,8 @@ pub async fn start_payout_worker(config: PayoutWorkerConfig, shutdown: Cancellat
     let decoder = AvroDecoder::new(registry, PAYOUT_COMMAND_SCHEMA)?;
     let store = Store::connect(&config.database_url).await?;
     let store_for_flush = store.clone();
+    let check_every = std::time::Duration::from_millis(config.secret_check_every_ms);
+    crate::secrets::spawn(rotating, store.clone(), "payout-worker", check_every, shutdown.clone());
     let positions: std::sync::Arc<dyn switchyard_bus::PositionSink> = std::sync::Arc::new(crate::positions::StorePositions::new(store.clone()));
     let publisher = Publisher::new(&config.kafka)?.with_positions(positions.clone());
     let release_publisher = publisher.clone();

@@ -16,6 +16,7 @@ use switchyard_canonical::{now_ms, ErrorClass, ErrorCode, OutcomeError};
 use switchyard_routing::Refusal;
 use switchyard_store::cards::{CardRow, CardWrite, Commit, Reserved};
 use switchyard_store::{AuditEntry, Claim, Completion, Record};
+use tracing::Instrument;
 
 use crate::answer::dead_letter;
 
@@ -80,7 +81,7 @@ impl CardHandler {
             attempts: i64::from(outcome.attempts),
         };
         let started = Instant::now();
-        self.store.complete(completion).await.map_err(crate::answer::store_down)?;
+        self.store.complete(completion).instrument(switchyard_bus::telemetry::child_span("store")).await.map_err(crate::answer::store_down)?;
         self.metrics.stage(Stage::Complete, started.elapsed());
         self.flush_events(ctx, outcome).await?;
         self.publish_outcome(ctx, outcome, command.requested_at_ms).await

@@ -155,7 +155,8 @@ impl CardHandler {
             lease_owner: attempt::owner_token(),
             lease_ttl_ms: i64::try_from(self.lease_ttl.as_millis()).unwrap_or(i64::MAX),
         };
-        let record = match crate::answer::claim(&self.store, &self.metrics, claim, "card command").await? {
+        let claimed = crate::answer::claim(&self.store, &self.metrics, claim, "card command").instrument(switchyard_bus::telemetry::child_span("claim")).await?;
+        let record = match claimed {
             Ok(record) => record,
             Err(collision) => return self.publish_outcome(&ctx, &CardOutcome::rejected(&command, None, collision), command.requested_at_ms).await,
         };

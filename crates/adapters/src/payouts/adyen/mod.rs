@@ -15,7 +15,8 @@ pub(crate) mod webhook;
 
 use crate::http::{self, traced, Transport};
 use crate::payouts::VendorPayout;
-use crate::{AdapterError, CallContext, Secret};
+use crate::secret::ApiKey;
+use crate::{AdapterError, CallContext};
 use switchyard_canonical::PayoutCommand;
 use transformers::{map_error, AdyenProblem, AdyenTransfer, AdyenTransferList, AdyenTransferRequest};
 
@@ -24,7 +25,7 @@ pub struct AdyenAdapter {
     name: String,
     base_url: String,
     transfers_url: reqwest::Url,
-    api_key: Secret,
+    api_key: ApiKey,
     balance_account_id: String,
     http: reqwest::Client,
 }
@@ -33,7 +34,7 @@ impl AdyenAdapter {
     pub fn new(
         name: impl Into<String>,
         base_url: &str,
-        api_key: Secret,
+        api_key: impl Into<ApiKey>,
         balance_account_id: impl Into<String>,
         transport: Transport,
     ) -> Result<Self, AdapterError> {
@@ -45,7 +46,7 @@ impl AdyenAdapter {
             name: name.into(),
             base_url,
             transfers_url,
-            api_key,
+            api_key: api_key.into(),
             balance_account_id: balance_account_id.into(),
             http: http::client(transport)?,
         })
@@ -60,7 +61,7 @@ impl AdyenAdapter {
         let req = self
             .http
             .post(self.transfers_url.clone())
-            .header("X-API-Key", self.api_key.expose())
+            .header("X-API-Key", self.api_key.current().expose())
             .header("Idempotency-Key", provider_key)
             .json(&body);
         self.send(traced(req, ctx)).await
@@ -71,7 +72,7 @@ impl AdyenAdapter {
         let req = self
             .http
             .get(format!("{}/btl/v4/transfers/{}", self.base_url, replayed.vendor_reference))
-            .header("X-API-Key", self.api_key.expose());
+            .header("X-API-Key", self.api_key.current().expose());
         Ok(self.send(traced(req, ctx)).await.unwrap_or(replayed))
     }
 
@@ -89,7 +90,7 @@ impl AdyenAdapter {
             ("createdUntil", until.as_str()),
             ("limit", "10"),
         ];
-        let req = self.http.get(self.transfers_url.clone()).query(&query).header("X-API-Key", self.api_key.expose());
+        let req = self.http.get(self.transfers_url.clone()).query(&query).header("X-API-Key", self.api_key.current().expose());
         let list = http::send_json::<AdyenTransferList, AdyenProblem>(traced(req, ctx), map_error).await?;
         list.into_match(cmd).map(|found| found.map(Into::into))
     }

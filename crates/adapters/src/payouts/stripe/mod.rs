@@ -28,7 +28,8 @@ pub(crate) mod webhook;
 
 use crate::http::{self, traced, Transport};
 use crate::payouts::VendorPayout;
-use crate::{AdapterError, CallContext, Secret};
+use crate::secret::ApiKey;
+use crate::{AdapterError, CallContext};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use switchyard_canonical::{ErrorClass, ErrorCode, PayoutCommand};
@@ -47,7 +48,7 @@ pub struct StripeAdapter {
     payouts_url: reqwest::Url,
     external_accounts_url: reqwest::Url,
     connected_account: String,
-    api_key: Secret,
+    api_key: ApiKey,
     http: reqwest::Client,
     /// Beneficiary fingerprint -> `ba_...` on the connected account. One
     /// cell per beneficiary, so concurrent payouts to a new beneficiary wait
@@ -56,7 +57,7 @@ pub struct StripeAdapter {
 }
 
 impl StripeAdapter {
-    pub fn new(name: impl Into<String>, base_url: &str, api_key: Secret, connected_account: &str, transport: Transport) -> Result<Self, AdapterError> {
+    pub fn new(name: impl Into<String>, base_url: &str, api_key: impl Into<ApiKey>, connected_account: &str, transport: Transport) -> Result<Self, AdapterError> {
         let bad = |what: &str, e: String| AdapterError::new(ErrorClass::ManualRepair, ErrorCode::InvalidRequest, format!("{what}: {e}"));
         if !connected_account.starts_with("acct_") {
             return Err(bad("connected_account", format!("{connected_account:?} is not a Stripe account id (acct_...)")));
@@ -71,7 +72,7 @@ impl StripeAdapter {
             payouts_url,
             external_accounts_url,
             connected_account: connected_account.to_owned(),
-            api_key,
+            api_key: api_key.into(),
             http: http::client(transport)?,
             bank_accounts: Arc::new(Mutex::new(HashMap::new())),
         })
@@ -82,7 +83,7 @@ impl StripeAdapter {
     }
 
     fn authed(&self, req: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
-        req.basic_auth(self.api_key.expose(), Some("")).header("Stripe-Account", &self.connected_account)
+        req.basic_auth(self.api_key.current().expose(), Some("")).header("Stripe-Account", &self.connected_account)
     }
 
     pub async fn create(&self, cmd: &PayoutCommand, provider_key: &str, ctx: &CallContext) -> Result<VendorPayout, AdapterError> {
