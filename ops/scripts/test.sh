@@ -22,6 +22,9 @@ python3 -m pip install --quiet --disable-pip-version-check -r tests/reference/re
 # The vendors' official SDKs (stripe, Adyen, onfido-python), run against
 # `switchyard sandbox` by services/switchyard/tests/sandbox_sdks.rs.
 python3 -m pip install --quiet --disable-pip-version-check -r tests/sdk/requirements.txt
+# schemathesis fuzzes the live gateway against its OpenAPI document
+# (tests/tests/gateway_schemathesis.rs).
+python3 -m pip install --quiet --disable-pip-version-check -r tests/schemathesis/requirements.txt
 # The AsyncAPI project's own parser validates asyncapi.yaml (services/switchyard/tests/asyncapi.rs).
 npm ci --prefix ops/asyncapi --no-audit --no-fund --silent
 # promtool checks the alert rules and runs their unit tests

@@ -29,9 +29,12 @@ fn gateway_config(env: &TestEnv, brokers: Option<&str>) -> GatewayConfig {
         kafka,
         schema_registry_url: env.registry.base_url(),
         database_url: switchyard_localstack::database_url(),
-        topics: GatewayTopics { payout_commands: env.topic("payouts.commands.v1"), payout_outcomes: env.topic("payouts.outcomes.v1") },
+        topics: GatewayTopics::with_prefix(&env.prefix),
         max_body_bytes: 16 * 1024,
-        publish_timeout_ms: 1_500,
+        // Short only where the broker is meant to be unreachable: on a loaded
+        // machine a fresh producer's first send can take seconds to get its
+        // producer id, and 1.5 s then answered a healthy POST 503.
+        publish_timeout_ms: if brokers.is_some() { 1_500 } else { 5_000 },
         lease_ms: 10_000,
         max_wait_ms: 10_000,
         teams: vec![

@@ -9,7 +9,7 @@
 
 use crate::config::TeamConfig;
 use crate::problem::Problem;
-use crate::routes::{valid_correlation, CORRELATION_ID};
+use crate::resource::{valid_correlation, CORRELATION_ID};
 use crate::{Gateway, GatewayError};
 use axum::extract::{Request, State};
 use axum::http::{header, HeaderValue, Method};
@@ -117,10 +117,17 @@ impl Auth {
 }
 
 /// The scope a call needs: `<domain>:write` to change, `<domain>:read` to
-/// look; `None` outside `/v1/<domain>`.
+/// look, `<domain>:decide` to record an analyst's decision; `None` outside
+/// `/v1/<domain>`.
 pub fn required_scope(method: &Method, path: &str) -> Option<String> {
     let domain = path.strip_prefix("/v1/")?.split('/').next().filter(|d| !d.is_empty())?;
-    let action = if method == Method::GET || method == Method::HEAD { "read" } else { "write" };
+    let action = if method == Method::GET || method == Method::HEAD {
+        "read"
+    } else if path.ends_with("/decisions") {
+        "decide"
+    } else {
+        "write"
+    };
     Some(format!("{domain}:{action}"))
 }
 
@@ -208,6 +215,10 @@ mod tests {
         assert_eq!(required_scope(&Method::POST, "/v1/payouts").as_deref(), Some("payouts:write"));
         assert_eq!(required_scope(&Method::GET, "/v1/payouts/po_1").as_deref(), Some("payouts:read"));
         assert_eq!(required_scope(&Method::GET, "/openapi.json"), None);
+        assert_eq!(required_scope(&Method::POST, "/v1/kyc/checks").as_deref(), Some("kyc:write"));
+        assert_eq!(required_scope(&Method::POST, "/v1/onboarding/applications/onb_1/evidence").as_deref(), Some("onboarding:write"));
+        assert_eq!(required_scope(&Method::POST, "/v1/onboarding/applications/onb_1/decisions").as_deref(), Some("onboarding:decide"));
+        assert_eq!(required_scope(&Method::GET, "/v1/onboarding/applications/onb_1").as_deref(), Some("onboarding:read"));
         let ops = auth.authenticate(b"key-o").expect("ops");
         assert!(ops.may("payouts:read") && !ops.may("payouts:write"));
         assert!(!format!("{ops:?}").contains("key-o"));

@@ -71,10 +71,23 @@ pub struct RateLimitConfig {
     pub burst: u32,
 }
 
-/// Domains the gateway serves, the first half of every scope.
-pub const DOMAINS: &[&str] = &["payouts"];
-/// Actions: `write` for POST, `read` for GET.
-pub const ACTIONS: &[&str] = &["read", "write"];
+/// Every scope a team may hold: `<domain>:<action>`, `write` for a POST
+/// that creates or changes a resource, `read` for GET, and `decide` for an
+/// analyst's decision on an onboarding application (a privilege apart from
+/// starting one).
+pub const SCOPES: &[&str] = &[
+    "payouts:read",
+    "payouts:write",
+    "kyc:read",
+    "kyc:write",
+    "aml:read",
+    "aml:write",
+    "fraud:read",
+    "fraud:write",
+    "onboarding:read",
+    "onboarding:write",
+    "onboarding:decide",
+];
 
 /// Topic names; test stacks prefix them.
 #[derive(Debug, Clone, Deserialize)]
@@ -84,6 +97,38 @@ pub struct GatewayTopics {
     pub payout_commands: String,
     /// What the projection reads for `GET /v1/payouts/{id}` (`payouts.outcomes.v1`).
     pub payout_outcomes: String,
+    /// `kyc.commands.v1` and `kyc.outcomes.v1`.
+    pub kyc_commands: String,
+    pub kyc_outcomes: String,
+    /// `aml.commands.v1` and `aml.outcomes.v1`.
+    pub aml_commands: String,
+    pub aml_outcomes: String,
+    /// `fraud.commands.v1` and `fraud.outcomes.v1`.
+    pub fraud_commands: String,
+    pub fraud_outcomes: String,
+    /// `onboarding.commands.v1`, and `onboarding.events.v1`: the
+    /// orchestrator's transitions, which are the applications' states.
+    pub onboarding_commands: String,
+    pub onboarding_events: String,
+}
+
+impl GatewayTopics {
+    /// The released topic names behind `prefix` (empty in production).
+    pub fn with_prefix(prefix: &str) -> Self {
+        let name = |topic: &str| format!("{prefix}{topic}");
+        Self {
+            payout_commands: name("payouts.commands.v1"),
+            payout_outcomes: name("payouts.outcomes.v1"),
+            kyc_commands: name("kyc.commands.v1"),
+            kyc_outcomes: name("kyc.outcomes.v1"),
+            aml_commands: name("aml.commands.v1"),
+            aml_outcomes: name("aml.outcomes.v1"),
+            fraud_commands: name("fraud.commands.v1"),
+            fraud_outcomes: name("fraud.outcomes.v1"),
+            onboarding_commands: name("onboarding.commands.v1"),
+            onboarding_events: name("onboarding.events.v1"),
+        }
+    }
 }
 
 fn default_max_body_bytes() -> usize {
@@ -128,13 +173,8 @@ impl GatewayConfig {
                 return Err(GatewayError::Config(format!("teams[{i}].api_keys: team {} has no key", team.name)));
             }
             for scope in &team.scopes {
-                let known = scope.split_once(':').is_some_and(|(d, a)| DOMAINS.contains(&d) && ACTIONS.contains(&a));
-                if !known {
-                    return Err(GatewayError::Config(format!(
-                        "teams[{i}].scopes: {scope} is not <domain>:<action> with domain one of {} and action one of {}",
-                        DOMAINS.join(", "),
-                        ACTIONS.join(", ")
-                    )));
+                if !SCOPES.contains(&scope.as_str()) {
+                    return Err(GatewayError::Config(format!("teams[{i}].scopes: {scope} is not <domain>:<action>, one of {}", SCOPES.join(", "))));
                 }
             }
             if let Some(limit) = team.rate_limit {
@@ -163,8 +203,24 @@ mod tests {
     fn the_example_parses_and_unknown_fields_are_named() {
         let config = GatewayConfig::parse(&example()).expect("example parses");
         assert_eq!(config.topics.payout_commands, "payouts.commands.v1");
+        let released = GatewayTopics::with_prefix("");
+        assert_eq!((config.topics.onboarding_events.as_str(), config.topics.kyc_outcomes.as_str()), (released.onboarding_events.as_str(), released.kyc_outcomes.as_str()));
         let err = GatewayConfig::parse(&format!("{}\nmax_body: 3\n", example())).expect_err("unknown field");
         assert!(err.to_string().contains("max_body"), "{err}");
+    }
+
+    #[test]
+    fn the_compose_config_parses_uses_the_released_topics_and_its_port_is_published() {
+        let config = GatewayConfig::parse(include_str!("../../../ops/docker/gateway.yaml")).expect("ops/docker/gateway.yaml parses");
+        assert_eq!(config.kafka.brokers, "kafka:9092");
+        let released = GatewayTopics::with_prefix("");
+        assert_eq!(
+            (&config.topics.payout_commands, &config.topics.kyc_commands, &config.topics.aml_outcomes, &config.topics.fraud_outcomes, &config.topics.onboarding_events),
+            (&released.payout_commands, &released.kyc_commands, &released.aml_outcomes, &released.fraud_outcomes, &released.onboarding_events)
+        );
+        assert!(config.bind.ip().is_unspecified(), "the gateway must listen beyond the container's loopback");
+        let compose = include_str!("../../../docker-compose.yml");
+        assert!(compose.contains(&format!("\"{0}:{0}\"", config.bind.port())) && compose.contains("/etc/switchyard/gateway.yaml"), "published by docker-compose.yml");
     }
 
     #[test]
@@ -179,10 +235,13 @@ mod tests {
     fn teams_parse_and_unknown_scopes_are_refused() {
         let config = GatewayConfig::parse(&example()).expect("example parses");
         assert!(!config.teams.is_empty(), "the example shows a team");
-        assert!(config.teams.iter().all(|t| t.scopes.iter().all(|s| s.starts_with("payouts:"))));
+        assert!(config.teams.iter().all(|t| t.scopes.iter().all(|s| SCOPES.contains(&s.as_str()))));
         let text = example().replace("payouts:read", "payouts:admin");
         assert!(text.contains("payouts:admin"), "the example grants payouts:read");
         let err = GatewayConfig::parse(&text).expect_err("unknown action");
         assert!(err.to_string().contains("payouts:admin is not <domain>:<action>"), "{err}");
+        let text = example().replace("payouts:read", "payouts:decide");
+        let err = GatewayConfig::parse(&text).expect_err("decide is onboarding's only");
+        assert!(err.to_string().contains("payouts:decide is not"), "{err}");
     }
 }

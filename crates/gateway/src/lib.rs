@@ -9,22 +9,31 @@
 //! - [`auth`]: API keys and scopes per consuming team, and the audit entry of every call.
 //! - [`problem`]: RFC 9457 problem details with our error taxonomy.
 //! - [`openapi`]: the OpenAPI 3.1 document generated from the handlers.
-//! - [`payouts`]: the payout request, its canonical command and the view GET answers.
-//! - `routes`: the HTTP handlers (idempotency, publish, ETag, long polling).
-//! - `projection`: the consumer writing each resource's current state.
+//! - `resource`: the shape every domain's routes share (idempotency, publish,
+//!   202 + Location; ETag and long polling; lists).
+//! - `projection`: the consumers writing each resource's current state.
+//! - one module per domain, each its request, canonical command, view,
+//!   projection and handlers: [`payouts`] (`/v1/payouts`), [`kyc`]
+//!   (`/v1/kyc/checks`), [`aml`] (`/v1/aml/screenings`), [`fraud`]
+//!   (`/v1/fraud/scores`), [`onboarding`] (`/v1/onboarding/applications`,
+//!   with `/evidence` and `/decisions`).
 //!
 //! Idempotency: every POST needs an `Idempotency-Key`, which becomes the
 //! command's idempotency key (so an HTTP retry and a bus redelivery meet in
 //! the worker's claim); the gateway's own record of it lives in
 //! `switchyard_store::gateway`.
 
+pub mod aml;
 pub mod auth;
 pub mod config;
+pub mod fraud;
+pub mod kyc;
+pub mod onboarding;
 pub mod openapi;
 pub mod payouts;
 pub mod problem;
 mod projection;
-mod routes;
+mod resource;
 
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
@@ -40,6 +49,14 @@ use tokio_util::sync::CancellationToken;
 
 pub const PAYOUT_COMMAND_SCHEMA: &str = include_str!("../../../schemas/payouts/PayoutCommand.v1.avsc");
 pub const PAYOUT_OUTCOME_SCHEMA: &str = include_str!("../../../schemas/payouts/PayoutOutcome.v1.avsc");
+pub const KYC_COMMAND_SCHEMA: &str = include_str!("../../../schemas/kyc/KycCommand.v1.avsc");
+pub const KYC_OUTCOME_SCHEMA: &str = include_str!("../../../schemas/kyc/KycOutcome.v1.avsc");
+pub const AML_COMMAND_SCHEMA: &str = include_str!("../../../schemas/aml/AmlCommand.v1.avsc");
+pub const AML_OUTCOME_SCHEMA: &str = include_str!("../../../schemas/aml/AmlOutcome.v1.avsc");
+pub const FRAUD_COMMAND_SCHEMA: &str = include_str!("../../../schemas/fraud/FraudCommand.v1.avsc");
+pub const FRAUD_OUTCOME_SCHEMA: &str = include_str!("../../../schemas/fraud/FraudOutcome.v1.avsc");
+pub const ONBOARDING_COMMAND_SCHEMA: &str = include_str!("../../../schemas/onboarding/OnboardingCommand.v1.avsc");
+pub const ONBOARDING_EVENT_SCHEMA: &str = include_str!("../../../schemas/onboarding/OnboardingEvent.v1.avsc");
 
 #[derive(Debug, thiserror::Error)]
 pub enum GatewayError {
@@ -53,10 +70,19 @@ pub enum GatewayError {
     Io(#[from] std::io::Error),
 }
 
+/// One encoder per command topic, each registered under its subject.
+pub(crate) struct Encoders {
+    pub(crate) payouts: AvroEncoder,
+    pub(crate) kyc: AvroEncoder,
+    pub(crate) aml: AvroEncoder,
+    pub(crate) fraud: AvroEncoder,
+    pub(crate) onboarding: AvroEncoder,
+}
+
 /// Shared state of the request path.
 pub(crate) struct Gateway {
     pub(crate) config: GatewayConfig,
-    pub(crate) payout_encoder: AvroEncoder,
+    pub(crate) encoders: Encoders,
     /// Replaced after a fatal error (see [`Gateway::renew_publisher`]).
     publisher: std::sync::RwLock<Publisher>,
     kafka: switchyard_bus::KafkaConfig,
@@ -98,6 +124,39 @@ async fn openapi_json() -> impl axum::response::IntoResponse {
     ([(axum::http::header::CONTENT_TYPE, "application/json")], DOCUMENT.get_or_init(openapi::document).clone())
 }
 
+/// What every projection is built from.
+struct Sources<'a> {
+    config: &'a GatewayConfig,
+    registry: &'a Arc<RegistryClient>,
+    store: &'a GatewayStore,
+    changed: &'a Arc<tokio::sync::Notify>,
+    publisher: &'a Publisher,
+    shutdown: &'a CancellationToken,
+    health: &'a switchyard_service::Health,
+}
+
+impl Sources<'_> {
+    /// Starts the consumer projecting `topic`, in its own group
+    /// (`<group_id>.<topic>`, as the orchestrator's inputs): every gateway
+    /// instance shares it, each projecting some partitions into the shared
+    /// store. Messages are only read here: a failing write is retried in
+    /// place, and the DLQ (reached only by a panic or the handler deadline)
+    /// is the gateway's own.
+    fn project<P: projection::Projects>(&self, topic: &str, schema: &str) -> Result<JoinHandle<Result<(), switchyard_bus::BusError>>, GatewayError> {
+        let handler = Arc::new(projection::Projection::<P> {
+            decoder: AvroDecoder::new(self.registry.clone(), schema)?,
+            store: self.store.clone(),
+            changed: self.changed.clone(),
+            kind: std::marker::PhantomData,
+        });
+        let topics = RuntimeTopics { input: topic.to_owned(), retry: None, dlq: format!("{topic}.gateway-dlq"), held: None };
+        let mut kafka = self.config.kafka.clone();
+        kafka.group_id = format!("{}.{topic}", self.config.kafka.group_id);
+        let runtime = ConsumerRuntime::new(&kafka, self.publisher.clone(), topics, RuntimeSettings::default(), handler, self.shutdown.clone())?;
+        Ok(tokio::spawn(self.health.track(format!("{} projection", P::DOMAIN), self.shutdown.clone(), runtime.run())))
+    }
+}
+
 pub struct RunningGateway {
     pub addr: SocketAddr,
     pub health: switchyard_service::Health,
@@ -113,7 +172,14 @@ pub async fn start_gateway(config: GatewayConfig, shutdown: CancellationToken) -
         tracing::warn!("no team configured: every /v1 call is answered 401");
     }
     let registry = Arc::new(RegistryClient::new(&config.schema_registry_url)?);
-    let payout_encoder = AvroEncoder::register(&registry, &config.topics.payout_commands, PAYOUT_COMMAND_SCHEMA).await?;
+    let t = &config.topics;
+    let encoders = Encoders {
+        payouts: AvroEncoder::register(&registry, &t.payout_commands, PAYOUT_COMMAND_SCHEMA).await?,
+        kyc: AvroEncoder::register(&registry, &t.kyc_commands, KYC_COMMAND_SCHEMA).await?,
+        aml: AvroEncoder::register(&registry, &t.aml_commands, AML_COMMAND_SCHEMA).await?,
+        fraud: AvroEncoder::register(&registry, &t.fraud_commands, FRAUD_COMMAND_SCHEMA).await?,
+        onboarding: AvroEncoder::register(&registry, &t.onboarding_commands, ONBOARDING_COMMAND_SCHEMA).await?,
+    };
     let store = Store::connect(&config.database_url).await?;
     let gateway_store = GatewayStore::open(&store).await?;
     // librdkafka drops a record it could not deliver within this and says
@@ -127,28 +193,20 @@ pub async fn start_gateway(config: GatewayConfig, shutdown: CancellationToken) -
     switchyard_service::checks::store(&health, store.pool().clone());
     let changed = Arc::new(tokio::sync::Notify::new());
 
-    let projection = Arc::new(projection::PayoutProjection {
-        decoder: AvroDecoder::new(registry.clone(), PAYOUT_OUTCOME_SCHEMA)?,
-        store: gateway_store.clone(),
-        changed: changed.clone(),
-    });
-    // Outcomes are only read here: a failing write is retried in place, and
-    // the DLQ (reached only by a panic or the handler deadline) is the
-    // gateway's own.
-    let topics = RuntimeTopics {
-        input: config.topics.payout_outcomes.clone(),
-        retry: None,
-        dlq: format!("{}.gateway-dlq", config.topics.payout_outcomes),
-        held: None,
-    };
-    let runtime = ConsumerRuntime::new(&config.kafka, publisher.clone(), topics, RuntimeSettings::default(), projection, shutdown.clone())?;
-    let projection_task = tokio::spawn(health.track("payout projection", shutdown.clone(), runtime.run()));
+    let sources = Sources { config: &config, registry: &registry, store: &gateway_store, changed: &changed, publisher: &publisher, shutdown: &shutdown, health: &health };
+    let projections = vec![
+        sources.project::<payouts::PayoutOutcomes>(&t.payout_outcomes, PAYOUT_OUTCOME_SCHEMA)?,
+        sources.project::<kyc::KycOutcomes>(&t.kyc_outcomes, KYC_OUTCOME_SCHEMA)?,
+        sources.project::<aml::AmlOutcomes>(&t.aml_outcomes, AML_OUTCOME_SCHEMA)?,
+        sources.project::<fraud::FraudOutcomes>(&t.fraud_outcomes, FRAUD_OUTCOME_SCHEMA)?,
+        sources.project::<onboarding::OnboardingEvents>(&t.onboarding_events, ONBOARDING_EVENT_SCHEMA)?,
+    ];
 
     let (max_body, bind) = (config.max_body_bytes, config.bind);
     let state = Arc::new(Gateway {
         publish_timeout: Duration::from_millis(config.publish_timeout_ms + 2_000),
         config,
-        payout_encoder,
+        encoders,
         publisher: std::sync::RwLock::new(publisher),
         kafka,
         store: gateway_store,
@@ -157,12 +215,22 @@ pub async fn start_gateway(config: GatewayConfig, shutdown: CancellationToken) -
         changed,
     });
     let app = axum::Router::new()
-        .route("/v1/payouts", post(routes::post_payout).get(routes::list_payouts))
-        .route("/v1/payouts/{id}", get(routes::get_payout))
+        .route("/v1/payouts", post(payouts::post_payout).get(payouts::list_payouts))
+        .route("/v1/payouts/{id}", get(payouts::get_payout))
+        .route("/v1/kyc/checks", post(kyc::post_check))
+        .route("/v1/kyc/checks/{id}", get(kyc::get_check))
+        .route("/v1/aml/screenings", post(aml::post_screening))
+        .route("/v1/aml/screenings/{id}", get(aml::get_screening))
+        .route("/v1/fraud/scores", post(fraud::post_score))
+        .route("/v1/fraud/scores/{id}", get(fraud::get_score))
+        .route("/v1/onboarding/applications", post(onboarding::post_application).get(onboarding::list_applications))
+        .route("/v1/onboarding/applications/{id}", get(onboarding::get_application))
+        .route("/v1/onboarding/applications/{id}/evidence", post(onboarding::post_evidence))
+        .route("/v1/onboarding/applications/{id}/decisions", post(onboarding::post_decision))
         .route_layer(axum::middleware::from_fn_with_state(state.clone(), auth::layer))
         // Public, like any API description: added after the auth layer.
         .route("/openapi.json", get(openapi_json))
-        .fallback(routes::not_found)
+        .fallback(resource::not_found)
         .layer(DefaultBodyLimit::max(max_body))
         .with_state(state)
         .merge(health.router());
@@ -174,10 +242,13 @@ pub async fn start_gateway(config: GatewayConfig, shutdown: CancellationToken) -
     }));
     let join = tokio::spawn(async move {
         let served = server.await.map_err(|e| GatewayError::Config(format!("http server task: {e}")))?;
-        let projected = projection_task.await.map_err(|e| GatewayError::Config(format!("projection task: {e}")))?;
+        let mut projected = Ok(());
+        for task in projections {
+            let ended = task.await.map_err(|e| GatewayError::Config(format!("projection task: {e}")))?;
+            projected = projected.and(ended.map_err(GatewayError::from));
+        }
         served?;
-        projected?;
-        Ok(())
+        projected
     });
     Ok(RunningGateway { addr, health, join })
 }

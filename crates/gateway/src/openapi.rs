@@ -4,6 +4,10 @@
 //! `services/gateway/openapi.json`, served at `GET /openapi.json`, and
 //! regenerated with `cargo run -p gateway -- openapi`.
 
+use crate::aml::{ListRequest, MatchView, ScreenedSubject, ScreeningRequest, ScreeningView, SubjectKindRequest};
+use crate::fraud::{EventRequest, ScoreRequest, ScoreView, TransactionRequest};
+use crate::kyc::{DocumentKindRequest, DocumentRequest, KycCheckRequest, KycCheckView, PersonRequest};
+use crate::onboarding::{ApplicantRequest, ApplicationList, ApplicationRequest, ApplicationView, DecisionRequest, EvidenceRequest, StepRequest, VerdictRequest};
 use crate::payouts::{BeneficiaryRequest, PayoutList, PayoutRequest, PayoutView, RailRequest, ViewError};
 use crate::problem::Problem;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
@@ -19,10 +23,29 @@ pub const COMMITTED_PATH: &str = "services/gateway/openapi.json";
         version = "1",
         description = "Product-facing API: POST publishes a command and answers 202 with the resource's URL; GET answers its state. Every POST needs an Idempotency-Key. Errors are RFC 9457 problems carrying our code and class (transient, permanent, manual_repair, compliance_hold)."
     ),
-    paths(crate::routes::post_payout, crate::routes::list_payouts, crate::routes::get_payout),
-    components(schemas(PayoutRequest, BeneficiaryRequest, RailRequest, PayoutView, PayoutList, ViewError, Problem)),
+    paths(
+        crate::payouts::post_payout, crate::payouts::list_payouts, crate::payouts::get_payout,
+        crate::kyc::post_check, crate::kyc::get_check,
+        crate::aml::post_screening, crate::aml::get_screening,
+        crate::fraud::post_score, crate::fraud::get_score,
+        crate::onboarding::post_application, crate::onboarding::list_applications, crate::onboarding::get_application,
+        crate::onboarding::post_evidence, crate::onboarding::post_decision,
+    ),
+    components(schemas(
+        PayoutRequest, BeneficiaryRequest, RailRequest, PayoutView, PayoutList, ViewError, Problem,
+        KycCheckRequest, PersonRequest, DocumentRequest, DocumentKindRequest, KycCheckView,
+        ScreeningRequest, ScreenedSubject, SubjectKindRequest, ListRequest, ScreeningView, MatchView,
+        ScoreRequest, EventRequest, TransactionRequest, ScoreView,
+        ApplicationRequest, ApplicantRequest, EvidenceRequest, DecisionRequest, StepRequest, VerdictRequest, ApplicationView, ApplicationList,
+    )),
     modifiers(&BearerKey),
-    tags((name = "payouts", description = "Payouts to a beneficiary's account"))
+    tags(
+        (name = "payouts", description = "Payouts to a beneficiary's account"),
+        (name = "kyc", description = "Identity verification: a document check, and a face match when a selfie is given"),
+        (name = "aml", description = "Screening against sanctions, PEP, watchlist and adverse-media lists"),
+        (name = "fraud", description = "Fraud scores and decisions for onboarding, login, payment and payout events"),
+        (name = "onboarding", description = "Onboarding applications: KYC, then AML, then fraud, with evidence and analysts' decisions"),
+    )
 )]
 struct ApiDoc;
 
@@ -71,6 +94,24 @@ mod tests {
             assert!(post["responses"][status].is_object(), "POST /v1/payouts documents {status}");
         }
         assert!(doc["paths"]["/v1/payouts/{id}"]["get"]["responses"]["304"].is_object());
+        for (path, scope) in [
+            ("/v1/kyc/checks", "kyc:write"),
+            ("/v1/aml/screenings", "aml:write"),
+            ("/v1/fraud/scores", "fraud:write"),
+            ("/v1/onboarding/applications", "onboarding:write"),
+            ("/v1/onboarding/applications/{id}/evidence", "onboarding:write"),
+            ("/v1/onboarding/applications/{id}/decisions", "onboarding:decide"),
+        ] {
+            let post = &doc["paths"][path]["post"];
+            for status in ["202", "400", "401", "403", "409", "413", "422", "429", "503"] {
+                assert!(post["responses"][status].is_object(), "POST {path} documents {status}");
+            }
+            assert_eq!(post["security"][0]["api_key"][0], scope, "POST {path}");
+            assert!(post["parameters"].as_array().is_some_and(|p| p.iter().any(|p| p["name"] == "Idempotency-Key" && p["required"] == true)), "POST {path}");
+        }
+        for path in ["/v1/kyc/checks/{id}", "/v1/aml/screenings/{id}", "/v1/fraud/scores/{id}", "/v1/onboarding/applications/{id}"] {
+            assert!(doc["paths"][path]["get"]["responses"]["304"].is_object(), "GET {path}");
+        }
         assert!(doc["components"]["schemas"]["Problem"]["properties"]["type"].is_object(), "serde's rename is honoured");
         assert_eq!(doc["components"]["securitySchemes"]["api_key"]["scheme"], "bearer");
     }

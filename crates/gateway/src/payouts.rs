@@ -6,7 +6,20 @@
 //! the bus) publishes the very command of the first try: the worker's claim
 //! on `(payouts, key)` then sees an honest duplicate, never a collision.
 
+use crate::auth::Team;
+use crate::problem::Problem;
+use crate::projection::{json, Projected, Projects};
+use crate::resource::{self, Answer, Prepared, QueryMap, ACCEPTED};
+use crate::Gateway;
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{Path, State};
+use axum::http::HeaderMap;
+use axum::response::Response;
+use axum::Extension;
 use serde::{Deserialize, Serialize};
+use std::sync::Arc;
+use switchyard_bus::Outbound;
 use switchyard_canonical::{Beneficiary, Fingerprint, PayoutCommand, PayoutOutcome, PayoutRail, PayoutStatus};
 
 pub const DOMAIN: &str = "payouts";
@@ -16,8 +29,10 @@ pub const DOMAIN: &str = "payouts";
 #[serde(deny_unknown_fields)]
 pub struct PayoutRequest {
     /// Positive, in the currency's minor unit (cents for EUR).
+    #[schema(minimum = 1)]
     pub amount_minor: i64,
     /// ISO 4217, upper case.
+    #[schema(pattern = "^[A-Z]{3}$")]
     pub currency: String,
     pub beneficiary: BeneficiaryRequest,
     #[serde(default)]
@@ -36,6 +51,7 @@ pub struct BeneficiaryRequest {
     pub name: String,
     pub iban: String,
     /// ISO 3166-1 alpha-2.
+    #[schema(pattern = "^[A-Z]{2}$")]
     pub country: String,
 }
 
@@ -49,8 +65,7 @@ pub enum RailRequest {
 
 /// The payout id a key stands for: `po_` and 24 hex digits of a digest.
 pub fn payout_id(idempotency_key: &str) -> String {
-    let digest = Fingerprint::of_fields(&[DOMAIN.as_bytes(), idempotency_key.as_bytes()]);
-    format!("po_{}", &digest.0[..24])
+    crate::resource::derived_id("po", DOMAIN, idempotency_key)
 }
 
 impl PayoutRequest {
@@ -115,6 +130,13 @@ pub struct ViewError {
     pub code: String,
 }
 
+impl ViewError {
+    /// The message is dropped: it may quote a vendor.
+    pub fn of(error: &switchyard_canonical::OutcomeError) -> Self {
+        Self { class: error.class.as_str().to_owned(), code: error.code.as_str().to_owned() }
+    }
+}
+
 impl PayoutView {
     pub fn accepted(command: &PayoutCommand) -> Self {
         Self {
@@ -135,7 +157,7 @@ impl PayoutView {
             amount_minor: outcome.amount_minor,
             currency: outcome.currency.clone(),
             provider: outcome.provider.clone(),
-            error: outcome.error.as_ref().map(|e| ViewError { class: e.class.as_str().to_owned(), code: e.code.as_str().to_owned() }),
+            error: outcome.error.as_ref().map(ViewError::of),
             updated_at_ms: outcome.completed_at_ms,
         }
     }
@@ -145,8 +167,12 @@ impl PayoutView {
 /// refusal of *another* command that reused its key. Projecting it would
 /// show a payout as rejected while its first command went through.
 pub fn describes_another_command(outcome: &PayoutOutcome) -> bool {
-    outcome.status == PayoutStatus::Rejected
-        && outcome.error.as_ref().is_some_and(|e| e.code == switchyard_canonical::ErrorCode::IdempotencyCollision)
+    refuses_another_command(outcome.status == PayoutStatus::Rejected, outcome.error.as_ref())
+}
+
+/// The same test for every domain's outcome: a refusal for a key collision.
+pub fn refuses_another_command(rejected: bool, error: Option<&switchyard_canonical::OutcomeError>) -> bool {
+    rejected && error.is_some_and(|e| e.code == switchyard_canonical::ErrorCode::IdempotencyCollision)
 }
 
 /// `GET /v1/payouts?status=` answer (documented; the handler writes the
@@ -158,6 +184,125 @@ pub struct PayoutList {
 
 /// Statuses `GET /v1/payouts?status=` accepts.
 pub const LISTABLE_STATUSES: &[&str] = &["accepted", "submitted", "paid", "failed", "rejected", "pending_unknown", "held"];
+
+/// The payouts projection: `payouts.outcomes.v1` to each payout's view.
+pub(crate) struct PayoutOutcomes;
+
+impl Projects for PayoutOutcomes {
+    type Message = PayoutOutcome;
+    const DOMAIN: &'static str = DOMAIN;
+
+    fn project(outcome: &PayoutOutcome) -> Option<Projected> {
+        if describes_another_command(outcome) {
+            return None;
+        }
+        let view = PayoutView::of_outcome(outcome);
+        Some(Projected { resource_id: view.id.clone(), status: view.status.clone(), body: json(&view), observed_at_ms: outcome.completed_at_ms })
+    }
+}
+
+fn prepare(app: &Gateway, team: &Team, key: &str, body: &[u8]) -> Result<Prepared, Problem> {
+    let request: PayoutRequest = resource::parse(body)?;
+    let command = request.to_command(key).map_err(Problem::invalid)?;
+    let view = PayoutView::accepted(&command);
+    Ok(Prepared {
+        domain: DOMAIN,
+        location: format!("/v1/payouts/{}", command.payout_id),
+        digest: request.digest(&team.name),
+        record: Outbound {
+            topic: app.config.topics.payout_commands.clone(),
+            key: Some(command.payout_id.clone().into_bytes()),
+            payload: resource::encode(&app.encoders.payouts, &command, "payout")?,
+            headers: Vec::new(),
+        },
+        schema_id: app.encoders.payouts.schema_id(),
+        answer: Answer::Created { status: ACCEPTED, body: json(&view), observed_at_ms: command.requested_at_ms },
+        resource_id: command.payout_id,
+    })
+}
+
+/// Request a payout. Answered 202 once the command is on the bus; follow
+/// `Location` for its state.
+#[utoipa::path(
+    post, path = "/v1/payouts", tag = "payouts", operation_id = "createPayout",
+    security(("api_key" = ["payouts:write"])),
+    request_body = PayoutRequest,
+    params(
+        ("Idempotency-Key" = String, Header, description = "Required. The same key and body replays the first answer; another body is 422."),
+        ("X-Correlation-Id" = Option<String>, Header, description = "1 to 128 printable ASCII; echoed, and carried on the command."),
+    ),
+    responses(
+        (status = 202, description = "Accepted: the command is on the bus", body = PayoutView,
+            headers(("Location" = String, description = "The payout's URL"))),
+        (status = 400, description = "Invalid request or Idempotency-Key missing", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No valid API key", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The team lacks payouts:write", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The same request is in flight", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Body too large", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "The key was used for another request", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "Rate limited; see Retry-After", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Not accepted (bus or store unavailable); retry with the same key", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub(crate) async fn post_payout(
+    State(app): State<Arc<Gateway>>,
+    Extension(team): Extension<Arc<Team>>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    resource::submit(&app, &headers, body, |key, body| {
+        let prepared = prepare(&app, &team, &key, &body);
+        async move { prepared }
+    })
+    .await
+}
+
+/// A payout's current state, with `ETag`; `?wait=` holds the call until it
+/// changes (or, without `If-None-Match`, until its first outcome).
+#[utoipa::path(
+    get, path = "/v1/payouts/{id}", tag = "payouts", operation_id = "getPayout",
+    security(("api_key" = ["payouts:read"])),
+    params(
+        ("id" = String, Path, description = "The id from the 202's body or Location"),
+        ("wait" = Option<String>, Query, description = "Long poll: `10s`, `500ms` or seconds, capped by the gateway"),
+        ("If-None-Match" = Option<String>, Header, description = "An ETag from an earlier answer"),
+    ),
+    responses(
+        (status = 200, description = "The payout", body = PayoutView, headers(("ETag" = String))),
+        (status = 304, description = "Unchanged since If-None-Match"),
+        (status = 400, description = "Invalid wait", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No valid API key", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The team lacks payouts:read", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such payout", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "Rate limited; see Retry-After", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "State unavailable", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub(crate) async fn get_payout(State(app): State<Arc<Gateway>>, Path(id): Path<String>, query: QueryMap, headers: HeaderMap) -> Response {
+    resource::current(&app, DOMAIN, "payout", &id, query, &headers).await
+}
+
+/// Payouts in one status, oldest change first (ops lists such as
+/// `status=pending_unknown`).
+#[utoipa::path(
+    get, path = "/v1/payouts", tag = "payouts", operation_id = "listPayouts",
+    security(("api_key" = ["payouts:read"])),
+    params(
+        ("status" = String, Query, description = "One of accepted, submitted, paid, failed, rejected, pending_unknown, held"),
+        ("limit" = Option<i64>, Query, description = "1 to 1000, default 100"),
+    ),
+    responses(
+        (status = 200, description = "The payouts", body = PayoutList),
+        (status = 400, description = "Missing or unknown status, or limit out of range", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No valid API key", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The team lacks payouts:read", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "Rate limited; see Retry-After", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "State unavailable", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub(crate) async fn list_payouts(State(app): State<Arc<Gateway>>, query: QueryMap) -> Response {
+    resource::list(&app, DOMAIN, LISTABLE_STATUSES, query).await
+}
 
 #[cfg(test)]
 mod tests {

@@ -1,44 +1,66 @@
-//! The projection: payout outcomes in, each payout's current state out, in
-//! the store `GET /v1/payouts/{id}` reads. Runs on the shared consumer
-//! runtime, so per-key order holds and an offset is committed only once
-//! the state is written.
+//! The projections: a domain's outcomes (or events) in, each resource's
+//! current state out, in the store `GET` reads. One consumer runtime per
+//! topic, so per-key order holds and an offset is committed only once the
+//! state is written. A domain only says how its message becomes a state
+//! ([`Projects`]).
 
-use crate::payouts::{describes_another_command, PayoutView, DOMAIN};
+use std::marker::PhantomData;
 use std::sync::Arc;
 use std::time::Duration;
 use switchyard_bus::{AvroDecoder, Failure, Handler, Inbound};
-use switchyard_canonical::PayoutOutcome;
 use switchyard_store::gateway::GatewayStore;
 
-pub(crate) struct PayoutProjection {
+/// A resource's state as a message tells it.
+pub(crate) struct Projected {
+    pub(crate) resource_id: String,
+    pub(crate) status: String,
+    /// The view `GET` answers, as JSON.
+    pub(crate) body: String,
+    /// When the state was reached: an older observation never overwrites a newer one.
+    pub(crate) observed_at_ms: i64,
+}
+
+/// How one topic's messages become resource states.
+pub(crate) trait Projects: Send + Sync + 'static {
+    type Message: serde::de::DeserializeOwned + Send;
+    /// The store's namespace of the resources (the domain).
+    const DOMAIN: &'static str;
+    /// `None` for a message that says nothing about a resource of ours
+    /// (another command's key collision, a step of an onboarding flow).
+    fn project(message: &Self::Message) -> Option<Projected>;
+}
+
+pub(crate) struct Projection<P> {
     pub(crate) decoder: AvroDecoder,
     pub(crate) store: GatewayStore,
     pub(crate) changed: Arc<tokio::sync::Notify>,
+    pub(crate) kind: PhantomData<fn() -> P>,
 }
 
-impl Handler for PayoutProjection {
+impl<P: Projects> Handler for Projection<P> {
     async fn handle(&self, message: Arc<Inbound>) -> Result<(), Failure> {
         let Some(payload) = message.payload.as_deref() else { return Ok(()) };
-        let outcome: PayoutOutcome = match self.decoder.decode(payload).await {
-            Ok(outcome) => outcome,
+        let decoded: P::Message = match self.decoder.decode(payload).await {
+            Ok(decoded) => decoded,
             Err(e) if e.is_transient() => return Err(Failure::Retry { reason: e.to_string(), delay: Duration::from_secs(1) }),
             Err(e) => {
-                // The worker's answer is on the bus for its owners (core
-                // banking, the reconciler); the gateway only loses its view.
-                tracing::warn!(topic = %message.topic, partition = message.partition, offset = message.offset, error = %e, "undecodable outcome not projected");
+                // The message is on the bus for its owners (core banking,
+                // the reconciler); the gateway only loses its view.
+                tracing::warn!(topic = %message.topic, partition = message.partition, offset = message.offset, error = %e, "undecodable message not projected");
                 return Ok(());
             }
         };
-        if describes_another_command(&outcome) {
-            return Ok(());
-        }
-        let view = PayoutView::of_outcome(&outcome);
-        let body = serde_json::to_string(&view).map_err(|e| Failure::Retry { reason: e.to_string(), delay: Duration::from_secs(1) })?;
+        let Some(state) = P::project(&decoded) else { return Ok(()) };
         self.store
-            .upsert_resource(DOMAIN, &view.id, &view.status, &body, outcome.completed_at_ms)
+            .upsert_resource(P::DOMAIN, &state.resource_id, &state.status, &state.body, state.observed_at_ms)
             .await
             .map_err(|e| Failure::Retry { reason: format!("store: {e}"), delay: Duration::from_millis(500) })?;
         self.changed.notify_waiters();
         Ok(())
     }
+}
+
+/// A view as the JSON stored and answered.
+pub(crate) fn json<T: serde::Serialize>(view: &T) -> String {
+    serde_json::to_string(view).unwrap_or_default()
 }

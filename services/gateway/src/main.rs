@@ -1,4 +1,4 @@
-//! gateway: the product-facing HTTP plane (`/v1/payouts`, ...). All logic
+//! gateway: the product-facing HTTP plane (`/v1/payouts`, `/v1/kyc/checks`, ...). All logic
 //! lives in `switchyard-gateway`; this binary parses arguments, sets up
 //! logging and turns SIGINT/SIGTERM into a graceful stop (requests in flight
 //! finish, so none is answered 202 without its command on the bus).
@@ -60,7 +60,9 @@ async fn main() -> std::process::ExitCode {
             }
         };
     }
-    switchyard_service::init_logging(args.log.format());
+    // Held to the end of main: dropping it flushes the last trace spans
+    // (exported when SWITCHYARD_OTLP_ENDPOINT is set, as every worker's).
+    let _telemetry = switchyard_service::init_telemetry(&args.log);
     switchyard_service::exit(run(args).await)
 }
 
@@ -69,7 +71,7 @@ async fn run(args: Args) -> anyhow::Result<switchyard_service::Ended> {
     let config = GatewayConfig::load(&path).context("invalid configuration")?;
     let shutdown = CancellationToken::new();
     let gateway = start_gateway(config, shutdown.clone()).await.context("gateway failed to start")?;
-    tracing::info!(addr = %gateway.addr, "POST /v1/payouts");
+    tracing::info!(addr = %gateway.addr, "serving /v1/payouts, /v1/kyc/checks, /v1/aml/screenings, /v1/fraud/scores, /v1/onboarding/applications");
     let ended = switchyard_service::serve_until_stopped(Some(gateway.addr), &shutdown, "requests", &gateway.health).await;
     Ok(switchyard_service::drain(ended, gateway.join, "gateway").await)
 }
