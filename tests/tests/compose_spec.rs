@@ -46,3 +46,28 @@ fn the_schema_refuses_what_compose_would_refuse() -> Result<()> {
     ensure!(!validator.is_valid(&wrong_type), "ports must be a list");
     Ok(())
 }
+
+/// Every switchyard service sends its spans to the Jaeger the file runs:
+/// the endpoint's host is a service of this file that listens for OTLP/HTTP.
+#[test]
+fn every_service_exports_traces_to_the_composed_jaeger() -> Result<()> {
+    let compose = compose_file()?;
+    let services = compose["services"].as_object().context("services")?;
+    let jaeger = services.get("jaeger").context("a jaeger service")?;
+    let ports: Vec<&str> = jaeger["ports"].as_array().context("jaeger ports")?.iter().filter_map(|p| p.as_str()).collect();
+    for port in ["4317:4317", "4318:4318", "16686:16686"] {
+        ensure!(ports.contains(&port), "jaeger publishes {port}: {ports:?}");
+    }
+    let mut exporting = 0;
+    for (name, service) in services {
+        // The services built from this repository log with RUST_LOG; those are ours.
+        if service["environment"].get("RUST_LOG").is_none() {
+            continue;
+        }
+        let endpoint = service["environment"]["SWITCHYARD_OTLP_ENDPOINT"].as_str().with_context(|| format!("{name} sets no SWITCHYARD_OTLP_ENDPOINT"))?;
+        ensure!(endpoint.ends_with("http://jaeger:4318}"), "{name} exports to {endpoint}, not the composed jaeger's OTLP/HTTP port");
+        exporting += 1;
+    }
+    ensure!(exporting >= 8, "every worker, the ingester, the reconciler and the orchestrator export ({exporting})");
+    Ok(())
+}
