@@ -116,6 +116,8 @@ pub(crate) fn rules(catalog: &PartnerCatalog) -> String {
         expr: |
           histogram_quantile(0.95,
             sum by (provider, le) (rate(switchyard_webhooks_lag_seconds_bucket[5m])))
+      # Each event once: the lag is observed by the mark that moves its
+      # dedup row to published, not by every attempt that knew it was on the bus.
       - record: switchyard:partner_webhooks:increase5m
         expr: sum by (provider) (increase(switchyard_webhooks_lag_seconds_count[5m]))
 "#
