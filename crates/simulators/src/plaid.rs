@@ -339,16 +339,20 @@ impl PlaidSimulator {
         keys.last().map(|k| k.sign(body, iat_s, alg)).unwrap_or_default()
     }
 
-    /// POSTs `body` to `url`, `copies` times in a row (an injected duplicate:
-    /// Plaid may deliver a webhook more than once), each copy freshly signed
-    /// and retried on 409, 429, 5xx or no answer, up to 20 times 100 ms apart,
-    /// as Plaid retries. Returns each copy's last status (0: no answer).
+    /// POSTs one signed delivery of `body` to `url`, `copies` times in a row
+    /// (an injected duplicate), each copy re-posted on 409, 429, 5xx or no
+    /// answer, up to 20 times 100 ms apart. Returns each copy's last status
+    /// (0: no answer).
     pub async fn send_webhook(&self, url: &str, body: &[u8], copies: usize) -> Vec<u16> {
         let mut statuses = Vec::with_capacity(copies);
+        // One signing for every copy and every re-post: the same delivery
+        // arriving again. (A body Plaid signs again is a new event to the
+        // ingester, which keys Plaid's id-less webhooks by the signing time.)
+        let token = self.sign_webhook(body, now_ms() / 1000, "ES256");
         for _ in 0..copies {
             let mut status = 0;
             for _ in 0..20 {
-                let token = self.sign_webhook(body, now_ms() / 1000, "ES256");
+                let token = token.clone();
                 let sent = self.sim.http.post(url).header("content-type", "application/json").header("Plaid-Verification", token).body(body.to_vec()).send().await;
                 status = sent.map_or(0, |r| r.status().as_u16());
                 if !matches!(status, 0 | 409 | 429 | 500..=599) {

@@ -224,7 +224,9 @@ impl Scheme {
                 }
                 outcome.map(|()| plain)
             }
-            Scheme::PlaidJwt { keys } => keys.verify(headers, body, now_ms).map(|()| plain),
+            Scheme::PlaidJwt { keys } => keys
+                .verify(headers, body, now_ms)
+                .map(|()| Verified { signed_at_ms: plaid::signed_at_s(headers).map(|s| s.saturating_mul(1000)), ..plain }),
             Scheme::TrueLayerJws { .. } => Err(Refusal::MalformedPayload("TrueLayer signs the request path; verify with verify_at".into())),
         }
     }
@@ -394,7 +396,7 @@ impl WebhookVendor {
             Self::ComplyAdvantage => crate::aml::comply_advantage::webhook::map(body, verified),
             Self::Sardine => crate::fraud::sardine::webhook::map(body, verified),
             Self::Seon => crate::fraud::seon::webhook::map(body, verified),
-            Self::Plaid => plaid::map(body, verified.verified_at_ms),
+            Self::Plaid => plaid::map(body, verified),
             Self::TrueLayer => truelayer::map(body, verified),
         }
     }

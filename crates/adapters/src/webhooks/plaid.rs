@@ -21,7 +21,7 @@
 //! The body mapping (`ITEM`/`TRANSACTIONS` webhooks to open-banking
 //! provider events) is in this module too; Plaid's wire types stay here.
 
-use super::{body_sha256_hex, derived_event_id, header, EventFacts, Refusal};
+use super::{body_sha256_hex, derived_event_id, header, EventFacts, Refusal, Verified};
 use crate::secret::Secret;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64URL;
 use base64::Engine as _;
@@ -115,6 +115,14 @@ fn parse(token: &str) -> Result<Token<'_>, Refusal> {
     let signature = B64URL.decode(s).map_err(|_| bad())?;
     let signing_input = &token.trim()[..h.len() + 1 + p.len()];
     Ok(Token { header, signing_input, payload, signature })
+}
+
+/// When Plaid signed this delivery (the JWT's `iat`, Unix seconds): read
+/// after [`verify_with`] accepted it. Plaid signs each delivery attempt, so
+/// this is the only thing that tells one sending of a body from another.
+pub fn signed_at_s(headers: &HeaderMap) -> Option<i64> {
+    let token = parse(header(headers, HEADER).ok()?).ok()?;
+    serde_json::from_slice::<Claims>(&token.payload).ok().map(|c| c.iat)
 }
 
 /// The `kid` a delivery names, after its algorithm is checked.
@@ -284,7 +292,7 @@ struct PlaidError {
 
 /// Our vocabulary for what an Item webhook says, carried in `reason`
 /// (the provider-event schema has no open-banking kinds yet).
-pub fn map(body: &[u8], verified_at_ms: i64) -> Result<EventFacts, Refusal> {
+pub fn map(body: &[u8], verified: &Verified) -> Result<EventFacts, Refusal> {
     let w: Webhook = serde_json::from_slice(body).map_err(|e| Refusal::MalformedPayload(format!("not a Plaid webhook: {e}")))?;
     let item_id = w.item_id.clone().ok_or_else(|| Refusal::MalformedPayload("item_id missing".into()))?;
     let reason = match (w.webhook_type.as_str(), w.webhook_code.as_str()) {
@@ -299,11 +307,21 @@ pub fn map(body: &[u8], verified_at_ms: i64) -> Result<EventFacts, Refusal> {
         ("TRANSACTIONS", "SYNC_UPDATES_AVAILABLE") => "REFRESH_AVAILABLE".to_owned(),
         (t, c) => format!("{t}:{c}"),
     };
-    // A webhook states no time of its own; when we verified it is the time.
-    let occurred_at_ms = verified_at_ms;
-    // Plaid's webhooks carry no id: the same body (re-sent by Plaid) hashes
-    // to the same id, which the dedup store then answers as a duplicate.
-    let event_id = derived_event_id(&["plaid", &w.webhook_type, &w.webhook_code, &item_id, &body_sha256_hex(body)]);
+    // A webhook states no time of its own; when Plaid signed it is the
+    // nearest, when we verified it the last resort.
+    let occurred_at_ms = verified.signed_at_ms.unwrap_or(verified.verified_at_ms);
+    // Plaid's webhooks carry no id, and the same body recurs for new facts:
+    // every SYNC_UPDATES_AVAILABLE of an item is byte-identical, and so is an
+    // ITEM_LOGIN_REQUIRED after a repair. Keyed by the body alone, every such
+    // later webhook was taken for a retry and dropped for as long as its
+    // dedup row lived (for ever). The signing time is part of the id, so a
+    // delivery re-posted as it was is one event, and a body sent again
+    // (Plaid's retry re-signs it, and so does a new fact) is another: Plaid
+    // asks receivers to act idempotently on duplicates, and the consumer
+    // does (a consent already in a state stays; a refresh runs from the
+    // stored cursor), whereas a dropped webhook is lost.
+    let signed_at = verified.signed_at_ms.map(|ms| ms.to_string()).unwrap_or_default();
+    let event_id = derived_event_id(&["plaid", &w.webhook_type, &w.webhook_code, &item_id, &body_sha256_hex(body), &signed_at]);
     Ok(EventFacts {
         event_id,
         subject_id: item_id.clone(),

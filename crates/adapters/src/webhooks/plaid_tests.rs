@@ -48,6 +48,14 @@ fn verifies_a_signed_delivery_and_refuses_each_forgery() {
     assert_eq!(verify_with(&good, body, Some(&expired), NOW_MS), Err(Refusal::ExpiredKey));
     let (other, _) = self::pair();
     assert_eq!(verify_with(&token(&other, "ES256", NOW_MS / 1000, body), body, Some(&key), NOW_MS), Err(Refusal::BadSignature));
-    let facts = map(body, NOW_MS).expect("maps");
+    assert_eq!(signed_at_s(&good), Some(NOW_MS / 1000), "the signing time is the JWT's iat");
+    let sent = |at_s: i64| Verified { signed_at_ms: Some(at_s * 1000), verified_at_ms: NOW_MS, ..Verified::default() };
+    let facts = map(body, &sent(NOW_MS / 1000)).expect("maps");
     assert_eq!((facts.subject_id.as_str(), facts.reason.as_deref()), ("i1", Some("LOGIN_REQUIRED")));
+    assert_eq!(facts.occurred_at_ms, NOW_MS / 1000 * 1000, "the signing time, not when we verified");
+    // The same delivery posted twice is one event; the same body signed
+    // again (Plaid's retry, or the item failing again after a repair) is
+    // another, never dropped as a duplicate.
+    assert_eq!(map(body, &sent(NOW_MS / 1000)).expect("maps").event_id, facts.event_id);
+    assert_ne!(map(body, &sent(NOW_MS / 1000 + 30)).expect("maps").event_id, facts.event_id);
 }
