@@ -37,6 +37,7 @@
 //! POST with a bad signature gets (401 here), and the `failure_reason` of a
 //! bank return (see [`payments`]).
 
+mod hooks;
 mod payments;
 
 use std::collections::HashMap;
@@ -57,6 +58,7 @@ use crate::engine::Control;
 use crate::util::{header_str, json_reply, now_ms, random_id, to_bytes};
 use crate::{ExecutedPayout, FaultPlan, MoneyOracle, SimStats, SimulatorHandle};
 use payments::Payment;
+pub use hooks::{WebhookDelivery, WebhookOrder};
 pub use payments::Scenario;
 
 #[derive(Clone, Debug)]
@@ -111,6 +113,8 @@ struct Inner {
     /// The next creates answer 500 after creating (an ambiguous reply).
     fail_after_create: u32,
     calls: HashMap<String, u64>,
+    /// Payment webhooks: the signer, what was sent (see [`hooks`]).
+    hooks: hooks::HookState,
 }
 
 struct Sim {
@@ -153,8 +157,14 @@ pub async fn spawn_truelayer(cfg: TrueLayerConfig) -> std::io::Result<TrueLayerS
         .route("/v3/payments", post(create_payment))
         .route("/v3/payments/{id}", get(get_payment))
         .route("/v3/payments/{id}/authorization-flow", post(authorization_flow))
+        // The webhook signer's JWKS, served here as TrueLayer serves its
+        // own: the signer is made below, once the address (its `jku`) is known.
+        .route(crate::truelayer_webhooks::JWKS_PATH, get(hooks::jwks))
         .with_state(Arc::clone(&sim));
     let handle = crate::server::spawn(sim.cfg.bind, api, sim.clone(), "truelayer").await?;
+    let jku = format!("{}{}", handle.base_url(), crate::truelayer_webhooks::JWKS_PATH);
+    let signer = crate::truelayer_webhooks::TrueLayerWebhooks::new(&jku).map_err(std::io::Error::other)?;
+    sim.lock().hooks.signer = Some(Arc::new(signer));
     Ok(TrueLayerSimulator { handle, sim })
 }
 
@@ -247,7 +257,30 @@ impl TrueLayerSimulator {
         self.sim.lock().idempotency.clear();
     }
 
+    /// From now on, a signed payment webhook to `url` on each status change
+    /// (`authorized`, `executed`, `settled`, `failed`), delivered as `delivery` says.
+    pub fn send_webhooks(&self, url: &str, delivery: WebhookDelivery) {
+        let Some(signer) = self.sim.lock().hooks.signer.clone() else { return };
+        let task = tokio::spawn(hooks::run(Arc::downgrade(&self.sim), signer, url.to_owned(), delivery));
+        if let Some(old) = self.sim.lock().hooks.task.replace(task.abort_handle()) {
+            old.abort();
+        }
+    }
+
+    /// The JWKS URL the webhooks' `jku` names (allow it in the ingester).
+    pub fn webhook_jwks_url(&self) -> String {
+        format!("{}{}", self.base_url(), crate::truelayer_webhooks::JWKS_PATH)
+    }
+
+    /// `(type, HTTP status of the last attempt)` of every webhook delivery, in order.
+    pub fn webhooks_sent(&self) -> Vec<(String, u16)> {
+        self.sim.lock().hooks.sent.clone()
+    }
+
     pub async fn shutdown(self) {
+        if let Some(task) = self.sim.lock().hooks.task.take() {
+            task.abort();
+        }
         self.handle.shutdown().await;
     }
 }

@@ -41,6 +41,8 @@ const DDL: &[&str] = &[
         updated_at_ms BIGINT NOT NULL
     )",
     "CREATE INDEX IF NOT EXISTS ob_payments_due ON ob_payments (terminal, next_poll_at_ms)",
+    // Provider webhooks name a payment by the provider's id.
+    "CREATE INDEX IF NOT EXISTS ob_payments_by_provider_id ON ob_payments (provider, provider_payment_id)",
 ];
 
 /// A payment as stored.
@@ -108,6 +110,16 @@ impl PaymentStore {
 
     pub async fn load(&self, payment_id: &str) -> Result<Option<PaymentRow>, StoreError> {
         let r = sqlx::query(&format!("SELECT {COLUMNS} FROM ob_payments WHERE payment_id = $1")).bind(payment_id).fetch_optional(&self.pool).await?;
+        Ok(r.as_ref().map(row).transpose()?)
+    }
+
+    /// The payment `provider` knows as `provider_payment_id` (a webhook's subject).
+    pub async fn find_by_provider_id(&self, provider: &str, provider_payment_id: &str) -> Result<Option<PaymentRow>, StoreError> {
+        let r = sqlx::query(&format!("SELECT {COLUMNS} FROM ob_payments WHERE provider = $1 AND provider_payment_id = $2"))
+            .bind(provider)
+            .bind(provider_payment_id)
+            .fetch_optional(&self.pool)
+            .await?;
         Ok(r.as_ref().map(row).transpose()?)
     }
 

@@ -43,7 +43,7 @@ pub(crate) struct Payment {
 
 impl Payment {
     /// `(status, stamp_ms)` steps after the start, in order.
-    fn timeline(&self) -> &'static [&'static str] {
+    pub(crate) fn timeline(&self) -> &'static [&'static str] {
         match self.scenario {
             Scenario::Settles => &["authorizing", "authorized", "executed", "settled"],
             Scenario::FailsAtAuthorization => &["authorizing", "failed"],

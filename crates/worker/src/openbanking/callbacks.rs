@@ -138,6 +138,10 @@ impl CallbackHandler {
             metrics.callback(&event.provider, "unknown_provider");
             return Err(dead_letter(&format!("callback {} from provider {:?}, which this worker does not configure", event.event_id, event.provider)));
         }
+        // TrueLayer's payment webhooks act on payments, not consents.
+        if let Some(status) = super::payment_callbacks::payment_word(event) {
+            return self.apply_payment(event, ctx, status).await;
+        }
         let Some(word) = Word::of(event.reason.as_deref()) else {
             metrics.callback(&event.provider, "not_modeled");
             tracing::debug!(reason = ?event.reason, "callback the consent machine does not act on: acknowledged");

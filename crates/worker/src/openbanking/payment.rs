@@ -23,8 +23,9 @@
 //! polled the same answer one stores it) and cleared once the broker
 //! acknowledged them, so a crash in between republishes them under the same
 //! event ids (`<consent>:<payment>:<n>`), never loses one and never mints a
-//! second id for a status. Provider webhooks can feed the same
-//! [`OpenBankingHandler::apply_payment_status`] later.
+//! second id for a status. TrueLayer's payment webhooks feed the same
+//! [`OpenBankingHandler::apply_payment_status`] (`payment_callbacks.rs`), so
+//! polling is the fallback.
 
 use super::consent::Held;
 use super::{broken, OpenBankingHandler, Stop, Turn};
@@ -38,6 +39,10 @@ use switchyard_canonical::openbanking_outcome::{Handoff, HandoffKind, OpenBankin
 use switchyard_canonical::openbanking_payment::{PaymentObserved, PaymentProgress, PaymentStatus};
 use switchyard_canonical::{now_ms, CorrelationId, ErrorClass, ErrorCode, OutcomeError, TraceParent};
 use switchyard_store::openbanking_payments::PaymentRow;
+
+/// How long the poller leaves a row's stored events to the delivery that
+/// stored them and is publishing them.
+const PUBLISHING_GRACE_MS: i64 = 5_000;
 
 /// How often an open payment is asked about, and how many per tick.
 #[derive(Debug, Clone, Copy)]
@@ -141,7 +146,7 @@ impl OpenBankingHandler {
             created_answer: serde_json::to_string(&outcome).map_err(broken)?,
             correlation_id: turn.ctx.correlation_id.0.clone(),
             version: 1,
-            next_poll_at_ms: now_ms().saturating_add(self.poll_interval_ms()),
+            next_poll_at_ms: self.publishing_poll_at(),
         };
         let events = vec![payment_event(&mut row, None, created.status, &progress, created.failure, created.at_ms)];
         row.pending_events = Some(serde_json::to_string(&events).map_err(broken)?);
@@ -159,6 +164,14 @@ impl OpenBankingHandler {
         i64::try_from(self.payment_polling.interval.as_millis()).unwrap_or(i64::MAX)
     }
 
+    /// The next poll of a row just stored with events to publish: not
+    /// before [`PUBLISHING_GRACE_MS`], so the poller does not publish them
+    /// beside the delivery doing so (seen with 100 ms polling: a second
+    /// AUTHORIZATION_REQUIRED); a writer that died is flushed after it.
+    fn publishing_poll_at(&self) -> i64 {
+        now_ms().saturating_add(self.poll_interval_ms().max(PUBLISHING_GRACE_MS))
+    }
+
     /// Publishes the row's stored events, then clears them (compare-and-set:
     /// whoever changed the row since also holds and publishes them).
     async fn flush_payment_events(&self, ctx: &MessageContext, mut row: PaymentRow) -> Result<(), Stop> {
@@ -169,13 +182,16 @@ impl OpenBankingHandler {
         }
         let expected = row.version;
         row.version += 1;
+        row.next_poll_at_ms = now_ms().saturating_add(self.poll_interval_ms());
         self.payments.update(&row, expected).await?;
         Ok(())
     }
 
     /// Applies a provider's word on a payment: through the payment machine,
     /// each status it enters becomes one stored, then published, event.
-    pub(crate) async fn apply_payment_status(&self, mut row: PaymentRow, state: &PaymentState) -> Result<(), Stop> {
+    /// False: the row moved since it was read (the poller leaves it to the
+    /// other writer; a webhook reads the row again and retries).
+    pub(crate) async fn apply_payment_status(&self, mut row: PaymentRow, state: &PaymentState) -> Result<bool, Stop> {
         let mut progress: PaymentProgress = serde_json::from_str(&row.progress).map_err(|e| broken(format!("stored payment progress is unreadable: {e}")))?;
         let from = progress.status;
         let expected = row.version;
@@ -198,6 +214,7 @@ impl OpenBankingHandler {
                 row.terminal = progress.status.terminal();
                 row.progress = serde_json::to_string(&progress).map_err(broken)?;
                 row.pending_events = Some(serde_json::to_string(&events).map_err(broken)?);
+                row.next_poll_at_ms = self.publishing_poll_at();
             }
             PaymentObserved::Unchanged => {}
             PaymentObserved::Contradiction { from, to } => {
@@ -209,13 +226,14 @@ impl OpenBankingHandler {
         }
         if !self.payments.update(&row, expected).await? {
             // Another instance stored this (or a later) answer and publishes it.
-            return Ok(());
+            return Ok(false);
         }
         let mut ctx = MessageContext::new_root();
         if !row.correlation_id.is_empty() {
             ctx.correlation_id = CorrelationId(row.correlation_id.clone());
         }
-        self.flush_payment_events(&ctx, row).await
+        self.flush_payment_events(&ctx, row).await?;
+        Ok(true)
     }
 
     /// One round over the payments whose poll is due.
