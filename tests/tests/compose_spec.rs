@@ -71,3 +71,21 @@ fn every_service_exports_traces_to_the_composed_jaeger() -> Result<()> {
     ensure!(exporting >= 8, "every worker, the ingester, the reconciler and the orchestrator export ({exporting})");
     Ok(())
 }
+
+/// Compose creates topics from topics.yaml only (auto-create is off), so
+/// every topic the compose gateway uses must be declared there: the command
+/// topics it publishes to, the topics it projects, and each projection's DLQ.
+#[test]
+fn every_topic_the_compose_gateway_uses_is_in_topics_yaml() -> Result<()> {
+    use switchyard_gateway::config::{projection_dlq, GatewayTopics};
+    let text = std::fs::read_to_string(root().join("ops/docker/gateway.yaml"))?;
+    let yaml: serde_norway::Value = serde_norway::from_str(&text).context("ops/docker/gateway.yaml is YAML")?;
+    let topics: GatewayTopics = serde_norway::from_value(yaml["topics"].clone()).context("its topics section")?;
+    let declared: std::collections::BTreeSet<String> =
+        switchyard_bus::topics::TopicsFile::load(&root().join("topics.yaml"))?.topics.into_iter().map(|t| t.name).collect();
+    let mut used: Vec<String> = topics.commands().into_iter().chain(topics.projected()).map(str::to_owned).collect();
+    used.extend(topics.projected().into_iter().map(projection_dlq));
+    let missing: Vec<&String> = used.iter().filter(|t| !declared.contains(*t)).collect();
+    ensure!(missing.is_empty(), "the compose gateway uses topics that topics.yaml does not declare, so compose never creates them: {missing:?}");
+    Ok(())
+}

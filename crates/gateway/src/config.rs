@@ -129,6 +129,24 @@ impl GatewayTopics {
             onboarding_events: name("onboarding.events.v1"),
         }
     }
+
+    /// The topics the gateway publishes commands to.
+    pub fn commands(&self) -> [&str; 5] {
+        [&self.payout_commands, &self.kyc_commands, &self.aml_commands, &self.fraud_commands, &self.onboarding_commands]
+    }
+
+    /// The topics the gateway projects (`Sources::project` in lib.rs), each
+    /// dead-lettering to its [`projection_dlq`].
+    pub fn projected(&self) -> [&str; 5] {
+        [&self.payout_outcomes, &self.kyc_outcomes, &self.aml_outcomes, &self.fraud_outcomes, &self.onboarding_events]
+    }
+}
+
+/// The DLQ of the projection of `topic`: the gateway's own, since the
+/// source topics have other consumers with DLQs of their own. topics.yaml
+/// declares each, so a stack that creates topics only from it has them.
+pub fn projection_dlq(topic: &str) -> String {
+    format!("{topic}.gateway-dlq")
 }
 
 fn default_max_body_bytes() -> usize {

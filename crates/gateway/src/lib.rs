@@ -149,7 +149,7 @@ impl Sources<'_> {
             changed: self.changed.clone(),
             kind: std::marker::PhantomData,
         });
-        let topics = RuntimeTopics { input: topic.to_owned(), retry: None, dlq: format!("{topic}.gateway-dlq"), held: None };
+        let topics = RuntimeTopics { input: topic.to_owned(), retry: None, dlq: config::projection_dlq(topic), held: None };
         let mut kafka = self.config.kafka.clone();
         kafka.group_id = format!("{}.{topic}", self.config.kafka.group_id);
         let runtime = ConsumerRuntime::new(&kafka, self.publisher.clone(), topics, RuntimeSettings::default(), handler, self.shutdown.clone())?;

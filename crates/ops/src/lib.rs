@@ -8,7 +8,7 @@
 //! - [`dlq`]: DLQ records with decoded failure headers; list, show, and
 //!   replay with selection, dry run, rate limit, replay ledger and audit.
 //! - [`trace`]: one flow's timeline from the audit log and the topics
-//!   (payouts and onboarding flows).
+//!   (payouts, onboarding flows, cards, open-banking consents and payments).
 //! - [`table`]: aligned tables with optional ANSI colour, time formatting.
 //! - [`view`]: the tables each command prints.
 
@@ -18,6 +18,7 @@ pub mod table;
 pub mod trace;
 mod trace_cards;
 mod trace_onboarding;
+mod trace_openbanking;
 mod trace_read;
 pub mod view;
 

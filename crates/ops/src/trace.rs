@@ -9,7 +9,9 @@
 //!   outcomes, and — when those topics exist — provider events, ledger
 //!   postings and reconciliation discrepancies; for onboarding, the KYC,
 //!   AML and fraud outcomes and each flow transition on
-//!   `onboarding.events.v1` ([`crate::trace_onboarding`]). Topics are classified by
+//!   `onboarding.events.v1` ([`crate::trace_onboarding`]); for open banking,
+//!   outcomes, consent and payment events and data pages
+//!   ([`crate::trace_openbanking`]). Topics are classified by
 //!   name ([`TopicKind::of`]); a listed topic missing on the broker is
 //!   skipped, so new domains and topics join the trace without code here.
 //!
@@ -18,7 +20,9 @@
 //! also finds messages that only carry the correlation id, and the reverse.
 //! An onboarding flow id is neither: the orchestrator's flow row names the
 //! applicant and the flow's correlation id, so the trace of a flow is the
-//! trace of its applicant.
+//! trace of its applicant. Nor is an open-banking payment id: its row names
+//! the consent (which keys every record of the payment) and the correlation
+//! id its status events carry, so the trace of a payment is its consent's.
 //! Topics are read in full (there is no index by key on Kafka): fine for a
 //! local stack and for incident work on recent data; `since` narrows what is
 //! shown, not what is read.
@@ -27,6 +31,7 @@ use crate::read::{ReadOptions, TopicMessage};
 use crate::trace_read;
 use crate::trace_cards::{self as cards, CardDecoders};
 use crate::trace_onboarding::{self as onboarding, OnboardingDecoders};
+use crate::trace_openbanking::{self as openbanking, OpenBankingDecoders};
 use crate::OpsError;
 use serde::Serialize;
 use std::collections::{BTreeSet, HashSet};
@@ -35,6 +40,7 @@ use std::time::Duration;
 use switchyard_bus::{AvroDecoder, BusError, HeaderName, KafkaConfig, RegistryClient};
 use switchyard_canonical::{Discrepancy, LedgerPosting, PayoutOutcome, PayoutStatus, ProviderEvent};
 use switchyard_store::onboarding::OnboardingStore;
+use switchyard_store::openbanking_payments::PaymentStore;
 use switchyard_store::{AuditRecord, Store};
 
 /// Reader schemas, compiled in like the worker's, so the trace reads what
@@ -53,6 +59,7 @@ pub struct Decoders {
     discrepancy: AvroDecoder,
     onboarding: OnboardingDecoders,
     cards: CardDecoders,
+    openbanking: OpenBankingDecoders,
 }
 
 impl Decoders {
@@ -63,6 +70,7 @@ impl Decoders {
             ledger_posting: AvroDecoder::new(registry.clone(), LEDGER_POSTING_SCHEMA)?,
             discrepancy: AvroDecoder::new(registry.clone(), DISCREPANCY_SCHEMA)?,
             onboarding: OnboardingDecoders::new(registry.clone())?,
+            openbanking: OpenBankingDecoders::new(registry.clone())?,
             cards: CardDecoders::new(registry)?,
         })
     }
@@ -86,12 +94,18 @@ pub enum TopicKind {
     CardEvent,
     /// One processor transaction event of a card (`cards.transactions.v1`).
     CardTransaction,
+    /// A consent's change or a payment's status (`openbanking.events.v1`).
+    OpenBankingEvent,
+    /// One page of a consent's account data (`openbanking.data.v1`).
+    OpenBankingData,
 }
 
 impl TopicKind {
     /// `None` for topics not keyed by a subject (e.g. circuit events).
     pub fn of(name: &str) -> Option<Self> {
-        if name.ends_with(".dlq") {
+        // `-dlq`: a consumer's own DLQ beside the domain's (the gateway's
+        // projections write `<topic>.gateway-dlq`).
+        if name.ends_with(".dlq") || name.ends_with("-dlq") {
             Some(Self::DeadLetter)
         } else if name.ends_with(".retry") {
             Some(Self::Retry)
@@ -113,6 +127,10 @@ impl TopicKind {
             Some(Self::CardEvent)
         } else if name.contains("cards.transactions.") {
             Some(Self::CardTransaction)
+        } else if name.contains("openbanking.events.") {
+            Some(Self::OpenBankingEvent)
+        } else if name.contains("openbanking.data.") {
+            Some(Self::OpenBankingData)
         } else {
             None
         }
@@ -182,6 +200,7 @@ pub async fn trace(kafka: &KafkaConfig, store: &Store, request: TraceRequest<'_>
     if let Some(flow) = flow_row(store, request.id).await? {
         ids.extend([flow.subject_id, flow.correlation_id]);
     }
+    ids.extend(payment_ids(store, request.id).await?);
 
     // Read every classified topic at once; each read is its own blocking task.
     let indexed = if request.scan_all { HashSet::new() } else { store.indexed_topics().await? };
@@ -196,6 +215,11 @@ pub async fn trace(kafka: &KafkaConfig, store: &Store, request: TraceRequest<'_>
         ids.insert(m.key_text());
         if let Some(c) = m.header(HeaderName::CORRELATION_ID) {
             ids.insert(c.to_owned());
+        }
+        // Open-banking provider events are keyed by the provider's ids (a
+        // Plaid item, a TrueLayer payment), which the outcomes name.
+        if let Some(d) = request.decoders.filter(|_| openbanking::is_openbanking_outcome(&m.topic)) {
+            ids.extend(d.openbanking.provider_references(&m.payload).await);
         }
     }
     ids.retain(|s| !s.is_empty());
@@ -257,6 +281,21 @@ async fn flow_row(store: &Store, id: &str) -> Result<Option<switchyard_store::on
     Ok(flows.load(id).await?)
 }
 
+/// The ids an open-banking payment id leads to: its consent, which keys
+/// every record of the payment, the correlation id of its INITIATE_PAYMENT,
+/// which its status events carry, and the provider's payment id, which keys
+/// the provider's events. None when `id` is no payment (or the database has
+/// no payments table, as for flows).
+async fn payment_ids(store: &Store, id: &str) -> Result<Vec<String>, OpsError> {
+    let Ok(payments) = PaymentStore::open(store).await else {
+        return Ok(Vec::new());
+    };
+    Ok(match payments.load(id).await? {
+        Some(p) => [p.consent_id, p.correlation_id, p.provider_payment_id].into_iter().filter(|s| !s.is_empty()).collect(),
+        None => Vec::new(),
+    })
+}
+
 fn transition_on_topic(row: &AuditRecord, on_topic: &HashSet<String>) -> bool {
     let detail = serde_json::from_str(&row.detail).unwrap_or(serde_json::Value::Null);
     onboarding::audit_event_id(&row.action, &detail).is_some_and(|id| on_topic.contains(&id))
@@ -270,7 +309,8 @@ fn flow_rank(what: &str) -> u8 {
         "vendor_call" => 3,
         "retry" | "held" => 4,
         "dead_letter" => 6,
-        "dlq_replay" => 7,
+        // Published before the outcome of the command that caused them.
+        "dlq_replay" | "openbanking_data" | "openbanking_event" => 7,
         "outcome" => 8,
         "provider_event" | "transition" => 9,
         "compliance_hold" | "compensate" => 10,
@@ -307,7 +347,8 @@ fn audit_event(row: &AuditRecord) -> TraceEvent {
                 "{} {} -> {} in {} ms",
                 text("provider").unwrap_or_default(),
                 text("operation").unwrap_or_default(),
-                if result == "ok" { format!("HTTP {status}") } else { text("http_status").map_or(result.clone(), |s| format!("HTTP {s}")) },
+                // Calls through an SDK-like client record no HTTP status (open banking).
+                text("http_status").map_or(result.clone(), |s| format!("HTTP {s}")),
                 text("latency_ms").unwrap_or_default(),
             );
             if let Some(id) = text("request_id") {
@@ -384,6 +425,7 @@ async fn message_event(m: &TopicMessage, decoders: Option<&Decoders>) -> (TraceE
         Some(TopicKind::Outcome) => match (decoders, onboarding::check_step_of(&m.topic)) {
             (Some(d), Some(step)) => d.onboarding.outcome(step, &at, &m.payload).await,
             (Some(d), None) if cards::is_card_outcome(&m.topic) => d.cards.outcome(&at, &m.payload).await,
+            (Some(d), None) if openbanking::is_openbanking_outcome(&m.topic) => d.openbanking.outcome(&at, &m.payload).await,
             _ => payout_outcome(m, &at, decoders).await,
         },
         Some(TopicKind::ProviderEvent) => match decoders {
@@ -437,6 +479,14 @@ async fn message_event(m: &TopicMessage, decoders: Option<&Decoders>) -> (TraceE
         Some(TopicKind::CardTransaction) => match decoders {
             Some(d) => d.cards.transaction(&at, &m.payload).await,
             None => ("card_transaction", None, format!("{at} on {}", m.topic), false),
+        },
+        Some(TopicKind::OpenBankingEvent) => match decoders {
+            Some(d) => d.openbanking.event(&at, &m.payload).await,
+            None => ("openbanking_event", None, format!("{at} on {}", m.topic), false),
+        },
+        Some(TopicKind::OpenBankingData) => match decoders {
+            Some(d) => d.openbanking.data(&at, &m.payload).await,
+            None => ("openbanking_data", None, format!("{at} on {}", m.topic), false),
         },
         None => ("message", None, format!("{at} on {}", m.topic), false),
     };
@@ -494,6 +544,12 @@ mod tests {
         assert_eq!(TopicKind::of("cards.outcomes.v1"), Some(TopicKind::Outcome));
         assert_eq!(TopicKind::of("cards.events.v1"), Some(TopicKind::CardEvent));
         assert_eq!(TopicKind::of("cards.transactions.v1"), Some(TopicKind::CardTransaction));
+        assert_eq!(TopicKind::of("openbanking.events.v1"), Some(TopicKind::OpenBankingEvent));
+        assert_eq!(TopicKind::of("openbanking.data.v1"), Some(TopicKind::OpenBankingData));
+        assert_eq!(TopicKind::of("openbanking.outcomes.v1"), Some(TopicKind::Outcome));
+        assert_eq!(TopicKind::of("openbanking.provider-events.v1"), Some(TopicKind::ProviderEvent));
+        assert_eq!(TopicKind::of("payouts.outcomes.v1.gateway-dlq"), Some(TopicKind::DeadLetter));
+        assert_eq!(TopicKind::of("onboarding.events.v1.gateway-dlq"), Some(TopicKind::DeadLetter));
         assert_eq!(TopicKind::of("routing.circuit-events.v1"), None);
     }
 

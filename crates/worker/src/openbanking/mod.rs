@@ -33,6 +33,7 @@ pub mod payment;
 pub mod truelayer_config;
 pub mod schedule;
 pub mod callbacks;
+pub mod payment_callbacks;
 mod publish;
 mod refresh;
 mod repair;
@@ -322,6 +323,7 @@ impl OpenBankingHandler {
                 Err(_) => "mapped",
             };
             self.metrics.vendor_call(provider, operation, label, started.elapsed());
+            self.audit_call(turn, provider, operation, label, &result, started.elapsed()).await;
             match result {
                 Err(ObFailure::Call(e)) if e.class == ErrorClass::Transient => {
                     tracing::info!(operation, error = %e, attempt, "transient provider failure");
@@ -336,5 +338,34 @@ impl OpenBankingHandler {
                 other => return Ok(other),
             }
         }
+    }
+
+    /// One audit entry per provider call, in the payout worker's shape, so
+    /// `switchyard trace` shows a consent's calls beside its records.
+    /// Queued (group commit): a failed write never fails the command. The
+    /// error is our classification and the adapter's message, as an outcome
+    /// carries it: never a token.
+    async fn audit_call<T>(&self, turn: &Turn<'_>, provider: &str, operation: &str, label: &str, result: &Result<T, ObFailure>, elapsed: Duration) {
+        let error = match result {
+            Ok(_) => None,
+            Err(ObFailure::Call(e)) => Some(format!("{}/{}: {}", e.class.as_str(), e.code.as_str(), e.message)),
+            Err(mapped) => Some(mapped.to_string()),
+        };
+        let detail = serde_json::json!({
+            "provider": provider,
+            "operation": operation,
+            "result": label,
+            "latency_ms": u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX),
+            "error": error,
+        })
+        .to_string();
+        let entry = switchyard_store::AuditEntry {
+            actor: "openbanking-worker",
+            action: "vendor_call",
+            subject_id: &turn.command.consent_id,
+            correlation_id: &turn.ctx.correlation_id.0,
+            detail: &detail,
+        };
+        self.store.audit_later(entry).await;
     }
 }

@@ -23,6 +23,8 @@ impl Kind {
             Some("retry") => Self::Retry,
             Some("held") => Self::Held,
             Some("dlq") => Self::Dlq,
+            // A consumer's own DLQ beside the domain's (`<topic>.gateway-dlq`).
+            Some(last) if last.ends_with("-dlq") => Self::Dlq,
             _ => Self::Main,
         }
     }
