@@ -143,8 +143,14 @@ impl ApplicationRequest {
     }
 }
 
-impl EvidenceRequest {
-    pub fn to_command(&self, idempotency_key: &str, application: &ApplicationView) -> Result<OnboardingCommand, String> {
+/// A request about an application that already exists (evidence, a
+/// decision): its command is built from the application's current view.
+trait FollowUp: serde::de::DeserializeOwned + Serialize {
+    fn to_command(&self, idempotency_key: &str, application: &ApplicationView) -> Result<OnboardingCommand, String>;
+}
+
+impl FollowUp for EvidenceRequest {
+    fn to_command(&self, idempotency_key: &str, application: &ApplicationView) -> Result<OnboardingCommand, String> {
         self.document.validate()?;
         let mut submit = command(&application.subject_id, idempotency_key, &application.id, OnboardingAction::SubmitEvidence);
         submit.evidence = Some(Evidence { document: self.document.to_canonical(), selfie_ref: self.selfie_ref.clone() });
@@ -153,8 +159,8 @@ impl EvidenceRequest {
     }
 }
 
-impl DecisionRequest {
-    pub fn to_command(&self, idempotency_key: &str, application: &ApplicationView) -> Result<OnboardingCommand, String> {
+impl FollowUp for DecisionRequest {
+    fn to_command(&self, idempotency_key: &str, application: &ApplicationView) -> Result<OnboardingCommand, String> {
         let mut decide = command(&application.subject_id, idempotency_key, &application.id, OnboardingAction::Decide);
         decide.decision = Some(ManualDecision {
             step: match self.step {
@@ -291,6 +297,15 @@ fn prepared(app: &Gateway, digest: String, command: &OnboardingCommand, answer: 
 }
 
 /// The application a follow-up acts on, as last projected.
+/// Reads the application, builds the request's command from it, and answers
+/// with the application's current state.
+async fn follow_up<R: FollowUp>(app: &Gateway, team: &Team, id: &str, key: String, body: Bytes) -> Result<Prepared, Problem> {
+    let request: R = resource::parse(&body)?;
+    let (current, answer) = application(app, id).await?;
+    let command = request.to_command(&key, &current).map_err(Problem::invalid)?;
+    prepared(app, resource::digest(&team.name, id, &request), &command, Answer::Current { body: answer })
+}
+
 async fn application(app: &Gateway, id: &str) -> Result<(ApplicationView, String), Problem> {
     match app.store.resource(DOMAIN, id).await {
         Ok(Some(state)) => {
@@ -377,14 +392,7 @@ pub(crate) async fn post_evidence(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    let (gateway, id) = (&*app, id.as_str());
-    resource::submit(gateway, &headers, body, |key, body| async move {
-        let request: EvidenceRequest = resource::parse(&body)?;
-        let (current, answer) = application(gateway, id).await?;
-        let command = request.to_command(&key, &current).map_err(Problem::invalid)?;
-        prepared(gateway, resource::digest(&team.name, id, &request), &command, Answer::Current { body: answer })
-    })
-    .await
+    resource::submit(&app, &headers, body, |key, body| follow_up::<EvidenceRequest>(&app, &team, &id, key, body)).await
 }
 
 /// Record an analyst's decision on the step an application waits on
@@ -420,14 +428,7 @@ pub(crate) async fn post_decision(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    let (gateway, id) = (&*app, id.as_str());
-    resource::submit(gateway, &headers, body, |key, body| async move {
-        let request: DecisionRequest = resource::parse(&body)?;
-        let (current, answer) = application(gateway, id).await?;
-        let command = request.to_command(&key, &current).map_err(Problem::invalid)?;
-        prepared(gateway, resource::digest(&team.name, id, &request), &command, Answer::Current { body: answer })
-    })
-    .await
+    resource::submit(&app, &headers, body, |key, body| follow_up::<DecisionRequest>(&app, &team, &id, key, body)).await
 }
 
 /// An application's current state, with `ETag`; `?wait=` holds the call until it
