@@ -1,5 +1,5 @@
 //! Flow latency from the bus: the reconciler observes
-//! `switchyard_flow_duration_seconds{domain,flow}` from the payout command's
+//! `switchyard_flow_end_to_end_seconds{domain,flow}` from the payout command's
 //! `requested_at_ms` to the provider's paid event's `occurred_at_ms`, and
 //! from an onboarding flow's start to its terminal transition. The events
 //! are published seconds apart, so only the carried timestamps put the
@@ -88,7 +88,7 @@ fn value(metrics: &str, series: &str) -> Option<f64> {
 }
 
 fn bucket(domain: &str, flow: &str, le: &str) -> String {
-    format!(r#"switchyard_flow_duration_seconds_bucket{{le="{le}",domain="{domain}",flow="{flow}"}}"#)
+    format!(r#"switchyard_flow_end_to_end_seconds_bucket{{le="{le}",domain="{domain}",flow="{flow}"}}"#)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -139,11 +139,11 @@ async fn flow_latency_is_measured_from_the_timestamps_on_the_bus() -> Result<()>
     }
 
     let url = format!("http://{admin}/metrics");
-    let count = r#"switchyard_flow_duration_seconds_count{domain="payouts",flow="command_to_paid"}"#;
+    let count = r#"switchyard_flow_end_to_end_seconds_count{domain="payouts",flow="command_to_paid"}"#;
     let deadline = Instant::now() + Duration::from_secs(60);
     let metrics = loop {
         let metrics = reqwest::get(&url).await?.text().await?;
-        let onboarded = value(&metrics, r#"switchyard_flow_duration_seconds_count{domain="onboarding",flow="start_to_terminal"}"#);
+        let onboarded = value(&metrics, r#"switchyard_flow_end_to_end_seconds_count{domain="onboarding",flow="start_to_terminal"}"#);
         if value(&metrics, count) == Some(PAYOUTS as f64) && onboarded == Some(1.0) {
             // One more look: nothing counted twice once everything is read.
             tokio::time::sleep(Duration::from_secs(2)).await;
@@ -161,7 +161,7 @@ async fn flow_latency_is_measured_from_the_timestamps_on_the_bus() -> Result<()>
     assert_eq!(payouts("2.5"), Some((PAYOUTS - 1) as f64), "{metrics}");
     assert_eq!(payouts("30.0"), Some((PAYOUTS - 1) as f64), "the delayed confirmation is above 30 s: {metrics}");
     assert_eq!(payouts("60.0"), Some(PAYOUTS as f64), "{metrics}");
-    let sum = value(&metrics, r#"switchyard_flow_duration_seconds_sum{domain="payouts",flow="command_to_paid"}"#);
+    let sum = value(&metrics, r#"switchyard_flow_end_to_end_seconds_sum{domain="payouts",flow="command_to_paid"}"#);
     assert_eq!(sum, Some(45.0 + 2.0 * (PAYOUTS - 1) as f64), "{metrics}");
     let onboarding = |le: &str| value(&metrics, &bucket("onboarding", "start_to_terminal", le));
     assert_eq!((onboarding("60.0"), onboarding("120.0")), (Some(0.0), Some(1.0)), "100 s start -> approved: {metrics}");
@@ -204,8 +204,8 @@ async fn a_restart_between_the_two_ends_still_observes_the_flow_once() -> Result
     let second = switchyard_recon::run::start(recon_config(&env)?, shutdown.clone()).await?;
     let Some(admin) = second.admin_addr else { bail!("no admin address") };
     let url = format!("http://{admin}/metrics");
-    let count = r#"switchyard_flow_duration_seconds_count{domain="payouts",flow="command_to_paid"}"#;
-    let sum = r#"switchyard_flow_duration_seconds_sum{domain="payouts",flow="command_to_paid"}"#;
+    let count = r#"switchyard_flow_end_to_end_seconds_count{domain="payouts",flow="command_to_paid"}"#;
+    let sum = r#"switchyard_flow_end_to_end_seconds_sum{domain="payouts",flow="command_to_paid"}"#;
     publisher.publish(&paid_record).await?;
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {

@@ -9,9 +9,11 @@
 //! export is set up as every service's `main` does (`otlp_endpoint`), in
 //! this process, with the worker in-process. One test per file: the
 //! tracing subscriber is process-wide, so the KYC check (the handler every
-//! check domain shares) runs in the same test after the payout.
+//! check domain shares) and a Marqeta card (its commands' vendor calls, and
+//! a processor callback's claim and store) run in the same test after the
+//! payout.
 
-use anyhow::{bail, Context as _, Result};
+use anyhow::{bail, ensure, Context as _, Result};
 use axum::body::Bytes;
 use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use opentelemetry_proto::tonic::collector::trace::v1::{ExportTraceServiceRequest, ExportTraceServiceResponse};
@@ -21,10 +23,17 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use switchyard_bus::publisher::Outbound;
 use switchyard_bus::{AvroEncoder, Publisher};
+use switchyard_canonical::card::{CardAction, PinSpec};
+use switchyard_canonical::card_outcome::{CardOutcome, CardOutcomeStatus};
 use switchyard_canonical::kyc::{DocumentKind, IdDocument, KycCommand, Person};
+use switchyard_canonical::{ProviderEvent, ProviderEventKind};
+use switchyard_e2e::cards::{self, Processors};
 use switchyard_e2e::checks::{check_config, provider};
 use switchyard_e2e::{command, TestEnv, TopicReader};
 use switchyard_simulators::{onfido, stripe};
+use switchyard_worker::card::callback::PROVIDER_EVENT_SCHEMA;
+use switchyard_worker::card::run::start_card_worker;
+use switchyard_worker::card::{CARD_COMMAND_SCHEMA, CARD_OUTCOME_SCHEMA};
 use switchyard_worker::check_config::CheckVendorKind;
 use switchyard_worker::check_run::start_check_worker;
 use switchyard_worker::kyc::{Kyc, KYC_COMMAND_SCHEMA};
@@ -242,6 +251,7 @@ async fn one_payout_is_one_connected_trace_from_command_to_outcome() -> Result<(
     assert!(spans.iter().all(|s| s.service.contains("otlp_traces")), "service.name is the binary's: {:?}", spans.first());
 
     one_kyc_check_is_one_connected_trace(&env, &telemetry, &received).await?;
+    one_marqeta_card_is_traced_through_its_calls_and_callbacks(&env, &telemetry, &received).await?;
     drop(telemetry);
     Ok(())
 }
@@ -329,5 +339,182 @@ async fn one_kyc_check_is_one_connected_trace(env: &TestEnv, telemetry: &switchy
     };
     assert!(calls.iter().all(|c| under_check(c)), "every vendor call inside the check: {spans:#?}");
     assert_eq!(parent_of(by_id[outcome_span.as_str()]).as_deref(), Some("check"), "the outcome's publish is the handler's child: {spans:#?}");
+    Ok(())
+}
+
+/// A fresh trace id and the id of the producer's own span in it (the remote
+/// root, never exported here).
+fn new_trace() -> (String, String) {
+    (uuid::Uuid::new_v4().simple().to_string(), uuid::Uuid::new_v4().simple().to_string()[..16].to_owned())
+}
+
+/// The spans of `trace_id` once the span `last` (a publish at the end of
+/// the hop) has arrived.
+async fn spans_of(received: &Received, trace_id: &str, last: &str) -> Result<Vec<Got>> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let spans: Vec<Got> = received.spans().into_iter().filter(|s| s.trace_id == trace_id).collect();
+        if spans.iter().any(|s| s.span_id == last) {
+            return Ok(spans);
+        }
+        if tokio::time::Instant::now() > deadline {
+            bail!("span {last} of trace {trace_id} never arrived; got {spans:#?}");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// A Marqeta card traced like a payout: every HTTP request the card worker
+/// sends Marqeta (SET_PIN with a PIN block is two, the control token and
+/// `PUT /pins`) is a `vendor_call` span under the `card` handler, and its id
+/// is the `traceparent` Marqeta receives. A processor callback for the card
+/// (it was suspended at Marqeta) hangs its `claim` (the card read by its
+/// token) and `store` (the compare-and-set write recording the event)
+/// under the `card_callback` span, and calls no vendor.
+async fn one_marqeta_card_is_traced_through_its_calls_and_callbacks(
+    env: &TestEnv,
+    telemetry: &switchyard_service::Telemetry,
+    received: &Received,
+) -> Result<()> {
+    let processors = Processors::start(switchyard_simulators::FaultPlan::default()).await?;
+    let (tap_url, marqeta_saw) = header_tap(processors.marqeta.base_url()).await?;
+    let mut config = cards::config(env, &processors, "marqeta", 2_000);
+    for p in config.providers.iter_mut().filter(|p| p.name == "marqeta") {
+        p.base_url = format!("{tap_url}/v3");
+    }
+    let shutdown = CancellationToken::new();
+    let worker = start_card_worker(config, shutdown.clone()).await?;
+    let publisher = Publisher::new(&env.kafka)?;
+    let commands = env.topic("cards.commands.v1");
+    let encoder = AvroEncoder::register(&env.registry_client, &commands, CARD_COMMAND_SCHEMA).await?;
+    let outcomes = TopicReader::new(&env.kafka, &env.topic("cards.outcomes.v1"))?;
+    let events = TopicReader::new(&env.kafka, &env.topic("cards.events.v1"))?;
+    let decoder = switchyard_bus::AvroDecoder::new(env.registry_client.clone(), CARD_OUTCOME_SCHEMA)?;
+
+    let run = &env.prefix;
+    let card_id = format!("{run}card-1");
+    let mut pin = cards::command(&card_id, &format!("{run}card-pin"), CardAction::SetPin);
+    pin.pin = Some(PinSpec { encrypted_pin_block: Some("0412AC89FF3E21D7".into()), hosted_flow_token: None });
+    let sequence = [
+        cards::command(&card_id, &format!("{run}card-issue"), CardAction::Issue),
+        cards::command(&card_id, &format!("{run}card-activate"), CardAction::Activate),
+        pin,
+    ];
+    // (trace id, the outcome's publish span) per command, each in its own trace.
+    let mut traced = Vec::new();
+    let mut token = None;
+    for cmd in &sequence {
+        let (trace_id, core_span) = new_trace();
+        let record = Outbound {
+            topic: commands.clone(),
+            key: Some(card_id.clone().into_bytes()),
+            payload: encoder.encode(cmd)?,
+            headers: vec![
+                ("correlation-id".into(), format!("corr-{}", cmd.idempotency_key).into_bytes()),
+                ("idempotency-key".into(), cmd.idempotency_key.clone().into_bytes()),
+                ("traceparent".into(), format!("00-{trace_id}-{core_span}-01").into_bytes()),
+            ],
+        };
+        publisher.publish(&record).await?;
+        // One at a time: the card's next step needs this one done.
+        let answer = outcomes.collect(1, Duration::from_secs(60)).await?.remove(0);
+        let outcome: CardOutcome = decoder.decode(&answer.payload).await?;
+        ensure!((outcome.status, outcome.provider.as_deref()) == (CardOutcomeStatus::Succeeded, Some("marqeta")), "{outcome:?}");
+        if token.is_none() {
+            token = outcome.processor_reference.clone();
+        }
+        let tp = answer.headers.get("traceparent").context("card outcome without traceparent")?;
+        ensure!(tp.starts_with(&format!("00-{trace_id}-")), "the card outcome continues its command's trace: {tp}");
+        traced.push((trace_id, tp.split('-').nth(2).unwrap_or_default().to_owned()));
+    }
+
+    // Marqeta suspended the card: its callback, as the ingester publishes it.
+    let token = token.context("the ISSUE outcome names the Marqeta card token")?;
+    let (callback_trace, callback_parent) = new_trace();
+    let topic = env.topic("cards.provider-events.v1");
+    let event_encoder = AvroEncoder::register(&env.registry_client, &topic, PROVIDER_EVENT_SCHEMA).await?;
+    let now = switchyard_canonical::now_ms();
+    let event = ProviderEvent {
+        event_id: format!("{run}ev-suspended"),
+        provider: "marqeta".into(),
+        domain: "cards".into(),
+        subject_id: token.clone(),
+        provider_reference: token.clone(),
+        kind: ProviderEventKind::Other,
+        vendor_event_type: "state.suspended".into(),
+        amount_minor: None,
+        currency: None,
+        reason: None,
+        occurred_at_ms: now,
+        received_at_ms: now,
+        payload_sha256: String::new(),
+    };
+    let record = Outbound {
+        topic,
+        key: Some(token.into_bytes()),
+        payload: event_encoder.encode(&event)?,
+        headers: vec![
+            ("correlation-id".into(), b"corr-otlp-card-callback".to_vec()),
+            ("traceparent".into(), format!("00-{callback_trace}-{callback_parent}-01").into_bytes()),
+        ],
+    };
+    publisher.publish(&record).await?;
+    // The card events of the commands come first; the callback's is its trace's.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    let suspended_span = loop {
+        let record = events.collect(1, Duration::from_secs(60)).await?.remove(0);
+        let tp = record.headers.get("traceparent").cloned().unwrap_or_default();
+        if tp.starts_with(&format!("00-{callback_trace}-")) {
+            break tp.split('-').nth(2).unwrap_or_default().to_owned();
+        }
+        ensure!(tokio::time::Instant::now() < deadline, "no card event from the callback");
+    };
+    shutdown.cancel();
+    worker.join.await??;
+    telemetry.flush();
+
+    // Every request Marqeta got names a vendor_call span of its command's trace.
+    let mut all = Vec::new();
+    for (trace_id, outcome_span) in &traced {
+        all.extend(spans_of(received, trace_id, outcome_span).await?);
+    }
+    let by_id: HashMap<&str, &Got> = all.iter().map(|s| (s.span_id.as_str(), s)).collect();
+    let sent = marqeta_saw.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    ensure!(sent.len() >= sequence.len() + 1, "SET_PIN alone is two Marqeta requests: {sent:?}");
+    for tp in &sent {
+        let span_id = tp.split('-').nth(2).unwrap_or_default();
+        assert_eq!(by_id.get(span_id).map(|s| s.name.as_str()), Some("vendor_call"), "Marqeta got {tp}, not a vendor_call span: {all:#?}");
+    }
+    let calls: Vec<&&Got> = by_id.values().filter(|s| s.name == "vendor_call").collect();
+    assert_eq!(calls.len(), sent.len(), "one vendor_call span per Marqeta request: {sent:?}");
+    for call in &calls {
+        let mut at = by_id.get(call.parent_id.as_str());
+        while at.is_some_and(|p| p.name != "card") {
+            at = at.and_then(|p| by_id.get(p.parent_id.as_str()));
+        }
+        assert!(at.is_some(), "the Marqeta call is inside the card handler: {all:#?}");
+    }
+    let (pin_trace, _) = &traced[2];
+    let pin_calls = calls.iter().filter(|c| &c.trace_id == pin_trace).count();
+    assert_eq!(pin_calls, 2, "SET_PIN: the control token and PUT /pins, each a span: {all:#?}");
+
+    let spans = spans_of(received, &callback_trace, &suspended_span).await?;
+    let by_id: HashMap<&str, &Got> = spans.iter().map(|s| (s.span_id.as_str(), s)).collect();
+    let parent_of = |span: &Got| by_id.get(span.parent_id.as_str()).map(|p| p.name.clone());
+    let named = |name: &str| spans.iter().filter(|s| s.name == name).collect::<Vec<_>>();
+    let handler = named("card_callback");
+    assert_eq!(handler.len(), 1, "one callback handler span: {spans:#?}");
+    assert_eq!(parent_of(handler[0]).as_deref(), Some("consume"), "the callback handler runs inside the consume: {spans:#?}");
+    for step in ["claim", "store"] {
+        let found = named(step);
+        assert_eq!(found.len(), 1, "one {step} span in the callback's trace: {spans:#?}");
+        assert_eq!(parent_of(found[0]).as_deref(), Some("card_callback"), "{step} is the callback handler's child: {spans:#?}");
+    }
+    assert!(named("vendor_call").is_empty(), "a callback calls no vendor: {spans:#?}");
+    let mut at = by_id.get(suspended_span.as_str()).copied();
+    while at.is_some_and(|p| p.name != "card_callback") {
+        at = at.and_then(|p| by_id.get(p.parent_id.as_str()).copied());
+    }
+    assert!(at.is_some(), "the card event's publish is inside the callback handler: {spans:#?}");
     Ok(())
 }

@@ -14,7 +14,8 @@
 //!
 //! The Grafana dashboards too: every panel's query parses (promtool, as a
 //! recording rule, Grafana's variables given values) and every metric it
-//! names is one a worker or the ingester exports.
+//! names is one a worker, the ingester or the reconciler exports; and a
+//! metric name two of them export means the same in both.
 
 use anyhow::{bail, ensure, Context, Result};
 use serde::Deserialize;
@@ -362,11 +363,52 @@ fn every_dashboard_query_parses_with_promtool() -> Result<()> {
     checked.map(|_| ())
 }
 
+/// What each service exports, as `(service, text format)`: the families a
+/// worker registers (help and type lines render even before the first
+/// sample), the ingester's, and the reconciler's end-to-end flows.
+fn exported_by_service() -> Vec<(&'static str, String)> {
+    let mut flows = String::new();
+    switchyard_recon::flows::FlowLatency::default().render(&mut flows);
+    vec![
+        ("worker", switchyard_worker::metrics::Metrics::new("payouts").render()),
+        ("ingester", switchyard_ingester::metrics::Metrics::default().render()),
+        ("reconciler", flows),
+    ]
+}
+
+/// A family two services both export is summed across them by every rule
+/// and panel that does not name the service, so it must mean one thing:
+/// the same type and help. The reconciler's end-to-end flow histogram once
+/// shared the workers' `switchyard_flow_duration_seconds` (other buckets,
+/// seconds to days): the workers' 5 s alert paged on webhook confirmations.
+#[test]
+fn a_metric_family_two_services_export_means_the_same_in_both() -> Result<()> {
+    // family -> (service, "# TYPE ..." and "# HELP ..." lines)
+    let mut seen: BTreeMap<String, (&str, String, String)> = BTreeMap::new();
+    let mut clashes = Vec::new();
+    for (service, text) in exported_by_service() {
+        let help: BTreeMap<&str, &str> = text.lines().filter_map(|l| l.strip_prefix("# HELP ")?.split_once(' ')).collect();
+        for (family, kind) in text.lines().filter_map(|l| l.strip_prefix("# TYPE ")?.split_once(' ')) {
+            let described = help.get(family).copied().unwrap_or_default().to_owned();
+            match seen.get(family) {
+                Some((first, k, h)) if (k.as_str(), h.as_str()) != (kind, described.as_str()) => {
+                    clashes.push(format!("{family}: {first} exports a {k} ({h:?}), {service} a {kind} ({described:?})"));
+                }
+                Some(_) => {}
+                None => {
+                    seen.insert(family.to_owned(), (service, kind.to_owned(), described));
+                }
+            }
+        }
+    }
+    ensure!(seen.contains_key("switchyard_flow_end_to_end_seconds"), "the reconciler's flow histogram is not rendered: {:?}", seen.keys());
+    ensure!(clashes.is_empty(), "one metric name, two meanings:\n  {}", clashes.join("\n  "));
+    Ok(())
+}
+
 #[test]
 fn every_metric_a_dashboard_names_is_exported() -> Result<()> {
-    // The families a worker registers (help and type lines render even
-    // before the first sample), and the ingester's.
-    let exported = format!("{}\n{}", switchyard_worker::metrics::Metrics::new("payouts").render(), switchyard_ingester::metrics::Metrics::default().render());
+    let exported = exported_by_service().into_iter().map(|(_, text)| text).collect::<Vec<_>>().join("\n");
     let mut missing = BTreeSet::new();
     for (at, expr) in dashboard_queries()? {
         let names = expr.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_')).filter(|w| w.starts_with("switchyard_"));

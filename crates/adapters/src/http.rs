@@ -255,6 +255,23 @@ where
     Err(map_error(status, wait, serde_json::from_slice(&body).ok()))
 }
 
+/// [`send_json`] for a request whose success has no body (Marqeta's
+/// `PUT /pins` answers 204): traced and observed the same way.
+pub async fn send_empty<E>(req: reqwest::RequestBuilder, map_error: impl FnOnce(u16, Option<Duration>, Option<E>) -> AdapterError) -> Result<(), AdapterError>
+where
+    E: serde::de::DeserializeOwned,
+{
+    let reply = send_traced(req).await.map_err(|e| AdapterError::from_transport(&e))?;
+    let status = reply.status().as_u16();
+    let wait = retry_after(reply.headers());
+    note_reply(status, reply.headers());
+    if (200..300).contains(&status) {
+        return Ok(());
+    }
+    let body = reply.bytes().await.map_err(|e| AdapterError::from_transport(&e))?;
+    Err(map_error(status, wait, serde_json::from_slice(&body).ok()))
+}
+
 /// Sends `req`; when the caller's span is exported (trace export on, see
 /// `switchyard_bus::telemetry`), inside a `vendor_call` client span whose id
 /// replaces the `traceparent` [`traced`] set, so the vendor's side of the

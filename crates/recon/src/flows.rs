@@ -1,5 +1,8 @@
 //! End-to-end flow latency from the timestamps already on the bus, the
-//! scorecard's first line: `switchyard_flow_duration_seconds{domain,flow}`.
+//! scorecard's first line: `switchyard_flow_end_to_end_seconds{domain,flow}`.
+//! Not the workers' `switchyard_flow_duration_seconds` (command -> outcome,
+//! seconds): one name for both would sum minutes-long webhook confirmations
+//! and their day-long buckets into the workers' 5 s alert.
 //!
 //! - `payouts` / `command_to_paid`: the command's `requested_at_ms` to the
 //!   provider's paid event's `occurred_at_ms` (the vendor's own clock, so a
@@ -129,7 +132,7 @@ impl Default for FlowLatency {
         let histogram = Family::<FlowLabels, Histogram>::new_with_constructor(|| Histogram::new(buckets()));
         let mut registry = Registry::default();
         registry.register(
-            "switchyard_flow_duration_seconds",
+            "switchyard_flow_end_to_end_seconds",
             "End-to-end flow latency from the bus: payout command requested -> provider paid; onboarding start -> terminal",
             histogram.clone(),
         );
@@ -318,8 +321,8 @@ mod tests {
         f.requested("po-2", 2_000);
         f.requested("po-2", 2_000);
         let text = render(&f);
-        let line = |le: &str| format!(r#"switchyard_flow_duration_seconds_bucket{{le="{le}",domain="payouts",flow="command_to_paid"}}"#);
-        assert!(text.contains(r#"switchyard_flow_duration_seconds_count{domain="payouts",flow="command_to_paid"} 2"#), "{text}");
+        let line = |le: &str| format!(r#"switchyard_flow_end_to_end_seconds_bucket{{le="{le}",domain="payouts",flow="command_to_paid"}}"#);
+        assert!(text.contains(r#"switchyard_flow_end_to_end_seconds_count{domain="payouts",flow="command_to_paid"} 2"#), "{text}");
         assert!(text.contains(&format!("{} 1\n", line("30.0"))), "{text}");
         assert!(text.contains(&format!("{} 2\n", line("60.0"))), "{text}");
         assert!(!text.contains("# EOF"));
@@ -350,7 +353,7 @@ mod tests {
         f.onboarding(&t(3, true, 100_000));
         f.onboarding(&t(3, true, 100_000));
         let text = render(&f);
-        assert!(text.contains(r#"switchyard_flow_duration_seconds_count{domain="onboarding",flow="start_to_terminal"} 1"#), "{text}");
-        assert!(text.contains(r#"switchyard_flow_duration_seconds_sum{domain="onboarding",flow="start_to_terminal"} 100.0"#), "{text}");
+        assert!(text.contains(r#"switchyard_flow_end_to_end_seconds_count{domain="onboarding",flow="start_to_terminal"} 1"#), "{text}");
+        assert!(text.contains(r#"switchyard_flow_end_to_end_seconds_sum{domain="onboarding",flow="start_to_terminal"} 100.0"#), "{text}");
     }
 }

@@ -105,7 +105,10 @@ impl CallbackHandler {
                 return Ok(());
             }
         };
-        let mut card = self.find_for(event, &word).await?;
+        // `claim`: the card read by its processor token, whose version the
+        // compare-and-set write below holds to; `store`: that write, which
+        // records the event id (the callback's dedup) with the card.
+        let mut card = self.find_for(event, &word).instrument(switchyard_bus::telemetry::child_span("claim")).await?;
         for _ in 0..CAS_ATTEMPTS {
             match self.commit(event, ctx, &card, &word).await? {
                 Some(result) => {
@@ -114,7 +117,7 @@ impl CallbackHandler {
                     // Publishes this callback's events, and any a crash left unsent.
                     return self.card.flush_card(ctx, &card.card_id).await;
                 }
-                None => card = self.find_for(event, &word).await?,
+                None => card = self.find_for(event, &word).instrument(switchyard_bus::telemetry::child_span("claim")).await?,
             }
         }
         Err(Failure::Retry { reason: format!("card {} kept changing while callback {} was applied", card.card_id, event.event_id), delay: Duration::from_secs(1) })
@@ -196,7 +199,7 @@ impl CallbackHandler {
             audit: vec![(action, detail)],
             correlation_id: &ctx.correlation_id.0,
         };
-        match self.card.cards.commit_callback(&write).await.map_err(store_down)? {
+        match self.card.cards.commit_callback(&write).instrument(switchyard_bus::telemetry::child_span("store")).await.map_err(store_down)? {
             Commit::Applied => Ok(Some(change.result.as_str())),
             Commit::Duplicate => Ok(Some("duplicate")),
             Commit::Conflict => Ok(None),

@@ -26,12 +26,13 @@ use switchyard_bus::{Failure, MessageContext, Outbound};
 use switchyard_canonical::card_transaction::CardTransaction;
 use switchyard_canonical::ProviderEvent;
 use switchyard_store::card_transactions::{CardTransactionRow, Recorded};
+use tracing::Instrument;
 
 use crate::answer::{dead_letter, store_down};
 
 impl CallbackHandler {
     pub(super) async fn transaction(&self, event: &ProviderEvent, ctx: &MessageContext, facts: TransactionFacts) -> Result<(), Failure> {
-        let card = self.find(event).await?;
+        let card = self.find(event).instrument(switchyard_bus::telemetry::child_span("claim")).await?;
         let transaction = CardTransaction {
             transaction_event_id: CardTransaction::event_id(&event.provider, &facts.event_token),
             card_id: card.card_id.clone(),
@@ -65,7 +66,7 @@ impl CallbackHandler {
             "processor_result": event.reason,
         })
         .to_string();
-        let result = match self.card.transactions.record(&row, &detail).await.map_err(store_down)? {
+        let result = match self.card.transactions.record(&row, &detail).instrument(switchyard_bus::telemetry::child_span("store")).await.map_err(store_down)? {
             Recorded::New => "transaction",
             Recorded::Duplicate => "duplicate",
         };

@@ -156,7 +156,7 @@ pub(crate) struct Row {
     pub(crate) shadow: Option<(f64, f64)>,
 }
 
-/// One end-to-end flow of a domain (`switchyard_flow_duration_seconds`,
+/// One end-to-end flow of a domain (`switchyard_flow_end_to_end_seconds`,
 /// observed by the reconciler from the timestamps on the bus).
 #[derive(Debug, Clone, Default, PartialEq)]
 pub(crate) struct Flow {

@@ -15,15 +15,15 @@ const BUCKETS: &str = "switchyard_vendor_call_duration_seconds_bucket";
 const ERRORS: &str = r#"result!~"ok|found|not_found""#;
 const TIMEOUTS: &str = r#"result=~"timeout|408|504""#;
 const COLLISIONS: &str = r#"result="409""#;
-/// The reconciler's end-to-end flows; the workers' own series of the same
-/// name (command -> outcome, no `flow` label) are left out.
-const FLOWS: &str = r#"switchyard_flow_duration_seconds_bucket{flow!=""}"#;
+/// The reconciler's end-to-end flows (not the workers' command -> outcome
+/// `switchyard_flow_duration_seconds`).
+const FLOWS: &str = "switchyard_flow_end_to_end_seconds";
 
 /// The flow-latency queries over `range`: count, then p50, p95, p99.
 fn flow_queries(range: &str) -> [String; 4] {
-    let quantile = |q: &str| format!("histogram_quantile({q}, sum by (domain, flow, le) (increase({FLOWS}[{range}])))");
+    let quantile = |q: &str| format!("histogram_quantile({q}, sum by (domain, flow, le) (increase({FLOWS}_bucket[{range}])))");
     [
-        format!(r#"sum by (domain, flow) (increase({}[{range}]))"#, FLOWS.replace("_bucket{", "_count{")),
+        format!("sum by (domain, flow) (increase({FLOWS}_count[{range}]))"),
         quantile("0.50"),
         quantile("0.95"),
         quantile("0.99"),
@@ -271,8 +271,8 @@ mod tests {
     #[test]
     fn flow_queries_read_only_the_reconcilers_series() {
         let [count, p50, ..] = flow_queries("3600s");
-        assert_eq!(count, r#"sum by (domain, flow) (increase(switchyard_flow_duration_seconds_count{flow!=""}[3600s]))"#);
-        assert!(p50.starts_with("histogram_quantile(0.50, sum by (domain, flow, le) (increase(switchyard_flow_duration_seconds_bucket{flow!=\"\"}[3600s])"), "{p50}");
+        assert_eq!(count, "sum by (domain, flow) (increase(switchyard_flow_end_to_end_seconds_count[3600s]))");
+        assert!(p50.starts_with("histogram_quantile(0.50, sum by (domain, flow, le) (increase(switchyard_flow_end_to_end_seconds_bucket[3600s])"), "{p50}");
     }
 
     #[test]
