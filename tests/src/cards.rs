@@ -95,6 +95,7 @@ pub fn config(env: &TestEnv, processors: &Processors, primary: &str, timeout_ms:
     kafka.group_id = format!("{}card-worker", env.prefix);
     let secondary = if primary == "lithic" { "marqeta" } else { "lithic" };
     CardWorkerConfig {
+        secret_check_every_ms: 5_000,
         environment: Environment::Sandbox,
         kafka,
         schema_registry_url: env.registry.base_url(),

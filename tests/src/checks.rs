@@ -37,6 +37,7 @@ pub fn check_config(env: &LocalStack, domain: &str, providers: Vec<CheckProvider
     kafka.group_id = format!("{}{domain}-worker", env.prefix);
     let secondary = providers.iter().map(|p| p.name.clone()).find(|n| n != primary);
     CheckWorkerConfig {
+        secret_check_every_ms: 5_000,
         environment: Environment::Sandbox,
         kafka,
         schema_registry_url: env.registry.base_url(),

@@ -8,5 +8,6 @@ pub mod checks;
 pub mod fleet;
 pub mod logs;
 pub mod money;
+pub mod secrets;
 pub mod webhooks;
 pub use switchyard_localstack::{command, workspace_binary, LocalStack as TestEnv, TopicReader};

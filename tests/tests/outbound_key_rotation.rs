@@ -7,8 +7,9 @@
 //! the value.
 
 use anyhow::{bail, Result};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use switchyard_canonical::PayoutStatus;
+use switchyard_e2e::secrets::{replace_secret_file as replace, rotations};
 use switchyard_e2e::{command, TestEnv};
 use switchyard_simulators::stripe;
 use switchyard_worker::{start_payout_worker, SecretSource};
@@ -16,15 +17,6 @@ use tokio_util::sync::CancellationToken;
 
 const OLD_KEY: &str = "sk_test_switchyard";
 const NEW_KEY: &str = "sk_test_rotated0000000000000042";
-
-/// Writes `value` the way Kubernetes updates a secret volume: a new file
-/// renamed over the old path, so a reader never sees half a key.
-fn replace(path: &std::path::Path, value: &str) -> Result<()> {
-    let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, format!("{value}\n"))?;
-    std::fs::rename(&tmp, path)?;
-    Ok(())
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_rewritten_key_file_is_used_from_the_next_payout_without_a_restart() -> Result<()> {
@@ -70,21 +62,7 @@ async fn a_rewritten_key_file_is_used_from_the_next_payout_without_a_restart() -
     // Our side first (the file), then the vendor's: Stripe's roll with the
     // old key expiring now. From here the old key gets 401.
     replace(&key_file, NEW_KEY)?;
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let rotated = loop {
-        let trail = worker.store.audit_trail(&[provider.as_str()]).await?;
-        let rotations: Vec<_> = trail
-            .into_iter()
-            .filter(|e| e.action == "secret_rotated")
-            .collect();
-        if !rotations.is_empty() {
-            break rotations;
-        }
-        if Instant::now() > deadline {
-            break Vec::new();
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+    let rotated = rotations(&worker.store, &provider, Duration::from_secs(10)).await?;
     let roll = serde_json::json!({ "api_key": NEW_KEY, "previous_valid_ms": 0 });
     let rolled = reqwest::Client::new()
         .put(format!("{}/_sim/api_key", sim.base_url()))

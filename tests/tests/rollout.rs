@@ -70,6 +70,7 @@ async fn shadow_mode_compares_against_a_sandbox_and_never_changes_an_outcome() -
         http2_prior_knowledge: false,
         sandbox_only: true,
         tls: None,
+        truelayer: None,
     });
     config.routing.shadow = Some("adyen-sandbox".into());
     let shutdown = CancellationToken::new();

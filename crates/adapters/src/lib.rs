@@ -27,6 +27,7 @@
 //! - [`multipart`]: a hand-built `multipart/form-data` body for uploads.
 //! - [`secret`]: credentials that cannot be printed.
 //! - [`tls`]: mutual TLS to a partner: client identity, pinned CA, TLS floor.
+//! - [`tls_rotation`]: client certificates re-read from files and swapped in without a restart.
 //! - [`webhooks`]: callback signature schemes; each vendor's callback body is
 //!   mapped in its own module (`payouts::stripe::webhook`, `cards::lithic::webhook`, ...).
 
@@ -45,6 +46,7 @@ pub mod payouts;
 pub mod poll;
 pub mod secret;
 pub mod tls;
+pub mod tls_rotation;
 pub mod webhooks;
 
 pub use http::{AdapterError, CallContext};

@@ -13,6 +13,7 @@ use tokio_rustls::rustls::pki_types::{pem::PemObject, CertificateDer, PrivateKey
 use tokio_rustls::rustls::{self, server::WebPkiClientVerifier, RootCertStore, ServerConfig};
 
 type Ca = CertifiedIssuer<'static, KeyPair>;
+type Accept = Arc<dyn Fn(&CertificateDer<'_>) -> bool + Send + Sync>;
 
 fn ca(name: &str) -> Ca {
     let mut params = CertificateParams::new(Vec::<String>::new()).expect("params");
@@ -49,6 +50,12 @@ impl Pki {
 
     /// [`Self::serve`], answering `body` to any request.
     async fn serve_body(&self, server: (String, String), versions: &[&'static rustls::SupportedProtocolVersion], body: &'static str) -> u16 {
+        self.serve_if(server, versions, body, Arc::new(|_: &CertificateDer<'_>| true)).await
+    }
+
+    /// [`Self::serve_body`] for the client certificates `accept` takes (a
+    /// vendor that has revoked the others): other connections are closed.
+    async fn serve_if(&self, server: (String, String), versions: &[&'static rustls::SupportedProtocolVersion], body: &'static str, accept: Accept) -> u16 {
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let mut roots = RootCertStore::empty();
         roots.add(self.client_ca.der().clone()).expect("client ca");
@@ -66,10 +73,13 @@ impl Pki {
         let port = listener.local_addr().expect("addr").port();
         tokio::spawn(async move {
             while let Ok((tcp, _)) = listener.accept().await {
-                let acceptor = acceptor.clone();
+                let (acceptor, accept) = (acceptor.clone(), accept.clone());
                 tokio::spawn(async move {
                     // A refused handshake just ends the connection, as at a vendor.
                     let Ok(mut tls) = acceptor.accept(tcp).await else { return };
+                    if !tls.get_ref().1.peer_certificates().and_then(|c| c.first()).is_some_and(|c| accept(c)) {
+                        return;
+                    }
                     let mut buf = vec![0u8; 4096];
                     let mut seen = Vec::new();
                     while !seen.windows(4).any(|w| w == b"\r\n\r\n") {
@@ -211,4 +221,71 @@ async fn the_card_processors_reach_a_vendor_that_requires_a_client_certificate_o
     bare.find("card-1", &ctx).await.expect_err("no client certificate, no answer");
     let bare = MarqetaAdapter::new("marqeta", &format!("{base}/v3"), Secret::new("a"), Secret::new("b"), transport(None)).expect("adapter");
     bare.settle(&CardCall::Activate { card }, "key", &ctx).await.expect_err("no client certificate, no answer");
+}
+
+/// A client certificate rotates without a new adapter: the Adyen adapter's
+/// client comes from a [`RotatingTls`] over files (as a Kubernetes secret
+/// volume mounts them). The vendor accepts only the old certificate, then
+/// only the new one; a certificate written before its key is refused and the
+/// old identity stays in use.
+#[tokio::test]
+async fn a_rewritten_client_certificate_is_presented_from_the_next_call_on() {
+    use switchyard_adapters::payouts::adyen::AdyenAdapter;
+    use switchyard_adapters::tls_rotation::RotatingTls;
+    use switchyard_adapters::{CallContext, Secret};
+    use switchyard_canonical::{Beneficiary, PayoutCommand, PayoutRail};
+    let pki = Pki::new();
+    let server = leaf(&pki.server_ca, "api.vendor.test", ExtendedKeyUsagePurpose::ServerAuth);
+    let old = leaf(&pki.client_ca, "switchyard 2025", ExtendedKeyUsagePurpose::ClientAuth);
+    let new = leaf(&pki.client_ca, "switchyard 2026", ExtendedKeyUsagePurpose::ClientAuth);
+    let der = |pem: &str| CertificateDer::from_pem_slice(pem.as_bytes()).expect("certificate").as_ref().to_vec();
+    let trusted = Arc::new(std::sync::Mutex::new(der(&old.0)));
+    let accept: Accept = {
+        let trusted = trusted.clone();
+        Arc::new(move |c: &CertificateDer<'_>| *trusted.lock().expect("lock") == c.as_ref())
+    };
+    let port = pki.serve_if(server, rustls::ALL_VERSIONS, r#"{"data":[]}"#, accept).await;
+
+    let dir = std::env::temp_dir().join(format!("switchyard-mtls-rotation-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let (cert_file, key_file) = (dir.join("tls.crt"), dir.join("tls.key"));
+    std::fs::write(&cert_file, &old.0).expect("write");
+    std::fs::write(&key_file, &old.1).expect("write");
+    let file = |p: &std::path::Path| Some(SecretSource { file: Some(p.display().to_string()), ..SecretSource::default() });
+    let config = TlsConfig { client_cert: file(&cert_file), client_key: file(&key_file), ..tls(None, &pki.server_ca) };
+    let rotating = RotatingTls::load("providers[adyen].tls", &config, Transport::new(Duration::from_secs(5), 2)).expect("tls");
+    let base = format!("https://127.0.0.1:{port}");
+    let adyen = AdyenAdapter::new("adyen", &base, Secret::new("k"), "BA1", Transport::new(Duration::from_secs(5), 2)).expect("adapter").with_client(rotating.client());
+    let ctx = CallContext { correlation_id: "c-1".into(), traceparent: "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01".into() };
+    let cmd = PayoutCommand {
+        payout_id: "po-1".into(),
+        idempotency_key: "key-1".into(),
+        amount_minor: 1250,
+        currency: "EUR".into(),
+        beneficiary: Beneficiary { name: "A".into(), iban: "DE89370400440532013000".into(), country: "DE".into() },
+        rail: PayoutRail::Standard,
+        reference: "r".into(),
+        requested_at_ms: 1,
+        tenant_id: None,
+        risk_tier: None,
+    };
+    let now = 1_765_000_000_000;
+    assert_eq!(adyen.find(&cmd, now, &ctx).await.expect("the old certificate is accepted"), None);
+    assert!(rotating.refresh(1).expect("unchanged").is_none());
+
+    // The certificate lands before its key: refused naming the field, the
+    // old identity stays and still works.
+    std::fs::write(&cert_file, &new.0).expect("write");
+    let err = rotating.refresh(2).expect_err("a certificate without its key").to_string();
+    assert!(err.contains("providers[adyen].tls.client_key") && !err.contains("BEGIN"), "{err}");
+    assert_eq!(adyen.find(&cmd, now, &ctx).await.expect("still the old certificate"), None);
+
+    // The key follows, and the vendor trusts only the new certificate.
+    std::fs::write(&key_file, &new.1).expect("write");
+    *trusted.lock().expect("lock") = der(&new.0);
+    let rotation = rotating.refresh(3).expect("read").expect("rotated");
+    assert_eq!((rotation.field.as_str(), rotation.generation), ("providers[adyen].tls", 1));
+    assert_eq!(adyen.find(&cmd, now, &ctx).await.expect("the new certificate, same adapter, no restart"), None);
+    assert!(rotating.refresh(4).expect("unchanged").is_none());
+    let _ = std::fs::remove_dir_all(&dir);
 }

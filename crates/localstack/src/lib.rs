@@ -125,6 +125,7 @@ impl LocalStack {
             http2_prior_knowledge: true,
             sandbox_only: false,
             tls: None,
+            truelayer: None,
         }];
         if let Some(url) = adyen_url {
             providers.push(ProviderConfig {
@@ -140,6 +141,7 @@ impl LocalStack {
                 http2_prior_knowledge: true,
                 sandbox_only: false,
                 tls: None,
+                truelayer: None,
             });
         }
         PayoutWorkerConfig {

@@ -3,6 +3,9 @@
 //!
 //! - Auth: `Authorization: Token token=<api token>`; otherwise 401
 //!   `{"error":{"type":"authorization_error","message":...}}`.
+//!   `PUT /_sim/api_token` with `{"api_token": "api_sandbox..."}` replaces
+//!   the accepted token at once (a new token issued and the old one revoked
+//!   in the dashboard): from then on the old one gets 401.
 //! - `POST /v3.6/applicants` (JSON `first_name`, `last_name`, `dob`,
 //!   `email`) -> 201 applicant; missing names or an email without `@` ->
 //!   422 `validation_error` with `fields`.
@@ -42,7 +45,7 @@ use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::Response;
-use axum::routing::{get, post};
+use axum::routing::{get, post, put};
 use axum::Router;
 use serde_json::{json, Value};
 
@@ -105,7 +108,7 @@ struct State_ {
 
 struct Sim {
     engine: Arc<Engine<()>>,
-    token: String,
+    token: std::sync::RwLock<String>,
     settle_after: Duration,
     webhooks: Option<Webhooks>,
     state: Mutex<State_>,
@@ -121,7 +124,7 @@ pub async fn spawn_onfido(cfg: OnfidoConfig) -> std::io::Result<SimulatorHandle>
     let engine = Engine::new(cfg.faults);
     let sim = Arc::new(Sim {
         engine: Arc::clone(&engine),
-        token: cfg.api_token,
+        token: std::sync::RwLock::new(cfg.api_token),
         settle_after: cfg.settle_after,
         webhooks: cfg.webhook.map(|t| Webhooks::new(t, Scheme::Onfido)),
         state: Mutex::default(),
@@ -133,6 +136,7 @@ pub async fn spawn_onfido(cfg: OnfidoConfig) -> std::io::Result<SimulatorHandle>
         .route("/v3.6/checks", post(create_check))
         .route("/v3.6/checks/{id}", get(retrieve_check))
         .route("/v3.6/reports", get(list_reports))
+        .route("/_sim/api_token", put(roll_token))
         .with_state(sim);
     crate::server::spawn(cfg.bind, api, engine, "onfido").await
 }
@@ -158,7 +162,18 @@ fn fault_reply(fault: Fault) -> Response {
 }
 
 fn authorized(sim: &Sim, headers: &HeaderMap) -> bool {
-    header_str(headers, "authorization").and_then(|v| v.strip_prefix("Token token=")) == Some(sim.token.as_str())
+    let token = sim.token.read().unwrap_or_else(|e| e.into_inner());
+    header_str(headers, "authorization").and_then(|v| v.strip_prefix("Token token=")) == Some(token.as_str())
+}
+
+/// `PUT /_sim/api_token`: the vendor-side half of a token rotation.
+async fn roll_token(State(sim): State<Arc<Sim>>, body: Bytes) -> Response {
+    let token = serde_json::from_slice::<Value>(&body).ok().and_then(|v| v.get("api_token")?.as_str().map(str::to_owned));
+    let Some(token) = token.filter(|t| !t.is_empty()) else {
+        return error(StatusCode::BAD_REQUEST, "validation_error", "api_token is required", None);
+    };
+    *sim.token.write().unwrap_or_else(|e| e.into_inner()) = token;
+    json_reply(StatusCode::OK, to_bytes(&json!({})), &[])
 }
 
 async fn unauthorized(sim: &Sim) -> Response {

@@ -7,8 +7,8 @@
 //!   token_type: "Bearer", scope}`. Wrong credentials -> 400
 //!   `{"error": "invalid_client"}` (OAuth 2.0). Tokens expire after
 //!   `token_ttl`; [`TrueLayerSimulator::expire_tokens`] ends them all now.
-//!   `grant_type=authorization_code` (a `code` from
-//!   [`TrueLayerSimulator::grant_code`], single use) adds a `refresh_token`.
+//!   `grant_type=authorization_code` and `refresh_token`: the user's
+//!   grant for the Data API ([`data`]).
 //! - `POST /v3/payments`, `POST /v3/payments/{id}/authorization-flow`:
 //!   `Authorization: Bearer`, an `Idempotency-Key` and a `Tl-Signature`
 //!   are required. The signature is verified with TrueLayer's own
@@ -25,6 +25,8 @@
 //! - `GET /v3/payments/{id}` -> the payment in its current status
 //!   (`authorizing` with its `authorization_flow`, `executed_at`,
 //!   `settled_at`, `failed_at` + `failure_stage` + `failure_reason`).
+//! - `POST /v3/payouts`, `GET /v3/payouts/{id}`: payouts out of a funded
+//!   merchant account, same auth, signing and idempotency (see [`payouts`]).
 //! - Errors are RFC 7807 problem documents (`type`, `title`, `status`,
 //!   `trace_id`, `detail`, `errors`), `application/problem+json`.
 //!
@@ -39,6 +41,8 @@
 
 mod hooks;
 mod payments;
+mod data;
+mod payouts;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -60,6 +64,7 @@ use crate::{ExecutedPayout, FaultPlan, MoneyOracle, SimStats, SimulatorHandle};
 use payments::Payment;
 pub use hooks::{WebhookDelivery, WebhookOrder};
 pub use payments::Scenario;
+pub use payouts::PayoutScenario;
 
 #[derive(Clone, Debug)]
 pub struct TrueLayerConfig {
@@ -115,6 +120,10 @@ struct Inner {
     calls: HashMap<String, u64>,
     /// Payment webhooks: the signer, what was sent (see [`hooks`]).
     hooks: hooks::HookState,
+    /// The Data API's grants, accounts and faults (see [`data`]).
+    data: data::DataState,
+    /// Payouts out of merchant accounts (see [`payouts`]).
+    payouts: payouts::PayoutBook,
 }
 
 struct Sim {
@@ -157,9 +166,12 @@ pub async fn spawn_truelayer(cfg: TrueLayerConfig) -> std::io::Result<TrueLayerS
         .route("/v3/payments", post(create_payment))
         .route("/v3/payments/{id}", get(get_payment))
         .route("/v3/payments/{id}/authorization-flow", post(authorization_flow))
+        .route("/v3/payouts", post(payouts::create_payout))
+        .route("/v3/payouts/{id}", get(payouts::get_payout))
         // The webhook signer's JWKS, served here as TrueLayer serves its
         // own: the signer is made below, once the address (its `jku`) is known.
         .route(crate::truelayer_webhooks::JWKS_PATH, get(hooks::jwks))
+        .merge(data::routes())
         .with_state(Arc::clone(&sim));
     let handle = crate::server::spawn(sim.cfg.bind, api, sim.clone(), "truelayer").await?;
     let jku = format!("{}{}", handle.base_url(), crate::truelayer_webhooks::JWKS_PATH);
@@ -308,32 +320,24 @@ async fn token(State(sim): State<Arc<Sim>>, body: Bytes) -> Response {
     let form: HashMap<String, String> = form_urlencoded::parse(&body).into_owned().collect();
     let oauth_error = |error: &str| json_reply(StatusCode::BAD_REQUEST, to_bytes(&json!({"error": error})), &[]);
     let grant = form.get("grant_type").map(String::as_str);
-    if !matches!(grant, Some("client_credentials" | "authorization_code")) {
+    if !matches!(grant, Some("client_credentials" | "authorization_code" | "refresh_token")) {
         return oauth_error("unsupported_grant_type");
     }
     if form.get("client_id") != Some(&sim.cfg.client_id) || form.get("client_secret") != Some(&sim.cfg.client_secret) {
         sim.auth_failures.fetch_add(1, Ordering::Relaxed);
         return oauth_error("invalid_client");
     }
+    if grant != Some("client_credentials") {
+        return data::user_token(&sim, &form);
+    }
     let access = format!("tl-sim-{}", random_id(40));
-    let mut body = json!({
+    let body = json!({
         "access_token": access,
         "expires_in": sim.cfg.token_ttl.as_secs(),
         "token_type": "Bearer",
         "scope": form.get("scope").cloned().unwrap_or_else(|| "payments".into()),
     });
-    let mut g = sim.lock();
-    if grant == Some("authorization_code") {
-        // A code is single use.
-        let code = form.get("code").cloned().unwrap_or_default();
-        if !g.codes.remove(&code) {
-            return oauth_error("invalid_grant");
-        }
-        body["refresh_token"] = json!(format!("tl-sim-refresh-{}", random_id(40)));
-        body["scope"] = json!("info accounts balance transactions offline_access");
-    }
-    g.tokens.insert(access, Instant::now() + sim.cfg.token_ttl);
-    drop(g);
+    sim.lock().tokens.insert(access, Instant::now() + sim.cfg.token_ttl);
     json_reply(StatusCode::OK, to_bytes(&body), &[])
 }
 

@@ -5,7 +5,9 @@
 
 use crate::check::CheckDomain;
 use crate::check_config::{CheckProviderConfig, CheckVendorKind};
+use crate::secrets::OutboundKeys;
 use crate::WorkerError;
+use switchyard_adapters::secret::ApiKey;
 use switchyard_adapters::aml::comply_advantage::ComplyAdvantageAdapter;
 use switchyard_adapters::aml::open_sanctions::OpenSanctionsAdapter;
 use switchyard_adapters::aml::{AmlProvider, AmlVerdict};
@@ -29,8 +31,7 @@ impl CheckDomain for Aml {
     type Provider = AmlProvider;
     type Verdict = AmlVerdict;
 
-    fn build_provider(p: &CheckProviderConfig) -> Result<AmlProvider, WorkerError> {
-        let key = p.api_key.load(&format!("providers[{}].api_key", p.name))?;
+    fn build_provider(p: &CheckProviderConfig, key: ApiKey, _keys: &mut OutboundKeys) -> Result<AmlProvider, WorkerError> {
         Ok(match p.kind {
             CheckVendorKind::ComplyAdvantage => {
                 AmlProvider::ComplyAdvantage(ComplyAdvantageAdapter::new(&p.name, &p.base_url, key, p.transport()?)?)

@@ -48,7 +48,13 @@ pub trait CheckDomain: Send + Sync + 'static {
     /// The adapter's answer, before it becomes an outcome.
     type Verdict: Send;
 
-    fn build_provider(cfg: &crate::check_config::CheckProviderConfig) -> Result<Self::Provider, crate::WorkerError>;
+    /// `api_key` is the provider's key, already checked; other credentials
+    /// (`api_secret`) are loaded through `keys` so they rotate too.
+    fn build_provider(
+        cfg: &crate::check_config::CheckProviderConfig,
+        api_key: switchyard_adapters::secret::ApiKey,
+        keys: &mut crate::secrets::OutboundKeys,
+    ) -> Result<Self::Provider, crate::WorkerError>;
     fn provider_name(p: &Self::Provider) -> &str;
     fn provider_key(p: &Self::Provider, idempotency_key: &str) -> String;
     fn subject(cmd: &Self::Command) -> &str;

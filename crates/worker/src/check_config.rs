@@ -39,6 +39,10 @@ pub struct CheckWorkerConfig {
     pub max_retry_rounds: u32,
     #[serde(default)]
     pub retry: RetryPolicy,
+    /// How often file-based credentials are read again, so a rotated one is
+    /// used without a restart (secrets.rs).
+    #[serde(default = "crate::config::default_secret_check_every_ms")]
+    pub secret_check_every_ms: u64,
 }
 
 fn default_max_in_flight() -> usize {

@@ -32,12 +32,13 @@ pub async fn start_check_worker<D: CheckDomain>(config: CheckWorkerConfig, shutd
     config.validate(D::NAME, D::VENDORS)?;
     let topics = config.topics_for(D::NAME);
     let mut providers = HashMap::new();
-    let mut secrets = switchyard_adapters::environment::DistinctSecrets::default();
+    let mut keys = crate::secrets::OutboundKeys::default();
     for p in &config.providers {
-        let key = p.api_key.load(&format!("providers[{}].api_key", p.name))?;
-        config.check_key_environment(p, &key)?;
-        secrets.add(format!("providers[{}].api_key", p.name), key.expose()).map_err(WorkerError::Config)?;
-        let adapter = D::build_provider(p)?;
+        // Read on every request, re-read from its file by crate::secrets.
+        let (environment, provider_config) = (config.clone(), p.clone());
+        let usable: crate::secrets::Usable = Box::new(move |s| environment.check_key_environment(&provider_config, s));
+        let key = keys.key(&p.name, &format!("providers[{}].api_key", p.name), &p.api_key, usable)?;
+        let adapter = D::build_provider(p, key, &mut keys)?;
         let slots = Arc::new(tokio::sync::Semaphore::new(p.max_concurrency));
         providers.insert(p.name.clone(), CheckVendor { adapter, slots });
     }
@@ -47,6 +48,13 @@ pub async fn start_check_worker<D: CheckDomain>(config: CheckWorkerConfig, shutd
     let encoder = AvroEncoder::register(&registry, &topics.outcomes, D::OUTCOME_SCHEMA).await?;
     let decoder = AvroDecoder::new(registry, D::COMMAND_SCHEMA)?;
     let store = Store::connect(&config.database_url).await?;
+    let actor: &'static str = match D::NAME {
+        "kyc" => "kyc-worker",
+        "aml" => "aml-worker",
+        "fraud" => "fraud-worker",
+        _ => "check-worker",
+    };
+    keys.spawn(store.clone(), actor, std::time::Duration::from_millis(config.secret_check_every_ms), shutdown.clone());
     let positions: std::sync::Arc<dyn switchyard_bus::PositionSink> = std::sync::Arc::new(crate::positions::StorePositions::new(store.clone()));
     let publisher = Publisher::new(&config.kafka)?.with_positions(positions.clone());
     let handler = Arc::new(CheckHandler::<D> {

@@ -56,7 +56,7 @@ pub struct PayoutWorkerConfig {
     pub secret_check_every_ms: u64,
 }
 
-fn default_secret_check_every_ms() -> u64 {
+pub(crate) fn default_secret_check_every_ms() -> u64 {
     5_000
 }
 
@@ -112,6 +112,9 @@ impl Default for PayoutTopics {
 pub enum ProviderKind {
     Stripe,
     Adyen,
+    /// TrueLayer Payouts; needs the `truelayer` section.
+    #[serde(rename = "truelayer")]
+    TrueLayer,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -152,6 +155,10 @@ pub struct ProviderConfig {
     /// minimum TLS version (`https` base URLs only).
     #[serde(default)]
     pub tls: Option<TlsConfig>,
+    /// TrueLayer only: auth host, client id, signing key, merchant account
+    /// (see [`crate::payout::truelayer_config`]).
+    #[serde(default)]
+    pub truelayer: Option<crate::payout::truelayer_config::TrueLayerPayoutSection>,
 }
 
 fn default_timeout_ms() -> u64 {
@@ -222,6 +229,7 @@ impl PayoutWorkerConfig {
             if p.kind == ProviderKind::Adyen && p.balance_account_id.is_none() {
                 return Err(WorkerError::Config(format!("providers[{i}].balance_account_id is required for adyen")));
             }
+            crate::payout::truelayer_config::validate(self, i, p)?;
             if p.max_concurrency == 0 {
                 return Err(WorkerError::Config(format!("providers[{i}].max_concurrency must be at least 1")));
             }
@@ -264,6 +272,7 @@ impl PayoutWorkerConfig {
         let vendor = match provider.kind {
             ProviderKind::Stripe => "stripe",
             ProviderKind::Adyen => "adyen",
+            ProviderKind::TrueLayer => "truelayer",
         };
         let field = format!("providers[{}]", provider.name);
         switchyard_adapters::environment::check(self.environment.into(), vendor, &field, key.expose(), &provider.base_url).map_err(WorkerError::Config)

@@ -3,7 +3,9 @@
 
 use crate::check::CheckDomain;
 use crate::check_config::{CheckProviderConfig, CheckVendorKind};
+use crate::secrets::OutboundKeys;
 use crate::WorkerError;
+use switchyard_adapters::secret::ApiKey;
 use switchyard_adapters::fraud::sardine::SardineAdapter;
 use switchyard_adapters::fraud::seon::SeonAdapter;
 use switchyard_adapters::fraud::{FraudProvider, FraudVerdict};
@@ -27,14 +29,13 @@ impl CheckDomain for Fraud {
     type Provider = FraudProvider;
     type Verdict = FraudVerdict;
 
-    fn build_provider(p: &CheckProviderConfig) -> Result<FraudProvider, WorkerError> {
-        let key = p.api_key.load(&format!("providers[{}].api_key", p.name))?;
+    fn build_provider(p: &CheckProviderConfig, key: ApiKey, keys: &mut OutboundKeys) -> Result<FraudProvider, WorkerError> {
         Ok(match p.kind {
             CheckVendorKind::Sardine => {
                 let Some(secret) = &p.api_secret else {
                     return Err(WorkerError::Config(format!("providers[{}].api_secret: sardine needs its client secret", p.name)));
                 };
-                let secret = secret.load(&format!("providers[{}].api_secret", p.name))?;
+                let secret = keys.companion(&p.name, &format!("providers[{}].api_secret", p.name), secret)?;
                 FraudProvider::Sardine(SardineAdapter::new(&p.name, &p.base_url, key, secret, p.transport()?)?)
             }
             CheckVendorKind::Seon => FraudProvider::Seon(SeonAdapter::new(&p.name, &p.base_url, key, p.transport()?)?),

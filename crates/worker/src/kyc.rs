@@ -3,7 +3,9 @@
 
 use crate::check::CheckDomain;
 use crate::check_config::{CheckProviderConfig, CheckVendorKind};
+use crate::secrets::OutboundKeys;
 use crate::WorkerError;
+use switchyard_adapters::secret::ApiKey;
 use switchyard_adapters::kyc::onfido::OnfidoAdapter;
 use switchyard_adapters::kyc::sumsub::SumsubAdapter;
 use switchyard_adapters::kyc::{KycProvider, KycVerdict};
@@ -27,15 +29,14 @@ impl CheckDomain for Kyc {
     type Provider = KycProvider;
     type Verdict = KycVerdict;
 
-    fn build_provider(p: &CheckProviderConfig) -> Result<KycProvider, WorkerError> {
-        let key = p.api_key.load(&format!("providers[{}].api_key", p.name))?;
+    fn build_provider(p: &CheckProviderConfig, key: ApiKey, keys: &mut OutboundKeys) -> Result<KycProvider, WorkerError> {
         Ok(match p.kind {
             CheckVendorKind::Onfido => KycProvider::Onfido(OnfidoAdapter::new(&p.name, &p.base_url, key, p.transport()?, p.polling())?),
             CheckVendorKind::Sumsub => {
                 let (Some(secret), Some(level)) = (&p.api_secret, &p.level_name) else {
                     return Err(WorkerError::Config(format!("providers[{}]: sumsub needs api_secret and level_name", p.name)));
                 };
-                let secret = secret.load(&format!("providers[{}].api_secret", p.name))?;
+                let secret = keys.companion(&p.name, &format!("providers[{}].api_secret", p.name), secret)?;
                 KycProvider::Sumsub(SumsubAdapter::new(&p.name, &p.base_url, key, secret, level, p.transport()?, p.polling())?)
             }
             other => return Err(WorkerError::Config(format!("providers[{}].kind: {other:?} is not a kyc vendor", p.name))),

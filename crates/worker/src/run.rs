@@ -15,7 +15,6 @@ use std::sync::Arc;
 use switchyard_adapters::payouts::adyen::AdyenAdapter;
 use switchyard_adapters::payouts::stripe::StripeAdapter;
 use switchyard_adapters::payouts::PayoutProvider;
-use switchyard_adapters::secret::{ApiKey, RotatingSecret};
 use switchyard_bus::consumer::RuntimeSettings;
 use switchyard_bus::{AvroDecoder, AvroEncoder, ConsumerRuntime, Publisher, RegistryClient, RuntimeTopics};
 use switchyard_store::Store;
@@ -50,19 +49,12 @@ pub async fn start_payout_worker(config: PayoutWorkerConfig, shutdown: Cancellat
         None => None,
     };
     let mut providers = HashMap::new();
-    let mut secrets = switchyard_adapters::environment::DistinctSecrets::default();
-    let mut rotating = Vec::new();
+    let mut rotating = crate::secrets::OutboundKeys::default();
     for (i, p) in config.providers.iter().enumerate() {
-        let field = format!("providers[{i}].api_key");
         // Read on every request, re-read from its file by crate::secrets.
-        let secret = Arc::new(RotatingSecret::load(p.api_key.clone(), &field, std::time::Duration::ZERO)?);
-        let key = secret.current();
-        config.check_key_environment(p, &key)?;
-        secrets.add(format!("providers[{}].api_key", p.name), key.expose()).map_err(WorkerError::Config)?;
-        let key = ApiKey::Rotating(secret.clone());
         let (environment, provider_config) = (config.clone(), p.clone());
-        let usable: crate::secrets::Usable = Box::new(move |s| environment.check_key_environment(&provider_config, s).map_err(|e| e.to_string()));
-        rotating.push(crate::secrets::OutboundKey { provider: p.name.clone(), secret, usable });
+        let usable: crate::secrets::Usable = Box::new(move |s| environment.check_key_environment(&provider_config, s));
+        let key = rotating.key(&p.name, &format!("providers[{i}].api_key"), &p.api_key, usable)?;
         let provider = match p.kind {
             ProviderKind::Stripe => {
                 let account = p.connected_account.clone().unwrap_or_default();
@@ -70,8 +62,14 @@ pub async fn start_payout_worker(config: PayoutWorkerConfig, shutdown: Cancellat
             }
             ProviderKind::Adyen => {
                 let account = p.balance_account_id.clone().unwrap_or_default();
-                PayoutProvider::Adyen(AdyenAdapter::new(&p.name, &p.base_url, key, account, p.transport()?)?)
+                let adapter = AdyenAdapter::new(&p.name, &p.base_url, key, account, p.transport()?)?;
+                // Its client certificate rotates without a restart too (crate::secrets).
+                PayoutProvider::Adyen(match &p.tls {
+                    Some(tls) => adapter.with_client(rotating.certificate(&p.name, &format!("providers[{}].tls", p.name), tls, p.transport()?)?),
+                    None => adapter,
+                })
             }
+            ProviderKind::TrueLayer => PayoutProvider::TrueLayer(crate::payout::truelayer_config::adapter(p, key, p.transport()?)?),
         };
         let slots = Arc::new(tokio::sync::Semaphore::new(p.max_concurrency));
         let (limiter, catalog_retention) = match &catalog {
@@ -95,6 +93,13 @@ pub async fn start_payout_worker(config: PayoutWorkerConfig, shutdown: Cancellat
     }
     let metrics = Arc::new(Metrics::new(DOMAIN));
     crate::config::export_expiry(&metrics, &config.certificates()?);
+    {
+        let (metrics, config) = (metrics.clone(), config.clone());
+        rotating.after_certificate_rotation(move || match config.certificates() {
+            Ok(items) => crate::config::export_expiry(&metrics, &items),
+            Err(e) => tracing::warn!(error = %e, "certificate expiry not re-read after a rotation"),
+        });
+    }
     let shadow = match &config.routing.shadow {
         Some(name) => {
             let Some(vendor) = providers.remove(name.as_str()) else {
@@ -117,7 +122,7 @@ pub async fn start_payout_worker(config: PayoutWorkerConfig, shutdown: Cancellat
     let store = Store::connect(&config.database_url).await?;
     let store_for_flush = store.clone();
     let check_every = std::time::Duration::from_millis(config.secret_check_every_ms);
-    crate::secrets::spawn(rotating, store.clone(), "payout-worker", check_every, shutdown.clone());
+    rotating.spawn(store.clone(), "payout-worker", check_every, shutdown.clone());
     let positions: std::sync::Arc<dyn switchyard_bus::PositionSink> = std::sync::Arc::new(crate::positions::StorePositions::new(store.clone()));
     let publisher = Publisher::new(&config.kafka)?.with_positions(positions.clone());
     let release_publisher = publisher.clone();

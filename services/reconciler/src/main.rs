@@ -148,6 +148,9 @@ impl Common {
                     let account = p.balance_account_id.clone().unwrap_or_default();
                     PayoutProvider::Adyen(AdyenAdapter::new(&p.name, &p.base_url, key, account, transport)?)
                 }
+                switchyard_worker::ProviderKind::TrueLayer => {
+                    PayoutProvider::TrueLayer(switchyard_worker::payout::truelayer_config::adapter(p, key.into(), transport)?)
+                }
             };
             providers.insert(p.name.clone(), adapter);
         }

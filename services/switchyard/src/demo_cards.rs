@@ -123,6 +123,7 @@ fn card_worker_config(stack: &LocalStack, lithic: &SimulatorHandle, marqeta: &Si
     };
     CardWorkerConfig {
         environment: Environment::Sandbox,
+        secret_check_every_ms: 5_000,
         kafka,
         schema_registry_url: stack.registry.base_url(),
         database_url: database_url.to_owned(),

@@ -70,6 +70,7 @@ async fn start_worker<D: CheckDomain>(stack: &LocalStack, database_url: &str, pr
     kafka.group_id = format!("{}-worker", D::NAME);
     let config = CheckWorkerConfig {
         environment: Environment::Sandbox,
+        secret_check_every_ms: 5_000,
         kafka,
         schema_registry_url: stack.registry.base_url(),
         database_url: database_url.into(),

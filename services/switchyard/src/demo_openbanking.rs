@@ -106,6 +106,7 @@ fn config(stack: &LocalStack, database_url: &str, plaid: &PlaidSimulator, tl: &T
     };
     OpenBankingWorkerConfig {
         environment: Environment::Sandbox,
+        secret_check_every_ms: 5_000,
         kafka,
         schema_registry_url: stack.registry.base_url(),
         database_url: database_url.into(),

@@ -160,6 +160,7 @@ pub(crate) fn config(env: &TestEnv, plaid_url: &str) -> OpenBankingWorkerConfig 
     let mut kafka = env.kafka.clone();
     kafka.group_id = format!("{}openbanking-worker", env.prefix);
     OpenBankingWorkerConfig {
+        secret_check_every_ms: 5_000,
         environment: Environment::Sandbox,
         kafka,
         schema_registry_url: env.registry.base_url(),

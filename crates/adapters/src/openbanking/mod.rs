@@ -1,5 +1,6 @@
 //! Open banking aggregators: [`OpenBankingProvider`] over [`plaid`] and
-//! [`truelayer`] (payments; its Data API is still to come). What leaves
+//! [`truelayer`] (payments, and accounts, balances and transactions
+//! through its Data API with renewable OAuth grants). What leaves
 //! here is canonical: the hand-off, the
 //! granted connection (its access token wrapped in [`Secret`]), normalized
 //! accounts, balances and transaction pages, and [`ObFailure`], which sorts
@@ -47,6 +48,9 @@ pub struct Granted {
     pub provider_reference: String,
     /// When the grant ends, if the provider says.
     pub expires_at_ms: Option<i64>,
+    /// When the access token inside lapses (OAuth providers; Plaid's do not):
+    /// the consent machine renews it before then.
+    pub access_expires_at_ms: Option<i64>,
 }
 
 /// Accounts and, when asked for, their balances.
@@ -135,6 +139,11 @@ pub enum ObFailure {
     /// have created the connection ([`OpenBankingProvider::handoff_result`]).
     #[error("the one-time authorization is spent or invalid ({code})")]
     AuthorizationSpent { code: String },
+    /// The access token lapsed (an OAuth 401): renew the grant with its
+    /// refresh token ([`OpenBankingProvider::renew_grant`]), store it, and
+    /// ask once more.
+    #[error("the access token lapsed")]
+    AccessExpired,
     /// Anything else, classified by the error taxonomy (rate limits and
     /// 5xx are transient, a bad request is permanent).
     #[error(transparent)]
@@ -207,7 +216,7 @@ impl OpenBankingProvider {
     pub async fn accounts(&self, ctx: &CallContext, access_token: &Secret, with_balances: bool) -> Result<AccountsSnapshot, ObFailure> {
         match self {
             OpenBankingProvider::Plaid(a) => a.accounts(ctx, access_token, with_balances).await,
-            OpenBankingProvider::TrueLayer(a) => Err(unsupported(a.name(), "the Data API (accounts)")),
+            OpenBankingProvider::TrueLayer(a) => a.data_accounts(ctx, access_token, with_balances).await,
         }
     }
 
@@ -215,7 +224,17 @@ impl OpenBankingProvider {
     pub async fn transactions_page(&self, ctx: &CallContext, access_token: &Secret, cursor: Option<&str>) -> Result<TransactionPage, ObFailure> {
         match self {
             OpenBankingProvider::Plaid(a) => a.transactions_sync(ctx, access_token, cursor).await,
-            OpenBankingProvider::TrueLayer(a) => Err(unsupported(a.name(), "the Data API (transactions)")),
+            OpenBankingProvider::TrueLayer(a) => a.data_transactions(ctx, access_token, cursor).await,
+        }
+    }
+
+    /// A renewed grant (new access token, rotated refresh token), which the
+    /// caller stores before anything uses it. LOGIN_REQUIRED when the
+    /// grant ended at the provider.
+    pub async fn renew_grant(&self, ctx: &CallContext, grant: &Secret) -> Result<Granted, ObFailure> {
+        match self {
+            OpenBankingProvider::Plaid(a) => Err(unsupported(a.name(), "renewing an access token")),
+            OpenBankingProvider::TrueLayer(a) => a.renew_grant(ctx, grant).await,
         }
     }
 
@@ -223,9 +242,7 @@ impl OpenBankingProvider {
     pub async fn remove(&self, ctx: &CallContext, access_token: &Secret) -> Result<(), ObFailure> {
         match self {
             OpenBankingProvider::Plaid(a) => a.remove_item(ctx, access_token).await,
-            // TrueLayer's user tokens lapse on their own; nothing at the
-            // provider to delete for a payment consent.
-            OpenBankingProvider::TrueLayer(_) => Ok(()),
+            OpenBankingProvider::TrueLayer(a) => a.delete_connection(ctx, access_token).await,
         }
     }
 

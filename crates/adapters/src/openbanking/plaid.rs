@@ -15,6 +15,7 @@
 
 use super::{AccountsSnapshot, Granted, HandoffRequest, HandoffResult, IssuedHandoff, ObFailure, TransactionPage};
 use crate::http::{send_json, traced, Transport};
+use crate::secret::ApiKey;
 use crate::{AdapterError, CallContext, Secret};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
@@ -30,7 +31,7 @@ pub struct PlaidAdapter {
     name: String,
     base_url: String,
     client_id: String,
-    secret: Secret,
+    secret: ApiKey,
     http: reqwest::Client,
     /// Link's title for the user.
     client_name: String,
@@ -49,7 +50,13 @@ pub struct PlaidAdapter {
 #[derive(Serialize)]
 struct Auth<'a> {
     client_id: &'a str,
-    secret: &'a str,
+    /// Read per request: a rotated secret is sent from the next one on.
+    #[serde(serialize_with = "expose")]
+    secret: Secret,
+}
+
+fn expose<S: serde::Serializer>(secret: &Secret, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(secret.expose())
 }
 
 #[derive(Serialize)]
@@ -232,12 +239,12 @@ struct SessionInstitution {
 }
 
 impl PlaidAdapter {
-    pub fn new(name: &str, base_url: &str, client_id: &str, secret: Secret, transport: Transport) -> Result<Self, AdapterError> {
+    pub fn new(name: &str, base_url: &str, client_id: &str, secret: impl Into<ApiKey>, transport: Transport) -> Result<Self, AdapterError> {
         Ok(Self {
             name: name.to_owned(),
             base_url: base_url.trim_end_matches('/').to_owned(),
             client_id: client_id.to_owned(),
-            secret,
+            secret: secret.into(),
             http: crate::http::client(transport)?,
             client_name: "switchyard".to_owned(),
             page_size: 100,
@@ -274,7 +281,7 @@ impl PlaidAdapter {
     }
 
     fn auth(&self) -> Auth<'_> {
-        Auth { client_id: &self.client_id, secret: self.secret.expose() }
+        Auth { client_id: &self.client_id, secret: self.secret.current() }
     }
 
     async fn post<B: Serialize, T: serde::de::DeserializeOwned>(&self, ctx: &CallContext, path: &str, body: &B) -> Result<T, ObFailure> {
@@ -354,7 +361,7 @@ impl PlaidAdapter {
         let exchanged: Exchanged = self.post_within(ctx, "/item/public_token/exchange", &body, Some(self.exchange_timeout)).await?;
         // Plaid items do not lapse by time (consent_expiration_time is for
         // some European OAuth institutions; PENDING_EXPIRATION says so).
-        Ok(Granted { access_token: Secret::new(exchanged.access_token), provider_reference: exchanged.item_id, expires_at_ms: None })
+        Ok(Granted { access_token: Secret::new(exchanged.access_token), provider_reference: exchanged.item_id, expires_at_ms: None, access_expires_at_ms: None })
     }
 
     /// The Link session of `link_token` whose `item_add_results` hold

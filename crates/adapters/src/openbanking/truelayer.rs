@@ -25,8 +25,9 @@
 //!   `executed` is a bank return.
 //! - The consent side: the auth link (`{auth_url}/?response_type=code..`)
 //!   is built here without a call, and `COMPLETE_CONSENT`'s authorization
-//!   code is exchanged at `/connect/token`. The Data API (accounts,
-//!   balances, transactions) is not built yet.
+//!   code is exchanged at `/connect/token` for the user's access and
+//!   refresh tokens; the Data API (accounts, balances, transactions) and
+//!   their renewal are in [`data`].
 //!
 //! UNCONFIRMED: `user` for a payer we know only by reference (we send
 //! `{"id": payer_ref}`); the resource token's life (configured,
@@ -42,6 +43,9 @@ use switchyard_canonical::openbanking::ConsentScope;
 use switchyard_canonical::openbanking_outcome::PaymentFailureReason;
 use switchyard_canonical::openbanking_payment::PaymentStatus;
 use switchyard_canonical::{ErrorClass, ErrorCode};
+
+#[path = "truelayer_data.rs"]
+mod data;
 
 /// Static settings of one TrueLayer client.
 #[derive(Debug, Clone)]
@@ -223,12 +227,10 @@ impl TrueLayerAdapter {
             ("code", code),
         ];
         let reply = self.token_call(ctx, &form).await?;
-        // The refresh token is what outlives the access token's hour (the
-        // Data API, still to come, renews from it). TrueLayer names no grant
-        // end here and returns no connection id (that is in the Data API's
-        // /me), so neither is set.
-        let token = reply.refresh_token.unwrap_or(reply.access_token);
-        Ok(Granted { access_token: Secret::new(token), provider_reference: String::new(), expires_at_ms: None })
+        // The refresh token is what outlives the access token's hour: both
+        // travel as one sealed grant ([`data`]). TrueLayer names no grant
+        // end here and returns no connection id (that is in /data/v1/me).
+        Self::grant_from(reply.access_token, reply.refresh_token, reply.expires_in, None)
     }
 
     async fn token_call(&self, ctx: &CallContext, form: &[(&str, &str)]) -> Result<TokenReply, ObFailure> {

@@ -3,6 +3,7 @@
 
 pub mod adyen;
 pub mod stripe;
+pub mod truelayer;
 pub mod wise;
 
 use crate::{AdapterError, CallContext};
@@ -23,6 +24,7 @@ pub struct VendorPayout {
 pub enum PayoutProvider {
     Stripe(stripe::StripeAdapter),
     Adyen(adyen::AdyenAdapter),
+    TrueLayer(truelayer::TrueLayerPayoutAdapter),
 }
 
 impl PayoutProvider {
@@ -31,6 +33,7 @@ impl PayoutProvider {
         match self {
             PayoutProvider::Stripe(a) => a.name(),
             PayoutProvider::Adyen(a) => a.name(),
+            PayoutProvider::TrueLayer(a) => a.name(),
         }
     }
 
@@ -39,7 +42,8 @@ impl PayoutProvider {
     /// at most 64, so the key passes through unchanged.
     pub fn provider_key(&self, idempotency_key: &str) -> String {
         match self {
-            PayoutProvider::Stripe(_) | PayoutProvider::Adyen(_) => idempotency_key.to_owned(),
+            // TrueLayer: any string; UNCONFIRMED limit, UUIDs in its examples.
+            PayoutProvider::Stripe(_) | PayoutProvider::Adyen(_) | PayoutProvider::TrueLayer(_) => idempotency_key.to_owned(),
         }
     }
 
@@ -48,6 +52,7 @@ impl PayoutProvider {
         match self {
             PayoutProvider::Stripe(a) => a.create(cmd, provider_key, ctx).await,
             PayoutProvider::Adyen(a) => a.create(cmd, provider_key, ctx).await,
+            PayoutProvider::TrueLayer(a) => a.create(cmd, provider_key, ctx).await,
         }
     }
 
@@ -58,6 +63,7 @@ impl PayoutProvider {
         match self {
             PayoutProvider::Stripe(a) => a.find(cmd, since_ms, ctx).await,
             PayoutProvider::Adyen(a) => a.find(cmd, since_ms, ctx).await,
+            PayoutProvider::TrueLayer(a) => a.find(cmd, since_ms, ctx).await,
         }
     }
 
@@ -68,6 +74,7 @@ impl PayoutProvider {
         match self {
             PayoutProvider::Stripe(a) => a.status(cmd, provider_key, ctx).await,
             PayoutProvider::Adyen(a) => a.status(cmd, provider_key, ctx).await,
+            PayoutProvider::TrueLayer(a) => a.status(cmd, provider_key, ctx).await,
         }
     }
 }

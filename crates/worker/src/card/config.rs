@@ -47,6 +47,10 @@ pub struct CardWorkerConfig {
     /// The processor-callback consumer (`topics.provider_events`).
     #[serde(default)]
     pub callbacks: CallbackSettings,
+    /// How often file-based credentials are read again, so a rotated one is
+    /// used without a restart (secrets.rs).
+    #[serde(default = "crate::config::default_secret_check_every_ms")]
+    pub secret_check_every_ms: u64,
 }
 
 /// How the worker consumes processor callbacks: its own consumer group on

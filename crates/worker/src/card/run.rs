@@ -43,18 +43,19 @@ pub struct RunningCardWorker {
 pub async fn start_card_worker(config: CardWorkerConfig, shutdown: CancellationToken) -> Result<RunningCardWorker, WorkerError> {
     config.validate()?;
     let mut providers = HashMap::new();
-    let mut secrets = switchyard_adapters::environment::DistinctSecrets::default();
+    let mut keys = crate::secrets::OutboundKeys::default();
     for (i, p) in config.providers.iter().enumerate() {
-        let key = p.api_key.load(&format!("providers[{i}].api_key"))?;
-        config.check_key_environment(p, &key)?;
-        secrets.add(format!("providers[{}].api_key", p.name), key.expose()).map_err(WorkerError::Config)?;
+        // Read on every request, re-read from its file by crate::secrets.
+        let (environment, provider_config) = (config.clone(), p.clone());
+        let usable: crate::secrets::Usable = Box::new(move |s| environment.check_key_environment(&provider_config, s));
+        let key = keys.key(&p.name, &format!("providers[{i}].api_key"), &p.api_key, usable)?;
         let adapter = match p.kind {
             CardProcessorKind::Lithic => CardProcessor::Lithic(LithicAdapter::new(&p.name, &p.base_url, key, p.transport()?)?),
             CardProcessorKind::Marqeta => {
                 let Some(access) = &p.access_token else {
                     return Err(WorkerError::Config(format!("providers[{i}].access_token is required for marqeta")));
                 };
-                let access = access.load(&format!("providers[{i}].access_token"))?;
+                let access = keys.companion(&p.name, &format!("providers[{i}].access_token"), access)?;
                 let adapter = MarqetaAdapter::new(&p.name, &p.base_url, key, access, p.transport()?)?.with_card_products(p.card_products.clone());
                 CardProcessor::Marqeta(adapter)
             }
@@ -74,6 +75,7 @@ pub async fn start_card_worker(config: CardWorkerConfig, shutdown: CancellationT
     let transaction_encoder = AvroEncoder::register(&registry, &config.topics.transactions, CARD_TRANSACTION_SCHEMA).await?;
     let decoder = AvroDecoder::new(registry.clone(), CARD_COMMAND_SCHEMA)?;
     let store = Store::connect(&config.database_url).await?;
+    keys.spawn(store.clone(), "card-worker", Duration::from_millis(config.secret_check_every_ms), shutdown.clone());
     let cards = CardStore::open(&store).await?;
     let transactions = CardTransactions::open(&store).await?;
     let rounds: Arc<dyn switchyard_bus::RoundLedger> = Arc::new(crate::rounds::StoreRounds(switchyard_store::retry_rounds::RetryRounds::open(&store).await?));

@@ -57,6 +57,10 @@ pub struct OpenBankingWorkerConfig {
     /// Provider callbacks (Plaid webhooks through the ingester) acting on consents.
     #[serde(default)]
     pub callbacks: ObCallbackSettings,
+    /// How often file-based credentials are read again, so a rotated one is
+    /// used without a restart (secrets.rs).
+    #[serde(default = "crate::config::default_secret_check_every_ms")]
+    pub secret_check_every_ms: u64,
 }
 
 /// How the worker consumes provider callbacks: its own consumer group on

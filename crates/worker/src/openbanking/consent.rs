@@ -78,7 +78,7 @@ impl OpenBankingHandler {
                 match (call, held) {
                     (ProviderCall::CreateHandoff { reauth }, held) => self.create(turn, held, reauth).await,
                     (ProviderCall::ExchangeAuthorization, Some(held)) => self.complete(turn, held).await,
-                    (ProviderCall::Sync { datasets, .. }, Some(held)) => self.refresh(turn, held, &datasets).await,
+                    (ProviderCall::Sync { datasets, renew_access_first }, Some(held)) => self.refresh(turn, held, &datasets, renew_access_first).await,
                     (ProviderCall::RemoveConnection, Some(held)) => self.revoke(turn, held).await,
                     (ProviderCall::CreatePayment { .. }, Some(held)) => self.initiate_payment(turn, held).await,
                     (_, None) => Err(broken("a provider call for a consent we do not hold")),
@@ -199,7 +199,10 @@ impl OpenBankingHandler {
 
     async fn complete(&self, turn: &mut Turn<'_>, mut held: Held) -> Result<OpenBankingOutcome, Stop> {
         let provider = held.row.provider.clone();
-        let granted = if held.row.access_token_enc.is_some() {
+        // An OAuth re-authentication (TrueLayer) brings a new authorization
+        // code for new tokens; Plaid's update mode repairs the item in place.
+        let new_code = turn.command.completion.as_ref().is_some_and(|c| c.authorization_code.is_some());
+        let granted = if held.row.access_token_enc.is_some() && !new_code {
             // A re-authentication: Plaid repairs the item in place (its
             // update-mode public token need not be exchanged); one call
             // proves the login works again.
@@ -232,7 +235,8 @@ impl OpenBankingHandler {
         };
         let from = held.consent.state;
         let expires_at_ms = granted.as_ref().map_or(held.consent.expires_at_ms, |g| g.expires_at_ms);
-        held.consent.observe(ConsentSignal::Granted { expires_at_ms, access_expires_at_ms: None }, now_ms());
+        let access_expires_at_ms = granted.as_ref().map_or(held.consent.access_expires_at_ms, |g| g.access_expires_at_ms);
+        held.consent.observe(ConsentSignal::Granted { expires_at_ms, access_expires_at_ms }, now_ms());
         let sealed = match &granted {
             Some(Granted { access_token, .. }) => Some(self.vault.seal(&held.row.consent_id, access_token).map_err(broken)?),
             None => held.row.access_token_enc.clone(),

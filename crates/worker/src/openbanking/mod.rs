@@ -36,6 +36,7 @@ pub mod callbacks;
 pub mod payment_callbacks;
 mod publish;
 mod refresh;
+mod renew;
 mod repair;
 pub mod run;
 

@@ -11,6 +11,10 @@
 //! the cursor the pagination began with (TRANSACTIONS_SYNC_MUTATION_DURING_PAGINATION);
 //! we keep each page's cursor instead, which Plaid accepts as long as no
 //! mutation error is returned. That error is not mapped yet (see the report).
+//!
+//! An OAuth grant (TrueLayer) is renewed first when its access token is
+//! about to lapse, and once after a 401 ([`super::renew`]); its cursor is
+//! the adapter's per-account watermark, stored the same way.
 
 use super::consent::Held;
 use super::{OpenBankingHandler, Stop, Turn};
@@ -29,17 +33,22 @@ struct Progress {
 }
 
 impl OpenBankingHandler {
-    pub(super) async fn refresh(&self, turn: &mut Turn<'_>, held: Held, datasets: &[Dataset]) -> Result<OpenBankingOutcome, Stop> {
-        let token = self.token(&held)?;
+    pub(super) async fn refresh(&self, turn: &mut Turn<'_>, held: Held, datasets: &[Dataset], renew_first: bool) -> Result<OpenBankingOutcome, Stop> {
+        let mut held = held;
+        if renew_first {
+            if let Err(failure) = self.renew_grant(turn, &mut held).await? {
+                return self.failed(turn, Some(held), failure).await;
+            }
+        }
+        let mut token = self.token(&held)?;
         let provider = held.row.provider.clone();
         let mut progress = Progress { row: held.row.clone(), key: turn.command.idempotency_key.clone() };
         let mut missing: Vec<MissingData> = Vec::new();
         let wants = |d| datasets.contains(&d);
         if (wants(Dataset::Accounts) || wants(Dataset::Balances)) && !progress.row.accounts_done_for(&progress.key) {
             let with_balances = wants(Dataset::Balances);
-            let fetched = self.call(turn, &provider, "accounts", |p, ctx| {
-                let token = token.clone();
-                async move { p.accounts(&ctx, &token, with_balances).await }
+            let fetched = self.call_fresh(turn, &mut held, &mut token, "accounts", |p, ctx, token| async move {
+                p.accounts(&ctx, &token, with_balances).await
             });
             match fetched.await? {
                 Ok(snapshot) => {
@@ -60,8 +69,8 @@ impl OpenBankingHandler {
         if wants(Dataset::Transactions) {
             loop {
                 let cursor = progress.row.sync_cursor.clone();
-                let fetched = self.call(turn, &provider, "transactions_sync", |p, ctx| {
-                    let (token, cursor) = (token.clone(), cursor.clone());
+                let fetched = self.call_fresh(turn, &mut held, &mut token, "transactions_sync", |p, ctx, token| {
+                    let cursor = cursor.clone();
                     async move { p.transactions_page(&ctx, &token, cursor.as_deref()).await }
                 });
                 match fetched.await? {

@@ -37,18 +37,21 @@ pub struct RunningOpenBankingWorker {
 pub async fn start_openbanking_worker(config: OpenBankingWorkerConfig, shutdown: CancellationToken) -> Result<RunningOpenBankingWorker, WorkerError> {
     config.validate()?;
     let mut providers = HashMap::new();
+    let mut outbound = crate::secrets::OutboundKeys::default();
     for (i, p) in config.providers.iter().enumerate() {
-        let secret = p.secret.load(&format!("providers[{i}].secret"))?;
+        let field = format!("providers[{i}].secret");
         let adapter = match p.kind {
+            // Read on every request, re-read from its file by crate::secrets.
             ObProviderKind::Plaid => OpenBankingProvider::Plaid(
-                PlaidAdapter::new(&p.name, &p.base_url, &p.client_id, secret, p.transport())?
+                PlaidAdapter::new(&p.name, &p.base_url, &p.client_id, outbound.companion(&p.name, &field, &p.secret)?, p.transport())?
                     .with_page_size(p.page_size)
                     .with_client_name(&p.client_name)
                     .with_retry_after(Duration::from_millis(p.institution_retry_after_ms), Duration::from_millis(p.not_ready_retry_after_ms))
                     // A public token is single use: never cut its exchange off early (see `repair`).
                     .with_exchange_timeout(Duration::from_millis(p.timeout_ms).max(Duration::from_secs(120))),
             ),
-            ObProviderKind::TrueLayer => OpenBankingProvider::TrueLayer(super::payment::truelayer_adapter(i, p, secret)?),
+            // Its client secret and signing key are read once: a restart rotates them.
+            ObProviderKind::TrueLayer => OpenBankingProvider::TrueLayer(super::payment::truelayer_adapter(i, p, p.secret.load(&field)?)?),
         };
         providers.insert(p.name.clone(), ObVendor { adapter, slots: Arc::new(tokio::sync::Semaphore::new(p.max_concurrency)) });
     }
@@ -68,6 +71,7 @@ pub async fn start_openbanking_worker(config: OpenBankingWorkerConfig, shutdown:
         None => None,
     };
     let store = Store::connect(&config.database_url).await?;
+    outbound.spawn(store.clone(), "openbanking-worker", Duration::from_millis(config.secret_check_every_ms), shutdown.clone());
     let consents = ConsentStore::open(&store).await?;
     let rounds: Arc<dyn switchyard_bus::RoundLedger> = Arc::new(crate::rounds::StoreRounds(switchyard_store::retry_rounds::RetryRounds::open(&store).await?));
     let positions: Arc<dyn switchyard_bus::PositionSink> = Arc::new(crate::positions::StorePositions::new(store.clone()));

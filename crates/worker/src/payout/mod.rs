@@ -16,6 +16,7 @@
 //!    runtime store the offset.
 
 mod lookup;
+pub mod truelayer_config;
 
 use crate::attempt::{self, AttemptLease, Fenced, TakeOver};
 use crate::metrics::{Metrics, Stage};

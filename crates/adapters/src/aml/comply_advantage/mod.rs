@@ -21,7 +21,8 @@ pub(crate) mod webhook;
 
 use super::AmlVerdict;
 use crate::http::{self, traced, Transport};
-use crate::{AdapterError, CallContext, Secret};
+use crate::secret::ApiKey;
+use crate::{AdapterError, CallContext};
 use switchyard_canonical::aml::AmlCommand;
 use switchyard_canonical::{ErrorClass, ErrorCode};
 use transformers::{map_error, CaEnvelope, CaError, SearchRequest};
@@ -30,16 +31,16 @@ use transformers::{map_error, CaEnvelope, CaError, SearchRequest};
 pub struct ComplyAdvantageAdapter {
     name: String,
     searches_url: reqwest::Url,
-    api_key: Secret,
+    api_key: ApiKey,
     http: reqwest::Client,
 }
 
 impl ComplyAdvantageAdapter {
-    pub fn new(name: impl Into<String>, base_url: &str, api_key: Secret, transport: Transport) -> Result<Self, AdapterError> {
+    pub fn new(name: impl Into<String>, base_url: &str, api_key: impl Into<ApiKey>, transport: Transport) -> Result<Self, AdapterError> {
         let url = format!("{}/searches", base_url.trim_end_matches('/'));
         let searches_url =
             reqwest::Url::parse(&url).map_err(|e| AdapterError::new(ErrorClass::ManualRepair, ErrorCode::InvalidRequest, format!("base_url: {e}")))?;
-        Ok(Self { name: name.into(), searches_url, api_key, http: http::client(transport)? })
+        Ok(Self { name: name.into(), searches_url, api_key: api_key.into(), http: http::client(transport)? })
     }
 
     pub fn name(&self) -> &str {
@@ -50,7 +51,7 @@ impl ComplyAdvantageAdapter {
         let req = self
             .http
             .post(self.searches_url.clone())
-            .header("Authorization", format!("Token {}", self.api_key.expose()))
+            .header("Authorization", format!("Token {}", self.api_key.current().expose()))
             .json(&SearchRequest::new(cmd, key));
         let reply: CaEnvelope = http::send_json::<_, CaError>(traced(req, ctx), map_error).await?;
         transformers::verdict(reply)

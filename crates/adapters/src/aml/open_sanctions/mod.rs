@@ -18,7 +18,8 @@ pub use transformers::CONFIRM_SCORE;
 
 use super::AmlVerdict;
 use crate::http::{self, traced, Transport};
-use crate::{AdapterError, CallContext, Secret};
+use crate::secret::ApiKey;
+use crate::{AdapterError, CallContext};
 use switchyard_canonical::aml::AmlCommand;
 use switchyard_canonical::{ErrorClass, ErrorCode};
 use transformers::{map_error, MatchRequest, OsError, OsReply};
@@ -27,16 +28,16 @@ use transformers::{map_error, MatchRequest, OsError, OsReply};
 pub struct OpenSanctionsAdapter {
     name: String,
     match_url: reqwest::Url,
-    api_key: Secret,
+    api_key: ApiKey,
     http: reqwest::Client,
 }
 
 impl OpenSanctionsAdapter {
-    pub fn new(name: impl Into<String>, base_url: &str, api_key: Secret, dataset: &str, transport: Transport) -> Result<Self, AdapterError> {
+    pub fn new(name: impl Into<String>, base_url: &str, api_key: impl Into<ApiKey>, dataset: &str, transport: Transport) -> Result<Self, AdapterError> {
         let url = format!("{}/match/{dataset}?threshold=0.7", base_url.trim_end_matches('/'));
         let match_url =
             reqwest::Url::parse(&url).map_err(|e| AdapterError::new(ErrorClass::ManualRepair, ErrorCode::InvalidRequest, format!("base_url: {e}")))?;
-        Ok(Self { name: name.into(), match_url, api_key, http: http::client(transport)? })
+        Ok(Self { name: name.into(), match_url, api_key: api_key.into(), http: http::client(transport)? })
     }
 
     pub fn name(&self) -> &str {
@@ -47,7 +48,7 @@ impl OpenSanctionsAdapter {
         let req = self
             .http
             .post(self.match_url.clone())
-            .header("Authorization", format!("ApiKey {}", self.api_key.expose()))
+            .header("Authorization", format!("ApiKey {}", self.api_key.current().expose()))
             .json(&MatchRequest::new(cmd));
         let reply: OsReply = http::send_json::<_, OsError>(traced(req, ctx), map_error).await?;
         transformers::verdict(cmd, reply)

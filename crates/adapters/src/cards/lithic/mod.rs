@@ -50,7 +50,8 @@ mod tests;
 
 use crate::cards::{CardAnswer, CardCall, CardRef};
 use crate::http::{self, traced, Transport};
-use crate::{AdapterError, CallContext, Secret};
+use crate::secret::ApiKey;
+use crate::{AdapterError, CallContext};
 use serde::Serialize;
 use switchyard_canonical::card::ReplaceReason;
 use switchyard_canonical::{ErrorClass, ErrorCode};
@@ -66,16 +67,16 @@ const MAX_FIND_PAGES: usize = 10;
 pub struct LithicAdapter {
     name: String,
     base_url: String,
-    api_key: Secret,
+    api_key: ApiKey,
     http: reqwest::Client,
 }
 
 impl LithicAdapter {
-    pub fn new(name: impl Into<String>, base_url: &str, api_key: Secret, transport: Transport) -> Result<Self, AdapterError> {
+    pub fn new(name: impl Into<String>, base_url: &str, api_key: impl Into<ApiKey>, transport: Transport) -> Result<Self, AdapterError> {
         let base_url = base_url.trim_end_matches('/').to_owned();
         reqwest::Url::parse(&base_url)
             .map_err(|e| AdapterError::new(ErrorClass::ManualRepair, ErrorCode::InvalidRequest, format!("base_url: {e}")))?;
-        Ok(Self { name: name.into(), base_url, api_key, http: http::client(transport)? })
+        Ok(Self { name: name.into(), base_url, api_key: api_key.into(), http: http::client(transport)? })
     }
 
     pub fn name(&self) -> &str {
@@ -252,7 +253,7 @@ impl LithicAdapter {
     }
 
     fn authed(&self, req: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
-        req.header(reqwest::header::AUTHORIZATION, self.api_key.expose())
+        req.header(reqwest::header::AUTHORIZATION, self.api_key.current().expose())
     }
 
     fn card_url(&self, card: &CardRef<'_>) -> String {

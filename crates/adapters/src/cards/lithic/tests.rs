@@ -1,6 +1,7 @@
 //! The adapter against the Lithic simulator.
 
 use super::*;
+use crate::Secret;
 use crate::cards::Provisioning;
 use std::time::Duration;
 use switchyard_canonical::card::{CardForm, CardState, DisputeSpec, EvidenceSpec, IssueSpec, PinSpec, ProvisionSpec, ShippingAddress, Wallet};

@@ -9,24 +9,25 @@ use serde::Serialize;
 use super::transformers::{map_error, ErrorBody};
 use crate::encode::path_segment;
 use crate::http::{self, traced, Transport};
-use crate::{AdapterError, CallContext, Secret};
+use crate::secret::ApiKey;
+use crate::{AdapterError, CallContext};
 use switchyard_canonical::{ErrorClass, ErrorCode};
 
 #[derive(Debug, Clone)]
 pub(crate) struct Client {
     base_url: Url,
-    application_token: Secret,
-    access_token: Secret,
+    application_token: ApiKey,
+    access_token: ApiKey,
     http: reqwest::Client,
 }
 
 impl Client {
-    pub(crate) fn new(base_url: &str, application_token: Secret, access_token: Secret, transport: Transport) -> Result<Self, AdapterError> {
+    pub(crate) fn new(base_url: &str, application_token: impl Into<ApiKey>, access_token: impl Into<ApiKey>, transport: Transport) -> Result<Self, AdapterError> {
         // A trailing slash makes `join` keep the `/v3` path of the base URL.
         let base = format!("{}/", base_url.trim_end_matches('/'));
         let base_url = Url::parse(&base)
             .map_err(|e| AdapterError::new(ErrorClass::ManualRepair, ErrorCode::InvalidRequest, format!("base_url: {e}")))?;
-        Ok(Self { base_url, application_token, access_token, http: http::client(transport)? })
+        Ok(Self { base_url, application_token: application_token.into(), access_token: access_token.into(), http: http::client(transport)? })
     }
 
     fn url(&self, path: &str) -> Result<Url, AdapterError> {
@@ -36,7 +37,7 @@ impl Client {
     }
 
     fn request(&self, method: Method, path: &str, ctx: &CallContext) -> Result<reqwest::RequestBuilder, AdapterError> {
-        let req = self.http.request(method, self.url(path)?).basic_auth(self.application_token.expose(), Some(self.access_token.expose()));
+        let req = self.http.request(method, self.url(path)?).basic_auth(self.application_token.current().expose(), Some(self.access_token.current().expose()));
         Ok(traced(req, ctx))
     }
 
@@ -53,13 +54,10 @@ impl Client {
 
     /// A request whose success has no body (`PUT /pins` answers 204).
     pub(crate) async fn put_empty<B: Serialize>(&self, path: &str, body: &B, ctx: &CallContext) -> Result<(), AdapterError> {
-        let reply = self.request(Method::PUT, path, ctx)?.json(body).send().await.map_err(|e| AdapterError::from_transport(&e))?;
-        let status = reply.status().as_u16();
-        let wait = http::retry_after(reply.headers());
-        if (200..300).contains(&status) {
-            return Ok(());
-        }
-        let body = reply.bytes().await.map_err(|e| AdapterError::from_transport(&e))?;
-        Err(map_error(status, wait, serde_json::from_slice(&body).ok()))
+        // Through the shared sender like every other call: a `vendor_call`
+        // span whose id is the traceparent Marqeta gets, and the reply's
+        // status for the audit entry.
+        let req = self.request(Method::PUT, path, ctx)?.json(body);
+        http::send_empty::<ErrorBody>(req, map_error).await
     }
 }

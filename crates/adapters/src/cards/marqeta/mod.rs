@@ -71,7 +71,8 @@ use switchyard_canonical::{ErrorClass, ErrorCode};
 
 use super::{CardAnswer, CardCall, CardRef, Provisioning};
 use crate::http::Transport;
-use crate::{AdapterError, CallContext, Secret};
+use crate::secret::ApiKey;
+use crate::{AdapterError, CallContext};
 use client::Client;
 use transformers as t;
 
@@ -87,7 +88,7 @@ pub struct MarqetaAdapter {
 }
 
 impl MarqetaAdapter {
-    pub fn new(name: impl Into<String>, base_url: &str, application_token: Secret, access_token: Secret, transport: Transport) -> Result<Self, AdapterError> {
+    pub fn new(name: impl Into<String>, base_url: &str, application_token: impl Into<ApiKey>, access_token: impl Into<ApiKey>, transport: Transport) -> Result<Self, AdapterError> {
         Ok(Self { name: name.into(), client: Client::new(base_url, application_token, access_token, transport)?, card_products: HashMap::new() })
     }
 

@@ -1,6 +1,7 @@
 //! The adapter against the Marqeta simulator.
 
 use super::*;
+use crate::Secret;
 use std::time::Duration;
 use switchyard_canonical::card::{CardForm, CardState, DisputeSpec, EvidenceSpec, PinSpec, ProvisionSpec};
 use switchyard_canonical::card_dispute::{DisputeReason, DisputeState};

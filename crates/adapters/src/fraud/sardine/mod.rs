@@ -17,7 +17,8 @@ pub(crate) mod webhook;
 
 use super::{feedback_of, FraudVerdict};
 use crate::http::{self, traced, Transport};
-use crate::{AdapterError, CallContext, Secret};
+use crate::secret::ApiKey;
+use crate::{AdapterError, CallContext};
 use switchyard_canonical::fraud::FraudCommand;
 use switchyard_canonical::{ErrorClass, ErrorCode};
 use transformers::{map_error, FeedbackRequest, SardineError, SardineReply, ScoreRequest};
@@ -26,16 +27,16 @@ use transformers::{map_error, FeedbackRequest, SardineError, SardineReply, Score
 pub struct SardineAdapter {
     name: String,
     base_url: String,
-    client_id: Secret,
-    client_secret: Secret,
+    client_id: ApiKey,
+    client_secret: ApiKey,
     http: reqwest::Client,
 }
 
 impl SardineAdapter {
-    pub fn new(name: impl Into<String>, base_url: &str, client_id: Secret, client_secret: Secret, transport: Transport) -> Result<Self, AdapterError> {
+    pub fn new(name: impl Into<String>, base_url: &str, client_id: impl Into<ApiKey>, client_secret: impl Into<ApiKey>, transport: Transport) -> Result<Self, AdapterError> {
         let base_url = base_url.trim_end_matches('/').to_owned();
         reqwest::Url::parse(&base_url).map_err(|e| AdapterError::new(ErrorClass::ManualRepair, ErrorCode::InvalidRequest, format!("base_url: {e}")))?;
-        Ok(Self { name: name.into(), base_url, client_id, client_secret, http: http::client(transport)? })
+        Ok(Self { name: name.into(), base_url, client_id: client_id.into(), client_secret: client_secret.into(), http: http::client(transport)? })
     }
 
     pub fn name(&self) -> &str {
@@ -43,7 +44,7 @@ impl SardineAdapter {
     }
 
     fn post(&self, path: &str, ctx: &CallContext) -> reqwest::RequestBuilder {
-        let req = self.http.post(format!("{}{path}", self.base_url)).basic_auth(self.client_id.expose(), Some(self.client_secret.expose()));
+        let req = self.http.post(format!("{}{path}", self.base_url)).basic_auth(self.client_id.current().expose(), Some(self.client_secret.current().expose()));
         traced(req, ctx)
     }
 

@@ -20,7 +20,8 @@ pub(crate) mod webhook;
 
 use super::{feedback_of, FraudVerdict};
 use crate::http::{self, traced, Transport};
-use crate::{AdapterError, CallContext, Secret};
+use crate::secret::ApiKey;
+use crate::{AdapterError, CallContext};
 use switchyard_canonical::fraud::FraudCommand;
 use switchyard_canonical::{ErrorClass, ErrorCode};
 use transformers::{label, map_error, ScoreRequest, SeonReply};
@@ -29,15 +30,15 @@ use transformers::{label, map_error, ScoreRequest, SeonReply};
 pub struct SeonAdapter {
     name: String,
     base_url: String,
-    api_key: Secret,
+    api_key: ApiKey,
     http: reqwest::Client,
 }
 
 impl SeonAdapter {
-    pub fn new(name: impl Into<String>, base_url: &str, api_key: Secret, transport: Transport) -> Result<Self, AdapterError> {
+    pub fn new(name: impl Into<String>, base_url: &str, api_key: impl Into<ApiKey>, transport: Transport) -> Result<Self, AdapterError> {
         let base_url = base_url.trim_end_matches('/').to_owned();
         reqwest::Url::parse(&base_url).map_err(|e| AdapterError::new(ErrorClass::ManualRepair, ErrorCode::InvalidRequest, format!("base_url: {e}")))?;
-        Ok(Self { name: name.into(), base_url, api_key, http: http::client(transport)? })
+        Ok(Self { name: name.into(), base_url, api_key: api_key.into(), http: http::client(transport)? })
     }
 
     pub fn name(&self) -> &str {
@@ -48,7 +49,7 @@ impl SeonAdapter {
         let req = self
             .http
             .post(format!("{}/SeonRestService/fraud-api/v2/", self.base_url))
-            .header("X-API-KEY", self.api_key.expose())
+            .header("X-API-KEY", self.api_key.current().expose())
             .json(&ScoreRequest::new(cmd));
         let reply: SeonReply = http::send_json::<_, SeonReply>(traced(req, ctx), map_error).await?;
         transformers::verdict(reply)
@@ -59,7 +60,7 @@ impl SeonAdapter {
         let req = self
             .http
             .put(format!("{}/SeonRestService/fraud-api/label/v1/{}", self.base_url, crate::encode::path_segment(&f.transaction_id)))
-            .header("X-API-KEY", self.api_key.expose())
+            .header("X-API-KEY", self.api_key.current().expose())
             .json(&serde_json::json!({ "label": label(f.kind) }));
         let reply: SeonReply = http::send_json::<_, SeonReply>(traced(req, ctx), map_error).await?;
         transformers::accepted(reply, &f.transaction_id)

@@ -23,7 +23,8 @@ pub(crate) mod webhook;
 use super::{KycVerdict, Polling};
 use crate::http::{self, traced, Transport};
 use crate::multipart::Multipart;
-use crate::{AdapterError, CallContext, Secret};
+use crate::secret::ApiKey;
+use crate::{AdapterError, CallContext};
 use switchyard_canonical::kyc::KycCommand;
 use switchyard_canonical::{ErrorClass, ErrorCode};
 use transformers::{map_error, ApplicantRequest, CheckRequest, OnfidoCheck, OnfidoError, OnfidoReports, OnfidoResource};
@@ -32,16 +33,16 @@ use transformers::{map_error, ApplicantRequest, CheckRequest, OnfidoCheck, Onfid
 pub struct OnfidoAdapter {
     name: String,
     base_url: String,
-    api_token: Secret,
+    api_token: ApiKey,
     polling: Polling,
     http: reqwest::Client,
 }
 
 impl OnfidoAdapter {
-    pub fn new(name: impl Into<String>, base_url: &str, api_token: Secret, transport: Transport, polling: Polling) -> Result<Self, AdapterError> {
+    pub fn new(name: impl Into<String>, base_url: &str, api_token: impl Into<ApiKey>, transport: Transport, polling: Polling) -> Result<Self, AdapterError> {
         let base_url = base_url.trim_end_matches('/').to_owned();
         reqwest::Url::parse(&base_url).map_err(|e| AdapterError::new(ErrorClass::ManualRepair, ErrorCode::InvalidRequest, format!("base_url: {e}")))?;
-        Ok(Self { name: name.into(), base_url, api_token, polling, http: http::client(transport)? })
+        Ok(Self { name: name.into(), base_url, api_token: api_token.into(), polling, http: http::client(transport)? })
     }
 
     pub fn name(&self) -> &str {
@@ -52,7 +53,7 @@ impl OnfidoAdapter {
         let req = self
             .http
             .post(format!("{}/v3.6{path}", self.base_url))
-            .header("Authorization", format!("Token token={}", self.api_token.expose()))
+            .header("Authorization", format!("Token token={}", self.api_token.current().expose()))
             .header("Idempotency-Key", format!("{key}.{step}"));
         traced(req, ctx)
     }
@@ -61,7 +62,7 @@ impl OnfidoAdapter {
         let req = self
             .http
             .get(format!("{}/v3.6{path}", self.base_url))
-            .header("Authorization", format!("Token token={}", self.api_token.expose()));
+            .header("Authorization", format!("Token token={}", self.api_token.current().expose()));
         traced(req, ctx)
     }
 

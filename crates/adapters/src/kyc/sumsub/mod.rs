@@ -26,7 +26,8 @@ pub(crate) mod webhook;
 use super::{KycVerdict, Polling};
 use crate::http::{self, traced, Transport};
 use crate::multipart::Multipart;
-use crate::{AdapterError, CallContext, Secret};
+use crate::secret::ApiKey;
+use crate::{AdapterError, CallContext};
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 use switchyard_canonical::kyc::KycCommand;
@@ -37,8 +38,8 @@ use transformers::{map_error, ApplicantRequest, IdDocMetadata, SumsubApplicant, 
 pub struct SumsubAdapter {
     name: String,
     base_url: String,
-    app_token: Secret,
-    secret_key: Secret,
+    app_token: ApiKey,
+    secret_key: ApiKey,
     level_name: String,
     polling: Polling,
     http: reqwest::Client,
@@ -49,8 +50,8 @@ impl SumsubAdapter {
     pub fn new(
         name: impl Into<String>,
         base_url: &str,
-        app_token: Secret,
-        secret_key: Secret,
+        app_token: impl Into<ApiKey>,
+        secret_key: impl Into<ApiKey>,
         level_name: impl Into<String>,
         transport: Transport,
         polling: Polling,
@@ -60,8 +61,8 @@ impl SumsubAdapter {
         Ok(Self {
             name: name.into(),
             base_url,
-            app_token,
-            secret_key,
+            app_token: app_token.into(),
+            secret_key: secret_key.into(),
             level_name: level_name.into(),
             polling,
             http: http::client(transport)?,
@@ -75,11 +76,11 @@ impl SumsubAdapter {
     /// A signed request; `path` includes the query string.
     fn signed(&self, method: reqwest::Method, path: &str, content_type: Option<&str>, body: Vec<u8>, ctx: &CallContext) -> reqwest::RequestBuilder {
         let ts = switchyard_canonical::now_ms() / 1000;
-        let sig = signature(self.secret_key.expose(), ts, method.as_str(), path, &body);
+        let sig = signature(self.secret_key.current().expose(), ts, method.as_str(), path, &body);
         let mut req = self
             .http
             .request(method, format!("{}{path}", self.base_url))
-            .header("X-App-Token", self.app_token.expose())
+            .header("X-App-Token", self.app_token.current().expose())
             .header("X-App-Access-Ts", ts.to_string())
             .header("X-App-Access-Sig", sig);
         if let Some(ct) = content_type {

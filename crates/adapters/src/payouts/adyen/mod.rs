@@ -16,6 +16,7 @@ pub(crate) mod webhook;
 use crate::http::{self, traced, Transport};
 use crate::payouts::VendorPayout;
 use crate::secret::ApiKey;
+use crate::tls_rotation::LiveClient;
 use crate::{AdapterError, CallContext};
 use switchyard_canonical::PayoutCommand;
 use transformers::{map_error, AdyenProblem, AdyenTransfer, AdyenTransferList, AdyenTransferRequest};
@@ -27,7 +28,8 @@ pub struct AdyenAdapter {
     transfers_url: reqwest::Url,
     api_key: ApiKey,
     balance_account_id: String,
-    http: reqwest::Client,
+    /// Replaced when the client certificate rotates ([`Self::with_client`]).
+    http: LiveClient,
 }
 
 impl AdyenAdapter {
@@ -48,8 +50,15 @@ impl AdyenAdapter {
             transfers_url,
             api_key: api_key.into(),
             balance_account_id: balance_account_id.into(),
-            http: http::client(transport)?,
+            http: http::client(transport)?.into(),
         })
+    }
+
+    /// Sends with `client` instead of the one built from the transport: a
+    /// [`RotatingTls`](crate::tls_rotation::RotatingTls)'s, which follows
+    /// client certificate rotations.
+    pub fn with_client(self, client: LiveClient) -> Self {
+        Self { http: client, ..self }
     }
 
     pub fn name(&self) -> &str {
@@ -60,6 +69,7 @@ impl AdyenAdapter {
         let body = AdyenTransferRequest::new(cmd, &self.balance_account_id);
         let req = self
             .http
+            .current()
             .post(self.transfers_url.clone())
             .header("X-API-Key", self.api_key.current().expose())
             .header("Idempotency-Key", provider_key)
@@ -71,6 +81,7 @@ impl AdyenAdapter {
         let replayed = self.create(cmd, provider_key, ctx).await?;
         let req = self
             .http
+            .current()
             .get(format!("{}/btl/v4/transfers/{}", self.base_url, replayed.vendor_reference))
             .header("X-API-Key", self.api_key.current().expose());
         Ok(self.send(traced(req, ctx)).await.unwrap_or(replayed))
@@ -90,7 +101,7 @@ impl AdyenAdapter {
             ("createdUntil", until.as_str()),
             ("limit", "10"),
         ];
-        let req = self.http.get(self.transfers_url.clone()).query(&query).header("X-API-Key", self.api_key.current().expose());
+        let req = self.http.current().get(self.transfers_url.clone()).query(&query).header("X-API-Key", self.api_key.current().expose());
         let list = http::send_json::<AdyenTransferList, AdyenProblem>(traced(req, ctx), map_error).await?;
         list.into_match(cmd).map(|found| found.map(Into::into))
     }
