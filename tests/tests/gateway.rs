@@ -252,6 +252,28 @@ async fn without_a_broker_a_post_is_answered_503_and_its_retry_is_accepted_once_
     Ok(())
 }
 
+/// The producer is warmed (metadata of every command topic fetched through
+/// it) before the listener is bound: a gateway back from `start_gateway`
+/// is ready at once. Without a broker it still serves (POSTs answer 503),
+/// and `/readyz` says the producer is not ready.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_producer_is_warmed_before_serving_and_readyz_says_so_until_it_is() -> Result<()> {
+    let env = TestEnv::new("gw-warm").await?;
+    let shutdown = CancellationToken::new();
+    let up = start_gateway(gateway_config(&env, None), shutdown.clone()).await?;
+    let ready = up.health.readiness().await;
+    assert_eq!(ready.check("producer"), Some(&Ok(())), "warmed before start_gateway returned: {:?}", ready.checks);
+    let down = start_gateway(gateway_config(&env, Some("127.0.0.1:9")), shutdown.clone()).await?;
+    let ready = down.health.readiness().await;
+    assert!(matches!(ready.check("producer"), Some(Err(_))) && !ready.is_ready(), "{:?}", ready.checks);
+    let readyz = reqwest::get(format!("http://{}/readyz", down.addr)).await?;
+    assert_eq!(readyz.status(), StatusCode::SERVICE_UNAVAILABLE, "served, and not ready");
+    shutdown.cancel();
+    up.join.await??;
+    down.join.await??;
+    Ok(())
+}
+
 /// The audit entries of one correlation id, once the gateway's group
 /// commit has written them.
 async fn audited(store: &switchyard_store::Store, correlation_id: &str, want: usize) -> Result<Vec<switchyard_store::audit::AuditRecord>> {

@@ -69,6 +69,24 @@ impl Publisher {
         self.producer.client().fatal_error().map(|(code, reason)| format!("{code:?}: {reason}"))
     }
 
+    /// Connects to the cluster and learns the leaders of `topics` before
+    /// the first record needs them: a fresh idempotent producer otherwise
+    /// spends its first sends on metadata and on acquiring its producer id,
+    /// which a service answering within a deadline (the gateway) cannot
+    /// afford under load. Fails when the broker did not answer in `timeout`.
+    pub async fn warm_up(&self, topics: &[&str], timeout: Duration) -> Result<(), BusError> {
+        let producer = self.producer.clone();
+        let topics: Vec<String> = topics.iter().map(|t| (*t).to_owned()).collect();
+        let fetched = tokio::task::spawn_blocking(move || -> Result<(), BusError> {
+            for topic in &topics {
+                producer.client().fetch_metadata(Some(topic), timeout)?;
+            }
+            Ok(())
+        })
+        .await;
+        fetched.map_err(|e| BusError::Config(format!("warm-up task: {e}")))?
+    }
+
     /// Waits for everything queued to be delivered.
     pub fn flush(&self, timeout: Duration) -> Result<(), BusError> {
         self.producer.flush(timeout)?;

@@ -100,12 +100,21 @@ impl KycCommand {
                 return Err("person.date_of_birth must be YYYY-MM-DD".into());
             }
         }
-        let c = &self.document.issuing_country;
+        self.document.validate("document")
+    }
+}
+
+impl IdDocument {
+    /// The document rules every command carrying one applies (a KYC check,
+    /// an onboarding application and its evidence), so a document the
+    /// gateway refuses is refused on the bus too; `field` names it in the error.
+    pub fn validate(&self, field: &str) -> Result<(), String> {
+        let c = &self.issuing_country;
         if c.len() != 3 || !c.bytes().all(|b| b.is_ascii_uppercase()) {
-            return Err("document.issuing_country must be ISO 3166-1 alpha-3 (e.g. GBR)".into());
+            return Err(format!("{field}.issuing_country must be ISO 3166-1 alpha-3 (e.g. GBR)"));
         }
-        if self.document.front_ref.trim().is_empty() {
-            return Err("document.front_ref must not be empty".into());
+        if self.front_ref.trim().is_empty() {
+            return Err(format!("{field}.front_ref must not be empty"));
         }
         Ok(())
     }

@@ -101,13 +101,18 @@ impl OnboardingCommand {
                         return Err("applicant.nationality must be ISO 3166-1 alpha-2".into());
                     }
                 }
+                // Checked here, not only when the KYC step runs: a bad
+                // document must refuse the command, not fail the flow later.
+                a.document.validate("applicant.document")?;
             }
-            OnboardingAction::SubmitEvidence if self.evidence.is_none() => return Err("evidence is required for SUBMIT_EVIDENCE".into()),
+            OnboardingAction::SubmitEvidence => match &self.evidence {
+                Some(e) => e.document.validate("evidence.document")?,
+                None => return Err("evidence is required for SUBMIT_EVIDENCE".into()),
+            },
             OnboardingAction::Decide => match &self.decision {
                 Some(d) if !d.reviewer.trim().is_empty() => {}
                 _ => return Err("decision with a reviewer is required for DECIDE".into()),
             },
-            OnboardingAction::SubmitEvidence => {}
         }
         Ok(())
     }
@@ -258,6 +263,29 @@ mod tests {
         let mut long = start();
         long.flow_id = "f".repeat(MAX_FLOW_ID_LEN + 1);
         assert!(long.validate().is_err_and(|e| e.contains("flow_id")));
+    }
+
+    /// Found by schemathesis through the gateway (`"IBN*"` answered 202);
+    /// a command published straight on the bus must be refused the same.
+    #[test]
+    fn documents_are_checked_at_start_and_in_evidence() {
+        let mut c = start();
+        if let Some(a) = c.applicant.as_mut() {
+            a.document.issuing_country = "IBN*".into();
+        }
+        assert!(c.validate().is_err_and(|e| e.contains("applicant.document.issuing_country")), "{:?}", c.validate());
+        let document = IdDocument { kind: DocumentKind::Passport, issuing_country: "GBR".into(), front_ref: " ".into(), back_ref: None };
+        let mut e = start();
+        e.action = OnboardingAction::SubmitEvidence;
+        e.applicant = None;
+        e.evidence = Some(Evidence { document: document.clone(), selfie_ref: None });
+        assert!(e.validate().is_err_and(|e| e.contains("evidence.document.front_ref")), "{:?}", e.validate());
+        e.evidence = Some(Evidence { document: IdDocument { issuing_country: "IBN*".into(), front_ref: "doc://f".into(), ..document }, selfie_ref: None });
+        assert!(e.validate().is_err_and(|e| e.contains("evidence.document.issuing_country")));
+        if let Some(ev) = e.evidence.as_mut() {
+            ev.document.issuing_country = "GBR".into();
+        }
+        assert_eq!(e.validate(), Ok(()));
     }
 
     #[test]

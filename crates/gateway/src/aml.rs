@@ -224,7 +224,7 @@ fn prepare(app: &Gateway, team: &Team, key: &str, body: &[u8]) -> Result<Prepare
             headers: Vec::new(),
         },
         schema_id: app.encoders.aml.schema_id(),
-        answer: Answer::Created { status: ACCEPTED, body: json(&view), observed_at_ms: command.requested_at_ms },
+        answer: Answer::Created { status: ACCEPTED, body: json(&view) },
         resource_id: id,
     })
 }
@@ -241,7 +241,8 @@ fn prepare(app: &Gateway, team: &Team, key: &str, body: &[u8]) -> Result<Prepare
     ),
     responses(
         (status = 202, description = "Accepted: the command is on the bus", body = ScreeningView,
-            headers(("Location" = String, description = "The screening's URL"))),
+            headers(("Location" = String, description = "The screening's URL")),
+            links(("GetAmlScreening" = (operation_id = "getAmlScreening", parameters(("id" = "$response.body#/id")), description = "The screening's state")))),
         (status = 400, description = "Invalid request or Idempotency-Key missing", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "No valid API key", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "The team lacks aml:write", body = Problem, content_type = "application/problem+json"),

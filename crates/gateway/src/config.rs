@@ -87,6 +87,10 @@ pub const SCOPES: &[&str] = &[
     "onboarding:read",
     "onboarding:write",
     "onboarding:decide",
+    "cards:read",
+    "cards:write",
+    "openbanking:read",
+    "openbanking:write",
 ];
 
 /// Topic names; test stacks prefix them.
@@ -110,6 +114,14 @@ pub struct GatewayTopics {
     /// orchestrator's transitions, which are the applications' states.
     pub onboarding_commands: String,
     pub onboarding_events: String,
+    /// `cards.commands.v1` and `cards.outcomes.v1`.
+    pub card_commands: String,
+    pub card_outcomes: String,
+    /// `openbanking.commands.v1`, `openbanking.outcomes.v1`, and
+    /// `openbanking.events.v1` (payments move after their command's answer).
+    pub openbanking_commands: String,
+    pub openbanking_outcomes: String,
+    pub openbanking_events: String,
 }
 
 impl GatewayTopics {
@@ -127,18 +139,32 @@ impl GatewayTopics {
             fraud_outcomes: name("fraud.outcomes.v1"),
             onboarding_commands: name("onboarding.commands.v1"),
             onboarding_events: name("onboarding.events.v1"),
+            card_commands: name("cards.commands.v1"),
+            card_outcomes: name("cards.outcomes.v1"),
+            openbanking_commands: name("openbanking.commands.v1"),
+            openbanking_outcomes: name("openbanking.outcomes.v1"),
+            openbanking_events: name("openbanking.events.v1"),
         }
     }
 
     /// The topics the gateway publishes commands to.
-    pub fn commands(&self) -> [&str; 5] {
-        [&self.payout_commands, &self.kyc_commands, &self.aml_commands, &self.fraud_commands, &self.onboarding_commands]
+    pub fn commands(&self) -> [&str; 7] {
+        [&self.payout_commands, &self.kyc_commands, &self.aml_commands, &self.fraud_commands, &self.onboarding_commands, &self.card_commands, &self.openbanking_commands]
     }
 
     /// The topics the gateway projects (`Sources::project` in lib.rs), each
     /// dead-lettering to its [`projection_dlq`].
-    pub fn projected(&self) -> [&str; 5] {
-        [&self.payout_outcomes, &self.kyc_outcomes, &self.aml_outcomes, &self.fraud_outcomes, &self.onboarding_events]
+    pub fn projected(&self) -> [&str; 8] {
+        [
+            &self.payout_outcomes,
+            &self.kyc_outcomes,
+            &self.aml_outcomes,
+            &self.fraud_outcomes,
+            &self.onboarding_events,
+            &self.card_outcomes,
+            &self.openbanking_outcomes,
+            &self.openbanking_events,
+        ]
     }
 }
 

@@ -200,7 +200,7 @@ fn prepare(app: &Gateway, team: &Team, key: &str, body: &[u8]) -> Result<Prepare
             headers: Vec::new(),
         },
         schema_id: app.encoders.fraud.schema_id(),
-        answer: Answer::Created { status: ACCEPTED, body: json(&view), observed_at_ms: command.requested_at_ms },
+        answer: Answer::Created { status: ACCEPTED, body: json(&view) },
         resource_id: id,
     })
 }
@@ -217,7 +217,8 @@ fn prepare(app: &Gateway, team: &Team, key: &str, body: &[u8]) -> Result<Prepare
     ),
     responses(
         (status = 202, description = "Accepted: the command is on the bus", body = ScoreView,
-            headers(("Location" = String, description = "The score's URL"))),
+            headers(("Location" = String, description = "The score's URL")),
+            links(("GetFraudScore" = (operation_id = "getFraudScore", parameters(("id" = "$response.body#/id")), description = "The score's state")))),
         (status = 400, description = "Invalid request or Idempotency-Key missing", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "No valid API key", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "The team lacks fraud:write", body = Problem, content_type = "application/problem+json"),

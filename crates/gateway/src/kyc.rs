@@ -89,20 +89,11 @@ impl PersonRequest {
 }
 
 impl DocumentRequest {
-    /// The document rules `KycCommand::validate` applies. An onboarding
-    /// command carries the document to a later KYC step unchecked, so the
-    /// gateway checks it up front: a bad one is a 400 now, not a failed
-    /// application later (schemathesis found an evidence with
-    /// `issuing_country: "IBN*"` answered 202).
+    /// The document rules every canonical command carrying a document
+    /// applies ([`IdDocument::validate`]), checked up front so an onboarding
+    /// request's document is a 400 now, not a refused command later.
     pub fn validate(&self) -> Result<(), String> {
-        let c = &self.issuing_country;
-        if c.len() != 3 || !c.bytes().all(|b| b.is_ascii_uppercase()) {
-            return Err("document.issuing_country must be ISO 3166-1 alpha-3 (e.g. GBR)".into());
-        }
-        if self.front_ref.trim().is_empty() {
-            return Err("document.front_ref must not be empty".into());
-        }
-        Ok(())
+        self.to_canonical().validate("document")
     }
 
     pub fn to_canonical(&self) -> IdDocument {
@@ -229,7 +220,7 @@ fn prepare(app: &Gateway, team: &Team, key: &str, body: &[u8]) -> Result<Prepare
             headers: Vec::new(),
         },
         schema_id: app.encoders.kyc.schema_id(),
-        answer: Answer::Created { status: ACCEPTED, body: json(&view), observed_at_ms: command.requested_at_ms },
+        answer: Answer::Created { status: ACCEPTED, body: json(&view) },
         resource_id: id,
     })
 }
@@ -246,7 +237,8 @@ fn prepare(app: &Gateway, team: &Team, key: &str, body: &[u8]) -> Result<Prepare
     ),
     responses(
         (status = 202, description = "Accepted: the command is on the bus", body = KycCheckView,
-            headers(("Location" = String, description = "The check's URL"))),
+            headers(("Location" = String, description = "The check's URL")),
+            links(("GetKycCheck" = (operation_id = "getKycCheck", parameters(("id" = "$response.body#/id")), description = "The check's state")))),
         (status = 400, description = "Invalid request or Idempotency-Key missing", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "No valid API key", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "The team lacks kyc:write", body = Problem, content_type = "application/problem+json"),

@@ -16,7 +16,10 @@
 //!   projection and handlers: [`payouts`] (`/v1/payouts`), [`kyc`]
 //!   (`/v1/kyc/checks`), [`aml`] (`/v1/aml/screenings`), [`fraud`]
 //!   (`/v1/fraud/scores`), [`onboarding`] (`/v1/onboarding/applications`,
-//!   with `/evidence` and `/decisions`).
+//!   with `/evidence` and `/decisions`), [`cards`] (`/v1/cards`, with
+//!   `/transitions`), [`openbanking`] (`/v1/openbanking/consents`, with
+//!   [`openbanking_actions`]: `/completion`, `/refresh` and `/revocation`) and
+//!   [`openbanking_payments`] (`/v1/openbanking/payments`).
 //!
 //! Idempotency: every POST needs an `Idempotency-Key`, which becomes the
 //! command's idempotency key (so an HTTP retry and a bus redelivery meet in
@@ -25,11 +28,15 @@
 
 pub mod aml;
 pub mod auth;
+pub mod cards;
 pub mod config;
 pub mod fraud;
 pub mod kyc;
 pub mod onboarding;
 pub mod openapi;
+pub mod openbanking;
+pub mod openbanking_actions;
+pub mod openbanking_payments;
 pub mod payouts;
 pub mod problem;
 mod projection;
@@ -57,6 +64,11 @@ pub const FRAUD_COMMAND_SCHEMA: &str = include_str!("../../../schemas/fraud/Frau
 pub const FRAUD_OUTCOME_SCHEMA: &str = include_str!("../../../schemas/fraud/FraudOutcome.v1.avsc");
 pub const ONBOARDING_COMMAND_SCHEMA: &str = include_str!("../../../schemas/onboarding/OnboardingCommand.v1.avsc");
 pub const ONBOARDING_EVENT_SCHEMA: &str = include_str!("../../../schemas/onboarding/OnboardingEvent.v1.avsc");
+pub const CARD_COMMAND_SCHEMA: &str = include_str!("../../../schemas/cards/CardCommand.v1.avsc");
+pub const CARD_OUTCOME_SCHEMA: &str = include_str!("../../../schemas/cards/CardOutcome.v1.avsc");
+pub const OPENBANKING_COMMAND_SCHEMA: &str = include_str!("../../../schemas/openbanking/OpenBankingCommand.v1.avsc");
+pub const OPENBANKING_OUTCOME_SCHEMA: &str = include_str!("../../../schemas/openbanking/OpenBankingOutcome.v1.avsc");
+pub const OPENBANKING_EVENT_SCHEMA: &str = include_str!("../../../schemas/openbanking/OpenBankingEvent.v1.avsc");
 
 #[derive(Debug, thiserror::Error)]
 pub enum GatewayError {
@@ -77,6 +89,8 @@ pub(crate) struct Encoders {
     pub(crate) aml: AvroEncoder,
     pub(crate) fraud: AvroEncoder,
     pub(crate) onboarding: AvroEncoder,
+    pub(crate) cards: AvroEncoder,
+    pub(crate) openbanking: AvroEncoder,
 }
 
 /// Shared state of the request path.
@@ -157,6 +171,53 @@ impl Sources<'_> {
     }
 }
 
+/// Warms the producer before the listener is bound, so the first POSTs
+/// do not spend their publish deadline on metadata and the producer id (a
+/// first POST under load was answered 503 so). A broker that does not
+/// answer within a publish timeout does not stop start-up (POSTs answer 503
+/// meanwhile, as in any outage): the warm-up goes on in the background, and
+/// `/readyz` says not ready until it is done.
+async fn warm_up(publisher: &Publisher, config: &GatewayConfig, health: &switchyard_service::Health, shutdown: &CancellationToken) {
+    let warmed = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flag = warmed.clone();
+    health.check("producer", move || {
+        let ready = flag.load(std::sync::atomic::Ordering::Acquire);
+        async move { if ready { Ok(()) } else { Err("the producer is not warmed up yet".to_owned()) } }
+    });
+    let topics: Vec<String> = config.topics.commands().iter().map(|t| (*t).to_owned()).collect();
+    let timeout = Duration::from_millis(config.publish_timeout_ms);
+    let attempt = {
+        let publisher = publisher.clone();
+        move || {
+            let (publisher, topics) = (publisher.clone(), topics.clone());
+            async move {
+                let names: Vec<&str> = topics.iter().map(String::as_str).collect();
+                publisher.warm_up(&names, timeout).await
+            }
+        }
+    };
+    match attempt().await {
+        Ok(()) => warmed.store(true, std::sync::atomic::Ordering::Release),
+        Err(e) => {
+            tracing::warn!(error = %e, "producer not warmed up; serving, not ready, still trying");
+            let shutdown = shutdown.clone();
+            tokio::spawn(async move {
+                loop {
+                    tokio::select! {
+                        _ = shutdown.cancelled() => return,
+                        _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                    }
+                    if attempt().await.is_ok() {
+                        tracing::info!("producer warmed up");
+                        warmed.store(true, std::sync::atomic::Ordering::Release);
+                        return;
+                    }
+                }
+            });
+        }
+    }
+}
+
 pub struct RunningGateway {
     pub addr: SocketAddr,
     pub health: switchyard_service::Health,
@@ -179,6 +240,8 @@ pub async fn start_gateway(config: GatewayConfig, shutdown: CancellationToken) -
         aml: AvroEncoder::register(&registry, &t.aml_commands, AML_COMMAND_SCHEMA).await?,
         fraud: AvroEncoder::register(&registry, &t.fraud_commands, FRAUD_COMMAND_SCHEMA).await?,
         onboarding: AvroEncoder::register(&registry, &t.onboarding_commands, ONBOARDING_COMMAND_SCHEMA).await?,
+        cards: AvroEncoder::register(&registry, &t.card_commands, CARD_COMMAND_SCHEMA).await?,
+        openbanking: AvroEncoder::register(&registry, &t.openbanking_commands, OPENBANKING_COMMAND_SCHEMA).await?,
     };
     let store = Store::connect(&config.database_url).await?;
     let gateway_store = GatewayStore::open(&store).await?;
@@ -200,7 +263,12 @@ pub async fn start_gateway(config: GatewayConfig, shutdown: CancellationToken) -
         sources.project::<aml::AmlOutcomes>(&t.aml_outcomes, AML_OUTCOME_SCHEMA)?,
         sources.project::<fraud::FraudOutcomes>(&t.fraud_outcomes, FRAUD_OUTCOME_SCHEMA)?,
         sources.project::<onboarding::OnboardingEvents>(&t.onboarding_events, ONBOARDING_EVENT_SCHEMA)?,
+        sources.project::<cards::CardOutcomes>(&t.card_outcomes, CARD_OUTCOME_SCHEMA)?,
+        sources.project::<openbanking::OpenBankingOutcomes>(&t.openbanking_outcomes, OPENBANKING_OUTCOME_SCHEMA)?,
+        sources.project::<openbanking_payments::PaymentEvents>(&t.openbanking_events, OPENBANKING_EVENT_SCHEMA)?,
     ];
+
+    warm_up(&publisher, &config, &health, &shutdown).await;
 
     let (max_body, bind) = (config.max_body_bytes, config.bind);
     let state = Arc::new(Gateway {
@@ -227,6 +295,16 @@ pub async fn start_gateway(config: GatewayConfig, shutdown: CancellationToken) -
         .route("/v1/onboarding/applications/{id}", get(onboarding::get_application))
         .route("/v1/onboarding/applications/{id}/evidence", post(onboarding::post_evidence))
         .route("/v1/onboarding/applications/{id}/decisions", post(onboarding::post_decision))
+        .route("/v1/cards", post(cards::post_card).get(cards::list_cards))
+        .route("/v1/cards/{id}", get(cards::get_card))
+        .route("/v1/cards/{id}/transitions", post(cards::post_transition))
+        .route("/v1/openbanking/consents", post(openbanking::post_consent).get(openbanking::list_consents))
+        .route("/v1/openbanking/consents/{id}", get(openbanking::get_consent))
+        .route("/v1/openbanking/consents/{id}/completion", post(openbanking_actions::post_completion))
+        .route("/v1/openbanking/consents/{id}/refresh", post(openbanking_actions::post_refresh))
+        .route("/v1/openbanking/consents/{id}/revocation", post(openbanking_actions::post_revocation))
+        .route("/v1/openbanking/payments", post(openbanking_payments::post_payment))
+        .route("/v1/openbanking/payments/{id}", get(openbanking_payments::get_payment))
         .route_layer(axum::middleware::from_fn_with_state(state.clone(), auth::layer))
         // Public, like any API description: added after the auth layer.
         .route("/openapi.json", get(openapi_json))

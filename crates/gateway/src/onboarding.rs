@@ -275,7 +275,7 @@ fn start(app: &Gateway, team: &Team, key: &str, body: &[u8]) -> Result<Prepared,
     let request: ApplicationRequest = resource::parse(body)?;
     let command = request.to_command(key).map_err(Problem::invalid)?;
     let view = ApplicationView::accepted(&command);
-    prepared(app, resource::digest(&team.name, "", &request), &command, Answer::Created { status: ACCEPTED, body: json(&view), observed_at_ms: command.requested_at_ms })
+    prepared(app, resource::digest(&team.name, "", &request), &command, Answer::Created { status: ACCEPTED, body: json(&view) })
 }
 
 fn prepared(app: &Gateway, digest: String, command: &OnboardingCommand, answer: Answer) -> Result<Prepared, Problem> {
@@ -335,7 +335,8 @@ async fn application(app: &Gateway, id: &str) -> Result<(ApplicationView, String
     ),
     responses(
         (status = 202, description = "Accepted: the command is on the bus", body = ApplicationView,
-            headers(("Location" = String, description = "The application's URL"))),
+            headers(("Location" = String, description = "The application's URL")),
+            links(("GetApplication" = (operation_id = "getOnboardingApplication", parameters(("id" = "$response.body#/id")), description = "The application's state")))),
         (status = 400, description = "Invalid request or Idempotency-Key missing", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "No valid API key", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "The team lacks onboarding:write", body = Problem, content_type = "application/problem+json"),
@@ -373,7 +374,8 @@ pub(crate) async fn post_application(
     ),
     responses(
         (status = 202, description = "Accepted: the command is on the bus", body = ApplicationView,
-            headers(("Location" = String, description = "The application's URL"))),
+            headers(("Location" = String, description = "The application's URL")),
+            links(("GetApplication" = (operation_id = "getOnboardingApplication", parameters(("id" = "$request.path.id")), description = "The application's state")))),
         (status = 400, description = "Invalid request or Idempotency-Key missing", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "No valid API key", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "The team lacks onboarding:write", body = Problem, content_type = "application/problem+json"),
@@ -409,7 +411,8 @@ pub(crate) async fn post_evidence(
     ),
     responses(
         (status = 202, description = "Accepted: the command is on the bus", body = ApplicationView,
-            headers(("Location" = String, description = "The application's URL"))),
+            headers(("Location" = String, description = "The application's URL")),
+            links(("GetApplication" = (operation_id = "getOnboardingApplication", parameters(("id" = "$request.path.id")), description = "The application's state")))),
         (status = 400, description = "Invalid request or Idempotency-Key missing", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "No valid API key", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "The team lacks onboarding:decide", body = Problem, content_type = "application/problem+json"),

@@ -4,6 +4,10 @@
 //! `services/gateway/openapi.json`, served at `GET /openapi.json`, and
 //! regenerated with `cargo run -p gateway -- openapi`.
 
+use crate::cards::{CardCommandView, CardFormRequest, CardList, CardView, IssueCardRequest, ShippingRequest, TransitionAction, TransitionRequest};
+use crate::openbanking::{ConsentList, ConsentRequest, ConsentView, HandoffView, PaymentTermsRequest, ScopeRequest};
+use crate::openbanking_actions::{CompletionRequest, DatasetRequest, RefreshRequest, RevocationRequest};
+use crate::openbanking_payments::{PaymentRequest, PaymentView};
 use crate::aml::{ListRequest, MatchView, ScreenedSubject, ScreeningRequest, ScreeningView, SubjectKindRequest};
 use crate::fraud::{EventRequest, ScoreRequest, ScoreView, TransactionRequest};
 use crate::kyc::{DocumentKindRequest, DocumentRequest, KycCheckRequest, KycCheckView, PersonRequest};
@@ -30,6 +34,10 @@ pub const COMMITTED_PATH: &str = "services/gateway/openapi.json";
         crate::fraud::post_score, crate::fraud::get_score,
         crate::onboarding::post_application, crate::onboarding::list_applications, crate::onboarding::get_application,
         crate::onboarding::post_evidence, crate::onboarding::post_decision,
+        crate::cards::post_card, crate::cards::list_cards, crate::cards::get_card, crate::cards::post_transition,
+        crate::openbanking::post_consent, crate::openbanking::list_consents, crate::openbanking::get_consent,
+        crate::openbanking_actions::post_completion, crate::openbanking_actions::post_refresh, crate::openbanking_actions::post_revocation,
+        crate::openbanking_payments::post_payment, crate::openbanking_payments::get_payment,
     ),
     components(schemas(
         PayoutRequest, BeneficiaryRequest, RailRequest, PayoutView, PayoutList, ViewError, Problem,
@@ -37,6 +45,9 @@ pub const COMMITTED_PATH: &str = "services/gateway/openapi.json";
         ScreeningRequest, ScreenedSubject, SubjectKindRequest, ListRequest, ScreeningView, MatchView,
         ScoreRequest, EventRequest, TransactionRequest, ScoreView,
         ApplicationRequest, ApplicantRequest, EvidenceRequest, DecisionRequest, StepRequest, VerdictRequest, ApplicationView, ApplicationList,
+        IssueCardRequest, CardFormRequest, ShippingRequest, TransitionRequest, TransitionAction, CardView, CardCommandView, CardList,
+        ConsentRequest, ScopeRequest, PaymentTermsRequest, CompletionRequest, RefreshRequest, DatasetRequest, RevocationRequest,
+        ConsentView, HandoffView, ConsentList, PaymentRequest, PaymentView,
     )),
     modifiers(&BearerKey),
     tags(
@@ -45,6 +56,8 @@ pub const COMMITTED_PATH: &str = "services/gateway/openapi.json";
         (name = "aml", description = "Screening against sanctions, PEP, watchlist and adverse-media lists"),
         (name = "fraud", description = "Fraud scores and decisions for onboarding, login, payment and payout events"),
         (name = "onboarding", description = "Onboarding applications: KYC, then AML, then fraud, with evidence and analysts' decisions"),
+        (name = "cards", description = "Cards issued at a processor and moved through their lifecycle; never a PAN or a processor token"),
+        (name = "openbanking", description = "Open banking consents (the user's grant, through the provider's hand-off), their data refreshes, and the payment a consent is for"),
     )
 )]
 struct ApiDoc;
@@ -64,7 +77,10 @@ impl utoipa::Modify for BearerKey {
 
 /// The document as committed: pretty JSON and a final newline.
 pub fn document() -> String {
-    let mut text = ApiDoc::openapi().to_pretty_json().unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"));
+    let text = ApiDoc::openapi().to_pretty_json().unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"));
+    // utoipa 5.5 writes a link's fields in snake case; OpenAPI names them
+    // `operationId` and `operationRef` (no schema of ours has such a field).
+    let mut text = text.replace("\"operation_id\": ", "\"operationId\": ").replace("\"operation_ref\": ", "\"operationRef\": ");
     text.push('\n');
     text
 }
@@ -101,6 +117,13 @@ mod tests {
             ("/v1/onboarding/applications", "onboarding:write"),
             ("/v1/onboarding/applications/{id}/evidence", "onboarding:write"),
             ("/v1/onboarding/applications/{id}/decisions", "onboarding:decide"),
+            ("/v1/cards", "cards:write"),
+            ("/v1/cards/{id}/transitions", "cards:write"),
+            ("/v1/openbanking/consents", "openbanking:write"),
+            ("/v1/openbanking/consents/{id}/completion", "openbanking:write"),
+            ("/v1/openbanking/consents/{id}/refresh", "openbanking:write"),
+            ("/v1/openbanking/consents/{id}/revocation", "openbanking:write"),
+            ("/v1/openbanking/payments", "openbanking:write"),
         ] {
             let post = &doc["paths"][path]["post"];
             for status in ["202", "400", "401", "403", "409", "413", "422", "429", "503"] {
@@ -109,10 +132,46 @@ mod tests {
             assert_eq!(post["security"][0]["api_key"][0], scope, "POST {path}");
             assert!(post["parameters"].as_array().is_some_and(|p| p.iter().any(|p| p["name"] == "Idempotency-Key" && p["required"] == true)), "POST {path}");
         }
-        for path in ["/v1/kyc/checks/{id}", "/v1/aml/screenings/{id}", "/v1/fraud/scores/{id}", "/v1/onboarding/applications/{id}"] {
+        for path in [
+            "/v1/kyc/checks/{id}",
+            "/v1/aml/screenings/{id}",
+            "/v1/fraud/scores/{id}",
+            "/v1/onboarding/applications/{id}",
+            "/v1/cards/{id}",
+            "/v1/openbanking/consents/{id}",
+            "/v1/openbanking/payments/{id}",
+        ] {
             assert!(doc["paths"][path]["get"]["responses"]["304"].is_object(), "GET {path}");
         }
         assert!(doc["components"]["schemas"]["Problem"]["properties"]["type"].is_object(), "serde's rename is honoured");
         assert_eq!(doc["components"]["securitySchemes"]["api_key"]["scheme"], "bearer");
+    }
+
+    /// Every POST's 202 links to the GET of the resource it answers, by an
+    /// operation the document has, with the `id` it takes: from the answer's
+    /// body for a new resource, from the path for an action on one.
+    #[test]
+    fn every_accepted_answer_links_to_its_resource() {
+        let doc: serde_json::Value = serde_json::from_str(&document()).expect("json");
+        let paths = doc["paths"].as_object().expect("paths");
+        let gets: std::collections::HashMap<&str, &str> = paths
+            .iter()
+            .filter_map(|(path, item)| Some((item["get"]["operationId"].as_str()?, path.as_str())))
+            .collect();
+        let mut posts = 0;
+        for (path, item) in paths {
+            let Some(links) = item["post"]["responses"]["202"]["links"].as_object() else {
+                assert!(item["post"].is_null(), "POST {path}: its 202 has no links");
+                continue;
+            };
+            posts += 1;
+            assert_eq!(links.len(), 1, "POST {path}");
+            let link = links.values().next().expect("a link");
+            let target = link["operationId"].as_str().and_then(|id| gets.get(id)).unwrap_or_else(|| panic!("POST {path}: {link} names no GET"));
+            assert!(target.ends_with("/{id}") && path.starts_with(target.trim_end_matches("/{id}")), "POST {path} links to {target}");
+            let expected = if path.contains("{id}") { "$request.path.id" } else { "$response.body#/id" };
+            assert_eq!(link["parameters"]["id"], expected, "POST {path}");
+        }
+        assert_eq!(posts, 14, "every POST");
     }
 }

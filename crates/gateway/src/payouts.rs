@@ -216,7 +216,7 @@ fn prepare(app: &Gateway, team: &Team, key: &str, body: &[u8]) -> Result<Prepare
             headers: Vec::new(),
         },
         schema_id: app.encoders.payouts.schema_id(),
-        answer: Answer::Created { status: ACCEPTED, body: json(&view), observed_at_ms: command.requested_at_ms },
+        answer: Answer::Created { status: ACCEPTED, body: json(&view) },
         resource_id: command.payout_id,
     })
 }
@@ -233,7 +233,8 @@ fn prepare(app: &Gateway, team: &Team, key: &str, body: &[u8]) -> Result<Prepare
     ),
     responses(
         (status = 202, description = "Accepted: the command is on the bus", body = PayoutView,
-            headers(("Location" = String, description = "The payout's URL"))),
+            headers(("Location" = String, description = "The payout's URL")),
+            links(("GetPayout" = (operation_id = "getPayout", parameters(("id" = "$response.body#/id")), description = "The payout's state")))),
         (status = 400, description = "Invalid request or Idempotency-Key missing", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "No valid API key", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "The team lacks payouts:write", body = Problem, content_type = "application/problem+json"),

@@ -28,6 +28,13 @@ pub(crate) trait Projects: Send + Sync + 'static {
     /// `None` for a message that says nothing about a resource of ours
     /// (another command's key collision, a step of an onboarding flow).
     fn project(message: &Self::Message) -> Option<Projected>;
+
+    /// Every resource the message tells of, each in its domain: most topics
+    /// tell of one resource of [`Self::DOMAIN`], an open banking outcome of
+    /// a consent or of a payment. One consumer per topic either way.
+    fn project_all(message: &Self::Message) -> Vec<(&'static str, Projected)> {
+        Self::project(message).map(|state| (Self::DOMAIN, state)).into_iter().collect()
+    }
 }
 
 pub(crate) struct Projection<P> {
@@ -50,11 +57,16 @@ impl<P: Projects> Handler for Projection<P> {
                 return Ok(());
             }
         };
-        let Some(state) = P::project(&decoded) else { return Ok(()) };
-        self.store
-            .upsert_resource(P::DOMAIN, &state.resource_id, &state.status, &state.body, state.observed_at_ms)
-            .await
-            .map_err(|e| Failure::Retry { reason: format!("store: {e}"), delay: Duration::from_millis(500) })?;
+        let states = P::project_all(&decoded);
+        if states.is_empty() {
+            return Ok(());
+        }
+        for (domain, state) in states {
+            self.store
+                .upsert_resource(domain, &state.resource_id, &state.status, &state.body, state.observed_at_ms)
+                .await
+                .map_err(|e| Failure::Retry { reason: format!("store: {e}"), delay: Duration::from_millis(500) })?;
+        }
         self.changed.notify_waiters();
         Ok(())
     }

@@ -54,8 +54,13 @@ pub(crate) struct Prepared {
 /// What a 202 answers.
 pub(crate) enum Answer {
     /// A new resource: its first state (`accepted`), stored for `GET` until
-    /// the projection writes a later one.
-    Created { status: &'static str, body: String, observed_at_ms: i64 },
+    /// the projection writes a later one. It fills an empty row only: a
+    /// core system's command under the same key may have been answered
+    /// before this request came, with an outcome older than it.
+    Created { status: &'static str, body: String },
+    /// A new resource kept apart from the claim's domain (an open banking
+    /// payment: its key shares the consents' namespace, as on the bus).
+    CreatedIn { domain: &'static str, status: &'static str, body: String },
     /// An action on an existing resource: its state as read before.
     Current { body: String },
 }
@@ -187,10 +192,19 @@ where
     // the bus. A lost resource row is filled by the projection; a lost
     // answer lets a retry, after the lease, publish the same command again,
     // which the consumer's claim answers without a second vendor call.
+    let answer_domain = match &answer {
+        Answer::CreatedIn { domain, .. } => Some(*domain),
+        _ => None,
+    };
     let body = match answer {
-        Answer::Created { status, body, observed_at_ms } => {
-            if let Err(e) = app.store.upsert_resource(domain, &resource_id, status, &body, observed_at_ms).await {
-                tracing::warn!(error = %e, domain, resource_id = %resource_id, "accepted state not stored");
+        Answer::Created { status, body } | Answer::CreatedIn { status, body, .. } => {
+            let in_domain = match &answer_domain {
+                Some(other) => other,
+                None => domain,
+            };
+            // Observed at the dawn of time: any projected state is newer.
+            if let Err(e) = app.store.upsert_resource(in_domain, &resource_id, status, &body, i64::MIN).await {
+                tracing::warn!(error = %e, domain = in_domain, resource_id = %resource_id, "accepted state not stored");
             }
             body
         }
