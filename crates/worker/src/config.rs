@@ -327,7 +327,7 @@ mod tests {
             Ok(_) => panic!("a shared key must stop start-up"),
             Err(e) => e.to_string(),
         };
-        assert!(err.contains("providers[stripe].api_key") && err.contains("providers[adyen].api_key"), "{err}");
+        assert!(err.contains("providers[0].api_key (stripe)") && err.contains("providers[1].api_key (adyen)"), "{err}");
         assert!(!err.contains("sk_test_switchyard"), "the key is never printed: {err}");
     }
 
