@@ -25,6 +25,7 @@ use switchyard_canonical::openbanking_event::OpenBankingEvent;
 use switchyard_canonical::openbanking_outcome::{HandoffKind, OpenBankingKind, OpenBankingOutcome, PaymentFailureReason};
 use switchyard_canonical::openbanking_payment::PaymentStatus as P;
 use switchyard_e2e::logs::captured_logs;
+use switchyard_e2e::secrets::{replace_secret_file, rotations};
 use switchyard_simulators::truelayer::{generate_signing_key, spawn_truelayer, Scenario, TrueLayerConfig, TrueLayerSimulator};
 use switchyard_worker::config::SecretSource;
 use switchyard_worker::openbanking::config::{ObProviderConfig, ObProviderKind};
@@ -36,6 +37,13 @@ const MERCHANT_ACCOUNT: &str = "ma-200f-e2e";
 /// A stack whose new consents go to a TrueLayer simulator (Plaid stays
 /// configured, as in production, and unused).
 async fn stack(name: &str, step: Duration) -> Result<(Stack, TrueLayerSimulator)> {
+    stack_with(name, step, "truelayer", SecretSource::inline(&TrueLayerConfig::local().client_secret)).await
+}
+
+/// `stack` with the TrueLayer provider named `provider` and its client
+/// secret from `secret`, re-read every 100 ms.
+async fn stack_with(name: &str, step: Duration, provider: &str, secret: SecretSource) -> Result<(Stack, TrueLayerSimulator)> {
+    let provider = provider.to_owned();
     let tl = spawn_truelayer(TrueLayerConfig { step, ..TrueLayerConfig::local() }).await?;
     let (private, public) = generate_signing_key();
     tl.register_signing_key(KID, &public);
@@ -43,11 +51,11 @@ async fn stack(name: &str, step: Duration) -> Result<(Stack, TrueLayerSimulator)
     let tweak = std::sync::Arc::new(move |c: &mut switchyard_worker::openbanking::config::OpenBankingWorkerConfig| {
         let local = TrueLayerConfig::local();
         let mut p: ObProviderConfig = c.providers[0].clone();
-        p.name = "truelayer".into();
+        p.name = provider.clone();
         p.kind = ObProviderKind::TrueLayer;
         p.base_url = url.clone();
         p.client_id = local.client_id;
-        p.secret = SecretSource::inline(&local.client_secret);
+        p.secret = secret.clone();
         p.truelayer = Some(TrueLayerSection {
             auth_url: url.clone(),
             hpp_url: "https://payment.truelayer-sandbox.com".into(),
@@ -59,7 +67,8 @@ async fn stack(name: &str, step: Duration) -> Result<(Stack, TrueLayerSimulator)
             auth_link_ttl_ms: 3_600_000,
         });
         c.providers.push(p);
-        c.routing.primary = "truelayer".into();
+        c.routing.primary = provider.clone();
+        c.secret_check_every_ms = 100;
         c.payment_polling = PaymentPollingConfig { interval_ms: 150, batch: 50 };
     });
     Ok((Stack::start_with(name, tweak).await?, tl))
@@ -99,7 +108,7 @@ async fn payment_consent(stack: &Stack, tl: &TrueLayerSimulator, consent_id: &st
     c.payment = Some(payment(payment_id));
     let created = stack.ask(&c).await?;
     ensure!(created.kind == OpenBankingKind::AuthRequired, "create: {created:?}");
-    ensure!(created.provider.as_deref() == Some("truelayer"), "routed to TrueLayer: {created:?}");
+    ensure!(created.provider.as_deref().is_some_and(|p| p.starts_with("truelayer")), "routed to TrueLayer: {created:?}");
     let mut complete = create(consent_id, &format!("{consent_id}-complete"));
     complete.action = OpenBankingAction::CompleteConsent;
     complete.consent = None;
@@ -247,5 +256,41 @@ async fn a_redelivered_initiate_payment_whose_reply_was_lost_creates_one_payment
     assert_eq!(statuses(&events), [P::AuthorizationRequired], "AUTHORIZATION_REQUIRED once: {events:?}");
     stack.stop().await?;
     tl.shutdown().await;
+    Ok(())
+}
+
+/// TrueLayer's client secret rolled while the worker runs, as a Kubernetes
+/// secret volume is updated: the simulator refuses the old secret at once
+/// and lapses its tokens, so the next payment's token requests (the code
+/// exchange and client credentials) must carry the new one. No restart; one
+/// `secret_rotated` audit entry naming the provider.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_rolled_client_secret_is_used_from_the_next_token_request_without_a_restart() -> Result<()> {
+    let run = uuid::Uuid::new_v4().simple().to_string();
+    let dir = std::env::temp_dir().join(format!("switchyard-tl-roll-{run}"));
+    std::fs::create_dir_all(&dir)?;
+    let file = dir.join("truelayer-client-secret");
+    replace_secret_file(&file, &TrueLayerConfig::local().client_secret)?;
+    let source = SecretSource { file: Some(file.display().to_string()), ..SecretSource::default() };
+    // A provider name of this run only: the audit entry's subject.
+    let provider = format!("truelayer-{}", &run[..12]);
+    let (stack, tl) = stack_with("ob-tl-roll", Duration::from_millis(50), &provider, source).await?;
+    let mut seen = Vec::new();
+    let (before, _, events) = pay(&stack, &tl, &mut seen, Scenario::Settles).await?;
+    assert_eq!(statuses(&events).last(), Some(&P::Settled), "{events:?}");
+    assert_eq!(tl.payments_created(&before), 1);
+
+    let rolled = "sandbox-secret-switchyard-rolled-0001";
+    tl.roll_client_secret(rolled);
+    replace_secret_file(&file, rolled)?;
+    let store = &stack.worker.as_ref().context("the worker")?.store;
+    let rotated = rotations(store, &provider, Duration::from_secs(10)).await?;
+    assert_eq!(rotated.len(), 1, "one rotation audited: {rotated:?}");
+    assert!(!format!("{rotated:?}").contains(rolled), "the audit entry never holds the secret");
+
+    let (after, _, events) = pay(&stack, &tl, &mut seen, Scenario::Settles).await?;
+    assert_eq!(statuses(&events).last(), Some(&P::Settled), "paid with the rolled secret, no restart: {events:?}");
+    assert_eq!(tl.payments_created(&after), 1);
+    let _ = std::fs::remove_dir_all(&dir);
     Ok(())
 }

@@ -102,6 +102,9 @@ struct KeyRecord {
 
 #[derive(Default)]
 struct Inner {
+    /// The client secret after a roll (`roll_client_secret`); the
+    /// configured one until then.
+    rolled_client_secret: Option<String>,
     /// access token -> expiry
     tokens: HashMap<String, Instant>,
     /// kid -> public key PEM
@@ -245,6 +248,18 @@ impl TrueLayerSimulator {
     }
 
     /// Every access token issued so far is expired from now on.
+    /// The client secret is rolled in the console: from now on only `new`
+    /// gets a token, and the tokens issued so far lapse, so the next call
+    /// needs a token made with the new secret.
+    pub fn roll_client_secret(&self, new: &str) {
+        let past = Instant::now();
+        let mut inner = self.sim.lock();
+        inner.rolled_client_secret = Some(new.to_owned());
+        for at in inner.tokens.values_mut() {
+            *at = past;
+        }
+    }
+
     pub fn expire_tokens(&self) {
         let past = Instant::now();
         for at in self.sim.lock().tokens.values_mut() {
@@ -323,7 +338,8 @@ async fn token(State(sim): State<Arc<Sim>>, body: Bytes) -> Response {
     if !matches!(grant, Some("client_credentials" | "authorization_code" | "refresh_token")) {
         return oauth_error("unsupported_grant_type");
     }
-    if form.get("client_id") != Some(&sim.cfg.client_id) || form.get("client_secret") != Some(&sim.cfg.client_secret) {
+    let client_secret = sim.lock().rolled_client_secret.clone().unwrap_or_else(|| sim.cfg.client_secret.clone());
+    if form.get("client_id") != Some(&sim.cfg.client_id) || form.get("client_secret") != Some(&client_secret) {
         sim.auth_failures.fetch_add(1, Ordering::Relaxed);
         return oauth_error("invalid_client");
     }

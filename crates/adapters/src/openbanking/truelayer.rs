@@ -58,7 +58,8 @@ pub struct TrueLayerSettings {
     /// `https://payment.truelayer-sandbox.com` / `https://payment.truelayer.com`.
     pub hpp_url: String,
     pub client_id: String,
-    pub client_secret: Secret,
+    /// Read on every token request, so a rotated secret is used at once.
+    pub client_secret: crate::secret::ApiKey,
     /// The `kid` TrueLayer shows for the uploaded public key.
     pub signing_key_id: String,
     /// The EC P-521 private key, PEM.
@@ -219,10 +220,11 @@ impl TrueLayerAdapter {
 
     /// COMPLETE_CONSENT: the authorization code for the user's tokens.
     pub async fn exchange_code(&self, ctx: &CallContext, code: &str) -> Result<Granted, ObFailure> {
+        let client_secret = self.s.client_secret.current();
         let form = [
             ("grant_type", "authorization_code"),
             ("client_id", self.s.client_id.as_str()),
-            ("client_secret", self.s.client_secret.expose()),
+            ("client_secret", client_secret.expose()),
             ("redirect_uri", self.s.redirect_uri.as_str()),
             ("code", code),
         ];
@@ -253,10 +255,11 @@ impl TrueLayerAdapter {
                 return Ok(token.clone());
             }
         }
+        let client_secret = self.s.client_secret.current();
         let form = [
             ("grant_type", "client_credentials"),
             ("client_id", self.s.client_id.as_str()),
-            ("client_secret", self.s.client_secret.expose()),
+            ("client_secret", client_secret.expose()),
             ("scope", "payments"),
         ];
         let reply = self.token_call(ctx, &form).await?;

@@ -147,10 +147,11 @@ impl TrueLayerAdapter {
     /// `invalid_grant`: the consent ended at the bank, LOGIN_REQUIRED.
     pub async fn renew_grant(&self, ctx: &CallContext, grant: &Secret) -> Result<Granted, ObFailure> {
         let bundle = open(grant)?;
+        let client_secret = self.s.client_secret.current();
         let form = [
             ("grant_type", "refresh_token"),
             ("client_id", self.s.client_id.as_str()),
-            ("client_secret", self.s.client_secret.expose()),
+            ("client_secret", client_secret.expose()),
             ("refresh_token", bundle.refresh.as_str()),
         ];
         let req = traced(self.http.post(format!("{}/connect/token", self.s.auth_url)), ctx).form(&form);

@@ -61,7 +61,7 @@ impl From<&super::truelayer_config::PaymentPollingConfig> for PaymentPolling {
 pub(super) fn truelayer_adapter(
     i: usize,
     p: &super::config::ObProviderConfig,
-    client_secret: switchyard_adapters::Secret,
+    client_secret: switchyard_adapters::secret::ApiKey,
 ) -> Result<TrueLayerAdapter, crate::WorkerError> {
     let Some(t) = p.truelayer.as_ref() else { return Err(crate::WorkerError::Config(format!("providers[{i}].truelayer is required for kind truelayer"))) };
     let settings = TrueLayerSettings {

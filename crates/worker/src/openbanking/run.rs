@@ -50,8 +50,9 @@ pub async fn start_openbanking_worker(config: OpenBankingWorkerConfig, shutdown:
                     // A public token is single use: never cut its exchange off early (see `repair`).
                     .with_exchange_timeout(Duration::from_millis(p.timeout_ms).max(Duration::from_secs(120))),
             ),
-            // Its client secret and signing key are read once: a restart rotates them.
-            ObProviderKind::TrueLayer => OpenBankingProvider::TrueLayer(super::payment::truelayer_adapter(i, p, p.secret.load(&field)?)?),
+            // The client secret is read on every token request, re-read from
+            // its file like Plaid's; the signing key is read once (a restart).
+            ObProviderKind::TrueLayer => OpenBankingProvider::TrueLayer(super::payment::truelayer_adapter(i, p, outbound.companion(&p.name, &field, &p.secret)?)?),
         };
         providers.insert(p.name.clone(), ObVendor { adapter, slots: Arc::new(tokio::sync::Semaphore::new(p.max_concurrency)) });
     }
