@@ -70,6 +70,9 @@ pub fn of_url(vendor: &str, base_url: &str) -> Option<VendorEnvironment> {
         "marqeta" if ends(".marqeta.com") => Some(VendorEnvironment::Live),
         "sardine" if ends("api.sandbox.sardine.ai") => Some(VendorEnvironment::Test),
         "sardine" if ends("api.sardine.ai") => Some(VendorEnvironment::Live),
+        // Every sandbox host (api, auth, payment page) is under truelayer-sandbox.com.
+        "truelayer" if ends(".truelayer-sandbox.com") => Some(VendorEnvironment::Test),
+        "truelayer" if ends(".truelayer.com") => Some(VendorEnvironment::Live),
         _ => None,
     }
 }
@@ -97,6 +100,19 @@ pub fn check(deployment: VendorEnvironment, vendor: &str, field: &str, key: &str
         return Err(format!("{field}.base_url is a {vendor} {} endpoint; {deployment_name} deployment refuses it", found.as_str()));
     }
     Ok(())
+}
+
+/// Refuses an endpoint (`field` names it) whose host belongs to the other
+/// environment than the deployment's, as [`of_url`] reads it.
+pub fn check_endpoint(deployment: VendorEnvironment, vendor: &str, field: &str, url: &str) -> Result<(), String> {
+    let word = |e: VendorEnvironment| match e {
+        VendorEnvironment::Live => "production",
+        VendorEnvironment::Test => "sandbox",
+    };
+    match of_url(vendor, url) {
+        Some(found) if found != deployment => Err(format!("{field} is a {vendor} {} host, refused in {}", word(found), word(deployment))),
+        _ => Ok(()),
+    }
 }
 
 /// Refuses one secret value configured for two providers ("no god key"):
@@ -151,6 +167,9 @@ mod tests {
         assert_eq!(of_url("lithic", "http://127.0.0.1:12119"), None, "a simulator says nothing");
         assert_eq!(of_url("lithic", "https://evil.example/api.lithic.com"), None, "the path is not the host");
         assert_eq!(of_url("lithic", "https://user@sandbox.lithic.com:443/"), Some(Test));
+        assert_eq!(of_url("truelayer", "https://auth.truelayer-sandbox.com"), Some(Test));
+        assert_eq!(of_url("truelayer", "https://api.truelayer.com/v3"), Some(Live));
+        assert_eq!(of_url("truelayer", "https://nottruelayer.com"), None);
     }
 
     #[test]

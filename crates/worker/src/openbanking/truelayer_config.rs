@@ -8,8 +8,9 @@
 //! public half is uploaded to TrueLayer's console under `signing_key_id`.
 
 use super::config::{ObProviderKind, OpenBankingWorkerConfig};
-use crate::config::{Environment, SecretSource};
+use crate::config::SecretSource;
 use crate::WorkerError;
+use switchyard_adapters::environment;
 use serde::Deserialize;
 use std::collections::BTreeMap;
 
@@ -85,15 +86,8 @@ pub(super) fn validate(config: &OpenBankingWorkerConfig) -> Result<(), WorkerErr
                 if t.resource_token_ttl_ms == 0 || t.auth_link_ttl_ms == 0 {
                     return bad(format!("providers[{i}].truelayer.resource_token_ttl_ms and auth_link_ttl_ms must be at least 1"));
                 }
-                // TrueLayer's sandbox hosts all say `truelayer-sandbox.com`.
                 for (field, url) in [("base_url", &p.base_url), ("truelayer.auth_url", &t.auth_url), ("truelayer.hpp_url", &t.hpp_url)] {
-                    let sandbox = url.contains("truelayer-sandbox.com");
-                    let production = url.contains("truelayer.com") && !sandbox;
-                    match config.environment {
-                        Environment::Sandbox if production => return bad(format!("providers[{i}].{field} is a TrueLayer production host, refused in sandbox")),
-                        Environment::Production if sandbox => return bad(format!("providers[{i}].{field} is a TrueLayer sandbox host, refused in production")),
-                        _ => {}
-                    }
+                    environment::check_endpoint(config.environment.into(), "truelayer", &format!("providers[{i}].{field}"), url).map_err(WorkerError::Config)?;
                 }
             }
         }

@@ -8,9 +8,10 @@
 //! whose public half is uploaded in TrueLayer's console under
 //! `signing_key_id`.
 
-use crate::config::{Environment, PayoutWorkerConfig, ProviderConfig, ProviderKind, SecretSource};
+use crate::config::{PayoutWorkerConfig, ProviderConfig, ProviderKind, SecretSource};
 use crate::WorkerError;
 use serde::Deserialize;
+use switchyard_adapters::environment;
 use switchyard_adapters::http::Transport;
 use switchyard_adapters::payouts::truelayer::{TrueLayerPayoutAdapter, TrueLayerPayoutSettings};
 use switchyard_adapters::secret::ApiKey;
@@ -46,15 +47,8 @@ pub(crate) fn validate(config: &PayoutWorkerConfig, i: usize, p: &ProviderConfig
             return bad(format!("providers[{i}].truelayer.{field} must not be empty"));
         }
     }
-    // TrueLayer's sandbox hosts all say `truelayer-sandbox.com`.
     for (field, url) in [("base_url", &p.base_url), ("truelayer.auth_url", &t.auth_url)] {
-        let sandbox = url.contains("truelayer-sandbox.com");
-        let production = url.contains("truelayer.com") && !sandbox;
-        match config.environment {
-            Environment::Sandbox if production => return bad(format!("providers[{i}].{field} is a TrueLayer production host, refused in sandbox")),
-            Environment::Production if sandbox => return bad(format!("providers[{i}].{field} is a TrueLayer sandbox host, refused in production")),
-            _ => {}
-        }
+        environment::check_endpoint(config.environment.into(), "truelayer", &format!("providers[{i}].{field}"), url).map_err(WorkerError::Config)?;
     }
     Ok(())
 }
