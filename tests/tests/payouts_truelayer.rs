@@ -167,3 +167,60 @@ async fn a_failed_payout_is_a_permanent_failure_and_moves_nothing() -> Result<()
     assert_eq!(rig.stripe.stats().requests, 0, "a failed payout is not retried elsewhere");
     rig.stop().await
 }
+
+/// A payout still pending when first read is answered SUBMITTED; what it
+/// became arrives later as TrueLayer's payout webhook. TrueLayer calls one
+/// webhook URI per app for payments and payouts alike, so the ingester's
+/// one `truelayer` provider (open banking's) routes `payout_*` to the
+/// payouts' provider-event topic, keyed by our payout id (from the payout's
+/// metadata) where the reconciler meets the command and the ledger, and
+/// nothing of it reaches open banking's topic. Each webhook is sent twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn truelayer_payout_webhooks_confirm_pending_payouts_on_the_payouts_topic_keyed_by_our_id() -> Result<()> {
+    use std::collections::BTreeMap;
+    use switchyard_canonical::ProviderEventKind;
+    use switchyard_ingester::config::ProviderConfig as WebhookProvider;
+    use switchyard_simulators::truelayer::{WebhookDelivery, WebhookOrder};
+
+    let rig = Rig::new("tlhook").await?;
+    rig.tl.set_payout_step(Duration::from_millis(1_500));
+    let mut provider = WebhookProvider { jwks_urls: vec![rig.tl.webhook_jwks_url()], ..WebhookProvider::new("openbanking", Vec::new()) };
+    provider.event_domains.insert("payout_".into(), "payouts".into());
+    let mut config = rig.env.ingester_config(BTreeMap::from([("truelayer".to_owned(), provider)]));
+    let (payout_events, ob_events) = (rig.env.topic("payouts.provider-events.v1"), rig.env.topic("openbanking.provider-events.v1"));
+    config.topics.insert("openbanking".into(), ob_events.clone());
+    let stop = CancellationToken::new();
+    let ingester = switchyard_ingester::start_ingester(config, stop.clone()).await?;
+    rig.tl.send_webhooks(&switchyard_e2e::webhooks::url(&ingester, "truelayer"), WebhookDelivery { copies: 2, order: WebhookOrder::AsTheyHappen });
+
+    let paid = rig.command("po-hooked", 4_200);
+    rig.producer.send(&paid).await?;
+    let first = rig.outcomes(1).await?.remove(0);
+    rig.tl.set_payout_scenario(PayoutScenario::Returned);
+    let returned = rig.command("po-returned", 900);
+    rig.producer.send(&returned).await?;
+    let second = rig.outcomes(1).await?.remove(0);
+    for o in [&first, &second] {
+        assert_eq!(o.status, PayoutStatus::Submitted, "pending when read: {o:?}");
+    }
+
+    // paid: executed; returned: executed, then failed.
+    let events = switchyard_e2e::webhooks::drain(&rig.env, &payout_events, 3, Duration::from_secs(3)).await?;
+    let of = |cmd: &PayoutCommand| -> Vec<ProviderEventKind> {
+        events.iter().filter(|(key, e)| *key == cmd.payout_id && e.subject_id == cmd.payout_id).map(|(_, e)| e.kind).collect()
+    };
+    assert_eq!(of(&paid), [ProviderEventKind::PayoutPaid], "{events:#?}");
+    assert_eq!(of(&returned), [ProviderEventKind::PayoutPaid, ProviderEventKind::PayoutFailed], "{events:#?}");
+    assert_eq!(events.len(), 3, "each webhook published once though sent twice: {events:#?}");
+    for (_, e) in &events {
+        assert_eq!((e.provider.as_str(), e.domain.as_str()), ("truelayer", "payouts"), "{e:?}");
+        let ours = if e.subject_id == paid.payout_id { &first } else { &second };
+        assert_eq!(Some(&e.provider_reference), ours.provider_reference.as_ref(), "TrueLayer's payout id is the reference");
+    }
+    let on_ob = switchyard_e2e::TopicReader::new(&rig.env.kafka, &ob_events)?.read_up_to(usize::MAX, Duration::from_secs(1)).await?;
+    assert!(on_ob.is_empty(), "payout webhooks are not open banking's: {} records", on_ob.len());
+    let sent = rig.tl.webhooks_sent();
+    assert_eq!(sent.iter().filter(|(t, s)| t.starts_with("payout_") && *s == 200).count(), 6, "{sent:?}");
+    stop.cancel();
+    rig.stop().await
+}

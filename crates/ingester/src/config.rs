@@ -48,6 +48,13 @@ pub struct ProviderConfig {
     pub vendor: Option<String>,
     /// `payouts`, `cards`, `kyc`, `aml`, `fraud`, `openbanking`: picks the provider-events topic.
     pub domain: String,
+    /// Events whose vendor type starts with a prefix go to another domain's
+    /// topic: a vendor that calls one webhook URL for several products
+    /// (TrueLayer sends `payout_*` and `payment_*` to the same URI) is one
+    /// provider here, `event_domains: {payout_: payouts}` beside
+    /// `domain: openbanking`. The longest matching prefix wins.
+    #[serde(default)]
+    pub event_domains: BTreeMap<String, String>,
     /// Signing secrets (HMAC schemes: `whsec_<base64>` for Standard Webhooks,
     /// hex for Adyen, the secret as given for Stripe, Onfido, Sumsub, SEON),
     /// public keys (Wise, PEM), or Plaid's API secret for its key endpoint. Several
@@ -147,6 +154,7 @@ impl ProviderConfig {
             rotation: RotationConfig::default(),
             key_endpoint: None,
             jwks_urls: Vec::new(),
+            event_domains: BTreeMap::new(),
         }
     }
 }
@@ -234,6 +242,7 @@ mod tests {
         assert_eq!(config.topic_for("cards"), "cards.provider-events.v1");
         assert_eq!(config.providers.len(), 11);
         assert_eq!(config.providers["truelayer"].jwks_urls, ["https://webhooks.truelayer-sandbox.com/.well-known/jwks"]);
+        assert_eq!(config.providers["truelayer"].event_domains.get("payout_").map(String::as_str), Some("payouts"), "TrueLayer's payouts share its one URI");
         assert_eq!(config.topic_for("kyc"), "kyc.provider-events.v1");
         let compose = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../ops/docker/webhook-ingester.yaml");
         let compose = IngesterConfig::load(&compose).expect("the docker-compose config parses");

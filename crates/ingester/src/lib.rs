@@ -168,9 +168,9 @@ pub async fn start_ingester_with(
     let trusted_proxies = source::parse_networks(&config.trusted_proxies, "trusted_proxies")?;
     let registry = RegistryClient::new(&config.schema_registry_url)?;
     let mut encoders = HashMap::new();
-    for p in providers.values() {
-        if !encoders.contains_key(&p.topic) {
-            encoders.insert(p.topic.clone(), AvroEncoder::register(&registry, &p.topic, PROVIDER_EVENT_SCHEMA).await?);
+    for topic in providers.values().flat_map(|p| p.topics()) {
+        if !encoders.contains_key(topic) {
+            encoders.insert(topic.to_owned(), AvroEncoder::register(&registry, topic, PROVIDER_EVENT_SCHEMA).await?);
         }
     }
     let store = Store::connect(&config.database_url).await?;

@@ -14,6 +14,8 @@ pub struct Provider {
     pub name: String,
     pub domain: String,
     pub topic: String,
+    /// `(vendor event type prefix, domain, topic)`, longest prefix first.
+    pub routes: Vec<(String, String, String)>,
     pub vendor: WebhookVendor,
     /// Rebuilt when a key read from a file changes (see [`crate::rotation`]).
     pub scheme: SchemeCell,
@@ -24,6 +26,21 @@ pub struct Provider {
     pub limiter: Option<TokenBucket>,
     /// Source ranges allowed to deliver; empty: any.
     pub allow_from: Vec<ipnet::IpNet>,
+}
+
+impl Provider {
+    /// The domain and topic of an event of this vendor type.
+    pub fn route(&self, vendor_event_type: &str) -> (&str, &str) {
+        self.routes
+            .iter()
+            .find(|(prefix, _, _)| vendor_event_type.starts_with(prefix.as_str()))
+            .map_or((self.domain.as_str(), self.topic.as_str()), |(_, domain, topic)| (domain.as_str(), topic.as_str()))
+    }
+
+    /// Every topic this provider publishes to.
+    pub fn topics(&self) -> impl Iterator<Item = &str> {
+        std::iter::once(self.topic.as_str()).chain(self.routes.iter().map(|(_, _, topic)| topic.as_str()))
+    }
 }
 
 pub fn build(config: &IngesterConfig) -> Result<HashMap<String, Arc<Provider>>, IngesterError> {
@@ -52,12 +69,21 @@ pub fn build(config: &IngesterConfig) -> Result<HashMap<String, Arc<Provider>>, 
             (WebhookVendor::TrueLayer, IngesterError::Config(m)) => IngesterError::Config(format!("{field}.jwks_urls: {m}")),
             (_, e) => e,
         })?;
+        let mut routes = Vec::new();
+        for (prefix, domain) in &p.event_domains {
+            if prefix.is_empty() || domain.is_empty() {
+                return Err(IngesterError::Config(format!("{field}.event_domains: {prefix:?}: {domain:?}: neither the prefix nor the domain may be empty")));
+            }
+            routes.push((prefix.clone(), domain.clone(), config.topic_for(domain)));
+        }
+        routes.sort_by_key(|(prefix, _, _)| std::cmp::Reverse(prefix.len()));
         let limiter = p.rate_limit.map(|r| TokenBucket::new(r.per_second, r.burst));
         let allow_from = crate::source::parse_networks(&p.allow_from, &format!("{field}.allow_from"))?;
         let provider = Provider {
             name: name.clone(),
             domain: p.domain.clone(),
             topic: config.topic_for(&p.domain),
+            routes,
             vendor,
             scheme: SchemeCell::new(scheme),
             keys,
@@ -162,7 +188,7 @@ mod tests {
         let text = "bind: 127.0.0.1:1\nkafka: {brokers: b, group_id: g}\nschema_registry_url: u\ndatabase_url: d\nproviders: {}\n";
         let mut c: IngesterConfig = serde_norway::from_str(text).expect("base");
         let key = KeyConfig { env: None, file: None, value: Some(key.into()), not_after: not_after.map(str::to_owned) };
-        c.providers.insert(vendor.into(), ProviderConfig { vendor: None, domain: "payouts".into(), keys: vec![key], tolerance_s: 300, rate_limit: None, allow_from: Vec::new(), rotation: Default::default(), key_endpoint: None, jwks_urls: Vec::new() });
+        c.providers.insert(vendor.into(), ProviderConfig { vendor: None, domain: "payouts".into(), keys: vec![key], tolerance_s: 300, rate_limit: None, allow_from: Vec::new(), rotation: Default::default(), key_endpoint: None, jwks_urls: Vec::new(), event_domains: Default::default() });
         c
     }
 
@@ -171,6 +197,22 @@ mod tests {
             Ok(_) => String::new(),
             Err(e) => e.to_string(),
         }
+    }
+
+    #[test]
+    fn events_route_to_the_longest_matching_prefix_else_to_the_providers_domain() {
+        let mut c = config("stripe", "whsec_x", None);
+        let p = c.providers.get_mut("stripe").expect("provider");
+        p.event_domains.insert("payout_".into(), "cards".into());
+        p.event_domains.insert("payout_fail".into(), "kyc".into());
+        let built = build(&c).expect("builds");
+        let stripe = &built["stripe"];
+        assert_eq!(stripe.route("payout_executed"), ("cards", "cards.provider-events.v1"));
+        assert_eq!(stripe.route("payout_failed"), ("kyc", "kyc.provider-events.v1"));
+        assert_eq!(stripe.route("payment_executed"), ("payouts", "payouts.provider-events.v1"));
+        assert_eq!(stripe.topics().count(), 3);
+        c.providers.get_mut("stripe").expect("provider").event_domains.insert("x_".into(), String::new());
+        assert!(error(&c).contains("providers.stripe.event_domains"), "{}", error(&c));
     }
 
     #[test]

@@ -171,7 +171,7 @@ async fn accept(app: &Ingester, p: &Provider, event: ProviderEvent) -> Response 
 
 /// An earlier attempt may have put the event on the bus: look before publishing.
 async fn publish_unverified(app: &Ingester, p: &Provider, event: ProviderEvent, since_ms: i64) -> Response {
-    let lookup = Lookup { topic: p.topic.clone(), provider: p.name.clone(), event_id: event.event_id.clone(), since_ms };
+    let lookup = Lookup { topic: p.route(&event.vendor_event_type).1.to_owned(), provider: p.name.clone(), event_id: event.event_id.clone(), since_ms };
     let looking = Instant::now();
     let found = crate::verify::on_bus(&app.kafka, lookup).await;
     app.metrics.stage(Stage::Verify, looking.elapsed().as_secs_f64());
@@ -222,13 +222,16 @@ fn verify_and_map(p: &Provider, path: &str, headers: &HeaderMap, body: &[u8], no
         .into_iter()
         .map(|f| {
             let digest = p.vendor.digest(body, &f);
-            f.into_event(&p.name, &p.domain, now_ms, digest)
+            let (domain, _) = p.route(&f.vendor_event_type);
+            let domain = domain.to_owned();
+            f.into_event(&p.name, &domain, now_ms, digest)
         })
         .collect())
 }
 
 async fn publish(app: &Ingester, p: &Provider, event: ProviderEvent) -> Response {
-    let Some(encoder) = app.encoders.get(&p.topic) else {
+    let topic = p.route(&event.vendor_event_type).1.to_owned();
+    let Some(encoder) = app.encoders.get(&topic) else {
         return (StatusCode::INTERNAL_SERVER_ERROR, "no encoder for topic").into_response();
     };
     let payload = match encoder.encode(&event) {
@@ -242,7 +245,7 @@ async fn publish(app: &Ingester, p: &Provider, event: ProviderEvent) -> Response
     let mut headers = MessageContext::new_root().outbound_headers(Some(encoder.schema_id()));
     set_header(&mut headers, HeaderName::PROVIDER, p.name.as_bytes());
     set_header(&mut headers, HeaderName::PROVIDER_EVENT_ID, event.event_id.as_bytes());
-    let record = Outbound { topic: p.topic.clone(), key: Some(event.subject_id.as_bytes().to_vec()), payload, headers };
+    let record = Outbound { topic, key: Some(event.subject_id.as_bytes().to_vec()), payload, headers };
     let publisher = app.publisher();
     let plan = app.faults.plan(&event.event_id);
     let publishing = Instant::now();

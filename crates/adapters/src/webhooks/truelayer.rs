@@ -370,6 +370,10 @@ pub fn verify_with(jwks: &[u8], path: &str, headers: &HeaderMap, body: &[u8], to
     Ok(Verified { message_id: None, signed_at_ms: Some(sent_at_ms), verified_at_ms: now_ms })
 }
 
+/// The metadata key our payout id travels under in a TrueLayer payout
+/// (written by the payout adapter, `payouts::truelayer`).
+pub const PAYOUT_ID_METADATA: &str = "switchyard_payout_id";
+
 #[derive(Deserialize)]
 struct Webhook {
     #[serde(rename = "type")]
@@ -425,7 +429,17 @@ pub fn map(body: &[u8], verified: &Verified) -> Result<EventFacts, Refusal> {
             } else {
                 (ProviderEventKind::PayoutFailed, failed("FAILED"))
             };
-            (kind, reason, id.clone(), id)
+            // Keyed on our payout id, which the payout carried in its
+            // metadata (TrueLayer echoes metadata in payout webhooks), so
+            // the reconciler meets it with the command and the ledger.
+            let ours = w
+                .rest
+                .get("metadata")
+                .and_then(|m| m.get(PAYOUT_ID_METADATA))
+                .and_then(serde_json::Value::as_str)
+                .filter(|s| !s.is_empty())
+                .map(str::to_owned);
+            (kind, reason, ours.unwrap_or_else(|| id.clone()), id)
         }
         // A refund belongs to its payment, so it keys on it.
         "refund_executed" | "refund_failed" => {

@@ -144,6 +144,10 @@ fn payment_payout_refund_and_mandate_webhooks_map_to_our_words() {
         (ProviderEventKind::PayoutFailed, "po1", Some("FAILED:scheme_error"))
     );
     assert_eq!(facts(r#"{"type":"payout_executed","event_id":"e4","payout_id":"po1"}"#).expect("maps").kind, ProviderEventKind::PayoutPaid);
+    // As TrueLayer documents it ("Payout webhooks": metadata echoed):
+    // keyed on our payout id, TrueLayer's id as the reference.
+    let ours = facts(r#"{"type":"payout_executed","event_version":1,"event_id":"e9","payout_id":"tl-po1","executed_at":"2021-12-25T15:00:00Z","merchant_account_id":"ma1","metadata":{"switchyard_payout_id":"po-ours"},"scheme_id":"faster_payments_service"}"#).expect("maps");
+    assert_eq!((ours.subject_id.as_str(), ours.provider_reference.as_str(), ours.kind), ("po-ours", "tl-po1", ProviderEventKind::PayoutPaid));
     let refund = facts(r#"{"type":"refund_executed","event_id":"e5","payment_id":"p1","refund_id":"r1"}"#).expect("maps");
     assert_eq!((refund.subject_id.as_str(), refund.provider_reference.as_str(), refund.reason.as_deref()), ("p1", "r1", Some("REFUND_EXECUTED")));
     let mandate = facts(r#"{"type":"mandate_revoked","event_id":"e6","mandate_id":"m1","revoked_at":"2021-12-25T15:00:00Z"}"#).expect("maps");

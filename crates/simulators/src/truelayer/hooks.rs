@@ -1,5 +1,5 @@
-//! The simulator's payment webhooks: on each status change a signed
-//! `payment_<status>` webhook to the URL a test configured
+//! The simulator's payment and payout webhooks: on each status change a
+//! signed `payment_<status>` (or `payout_executed` / `payout_failed`) webhook to the URL a test configured
 //! ([`super::TrueLayerSimulator::send_webhooks`]), as TrueLayer sends them
 //! (docs.truelayer.com "Payment webhooks": `type`, `event_version`,
 //! `event_id` (a UUID), `payment_id`, `payment_method`, `metadata`,
@@ -107,6 +107,11 @@ fn due(sim: &Sim, delivery: WebhookDelivery) -> Vec<Vec<u8>> {
     let inner = &mut *g;
     let now = Instant::now();
     let mut out = Vec::new();
+    // Payouts' webhooks as they happen (their delivery order is not a
+    // fault this simulator plays).
+    for b in inner.payouts.due_webhooks(now) {
+        out.extend(std::iter::repeat_n(b.to_string().into_bytes(), delivery.copies.max(1)));
+    }
     for (id, p) in &inner.payments {
         let Some((started, started_ms)) = p.started else { continue };
         let line = p.timeline();

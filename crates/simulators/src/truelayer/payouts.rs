@@ -71,6 +71,8 @@ pub(super) struct PayoutBook {
     reply_lost: u32,
     /// The next creates answer 503 without creating anything.
     unavailable: u32,
+    /// Statuses already turned into webhooks, per payout id.
+    noticed: std::collections::HashMap<String, usize>,
 }
 
 impl Default for PayoutBook {
@@ -83,6 +85,7 @@ impl Default for PayoutBook {
             step: None,
             reply_lost: 0,
             unavailable: 0,
+            noticed: Default::default(),
         }
     }
 }
@@ -132,6 +135,46 @@ impl Payout {
             body["failure_reason"] = json!(self.failure_reason.unwrap_or("unknown"));
         }
         body
+    }
+}
+
+impl PayoutBook {
+    /// Webhooks of the statuses reached since the last call, as TrueLayer
+    /// sends them ("Payout webhooks": only `payout_executed` and
+    /// `payout_failed`; `event_id`, `event_version`, `payout_id`,
+    /// `merchant_account_id`, `<verb>_at`, `metadata`, `scheme_id`, and
+    /// `failure_reason` on a failure). A returned payout gets both.
+    pub(super) fn due_webhooks(&mut self, now: Instant) -> Vec<Value> {
+        let mut out = Vec::new();
+        for (id, p) in &self.payouts {
+            let (_, reached) = p.at(now);
+            let noticed = self.noticed.entry(id.clone()).or_insert(0);
+            let step_ms = i64::try_from(p.step.as_millis()).unwrap_or(0);
+            for k in *noticed..reached {
+                let status = p.line[k];
+                if status != "executed" && status != "failed" {
+                    continue;
+                }
+                let mut b = json!({
+                    "type": format!("payout_{status}"),
+                    "event_version": 1,
+                    "event_id": uuid::Uuid::new_v4().to_string(),
+                    "payout_id": p.id,
+                    "merchant_account_id": p.request["merchant_account_id"],
+                    "scheme_id": "faster_payments_service",
+                });
+                b[format!("{status}_at")] = json!(iso8601(p.created_ms + step_ms * (k as i64 + 1)));
+                if let Some(metadata) = p.request.get("metadata") {
+                    b["metadata"] = metadata.clone();
+                }
+                if status == "failed" {
+                    b["failure_reason"] = json!(p.failure_reason.unwrap_or("unknown"));
+                }
+                out.push(b);
+            }
+            *noticed = (*noticed).max(reached);
+        }
+        out
     }
 }
 

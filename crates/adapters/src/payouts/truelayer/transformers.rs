@@ -200,7 +200,7 @@ mod tests {
     #[test]
     fn the_payout_id_travels_in_metadata_and_the_beneficiary_is_complete() {
         let body = serde_json::to_value(CreatePayout::new(&cmd(), "ma-1").expect("valid")).expect("json");
-        assert_eq!(body["metadata"]["switchyard_payout_id"], "po-1");
+        assert_eq!(body["metadata"][crate::webhooks::truelayer::PAYOUT_ID_METADATA], "po-1", "the key the webhook mapping reads");
         assert_eq!(body["beneficiary"]["account_identifier"]["iban"], "DE89370400440532013000");
         assert_eq!(body["beneficiary"]["type"], "external_account");
     }
