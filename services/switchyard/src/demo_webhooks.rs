@@ -25,18 +25,24 @@ pub(crate) struct DemoIngester {
 }
 
 impl DemoIngester {
-    pub(crate) async fn start(stack: &LocalStack, database_url: &str, shutdown: CancellationToken) -> Result<Self> {
+    /// `truelayer_jwks`: the JWKS URL TrueLayer's simulator signs with.
+    pub(crate) async fn start(stack: &LocalStack, database_url: &str, truelayer_jwks: &str, shutdown: CancellationToken) -> Result<Self> {
         let provider = |domain: &str, secret: &str| ProviderConfig::new(domain, vec![KeyConfig::inline(secret)]);
+        // TrueLayer's one webhook URI carries payments (open banking) and
+        // payouts: `payout_*` go to the payouts' topic.
+        let mut truelayer = ProviderConfig { jwks_urls: vec![truelayer_jwks.to_owned()], ..ProviderConfig::new("openbanking", Vec::new()) };
+        truelayer.event_domains.insert("payout_".into(), "payouts".into());
         let mut config = stack.ingester_config(BTreeMap::from([
             ("stripe".to_owned(), provider("payouts", STRIPE_SECRET)),
             ("adyen".to_owned(), provider("payouts", ADYEN_HMAC_HEX)),
             ("lithic".to_owned(), provider("cards", LITHIC_SECRET)),
+            ("truelayer".to_owned(), truelayer),
         ]));
         config.database_url = database_url.to_owned();
         config.max_body_bytes = 256 * 1024;
         config.publish_timeout_ms = 10_000;
         let running = start_ingester(config, shutdown).await?;
-        println!("webhook ingester http://{}/webhooks/{{stripe,adyen,lithic}}  metrics http://{}/metrics", running.addr, running.addr);
+        println!("webhook ingester http://{}/webhooks/{{stripe,adyen,lithic,truelayer}}  metrics http://{}/metrics", running.addr, running.addr);
         Ok(Self { running })
     }
 

@@ -1,7 +1,8 @@
 //! `switchyard up`: the local stack and a payout demo.
 //!
 //! Starts (or reuses) a tansu broker, the schema registry stand-in, the
-//! Stripe and Adyen simulators with injected faults, and a payout worker on
+//! Stripe and Adyen simulators with injected faults, TrueLayer's for GBP
+//! payouts by bank transfer, and a payout worker on
 //! the embedded SQLite store; then plays core banking: publishes payouts,
 //! duplicates, a declined payout, an idempotency collision and bytes that are
 //! not a command, and prints what came back. The simulators' signed status
@@ -12,7 +13,9 @@
 //! activated, suspended and reinstated at Lithic, whose callbacks arrive
 //! twice and still yield one card event per change. Last, open banking: an
 //! account linked through Plaid Link and synced, its institution down and
-//! back, and a TrueLayer payment authorized and followed to SETTLED.
+//! back, and a TrueLayer payment authorized and followed to SETTLED. Then
+//! the HTTP gateway: one payout and one onboarding application over HTTP,
+//! with the `curl` lines to make them again.
 
 use anyhow::{bail, Context, Result};
 use std::net::SocketAddr;
@@ -49,7 +52,9 @@ pub(crate) async fn run(args: UpArgs) -> Result<()> {
     let stack = LocalStack::open(String::new(), args.brokers.clone()).await?;
     println!("schema registry  {} (development stand-in)", stack.registry.base_url());
     let shutdown = CancellationToken::new();
-    let ingester = crate::demo_webhooks::DemoIngester::start(&stack, &args.database_url, shutdown.clone()).await?;
+    let truelayer = crate::demo_truelayer::TrueLayerRail::spawn().await?;
+    let ingester = crate::demo_webhooks::DemoIngester::start(&stack, &args.database_url, &truelayer.sim.webhook_jwks_url(), shutdown.clone()).await?;
+    truelayer.send_webhooks_to(&format!("http://{}/webhooks/truelayer", ingester.running.addr));
     let mut stripe_config = stripe::StripeConfig::local();
     // Faults the demo shows being absorbed: 429s with Retry-After and 503s.
     stripe_config.faults =
@@ -59,8 +64,10 @@ pub(crate) async fn run(args: UpArgs) -> Result<()> {
     let adyen = adyen::spawn_adyen(adyen::AdyenConfig { webhook: Some(ingester.target("adyen")), ..adyen::AdyenConfig::local() }).await?;
     println!("stripe simulator {}  (20% 429 + Retry-After, 10% 5xx)", stripe.base_url());
     println!("adyen simulator  {}", adyen.base_url());
+    println!("truelayer simulator {}  (GBP payouts by bank transfer)", truelayer.sim.base_url());
 
     let mut config = stack.worker_config(&stripe.base_url(), Some(&adyen.base_url()), "stripe");
+    truelayer.wire(&mut config);
     config.database_url = args.database_url.clone();
     config.admin_bind = Some(args.admin_bind);
     let worker = switchyard_worker::start_payout_worker(config, shutdown.clone()).await?;
@@ -90,6 +97,9 @@ pub(crate) async fn run(args: UpArgs) -> Result<()> {
     producer.send(&command(&format!("po-{run}-2"), &format!("key-{run}-2"), 999_999)).await?;
     expected += 1;
     println!("  1 reuse of key-{run}-2 with another amount (idempotency collision)");
+    producer.send(&crate::demo_truelayer::gbp_payout(&format!("po-{run}-7"), &format!("key-{run}-7"), 25_000)).await?;
+    expected += 1;
+    println!("  1 GBP payout by bank transfer (routed to truelayer by currency)");
     producer.send_raw(format!("po-{run}-junk").as_bytes(), b"not avro".to_vec(), &format!("key-{run}-junk")).await?;
     println!("  1 message that is not a command (goes to payouts.commands.v1.dlq)");
 
@@ -123,13 +133,15 @@ pub(crate) async fn run(args: UpArgs) -> Result<()> {
             break;
         }
     }
-    // Each payout the vendor accepted calls back twice (created, then paid or failed).
-    let accepted = outcomes.iter().filter(|o| o.provider_reference.is_some() && !o.replayed).count();
-    ingester.report(&stack, &run, accepted * 2).await?;
+    // Each payout Stripe or Adyen accepted calls back twice (created, then
+    // paid or failed); TrueLayer once, when the payout executes.
+    let accepted = |provider: &str| outcomes.iter().filter(|o| o.provider.as_deref() == Some(provider) && o.provider_reference.is_some() && !o.replayed).count();
+    ingester.report(&stack, &run, (accepted("stripe") + accepted("adyen")) * 2 + accepted("truelayer")).await?;
     crate::demo_recon::show(&stack, &outcomes, &run, &args.database_url).await?;
     let onboarding = crate::demo_onboarding::show(&stack, &args.database_url, &run, shutdown.clone()).await?;
     let cards = crate::demo_cards::show(&stack, &ingester, &args.database_url, &run, shutdown.clone()).await?;
     let openbanking = crate::demo_openbanking::show(&stack, &args.database_url, &run, shutdown.clone()).await?;
+    let gateway = crate::demo_gateway::show(&root, &stack, &args.database_url, &run, shutdown.clone()).await?;
     let stats = stripe.stats();
     println!(
         "\nstripe simulator: {} requests, {} payouts executed, {} injected faults absorbed",
@@ -142,9 +154,11 @@ pub(crate) async fn run(args: UpArgs) -> Result<()> {
     }
     shutdown.cancel();
     worker.join.await??;
+    truelayer.sim.shutdown().await;
     onboarding.join().await?;
     cards.join().await?;
     openbanking.join().await?;
+    gateway.join().await?;
     Ok(())
 }
 
