@@ -67,7 +67,7 @@ async fn stack(name: &str, polling_ms: u64) -> Result<(Stack, TrueLayerSimulator
         });
         c.providers.push(p);
         c.routing.primary = "truelayer".into();
-        c.payment_polling = PaymentPollingConfig { interval_ms: polling_ms, batch: 50 };
+        c.payment_polling = PaymentPollingConfig { interval_ms: polling_ms, batch: 50, ..Default::default() };
         c.callbacks = ObCallbackSettings { enabled: true, group_id: None, unknown_consent_retry_ms: 200, unknown_consent_rounds: 6, resend_after_ms: 1_500 };
     });
     Ok((Stack::start_with(name, tweak).await?, tl))

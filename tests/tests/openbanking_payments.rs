@@ -37,12 +37,16 @@ const MERCHANT_ACCOUNT: &str = "ma-200f-e2e";
 /// A stack whose new consents go to a TrueLayer simulator (Plaid stays
 /// configured, as in production, and unused).
 async fn stack(name: &str, step: Duration) -> Result<(Stack, TrueLayerSimulator)> {
-    stack_with(name, step, "truelayer", SecretSource::inline(&TrueLayerConfig::local().client_secret)).await
+    stack_with(name, step, "truelayer", SecretSource::inline(&TrueLayerConfig::local().client_secret), polled_every_150ms()).await
+}
+
+fn polled_every_150ms() -> PaymentPollingConfig {
+    PaymentPollingConfig { interval_ms: 150, batch: 50, ..Default::default() }
 }
 
 /// `stack` with the TrueLayer provider named `provider` and its client
 /// secret from `secret`, re-read every 100 ms.
-async fn stack_with(name: &str, step: Duration, provider: &str, secret: SecretSource) -> Result<(Stack, TrueLayerSimulator)> {
+async fn stack_with(name: &str, step: Duration, provider: &str, secret: SecretSource, polling: PaymentPollingConfig) -> Result<(Stack, TrueLayerSimulator)> {
     let provider = provider.to_owned();
     let tl = spawn_truelayer(TrueLayerConfig { step, ..TrueLayerConfig::local() }).await?;
     let (private, public) = generate_signing_key();
@@ -69,7 +73,7 @@ async fn stack_with(name: &str, step: Duration, provider: &str, secret: SecretSo
         c.providers.push(p);
         c.routing.primary = provider.clone();
         c.secret_check_every_ms = 100;
-        c.payment_polling = PaymentPollingConfig { interval_ms: 150, batch: 50 };
+        c.payment_polling = polling.clone();
     });
     Ok((Stack::start_with(name, tweak).await?, tl))
 }
@@ -274,7 +278,7 @@ async fn a_rolled_client_secret_is_used_from_the_next_token_request_without_a_re
     let source = SecretSource { file: Some(file.display().to_string()), ..SecretSource::default() };
     // A provider name of this run only: the audit entry's subject.
     let provider = format!("truelayer-{}", &run[..12]);
-    let (stack, tl) = stack_with("ob-tl-roll", Duration::from_millis(50), &provider, source).await?;
+    let (stack, tl) = stack_with("ob-tl-roll", Duration::from_millis(50), &provider, source, polled_every_150ms()).await?;
     let mut seen = Vec::new();
     let (before, _, events) = pay(&stack, &tl, &mut seen, Scenario::Settles).await?;
     assert_eq!(statuses(&events).last(), Some(&P::Settled), "{events:?}");
@@ -292,5 +296,42 @@ async fn a_rolled_client_secret_is_used_from_the_next_token_request_without_a_re
     assert_eq!(statuses(&events).last(), Some(&P::Settled), "paid with the rolled secret, no restart: {events:?}");
     assert_eq!(tl.payments_created(&after), 1);
     let _ = std::fs::remove_dir_all(&dir);
+    Ok(())
+}
+
+/// A payment the user never authorizes, with no webhooks: polled, less
+/// often as it stays quiet, then no longer once quiet for
+/// `give_up_after_ms`, with one audit row saying so, and nothing published
+/// but its AUTHORIZATION_REQUIRED (nobody knows how it ends).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_payment_that_never_moves_is_given_up_and_reported_without_inventing_a_status() -> Result<()> {
+    let polling = PaymentPollingConfig { interval_ms: 100, batch: 50, max_interval_ms: 300, give_up_after_ms: 2_500 };
+    let (stack, tl) = stack_with("ob-pay-quiet", Duration::from_millis(100), "truelayer", SecretSource::inline(&TrueLayerConfig::local().client_secret), polling).await?;
+    let (consent, payment_id) = ids();
+    payment_consent(&stack, &tl, &consent, &payment_id).await?;
+    let answer = stack.ask(&initiate(&consent, &format!("{consent}-pay"), &payment_id)).await?;
+    ensure!(answer.kind == OpenBankingKind::AuthRequired, "initiate: {answer:?}");
+    let created = Instant::now();
+    // Past the give-up time and a round or two more.
+    tokio::time::sleep(Duration::from_millis(4_000)).await;
+    let at_give_up = tl.calls("GET /v3/payments/{id}");
+    tokio::time::sleep(Duration::from_millis(2_000)).await;
+    let later = tl.calls("GET /v3/payments/{id}");
+    // How the waits grow with the quiet time is the schedule's unit test
+    // (payment.rs); at this scale the count cannot tell it.
+    ensure!(at_give_up >= 5, "polled while it could still move: {at_give_up} queries in {:?}", created.elapsed());
+    ensure!(later == at_give_up, "no longer polled once given up: {at_give_up} then {later}");
+
+    let mut seen = Vec::new();
+    let events = payment_events(&stack, &mut seen, &payment_id, |_| false, Duration::from_millis(600)).await?;
+    ensure!(statuses(&events) == [P::AuthorizationRequired], "no status invented: {events:?}");
+    let worker = stack.worker.as_ref().context("worker")?;
+    worker.store.flush_audit().await;
+    let trail = worker.store.audit_trail(&[consent.as_str()]).await?;
+    let given_up: Vec<_> = trail.iter().filter(|a| a.action == "payment_polling_given_up").collect();
+    ensure!(given_up.len() == 1, "one audit row: {given_up:?}");
+    ensure!(given_up[0].detail.contains(&payment_id) && given_up[0].detail.contains("AUTHORIZATION_REQUIRED"), "{:?}", given_up[0].detail);
+    stack.stop().await?;
+    tl.shutdown().await;
     Ok(())
 }

@@ -143,7 +143,7 @@ fn config(stack: &LocalStack, database_url: &str, plaid: &PlaidSimulator, tl: &T
         institution_breaker: switchyard_routing::BreakerConfig::default(),
         scheduled_refresh: None,
         callbacks: ObCallbackSettings { enabled: false, ..ObCallbackSettings::default() },
-        payment_polling: PaymentPollingConfig { interval_ms: 150, batch: 50 },
+        payment_polling: PaymentPollingConfig { interval_ms: 150, batch: 50, ..Default::default() },
     }
 }
 

@@ -49,19 +49,52 @@ const PUBLISHING_GRACE_MS: i64 = 5_000;
 pub struct PaymentPolling {
     pub interval: Duration,
     pub batch: i64,
+    pub max_interval: Duration,
+    pub give_up_after: Duration,
 }
 
 impl From<&super::truelayer_config::PaymentPollingConfig> for PaymentPolling {
     fn from(c: &super::truelayer_config::PaymentPollingConfig) -> Self {
-        Self { interval: Duration::from_millis(c.interval_ms), batch: i64::from(c.batch) }
+        Self {
+            interval: Duration::from_millis(c.interval_ms),
+            batch: i64::from(c.batch),
+            max_interval: Duration::from_millis(c.max_interval_ms),
+            give_up_after: Duration::from_millis(c.give_up_after_ms),
+        }
     }
 }
+
+fn ms(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}
+
+impl PaymentPolling {
+    /// When to ask next about a payment whose status last moved at
+    /// `changed_at_ms` (the provider's clock; one ahead of ours counts as
+    /// just now): a tenth of the quiet time, between `interval` and
+    /// `max_interval`, so a payment waiting days for settlement costs a
+    /// query an hour, not one every ten seconds.
+    pub fn next_poll_at(&self, now_ms: i64, changed_at_ms: i64) -> i64 {
+        let quiet = now_ms.saturating_sub(changed_at_ms).max(0);
+        let wait = (quiet / 10).clamp(ms(self.interval), ms(self.max_interval).max(ms(self.interval)));
+        now_ms.saturating_add(wait)
+    }
+
+    /// Whether a payment quiet since `changed_at_ms` is past polling.
+    pub fn given_up(&self, now_ms: i64, changed_at_ms: i64) -> bool {
+        now_ms.saturating_sub(changed_at_ms) >= ms(self.give_up_after)
+    }
+}
+
+/// `next_poll_at_ms` of a payment no longer polled: never due.
+const NEVER: i64 = i64::MAX;
 
 /// The TrueLayer adapter of `providers[i]` (validated: its section is there).
 pub(super) fn truelayer_adapter(
     i: usize,
     p: &super::config::ObProviderConfig,
     client_secret: switchyard_adapters::secret::ApiKey,
+    keys: &mut crate::secrets::OutboundKeys,
 ) -> Result<TrueLayerAdapter, crate::WorkerError> {
     let Some(t) = p.truelayer.as_ref() else { return Err(crate::WorkerError::Config(format!("providers[{i}].truelayer is required for kind truelayer"))) };
     let settings = TrueLayerSettings {
@@ -196,7 +229,6 @@ impl OpenBankingHandler {
         let from = progress.status;
         let expected = row.version;
         row.version += 1;
-        row.next_poll_at_ms = now_ms().saturating_add(self.poll_interval_ms());
         match progress.observe(state.status, state.at_ms) {
             PaymentObserved::Entered(statuses) => {
                 let mut prev = Some(from);
@@ -216,8 +248,9 @@ impl OpenBankingHandler {
                 row.pending_events = Some(serde_json::to_string(&events).map_err(broken)?);
                 row.next_poll_at_ms = self.publishing_poll_at();
             }
-            PaymentObserved::Unchanged => {}
+            PaymentObserved::Unchanged => row.next_poll_at_ms = self.payment_polling.next_poll_at(now_ms(), progress.changed_at_ms),
             PaymentObserved::Contradiction { from, to } => {
+                row.next_poll_at_ms = self.payment_polling.next_poll_at(now_ms(), progress.changed_at_ms);
                 // Money moved after we said it failed, or a settled payment
                 // failing: no event; ops and the reconciler must look.
                 tracing::error!(payment_id = %row.payment_id, from = from.as_str(), to = to.as_str(), "provider contradicts the payment's recorded status; nothing published");
@@ -256,6 +289,9 @@ impl OpenBankingHandler {
                 self.flush_payment_events(&ctx, row).await?;
                 continue;
             }
+            if self.give_up_if_quiet(&row).await? {
+                continue;
+            }
             let ctx = CallContext { correlation_id: row.correlation_id.clone(), traceparent: TraceParent::new_root().to_string() };
             let started = std::time::Instant::now();
             let state = {
@@ -285,6 +321,48 @@ impl OpenBankingHandler {
         later.next_poll_at_ms = now_ms().saturating_add(self.poll_interval_ms());
         self.payments.update(&later, row.version).await?;
         Ok(())
+    }
+
+    /// Stops polling a payment whose status has not moved for
+    /// `give_up_after`: nothing is published (we do not know how it ends),
+    /// ops are told (error log, audit row, a manual-repair failure), and a
+    /// webhook that moves it later is applied and resumes polling.
+    async fn give_up_if_quiet(&self, row: &PaymentRow) -> Result<bool, Stop> {
+        let progress: PaymentProgress = serde_json::from_str(&row.progress).map_err(|e| broken(format!("stored payment progress is unreadable: {e}")))?;
+        let now = now_ms();
+        if !self.payment_polling.given_up(now, progress.changed_at_ms) {
+            return Ok(false);
+        }
+        let mut parked = row.clone();
+        parked.version += 1;
+        parked.next_poll_at_ms = NEVER;
+        if !self.payments.update(&parked, row.version).await? {
+            // Another instance moved it first; its answer stands.
+            return Ok(true);
+        }
+        let quiet_s = now.saturating_sub(progress.changed_at_ms) / 1000;
+        tracing::error!(payment_id = %row.payment_id, provider = %row.provider, status = %row.status, quiet_s, "payment status has not moved for too long; no longer polled, look at it at the provider");
+        // A person must look: counted as manual repair, which
+        // SwitchyardOpenBankingManualRepair watches (not as a vendor call:
+        // the vendor's error ratio is not ours to raise).
+        self.metrics.failure(ErrorClass::ManualRepair.as_str());
+        let detail = serde_json::json!({
+            "payment_id": row.payment_id,
+            "provider": row.provider,
+            "provider_payment_id": row.provider_payment_id,
+            "status": row.status,
+            "quiet_s": quiet_s,
+        })
+        .to_string();
+        let entry = switchyard_store::AuditEntry {
+            actor: "openbanking-worker",
+            action: "payment_polling_given_up",
+            subject_id: &row.consent_id,
+            correlation_id: &row.correlation_id,
+            detail: &detail,
+        };
+        self.store.audit_later(entry).await;
+        Ok(true)
     }
 
     /// Polls open payments until shutdown (several instances may run it:
@@ -331,5 +409,29 @@ fn payment_event(
         currency: Some(row.currency.clone()),
         occurred_at_ms: at_ms.max(0),
         published_at_ms: now_ms(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_quiet_payment_waits_a_tenth_of_its_quiet_time_within_bounds_then_is_given_up() {
+        let hour = 3_600_000;
+        let polling = PaymentPolling {
+            interval: Duration::from_secs(10),
+            batch: 1,
+            max_interval: Duration::from_millis(hour as u64),
+            give_up_after: Duration::from_millis(14 * 24 * hour as u64),
+        };
+        let now = 100 * 24 * hour;
+        // (quiet for, expected wait), written from the rule, not the code.
+        for (quiet, wait) in [(0, 10_000), (50_000, 10_000), (600_000, 60_000), (5 * hour, hour / 2), (3 * 24 * hour, hour)] {
+            assert_eq!(polling.next_poll_at(now, now - quiet) - now, wait, "quiet {quiet} ms");
+        }
+        assert_eq!(polling.next_poll_at(now, now + 60_000) - now, 10_000, "a provider clock ahead of ours is just now");
+        assert!(!polling.given_up(now, now - 14 * 24 * hour + 1));
+        assert!(polling.given_up(now, now - 14 * 24 * hour));
     }
 }

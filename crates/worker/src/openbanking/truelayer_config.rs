@@ -49,17 +49,27 @@ fn default_auth_link_ttl_ms() -> u64 {
 #[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields, default)]
 pub struct PaymentPollingConfig {
-    /// Time between two status queries of one open payment.
+    /// Time between two status queries of a payment whose status just moved.
     pub interval_ms: u64,
     /// Payments asked about per round at most.
     pub batch: u32,
+    /// A status that has not moved for a while is asked about less often:
+    /// the wait grows to a tenth of the time since it last moved, up to this.
+    pub max_interval_ms: u64,
+    /// A payment whose status has not moved for this long is no longer
+    /// polled (an error log, an audit row `payment_polling_given_up`, a
+    /// `manual_repair` failure and its alert): someone must look at it at
+    /// the provider. A webhook that moves it resumes polling.
+    pub give_up_after_ms: u64,
 }
 
 impl Default for PaymentPollingConfig {
     /// Statuses move in seconds to days; every 10 s is well inside what a
     /// product shows a paying user, and far below TrueLayer's rate limits.
+    /// An hour at most between two queries of a quiet payment; two weeks
+    /// without a move is past any settlement TrueLayer describes.
     fn default() -> Self {
-        Self { interval_ms: 10_000, batch: 200 }
+        Self { interval_ms: 10_000, batch: 200, max_interval_ms: 3_600_000, give_up_after_ms: 14 * 24 * 3_600_000 }
     }
 }
 
@@ -96,6 +106,9 @@ pub(super) fn validate(config: &OpenBankingWorkerConfig) -> Result<(), WorkerErr
     if p.interval_ms < 100 || p.batch == 0 {
         return bad("payment_polling: interval_ms must be at least 100 and batch at least 1".into());
     }
+    if p.max_interval_ms < p.interval_ms || p.give_up_after_ms < p.interval_ms {
+        return bad("payment_polling: max_interval_ms and give_up_after_ms must be at least interval_ms".into());
+    }
     Ok(())
 }
 
@@ -127,7 +140,7 @@ mod tests {
         let mut c = config();
         let i = c.providers.iter().position(|p| p.kind == ObProviderKind::TrueLayer).expect("the example has a TrueLayer entry");
         validate(&c).expect("the example is valid");
-        assert_eq!(c.payment_polling, PaymentPollingConfig { interval_ms: 10_000, batch: 200 });
+        assert_eq!(c.payment_polling, PaymentPollingConfig::default());
         c.providers[i].truelayer = None;
         let err = validate(&c).expect_err("no section");
         assert!(err.to_string().contains(&format!("providers[{i}].truelayer")), "{err}");
