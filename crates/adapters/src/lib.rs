@@ -26,6 +26,7 @@
 //!   [`openbanking::plaid`].
 //! - [`multipart`]: a hand-built `multipart/form-data` body for uploads.
 //! - [`secret`]: credentials that cannot be printed.
+//! - [`signing_key`]: a request-signing key and its key id, rotated together.
 //! - [`tls`]: mutual TLS to a partner: client identity, pinned CA, TLS floor.
 //! - [`tls_rotation`]: client certificates re-read from files and swapped in without a restart.
 //! - [`webhooks`]: callback signature schemes; each vendor's callback body is
@@ -45,6 +46,7 @@ pub mod openbanking;
 pub mod payouts;
 pub mod poll;
 pub mod secret;
+pub mod signing_key;
 pub mod tls;
 pub mod tls_rotation;
 pub mod webhooks;

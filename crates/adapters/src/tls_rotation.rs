@@ -45,6 +45,49 @@ impl std::fmt::Debug for LiveClient {
     }
 }
 
+/// An adapter (or a domain's provider enum) whose HTTP client can be
+/// replaced by a [`RotatingTls`]'s, so a worker wires every vendor's client
+/// certificate rotation the same way, whatever the kind.
+pub trait WithClient: Sized {
+    /// Sends with `client` from now on instead of the one built from the transport.
+    fn with_client(self, client: LiveClient) -> Self;
+}
+
+/// `impl WithClient` for adapters holding their client as `http: LiveClient`.
+macro_rules! with_client_field {
+    ($($adapter:ty),* $(,)?) => {$(
+        impl $crate::tls_rotation::WithClient for $adapter {
+            fn with_client(self, client: $crate::tls_rotation::LiveClient) -> Self {
+                Self { http: client, ..self }
+            }
+        }
+    )*};
+}
+pub(crate) use with_client_field;
+
+/// Each domain's provider enum hands the client to the adapter it holds; a
+/// variant left out of the list does not compile.
+macro_rules! with_client_variants {
+    ($($module:ident::$enum:ident { $($variant:ident),+ }),+ $(,)?) => {$(
+        impl WithClient for crate::$module::$enum {
+            fn with_client(self, client: LiveClient) -> Self {
+                match self {
+                    $(Self::$variant(a) => Self::$variant(WithClient::with_client(a, client)),)+
+                }
+            }
+        }
+    )+};
+}
+
+with_client_variants!(
+    payouts::PayoutProvider { Stripe, Adyen, TrueLayer },
+    kyc::KycProvider { Onfido, Sumsub },
+    aml::AmlProvider { ComplyAdvantage, OpenSanctions },
+    fraud::FraudProvider { Sardine, Seon },
+    cards::CardProcessor { Lithic, Marqeta },
+    openbanking::OpenBankingProvider { Plaid, TrueLayer },
+);
+
 /// One provider's `tls` settings and the client built from them.
 pub struct RotatingTls {
     field: String,

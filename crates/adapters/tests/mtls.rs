@@ -289,3 +289,84 @@ async fn a_rewritten_client_certificate_is_presented_from_the_next_call_on() {
     assert!(rotating.refresh(4).expect("unchanged").is_none());
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Every vendor's client certificate rotates like Adyen's: Stripe (through
+/// the payout domain's enum, as the workers wire it) and Lithic take the
+/// client of a [`RotatingTls`] with `WithClient`. The vendor reports the certificate each connection presented: the
+/// old one, then, after the files are rewritten and the refresher ran, the
+/// new one on the next call of the same adapters.
+#[tokio::test]
+async fn every_vendors_client_certificate_rotates_without_a_new_adapter() {
+    use switchyard_adapters::cards::lithic::LithicAdapter;
+    use switchyard_adapters::payouts::stripe::StripeAdapter;
+    use switchyard_adapters::payouts::PayoutProvider;
+    use switchyard_adapters::tls_rotation::{RotatingTls, WithClient};
+    use switchyard_adapters::{CallContext, Secret};
+    use switchyard_canonical::{Beneficiary, PayoutCommand, PayoutRail};
+    let pki = Pki::new();
+    let server = leaf(&pki.server_ca, "api.vendor.test", ExtendedKeyUsagePurpose::ServerAuth);
+    let old = leaf(&pki.client_ca, "switchyard 2025", ExtendedKeyUsagePurpose::ClientAuth);
+    let new = leaf(&pki.client_ca, "switchyard 2026", ExtendedKeyUsagePurpose::ClientAuth);
+    let der = |pem: &str| CertificateDer::from_pem_slice(pem.as_bytes()).expect("certificate").as_ref().to_vec();
+    let seen = Arc::new(std::sync::Mutex::new(Vec::<Vec<u8>>::new()));
+    let accept: Accept = {
+        let seen = seen.clone();
+        Arc::new(move |c: &CertificateDer<'_>| {
+            seen.lock().expect("lock").push(c.as_ref().to_vec());
+            true
+        })
+    };
+    let port = pki.serve_if(server, rustls::ALL_VERSIONS, r#"{"data":[],"has_more":false}"#, accept).await;
+    // Which certificate the vendor saw on each connection since the last look.
+    let presented = || -> Vec<&'static str> {
+        std::mem::take(&mut *seen.lock().expect("lock"))
+            .iter()
+            .map(|c| if *c == der(&old.0) { "old" } else if *c == der(&new.0) { "new" } else { "other" })
+            .collect()
+    };
+
+    let dir = std::env::temp_dir().join(format!("switchyard-mtls-every-vendor-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let (cert_file, key_file) = (dir.join("tls.crt"), dir.join("tls.key"));
+    std::fs::write(&cert_file, &old.0).expect("write");
+    std::fs::write(&key_file, &old.1).expect("write");
+    let file = |p: &std::path::Path| Some(SecretSource { file: Some(p.display().to_string()), ..SecretSource::default() });
+    let config = TlsConfig { client_cert: file(&cert_file), client_key: file(&key_file), ..tls(None, &pki.server_ca) };
+    let transport = || Transport::new(Duration::from_secs(5), 2);
+    let stripe_tls = RotatingTls::load("providers[stripe].tls", &config, transport()).expect("tls");
+    let lithic_tls = RotatingTls::load("providers[lithic].tls", &config, transport()).expect("tls");
+    let base = format!("https://127.0.0.1:{port}");
+    let stripe = PayoutProvider::Stripe(StripeAdapter::new("stripe", &base, Secret::new("sk_test_k"), "acct_1", transport()).expect("adapter"))
+        .with_client(stripe_tls.client());
+    let lithic = LithicAdapter::new("lithic", &base, Secret::new("k"), transport()).expect("adapter").with_client(lithic_tls.client());
+    let ctx = CallContext { correlation_id: "c-1".into(), traceparent: "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01".into() };
+    let cmd = PayoutCommand {
+        payout_id: "po-1".into(),
+        idempotency_key: "key-1".into(),
+        amount_minor: 1250,
+        currency: "EUR".into(),
+        beneficiary: Beneficiary { name: "A".into(), iban: "DE89370400440532013000".into(), country: "DE".into() },
+        rail: PayoutRail::Standard,
+        reference: "r".into(),
+        requested_at_ms: 1,
+        tenant_id: None,
+        risk_tier: None,
+    };
+    let calls = || async {
+        assert_eq!(stripe.find(&cmd, 1_765_000_000_000, &ctx).await.expect("stripe over mutual TLS"), None);
+        assert_eq!(lithic.find("card-1", &ctx).await.expect("lithic over mutual TLS"), None);
+    };
+    calls().await;
+    assert_eq!(presented(), ["old", "old"]);
+
+    // Kubernetes rewrites the secret volume; the worker's refresher runs.
+    std::fs::write(&cert_file, &new.0).expect("write");
+    std::fs::write(&key_file, &new.1).expect("write");
+    for rotating in [&stripe_tls, &lithic_tls] {
+        let rotation = rotating.refresh(1).expect("read").expect("rotated");
+        assert_eq!(rotation.generation, 1);
+    }
+    calls().await;
+    assert_eq!(presented(), ["new", "new"], "the next call of the same adapters presents the new certificate");
+    let _ = std::fs::remove_dir_all(&dir);
+}

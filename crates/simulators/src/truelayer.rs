@@ -206,6 +206,12 @@ impl TrueLayerSimulator {
         self.sim.lock().keys.insert(kid.to_owned(), public_pem.as_bytes().to_vec());
     }
 
+    /// The merchant deletes a public key in the console: requests signed
+    /// under `kid` are refused from now on (the end of a key rotation).
+    pub fn remove_signing_key(&self, kid: &str) {
+        self.sim.lock().keys.remove(kid);
+    }
+
     /// The user through the auth dialog: the `code` the redirect carries.
     pub fn grant_code(&self) -> String {
         let code = format!("tl-code-{}", random_id(24));

@@ -44,7 +44,8 @@ pub trait CheckDomain: Send + Sync + 'static {
     const VENDORS: &'static [crate::check_config::CheckVendorKind];
     type Command: DeserializeOwned + Send + Sync + 'static;
     type Outcome: Serialize + DeserializeOwned + Send + Sync + 'static;
-    type Provider: Send + Sync + 'static;
+    /// Its HTTP client follows client certificate rotations ([`crate::secrets::OutboundKeys::with_certificate`]).
+    type Provider: switchyard_adapters::tls_rotation::WithClient + Send + Sync + 'static;
     /// The adapter's answer, before it becomes an outcome.
     type Verdict: Send;
 

@@ -39,11 +39,21 @@ pub async fn start_check_worker<D: CheckDomain>(config: CheckWorkerConfig, shutd
         let usable: crate::secrets::Usable = Box::new(move |s| environment.check_key_environment(&provider_config, s));
         let key = keys.key(&p.name, &format!("providers[{}].api_key", p.name), &p.api_key, usable)?;
         let adapter = D::build_provider(p, key, &mut keys)?;
+        // Its client certificate rotates without a restart (crate::secrets).
+        let adapter = keys.with_certificate(&p.name, p.tls.as_ref(), p.transport()?, adapter)?;
         let slots = Arc::new(tokio::sync::Semaphore::new(p.max_concurrency));
         providers.insert(p.name.clone(), CheckVendor { adapter, slots });
     }
     let metrics = Arc::new(Metrics::new(D::NAME));
     crate::config::export_expiry(&metrics, &config.certificates()?);
+    {
+        // A rotated certificate's new expiry replaces the old one's.
+        let (metrics, config) = (metrics.clone(), config.clone());
+        keys.after_certificate_rotation(move || match config.certificates() {
+            Ok(items) => crate::config::export_expiry(&metrics, &items),
+            Err(e) => tracing::warn!(error = %e, "certificate expiry not re-read after a rotation"),
+        });
+    }
     let registry = Arc::new(RegistryClient::new(&config.schema_registry_url)?);
     let encoder = AvroEncoder::register(&registry, &topics.outcomes, D::OUTCOME_SCHEMA).await?;
     let decoder = AvroDecoder::new(registry, D::COMMAND_SCHEMA)?;

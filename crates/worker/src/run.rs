@@ -62,15 +62,12 @@ pub async fn start_payout_worker(config: PayoutWorkerConfig, shutdown: Cancellat
             }
             ProviderKind::Adyen => {
                 let account = p.balance_account_id.clone().unwrap_or_default();
-                let adapter = AdyenAdapter::new(&p.name, &p.base_url, key, account, p.transport()?)?;
-                // Its client certificate rotates without a restart too (crate::secrets).
-                PayoutProvider::Adyen(match &p.tls {
-                    Some(tls) => adapter.with_client(rotating.certificate(&p.name, &format!("providers[{}].tls", p.name), tls, p.transport()?)?),
-                    None => adapter,
-                })
+                PayoutProvider::Adyen(AdyenAdapter::new(&p.name, &p.base_url, key, account, p.transport()?)?)
             }
-            ProviderKind::TrueLayer => PayoutProvider::TrueLayer(crate::payout::truelayer_config::adapter(p, key, p.transport()?)?),
+            ProviderKind::TrueLayer => PayoutProvider::TrueLayer(crate::payout::truelayer_config::rotating_adapter(p, key, p.transport()?, &mut rotating)?),
         };
+        // Its client certificate rotates without a restart, whatever the vendor (crate::secrets).
+        let provider = rotating.with_certificate(&p.name, p.tls.as_ref(), p.transport()?, provider)?;
         let slots = Arc::new(tokio::sync::Semaphore::new(p.max_concurrency));
         let (limiter, catalog_retention) = match &catalog {
             Some(c) => {

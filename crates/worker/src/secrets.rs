@@ -17,7 +17,11 @@
 //!
 //! Client certificates ([`OutboundKeys::certificate`]) are re-read the same
 //! way: a changed certificate and key that pass the start-up checks give a
-//! new HTTP client, swapped in for new calls ([`RotatingTls`]).
+//! new HTTP client, swapped in for new calls ([`RotatingTls`]); every
+//! worker wires them through [`OutboundKeys::with_certificate`], whatever
+//! the vendor. A request-signing key ([`OutboundKeys::signing_key`],
+//! TrueLayer's `Tl-Signature` key) rotates with its key id as one pair
+//! ([`RotatingSigningKey`]), after the new key signed a test message.
 //!
 //! [`ApiKey::Rotating`]: switchyard_adapters::secret::ApiKey
 
@@ -27,8 +31,9 @@ use std::time::Duration;
 use switchyard_adapters::environment::DistinctSecrets;
 use switchyard_adapters::http::Transport;
 use switchyard_adapters::secret::{ApiKey, RotatingSecret, Rotation, Secret, SecretSource};
+use switchyard_adapters::signing_key::{KeyPair, RotatingSigningKey, SigningKey};
 use switchyard_adapters::tls::TlsConfig;
-use switchyard_adapters::tls_rotation::{LiveClient, RotatingTls};
+use switchyard_adapters::tls_rotation::{LiveClient, RotatingTls, WithClient};
 use switchyard_store::{AuditEntry, Store};
 use tokio_util::sync::CancellationToken;
 
@@ -52,6 +57,8 @@ pub struct OutboundKeys {
     distinct: DistinctSecrets,
     /// Client certificates, by provider.
     certificates: Vec<(String, Arc<RotatingTls>)>,
+    /// Request-signing keys with their key ids, by provider.
+    signing_keys: Vec<(String, Arc<RotatingSigningKey>)>,
     after_certificate: Option<Box<dyn Fn() + Send + Sync>>,
 }
 
@@ -86,6 +93,35 @@ impl OutboundKeys {
         Ok(client)
     }
 
+    /// `adapter` sending with a client that follows the rotations of the
+    /// provider's `tls` files; without `tls`, `adapter` as it is. One call
+    /// per provider in every worker, whatever the vendor (each domain's
+    /// provider enum is [`WithClient`]).
+    pub fn with_certificate<A: WithClient>(&mut self, provider: &str, tls: Option<&TlsConfig>, transport: Transport, adapter: A) -> Result<A, WorkerError> {
+        match tls {
+            Some(tls) => Ok(adapter.with_client(self.certificate(provider, &format!("providers[{provider}].tls"), tls, transport)?)),
+            None => Ok(adapter),
+        }
+    }
+
+    /// A request-signing key and its key id (`field`:
+    /// `providers[<i>].truelayer.signing_key`), checked now with `usable`
+    /// like at any start-up; the key returned follows every rotation of
+    /// the pair.
+    pub fn signing_key(
+        &mut self,
+        provider: &str,
+        field: &str,
+        kid: &KeyIdSource,
+        key: &SecretSource,
+        usable: fn(&KeyPair) -> Result<(), String>,
+    ) -> Result<SigningKey, WorkerError> {
+        let rotating = Arc::new(RotatingSigningKey::load(field, kid.source(), key.clone(), usable)?);
+        let signing = rotating.key();
+        self.signing_keys.push((provider.to_owned(), rotating));
+        Ok(signing)
+    }
+
     /// Runs after each certificate rotation (to export the new expiry).
     pub fn after_certificate_rotation(&mut self, f: impl Fn() + Send + Sync + 'static) {
         self.after_certificate = Some(Box::new(f));
@@ -94,7 +130,10 @@ impl OutboundKeys {
     /// Re-reads every file-based credential until `shutdown`; nothing runs
     /// when none is.
     pub fn spawn(self, store: Store, actor: &'static str, every: Duration, shutdown: CancellationToken) {
-        if !self.keys.iter().any(|k| k.secret.reloads()) && !self.certificates.iter().any(|(_, c)| c.reloads()) {
+        if !self.keys.iter().any(|k| k.secret.reloads())
+            && !self.certificates.iter().any(|(_, c)| c.reloads())
+            && !self.signing_keys.iter().any(|(_, k)| k.reloads())
+        {
             return;
         }
         tokio::spawn(async move {
@@ -106,6 +145,7 @@ impl OutboundKeys {
                     _ = tick.tick() => {
                         check(&self.keys, &store, actor).await;
                         self.check_certificates(&store, actor).await;
+                        self.check_signing_keys(&store, actor).await;
                     }
                 }
             }
@@ -128,6 +168,51 @@ impl OutboundKeys {
                 Err(e) => tracing::warn!(provider = %provider, error = %e, "client certificate not re-read; the current one stays"),
             }
         }
+    }
+}
+
+impl OutboundKeys {
+    async fn check_signing_keys(&self, store: &Store, actor: &str) {
+        let now = switchyard_canonical::now_ms();
+        for (provider, key) in self.signing_keys.iter().filter(|(_, k)| k.reloads()) {
+            match key.refresh(now) {
+                Ok(Some(rotation)) => audit(store, actor, provider, &rotation).await,
+                Ok(None) => {}
+                // Only one of key and kid rewritten yet, a key that does not
+                // sign, a file half-written: the current pair keeps signing.
+                Err(e) => tracing::warn!(provider = %provider, error = %e, "signing key not re-read; the current one stays"),
+            }
+        }
+    }
+}
+
+/// Where a signing key's id comes from: written in the config (`kid-1`),
+/// or a source like the key's (`{ file: ... }`) so that both rotate
+/// together from one secret volume.
+#[derive(Clone, Debug, serde::Deserialize)]
+#[serde(untagged)]
+pub enum KeyIdSource {
+    Value(String),
+    Source(SecretSource),
+}
+
+impl KeyIdSource {
+    /// An inline id that is blank (a source is checked when read).
+    pub fn is_blank(&self) -> bool {
+        matches!(self, Self::Value(v) if v.trim().is_empty())
+    }
+
+    fn source(&self) -> SecretSource {
+        match self {
+            Self::Value(v) => SecretSource::inline(v),
+            Self::Source(s) => s.clone(),
+        }
+    }
+}
+
+impl From<&str> for KeyIdSource {
+    fn from(v: &str) -> Self {
+        Self::Value(v.to_owned())
     }
 }
 

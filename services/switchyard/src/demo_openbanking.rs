@@ -85,6 +85,7 @@ fn config(stack: &LocalStack, database_url: &str, plaid: &PlaidSimulator, tl: &T
         institution_retry_after_ms: 1_000,
         not_ready_retry_after_ms: 1_000,
         truelayer: None,
+        tls: None,
     };
     let truelayer_entry = ObProviderConfig {
         name: "truelayer".into(),

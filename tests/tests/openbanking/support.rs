@@ -185,6 +185,7 @@ pub(crate) fn config(env: &TestEnv, plaid_url: &str) -> OpenBankingWorkerConfig 
             institution_retry_after_ms: INSTITUTION_RETRY_AFTER_MS,
             not_ready_retry_after_ms: 1_000,
             truelayer: None,
+            tls: None,
         }],
         routing: switchyard_routing::RoutingPolicy {
             mode: switchyard_routing::DomainMode::On,

@@ -32,7 +32,8 @@ pub struct PlaidAdapter {
     base_url: String,
     client_id: String,
     secret: ApiKey,
-    http: reqwest::Client,
+    /// Replaced when the client certificate rotates ([`WithClient`](crate::tls_rotation::WithClient)).
+    http: crate::tls_rotation::LiveClient,
     /// Link's title for the user.
     client_name: String,
     /// `/transactions/sync` `count` (1-500).
@@ -245,7 +246,7 @@ impl PlaidAdapter {
             base_url: base_url.trim_end_matches('/').to_owned(),
             client_id: client_id.to_owned(),
             secret: secret.into(),
-            http: crate::http::client(transport)?,
+            http: crate::http::client(transport)?.into(),
             client_name: "switchyard".to_owned(),
             page_size: 100,
             institution_retry_after: Duration::from_secs(60),
@@ -290,7 +291,7 @@ impl PlaidAdapter {
 
     /// [`Self::post`] with its own deadline instead of the client's.
     async fn post_within<B: Serialize, T: serde::de::DeserializeOwned>(&self, ctx: &CallContext, path: &str, body: &B, timeout: Option<Duration>) -> Result<T, ObFailure> {
-        let mut req = traced(self.http.post(format!("{}{path}", self.base_url)), ctx).json(body);
+        let mut req = traced(self.http.current().post(format!("{}{path}", self.base_url)), ctx).json(body);
         if let Some(timeout) = timeout {
             req = req.timeout(timeout);
         }
@@ -518,3 +519,5 @@ mod tests {
         assert_eq!(parse_time("tomorrow"), None);
     }
 }
+
+crate::tls_rotation::with_client_field!(PlaidAdapter);

@@ -60,10 +60,10 @@ pub struct TrueLayerSettings {
     pub client_id: String,
     /// Read on every token request, so a rotated secret is used at once.
     pub client_secret: crate::secret::ApiKey,
-    /// The `kid` TrueLayer shows for the uploaded public key.
-    pub signing_key_id: String,
-    /// The EC P-521 private key, PEM.
-    pub signing_key: Secret,
+    /// The EC P-521 private key (PEM) and the `kid` TrueLayer shows for its
+    /// uploaded public half; read per request, so a rotated pair signs the
+    /// next one.
+    pub signing_key: crate::signing_key::SigningKey,
     /// Where the hosted payment page and the auth dialog send the user back.
     pub redirect_uri: String,
     /// Our beneficiary names -> TrueLayer merchant account ids.
@@ -74,7 +74,8 @@ pub struct TrueLayerSettings {
 
 pub struct TrueLayerAdapter {
     s: TrueLayerSettings,
-    http: reqwest::Client,
+    /// Replaced when the client certificate rotates ([`WithClient`](crate::tls_rotation::WithClient)).
+    http: crate::tls_rotation::LiveClient,
     /// The client-credentials token and when to stop using it.
     token: Mutex<Option<(Secret, Instant)>>,
 }
@@ -179,14 +180,9 @@ impl TrueLayerAdapter {
             *url = url.trim_end_matches('/').to_owned();
         }
         // A key that does not sign is a configuration error, found at start-up.
-        truelayer_signing::sign_with_pem(&s.signing_key_id, s.signing_key.expose().as_bytes())
-            .method(truelayer_signing::Method::Post)
-            .path("/start-up-check")
-            .body(b"{}")
-            .build_signer()
-            .sign()
-            .map_err(|_| AdapterError::new(ErrorClass::ManualRepair, ErrorCode::AuthenticationFailed, "signing_key is not a usable EC P-521 private key"))?;
-        Ok(Self { s, http: crate::http::client(transport)?, token: Mutex::new(None) })
+        crate::signing_key::truelayer_usable(&s.signing_key.current())
+            .map_err(|e| AdapterError::new(ErrorClass::ManualRepair, ErrorCode::AuthenticationFailed, format!("signing_key: {e}")))?;
+        Ok(Self { s, http: crate::http::client(transport)?.into(), token: Mutex::new(None) })
     }
 
     pub fn name(&self) -> &str {
@@ -236,7 +232,7 @@ impl TrueLayerAdapter {
     }
 
     async fn token_call(&self, ctx: &CallContext, form: &[(&str, &str)]) -> Result<TokenReply, ObFailure> {
-        let req = traced(self.http.post(format!("{}/connect/token", self.s.auth_url)), ctx).form(form);
+        let req = traced(self.http.current().post(format!("{}/connect/token", self.s.auth_url)), ctx).form(form);
         send_json::<TokenReply, OAuthError>(req, |status, wait, error| match error {
             Some(e) if matches!(e.error.as_str(), "invalid_client" | "unauthorized_client") => {
                 AdapterError::new(ErrorClass::ManualRepair, ErrorCode::AuthenticationFailed, format!("TrueLayer auth: {}", e.error))
@@ -294,7 +290,7 @@ impl TrueLayerAdapter {
         };
         for attempt in 0..2 {
             let token = self.access_token(ctx).await?;
-            let mut req = traced(self.http.request(method.clone(), &url), ctx).bearer_auth(token.expose());
+            let mut req = traced(self.http.current().request(method.clone(), &url), ctx).bearer_auth(token.expose());
             if let (Some((key, body)), Some(sig)) = (post, signature.as_deref()) {
                 req = req.header("Idempotency-Key", key).header("Tl-Signature", sig).header("Content-Type", "application/json").body(body.to_vec());
             }
@@ -311,7 +307,8 @@ impl TrueLayerAdapter {
     }
 
     fn sign(&self, path: &str, idempotency_key: &str, body: &[u8]) -> Result<String, ObFailure> {
-        truelayer_signing::sign_with_pem(&self.s.signing_key_id, self.s.signing_key.expose().as_bytes())
+        let key = self.s.signing_key.current();
+        truelayer_signing::sign_with_pem(&key.kid, key.private_pem.expose().as_bytes())
             .method(truelayer_signing::Method::Post)
             .path(path)
             .header("Idempotency-Key", idempotency_key.as_bytes())
@@ -502,3 +499,5 @@ mod tests {
         assert!(down.ambiguous && down.class == ErrorClass::Transient);
     }
 }
+
+crate::tls_rotation::with_client_field!(TrueLayerAdapter);

@@ -154,7 +154,7 @@ impl TrueLayerAdapter {
             ("client_secret", client_secret.expose()),
             ("refresh_token", bundle.refresh.as_str()),
         ];
-        let req = traced(self.http.post(format!("{}/connect/token", self.s.auth_url)), ctx).form(&form);
+        let req = traced(self.http.current().post(format!("{}/connect/token", self.s.auth_url)), ctx).form(&form);
         let mut grant_ended = false;
         let reply = send_json::<super::TokenReply, super::OAuthError>(req, |status, wait, error| {
             let code = error.map(|e| e.error).unwrap_or_default();
@@ -176,7 +176,7 @@ impl TrueLayerAdapter {
 
     async fn data<T: serde::de::DeserializeOwned>(&self, ctx: &CallContext, grant: &Secret, path: &str) -> Result<Vec<T>, ObFailure> {
         let bundle = open(grant)?;
-        let req = traced(self.http.get(format!("{}/data/v1{path}", self.s.api_url)), ctx).bearer_auth(&bundle.access);
+        let req = traced(self.http.current().get(format!("{}/data/v1{path}", self.s.api_url)), ctx).bearer_auth(&bundle.access);
         let mut failure = None;
         let reply = send_json::<Results<T>, DataError>(req, |status, wait, error| {
             let (mapped, err) = map_data_error(status, wait, error);
@@ -290,7 +290,7 @@ impl TrueLayerAdapter {
         let mut grant = grant.clone();
         for attempt in 0..2 {
             let bundle = open(&grant)?;
-            let req = traced(self.http.delete(format!("{}/api/delete", self.s.auth_url)), ctx).bearer_auth(&bundle.access);
+            let req = traced(self.http.current().delete(format!("{}/api/delete", self.s.auth_url)), ctx).bearer_auth(&bundle.access);
             let reply = send_json::<serde_json::Value, DataError>(req, |status, wait, error| {
                 let code = error.map(|e| e.error).unwrap_or_default();
                 AdapterError::from_status(status, wait, &format!("TrueLayer delete: {status} {code}"))

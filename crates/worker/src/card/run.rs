@@ -60,6 +60,8 @@ pub async fn start_card_worker(config: CardWorkerConfig, shutdown: CancellationT
                 CardProcessor::Marqeta(adapter)
             }
         };
+        // Its client certificate rotates without a restart (crate::secrets).
+        let adapter = keys.with_certificate(&p.name, p.tls.as_ref(), p.transport()?, adapter)?;
         let slots = Arc::new(tokio::sync::Semaphore::new(p.max_concurrency));
         let key_retention = match p.key_retention_ms {
             Some(ms) => Some(Duration::from_millis(ms)),
@@ -69,6 +71,14 @@ pub async fn start_card_worker(config: CardWorkerConfig, shutdown: CancellationT
     }
     let metrics = Arc::new(Metrics::new(DOMAIN));
     crate::config::export_expiry(&metrics, &config.certificates()?);
+    {
+        // A rotated certificate's new expiry replaces the old one's.
+        let (metrics, config) = (metrics.clone(), config.clone());
+        keys.after_certificate_rotation(move || match config.certificates() {
+            Ok(items) => crate::config::export_expiry(&metrics, &items),
+            Err(e) => tracing::warn!(error = %e, "certificate expiry not re-read after a rotation"),
+        });
+    }
     let registry = Arc::new(RegistryClient::new(&config.schema_registry_url)?);
     let encoder = AvroEncoder::register(&registry, &config.topics.outcomes, CARD_OUTCOME_SCHEMA).await?;
     let event_encoder = AvroEncoder::register(&registry, &config.topics.events, CARD_EVENT_SCHEMA).await?;

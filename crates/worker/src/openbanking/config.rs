@@ -192,6 +192,10 @@ pub struct ObProviderConfig {
     /// and merchant accounts ([`super::truelayer_config`]).
     #[serde(default)]
     pub truelayer: Option<super::truelayer_config::TrueLayerSection>,
+    /// Mutual TLS to the provider, as for payout providers; its files are
+    /// re-read and rotate without a restart ([`crate::secrets`]).
+    #[serde(default)]
+    pub tls: Option<switchyard_adapters::tls::TlsConfig>,
 }
 
 fn default_timeout_ms() -> u64 {
@@ -263,6 +267,9 @@ impl OpenBankingWorkerConfig {
             };
             if p.base_url.contains(wrong) {
                 return bad(format!("providers[{i}].base_url is {wrong}, refused in {env}"));
+            }
+            if let Some(tls) = &p.tls {
+                tls.validate(&format!("providers[{}].tls", p.name), &p.base_url)?;
             }
         }
         if self.token_keys.is_empty() {

@@ -104,8 +104,14 @@ pub(super) fn truelayer_adapter(
         hpp_url: t.hpp_url.clone(),
         client_id: p.client_id.clone(),
         client_secret,
-        signing_key_id: t.signing_key_id.clone(),
-        signing_key: t.signing_key.load(&format!("providers[{i}].truelayer.signing_key"))?,
+        // Read per request; the pair rotates from its files (crate::secrets).
+        signing_key: keys.signing_key(
+            &p.name,
+            &format!("providers[{i}].truelayer.signing_key"),
+            &t.signing_key_id,
+            &t.signing_key,
+            switchyard_adapters::signing_key::truelayer_usable,
+        )?,
         redirect_uri: t.redirect_uri.clone(),
         merchant_accounts: t.merchant_accounts.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
         resource_token_ttl: Duration::from_millis(t.resource_token_ttl_ms),

@@ -51,9 +51,14 @@ pub async fn start_openbanking_worker(config: OpenBankingWorkerConfig, shutdown:
                     .with_exchange_timeout(Duration::from_millis(p.timeout_ms).max(Duration::from_secs(120))),
             ),
             // The client secret is read on every token request, re-read from
-            // its file like Plaid's; the signing key is read once (a restart).
-            ObProviderKind::TrueLayer => OpenBankingProvider::TrueLayer(super::payment::truelayer_adapter(i, p, outbound.companion(&p.name, &field, &p.secret)?)?),
+            // its file like Plaid's; the signing key and its kid likewise, as a pair.
+            ObProviderKind::TrueLayer => {
+                let secret = outbound.companion(&p.name, &field, &p.secret)?;
+                OpenBankingProvider::TrueLayer(super::payment::truelayer_adapter(i, p, secret, &mut outbound)?)
+            }
         };
+        // Its client certificate rotates without a restart (crate::secrets).
+        let adapter = outbound.with_certificate(&p.name, p.tls.as_ref(), p.transport(), adapter)?;
         providers.insert(p.name.clone(), ObVendor { adapter, slots: Arc::new(tokio::sync::Semaphore::new(p.max_concurrency)) });
     }
     let mut keys = Vec::with_capacity(config.token_keys.len());

@@ -5,7 +5,9 @@
 //! (`https://api.truelayer-sandbox.com`), `client_id` and `secret` (the
 //! client secret) for the auth server's client-credentials token, and this
 //! section for the rest. The signing key is the EC P-521 private key whose
-//! public half is uploaded to TrueLayer's console under `signing_key_id`.
+//! public half is uploaded to TrueLayer's console under `signing_key_id`;
+//! from files, both rotate together without a restart
+//! ([`crate::secrets::OutboundKeys::signing_key`]).
 
 use super::config::{ObProviderKind, OpenBankingWorkerConfig};
 use crate::config::SecretSource;
@@ -21,8 +23,9 @@ pub struct TrueLayerSection {
     pub auth_url: String,
     /// The hosted payment page: `https://payment.truelayer-sandbox.com`.
     pub hpp_url: String,
-    /// The `kid` TrueLayer shows for the uploaded public key.
-    pub signing_key_id: String,
+    /// The `kid` TrueLayer shows for the uploaded public key: inline, or a
+    /// source (`{ file: ... }`) beside the key's, to rotate with it.
+    pub signing_key_id: crate::secrets::KeyIdSource,
     /// The EC P-521 private key (PEM) that signs every POST (`Tl-Signature`).
     pub signing_key: SecretSource,
     /// Where the payment page and the auth dialog send the user back
@@ -87,7 +90,7 @@ pub(super) fn validate(config: &OpenBankingWorkerConfig) -> Result<(), WorkerErr
                         return bad(format!("providers[{i}].truelayer.{field} must be an http(s) URL"));
                     }
                 }
-                if t.signing_key_id.trim().is_empty() {
+                if t.signing_key_id.is_blank() {
                     return bad(format!("providers[{i}].truelayer.signing_key_id must not be empty"));
                 }
                 if t.merchant_accounts.is_empty() || t.merchant_accounts.values().any(|v| v.trim().is_empty()) {

@@ -32,7 +32,8 @@ pub struct ComplyAdvantageAdapter {
     name: String,
     searches_url: reqwest::Url,
     api_key: ApiKey,
-    http: reqwest::Client,
+    /// Replaced when the client certificate rotates ([`WithClient`](crate::tls_rotation::WithClient)).
+    http: crate::tls_rotation::LiveClient,
 }
 
 impl ComplyAdvantageAdapter {
@@ -40,7 +41,7 @@ impl ComplyAdvantageAdapter {
         let url = format!("{}/searches", base_url.trim_end_matches('/'));
         let searches_url =
             reqwest::Url::parse(&url).map_err(|e| AdapterError::new(ErrorClass::ManualRepair, ErrorCode::InvalidRequest, format!("base_url: {e}")))?;
-        Ok(Self { name: name.into(), searches_url, api_key: api_key.into(), http: http::client(transport)? })
+        Ok(Self { name: name.into(), searches_url, api_key: api_key.into(), http: http::client(transport)?.into() })
     }
 
     pub fn name(&self) -> &str {
@@ -50,6 +51,7 @@ impl ComplyAdvantageAdapter {
     pub async fn screen(&self, cmd: &AmlCommand, key: &str, ctx: &CallContext) -> Result<AmlVerdict, AdapterError> {
         let req = self
             .http
+            .current()
             .post(self.searches_url.clone())
             .header("Authorization", format!("Token {}", self.api_key.current().expose()))
             .json(&SearchRequest::new(cmd, key));
@@ -57,3 +59,5 @@ impl ComplyAdvantageAdapter {
         transformers::verdict(reply)
     }
 }
+
+crate::tls_rotation::with_client_field!(ComplyAdvantageAdapter);

@@ -29,7 +29,8 @@ pub struct OpenSanctionsAdapter {
     name: String,
     match_url: reqwest::Url,
     api_key: ApiKey,
-    http: reqwest::Client,
+    /// Replaced when the client certificate rotates ([`WithClient`](crate::tls_rotation::WithClient)).
+    http: crate::tls_rotation::LiveClient,
 }
 
 impl OpenSanctionsAdapter {
@@ -37,7 +38,7 @@ impl OpenSanctionsAdapter {
         let url = format!("{}/match/{dataset}?threshold=0.7", base_url.trim_end_matches('/'));
         let match_url =
             reqwest::Url::parse(&url).map_err(|e| AdapterError::new(ErrorClass::ManualRepair, ErrorCode::InvalidRequest, format!("base_url: {e}")))?;
-        Ok(Self { name: name.into(), match_url, api_key: api_key.into(), http: http::client(transport)? })
+        Ok(Self { name: name.into(), match_url, api_key: api_key.into(), http: http::client(transport)?.into() })
     }
 
     pub fn name(&self) -> &str {
@@ -47,6 +48,7 @@ impl OpenSanctionsAdapter {
     pub async fn screen(&self, cmd: &AmlCommand, ctx: &CallContext) -> Result<AmlVerdict, AdapterError> {
         let req = self
             .http
+            .current()
             .post(self.match_url.clone())
             .header("Authorization", format!("ApiKey {}", self.api_key.current().expose()))
             .json(&MatchRequest::new(cmd));
@@ -54,3 +56,5 @@ impl OpenSanctionsAdapter {
         transformers::verdict(cmd, reply)
     }
 }
+
+crate::tls_rotation::with_client_field!(OpenSanctionsAdapter);

@@ -68,7 +68,8 @@ pub struct LithicAdapter {
     name: String,
     base_url: String,
     api_key: ApiKey,
-    http: reqwest::Client,
+    /// Replaced when the client certificate rotates ([`WithClient`](crate::tls_rotation::WithClient)).
+    http: crate::tls_rotation::LiveClient,
 }
 
 impl LithicAdapter {
@@ -76,7 +77,7 @@ impl LithicAdapter {
         let base_url = base_url.trim_end_matches('/').to_owned();
         reqwest::Url::parse(&base_url)
             .map_err(|e| AdapterError::new(ErrorClass::ManualRepair, ErrorCode::InvalidRequest, format!("base_url: {e}")))?;
-        Ok(Self { name: name.into(), base_url, api_key: api_key.into(), http: http::client(transport)? })
+        Ok(Self { name: name.into(), base_url, api_key: api_key.into(), http: http::client(transport)?.into() })
     }
 
     pub fn name(&self) -> &str {
@@ -155,7 +156,7 @@ impl LithicAdapter {
             }
         };
         let (card, state) = target;
-        let current: LithicCard = self.send(self.authed(self.http.get(self.card_url(card))), ctx).await?;
+        let current: LithicCard = self.send(self.authed(self.http.current().get(self.card_url(card))), ctx).await?;
         Ok((current.state == state).then(|| current.answer(false)))
     }
 
@@ -181,7 +182,7 @@ impl LithicAdapter {
             if let Some(a) = &after {
                 query.push(("starting_after", a.clone()));
             }
-            let req = self.authed(self.http.get(format!("{}/v1/cards", self.base_url)).query(&query));
+            let req = self.authed(self.http.current().get(format!("{}/v1/cards", self.base_url)).query(&query));
             let page: CardList = self.send(req, ctx).await?;
             after = page.data.last().map(|c| c.token.clone());
             found.extend(page.data.into_iter().filter(|c| c.memo.as_deref() == Some(card_id)));
@@ -209,7 +210,7 @@ impl LithicAdapter {
         provider_key: &str,
         ctx: &CallContext,
     ) -> Result<CardAnswer, AdapterError> {
-        let old: LithicCard = self.send(self.authed(self.http.get(self.card_url(card))), ctx).await?;
+        let old: LithicCard = self.send(self.authed(self.http.current().get(self.card_url(card))), ctx).await?;
         let physical = old.kind == "PHYSICAL";
         let shipping_address = match (physical, shipping) {
             (true, Some(s)) => Some(LithicAddress::new(s)?),
@@ -241,7 +242,7 @@ impl LithicAdapter {
         match self.send::<LithicCard>(self.patch(card, &body), ctx).await {
             Ok(updated) => Ok(updated.answer(false)),
             Err(e) if matches!(e.http_status, Some(400 | 422)) => {
-                let current: LithicCard = self.send(self.authed(self.http.get(self.card_url(card))), ctx).await?;
+                let current: LithicCard = self.send(self.authed(self.http.current().get(self.card_url(card))), ctx).await?;
                 if current.state == state {
                     Ok(current.answer(false))
                 } else {
@@ -261,11 +262,11 @@ impl LithicAdapter {
     }
 
     fn post<B: Serialize>(&self, path: &str, provider_key: &str, body: &B) -> reqwest::RequestBuilder {
-        self.authed(self.http.post(format!("{}{path}", self.base_url))).header("Idempotency-Key", provider_key).json(body)
+        self.authed(self.http.current().post(format!("{}{path}", self.base_url))).header("Idempotency-Key", provider_key).json(body)
     }
 
     fn patch<B: Serialize>(&self, card: &CardRef<'_>, body: &B) -> reqwest::RequestBuilder {
-        self.authed(self.http.patch(self.card_url(card))).json(body)
+        self.authed(self.http.current().patch(self.card_url(card))).json(body)
     }
 
     async fn send<T: serde::de::DeserializeOwned>(&self, req: reqwest::RequestBuilder, ctx: &CallContext) -> Result<T, AdapterError> {
@@ -290,3 +291,5 @@ fn uuid_v5(name: &str) -> uuid::Uuid {
     bytes[8] = (bytes[8] & 0x3f) | 0x80;
     uuid::Uuid::from_bytes(bytes)
 }
+
+crate::tls_rotation::with_client_field!(LithicAdapter);

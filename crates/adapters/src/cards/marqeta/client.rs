@@ -18,7 +18,8 @@ pub(crate) struct Client {
     base_url: Url,
     application_token: ApiKey,
     access_token: ApiKey,
-    http: reqwest::Client,
+    /// Replaced when the client certificate rotates ([`WithClient`](crate::tls_rotation::WithClient)).
+    http: crate::tls_rotation::LiveClient,
 }
 
 impl Client {
@@ -27,7 +28,7 @@ impl Client {
         let base = format!("{}/", base_url.trim_end_matches('/'));
         let base_url = Url::parse(&base)
             .map_err(|e| AdapterError::new(ErrorClass::ManualRepair, ErrorCode::InvalidRequest, format!("base_url: {e}")))?;
-        Ok(Self { base_url, application_token: application_token.into(), access_token: access_token.into(), http: http::client(transport)? })
+        Ok(Self { base_url, application_token: application_token.into(), access_token: access_token.into(), http: http::client(transport)?.into() })
     }
 
     fn url(&self, path: &str) -> Result<Url, AdapterError> {
@@ -37,7 +38,7 @@ impl Client {
     }
 
     fn request(&self, method: Method, path: &str, ctx: &CallContext) -> Result<reqwest::RequestBuilder, AdapterError> {
-        let req = self.http.request(method, self.url(path)?).basic_auth(self.application_token.current().expose(), Some(self.access_token.current().expose()));
+        let req = self.http.current().request(method, self.url(path)?).basic_auth(self.application_token.current().expose(), Some(self.access_token.current().expose()));
         Ok(traced(req, ctx))
     }
 
@@ -59,5 +60,12 @@ impl Client {
         // status for the audit entry.
         let req = self.request(Method::PUT, path, ctx)?.json(body);
         http::send_empty::<ErrorBody>(req, map_error).await
+    }
+}
+
+impl Client {
+    /// The adapter's [`WithClient`](crate::tls_rotation::WithClient) lands here.
+    pub(crate) fn with_http(self, http: crate::tls_rotation::LiveClient) -> Self {
+        Self { http, ..self }
     }
 }

@@ -383,5 +383,11 @@ fn current_product(card: &t::Card, old: &CardRef<'_>) -> Result<String, AdapterE
     card.card_product_token.clone().ok_or_else(|| invalid(&format!("Marqeta card {} has no card_product_token", old.processor_reference)))
 }
 
+impl crate::tls_rotation::WithClient for MarqetaAdapter {
+    fn with_client(self, client: crate::tls_rotation::LiveClient) -> Self {
+        Self { client: self.client.with_http(client), ..self }
+    }
+}
+
 #[cfg(test)]
 mod tests;

@@ -29,14 +29,15 @@ pub struct SardineAdapter {
     base_url: String,
     client_id: ApiKey,
     client_secret: ApiKey,
-    http: reqwest::Client,
+    /// Replaced when the client certificate rotates ([`WithClient`](crate::tls_rotation::WithClient)).
+    http: crate::tls_rotation::LiveClient,
 }
 
 impl SardineAdapter {
     pub fn new(name: impl Into<String>, base_url: &str, client_id: impl Into<ApiKey>, client_secret: impl Into<ApiKey>, transport: Transport) -> Result<Self, AdapterError> {
         let base_url = base_url.trim_end_matches('/').to_owned();
         reqwest::Url::parse(&base_url).map_err(|e| AdapterError::new(ErrorClass::ManualRepair, ErrorCode::InvalidRequest, format!("base_url: {e}")))?;
-        Ok(Self { name: name.into(), base_url, client_id: client_id.into(), client_secret: client_secret.into(), http: http::client(transport)? })
+        Ok(Self { name: name.into(), base_url, client_id: client_id.into(), client_secret: client_secret.into(), http: http::client(transport)?.into() })
     }
 
     pub fn name(&self) -> &str {
@@ -44,7 +45,7 @@ impl SardineAdapter {
     }
 
     fn post(&self, path: &str, ctx: &CallContext) -> reqwest::RequestBuilder {
-        let req = self.http.post(format!("{}{path}", self.base_url)).basic_auth(self.client_id.current().expose(), Some(self.client_secret.current().expose()));
+        let req = self.http.current().post(format!("{}{path}", self.base_url)).basic_auth(self.client_id.current().expose(), Some(self.client_secret.current().expose()));
         traced(req, ctx)
     }
 
@@ -59,3 +60,5 @@ impl SardineAdapter {
         Ok(FraudVerdict::feedback_accepted(key.to_owned()))
     }
 }
+
+crate::tls_rotation::with_client_field!(SardineAdapter);

@@ -31,14 +31,15 @@ pub struct SeonAdapter {
     name: String,
     base_url: String,
     api_key: ApiKey,
-    http: reqwest::Client,
+    /// Replaced when the client certificate rotates ([`WithClient`](crate::tls_rotation::WithClient)).
+    http: crate::tls_rotation::LiveClient,
 }
 
 impl SeonAdapter {
     pub fn new(name: impl Into<String>, base_url: &str, api_key: impl Into<ApiKey>, transport: Transport) -> Result<Self, AdapterError> {
         let base_url = base_url.trim_end_matches('/').to_owned();
         reqwest::Url::parse(&base_url).map_err(|e| AdapterError::new(ErrorClass::ManualRepair, ErrorCode::InvalidRequest, format!("base_url: {e}")))?;
-        Ok(Self { name: name.into(), base_url, api_key: api_key.into(), http: http::client(transport)? })
+        Ok(Self { name: name.into(), base_url, api_key: api_key.into(), http: http::client(transport)?.into() })
     }
 
     pub fn name(&self) -> &str {
@@ -48,6 +49,7 @@ impl SeonAdapter {
     pub async fn score(&self, cmd: &FraudCommand, ctx: &CallContext) -> Result<FraudVerdict, AdapterError> {
         let req = self
             .http
+            .current()
             .post(format!("{}/SeonRestService/fraud-api/v2/", self.base_url))
             .header("X-API-KEY", self.api_key.current().expose())
             .json(&ScoreRequest::new(cmd));
@@ -59,6 +61,7 @@ impl SeonAdapter {
         let f = feedback_of(cmd)?;
         let req = self
             .http
+            .current()
             .put(format!("{}/SeonRestService/fraud-api/label/v1/{}", self.base_url, crate::encode::path_segment(&f.transaction_id)))
             .header("X-API-KEY", self.api_key.current().expose())
             .json(&serde_json::json!({ "label": label(f.kind) }));
@@ -66,3 +69,5 @@ impl SeonAdapter {
         transformers::accepted(reply, &f.transaction_id)
     }
 }
+
+crate::tls_rotation::with_client_field!(SeonAdapter);

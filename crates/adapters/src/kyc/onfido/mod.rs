@@ -35,14 +35,15 @@ pub struct OnfidoAdapter {
     base_url: String,
     api_token: ApiKey,
     polling: Polling,
-    http: reqwest::Client,
+    /// Replaced when the client certificate rotates ([`WithClient`](crate::tls_rotation::WithClient)).
+    http: crate::tls_rotation::LiveClient,
 }
 
 impl OnfidoAdapter {
     pub fn new(name: impl Into<String>, base_url: &str, api_token: impl Into<ApiKey>, transport: Transport, polling: Polling) -> Result<Self, AdapterError> {
         let base_url = base_url.trim_end_matches('/').to_owned();
         reqwest::Url::parse(&base_url).map_err(|e| AdapterError::new(ErrorClass::ManualRepair, ErrorCode::InvalidRequest, format!("base_url: {e}")))?;
-        Ok(Self { name: name.into(), base_url, api_token: api_token.into(), polling, http: http::client(transport)? })
+        Ok(Self { name: name.into(), base_url, api_token: api_token.into(), polling, http: http::client(transport)?.into() })
     }
 
     pub fn name(&self) -> &str {
@@ -52,6 +53,7 @@ impl OnfidoAdapter {
     fn post(&self, path: &str, key: &str, step: &str, ctx: &CallContext) -> reqwest::RequestBuilder {
         let req = self
             .http
+            .current()
             .post(format!("{}/v3.6{path}", self.base_url))
             .header("Authorization", format!("Token token={}", self.api_token.current().expose()))
             .header("Idempotency-Key", format!("{key}.{step}"));
@@ -61,6 +63,7 @@ impl OnfidoAdapter {
     fn get(&self, path: &str, ctx: &CallContext) -> reqwest::RequestBuilder {
         let req = self
             .http
+            .current()
             .get(format!("{}/v3.6{path}", self.base_url))
             .header("Authorization", format!("Token token={}", self.api_token.current().expose()));
         traced(req, ctx)
@@ -112,3 +115,5 @@ impl OnfidoAdapter {
         transformers::verdict(&done, &reports)
     }
 }
+
+crate::tls_rotation::with_client_field!(OnfidoAdapter);

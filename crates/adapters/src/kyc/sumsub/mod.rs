@@ -42,7 +42,8 @@ pub struct SumsubAdapter {
     secret_key: ApiKey,
     level_name: String,
     polling: Polling,
-    http: reqwest::Client,
+    /// Replaced when the client certificate rotates ([`WithClient`](crate::tls_rotation::WithClient)).
+    http: crate::tls_rotation::LiveClient,
 }
 
 impl SumsubAdapter {
@@ -65,7 +66,7 @@ impl SumsubAdapter {
             secret_key: secret_key.into(),
             level_name: level_name.into(),
             polling,
-            http: http::client(transport)?,
+            http: http::client(transport)?.into(),
         })
     }
 
@@ -79,6 +80,7 @@ impl SumsubAdapter {
         let sig = signature(self.secret_key.current().expose(), ts, method.as_str(), path, &body);
         let mut req = self
             .http
+            .current()
             .request(method, format!("{}{path}", self.base_url))
             .header("X-App-Token", self.app_token.current().expose())
             .header("X-App-Access-Ts", ts.to_string())
@@ -151,3 +153,5 @@ pub fn signature(secret: &str, ts: i64, method: &str, path: &str, body: &[u8]) -
     mac.update(body);
     hex::encode(mac.finalize().into_bytes())
 }
+
+crate::tls_rotation::with_client_field!(SumsubAdapter);

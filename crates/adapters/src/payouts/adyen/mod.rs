@@ -117,3 +117,9 @@ fn rfc3339(ms: i64) -> Result<String, AdapterError> {
     at.format(&time::format_description::well_known::Rfc3339)
         .map_err(|e| AdapterError::new(switchyard_canonical::ErrorClass::Permanent, switchyard_canonical::ErrorCode::InvalidRequest, e.to_string()))
 }
+
+impl crate::tls_rotation::WithClient for AdyenAdapter {
+    fn with_client(self, client: LiveClient) -> Self {
+        AdyenAdapter::with_client(self, client)
+    }
+}

@@ -49,7 +49,8 @@ pub struct StripeAdapter {
     external_accounts_url: reqwest::Url,
     connected_account: String,
     api_key: ApiKey,
-    http: reqwest::Client,
+    /// Replaced when the client certificate rotates ([`WithClient`](crate::tls_rotation::WithClient)).
+    http: crate::tls_rotation::LiveClient,
     /// Beneficiary fingerprint -> `ba_...` on the connected account. One
     /// cell per beneficiary, so concurrent payouts to a new beneficiary wait
     /// for one registration instead of racing into Stripe's 409.
@@ -73,7 +74,7 @@ impl StripeAdapter {
             external_accounts_url,
             connected_account: connected_account.to_owned(),
             api_key: api_key.into(),
-            http: http::client(transport)?,
+            http: http::client(transport)?.into(),
             bank_accounts: Arc::new(Mutex::new(HashMap::new())),
         })
     }
@@ -90,7 +91,7 @@ impl StripeAdapter {
         let destination = self.bank_account(cmd, ctx).await?;
         let form = StripePayoutRequest::new(cmd, &destination).into_form()?;
         let req = self
-            .authed(self.http.post(self.payouts_url.clone()))
+            .authed(self.http.current().post(self.payouts_url.clone()))
             .header("Idempotency-Key", provider_key)
             .header(reqwest::header::CONTENT_TYPE, "application/x-www-form-urlencoded")
             .body(form);
@@ -111,7 +112,7 @@ impl StripeAdapter {
         let id = cell
             .get_or_try_init(|| async {
                 let req = self
-                    .authed(self.http.post(self.external_accounts_url.clone()))
+                    .authed(self.http.current().post(self.external_accounts_url.clone()))
                     .header("Idempotency-Key", format!("beneficiary-{fingerprint}"))
                     .header(reqwest::header::CONTENT_TYPE, "application/x-www-form-urlencoded")
                     .body(request.into_form()?);
@@ -124,7 +125,7 @@ impl StripeAdapter {
 
     pub async fn status(&self, cmd: &PayoutCommand, provider_key: &str, ctx: &CallContext) -> Result<VendorPayout, AdapterError> {
         let replayed = self.create(cmd, provider_key, ctx).await?;
-        let req = self.authed(self.http.get(format!("{}/v1/payouts/{}", self.base_url, replayed.vendor_reference)));
+        let req = self.authed(self.http.current().get(format!("{}/v1/payouts/{}", self.base_url, replayed.vendor_reference)));
         match self.send(traced(req, ctx)).await {
             Ok(current) => Ok(current),
             // The replay already proved what happened; a failed read only
@@ -144,7 +145,7 @@ impl StripeAdapter {
             if let Some(after) = &starting_after {
                 query.push(("starting_after", after.clone()));
             }
-            let req = self.authed(self.http.get(self.payouts_url.clone()).query(&query));
+            let req = self.authed(self.http.current().get(self.payouts_url.clone()).query(&query));
             let page = http::send_json::<StripePayoutList, StripeErrorBody>(traced(req, ctx), map_error).await?;
             if let Some(found) = page.data.iter().find(|p| p.is_for(&cmd.payout_id)) {
                 return found.check_matches(cmd).map(Some);
@@ -169,3 +170,5 @@ impl StripeAdapter {
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
+
+crate::tls_rotation::with_client_field!(StripeAdapter);

@@ -46,10 +46,10 @@ pub struct TrueLayerPayoutSettings {
     /// `https://auth.truelayer-sandbox.com` / `https://auth.truelayer.com`.
     pub auth_url: String,
     pub client_id: String,
-    /// The `kid` TrueLayer shows for the uploaded public key.
-    pub signing_key_id: String,
-    /// The EC P-521 private key, PEM.
-    pub signing_key: Secret,
+    /// The EC P-521 private key (PEM) and the `kid` TrueLayer shows for its
+    /// uploaded public half; read per create, so a rotated pair signs the
+    /// next one.
+    pub signing_key: crate::signing_key::SigningKey,
     /// The merchant account payouts are drawn from.
     pub merchant_account_id: String,
 }
@@ -59,7 +59,8 @@ pub struct TrueLayerPayoutAdapter {
     name: String,
     s: TrueLayerPayoutSettings,
     client_secret: ApiKey,
-    http: reqwest::Client,
+    /// Replaced when the client certificate rotates ([`WithClient`](crate::tls_rotation::WithClient)).
+    http: crate::tls_rotation::LiveClient,
     /// The access token and when to stop using it.
     token: Arc<Mutex<Option<(Secret, Instant)>>>,
 }
@@ -87,7 +88,7 @@ impl TrueLayerPayoutAdapter {
         if s.merchant_account_id.trim().is_empty() {
             return Err(bad("truelayer.merchant_account_id must not be empty"));
         }
-        let adapter = Self { name: name.into(), s, client_secret: client_secret.into(), http: http::client(transport)?, token: Arc::new(Mutex::new(None)) };
+        let adapter = Self { name: name.into(), s, client_secret: client_secret.into(), http: http::client(transport)?.into(), token: Arc::new(Mutex::new(None)) };
         // A key that does not sign is a configuration error, found at start-up.
         adapter.sign("/start-up-check", "start-up", b"{}")?;
         Ok(adapter)
@@ -149,7 +150,7 @@ impl TrueLayerPayoutAdapter {
             ("client_secret", secret.expose()),
             ("scope", "payments"),
         ];
-        let req = traced(self.http.post(format!("{}/connect/token", self.s.auth_url)), ctx).form(&form);
+        let req = traced(self.http.current().post(format!("{}/connect/token", self.s.auth_url)), ctx).form(&form);
         let reply = http::send_json::<TokenReply, OAuthError>(req, |status, wait, error| match error {
             Some(e) if matches!(e.error.as_str(), "invalid_client" | "unauthorized_client") => {
                 AdapterError::new(ErrorClass::ManualRepair, ErrorCode::AuthenticationFailed, format!("TrueLayer auth: {}", e.error))
@@ -180,7 +181,7 @@ impl TrueLayerPayoutAdapter {
         };
         for attempt in 0..2 {
             let token = self.access_token(ctx).await?;
-            let mut req = traced(self.http.request(method.clone(), &url), ctx).bearer_auth(token.expose());
+            let mut req = traced(self.http.current().request(method.clone(), &url), ctx).bearer_auth(token.expose());
             if let (Some((key, body)), Some(sig)) = (post, signature.as_deref()) {
                 req = req.header("Idempotency-Key", key).header("Tl-Signature", sig).header("Content-Type", "application/json").body(body.to_vec());
             }
@@ -196,7 +197,8 @@ impl TrueLayerPayoutAdapter {
     }
 
     fn sign(&self, path: &str, idempotency_key: &str, body: &[u8]) -> Result<String, AdapterError> {
-        truelayer_signing::sign_with_pem(&self.s.signing_key_id, self.s.signing_key.expose().as_bytes())
+        let key = self.s.signing_key.current();
+        truelayer_signing::sign_with_pem(&key.kid, key.private_pem.expose().as_bytes())
             .method(truelayer_signing::Method::Post)
             .path(path)
             .header("Idempotency-Key", idempotency_key.as_bytes())
@@ -210,3 +212,5 @@ impl TrueLayerPayoutAdapter {
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
+
+crate::tls_rotation::with_client_field!(TrueLayerPayoutAdapter);
