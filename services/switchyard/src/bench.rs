@@ -14,6 +14,11 @@
 //! a constant rate of payouts through a separate `payout-worker` process,
 //! one line per minute with the layer's latency overhead, the worker's RSS,
 //! CPU per payout and consumer lag.
+//!
+//! `--gateway` runs another (`bench_gateway.rs`): `POST /v1/payouts` to 202
+//! at a fixed rate, open loop, against the gateway, a broker-ack baseline
+//! and a bare axum handler, with p50/p95/p99 and the gateway's p99 over the
+//! broker ack's.
 
 use anyhow::{bail, Context, Result};
 use futures::stream::{FuturesUnordered, StreamExt, TryStreamExt};
@@ -31,6 +36,8 @@ use tokio_util::sync::CancellationToken;
 
 #[path = "bench_steady.rs"]
 mod steady;
+#[path = "bench_gateway.rs"]
+mod gateway;
 
 #[derive(clap::Args)]
 pub(crate) struct BenchArgs {
@@ -69,6 +76,18 @@ pub(crate) struct BenchArgs {
     /// `kafka.extra`), e.g. `fetch.wait.max.ms=10`; repeatable.
     #[arg(long, value_name = "KEY=VALUE", requires = "steady", value_parser = parse_property)]
     worker_kafka: Vec<(String, String)>,
+    /// Gateway mode: `POST /v1/payouts` to 202 at `--rate` for `--seconds`,
+    /// open loop, against the real gateway, a broker-ack baseline and a bare
+    /// axum handler (all in this process); prints p50/p95/p99/max per target
+    /// and the gateway's p99 over the broker ack's.
+    #[arg(long, conflicts_with = "steady")]
+    gateway: bool,
+    /// Gateway mode: requests per second, per target.
+    #[arg(long, value_name = "N", default_value_t = 2_000, requires = "gateway", value_parser = clap::value_parser!(u32).range(1..))]
+    rate: u32,
+    /// Gateway mode: seconds counted per target, after a 2 s warm-up.
+    #[arg(long, value_name = "N", default_value_t = 20, requires = "gateway", value_parser = clap::value_parser!(u64).range(1..))]
+    seconds: u64,
 }
 
 pub(crate) async fn run(args: BenchArgs) -> Result<()> {
@@ -80,6 +99,9 @@ pub(crate) async fn run(args: BenchArgs) -> Result<()> {
     println!();
     if let Some(rate) = args.steady {
         return steady::run(&args, &run, rate, &database_url).await;
+    }
+    if args.gateway {
+        return gateway::run(&args, &run, &database_url).await;
     }
     let raw = raw_passthrough(&args, &run).await?;
     println!("raw broker consume->produce      {:>10.0} msg/s   ({} messages)", raw, args.messages);
