@@ -35,6 +35,7 @@ fn recon_config(env: &TestEnv) -> Result<ReconConfig> {
         eval_interval: Duration::from_millis(200),
         batch: 5000,
         admin_bind: Some("127.0.0.1:0".parse()?),
+        pii_keys: Vec::new(),
     })
 }
 

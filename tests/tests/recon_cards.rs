@@ -151,6 +151,7 @@ fn recon_config(env: &TestEnv) -> Result<ReconConfig> {
         eval_interval: Duration::from_millis(200),
         batch: 5000,
         admin_bind: None,
+        pii_keys: Vec::new(),
     })
 }
 

@@ -202,6 +202,7 @@ async fn a_ledger_posting_consumed_by_the_reconciler_is_found_by_its_position() 
         eval_interval: Duration::from_millis(200),
         batch: 5000,
         admin_bind: None,
+        pii_keys: Vec::new(),
     };
     let shutdown = CancellationToken::new();
     let running = switchyard_recon::run::start(config, shutdown.clone()).await?;

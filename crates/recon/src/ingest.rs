@@ -22,7 +22,7 @@ use crate::card_rules;
 use crate::engine::Engine;
 use crate::flows::FlowLatency;
 use switchyard_canonical::onboarding::OnboardingEvent;
-use switchyard_store::recon::{CardFact, CardFactKind, CardPostingFact, CommandRecord, EventFact, FactBatch, OutcomeFact, PostingFact};
+use switchyard_store::recon::{CardFact, CardFactKind, CardPostingFact, EventFact, FactBatch, OutcomeFact, PostingFact};
 use tokio_util::sync::CancellationToken;
 
 pub const PAYOUT_OUTCOME_SCHEMA: &str = include_str!("../../../schemas/payouts/PayoutOutcome.v1.avsc");
@@ -141,6 +141,9 @@ pub struct Ingestor {
     /// postings have no other recorder: core banking publishes them). None
     /// in the one-shot job, which re-reads what the service already recorded.
     pub positions: Option<Arc<dyn PositionSink>>,
+    /// Seals the beneficiary's data of the payout commands kept; by default
+    /// (no `pii_keys`) that data is not kept at all.
+    pub sealer: crate::commands::CommandSealer,
 }
 
 impl Ingestor {
@@ -169,6 +172,7 @@ impl Ingestor {
             stats: Arc::default(),
             flows: Arc::default(),
             positions: None,
+            sealer: crate::commands::CommandSealer::default(),
         })
     }
 
@@ -206,13 +210,13 @@ impl Ingestor {
                     Err(_) => break,
                 }
             }
-            let batch = self.decode(&messages).await;
+            let (mut batch, commands) = self.decode(&messages).await;
             // The store must take the batch before its offsets move; a
             // database outage pauses consumption instead of losing facts.
             let mut wait = Duration::from_millis(100);
             loop {
                 let as_of = self.range.map_or_else(switchyard_canonical::now_ms, |r| r.to_ms.min(switchyard_canonical::now_ms()));
-                match self.engine.ingest(&batch, as_of).await {
+                match self.store_batch(&mut batch, &commands, as_of).await {
                     Ok(pass) => {
                         self.stats.evaluated.fetch_add(pass.evaluated, Ordering::Relaxed);
                         self.stats.opened.fetch_add(pass.opened, Ordering::Relaxed);
@@ -262,8 +266,19 @@ impl Ingestor {
         }
     }
 
-    async fn decode(&self, messages: &[BorrowedMessage<'_>]) -> FactBatch {
+    /// Seals the batch's payout commands (once, however often the store
+    /// is retried) and stores and judges the batch.
+    async fn store_batch(&self, batch: &mut FactBatch, commands: &[PayoutCommand], as_of: i64) -> Result<crate::engine::PassStats, ReconError> {
+        if batch.commands.is_empty() && !commands.is_empty() {
+            batch.commands = self.sealer.records(commands).await?;
+        }
+        self.engine.ingest(batch, as_of).await
+    }
+
+    /// The batch's facts, and the payout commands to keep (sealed before storing).
+    async fn decode(&self, messages: &[BorrowedMessage<'_>]) -> (FactBatch, Vec<PayoutCommand>) {
         let mut batch = FactBatch::default();
+        let mut commands = Vec::new();
         for m in messages {
             let Some(payload) = m.payload() else {
                 self.skip(m, "no payload");
@@ -314,9 +329,7 @@ impl Ingestor {
                 // A command that does not decode is the worker's DLQ's business, not drift.
                 if let Ok(c) = self.commands.decode::<PayoutCommand>(payload).await {
                     self.flows.command(&c);
-                    if let Ok(json) = serde_json::to_string(&c) {
-                        batch.commands.push(CommandRecord { subject_id: c.payout_id, idempotency_key: c.idempotency_key, command_json: json });
-                    }
+                    commands.push(c);
                 }
             } else if self.topics.onboarding_events.as_deref() == Some(topic) {
                 // Read for flow latency only; the orchestrator's own consumers judge these.
@@ -325,7 +338,7 @@ impl Ingestor {
                 }
             }
         }
-        batch
+        (batch, commands)
     }
 
     fn in_range(&self, at_ms: i64) -> bool {

@@ -13,11 +13,13 @@
 //! - [`flows`]: end-to-end flow latency histograms from the timestamps on the bus.
 //! - [`ingest`]: consumes the topics into the store, offsets committed
 //!   only after the batch is stored.
+//! - [`commands`]: the payout commands kept for the settler, beneficiary data sealed.
 //! - [`settle`]: asks vendors about payouts stuck in `pending_unknown`.
 //! - [`metrics`]: `/metrics` and `/health`.
 //! - [`run`]: wiring for the continuous service and the one-shot job.
 
 pub mod card_rules;
+pub mod commands;
 pub mod engine;
 pub mod flows;
 pub mod ingest;
@@ -40,4 +42,6 @@ pub enum ReconError {
     Kafka(#[from] rdkafka::error::KafkaError),
     #[error("configuration: {0}")]
     Config(String),
+    #[error("personal data: {0}")]
+    Pii(#[from] switchyard_onboarding::pii::PiiError),
 }

@@ -1,6 +1,7 @@
 //! Wiring: the continuous reconciler (a consumer group plus an evaluation
 //! loop) and the one-shot job over a time range.
 
+use crate::commands::CommandSealer;
 use crate::engine::{DiscrepancySink, Engine, PassStats};
 use crate::ingest::{IngestStats, Ingestor, ReconTopics, TimeRange, DISCREPANCY_SCHEMA, PAYOUT_OUTCOME_SCHEMA};
 use crate::rules::Policy;
@@ -39,6 +40,19 @@ pub struct ReconConfig {
     pub batch: usize,
     /// Where `/metrics` and `/health` are served; none to serve nothing.
     pub admin_bind: Option<std::net::SocketAddr>,
+    /// Key-encryption keys sealing the beneficiary data of the payout
+    /// commands kept (the first wraps, every listed one unwraps); none: that
+    /// data is not kept (see `commands`).
+    pub pii_keys: Vec<switchyard_onboarding::pii::PiiKeyConfig>,
+}
+
+/// The sealer of kept payout commands, its data keys in the recon database.
+async fn sealer(config: &ReconConfig, store: &switchyard_store::Store) -> Result<CommandSealer, ReconError> {
+    if config.pii_keys.is_empty() {
+        tracing::info!("no pii_keys: payout commands are kept without the beneficiary's name, account and reference");
+        return Ok(CommandSealer::default());
+    }
+    Ok(CommandSealer::new(Some(switchyard_onboarding::pii::Pii::from_config(store, &config.pii_keys).await?)))
 }
 
 impl Policy {
@@ -103,6 +117,21 @@ pub async fn start(config: ReconConfig, shutdown: CancellationToken) -> Result<R
     let engine = Arc::new(engine(&config, &store, publisher.clone()).await?);
     let mut ingestor = Ingestor::new(&config.kafka, registry, config.topics.clone(), engine.clone())?;
     ingestor.positions = Some(positions);
+    ingestor.sealer = sealer(&config, &audit).await?;
+    // Rows kept before sealing (or before this version) get the same treatment, in the background.
+    tokio::spawn({
+        let (sealer, store, shutdown) = (ingestor.sealer.clone(), store.clone(), shutdown.clone());
+        async move {
+            tokio::select! {
+                _ = shutdown.cancelled() => {}
+                done = sealer.seal_unsealed(&store) => match done {
+                    Ok(0) => {}
+                    Ok(n) => tracing::info!(commands = n, "payout commands kept before sealing rewritten"),
+                    Err(e) => tracing::warn!(error = %e, "payout commands kept before sealing not rewritten; the next start tries again"),
+                },
+            }
+        }
+    });
     // Flow-latency joins survive a restart: what the last run left waiting comes back.
     ingestor.flows = Arc::new(crate::flows::FlowLatency::restore(&store).await?);
     let stats = ingestor.stats.clone();
@@ -236,6 +265,9 @@ pub async fn run_once(config: ReconConfig, range: TimeRange, idle: Duration) -> 
     kafka.extra.insert("enable.auto.commit".into(), "false".into());
     let mut ingestor = Ingestor::new(&kafka, registry, config.topics.clone(), engine.clone())?;
     ingestor.range = Some(range);
+    if !config.pii_keys.is_empty() {
+        ingestor.sealer = sealer(&config, &switchyard_store::Store::connect(&config.database_url).await?).await?;
+    }
     let stats = ingestor.stats.clone();
     let stop = CancellationToken::new();
     let task = tokio::spawn(ingestor.run(stop.clone()));

@@ -15,7 +15,7 @@ use std::collections::HashMap;
 use switchyard_adapters::payouts::PayoutProvider;
 use switchyard_adapters::CallContext;
 use switchyard_bus::{AvroEncoder, MessageContext, Outbound, Publisher};
-use switchyard_canonical::{CorrelationId, PayoutCommand, PayoutOutcome, PayoutStatus};
+use switchyard_canonical::{CorrelationId, PayoutOutcome, PayoutStatus};
 use switchyard_store::recon::{OutcomeFact, ReconStore};
 use switchyard_store::{Claim, Completion, Store};
 
@@ -68,7 +68,9 @@ impl Settler {
             .await
             .map_err(|e| e.to_string())?
             .ok_or("the command was not seen on the command topic")?;
-        let cmd: PayoutCommand = serde_json::from_str(&json).map_err(|e| format!("stored command: {e}"))?;
+        // The beneficiary's data is sealed (or erased): the vendor is asked by
+        // payout id, and the record completed with the fingerprint as sent.
+        let crate::commands::KeptCommand { command: cmd, fingerprint, .. } = crate::commands::kept(&json)?;
         let correlation = ask.correlation_id.clone().map(CorrelationId).unwrap_or_else(CorrelationId::new_random);
         let mut ctx = MessageContext::new_root();
         ctx.correlation_id = correlation;
@@ -107,7 +109,7 @@ impl Settler {
                 claim: Claim {
                     domain: "payouts".into(),
                     idempotency_key: ask.idempotency_key.clone(),
-                    fingerprint: cmd.fingerprint().0,
+                    fingerprint,
                     subject_id: ask.subject_id.clone(),
                     provider: ask.provider.clone(),
                     provider_key: provider.provider_key(&ask.idempotency_key),

@@ -15,6 +15,7 @@
 //! - [`webhooks`]: webhook dedup by (provider, event id), with a publish lease.
 //! - [`onboarding`]: onboarding flows, applied inputs and their outbox (own DDL).
 //! - [`pii`]: subjects' wrapped data keys for personal data at rest, and erasure (own DDL).
+//! - [`pii_erase`]: erasure of an applicant, a payout's beneficiary or a cardholder across the tables.
 //! - [`cards`]: cards (versioned, compare-and-set), the commands applied to them and their event outbox (own DDL).
 //! - [`card_transactions`]: card transaction events, recorded once and queued for `cards.transactions.v1` (own DDL).
 //! - [`openbanking`]: open banking consents, their sealed tokens and sync cursors (own DDL).
@@ -33,6 +34,7 @@ mod bulk;
 pub mod lease;
 pub mod onboarding;
 pub mod pii;
+pub mod pii_erase;
 pub mod positions;
 pub mod openbanking;
 pub mod openbanking_callbacks;

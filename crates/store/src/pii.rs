@@ -1,18 +1,28 @@
 //! Personal data at rest: each subject's wrapped data key, and erasure.
 //!
 //! - `pii_subject_keys`: one row per data subject (an applicant's customer
-//!   id): their data key, wrapped under a key-encryption key the store never
-//!   sees (see `switchyard_adapters::envelope`). Rows holding that subject's
-//!   personal data (onboarding flows, their outbox) are sealed under it.
-//! - [`PiiKeys::erase`] crypto-shreds a subject: it deletes the wrapped key,
-//!   so every sealed copy (this table's backups, replicas, dumps) is
-//!   unreadable; it also blanks the rows it knows hold that subject's data,
-//!   which covers rows written while encryption was off. The audit log is
-//!   left as it is (its entries hold ids, states and reasons, no personal
-//!   data) and gains a `pii_erased` entry attesting what was done.
+//!   id, `payout:<payout id>` for a payout's beneficiary): their data key,
+//!   wrapped under a key-encryption key the store never sees (see
+//!   `switchyard_adapters::envelope`). Rows holding that subject's personal
+//!   data (onboarding flows, their outbox, the payout commands the
+//!   reconciler keeps) are sealed under it.
+//! - [`PiiKeys::erase`] and [`PiiKeys::erase_subject`] (in `pii_erase.rs`)
+//!   crypto-shred a subject: they delete the wrapped key, so every sealed
+//!   copy (this table's backups, replicas, dumps) is unreadable; they also
+//!   blank the rows known to hold that subject's data, which covers rows
+//!   written while encryption was off, and replace vendor texts about them
+//!   in the audit log and stored outcomes. The audit trail's facts (ids,
+//!   states, amounts, timings) stay, and it gains a `pii_erased` entry
+//!   attesting what was done.
 
+use crate::records::{Bind, Sql};
 use crate::{Store, StoreError};
 use sqlx::{AnyPool, Row};
+use std::collections::HashMap;
+
+/// Subjects per statement when keys are read or written in bulk (3 binds a
+/// row, far below either backend's limit).
+const KEY_CHUNK: usize = 1000;
 
 const DDL: &[&str] = &["CREATE TABLE IF NOT EXISTS pii_subject_keys (
         subject_id TEXT NOT NULL PRIMARY KEY,
@@ -23,15 +33,28 @@ const DDL: &[&str] = &["CREATE TABLE IF NOT EXISTS pii_subject_keys (
 /// What an erased flow row's `data` holds instead of the sealed flow.
 pub const ERASED: &str = "erased";
 
-/// What [`PiiKeys::erase`] did; also the detail of its audit entry.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+/// What an erasure did; also the detail of its `pii_erased` audit entry
+/// (kinds, counts and table names: no personal value).
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
 pub struct Erasure {
+    /// `applicant`, `payout` or `card`.
+    pub kind: &'static str,
     /// Whether the subject had a data key (now destroyed).
     pub key_destroyed: bool,
     /// Onboarding flows whose data was blanked and which were ended.
     pub flows: u64,
     /// Outbox messages of those flows whose payload was blanked.
     pub outbox_messages: u64,
+    /// Payout commands kept for reconciliation whose personal part was dropped.
+    pub commands: u64,
+    /// Stored outcomes whose error message (vendor text) was replaced.
+    pub outcome_texts: u64,
+    /// The subject's audit entries whose free texts were replaced.
+    pub audit_texts: u64,
+    /// Gateway views (an applicant's AML screenings) whose matched names were replaced.
+    pub gateway_views: u64,
+    /// Where erasure looked (the tables of this database it reached).
+    pub tables: Vec<&'static str>,
     pub at_ms: i64,
 }
 
@@ -93,51 +116,75 @@ impl PiiKeys {
         Ok(done.rows_affected() == 1)
     }
 
-    /// Erases a subject's personal data in one transaction: destroys the
-    /// data key, blanks and ends their onboarding flows, blanks those flows'
-    /// outbox payloads (unsent ones are marked sent: there is nothing left
-    /// to send), and writes a `pii_erased` audit entry by `actor`.
-    pub async fn erase(&self, subject_id: &str, actor: &str) -> Result<Erasure, StoreError> {
-        let now = switchyard_canonical::now_ms();
-        let mut tx = self.pool.begin().await?;
-        let key_destroyed = sqlx::query("DELETE FROM pii_subject_keys WHERE subject_id = $1")
-            .bind(subject_id)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected()
-            > 0;
-        let outbox_messages = sqlx::query(
-            "UPDATE onboarding_outbox SET payload = $1, sent_at_ms = COALESCE(sent_at_ms, $2) \
-             WHERE flow_id IN (SELECT flow_id FROM onboarding_flows WHERE subject_id = $3) AND payload <> $1",
-        )
-        .bind("")
-        .bind(now)
-        .bind(subject_id)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
-        let flows = sqlx::query(
-            "UPDATE onboarding_flows SET data = $1, terminal = 1, deadline_at_ms = NULL, updated_at_ms = $2 \
-             WHERE subject_id = $3 AND data <> $1",
-        )
-        .bind(ERASED)
-        .bind(now)
-        .bind(subject_id)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
-        let erasure = Erasure { key_destroyed, flows, outbox_messages, at_ms: now };
-        let detail = serde_json::to_string(&erasure).unwrap_or_default();
-        sqlx::query("INSERT INTO audit_log (at_ms, actor, action, subject_id, correlation_id, detail) VALUES ($1, $2, $3, $4, $5, $6)")
-            .bind(now)
-            .bind(actor)
-            .bind("pii_erased")
-            .bind(subject_id)
-            .bind("")
-            .bind(detail)
-            .execute(&mut *tx)
-            .await?;
-        tx.commit().await?;
-        Ok(erasure)
+    /// The wrapped keys of those of `subjects` that have one, a round trip
+    /// per thousand: the reconciler seals a batch of payouts at once.
+    pub async fn wrapped_many(&self, subjects: &[&str]) -> Result<HashMap<String, String>, StoreError> {
+        let mut found = HashMap::with_capacity(subjects.len());
+        for chunk in subjects.chunks(KEY_CHUNK) {
+            let mut q = Sql::new("SELECT subject_id, wrapped_key FROM pii_subject_keys WHERE subject_id IN ");
+            q.tuple(chunk.iter().map(|s| Bind::Text(Some(s))));
+            for r in q.query().persistent(false).fetch_all(&self.pool).await? {
+                found.insert(r.try_get("subject_id")?, r.try_get("wrapped_key")?);
+            }
+        }
+        Ok(found)
     }
+
+    /// Stores each `(subject, wrapped key)` unless the subject has a key
+    /// already (a racing writer's stays; read the winners back with
+    /// [`PiiKeys::wrapped_many`]).
+    pub async fn insert_many(&self, keys: &[(String, String)]) -> Result<(), StoreError> {
+        let now = switchyard_canonical::now_ms();
+        for chunk in keys.chunks(KEY_CHUNK) {
+            let mut q = Sql::new("INSERT INTO pii_subject_keys (subject_id, wrapped_key, created_at_ms) VALUES ");
+            for (i, (subject, wrapped)) in chunk.iter().enumerate() {
+                if i > 0 {
+                    q.push(", ");
+                }
+                q.tuple([Bind::Text(Some(subject)), Bind::Text(Some(wrapped)), Bind::Int(now)]);
+            }
+            q.push(" ON CONFLICT (subject_id) DO NOTHING");
+            q.query().persistent(false).execute(&self.pool).await?;
+        }
+        Ok(())
+    }
+
+    pub(crate) fn pool(&self) -> &AnyPool {
+        &self.pool
+    }
+
+    /// Erases an applicant's personal data in one transaction: destroys the
+    /// data key, blanks and ends their onboarding flows, blanks those flows'
+    /// outbox payloads, redacts vendor texts about them, and writes a
+    /// `pii_erased` audit entry by `actor` (see [`crate::pii_erase`]).
+    pub async fn erase(&self, subject_id: &str, actor: &str) -> Result<Erasure, StoreError> {
+        self.erase_subject(&crate::pii_erase::Subject::Applicant(subject_id.to_owned()), actor).await
+    }
+}
+
+/// Blanks and ends an applicant's onboarding flows and blanks their outbox
+/// payloads (unsent ones are marked sent: there is nothing left to send);
+/// returns (flows, outbox messages).
+pub(crate) async fn blank_flows(tx: &mut sqlx::Transaction<'_, sqlx::Any>, subject_id: &str, now: i64) -> Result<(u64, u64), StoreError> {
+    let outbox_messages = sqlx::query(
+        "UPDATE onboarding_outbox SET payload = $1, sent_at_ms = COALESCE(sent_at_ms, $2) \
+         WHERE flow_id IN (SELECT flow_id FROM onboarding_flows WHERE subject_id = $3) AND payload <> $1",
+    )
+    .bind("")
+    .bind(now)
+    .bind(subject_id)
+    .execute(&mut **tx)
+    .await?
+    .rows_affected();
+    let flows = sqlx::query(
+        "UPDATE onboarding_flows SET data = $1, terminal = 1, deadline_at_ms = NULL, updated_at_ms = $2 \
+         WHERE subject_id = $3 AND data <> $1",
+    )
+    .bind(ERASED)
+    .bind(now)
+    .bind(subject_id)
+    .execute(&mut **tx)
+    .await?
+    .rows_affected();
+    Ok((flows, outbox_messages))
 }

@@ -36,6 +36,8 @@ mod flow_ends;
 pub use flow_ends::FlowEnd;
 mod ddl;
 use ddl::DDL;
+mod kept;
+pub use kept::KeptRow;
 mod facts;
 pub use facts::*;
 mod rows;

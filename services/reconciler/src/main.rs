@@ -96,6 +96,11 @@ struct Common {
     /// How often due subjects are evaluated when no message arrives.
     #[arg(long, value_parser = duration, default_value = "5s")]
     eval_interval: Duration,
+    /// A YAML list of key-encryption keys sealing the beneficiary data of
+    /// the payout commands kept (`- {id: k1, key: {file: /run/secrets/pii-k1}}`,
+    /// new key first). Without it that data is not kept at all.
+    #[arg(long, env = "SWITCHYARD_PII_KEYS")]
+    pii_keys: Option<PathBuf>,
 }
 
 fn duration(s: &str) -> Result<Duration, String> {
@@ -123,7 +128,14 @@ impl Common {
             eval_interval: self.eval_interval,
             batch: 5000,
             admin_bind: self.admin_bind,
+            pii_keys: self.pii_keys()?,
         })
+    }
+
+    fn pii_keys(&self) -> anyhow::Result<Vec<switchyard_recon::commands::PiiKeyConfig>> {
+        let Some(path) = &self.pii_keys else { return Ok(Vec::new()) };
+        let text = std::fs::read_to_string(path).with_context(|| format!("--pii-keys {}", path.display()))?;
+        serde_norway::from_str(&text).with_context(|| format!("--pii-keys {}", path.display()))
     }
 
     fn worker_database_url(&self) -> anyhow::Result<Option<String>> {

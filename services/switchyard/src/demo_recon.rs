@@ -90,6 +90,7 @@ pub(crate) async fn show(stack: &LocalStack, outcomes: &[PayoutOutcome], run: &s
         eval_interval: Duration::from_millis(500),
         batch: 5000,
         admin_bind: None,
+        pii_keys: Vec::new(),
     };
     let shutdown = CancellationToken::new();
     let recon = switchyard_recon::run::start(config, shutdown.clone()).await?;

@@ -1,6 +1,8 @@
-//! `switchyard pii erase <subject>`: crypto-shreds one data subject's
-//! personal data (a deletion request, a partner decommission) and prints
-//! the attestation it wrote to the audit log.
+//! `switchyard pii erase [<applicant>...] [--payout <id>...] [--card <id>...]`:
+//! crypto-shreds data subjects' personal data (a deletion request, a partner
+//! decommission) and prints the attestation each wrote to the audit log. A
+//! bare id is an applicant (core banking's customer id), as before; payouts
+//! and cards are named by flag, so an id is never guessed across domains.
 //!
 //! No key-encryption key is needed: destroying the subject's wrapped data
 //! key is what makes every sealed copy unreadable, backups included.
@@ -10,7 +12,8 @@
 //! older key-encryption key can be taken off the list afterwards.
 
 use anyhow::Context;
-use switchyard_store::pii::PiiKeys;
+use switchyard_store::pii::{Erasure, PiiKeys};
+use switchyard_store::pii_erase::Subject;
 use switchyard_store::Store;
 
 #[derive(clap::Args)]
@@ -24,12 +27,21 @@ pub(crate) struct PiiArgs {
 
 #[derive(clap::Subcommand)]
 enum PiiAction {
-    /// Destroy the subject's data key, blank their flows and outbox
-    /// payloads, and record a `pii_erased` audit entry. The audit trail's
-    /// other entries (ids, states, reasons) stay.
+    /// Destroy each subject's data key, blank the clear copies of their
+    /// data (onboarding flows and outbox; the kept payout command; vendor
+    /// texts in stored outcomes and audit entries), and record one
+    /// `pii_erased` audit entry per subject. Ids, amounts, statuses and
+    /// timestamps stay, so reconciliation and the scorecard still work.
+    #[command(arg_required_else_help = true)]
     Erase {
-        /// The subject id (core banking's customer id).
-        subject: String,
+        /// Applicants, by core banking's customer id.
+        subject: Vec<String>,
+        /// Payouts whose beneficiary's data to erase, by payout id.
+        #[arg(long = "payout", value_name = "PAYOUT_ID")]
+        payouts: Vec<String>,
+        /// Cards whose cardholder's data to erase, by card id.
+        #[arg(long = "card", value_name = "CARD_ID")]
+        cards: Vec<String>,
         /// Who asked (ticket or operator), recorded as the entry's actor.
         #[arg(long, default_value = "switchyard-cli")]
         actor: String,
@@ -69,15 +81,70 @@ pub(crate) async fn run(args: PiiArgs) -> anyhow::Result<()> {
     let keys = PiiKeys::open(&store).await.context("store")?;
     match args.action {
         PiiAction::Rewrap { .. } => {}
-        PiiAction::Erase { subject, actor } => {
-            let done = keys.erase(&subject, &actor).await.context("erase")?;
-            println!(
-                "erased {subject}: data key {}, {} flow(s) blanked, {} outbox message(s) blanked; audit entry pii_erased by {actor}",
-                if done.key_destroyed { "destroyed" } else { "absent" },
-                done.flows,
-                done.outbox_messages
-            );
+        PiiAction::Erase { subject, payouts, cards, actor } => {
+            if subject.is_empty() && payouts.is_empty() && cards.is_empty() {
+                anyhow::bail!("name at least one subject: an applicant id, --payout <id> or --card <id>");
+            }
+            let subjects = subject
+                .into_iter()
+                .map(Subject::Applicant)
+                .chain(payouts.into_iter().map(Subject::Payout))
+                .chain(cards.into_iter().map(Subject::Card));
+            for s in subjects {
+                // One transaction and one attestation per subject: a failure
+                // leaves the ones before it erased and says which failed.
+                let done = keys.erase_subject(&s, &actor).await.with_context(|| format!("erase {} {}", s.kind(), s.id()))?;
+                println!("{}", said(&s, &done, &actor));
+            }
         }
     }
     Ok(())
+}
+
+/// What an erasure did, in one line (counts only: the ids are the operator's own input).
+fn said(subject: &Subject, done: &Erasure, actor: &str) -> String {
+    let key = if done.key_destroyed { "destroyed" } else { "absent" };
+    let texts = format!("{} vendor text(s) in the audit log and {} in stored outcomes replaced", done.audit_texts, done.outcome_texts);
+    match subject {
+        Subject::Applicant(id) => format!(
+            "erased {id}: data key {key}, {} flow(s) blanked, {} outbox message(s) blanked, {texts}, {} screening view(s) redacted; audit entry pii_erased by {actor}",
+            done.flows, done.outbox_messages, done.gateway_views
+        ),
+        Subject::Payout(id) => {
+            format!("erased payout {id}: data key {key}, {} kept command(s) blanked, {texts}; audit entry pii_erased by {actor}", done.commands)
+        }
+        Subject::Card(id) => format!("erased card {id}: data key {key}, {texts}; audit entry pii_erased by {actor}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        pii: PiiArgs,
+    }
+
+    fn erase(args: &[&str]) -> Option<(Vec<String>, Vec<String>, Vec<String>)> {
+        let cli = Cli::try_parse_from(["pii", "erase"].iter().chain(args)).ok()?;
+        match cli.pii.action {
+            PiiAction::Erase { subject, payouts, cards, .. } => Some((subject, payouts, cards)),
+            PiiAction::Rewrap { .. } => None,
+        }
+    }
+
+    #[test]
+    fn erase_takes_applicants_as_before_and_payouts_and_cards_by_flag() {
+        let v = |s: &[&str]| s.iter().map(|x| (*x).to_owned()).collect::<Vec<_>>();
+        assert_eq!(erase(&["app-1", "--actor", "t-1"]), Some((v(&["app-1"]), v(&[]), v(&[]))), "the form before payouts");
+        assert_eq!(erase(&["app-1", "--payout", "po-1", "--payout", "po-2", "--card", "c-1"]), Some((v(&["app-1"]), v(&["po-1", "po-2"]), v(&["c-1"]))));
+        assert_eq!(erase(&["--card", "c-9"]), Some((v(&[]), v(&[]), v(&["c-9"]))));
+        assert_eq!(erase(&[]), None, "nothing named: help, not a silent no-op");
+        let done = Erasure { kind: "payout", key_destroyed: true, commands: 1, audit_texts: 2, ..Erasure::default() };
+        let line = said(&Subject::Payout("po-1".into()), &done, "dpo");
+        assert_eq!(line, "erased payout po-1: data key destroyed, 1 kept command(s) blanked, 2 vendor text(s) in the audit log and 0 in stored outcomes replaced; audit entry pii_erased by dpo");
+    }
 }
