@@ -37,6 +37,7 @@ fn gateway_config(env: &TestEnv, brokers: Option<&str>) -> GatewayConfig {
         publish_timeout_ms: if brokers.is_some() { 1_500 } else { 5_000 },
         lease_ms: 10_000,
         max_wait_ms: 10_000,
+        oauth2: None,
         teams: vec![
             team(PAYMENTS, PAYMENTS_KEY, &["payouts:write", "payouts:read"]),
             team("portal", PORTAL_KEY, &["payouts:write"]),
@@ -59,6 +60,8 @@ fn team(name: &str, key: &str, scopes: &[&str]) -> TeamConfig {
         api_keys: vec![SecretSource::inline(key)],
         scopes: scopes.iter().map(|s| (*s).to_owned()).collect(),
         rate_limit: None,
+        oauth2_client_ids: Vec::new(),
+        callback: None,
     }
 }
 

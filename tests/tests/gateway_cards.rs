@@ -40,6 +40,8 @@ fn gateway_config(env: &TestEnv) -> GatewayConfig {
         api_keys: vec![SecretSource::inline(key)],
         scopes: scopes.iter().map(|s| (*s).to_owned()).collect(),
         rate_limit: None,
+        oauth2_client_ids: Vec::new(),
+        callback: None,
     };
     GatewayConfig {
         bind: std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
@@ -51,6 +53,7 @@ fn gateway_config(env: &TestEnv) -> GatewayConfig {
         publish_timeout_ms: 5_000,
         lease_ms: 10_000,
         max_wait_ms: 20_000,
+        oauth2: None,
         teams: vec![team("cards-app", KEY, &["cards:write", "cards:read"]), team("viewer", READ_ONLY_KEY, &["cards:read"])],
     }
 }
@@ -165,8 +168,46 @@ async fn a_card_issued_over_http_is_issued_once_moves_through_its_lifecycle_and_
     assert!(redelivered.len() == 1 && redelivered[0].replayed, "the redelivery is answered from the store: {later:?}");
     processors.assert_issued_once(std::slice::from_ref(&id));
 
+    // The processor closes the card on its own (Lithic's `card.closed`, as
+    // the ingester publishes it): no command, no outcome of ours, one
+    // CARD_TERMINATED on cards.events.v1, and the view follows it.
+    let (before, etag) = client.next(&location, None).await?;
+    assert_eq!(before["status"].as_str(), Some("active"), "{before}");
+    closed_by_the_processor(&env, &token).await?;
+    let (view, _) = client.next(&location, Some(&etag)).await?;
+    assert_eq!((view["status"].as_str(), view["terminal"].as_bool()), (Some("terminated"), Some(true)), "{view}");
+    assert_eq!(view["last_command"], before["last_command"], "the last command is still the outcomes': {view}");
+    assert!(!view.to_string().contains(&token), "{view}");
+
     shutdown.cancel();
     gateway.join.await??;
     worker.join.await??;
+    Ok(())
+}
+
+/// Lithic's `card.closed` for the card behind `token`, on the card
+/// provider-event topic as the webhook ingester publishes it.
+async fn closed_by_the_processor(env: &TestEnv, token: &str) -> Result<()> {
+    use switchyard_canonical::{ProviderEvent, ProviderEventKind};
+    let topic = env.topic("cards.provider-events.v1");
+    let encoder = switchyard_bus::AvroEncoder::register(&env.registry_client, &topic, switchyard_ingester::PROVIDER_EVENT_SCHEMA).await?;
+    let now = switchyard_canonical::now_ms();
+    let event = ProviderEvent {
+        event_id: format!("{}evt-closed", env.prefix),
+        provider: "lithic".into(),
+        domain: "cards".into(),
+        subject_id: token.into(),
+        provider_reference: token.into(),
+        kind: ProviderEventKind::CardClosed,
+        vendor_event_type: "card.closed".into(),
+        amount_minor: None,
+        currency: None,
+        reason: None,
+        occurred_at_ms: now,
+        received_at_ms: now,
+        payload_sha256: String::new(),
+    };
+    let record = Outbound { topic, key: Some(token.as_bytes().to_vec()), payload: encoder.encode(&event)?, headers: Vec::new() };
+    Publisher::new(&env.kafka)?.publish(&record).await?;
     Ok(())
 }

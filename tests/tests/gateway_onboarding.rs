@@ -62,6 +62,8 @@ fn gateway_config(env: &TestEnv) -> GatewayConfig {
         api_keys: vec![SecretSource::inline(key)],
         scopes: scopes.iter().map(|s| (*s).to_owned()).collect(),
         rate_limit: None,
+        oauth2_client_ids: Vec::new(),
+        callback: None,
     };
     GatewayConfig {
         bind: std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
@@ -73,6 +75,7 @@ fn gateway_config(env: &TestEnv) -> GatewayConfig {
         publish_timeout_ms: 5_000,
         lease_ms: 10_000,
         max_wait_ms: 10_000,
+        oauth2: None,
         teams: vec![
             team("mobile", APP_KEY, &["onboarding:write", "onboarding:read"]),
             team("compliance", ANALYST_KEY, &["onboarding:read", "onboarding:decide"]),

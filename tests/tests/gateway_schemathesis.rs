@@ -42,11 +42,14 @@ fn config(env: &TestEnv) -> GatewayConfig {
         lease_ms: 10_000,
         // Generated `wait` values must not hold a case for long.
         max_wait_ms: 200,
+        oauth2: None,
         teams: vec![TeamConfig {
             name: "schemathesis".into(),
             api_keys: vec![SecretSource::inline(KEY)],
             scopes: SCOPES.iter().map(|s| (*s).to_owned()).collect(),
             rate_limit: None,
+            oauth2_client_ids: Vec::new(),
+            callback: None,
         }],
     }
 }

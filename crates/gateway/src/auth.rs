@@ -6,8 +6,14 @@
 //! constant time, so neither the answer's timing nor its content tells a
 //! caller how close a guess was. Keys never reach a log, the audit log or a
 //! problem.
+//!
+//! Beside keys, a team may call with OAuth2 access tokens (see
+//! [`crate::oauth2`]): a bearer value that opens no key and looks like a
+//! JWT is verified against the issuer, its client id names the team, and
+//! the call may use only scopes both the token and the team hold.
 
 use crate::config::TeamConfig;
+use crate::oauth2::{Issuer, Rejected};
 use crate::problem::Problem;
 use crate::resource::{valid_correlation, CORRELATION_ID};
 use crate::{Gateway, GatewayError};
@@ -16,7 +22,7 @@ use axum::http::{header, HeaderValue, Method};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use sha2::{Digest, Sha256};
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::num::NonZeroU32;
 use std::sync::Arc;
 use subtle::ConstantTimeEq;
@@ -65,6 +71,38 @@ impl Team {
 #[derive(Debug, Default)]
 pub struct Auth {
     teams: Vec<Arc<Team>>,
+    /// Each team's OAuth2 client ids.
+    clients: HashMap<String, Arc<Team>>,
+    /// The OAuth2 issuer whose tokens are accepted; none: keys only.
+    issuer: Option<Issuer>,
+}
+
+/// Who is calling and, for an access token, what it grants.
+#[derive(Debug)]
+pub struct Caller {
+    pub team: Arc<Team>,
+    /// The token's scopes; `None` for an API key (the team's scopes apply).
+    granted: Option<HashSet<String>>,
+}
+
+impl Caller {
+    /// A scope both the team and, for a token, the token hold.
+    pub fn may(&self, scope: &str) -> bool {
+        self.team.may(scope) && self.granted.as_ref().is_none_or(|granted| granted.contains(scope))
+    }
+
+    fn by_token(&self) -> bool {
+        self.granted.is_some()
+    }
+}
+
+/// Why a call was not authenticated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refused {
+    /// No bearer value, or one that is neither a key nor a JWT.
+    NoCredentials,
+    /// A JWT that did not verify, or whose client is no team's.
+    InvalidToken,
 }
 
 fn digest(key: &[u8]) -> [u8; 32] {
@@ -76,6 +114,7 @@ impl Auth {
     /// stops start-up naming the team and key, never the value.
     pub fn load(teams: &[TeamConfig]) -> Result<Self, GatewayError> {
         let mut loaded = Vec::with_capacity(teams.len());
+        let mut clients = HashMap::new();
         let mut seen = HashSet::new();
         for (t, team) in teams.iter().enumerate() {
             let mut key_digests = Vec::with_capacity(team.api_keys.len());
@@ -93,9 +132,41 @@ impl Auth {
                 let quota = governor::Quota::per_second(NonZeroU32::new(limit.per_second)?).allow_burst(NonZeroU32::new(limit.burst)?);
                 Some(governor::RateLimiter::direct(quota))
             });
-            loaded.push(Arc::new(Team { name: team.name.clone(), scopes: team.scopes.iter().cloned().collect(), key_digests, limiter }));
+            let loaded_team = Arc::new(Team { name: team.name.clone(), scopes: team.scopes.iter().cloned().collect(), key_digests, limiter });
+            for client in &team.oauth2_client_ids {
+                clients.insert(client.clone(), loaded_team.clone());
+            }
+            loaded.push(loaded_team);
         }
-        Ok(Self { teams: loaded })
+        Ok(Self { teams: loaded, clients, issuer: None })
+    }
+
+    /// Accepts the issuer's access tokens beside the keys.
+    pub fn accept_tokens(&mut self, issuer: Issuer) {
+        self.issuer = Some(issuer);
+    }
+
+    /// The caller behind a bearer value: a key first (so a key is never
+    /// parsed as a token), then, when an issuer is configured and the value
+    /// has a JWS's three parts, an access token.
+    pub async fn identify(&self, presented: &[u8]) -> Result<Caller, Refused> {
+        if let Some(team) = self.authenticate(presented) {
+            return Ok(Caller { team, granted: None });
+        }
+        let Some(issuer) = &self.issuer else { return Err(Refused::NoCredentials) };
+        let Some(token) = std::str::from_utf8(presented).ok().filter(|t| t.split('.').count() == 3) else {
+            return Err(Refused::NoCredentials);
+        };
+        let grant = issuer.verify(token).await.map_err(|reason| {
+            // The category only: never the token, nor a claim from it.
+            tracing::info!(%reason, "access token refused");
+            Refused::InvalidToken
+        })?;
+        let Some(team) = self.clients.get(&grant.client_id) else {
+            tracing::info!(reason = %Rejected::NoClient, "access token refused: its client is no team's");
+            return Err(Refused::InvalidToken);
+        };
+        Ok(Caller { team: team.clone(), granted: Some(grant.scopes) })
     }
 
     /// The team holding `presented`, comparing it with every key (no early
@@ -153,14 +224,22 @@ pub(crate) async fn layer(State(app): State<Arc<Gateway>>, mut request: Request,
         Some(value) => valid_correlation(value).map(str::to_owned).unwrap_or_else(|| CorrelationId::new_random().0),
     };
     let (method, path) = (request.method().clone(), request.uri().path().to_owned());
-    let team = bearer(&request).and_then(|key| app.auth.authenticate(key));
-    let mut response = match &team {
-        None => Problem::unauthenticated().into_response(),
-        Some(team) => match (team.admit(), required_scope(&method, &path)) {
+    let caller = match bearer(&request) {
+        None => Err(Refused::NoCredentials),
+        Some(presented) => app.auth.identify(presented).await,
+    };
+    let mut response = match &caller {
+        Err(Refused::NoCredentials) => Problem::unauthenticated().into_response(),
+        Err(Refused::InvalidToken) => challenge(Problem::invalid_token().into_response(), "error=\"invalid_token\""),
+        Ok(caller) => match (caller.team.admit(), required_scope(&method, &path)) {
             (Err(seconds), _) => Problem::rate_limited(seconds).into_response(),
-            (Ok(()), Some(scope)) if !team.may(&scope) => Problem::forbidden(&scope).into_response(),
+            (Ok(()), Some(scope)) if !caller.may(&scope) => {
+                let response = Problem::forbidden(&scope).into_response();
+                // RFC 6750 section 3.1: a token holder is told which scope to ask its issuer for.
+                if caller.by_token() { challenge(response, &format!("error=\"insufficient_scope\", scope=\"{scope}\"")) } else { response }
+            }
             (Ok(()), _) => {
-                request.extensions_mut().insert(team.clone());
+                request.extensions_mut().insert(caller.team.clone());
                 next.run(request).await
             }
         },
@@ -168,12 +247,20 @@ pub(crate) async fn layer(State(app): State<Arc<Gateway>>, mut request: Request,
     if let Ok(value) = HeaderValue::from_str(&correlation) {
         response.headers_mut().insert(CORRELATION_ID, value);
     }
-    let actor = team.as_ref().map_or(UNAUTHENTICATED, |t| t.name.as_str());
+    let actor = caller.as_ref().map_or(UNAUTHENTICATED, |c| c.team.name.as_str());
     // Method, path and status only: no body, no query, no key.
     let detail = serde_json::json!({ "method": method.as_str(), "status": response.status().as_u16() }).to_string();
     app.audit
         .audit_later(AuditEntry { actor, action: AUDIT_ACTION, subject_id: &path, correlation_id: &correlation, detail: &detail })
         .await;
+    response
+}
+
+/// An RFC 6750 `WWW-Authenticate: Bearer` challenge with an error code.
+fn challenge(mut response: Response, error: &str) -> Response {
+    if let Ok(value) = HeaderValue::from_str(&format!("Bearer realm=\"switchyard\", {error}")) {
+        response.headers_mut().insert(header::WWW_AUTHENTICATE, value);
+    }
     response
 }
 
@@ -188,6 +275,8 @@ mod tests {
             api_keys: keys.iter().map(|k| SecretSource::inline(k)).collect(),
             scopes: scopes.iter().map(|s| (*s).to_owned()).collect(),
             rate_limit: None,
+            oauth2_client_ids: Vec::new(),
+            callback: None,
         }
     }
 
@@ -202,6 +291,18 @@ mod tests {
         }
         assert_eq!(slow.admit(), Err(1), "one token a second: retry after 1 s");
         assert!((0..1_000).all(|_| free.admit().is_ok()), "an unlimited team is not slowed");
+    }
+
+    #[test]
+    fn a_token_may_use_only_scopes_both_it_and_its_team_hold() {
+        let app = TeamConfig { oauth2_client_ids: vec!["app-client".into()], ..team("app", &[], &["payouts:write", "payouts:read"]) };
+        let auth = Auth::load(&[app]).expect("loads");
+        let team = auth.clients.get("app-client").expect("client").clone();
+        let caller = Caller { team: team.clone(), granted: Some(HashSet::from(["payouts:read".to_owned(), "kyc:write".to_owned()])) };
+        assert!(caller.may("payouts:read"));
+        assert!(!caller.may("payouts:write"), "the team holds it, the token does not");
+        assert!(!caller.may("kyc:write"), "the token holds it, the team does not");
+        assert!(Caller { team, granted: None }.may("payouts:write"), "a key: the team's scopes");
     }
 
     #[test]

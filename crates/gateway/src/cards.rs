@@ -24,6 +24,7 @@ use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 use switchyard_bus::Outbound;
 use switchyard_canonical::card::{CardAction, CardCommand, CardForm, CardState, IssueSpec, ShippingAddress};
+use switchyard_canonical::card_event::CardEvent;
 use switchyard_canonical::card_outcome::{CardOutcome, CardOutcomeStatus};
 
 /// The card worker's domain: claims on both sides meet under it.
@@ -263,6 +264,40 @@ impl Projects for CardOutcomes {
     }
 }
 
+/// `cards.events.v1` over each card's view: a change the processor made on
+/// its own (a card closed for fraud, expired, reinstated by the issuer's
+/// staff) has no outcome of ours, only this event. It moves the state, the
+/// last four and the processor; the last command stays what the outcomes
+/// said. A change our command made reaches the view twice (outcome and
+/// event), the newer observation winning: the outcome is stamped after the
+/// processor answered, so normally it. Dispute and wallet-token events are
+/// about something else than the card's state and change nothing here.
+pub(crate) struct CardEvents;
+
+impl Projects for CardEvents {
+    type Message = CardEvent;
+    const DOMAIN: &'static str = DOMAIN;
+
+    fn project(_event: &CardEvent) -> Option<Projected> {
+        None
+    }
+
+    fn amends(event: &CardEvent) -> Option<String> {
+        (event.dispute_id.is_none() && event.to_state.as_deref().and_then(CardState::parse).is_some()).then(|| event.card_id.clone())
+    }
+
+    fn project_onto(event: &CardEvent, previous: &str) -> Option<Projected> {
+        let state = event.to_state.as_deref().and_then(CardState::parse)?;
+        let mut view: CardView = serde_json::from_str(previous).ok()?;
+        view.status = lower(state.as_str());
+        view.terminal = state.terminal();
+        view.last_four = event.last_four.clone().or(view.last_four);
+        view.provider = Some(event.processor.clone());
+        view.updated_at_ms = event.occurred_at_ms;
+        Some(Projected { resource_id: view.id.clone(), status: view.status.clone(), body: json(&view), observed_at_ms: event.occurred_at_ms })
+    }
+}
+
 fn prepared(app: &Gateway, digest: String, command: &CardCommand, answer: Answer) -> Result<Prepared, Problem> {
     Ok(Prepared {
         domain: DOMAIN,
@@ -337,7 +372,7 @@ pub(crate) async fn post_card(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    resource::submit(&app, &headers, body, |key, body| {
+    resource::submit(&app, &team, &headers, body, |key, body| {
         let prepared = issue(&app, &team, &key, &body);
         async move { prepared }
     })
@@ -379,7 +414,7 @@ pub(crate) async fn post_transition(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    resource::submit(&app, &headers, body, |key, body| transition(&app, &team, &id, key, body)).await
+    resource::submit(&app, &team, &headers, body, |key, body| transition(&app, &team, &id, key, body)).await
 }
 
 /// A card's current state, with `ETag`; `?wait=` holds the call until it
@@ -482,5 +517,41 @@ mod tests {
         assert!(CardOutcomes::project(&collision).is_none());
         let ghost = CardOutcome::rejected(&TransitionRequest { action: TransitionAction::Activate, reason: None }.to_command("ghost", "k").expect("valid"), Some(CardRefusal::CardNotFound), OutcomeError { class: ErrorClass::Permanent, code: ErrorCode::InvalidRequest, message: "no card".into() });
         assert!(CardOutcomes::project(&ghost).is_none(), "no card, no view");
+    }
+
+    #[test]
+    fn a_processors_own_change_moves_the_view_and_keeps_its_last_command() {
+        use switchyard_canonical::card_event::CardEventKind;
+        let command = request().to_command("key-2").expect("valid");
+        let mut outcome = CardOutcome::new(&command, CardOutcomeStatus::Succeeded);
+        outcome.state = Some(CardState::Active);
+        outcome.last_four = Some("4242".into());
+        outcome.provider = Some("lithic".into());
+        let stored = CardOutcomes::project(&outcome).expect("projected");
+        let closed = CardEvent {
+            event_id: format!("{}:7", command.card_id),
+            card_id: command.card_id.clone(),
+            kind: CardEventKind::CardTerminated,
+            from_state: Some("ACTIVE".into()),
+            to_state: Some("TERMINATED".into()),
+            processor: "lithic".into(),
+            processor_reference: Some("tok-ab12cd34".into()),
+            last_four: None,
+            dispute_id: None,
+            amount_minor: None,
+            currency: None,
+            linked_card_id: None,
+            notify_cardholder: true,
+            occurred_at_ms: outcome.completed_at_ms + 1_000,
+            published_at_ms: outcome.completed_at_ms + 1_001,
+        };
+        assert_eq!(CardEvents::amends(&closed).as_deref(), Some(command.card_id.as_str()));
+        let moved = CardEvents::project_onto(&closed, &stored.body).expect("projected");
+        let view: CardView = serde_json::from_str(&moved.body).expect("a view");
+        assert_eq!((view.status.as_str(), view.terminal, view.last_four.as_deref()), ("terminated", true, Some("4242")));
+        assert_eq!((view.last_command.action.as_str(), moved.observed_at_ms), ("issue", closed.occurred_at_ms), "the last command is the outcomes'");
+        assert!(!moved.body.contains("tok-ab12cd34"), "never the processor's token: {}", moved.body);
+        let dispute = CardEvent { kind: CardEventKind::DisputeUpdated, dispute_id: Some("dp-1".into()), to_state: Some("SUBMITTED".into()), ..closed.clone() };
+        assert!(CardEvents::amends(&dispute).is_none(), "a dispute's states are not the card's");
     }
 }

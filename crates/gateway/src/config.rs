@@ -39,6 +39,48 @@ pub struct GatewayConfig {
     /// without a key of one of them is answered 401.
     #[serde(default)]
     pub teams: Vec<TeamConfig>,
+    /// OAuth2 client credentials beside API keys: JWT access tokens from
+    /// this issuer, mapped to teams by `teams[].oauth2_client_ids`. Without
+    /// it a bearer token is only ever an API key.
+    #[serde(default)]
+    pub oauth2: Option<OAuth2Config>,
+}
+
+/// The authorization server whose access tokens (RFC 9068 JWTs) the
+/// gateway accepts.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OAuth2Config {
+    /// The token's `iss`, compared exactly (no trailing-slash leniency).
+    pub issuer: String,
+    /// What the token's `aud` must contain: this API's identifier at the
+    /// issuer, so a token minted for another API is refused.
+    pub audience: String,
+    /// The issuer's JSON Web Key Set; https, except on a loopback host.
+    pub jwks_url: String,
+    /// Accepted `alg` values (RS256, RS384, RS512, PS256, PS384, PS512,
+    /// ES256, ES384, EdDSA). `none` and the HMAC family are refused here:
+    /// a public key set cannot hold a shared secret.
+    #[serde(default = "default_algorithms")]
+    pub algorithms: Vec<String>,
+    /// Clock skew allowed on `exp` and `nbf`, in seconds.
+    #[serde(default = "default_leeway_s")]
+    pub leeway_s: u64,
+    /// How often the key set is fetched again, so a key the issuer
+    /// withdrew stops being accepted. A token naming an unknown `kid` also
+    /// triggers a fetch, at most one per 10 s.
+    #[serde(default = "default_jwks_refresh_s")]
+    pub jwks_refresh_s: u64,
+}
+
+fn default_algorithms() -> Vec<String> {
+    vec!["RS256".to_owned(), "ES256".to_owned()]
+}
+fn default_leeway_s() -> u64 {
+    30
+}
+fn default_jwks_refresh_s() -> u64 {
+    300
 }
 
 /// One consuming team (a mobile back end, a case-management tool, ...).
@@ -51,14 +93,81 @@ pub struct TeamConfig {
     pub name: String,
     /// Its API keys, each through the secret provider (env or file in
     /// production). Several at once so a key can be rotated: add the new
-    /// one, move the callers, remove the old.
+    /// one, move the callers, remove the old. May be empty for a team that
+    /// calls with OAuth2 access tokens only.
+    #[serde(default)]
     pub api_keys: Vec<SecretSource>,
+    /// The OAuth2 clients acting as this team: a token's `client_id` claim
+    /// (RFC 9068), else `azp`, else `sub`. Needs the `oauth2` section.
+    #[serde(default)]
+    pub oauth2_client_ids: Vec<String>,
     /// `<domain>:<action>`, e.g. `payouts:write` (POST) and `payouts:read` (GET).
     pub scopes: Vec<String>,
     /// Token bucket: sustained requests per second and the burst above it.
     /// Without it the team is not limited.
     #[serde(default)]
     pub rate_limit: Option<RateLimitConfig>,
+    /// Where the team is told, by a signed request, that a resource it
+    /// created reached a terminal state. Without it the team polls.
+    #[serde(default)]
+    pub callback: Option<CallbackConfig>,
+}
+
+/// A team's callback endpoint: Standard Webhooks deliveries (the scheme we
+/// verify from vendors), retried with backoff until a 2xx.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CallbackConfig {
+    /// http(s) URL each delivery is POSTed to.
+    pub url: String,
+    /// The signing secret, `whsec_<base64>` (the team verifies with it),
+    /// through the secret provider; checked at start-up.
+    pub secret: SecretSource,
+    /// Attempts before a delivery is given up (marked failed and audited).
+    #[serde(default = "default_callback_attempts")]
+    pub max_attempts: u32,
+    /// Wait after the first failed attempt; it doubles (with jitter) up to
+    /// `max_backoff_ms`.
+    #[serde(default = "default_callback_min_backoff_ms")]
+    pub min_backoff_ms: u64,
+    #[serde(default = "default_callback_max_backoff_ms")]
+    pub max_backoff_ms: u64,
+    /// Longest wait for the receiver's answer; then the attempt failed.
+    #[serde(default = "default_callback_timeout_ms")]
+    pub timeout_ms: u64,
+}
+
+fn default_callback_attempts() -> u32 {
+    8
+}
+fn default_callback_min_backoff_ms() -> u64 {
+    1_000
+}
+fn default_callback_max_backoff_ms() -> u64 {
+    10 * 60 * 1_000
+}
+fn default_callback_timeout_ms() -> u64 {
+    10_000
+}
+
+impl CallbackConfig {
+    /// Field rules; the secret is checked when loaded (`callbacks::Receivers::load`).
+    fn validate(&self, field: &str) -> Result<(), GatewayError> {
+        let url = self.url.parse::<reqwest::Url>().map_err(|e| GatewayError::Config(format!("{field}.url: {e}")))?;
+        if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
+            return Err(GatewayError::Config(format!("{field}.url must be an http(s) URL with a host")));
+        }
+        if self.max_attempts == 0 || self.max_attempts > 100 {
+            return Err(GatewayError::Config(format!("{field}.max_attempts must be between 1 and 100")));
+        }
+        if self.min_backoff_ms == 0 || self.min_backoff_ms > self.max_backoff_ms {
+            return Err(GatewayError::Config(format!("{field}: min_backoff_ms must be positive and at most max_backoff_ms")));
+        }
+        if self.timeout_ms == 0 || self.timeout_ms > 60_000 {
+            return Err(GatewayError::Config(format!("{field}.timeout_ms must be between 1 and 60000")));
+        }
+        Ok(())
+    }
 }
 
 /// A team's token bucket.
@@ -117,6 +226,10 @@ pub struct GatewayTopics {
     /// `cards.commands.v1` and `cards.outcomes.v1`.
     pub card_commands: String,
     pub card_outcomes: String,
+    /// `cards.events.v1`: changes the processor made on its own move card
+    /// views too. Defaults to the released name (configs written before it).
+    #[serde(default = "default_card_events")]
+    pub card_events: String,
     /// `openbanking.commands.v1`, `openbanking.outcomes.v1`, and
     /// `openbanking.events.v1` (payments move after their command's answer).
     pub openbanking_commands: String,
@@ -141,6 +254,7 @@ impl GatewayTopics {
             onboarding_events: name("onboarding.events.v1"),
             card_commands: name("cards.commands.v1"),
             card_outcomes: name("cards.outcomes.v1"),
+            card_events: name("cards.events.v1"),
             openbanking_commands: name("openbanking.commands.v1"),
             openbanking_outcomes: name("openbanking.outcomes.v1"),
             openbanking_events: name("openbanking.events.v1"),
@@ -154,7 +268,7 @@ impl GatewayTopics {
 
     /// The topics the gateway projects (`Sources::project` in lib.rs), each
     /// dead-lettering to its [`projection_dlq`].
-    pub fn projected(&self) -> [&str; 8] {
+    pub fn projected(&self) -> [&str; 9] {
         [
             &self.payout_outcomes,
             &self.kyc_outcomes,
@@ -162,6 +276,7 @@ impl GatewayTopics {
             &self.fraud_outcomes,
             &self.onboarding_events,
             &self.card_outcomes,
+            &self.card_events,
             &self.openbanking_outcomes,
             &self.openbanking_events,
         ]
@@ -175,6 +290,9 @@ pub fn projection_dlq(topic: &str) -> String {
     format!("{topic}.gateway-dlq")
 }
 
+fn default_card_events() -> String {
+    "cards.events.v1".into()
+}
 fn default_max_body_bytes() -> usize {
     64 * 1024
 }
@@ -209,23 +327,39 @@ impl GatewayConfig {
             )));
         }
         let mut names = std::collections::HashSet::new();
+        let mut clients = std::collections::HashSet::new();
         for (i, team) in self.teams.iter().enumerate() {
             if team.name.is_empty() || !names.insert(team.name.as_str()) {
                 return Err(GatewayError::Config(format!("teams[{i}].name must be set and unique")));
             }
-            if team.api_keys.is_empty() {
-                return Err(GatewayError::Config(format!("teams[{i}].api_keys: team {} has no key", team.name)));
+            if team.api_keys.is_empty() && team.oauth2_client_ids.is_empty() {
+                return Err(GatewayError::Config(format!("teams[{i}].api_keys: team {} has no key and no oauth2_client_ids", team.name)));
+            }
+            for (c, client) in team.oauth2_client_ids.iter().enumerate() {
+                if self.oauth2.is_none() {
+                    return Err(GatewayError::Config(format!("teams[{i}].oauth2_client_ids: set the oauth2 section to accept access tokens")));
+                }
+                // One client acting as two teams would make the caller ambiguous.
+                if client.is_empty() || !clients.insert(client.as_str()) {
+                    return Err(GatewayError::Config(format!("teams[{i}].oauth2_client_ids[{c}] must be non-empty and in one team only")));
+                }
             }
             for scope in &team.scopes {
                 if !SCOPES.contains(&scope.as_str()) {
                     return Err(GatewayError::Config(format!("teams[{i}].scopes: {scope} is not <domain>:<action>, one of {}", SCOPES.join(", "))));
                 }
             }
+            if let Some(callback) = &team.callback {
+                callback.validate(&format!("teams[{i}].callback"))?;
+            }
             if let Some(limit) = team.rate_limit {
                 if limit.per_second == 0 || limit.burst == 0 {
                     return Err(GatewayError::Config(format!("teams[{i}].rate_limit: per_second and burst must be positive")));
                 }
             }
+        }
+        if let Some(oauth2) = &self.oauth2 {
+            crate::oauth2::check_config(oauth2).map_err(GatewayError::Config)?;
         }
         if self.max_wait_ms > 60_000 {
             return Err(GatewayError::Config(format!("max_wait_ms ({}) must be at most 60000", self.max_wait_ms)));
@@ -273,6 +407,32 @@ mod tests {
         assert!(text.contains("lease_ms: 6000"), "the example sets lease_ms");
         let err = GatewayConfig::parse(&text).expect_err("short lease");
         assert!(err.to_string().contains("lease_ms (6000) must be at least"), "{err}");
+    }
+
+    /// The example's commented `oauth2` section, uncommented.
+    fn with_oauth2() -> String {
+        let text = example().replace("#oauth2:", "oauth2:").replace("\n#  ", "\n  ").replace("#oauth2_client_ids", "oauth2_client_ids");
+        assert!(text.contains("\noauth2:\n  issuer: ") && text.contains("    oauth2_client_ids: ["), "the example shows the oauth2 section commented");
+        text
+    }
+
+    #[test]
+    fn the_oauth2_example_parses_and_a_malformed_section_stops_start_up_naming_the_field() {
+        let config = GatewayConfig::parse(&with_oauth2()).expect("example with oauth2 parses");
+        let oauth2 = config.oauth2.as_ref().expect("oauth2");
+        assert_eq!((oauth2.algorithms.len(), oauth2.leeway_s, oauth2.jwks_refresh_s), (2, 30, 300));
+        assert_eq!(config.teams[0].oauth2_client_ids, ["payments-app-prod"]);
+        let err = GatewayConfig::parse(&with_oauth2().replace("jwks_url: https://", "jwks_url: http://")).expect_err("clear-text JWKS");
+        assert!(err.to_string().contains("oauth2.jwks_url"), "{err}");
+        let err = GatewayConfig::parse(&with_oauth2().replace("[RS256, ES256]", "[RS256, none]")).expect_err("none");
+        assert!(err.to_string().contains("oauth2.algorithms: none is not accepted"), "{err}");
+        let err = GatewayConfig::parse(&with_oauth2().replace("  jwks_refresh_s: 300", "  jwks_url_typo: 3")).expect_err("unknown field");
+        assert!(err.to_string().contains("jwks_url_typo"), "{err}");
+        let err = GatewayConfig::parse(&example().replace("#oauth2_client_ids", "oauth2_client_ids")).expect_err("client ids without an issuer");
+        assert!(err.to_string().contains("teams[0].oauth2_client_ids: set the oauth2 section"), "{err}");
+        let twice = with_oauth2().replace("    scopes: [payouts:read, onboarding:read, onboarding:decide]", "    scopes: [payouts:read]\n    oauth2_client_ids: [payments-app-prod]");
+        let err = GatewayConfig::parse(&twice).expect_err("one client, two teams");
+        assert!(err.to_string().contains("teams[1].oauth2_client_ids[0] must be non-empty and in one team only"), "{err}");
     }
 
     #[test]

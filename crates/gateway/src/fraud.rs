@@ -235,7 +235,7 @@ pub(crate) async fn post_score(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    resource::submit(&app, &headers, body, |key, body| {
+    resource::submit(&app, &team, &headers, body, |key, body| {
         let prepared = prepare(&app, &team, &key, &body);
         async move { prepared }
     })

@@ -255,7 +255,7 @@ pub(crate) async fn post_check(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    resource::submit(&app, &headers, body, |key, body| {
+    resource::submit(&app, &team, &headers, body, |key, body| {
         let prepared = prepare(&app, &team, &key, &body);
         async move { prepared }
     })

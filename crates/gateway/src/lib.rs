@@ -7,6 +7,9 @@
 //! # Layout
 //! - [`config`]: the configuration file.
 //! - [`auth`]: API keys and scopes per consuming team, and the audit entry of every call.
+//! - [`callbacks`]: signed callbacks (Standard Webhooks) to a team when its resource reaches a terminal state.
+//! - [`oauth2`]: OAuth2 access tokens (JWT) verified against the issuer's key set
+//!   (`jwt_ring`: the signature check, by ring).
 //! - [`problem`]: RFC 9457 problem details with our error taxonomy.
 //! - [`openapi`]: the OpenAPI 3.1 document generated from the handlers.
 //! - `resource`: the shape every domain's routes share (idempotency, publish,
@@ -28,10 +31,13 @@
 
 pub mod aml;
 pub mod auth;
+pub mod callbacks;
 pub mod cards;
 pub mod config;
 pub mod fraud;
+mod jwt_ring;
 pub mod kyc;
+pub mod oauth2;
 pub mod onboarding;
 pub mod openapi;
 pub mod openbanking;
@@ -66,6 +72,7 @@ pub const ONBOARDING_COMMAND_SCHEMA: &str = include_str!("../../../schemas/onboa
 pub const ONBOARDING_EVENT_SCHEMA: &str = include_str!("../../../schemas/onboarding/OnboardingEvent.v1.avsc");
 pub const CARD_COMMAND_SCHEMA: &str = include_str!("../../../schemas/cards/CardCommand.v1.avsc");
 pub const CARD_OUTCOME_SCHEMA: &str = include_str!("../../../schemas/cards/CardOutcome.v1.avsc");
+pub const CARD_EVENT_SCHEMA: &str = include_str!("../../../schemas/cards/CardEvent.v1.avsc");
 pub const OPENBANKING_COMMAND_SCHEMA: &str = include_str!("../../../schemas/openbanking/OpenBankingCommand.v1.avsc");
 pub const OPENBANKING_OUTCOME_SCHEMA: &str = include_str!("../../../schemas/openbanking/OpenBankingOutcome.v1.avsc");
 pub const OPENBANKING_EVENT_SCHEMA: &str = include_str!("../../../schemas/openbanking/OpenBankingEvent.v1.avsc");
@@ -110,6 +117,8 @@ pub(crate) struct Gateway {
     pub(crate) changed: Arc<tokio::sync::Notify>,
     /// Longest wait for an acknowledgement, a margin over librdkafka's own.
     pub(crate) publish_timeout: Duration,
+    /// The teams' callbacks: a POST records its resource's owner here.
+    pub(crate) callbacks: Arc<callbacks::Callbacks>,
 }
 
 impl Gateway {
@@ -133,6 +142,17 @@ impl Gateway {
     }
 }
 
+/// `/metrics`: the callback deliveries (`switchyard_gateway_callbacks_total`).
+async fn metrics(axum::extract::State(app): axum::extract::State<Arc<Gateway>>) -> impl axum::response::IntoResponse {
+    let mut registry = prometheus_client::registry::Registry::with_prefix("switchyard_gateway");
+    registry.register("callbacks", "Callback deliveries to consuming teams by outcome (delivered, retried, failed)", app.callbacks.metrics.deliveries.clone());
+    let mut text = String::new();
+    if let Err(e) = prometheus_client::encoding::text::encode(&mut text, &registry) {
+        tracing::warn!(error = %e, "metrics not encoded");
+    }
+    ([(axum::http::header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], text)
+}
+
 async fn openapi_json() -> impl axum::response::IntoResponse {
     static DOCUMENT: std::sync::OnceLock<String> = std::sync::OnceLock::new();
     ([(axum::http::header::CONTENT_TYPE, "application/json")], DOCUMENT.get_or_init(openapi::document).clone())
@@ -144,6 +164,7 @@ struct Sources<'a> {
     registry: &'a Arc<RegistryClient>,
     store: &'a GatewayStore,
     changed: &'a Arc<tokio::sync::Notify>,
+    callbacks: &'a Arc<callbacks::Callbacks>,
     publisher: &'a Publisher,
     shutdown: &'a CancellationToken,
     health: &'a switchyard_service::Health,
@@ -161,6 +182,7 @@ impl Sources<'_> {
             decoder: AvroDecoder::new(self.registry.clone(), schema)?,
             store: self.store.clone(),
             changed: self.changed.clone(),
+            callbacks: self.callbacks.clone(),
             kind: std::marker::PhantomData,
         });
         let topics = RuntimeTopics { input: topic.to_owned(), retry: None, dlq: config::projection_dlq(topic), held: None };
@@ -228,7 +250,18 @@ pub struct RunningGateway {
 /// Validates the config, connects, and serves until `shutdown`.
 pub async fn start_gateway(config: GatewayConfig, shutdown: CancellationToken) -> Result<RunningGateway, GatewayError> {
     config.validate()?;
-    let auth = auth::Auth::load(&config.teams)?;
+    let mut auth = auth::Auth::load(&config.teams)?;
+    if let Some(section) = &config.oauth2 {
+        let issuer = oauth2::Issuer::new(section).map_err(GatewayError::Config)?;
+        // An issuer down at start-up does not stop API keys: tokens are
+        // refused until a later fetch succeeds.
+        match issuer.refresh().await {
+            Ok(keys) => tracing::info!(keys, url = %section.jwks_url, "OAuth2 key set fetched"),
+            Err(e) => tracing::warn!(error = %e, url = %section.jwks_url, "OAuth2 key set not fetched; access tokens are refused until it is"),
+        }
+        tokio::spawn(issuer.clone().run(shutdown.clone()));
+        auth.accept_tokens(issuer);
+    }
     if config.teams.is_empty() {
         tracing::warn!("no team configured: every /v1 call is answered 401");
     }
@@ -255,8 +288,19 @@ pub async fn start_gateway(config: GatewayConfig, shutdown: CancellationToken) -
     switchyard_service::checks::registry(&health, &config.schema_registry_url);
     switchyard_service::checks::store(&health, store.pool().clone());
     let changed = Arc::new(tokio::sync::Notify::new());
+    let callbacks = callbacks::Callbacks::load(&config.teams, &store).await?;
+    let deliverer = tokio::spawn(health.track("callback deliverer", shutdown.clone(), callbacks.clone().run(shutdown.clone())));
 
-    let sources = Sources { config: &config, registry: &registry, store: &gateway_store, changed: &changed, publisher: &publisher, shutdown: &shutdown, health: &health };
+    let sources = Sources {
+        config: &config,
+        registry: &registry,
+        store: &gateway_store,
+        changed: &changed,
+        callbacks: &callbacks,
+        publisher: &publisher,
+        shutdown: &shutdown,
+        health: &health,
+    };
     let projections = vec![
         sources.project::<payouts::PayoutOutcomes>(&t.payout_outcomes, PAYOUT_OUTCOME_SCHEMA)?,
         sources.project::<kyc::KycOutcomes>(&t.kyc_outcomes, KYC_OUTCOME_SCHEMA)?,
@@ -264,6 +308,7 @@ pub async fn start_gateway(config: GatewayConfig, shutdown: CancellationToken) -
         sources.project::<fraud::FraudOutcomes>(&t.fraud_outcomes, FRAUD_OUTCOME_SCHEMA)?,
         sources.project::<onboarding::OnboardingEvents>(&t.onboarding_events, ONBOARDING_EVENT_SCHEMA)?,
         sources.project::<cards::CardOutcomes>(&t.card_outcomes, CARD_OUTCOME_SCHEMA)?,
+        sources.project::<cards::CardEvents>(&t.card_events, CARD_EVENT_SCHEMA)?,
         sources.project::<openbanking::OpenBankingOutcomes>(&t.openbanking_outcomes, OPENBANKING_OUTCOME_SCHEMA)?,
         sources.project::<openbanking_payments::PaymentEvents>(&t.openbanking_events, OPENBANKING_EVENT_SCHEMA)?,
     ];
@@ -281,6 +326,7 @@ pub async fn start_gateway(config: GatewayConfig, shutdown: CancellationToken) -
         auth,
         audit: store.clone(),
         changed,
+        callbacks: callbacks.clone(),
     });
     let app = axum::Router::new()
         .route("/v1/payouts", post(payouts::post_payout).get(payouts::list_payouts))
@@ -308,6 +354,7 @@ pub async fn start_gateway(config: GatewayConfig, shutdown: CancellationToken) -
         .route_layer(axum::middleware::from_fn_with_state(state.clone(), auth::layer))
         // Public, like any API description: added after the auth layer.
         .route("/openapi.json", get(openapi_json))
+        .route("/metrics", get(metrics))
         .fallback(resource::not_found)
         .layer(DefaultBodyLimit::max(max_body))
         .with_state(state)
@@ -325,8 +372,9 @@ pub async fn start_gateway(config: GatewayConfig, shutdown: CancellationToken) -
             let ended = task.await.map_err(|e| GatewayError::Config(format!("projection task: {e}")))?;
             projected = projected.and(ended.map_err(GatewayError::from));
         }
+        let delivered = deliverer.await.map_err(|e| GatewayError::Config(format!("callback deliverer task: {e}")))?;
         served?;
-        projected
+        projected.and(delivered)
     });
     Ok(RunningGateway { addr, health, join })
 }

@@ -353,7 +353,7 @@ pub(crate) async fn post_application(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    resource::submit(&app, &headers, body, |key, body| {
+    resource::submit(&app, &team, &headers, body, |key, body| {
         let prepared = start(&app, &team, &key, &body);
         async move { prepared }
     })
@@ -394,7 +394,7 @@ pub(crate) async fn post_evidence(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    resource::submit(&app, &headers, body, |key, body| follow_up::<EvidenceRequest>(&app, &team, &id, key, body)).await
+    resource::submit(&app, &team, &headers, body, |key, body| follow_up::<EvidenceRequest>(&app, &team, &id, key, body)).await
 }
 
 /// Record an analyst's decision on the step an application waits on
@@ -431,7 +431,7 @@ pub(crate) async fn post_decision(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    resource::submit(&app, &headers, body, |key, body| follow_up::<DecisionRequest>(&app, &team, &id, key, body)).await
+    resource::submit(&app, &team, &headers, body, |key, body| follow_up::<DecisionRequest>(&app, &team, &id, key, body)).await
 }
 
 /// An application's current state, with `ETag`; `?wait=` holds the call until it

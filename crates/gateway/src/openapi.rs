@@ -14,7 +14,7 @@ use crate::kyc::{DocumentKindRequest, DocumentRequest, KycCheckRequest, KycCheck
 use crate::onboarding::{ApplicantRequest, ApplicationList, ApplicationRequest, ApplicationView, DecisionRequest, EvidenceRequest, StepRequest, VerdictRequest};
 use crate::payouts::{BeneficiaryRequest, PayoutList, PayoutRequest, PayoutView, RailRequest, ViewError};
 use crate::problem::Problem;
-use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme};
 use utoipa::OpenApi;
 
 /// Where the committed document lives, from the workspace root.
@@ -62,7 +62,9 @@ pub const COMMITTED_PATH: &str = "services/gateway/openapi.json";
 )]
 struct ApiDoc;
 
-/// The API key scheme: `Authorization: Bearer <team key>`.
+/// The two bearer schemes: `Authorization: Bearer <team key>`, or an
+/// OAuth2 access token. Each operation's `api_key` requirement gets an
+/// `oauth2` alternative with the same scope.
 struct BearerKey;
 
 impl utoipa::Modify for BearerKey {
@@ -72,6 +74,32 @@ impl utoipa::Modify for BearerKey {
             "api_key",
             SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).description(Some("Your team's API key")).build()),
         );
+        components.add_security_scheme(
+            "oauth2",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("JWT")
+                    .description(Some(
+                        "An OAuth2 access token (client credentials grant; a JWT as RFC 9068 describes) from the issuer this deployment trusts, \
+                         for a client id configured for your team. The call needs the listed scope in both the token's `scope` claim and your team's scopes; \
+                         a token that does not verify is answered 401 with `WWW-Authenticate: Bearer error=\"invalid_token\"`, a missing scope 403.",
+                    ))
+                    .build(),
+            ),
+        );
+        for item in openapi.paths.paths.values_mut() {
+            let operations = [&mut item.get, &mut item.put, &mut item.post, &mut item.delete, &mut item.patch];
+            for security in operations.into_iter().flatten().filter_map(|op| op.security.as_mut()) {
+                // utoipa keeps a requirement's scopes private; its JSON has them.
+                let scopes: Vec<Vec<String>> = security
+                    .iter()
+                    .filter_map(|requirement| serde_json::to_value(requirement).ok()?.get("api_key").cloned())
+                    .filter_map(|scopes| serde_json::from_value(scopes).ok())
+                    .collect();
+                security.extend(scopes.into_iter().map(|scopes| SecurityRequirement::new("oauth2", scopes)));
+            }
+        }
     }
 }
 
@@ -130,6 +158,7 @@ mod tests {
                 assert!(post["responses"][status].is_object(), "POST {path} documents {status}");
             }
             assert_eq!(post["security"][0]["api_key"][0], scope, "POST {path}");
+            assert_eq!(post["security"][1]["oauth2"][0], scope, "POST {path}: or an access token with the same scope");
             assert!(post["parameters"].as_array().is_some_and(|p| p.iter().any(|p| p["name"] == "Idempotency-Key" && p["required"] == true)), "POST {path}");
         }
         for path in [
@@ -145,6 +174,8 @@ mod tests {
         }
         assert!(doc["components"]["schemas"]["Problem"]["properties"]["type"].is_object(), "serde's rename is honoured");
         assert_eq!(doc["components"]["securitySchemes"]["api_key"]["scheme"], "bearer");
+        assert_eq!(doc["components"]["securitySchemes"]["oauth2"]["bearerFormat"], "JWT");
+        assert_eq!(doc["paths"]["/v1/payouts/{id}"]["get"]["security"][1]["oauth2"][0], "payouts:read");
     }
 
     /// Every POST's 202 links to the GET of the resource it answers, by an

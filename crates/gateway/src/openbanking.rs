@@ -374,7 +374,7 @@ pub(crate) async fn post_consent(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    resource::submit(&app, &headers, body, |key, body| {
+    resource::submit(&app, &team, &headers, body, |key, body| {
         let prepared = create(&app, &team, &key, &body);
         async move { prepared }
     })

@@ -156,7 +156,7 @@ pub(crate) async fn post_completion(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    resource::submit(&app, &headers, body, |key, body| follow_up::<CompletionRequest>(&app, &team, &id, key, body)).await
+    resource::submit(&app, &team, &headers, body, |key, body| follow_up::<CompletionRequest>(&app, &team, &id, key, body)).await
 }
 
 /// Pull the consent's data again (to `openbanking.data.v1`). Answered 202
@@ -192,7 +192,7 @@ pub(crate) async fn post_refresh(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    resource::submit(&app, &headers, body, |key, body| follow_up::<RefreshRequest>(&app, &team, &id, key, body)).await
+    resource::submit(&app, &team, &headers, body, |key, body| follow_up::<RefreshRequest>(&app, &team, &id, key, body)).await
 }
 
 /// Revoke the consent, at the provider too. Answered 202 with the
@@ -228,5 +228,5 @@ pub(crate) async fn post_revocation(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    resource::submit(&app, &headers, body, |key, body| follow_up::<RevocationRequest>(&app, &team, &id, key, body)).await
+    resource::submit(&app, &team, &headers, body, |key, body| follow_up::<RevocationRequest>(&app, &team, &id, key, body)).await
 }

@@ -223,7 +223,7 @@ pub(crate) async fn post_payment(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    resource::submit(&app, &headers, body, |key, body| initiate(&app, &team, key, body)).await
+    resource::submit(&app, &team, &headers, body, |key, body| initiate(&app, &team, key, body)).await
 }
 
 /// A payment's current state, with `ETag`; `?wait=` holds the call until it

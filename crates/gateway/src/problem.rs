@@ -159,6 +159,18 @@ impl Problem {
         )
     }
 
+    /// An OAuth2 access token that does not verify (signature, expiry,
+    /// issuer, audience) or names no team's client. Says nothing about which.
+    pub fn invalid_token() -> Self {
+        Self::new(
+            StatusCode::UNAUTHORIZED,
+            GatewayCode::Unauthenticated,
+            ErrorClass::Permanent,
+            "Unauthenticated",
+            "the access token is not valid for this API: get a new one from the issuer",
+        )
+    }
+
     pub fn forbidden(scope: &str) -> Self {
         Self::new(StatusCode::FORBIDDEN, GatewayCode::Forbidden, ErrorClass::Permanent, "Forbidden", format!("this call needs the scope {scope}"))
     }

@@ -35,12 +35,28 @@ pub(crate) trait Projects: Send + Sync + 'static {
     fn project_all(message: &Self::Message) -> Vec<(&'static str, Projected)> {
         Self::project(message).map(|state| (Self::DOMAIN, state)).into_iter().collect()
     }
+
+    /// A message that changes only part of a view (a card event changes the
+    /// card's state, not its last command): the resource whose stored view
+    /// is read first and handed to [`Self::project_onto`]. `None`: the
+    /// message is projected on its own ([`Self::project_all`]).
+    fn amends(_message: &Self::Message) -> Option<String> {
+        None
+    }
+
+    /// The state of an amending message over `previous`, the stored view's
+    /// JSON; `None` when it changes nothing shown.
+    fn project_onto(_message: &Self::Message, _previous: &str) -> Option<Projected> {
+        None
+    }
 }
 
 pub(crate) struct Projection<P> {
     pub(crate) decoder: AvroDecoder,
     pub(crate) store: GatewayStore,
     pub(crate) changed: Arc<tokio::sync::Notify>,
+    /// Queues the owning team's callback of a terminal state.
+    pub(crate) callbacks: Arc<crate::callbacks::Callbacks>,
     pub(crate) kind: PhantomData<fn() -> P>,
 }
 
@@ -57,15 +73,35 @@ impl<P: Projects> Handler for Projection<P> {
                 return Ok(());
             }
         };
-        let states = P::project_all(&decoded);
+        let states = match P::amends(&decoded) {
+            // A view never seen is left to the message that creates it.
+            Some(resource_id) => match self.store.resource(P::DOMAIN, &resource_id).await {
+                Ok(Some(previous)) => P::project_onto(&decoded, &previous.body).map(|state| (P::DOMAIN, state)).into_iter().collect(),
+                Ok(None) => Vec::new(),
+                Err(e) => return Err(Failure::Retry { reason: format!("store: {e}"), delay: Duration::from_millis(500) }),
+            },
+            None => P::project_all(&decoded),
+        };
         if states.is_empty() {
             return Ok(());
         }
         for (domain, state) in states {
-            self.store
+            let written = self
+                .store
                 .upsert_resource(domain, &state.resource_id, &state.status, &state.body, state.observed_at_ms)
                 .await
                 .map_err(|e| Failure::Retry { reason: format!("store: {e}"), delay: Duration::from_millis(500) })?;
+            // After the state, before the offset: a failure here retries
+            // the message, whose second upsert (as new as the stored
+            // state, so written again) and enqueue change nothing. A
+            // state older than the stored one is no one's news.
+            if !written {
+                continue;
+            }
+            self.callbacks
+                .projected(domain, &state)
+                .await
+                .map_err(|e| Failure::Retry { reason: format!("callback outbox: {e}"), delay: Duration::from_millis(500) })?;
         }
         self.changed.notify_waiters();
         Ok(())

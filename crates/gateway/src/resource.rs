@@ -14,6 +14,7 @@
 //! becomes a view; the idempotency table, the publish contract and the
 //! problems are the same for all.
 
+use crate::auth::Team;
 use crate::problem::Problem;
 use crate::Gateway;
 use axum::body::Bytes;
@@ -123,8 +124,8 @@ fn with_correlation(mut response: Response, context: &MessageContext) -> Respons
     response
 }
 
-/// Every POST: `prepare` turns the key and body into the domain's command.
-pub(crate) async fn submit<F, Fut>(app: &Gateway, headers: &HeaderMap, body: Result<Bytes, BytesRejection>, prepare: F) -> Response
+/// Every POST by `team`: `prepare` turns the key and body into the domain's command.
+pub(crate) async fn submit<F, Fut>(app: &Gateway, team: &Team, headers: &HeaderMap, body: Result<Bytes, BytesRejection>, prepare: F) -> Response
 where
     F: FnOnce(String, Bytes) -> Fut,
     Fut: Future<Output = Result<Prepared, Problem>>,
@@ -133,13 +134,13 @@ where
         Ok(c) => c,
         Err(problem) => return problem.into_response(),
     };
-    let response = match accept(app, headers, body, context.clone(), prepare).await {
+    let response = match accept(app, team, headers, body, context.clone(), prepare).await {
         Ok(response) | Err(response) => response,
     };
     with_correlation(response, &context)
 }
 
-async fn accept<F, Fut>(app: &Gateway, headers: &HeaderMap, body: Result<Bytes, BytesRejection>, mut context: MessageContext, prepare: F) -> Result<Response, Response>
+async fn accept<F, Fut>(app: &Gateway, team: &Team, headers: &HeaderMap, body: Result<Bytes, BytesRejection>, mut context: MessageContext, prepare: F) -> Result<Response, Response>
 where
     F: FnOnce(String, Bytes) -> Fut,
     Fut: Future<Output = Result<Prepared, Problem>>,
@@ -166,6 +167,20 @@ where
         RequestVerdict::Replay { status, body } => return Ok(replay(status, body, &location)),
         RequestVerdict::Mismatch => return Err(Problem::key_reused().into_response()),
         RequestVerdict::InFlight => return Err(Problem::in_flight().into_response()),
+    }
+    // The creator of a new resource, for its callback: stored before the
+    // publish, so no outcome can be projected before its owner is known.
+    let created_in = match &answer {
+        Answer::Created { .. } => Some(domain),
+        Answer::CreatedIn { domain, .. } => Some(*domain),
+        Answer::Current { .. } => None,
+    };
+    if let Some(created_in) = created_in.filter(|_| app.callbacks.enabled_for(&team.name)) {
+        if let Err(e) = app.callbacks.record_owner(created_in, &resource_id, &team.name).await {
+            tracing::warn!(error = %e, domain = created_in, resource_id = %resource_id, "resource owner not recorded");
+            release(app, domain, &key).await;
+            return Err(Problem::store_unavailable().into_response());
+        }
     }
 
     context.idempotency_key = Some(key.clone());

@@ -178,9 +178,10 @@ impl GatewayStore {
 
     /// Writes a resource's state observed at `observed_at_ms` (the outcome's
     /// time), unless a later observation is already stored: a replayed or
-    /// re-read old outcome never moves a resource back.
-    pub async fn upsert_resource(&self, domain: &str, resource_id: &str, status: &str, body: &str, observed_at_ms: i64) -> Result<(), StoreError> {
-        sqlx::query(
+    /// re-read old outcome never moves a resource back. True when written
+    /// (an observation as new as the stored one is written again).
+    pub async fn upsert_resource(&self, domain: &str, resource_id: &str, status: &str, body: &str, observed_at_ms: i64) -> Result<bool, StoreError> {
+        let written = sqlx::query(
             "INSERT INTO gateway_resources (domain, resource_id, status, body, observed_at_ms, updated_at_ms) VALUES ($1, $2, $3, $4, $5, $6) \
              ON CONFLICT (domain, resource_id) DO UPDATE SET status = excluded.status, body = excluded.body, \
              observed_at_ms = excluded.observed_at_ms, updated_at_ms = excluded.updated_at_ms \
@@ -193,8 +194,9 @@ impl GatewayStore {
         .bind(observed_at_ms)
         .bind(switchyard_canonical::now_ms())
         .execute(&self.pool)
-        .await?;
-        Ok(())
+        .await?
+        .rows_affected();
+        Ok(written == 1)
     }
 
     pub async fn resource(&self, domain: &str, resource_id: &str) -> Result<Option<ResourceState>, StoreError> {
@@ -270,7 +272,8 @@ mod tests {
             assert_eq!(gateway.resource("payouts", &id).await.expect("read"), None);
             gateway.upsert_resource("payouts", &id, "accepted", "{}", 10).await.expect("write");
             gateway.upsert_resource("payouts", &id, "pending_unknown", "{\"s\":2}", 30).await.expect("write");
-            gateway.upsert_resource("payouts", &id, "submitted", "{\"s\":1}", 20).await.expect("late, older");
+            assert!(!gateway.upsert_resource("payouts", &id, "submitted", "{\"s\":1}", 20).await.expect("late, older"), "not written");
+            assert!(gateway.upsert_resource("payouts", &id, "pending_unknown", "{\"s\":2}", 30).await.expect("again"), "as new: written again");
             let state = gateway.resource("payouts", &id).await.expect("read").expect("present");
             assert_eq!((state.status.as_str(), state.body.as_str()), ("pending_unknown", "{\"s\":2}"));
             let listed = gateway.resources_in("payouts", "pending_unknown", 10_000).await.expect("list");

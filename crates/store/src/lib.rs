@@ -22,6 +22,7 @@
 //! - [`positions`]: where each consumed and published message is, as audit rows, for `switchyard trace`.
 //! - [`replays`]: which DLQ positions `switchyard dlq replay` already sent back.
 //! - [`gateway`]: the HTTP gateway's idempotent requests and resource projection (own DDL).
+//! - [`gateway_callbacks`]: who created each gateway resource, and the outbox of its teams' signed callbacks (own DDL).
 
 pub mod audit;
 mod card_disputes;
@@ -29,6 +30,7 @@ pub mod card_transactions;
 pub mod card_turns;
 pub mod cards;
 pub mod gateway;
+pub mod gateway_callbacks;
 mod batch;
 mod bulk;
 pub mod lease;

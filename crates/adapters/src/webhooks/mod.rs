@@ -237,6 +237,12 @@ pub fn standard_webhooks_key(secret: &str) -> Result<Vec<u8>, String> {
     standard::decode_secret(secret)
 }
 
+/// Standard Webhooks' `webhook-signature` value (`v1,<base64>`) of one
+/// delivery: what the gateway signs its own callbacks with.
+pub fn standard_webhooks_signature(key: &[u8], id: &str, timestamp_s: i64, body: &[u8]) -> String {
+    standard::sign(key, id, timestamp_s, body)
+}
+
 /// Decodes an Adyen HMAC key (hex) into its bytes.
 pub fn adyen_hmac_key(hex_key: &str) -> Result<Vec<u8>, String> {
     hex::decode(hex_key.trim()).map_err(|_| "not a hex HMAC key".to_owned()).and_then(|k| {

@@ -23,6 +23,18 @@ pub(super) fn decode_secret(secret: &str) -> Result<Vec<u8>, String> {
     Ok(key)
 }
 
+/// The `webhook-signature` value for one delivery: `v1,<base64
+/// HMAC-SHA256(key, "{id}.{timestamp}.{body}")>`. The signing half of
+/// [`verify`], so what we send is checked by the very code that checks
+/// what vendors send us.
+pub(super) fn sign(key: &[u8], id: &str, timestamp_s: i64, body: &[u8]) -> String {
+    let mut ctx = ring::hmac::Context::with_key(&ring::hmac::Key::new(ring::hmac::HMAC_SHA256, key));
+    for part in [id.as_bytes(), b".", timestamp_s.to_string().as_bytes(), b".", body] {
+        ctx.update(part);
+    }
+    format!("v1,{}", base64::engine::general_purpose::STANDARD.encode(ctx.sign().as_ref()))
+}
+
 /// Returns the verified `webhook-id` and `webhook-timestamp` (Unix seconds).
 pub(super) fn verify(headers: &HeaderMap, body: &[u8], keys: &[&[u8]], tolerance_s: i64, now_s: i64) -> Result<(String, i64), Refusal> {
     let id = header(headers, ID)?;
@@ -75,6 +87,16 @@ mod tests {
         assert_eq!(verify(&h, br#"{"test": 1}"#, &[&key], 300, 1614265330), Err(Refusal::BadSignature));
         let other = headers("msg_other", "1614265330", "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=");
         assert_eq!(verify(&other, body, &[&key], 300, 1614265330), Err(Refusal::BadSignature));
+    }
+
+    #[test]
+    fn signs_the_specification_example_and_verifies_its_own_signatures() {
+        let key = decode_secret("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw").expect("secret");
+        let body = br#"{"test": 2432232314}"#;
+        let signature = sign(&key, "msg_p5jXN8AQM9LWM0D4loKWxJek", 1614265330, body);
+        assert_eq!(signature, "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=");
+        let h = headers("msg_x", "1700000000", &sign(&key, "msg_x", 1_700_000_000, b"{}"));
+        assert_eq!(verify(&h, b"{}", &[&key], 300, 1_700_000_000), Ok(("msg_x".to_owned(), 1_700_000_000)));
     }
 
     #[test]
