@@ -64,6 +64,7 @@ async fn stack(name: &str, polling_ms: u64) -> Result<(Stack, TrueLayerSimulator
             merchant_accounts: [("main-gbp".to_owned(), "ma-200f-e2e".to_owned())].into_iter().collect(),
             resource_token_ttl_ms: 900_000,
             auth_link_ttl_ms: 3_600_000,
+            consent_ttl_ms: 90 * 24 * 3_600_000,
         });
         c.providers.push(p);
         c.routing.primary = "truelayer".into();

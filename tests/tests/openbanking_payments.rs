@@ -69,6 +69,7 @@ async fn stack_with(name: &str, step: Duration, provider: &str, secret: SecretSo
             merchant_accounts: [("main-gbp".to_owned(), MERCHANT_ACCOUNT.to_owned())].into_iter().collect(),
             resource_token_ttl_ms: 900_000,
             auth_link_ttl_ms: 3_600_000,
+            consent_ttl_ms: 90 * 24 * 3_600_000,
         });
         c.providers.push(p);
         c.routing.primary = provider.clone();
@@ -119,6 +120,8 @@ async fn payment_consent(stack: &Stack, tl: &TrueLayerSimulator, consent_id: &st
     complete.completion = Some(CompletionSpec { public_token: None, authorization_code: Some(tl.grant_code()) });
     let completed = stack.ask(&complete).await?;
     ensure!(completed.kind == OpenBankingKind::ConsentActive, "complete: {completed:?}");
+    // A consent to one payment is not a 90-day data connection: no end.
+    ensure!(completed.consent_expires_at_ms.is_none(), "a payment consent has no end: {completed:?}");
     Ok(())
 }
 

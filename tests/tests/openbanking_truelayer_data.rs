@@ -46,6 +46,11 @@ const REFUSED_TOKENS: &str = "401 user token";
 
 /// A stack whose GB consents go to a TrueLayer simulator by routing segment.
 async fn stack(name: &str) -> Result<(Stack, TrueLayerSimulator)> {
+    stack_with_consent_ttl(name, 90 * 24 * 3_600_000).await
+}
+
+/// `stack` whose TrueLayer data consents end `consent_ttl_ms` after their code exchange.
+async fn stack_with_consent_ttl(name: &str, consent_ttl_ms: u64) -> Result<(Stack, TrueLayerSimulator)> {
     let tl = spawn_truelayer(TrueLayerConfig::local()).await?;
     let (private, public) = generate_signing_key();
     tl.register_signing_key("e2e-kid", &public);
@@ -67,6 +72,7 @@ async fn stack(name: &str) -> Result<(Stack, TrueLayerSimulator)> {
             merchant_accounts: [("main-gbp".to_owned(), "ma-1".to_owned())].into_iter().collect(),
             resource_token_ttl_ms: 900_000,
             auth_link_ttl_ms: 3_600_000,
+            consent_ttl_ms,
         });
         c.providers.push(p);
         c.routing.segments.push(switchyard_routing::Segment {
@@ -303,4 +309,34 @@ async fn every_record(stack: &Stack) -> Result<Vec<(String, String)>> {
     }
     ensure!(seen.iter().any(|(p, _)| p.contains("openbanking.data.v1")), "the scan read the data topic");
     Ok(seen)
+}
+
+/// TrueLayer names no end in its token answer; its Data API v1 connection
+/// lasts 90 days from its creation (`consent_ttl_ms`, short here). The
+/// consent gets that end at COMPLETE_CONSENT, and once it has passed a
+/// REFRESH is answered CONSENT_EXPIRED without calling TrueLayer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_truelayer_data_consent_ends_its_connections_life_after_the_code_exchange() -> Result<()> {
+    let (stack, tl) = stack_with_consent_ttl("ob-tl-ttl", 4_000).await?;
+    let current = tl.add_account("Everyday current");
+    tl.add_transactions(&current, 2, 1);
+    let consent = consent_id();
+    let created = stack.ask(&create_gb(&consent, &format!("{consent}-create"))).await?;
+    ensure!(created.kind == OpenBankingKind::AuthRequired, "create: {created:?}");
+    let before = switchyard_canonical::now_ms();
+    let completed = stack.ask(&complete_with_code(&consent, &format!("{consent}-complete"), tl.grant_code())).await?;
+    assert_eq!(completed.kind, OpenBankingKind::ConsentActive, "{completed:?}");
+    let ends = completed.consent_expires_at_ms.context("a TrueLayer data consent has an end")?;
+    assert!((before + 4_000..=switchyard_canonical::now_ms() + 4_000).contains(&ends), "ends {ends}, completed {before}");
+    let ok = stack.ask(&refresh(&consent, &format!("{consent}-before-end"))).await?;
+    assert_eq!(ok.kind, OpenBankingKind::DataRefreshed, "{ok:?}");
+
+    tokio::time::sleep(Duration::from_millis(u64::try_from(ends - switchyard_canonical::now_ms()).unwrap_or(0) + 500)).await;
+    let calls = tl.calls("GET /data/v1/accounts");
+    let after = stack.ask(&refresh(&consent, &format!("{consent}-after-end"))).await?;
+    assert_eq!(after.kind, OpenBankingKind::ConsentExpired, "{after:?}");
+    assert_eq!(tl.calls("GET /data/v1/accounts"), calls, "an expired consent calls no one");
+    stack.stop().await?;
+    tl.shutdown().await;
+    Ok(())
 }

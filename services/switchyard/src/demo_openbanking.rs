@@ -102,6 +102,7 @@ fn config(stack: &LocalStack, database_url: &str, plaid: &PlaidSimulator, tl: &T
             merchant_accounts: [("main-gbp".to_owned(), MERCHANT_ACCOUNT.to_owned())].into_iter().collect(),
             resource_token_ttl_ms: 900_000,
             auth_link_ttl_ms: 3_600_000,
+            consent_ttl_ms: 90 * 24 * 3_600_000,
         }),
         ..plaid_entry.clone()
     };

@@ -194,10 +194,11 @@ impl OpenBankingProvider {
         }
     }
 
-    pub async fn exchange(&self, ctx: &CallContext, public_token: &str) -> Result<Granted, ObFailure> {
+    /// `scopes`: what the consent covers (TrueLayer gives a data consent an end).
+    pub async fn exchange(&self, ctx: &CallContext, public_token: &str, scopes: &[switchyard_canonical::openbanking::ConsentScope]) -> Result<Granted, ObFailure> {
         match self {
             OpenBankingProvider::Plaid(a) => a.exchange_public_token(ctx, public_token).await,
-            OpenBankingProvider::TrueLayer(a) => a.exchange_code(ctx, public_token).await,
+            OpenBankingProvider::TrueLayer(a) => a.exchange_code(ctx, public_token, scopes).await,
         }
     }
 

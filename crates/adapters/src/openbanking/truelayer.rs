@@ -70,6 +70,8 @@ pub struct TrueLayerSettings {
     pub merchant_accounts: Vec<(String, String)>,
     pub resource_token_ttl: Duration,
     pub auth_link_ttl: Duration,
+    /// A data connection's life from its code exchange (TrueLayer: 90 days).
+    pub consent_ttl: Duration,
 }
 
 pub struct TrueLayerAdapter {
@@ -214,8 +216,11 @@ impl TrueLayerAdapter {
         Ok(IssuedHandoff { value: format!("{}/?{query}", self.s.auth_url), expires_at_ms: now_ms().saturating_add(ttl) })
     }
 
-    /// COMPLETE_CONSENT: the authorization code for the user's tokens.
-    pub async fn exchange_code(&self, ctx: &CallContext, code: &str) -> Result<Granted, ObFailure> {
+    /// COMPLETE_CONSENT: the authorization code for the user's tokens. A
+    /// consent to data (not only to a payment) ends `consent_ttl` later:
+    /// TrueLayer names no end in the token answer, and documents the
+    /// connection as active for 90 days from its creation.
+    pub async fn exchange_code(&self, ctx: &CallContext, code: &str, scopes: &[ConsentScope]) -> Result<Granted, ObFailure> {
         let client_secret = self.s.client_secret.current();
         let form = [
             ("grant_type", "authorization_code"),
@@ -228,7 +233,12 @@ impl TrueLayerAdapter {
         // The refresh token is what outlives the access token's hour: both
         // travel as one sealed grant ([`data`]). TrueLayer names no grant
         // end here and returns no connection id (that is in /data/v1/me).
-        Self::grant_from(reply.access_token, reply.refresh_token, reply.expires_in, None)
+        let mut granted = Self::grant_from(reply.access_token, reply.refresh_token, reply.expires_in, None)?;
+        if scopes.iter().any(|s| *s != ConsentScope::PaymentInitiation) {
+            let ttl = i64::try_from(self.s.consent_ttl.as_millis()).unwrap_or(i64::MAX);
+            granted.expires_at_ms = Some(now_ms().saturating_add(ttl));
+        }
+        Ok(granted)
     }
 
     async fn token_call(&self, ctx: &CallContext, form: &[(&str, &str)]) -> Result<TokenReply, ObFailure> {

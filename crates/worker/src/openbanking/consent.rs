@@ -222,9 +222,10 @@ impl OpenBankingHandler {
                 outcome.error = Some(OutcomeError { class: ErrorClass::Permanent, code: ErrorCode::InvalidRequest, message: format!("{provider} completes a consent with a public_token") });
                 return Ok(outcome);
             };
+            let scopes = held.consent.scopes.clone();
             let exchanged = self.call(turn, &provider, "exchange", |p, ctx| {
-                let public = public.clone();
-                async move { p.exchange(&ctx, &public).await }
+                let (public, scopes) = (public.clone(), scopes.clone());
+                async move { p.exchange(&ctx, &public, &scopes).await }
             });
             match exchanged.await? {
                 Ok(granted) => Some(granted),

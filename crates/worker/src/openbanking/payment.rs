@@ -116,6 +116,7 @@ pub(super) fn truelayer_adapter(
         merchant_accounts: t.merchant_accounts.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
         resource_token_ttl: Duration::from_millis(t.resource_token_ttl_ms),
         auth_link_ttl: Duration::from_millis(t.auth_link_ttl_ms),
+        consent_ttl: Duration::from_millis(t.consent_ttl_ms),
     };
     TrueLayerAdapter::new(settings, p.transport()).map_err(|e| crate::WorkerError::Config(format!("providers[{i}].truelayer.signing_key: {}", e.message)))
 }

@@ -39,6 +39,13 @@ pub struct TrueLayerSection {
     /// How long an auth link is offered for.
     #[serde(default = "default_auth_link_ttl_ms")]
     pub auth_link_ttl_ms: u64,
+    /// How long a data connection lasts from its code exchange: TrueLayer's
+    /// Data API v1 connection "remains active until 90 days have passed
+    /// since the connection was created" (docs: Create a connection). It
+    /// is the consent's end, so CONSENT_EXPIRING and EXPIRED come from our
+    /// deadlines as Plaid's do, and a refresh after it calls no one.
+    #[serde(default = "default_consent_ttl_ms")]
+    pub consent_ttl_ms: u64,
 }
 
 fn default_resource_token_ttl_ms() -> u64 {
@@ -46,6 +53,9 @@ fn default_resource_token_ttl_ms() -> u64 {
 }
 fn default_auth_link_ttl_ms() -> u64 {
     60 * 60_000
+}
+fn default_consent_ttl_ms() -> u64 {
+    90 * 24 * 3_600_000
 }
 
 /// How open payments are polled for their status.
@@ -96,8 +106,8 @@ pub(super) fn validate(config: &OpenBankingWorkerConfig) -> Result<(), WorkerErr
                 if t.merchant_accounts.is_empty() || t.merchant_accounts.values().any(|v| v.trim().is_empty()) {
                     return bad(format!("providers[{i}].truelayer.merchant_accounts must name at least one merchant account, none empty"));
                 }
-                if t.resource_token_ttl_ms == 0 || t.auth_link_ttl_ms == 0 {
-                    return bad(format!("providers[{i}].truelayer.resource_token_ttl_ms and auth_link_ttl_ms must be at least 1"));
+                if t.resource_token_ttl_ms == 0 || t.auth_link_ttl_ms == 0 || t.consent_ttl_ms == 0 {
+                    return bad(format!("providers[{i}].truelayer.resource_token_ttl_ms, auth_link_ttl_ms and consent_ttl_ms must be at least 1"));
                 }
                 for (field, url) in [("base_url", &p.base_url), ("truelayer.auth_url", &t.auth_url), ("truelayer.hpp_url", &t.hpp_url)] {
                     environment::check_endpoint(config.environment.into(), "truelayer", &format!("providers[{i}].{field}"), url).map_err(WorkerError::Config)?;
@@ -135,6 +145,7 @@ mod tests {
             merchant_accounts: BTreeMap::from([("main-gbp".to_owned(), "ma-1".to_owned())]),
             resource_token_ttl_ms: 1,
             auth_link_ttl_ms: 1,
+            consent_ttl_ms: 1,
         }
     }
 
