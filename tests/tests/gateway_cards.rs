@@ -71,6 +71,23 @@ impl Client {
         Ok((status, headers, response.json().await?))
     }
 
+    /// Long-polls `path` until `done` holds; the view and its ETag. A
+    /// command's change may reach the view in two steps (the processor's
+    /// card event, then the command's outcome), so a test waits for the
+    /// state it expects rather than for the next version.
+    async fn until(&self, path: &str, done: impl Fn(&Value) -> bool) -> Result<(Value, String)> {
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        let mut etag: Option<String> = None;
+        loop {
+            let (view, tag) = self.next(path, etag.as_deref()).await?;
+            if done(&view) {
+                return Ok((view, tag));
+            }
+            anyhow::ensure!(std::time::Instant::now() < deadline, "{path} never got there; last {view}");
+            etag = Some(tag);
+        }
+    }
+
     /// Long-polls `path` until it differs from `etag` (or, without one,
     /// until its first outcome); the view and its ETag.
     async fn next(&self, path: &str, etag: Option<&str>) -> Result<(Value, String)> {
@@ -122,7 +139,7 @@ async fn a_card_issued_over_http_is_issued_once_moves_through_its_lifecycle_and_
     let (answer, _) = outcomes.collect::<CardOutcome>(1, Duration::from_secs(30)).await?.remove(0);
     assert_eq!((answer.idempotency_key.as_str(), answer.replayed), (key.as_str(), true), "{answer:?}");
     let token = first.processor_reference.clone().context("the processor's token for the card")?;
-    let (view, etag) = client.next(&location, None).await?;
+    let (view, _) = client.until(&location, |v| v["last_command"]["status"] == "succeeded").await?;
     assert_eq!((view["status"].as_str(), view["provider"].as_str(), view["terminal"].as_bool()), (Some("issued"), Some("lithic"), Some(false)), "{view}");
     assert_eq!((view["last_command"]["action"].as_str(), view["last_command"]["status"].as_str()), (Some("issue"), Some("succeeded")), "{view}");
     assert_eq!(view["last_four"].as_str(), first.last_four.as_deref(), "{view}");
@@ -132,12 +149,12 @@ async fn a_card_issued_over_http_is_issued_once_moves_through_its_lifecycle_and_
     // refused before any processor call, the card unchanged.
     let (status, _, current) = client.post(KEY, &format!("{location}/transitions"), &format!("{run}card-1-activate"), &json!({"action": "activate"})).await?;
     assert_eq!((status, current["status"].as_str()), (StatusCode::ACCEPTED, Some("issued")), "answered with the card as it was: {current}");
-    let (view, etag) = client.next(&location, Some(&etag)).await?;
+    let (view, _) = client.until(&location, |v| v["last_command"]["action"] == "activate").await?;
     assert_eq!((view["status"].as_str(), view["last_command"]["status"].as_str()), (Some("active"), Some("succeeded")), "{view}");
     let calls = processors.lithic.stats().requests;
     let (status, _, _) = client.post(KEY, &format!("{location}/transitions"), &format!("{run}card-1-reinstate"), &json!({"action": "reinstate"})).await?;
     assert_eq!(status, StatusCode::ACCEPTED);
-    let (view, _) = client.next(&location, Some(&etag)).await?;
+    let (view, _) = client.until(&location, |v| v["last_command"]["action"] == "reinstate").await?;
     assert_eq!(
         (view["status"].as_str(), view["last_command"]["action"].as_str(), view["last_command"]["status"].as_str(), view["last_command"]["refusal"].as_str()),
         (Some("active"), Some("reinstate"), Some("rejected"), Some("illegal_transition")),
@@ -171,10 +188,10 @@ async fn a_card_issued_over_http_is_issued_once_moves_through_its_lifecycle_and_
     // The processor closes the card on its own (Lithic's `card.closed`, as
     // the ingester publishes it): no command, no outcome of ours, one
     // CARD_TERMINATED on cards.events.v1, and the view follows it.
-    let (before, etag) = client.next(&location, None).await?;
+    let (before, _) = client.next(&location, None).await?;
     assert_eq!(before["status"].as_str(), Some("active"), "{before}");
     closed_by_the_processor(&env, &token).await?;
-    let (view, _) = client.next(&location, Some(&etag)).await?;
+    let (view, _) = client.until(&location, |v| v["status"] != "active").await?;
     assert_eq!((view["status"].as_str(), view["terminal"].as_bool()), (Some("terminated"), Some(true)), "{view}");
     assert_eq!(view["last_command"], before["last_command"], "the last command is still the outcomes': {view}");
     assert!(!view.to_string().contains(&token), "{view}");

@@ -268,9 +268,9 @@ impl Projects for CardOutcomes {
 /// its own (a card closed for fraud, expired, reinstated by the issuer's
 /// staff) has no outcome of ours, only this event. It moves the state, the
 /// last four and the processor; the last command stays what the outcomes
-/// said. A change our command made reaches the view twice (outcome and
-/// event), the newer observation winning: the outcome is stamped after the
-/// processor answered, so normally it. Dispute and wallet-token events are
+/// said. A change our command made is told twice (outcome and event): the
+/// event of a state the view already shows writes nothing, and otherwise
+/// the newer observation wins. Dispute and wallet-token events are
 /// about something else than the card's state and change nothing here.
 pub(crate) struct CardEvents;
 
@@ -289,9 +289,22 @@ impl Projects for CardEvents {
     fn project_onto(event: &CardEvent, previous: &str) -> Option<Projected> {
         let state = event.to_state.as_deref().and_then(CardState::parse)?;
         let mut view: CardView = serde_json::from_str(previous).ok()?;
+        // A change the view already shows (our command's, told first by its
+        // outcome) is not written again: a new version with nothing new
+        // would wake every long poll on the card for nothing.
+        let last_four = event.last_four.clone().or_else(|| view.last_four.clone());
+        if view.status == lower(state.as_str()) && view.last_four == last_four {
+            return None;
+        }
+        // A command of ours in flight: its outcome tells the change with
+        // the command's result; the event alone would show the new state
+        // beside an `accepted` command.
+        if view.last_command.status == ACCEPTED {
+            return None;
+        }
         view.status = lower(state.as_str());
         view.terminal = state.terminal();
-        view.last_four = event.last_four.clone().or(view.last_four);
+        view.last_four = last_four;
         view.provider = Some(event.processor.clone());
         view.updated_at_ms = event.occurred_at_ms;
         Some(Projected { resource_id: view.id.clone(), status: view.status.clone(), body: json(&view), observed_at_ms: event.occurred_at_ms })
@@ -551,6 +564,10 @@ mod tests {
         assert_eq!((view.status.as_str(), view.terminal, view.last_four.as_deref()), ("terminated", true, Some("4242")));
         assert_eq!((view.last_command.action.as_str(), moved.observed_at_ms), ("issue", closed.occurred_at_ms), "the last command is the outcomes'");
         assert!(!moved.body.contains("tok-ab12cd34"), "never the processor's token: {}", moved.body);
+        let activated = CardEvent { kind: CardEventKind::CardActivated, to_state: Some("ACTIVE".into()), ..closed.clone() };
+        assert!(CardEvents::project_onto(&activated, &stored.body).is_none(), "a change the view already shows is not written again");
+        let in_flight = json(&CardView { last_command: CardCommandView { action: "suspend".into(), status: ACCEPTED.into(), refusal: None }, ..serde_json::from_str(&stored.body).expect("a view") });
+        assert!(CardEvents::project_onto(&closed, &in_flight).is_none(), "a command in flight is told by its outcome");
         let dispute = CardEvent { kind: CardEventKind::DisputeUpdated, dispute_id: Some("dp-1".into()), to_state: Some("SUBMITTED".into()), ..closed.clone() };
         assert!(CardEvents::amends(&dispute).is_none(), "a dispute's states are not the card's");
     }

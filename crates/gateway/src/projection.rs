@@ -22,7 +22,7 @@ pub(crate) struct Projected {
 
 /// How one topic's messages become resource states.
 pub(crate) trait Projects: Send + Sync + 'static {
-    type Message: serde::de::DeserializeOwned + Send;
+    type Message: serde::de::DeserializeOwned + Send + Sync;
     /// The store's namespace of the resources (the domain).
     const DOMAIN: &'static str;
     /// `None` for a message that says nothing about a resource of ours
@@ -60,6 +60,28 @@ pub(crate) struct Projection<P> {
     pub(crate) kind: PhantomData<fn() -> P>,
 }
 
+impl<P: Projects> Projection<P> {
+    /// Reads the view, amends it, and writes it only if it is still the
+    /// view read (another topic's consumer may write it in between: its
+    /// write is kept and the amendment made again over it). `None`: no
+    /// view yet (left to the message that creates it) or nothing to change.
+    async fn amend(&self, message: &P::Message, resource_id: &str) -> Result<Option<Projected>, switchyard_store::StoreError> {
+        loop {
+            let Some(previous) = self.store.resource(P::DOMAIN, resource_id).await? else { return Ok(None) };
+            let Some(state) = P::project_onto(message, &previous.body) else { return Ok(None) };
+            if self.store.amend_resource(P::DOMAIN, resource_id, &previous.body, &state.status, &state.body, state.observed_at_ms).await? {
+                return Ok(Some(state));
+            }
+            // Lost to a newer observation, or to a write since the read:
+            // the next read tells which (an older amendment amends nothing).
+            match self.store.resource(P::DOMAIN, resource_id).await? {
+                Some(now) if now.body != previous.body => continue,
+                _ => return Ok(None),
+            }
+        }
+    }
+}
+
 impl<P: Projects> Handler for Projection<P> {
     async fn handle(&self, message: Arc<Inbound>) -> Result<(), Failure> {
         let Some(payload) = message.payload.as_deref() else { return Ok(()) };
@@ -73,33 +95,33 @@ impl<P: Projects> Handler for Projection<P> {
                 return Ok(());
             }
         };
-        let states = match P::amends(&decoded) {
-            // A view never seen is left to the message that creates it.
-            Some(resource_id) => match self.store.resource(P::DOMAIN, &resource_id).await {
-                Ok(Some(previous)) => P::project_onto(&decoded, &previous.body).map(|state| (P::DOMAIN, state)).into_iter().collect(),
-                Ok(None) => Vec::new(),
-                Err(e) => return Err(Failure::Retry { reason: format!("store: {e}"), delay: Duration::from_millis(500) }),
+        let store_failed = |e: switchyard_store::StoreError| Failure::Retry { reason: format!("store: {e}"), delay: Duration::from_millis(500) };
+        let written: Vec<(&'static str, Projected)> = match P::amends(&decoded) {
+            Some(resource_id) => match self.amend(&decoded, &resource_id).await.map_err(store_failed)? {
+                Some(state) => vec![(P::DOMAIN, state)],
+                None => return Ok(()),
             },
-            None => P::project_all(&decoded),
+            None => {
+                let mut written = Vec::new();
+                for (domain, state) in P::project_all(&decoded) {
+                    // A state older than the stored one is no one's news.
+                    if self.store.upsert_resource(domain, &state.resource_id, &state.status, &state.body, state.observed_at_ms).await.map_err(store_failed)? {
+                        written.push((domain, state));
+                    }
+                }
+                written
+            }
         };
-        if states.is_empty() {
+        if written.is_empty() {
             return Ok(());
         }
-        for (domain, state) in states {
-            let written = self
-                .store
-                .upsert_resource(domain, &state.resource_id, &state.status, &state.body, state.observed_at_ms)
-                .await
-                .map_err(|e| Failure::Retry { reason: format!("store: {e}"), delay: Duration::from_millis(500) })?;
+        for (domain, state) in &written {
             // After the state, before the offset: a failure here retries
-            // the message, whose second upsert (as new as the stored
-            // state, so written again) and enqueue change nothing. A
-            // state older than the stored one is no one's news.
-            if !written {
-                continue;
-            }
+            // the message, whose second write (as new as the stored state,
+            // so written again, or, amending, nothing new) and enqueue
+            // change nothing.
             self.callbacks
-                .projected(domain, &state)
+                .projected(domain, state)
                 .await
                 .map_err(|e| Failure::Retry { reason: format!("callback outbox: {e}"), delay: Duration::from_millis(500) })?;
         }

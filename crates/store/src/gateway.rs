@@ -199,6 +199,37 @@ impl GatewayStore {
         Ok(written == 1)
     }
 
+    /// Writes a view amended from `expected` (the body it was read as) only
+    /// if the stored one is still that body and not newer: a read, amend,
+    /// write that loses to any write between its read and its write, which
+    /// would otherwise be overwritten with the state it read. False: it
+    /// lost (read again and amend that), or there is no such view.
+    pub async fn amend_resource(
+        &self,
+        domain: &str,
+        resource_id: &str,
+        expected: &str,
+        status: &str,
+        body: &str,
+        observed_at_ms: i64,
+    ) -> Result<bool, StoreError> {
+        let written = sqlx::query(
+            "UPDATE gateway_resources SET status = $1, body = $2, observed_at_ms = $3, updated_at_ms = $4 \
+             WHERE domain = $5 AND resource_id = $6 AND body = $7 AND observed_at_ms <= $3",
+        )
+        .bind(status)
+        .bind(body)
+        .bind(observed_at_ms)
+        .bind(switchyard_canonical::now_ms())
+        .bind(domain)
+        .bind(resource_id)
+        .bind(expected)
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        Ok(written == 1)
+    }
+
     pub async fn resource(&self, domain: &str, resource_id: &str) -> Result<Option<ResourceState>, StoreError> {
         let row = sqlx::query("SELECT resource_id, status, body, updated_at_ms FROM gateway_resources WHERE domain = $1 AND resource_id = $2")
             .bind(domain)
@@ -261,6 +292,23 @@ mod tests {
             // A released claim is new again.
             gateway.release("payouts", &dead).await.expect("release");
             assert_eq!(gateway.claim(&claim(&dead, "d1", 60_000)).await.expect("again"), RequestVerdict::Claimed);
+        }
+    }
+
+    #[tokio::test]
+    async fn an_amend_loses_to_a_write_between_its_read_and_its_write() {
+        for store in crate::test_stores().await {
+            let g = GatewayStore::open(&store).await.expect("open");
+            let id = format!("card-{}", switchyard_canonical::now_ms());
+            g.upsert_resource("cards", &id, "issued", "{\"v\":1}", 10).await.expect("write");
+            let read = g.resource("cards", &id).await.expect("read").expect("a view");
+            // Another consumer writes after our read.
+            g.upsert_resource("cards", &id, "active", "{\"v\":2}", 20).await.expect("write");
+            assert!(!g.amend_resource("cards", &id, &read.body, "terminated", "{\"v\":3}", 30).await.expect("amend"), "amended over a view it did not read");
+            assert_eq!(g.resource("cards", &id).await.expect("read").expect("a view").status, "active");
+            assert!(g.amend_resource("cards", &id, "{\"v\":2}", "terminated", "{\"v\":3}", 30).await.expect("amend"));
+            assert!(!g.amend_resource("cards", &id, "{\"v\":3}", "active", "{\"v\":4}", 25).await.expect("amend"), "an older observation never wins");
+            assert!(!g.amend_resource("cards", "no-such-card", "{}", "x", "{}", 1).await.expect("amend"));
         }
     }
 

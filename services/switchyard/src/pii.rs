@@ -82,15 +82,7 @@ pub(crate) async fn run(args: PiiArgs) -> anyhow::Result<()> {
     match args.action {
         PiiAction::Rewrap { .. } => {}
         PiiAction::Erase { subject, payouts, cards, actor } => {
-            if subject.is_empty() && payouts.is_empty() && cards.is_empty() {
-                anyhow::bail!("name at least one subject: an applicant id, --payout <id> or --card <id>");
-            }
-            let subjects = subject
-                .into_iter()
-                .map(Subject::Applicant)
-                .chain(payouts.into_iter().map(Subject::Payout))
-                .chain(cards.into_iter().map(Subject::Card));
-            for s in subjects {
+            for s in named(subject, payouts, cards)? {
                 // One transaction and one attestation per subject: a failure
                 // leaves the ones before it erased and says which failed.
                 let done = keys.erase_subject(&s, &actor).await.with_context(|| format!("erase {} {}", s.kind(), s.id()))?;
@@ -99,6 +91,16 @@ pub(crate) async fn run(args: PiiArgs) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// The subjects an erase names, applicants first; none is an error, not
+/// a silent no-op (clap's help covers a bare `erase`, but not one whose
+/// only argument came from the environment, such as DATABASE_URL).
+fn named(applicants: Vec<String>, payouts: Vec<String>, cards: Vec<String>) -> anyhow::Result<Vec<Subject>> {
+    if applicants.is_empty() && payouts.is_empty() && cards.is_empty() {
+        anyhow::bail!("name at least one subject: an applicant id, --payout <id> or --card <id>");
+    }
+    Ok(applicants.into_iter().map(Subject::Applicant).chain(payouts.into_iter().map(Subject::Payout)).chain(cards.into_iter().map(Subject::Card)).collect())
 }
 
 /// What an erasure did, in one line (counts only: the ids are the operator's own input).
@@ -142,7 +144,13 @@ mod tests {
         assert_eq!(erase(&["app-1", "--actor", "t-1"]), Some((v(&["app-1"]), v(&[]), v(&[]))), "the form before payouts");
         assert_eq!(erase(&["app-1", "--payout", "po-1", "--payout", "po-2", "--card", "c-1"]), Some((v(&["app-1"]), v(&["po-1", "po-2"]), v(&["c-1"]))));
         assert_eq!(erase(&["--card", "c-9"]), Some((v(&[]), v(&[]), v(&["c-9"]))));
-        assert_eq!(erase(&[]), None, "nothing named: help, not a silent no-op");
+        // Nothing named: clap's help, or (DATABASE_URL set, so clap sees an
+        // argument) an error before anything is erased; never a silent no-op.
+        if let Some((a, p, c)) = erase(&[]) {
+            assert!(named(a, p, c).is_err(), "nothing named must be refused");
+        }
+        assert!(named(Vec::new(), Vec::new(), Vec::new()).is_err_and(|e| e.to_string().contains("--payout")));
+        assert_eq!(named(v(&["a"]), v(&["p"]), Vec::new()).expect("named").len(), 2);
         let done = Erasure { kind: "payout", key_destroyed: true, commands: 1, audit_texts: 2, ..Erasure::default() };
         let line = said(&Subject::Payout("po-1".into()), &done, "dpo");
         assert_eq!(line, "erased payout po-1: data key destroyed, 1 kept command(s) blanked, 2 vendor text(s) in the audit log and 0 in stored outcomes replaced; audit entry pii_erased by dpo");
