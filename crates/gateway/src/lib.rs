@@ -40,6 +40,7 @@ pub mod kyc;
 pub mod oauth2;
 pub mod onboarding;
 pub mod openapi;
+pub mod openapi_gate;
 pub mod openbanking;
 pub mod openbanking_actions;
 pub mod openbanking_payments;

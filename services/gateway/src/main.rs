@@ -35,11 +35,28 @@ enum Command {
         /// Compare with the file instead of writing it; fail when stale.
         #[arg(long)]
         check: bool,
+        /// Record the generated document as the released `/v1`
+        /// (services/gateway/openapi.v1.released.json), once the freeze gate
+        /// finds nothing in it that breaks the released one's clients.
+        #[arg(long, conflicts_with = "check")]
+        release: bool,
     },
 }
 
-fn openapi(out: &std::path::Path, check: bool) -> anyhow::Result<()> {
+fn release(document: &str) -> anyhow::Result<()> {
+    let path = std::path::Path::new(switchyard_gateway::openapi_gate::RELEASED_PATH);
+    let released: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?)?;
+    let current: serde_json::Value = serde_json::from_str(document)?;
+    let broken = switchyard_gateway::openapi_gate::breaking_changes(&released, &current);
+    anyhow::ensure!(broken.is_empty(), "not released: these changes break /v1 clients (make them a /v2):\n{}", broken.join("\n"));
+    std::fs::write(path, document).with_context(|| format!("writing {}", path.display()))
+}
+
+fn openapi(out: &std::path::Path, check: bool, release_it: bool) -> anyhow::Result<()> {
     let document = switchyard_gateway::openapi::document();
+    if release_it {
+        return release(&document);
+    }
     if check {
         let committed = std::fs::read_to_string(out).with_context(|| format!("reading {}", out.display()))?;
         anyhow::ensure!(committed == document, "{} is stale: run `gateway openapi`", out.display());
@@ -51,8 +68,8 @@ fn openapi(out: &std::path::Path, check: bool) -> anyhow::Result<()> {
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     let args = Args::parse();
-    if let Some(Command::Openapi { out, check }) = &args.command {
-        return match openapi(out, *check) {
+    if let Some(Command::Openapi { out, check, release }) = &args.command {
+        return match openapi(out, *check, *release) {
             Ok(()) => std::process::ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("{e:#}");
