@@ -5,7 +5,7 @@
 //! each other; this crate already depends on the bus).
 
 use std::collections::HashSet;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use switchyard_bus::{Direction, MessagePosition, PositionFuture, PositionSink};
 use switchyard_store::positions::{Position, CONSUMED, PUBLISHED};
 use switchyard_store::Store;
@@ -13,12 +13,12 @@ use switchyard_store::Store;
 pub struct StorePositions {
     store: Store,
     /// Topics this process already marked as indexed.
-    marked: Mutex<HashSet<String>>,
+    marked: Arc<Mutex<HashSet<String>>>,
 }
 
 impl StorePositions {
     pub fn new(store: Store) -> Self {
-        Self { store, marked: Mutex::new(HashSet::new()) }
+        Self { store, marked: Arc::new(Mutex::new(HashSet::new())) }
     }
 }
 
@@ -31,10 +31,19 @@ impl PositionSink for StorePositions {
                 !marked.contains(&at.topic) && marked.insert(at.topic.clone())
             };
             if first {
-                if let Err(e) = self.store.mark_topic_indexed(&at.topic).await {
-                    tracing::warn!(topic = %at.topic, error = %e, "topic not marked as indexed; traces read it in full");
-                    self.marked.lock().unwrap_or_else(|e| e.into_inner()).remove(&at.topic);
-                }
+                // Not awaited: the publish that brought us here must not
+                // wait on the store. On SQLite a writer holding the database
+                // until that very publish is acknowledged (the reconciler's
+                // ingest transaction) stalled it for the whole busy timeout,
+                // then the mark failed. Positions recorded a moment before
+                // the mark are read like any other.
+                let (store, marked, topic) = (self.store.clone(), self.marked.clone(), at.topic.clone());
+                tokio::spawn(async move {
+                    if let Err(e) = store.mark_topic_indexed(&topic).await {
+                        tracing::warn!(%topic, error = %e, "topic not marked as indexed; traces read it in full");
+                        marked.lock().unwrap_or_else(|e| e.into_inner()).remove(&topic);
+                    }
+                });
             }
             let action = match at.direction {
                 Direction::Consumed => CONSUMED,
