@@ -66,16 +66,17 @@ impl<P: Projects> Projection<P> {
     /// write is kept and the amendment made again over it). `None`: no
     /// view yet (left to the message that creates it) or nothing to change.
     async fn amend(&self, message: &P::Message, resource_id: &str) -> Result<Option<Projected>, switchyard_store::StoreError> {
+        let Some(mut previous) = self.store.resource(P::DOMAIN, resource_id).await? else { return Ok(None) };
         loop {
-            let Some(previous) = self.store.resource(P::DOMAIN, resource_id).await? else { return Ok(None) };
             let Some(state) = P::project_onto(message, &previous.body) else { return Ok(None) };
             if self.store.amend_resource(P::DOMAIN, resource_id, &previous.body, &state.status, &state.body, state.observed_at_ms).await? {
                 return Ok(Some(state));
             }
             // Lost to a newer observation, or to a write since the read:
-            // the next read tells which (an older amendment amends nothing).
+            // the next read tells which (an older amendment amends nothing),
+            // and is what the next amendment starts from.
             match self.store.resource(P::DOMAIN, resource_id).await? {
-                Some(now) if now.body != previous.body => continue,
+                Some(now) if now.body != previous.body => previous = now,
                 _ => return Ok(None),
             }
         }

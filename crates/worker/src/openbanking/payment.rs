@@ -201,7 +201,7 @@ impl OpenBankingHandler {
     }
 
     fn poll_interval_ms(&self) -> i64 {
-        i64::try_from(self.payment_polling.interval.as_millis()).unwrap_or(i64::MAX)
+        ms(self.payment_polling.interval)
     }
 
     /// The next poll of a row just stored with events to publish: not
