@@ -29,7 +29,7 @@ use std::future::Future;
 use std::time::{Duration, Instant};
 use switchyard_bus::{AvroEncoder, MessageContext, Outbound};
 use switchyard_canonical::{CorrelationId, Fingerprint, TraceParent};
-use switchyard_store::gateway::{RequestClaim, RequestVerdict};
+use switchyard_store::gateway::{CreatedView, RequestClaim, RequestVerdict};
 
 pub(crate) const IDEMPOTENCY_KEY: &str = "idempotency-key";
 pub(crate) const CORRELATION_ID: &str = "x-correlation-id";
@@ -207,25 +207,13 @@ where
     // the bus. A lost resource row is filled by the projection; a lost
     // answer lets a retry, after the lease, publish the same command again,
     // which the consumer's claim answers without a second vendor call.
-    let answer_domain = match &answer {
-        Answer::CreatedIn { domain, .. } => Some(*domain),
-        _ => None,
+    let (body, created) = match answer {
+        Answer::Created { status, body } => (body, Some((domain, status))),
+        Answer::CreatedIn { domain: in_domain, status, body } => (body, Some((in_domain, status))),
+        Answer::Current { body } => (body, None),
     };
-    let body = match answer {
-        Answer::Created { status, body } | Answer::CreatedIn { status, body, .. } => {
-            let in_domain = match &answer_domain {
-                Some(other) => other,
-                None => domain,
-            };
-            // Observed at the dawn of time: any projected state is newer.
-            if let Err(e) = app.store.upsert_resource(in_domain, &resource_id, status, &body, i64::MIN).await {
-                tracing::warn!(error = %e, domain = in_domain, resource_id = %resource_id, "accepted state not stored");
-            }
-            body
-        }
-        Answer::Current { body } => body,
-    };
-    if let Err(e) = app.store.complete(domain, &key, 202, &body).await {
+    let created = created.map(|(in_domain, status)| CreatedView { domain: in_domain, resource_id: &resource_id, status });
+    if let Err(e) = app.store.answer(domain, &key, 202, &body, created).await {
         tracing::warn!(error = %e, domain, resource_id = %resource_id, "answer not stored for replay");
     }
     tracing::info!(domain, resource_id = %resource_id, correlation_id = %context.correlation_id, "command accepted");

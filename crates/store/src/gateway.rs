@@ -11,8 +11,17 @@
 //! carries the same key and content, so a second publish meets the first
 //! in the worker's claim.
 
+use crate::batch::Batcher;
+use crate::bulk::Dialect;
+use crate::gateway_batches::{insert_claims, store_answers, QueuedAnswer, QueuedClaim};
 use crate::{Store, StoreError};
 use sqlx::{AnyPool, Row};
+
+/// Requests sharing one statement, at most.
+const MAX_BATCH: usize = 256;
+/// Statements of each kind in flight at once on PostgreSQL: a request that
+/// arrives while one runs goes in the next without waiting for it.
+const PARALLEL_BATCHES: usize = 2;
 
 const DDL: &[&str] = &[
     "CREATE TABLE IF NOT EXISTS gateway_requests (
@@ -67,9 +76,25 @@ pub enum RequestVerdict {
 }
 
 /// The gateway's tables.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct GatewayStore {
     pool: AnyPool,
+    claims: Batcher<QueuedClaim, bool>,
+    answers: Batcher<QueuedAnswer, ()>,
+}
+
+impl std::fmt::Debug for GatewayStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GatewayStore").finish_non_exhaustive()
+    }
+}
+
+/// A new resource's first view, stored with the answer that created it.
+#[derive(Debug, Clone, Copy)]
+pub struct CreatedView<'a> {
+    pub domain: &'a str,
+    pub resource_id: &'a str,
+    pub status: &'a str,
 }
 
 /// A resource's current state as the projection last wrote it.
@@ -86,28 +111,35 @@ impl GatewayStore {
     pub async fn open(store: &Store) -> Result<Self, StoreError> {
         let pool = store.pool().clone();
         crate::schema::create_all(&pool, DDL).await?;
-        Ok(Self { pool })
+        let parallel = match Dialect::of(&pool) {
+            Dialect::Postgres => PARALLEL_BATCHES,
+            Dialect::Sqlite => 1,
+        };
+        let claims = Batcher::spawn(pool.clone(), MAX_BATCH, parallel, insert_claims);
+        let answers = Batcher::spawn(pool.clone(), MAX_BATCH, parallel, store_answers);
+        Ok(Self { pool, claims, answers })
     }
 
     /// Claims `claim.idempotency_key`, or says why not.
     pub async fn claim(&self, claim: &RequestClaim<'_>) -> Result<RequestVerdict, StoreError> {
         let now = switchyard_canonical::now_ms();
-        let inserted = sqlx::query(
-            "INSERT INTO gateway_requests (domain, idempotency_key, request_digest, resource_id, state, lease_until_ms, created_at_ms, updated_at_ms) \
-             VALUES ($1, $2, $3, $4, 'in_flight', $5, $6, $6) ON CONFLICT (domain, idempotency_key) DO NOTHING",
-        )
-        .bind(claim.domain)
-        .bind(claim.idempotency_key)
-        .bind(claim.request_digest)
-        .bind(claim.resource_id)
-        .bind(now + claim.lease_ms)
-        .bind(now)
-        .execute(&self.pool)
-        .await?
-        .rows_affected();
-        if inserted == 1 {
+        let queued = QueuedClaim {
+            domain: claim.domain.to_owned(),
+            idempotency_key: claim.idempotency_key.to_owned(),
+            request_digest: claim.request_digest.to_owned(),
+            resource_id: claim.resource_id.to_owned(),
+            lease_until_ms: now + claim.lease_ms,
+            now_ms: now,
+        };
+        if self.claims.submit(queued).await? {
             return Ok(RequestVerdict::Claimed);
         }
+        self.settle(claim, now).await
+    }
+
+    /// A claim whose key has a row: a replay, a mismatch, a copy in flight,
+    /// or a dead holder's lease to take over.
+    async fn settle(&self, claim: &RequestClaim<'_>, now: i64) -> Result<RequestVerdict, StoreError> {
         let row = sqlx::query(
             "SELECT request_digest, state, lease_until_ms, status_code, response_body FROM gateway_requests \
              WHERE domain = $1 AND idempotency_key = $2",
@@ -148,20 +180,19 @@ impl GatewayStore {
         Ok(if taken == 1 { RequestVerdict::Claimed } else { RequestVerdict::InFlight })
     }
 
-    /// Stores the answer of a claimed request, to be replayed to its copies.
-    pub async fn complete(&self, domain: &str, idempotency_key: &str, status: u16, body: &str) -> Result<(), StoreError> {
-        sqlx::query(
-            "UPDATE gateway_requests SET state = 'done', status_code = $1, response_body = $2, updated_at_ms = $3 \
-             WHERE domain = $4 AND idempotency_key = $5",
-        )
-        .bind(i64::from(status))
-        .bind(body)
-        .bind(switchyard_canonical::now_ms())
-        .bind(domain)
-        .bind(idempotency_key)
-        .execute(&self.pool)
-        .await?;
-        Ok(())
+    /// Stores the answer of a claimed request, to be replayed to its copies,
+    /// and first the view of the resource it created, if any; shares its
+    /// statements with the answers of concurrent requests.
+    pub async fn answer(&self, domain: &str, idempotency_key: &str, status: u16, body: &str, created: Option<CreatedView<'_>>) -> Result<(), StoreError> {
+        self.answers
+            .submit(QueuedAnswer {
+                domain: domain.to_owned(),
+                idempotency_key: idempotency_key.to_owned(),
+                status_code: status,
+                body: body.to_owned(),
+                created: created.map(|v| (v.domain.to_owned(), v.resource_id.to_owned(), v.status.to_owned())),
+            })
+            .await
     }
 
     /// Forgets a claim whose request was not accepted (the broker did not
@@ -279,7 +310,7 @@ mod tests {
             assert_eq!(gateway.claim(&claim(&key, "d1", 60_000)).await.expect("claim"), RequestVerdict::Claimed);
             assert_eq!(gateway.claim(&claim(&key, "d1", 60_000)).await.expect("copy"), RequestVerdict::InFlight);
             assert_eq!(gateway.claim(&claim(&key, "d2", 60_000)).await.expect("other"), RequestVerdict::Mismatch);
-            gateway.complete("payouts", &key, 202, "{\"id\":\"po-1\"}").await.expect("complete");
+            gateway.answer("payouts", &key, 202, "{\"id\":\"po-1\"}", None).await.expect("answer");
             let replay = RequestVerdict::Replay { status: 202, body: "{\"id\":\"po-1\"}".into() };
             assert_eq!(gateway.claim(&claim(&key, "d1", 60_000)).await.expect("replay"), replay);
             assert_eq!(gateway.claim(&claim(&key, "d2", 60_000)).await.expect("other"), RequestVerdict::Mismatch);
@@ -292,6 +323,58 @@ mod tests {
             // A released claim is new again.
             gateway.release("payouts", &dead).await.expect("release");
             assert_eq!(gateway.claim(&claim(&dead, "d1", 60_000)).await.expect("again"), RequestVerdict::Claimed);
+        }
+    }
+
+    /// Claims and answers share statements when they come together: copies
+    /// of one key in one batch must still get one claim between them, and
+    /// each answer its own row and view.
+    #[tokio::test]
+    async fn concurrent_claims_and_answers_share_statements_but_not_outcomes() {
+        for store in crate::test_stores().await {
+            let gateway = GatewayStore::open(&store).await.expect("ddl");
+            let run = format!("gwb-{}-{}", std::process::id(), switchyard_canonical::now_ms());
+            let keys: Vec<String> = (0..60).map(|i| format!("{run}-{i}")).collect();
+            let ids: Vec<String> = (0..60).map(|i| format!("po-{run}-{i}")).collect();
+            let claims = keys.iter().zip(&ids).flat_map(|(key, id)| {
+                let gateway = gateway.clone();
+                (0..3).map(move |_| {
+                    let gateway = gateway.clone();
+                    async move {
+                        let claim = RequestClaim { domain: "payouts", idempotency_key: key, request_digest: "d1", resource_id: id, lease_ms: 60_000 };
+                        (key.clone(), gateway.claim(&claim).await.expect("claim"))
+                    }
+                })
+            });
+            let verdicts = futures::future::join_all(claims).await;
+            for key in &keys {
+                let mine: Vec<&RequestVerdict> = verdicts.iter().filter(|(k, _)| k == key).map(|(_, v)| v).collect();
+                let claimed = mine.iter().filter(|v| ***v == RequestVerdict::Claimed).count();
+                assert_eq!(claimed, 1, "{key}: {mine:?}");
+                assert!(mine.iter().all(|v| matches!(v, RequestVerdict::Claimed | RequestVerdict::InFlight)), "{key}: {mine:?}");
+            }
+            // A resource the projection already moved keeps its later state.
+            gateway.upsert_resource("payouts", &ids[0], "submitted", "{\"later\":true}", 5).await.expect("projected");
+            let answers = keys.iter().zip(&ids).map(|(key, id)| {
+                let gateway = gateway.clone();
+                async move {
+                    let body = format!("{{\"id\":\"{id}\"}}");
+                    let view = CreatedView { domain: "payouts", resource_id: id, status: "accepted" };
+                    gateway.answer("payouts", key, 202, &body, Some(view)).await.expect("answer");
+                }
+            });
+            futures::future::join_all(answers).await;
+            for (key, id) in keys.iter().zip(&ids) {
+                let body = format!("{{\"id\":\"{id}\"}}");
+                let claim = RequestClaim { domain: "payouts", idempotency_key: key, request_digest: "d1", resource_id: id, lease_ms: 60_000 };
+                assert_eq!(gateway.claim(&claim).await.expect("replay"), RequestVerdict::Replay { status: 202, body: body.clone() });
+                let view = gateway.resource("payouts", id).await.expect("read").expect("a view");
+                if id == &ids[0] {
+                    assert_eq!(view.status, "submitted", "the accepted view overwrote a projected one");
+                } else {
+                    assert_eq!((view.status.as_str(), view.body.as_str()), ("accepted", body.as_str()));
+                }
+            }
         }
     }
 

@@ -30,6 +30,7 @@ pub mod card_transactions;
 pub mod card_turns;
 pub mod cards;
 pub mod gateway;
+mod gateway_batches;
 pub mod gateway_callbacks;
 mod batch;
 mod bulk;
