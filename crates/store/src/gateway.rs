@@ -103,7 +103,7 @@ pub enum RequestVerdict {
 #[derive(Clone)]
 pub struct GatewayStore {
     pool: AnyPool,
-    /// `gateway_requests`' connections (see [`without_commit_wait`]).
+    /// The claims' and answers' connections (see [`without_commit_wait`]).
     requests: AnyPool,
     claims: Batcher<QueuedClaim, bool>,
     answers: Batcher<QueuedAnswer, ()>,
