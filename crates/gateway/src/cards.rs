@@ -10,7 +10,7 @@
 
 use crate::auth::Team;
 use crate::payouts::{refuses_another_command, ViewError};
-use crate::problem::Problem;
+use crate::problem::{PostProblems, Problem};
 use crate::projection::{json, Projected, Projects};
 use crate::resource::{self, Answer, Prepared, QueryMap, ACCEPTED};
 use crate::Gateway;
@@ -369,14 +369,8 @@ async fn transition(app: &Gateway, team: &Team, id: &str, key: String, body: Byt
         (status = 202, description = "Accepted: the command is on the bus", body = CardView,
             headers(("Location" = String, description = "The card's URL")),
             links(("GetCard" = (operation_id = "getCard", parameters(("id" = "$response.body#/id")), description = "The card's state")))),
-        (status = 400, description = "Invalid request or Idempotency-Key missing", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "No valid API key", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "The team lacks cards:write", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "The same request is in flight", body = Problem, content_type = "application/problem+json"),
-        (status = 413, description = "Body too large", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "The key was used for another request", body = Problem, content_type = "application/problem+json"),
-        (status = 429, description = "Rate limited; see Retry-After", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Not accepted (bus or store unavailable); retry with the same key", body = Problem, content_type = "application/problem+json"),
+        PostProblems,
     )
 )]
 pub(crate) async fn post_card(
@@ -409,15 +403,9 @@ pub(crate) async fn post_card(
         (status = 202, description = "Accepted: the command is on the bus", body = CardView,
             headers(("Location" = String, description = "The card's URL")),
             links(("GetCard" = (operation_id = "getCard", parameters(("id" = "$request.path.id")), description = "The card's state")))),
-        (status = 400, description = "Invalid request or Idempotency-Key missing", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "No valid API key", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "The team lacks cards:write", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such card", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "The same request is in flight", body = Problem, content_type = "application/problem+json"),
-        (status = 413, description = "Body too large", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "The key was used for another request", body = Problem, content_type = "application/problem+json"),
-        (status = 429, description = "Rate limited; see Retry-After", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Not accepted (bus or store unavailable); retry with the same key", body = Problem, content_type = "application/problem+json"),
+        PostProblems,
     )
 )]
 pub(crate) async fn post_transition(

@@ -10,7 +10,7 @@
 
 use crate::auth::Team;
 use crate::kyc::{DocumentRequest, PersonRequest};
-use crate::problem::Problem;
+use crate::problem::{PostProblems, Problem};
 use crate::projection::{json, Projected, Projects};
 use crate::resource::{self, Answer, Prepared, QueryMap, ACCEPTED};
 use crate::Gateway;
@@ -337,14 +337,8 @@ async fn application(app: &Gateway, id: &str) -> Result<(ApplicationView, String
         (status = 202, description = "Accepted: the command is on the bus", body = ApplicationView,
             headers(("Location" = String, description = "The application's URL")),
             links(("GetApplication" = (operation_id = "getOnboardingApplication", parameters(("id" = "$response.body#/id")), description = "The application's state")))),
-        (status = 400, description = "Invalid request or Idempotency-Key missing", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "No valid API key", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "The team lacks onboarding:write", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "The same request is in flight", body = Problem, content_type = "application/problem+json"),
-        (status = 413, description = "Body too large", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "The key was used for another request", body = Problem, content_type = "application/problem+json"),
-        (status = 429, description = "Rate limited; see Retry-After", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Not accepted (bus or store unavailable); retry with the same key", body = Problem, content_type = "application/problem+json"),
+        PostProblems,
     )
 )]
 pub(crate) async fn post_application(
@@ -376,15 +370,9 @@ pub(crate) async fn post_application(
         (status = 202, description = "Accepted: the command is on the bus", body = ApplicationView,
             headers(("Location" = String, description = "The application's URL")),
             links(("GetApplication" = (operation_id = "getOnboardingApplication", parameters(("id" = "$request.path.id")), description = "The application's state")))),
-        (status = 400, description = "Invalid request or Idempotency-Key missing", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "No valid API key", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "The team lacks onboarding:write", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such application", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "The same request is in flight", body = Problem, content_type = "application/problem+json"),
-        (status = 413, description = "Body too large", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "The key was used for another request", body = Problem, content_type = "application/problem+json"),
-        (status = 429, description = "Rate limited; see Retry-After", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Not accepted (bus or store unavailable); retry with the same key", body = Problem, content_type = "application/problem+json"),
+        PostProblems,
     )
 )]
 pub(crate) async fn post_evidence(
@@ -413,15 +401,9 @@ pub(crate) async fn post_evidence(
         (status = 202, description = "Accepted: the command is on the bus", body = ApplicationView,
             headers(("Location" = String, description = "The application's URL")),
             links(("GetApplication" = (operation_id = "getOnboardingApplication", parameters(("id" = "$request.path.id")), description = "The application's state")))),
-        (status = 400, description = "Invalid request or Idempotency-Key missing", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "No valid API key", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "The team lacks onboarding:decide", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such application", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "The same request is in flight", body = Problem, content_type = "application/problem+json"),
-        (status = 413, description = "Body too large", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "The key was used for another request", body = Problem, content_type = "application/problem+json"),
-        (status = 429, description = "Rate limited; see Retry-After", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Not accepted (bus or store unavailable); retry with the same key", body = Problem, content_type = "application/problem+json"),
+        PostProblems,
     )
 )]
 pub(crate) async fn post_decision(

@@ -14,7 +14,7 @@
 
 use crate::auth::Team;
 use crate::payouts::{refuses_another_command, ViewError};
-use crate::problem::Problem;
+use crate::problem::{PostProblems, Problem};
 use crate::projection::{json, Projected, Projects};
 use crate::resource::{self, Answer, Prepared, QueryMap, ACCEPTED};
 use crate::Gateway;
@@ -358,14 +358,8 @@ pub(crate) async fn consent(app: &Gateway, id: &str) -> Result<String, Problem> 
         (status = 202, description = "Accepted: the command is on the bus", body = ConsentView,
             headers(("Location" = String, description = "The consent's URL")),
             links(("GetConsent" = (operation_id = "getConsent", parameters(("id" = "$response.body#/id")), description = "The consent's state and hand-off")))),
-        (status = 400, description = "Invalid request or Idempotency-Key missing", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "No valid API key", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "The team lacks openbanking:write", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "The same request is in flight", body = Problem, content_type = "application/problem+json"),
-        (status = 413, description = "Body too large", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "The key was used for another request", body = Problem, content_type = "application/problem+json"),
-        (status = 429, description = "Rate limited; see Retry-After", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Not accepted (bus or store unavailable); retry with the same key", body = Problem, content_type = "application/problem+json"),
+        PostProblems,
     )
 )]
 pub(crate) async fn post_consent(

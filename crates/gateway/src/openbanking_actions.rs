@@ -4,7 +4,7 @@
 
 use crate::auth::Team;
 use crate::openbanking::{command, consent, prepared, ConsentView};
-use crate::problem::Problem;
+use crate::problem::{PostProblems, Problem};
 use crate::resource::{self, Answer, Prepared};
 use crate::Gateway;
 use axum::body::Bytes;
@@ -138,15 +138,9 @@ async fn follow_up<R: FollowUp>(app: &Gateway, team: &Team, id: &str, key: Strin
         (status = 202, description = "Accepted: the command is on the bus", body = ConsentView,
             headers(("Location" = String, description = "The consent's URL")),
             links(("GetConsent" = (operation_id = "getConsent", parameters(("id" = "$request.path.id")), description = "The consent's state")))),
-        (status = 400, description = "Invalid request or Idempotency-Key missing", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "No valid API key", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "The team lacks openbanking:write", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such consent", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "The same request is in flight", body = Problem, content_type = "application/problem+json"),
-        (status = 413, description = "Body too large", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "The key was used for another request", body = Problem, content_type = "application/problem+json"),
-        (status = 429, description = "Rate limited; see Retry-After", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Not accepted (bus or store unavailable); retry with the same key", body = Problem, content_type = "application/problem+json"),
+        PostProblems,
     )
 )]
 pub(crate) async fn post_completion(
@@ -174,15 +168,9 @@ pub(crate) async fn post_completion(
         (status = 202, description = "Accepted: the command is on the bus", body = ConsentView,
             headers(("Location" = String, description = "The consent's URL")),
             links(("GetConsent" = (operation_id = "getConsent", parameters(("id" = "$request.path.id")), description = "The consent's state")))),
-        (status = 400, description = "Invalid request or Idempotency-Key missing", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "No valid API key", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "The team lacks openbanking:write", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such consent", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "The same request is in flight", body = Problem, content_type = "application/problem+json"),
-        (status = 413, description = "Body too large", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "The key was used for another request", body = Problem, content_type = "application/problem+json"),
-        (status = 429, description = "Rate limited; see Retry-After", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Not accepted (bus or store unavailable); retry with the same key", body = Problem, content_type = "application/problem+json"),
+        PostProblems,
     )
 )]
 pub(crate) async fn post_refresh(
@@ -210,15 +198,9 @@ pub(crate) async fn post_refresh(
         (status = 202, description = "Accepted: the command is on the bus", body = ConsentView,
             headers(("Location" = String, description = "The consent's URL")),
             links(("GetConsent" = (operation_id = "getConsent", parameters(("id" = "$request.path.id")), description = "The consent's state")))),
-        (status = 400, description = "Invalid request or Idempotency-Key missing", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "No valid API key", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "The team lacks openbanking:write", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such consent", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "The same request is in flight", body = Problem, content_type = "application/problem+json"),
-        (status = 413, description = "Body too large", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "The key was used for another request", body = Problem, content_type = "application/problem+json"),
-        (status = 429, description = "Rate limited; see Retry-After", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Not accepted (bus or store unavailable); retry with the same key", body = Problem, content_type = "application/problem+json"),
+        PostProblems,
     )
 )]
 pub(crate) async fn post_revocation(

@@ -7,7 +7,7 @@
 //! on `(payouts, key)` then sees an honest duplicate, never a collision.
 
 use crate::auth::Team;
-use crate::problem::Problem;
+use crate::problem::{PostProblems, Problem};
 use crate::projection::{json, Projected, Projects};
 use crate::resource::{self, Answer, Prepared, QueryMap, ACCEPTED};
 use crate::Gateway;
@@ -235,14 +235,8 @@ fn prepare(app: &Gateway, team: &Team, key: &str, body: &[u8]) -> Result<Prepare
         (status = 202, description = "Accepted: the command is on the bus", body = PayoutView,
             headers(("Location" = String, description = "The payout's URL")),
             links(("GetPayout" = (operation_id = "getPayout", parameters(("id" = "$response.body#/id")), description = "The payout's state")))),
-        (status = 400, description = "Invalid request or Idempotency-Key missing", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "No valid API key", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "The team lacks payouts:write", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "The same request is in flight", body = Problem, content_type = "application/problem+json"),
-        (status = 413, description = "Body too large", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "The key was used for another request", body = Problem, content_type = "application/problem+json"),
-        (status = 429, description = "Rate limited; see Retry-After", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Not accepted (bus or store unavailable); retry with the same key", body = Problem, content_type = "application/problem+json"),
+        PostProblems,
     )
 )]
 pub(crate) async fn post_payout(

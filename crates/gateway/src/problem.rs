@@ -230,3 +230,26 @@ mod tests {
         assert_eq!((reused.status, reused.code, reused.class), (422, "idempotency_collision", "permanent"));
     }
 }
+
+/// The problems every POST may answer besides its route's own (403 names
+/// the route's scope, 404 its resource): one list, so that the routes'
+/// documents cannot drift apart. Documentation only: handlers answer
+/// [`Problem`]s.
+#[derive(utoipa::IntoResponses)]
+#[allow(dead_code)]
+pub(crate) enum PostProblems {
+    #[response(status = 400, description = "Invalid request or Idempotency-Key missing", content_type = "application/problem+json")]
+    Invalid(Problem),
+    #[response(status = 401, description = "No valid API key", content_type = "application/problem+json")]
+    Unauthenticated(Problem),
+    #[response(status = 409, description = "The same request is in flight", content_type = "application/problem+json")]
+    InFlight(Problem),
+    #[response(status = 413, description = "Body too large", content_type = "application/problem+json")]
+    TooLarge(Problem),
+    #[response(status = 422, description = "The key was used for another request", content_type = "application/problem+json")]
+    KeyReused(Problem),
+    #[response(status = 429, description = "Rate limited; see Retry-After", content_type = "application/problem+json")]
+    RateLimited(Problem),
+    #[response(status = 503, description = "Not accepted (bus or store unavailable); retry with the same key", content_type = "application/problem+json")]
+    NotAccepted(Problem),
+}
