@@ -10,7 +10,7 @@
 
 use crate::auth::Team;
 use crate::payouts::{refuses_another_command, ViewError};
-use crate::problem::{PostProblems, Problem};
+use crate::problem::{GetProblems, PostProblems, Problem};
 use crate::projection::{json, Projected, Projects};
 use crate::resource::{self, Answer, Prepared, QueryMap, ACCEPTED};
 use crate::Gateway;
@@ -432,11 +432,9 @@ pub(crate) async fn post_transition(
         (status = 200, description = "The card", body = CardView, headers(("ETag" = String))),
         (status = 304, description = "Unchanged since If-None-Match"),
         (status = 400, description = "Invalid wait", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "No valid API key", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "The team lacks cards:read", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such card", body = Problem, content_type = "application/problem+json"),
-        (status = 429, description = "Rate limited; see Retry-After", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "State unavailable", body = Problem, content_type = "application/problem+json"),
+        GetProblems,
     )
 )]
 pub(crate) async fn get_card(State(app): State<Arc<Gateway>>, Path(id): Path<String>, query: QueryMap, headers: HeaderMap) -> Response {
@@ -454,10 +452,8 @@ pub(crate) async fn get_card(State(app): State<Arc<Gateway>>, Path(id): Path<Str
     responses(
         (status = 200, description = "The cards", body = CardList),
         (status = 400, description = "Missing or unknown status, or limit out of range", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "No valid API key", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "The team lacks cards:read", body = Problem, content_type = "application/problem+json"),
-        (status = 429, description = "Rate limited; see Retry-After", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "State unavailable", body = Problem, content_type = "application/problem+json"),
+        GetProblems,
     )
 )]
 pub(crate) async fn list_cards(State(app): State<Arc<Gateway>>, query: QueryMap) -> Response {

@@ -4,7 +4,7 @@
 
 use crate::auth::Team;
 use crate::payouts::{refuses_another_command, ViewError};
-use crate::problem::{PostProblems, Problem};
+use crate::problem::{GetProblems, PostProblems, Problem};
 use crate::projection::{json, Projected, Projects};
 use crate::resource::{self, Answer, Prepared, QueryMap, ACCEPTED};
 use crate::Gateway;
@@ -250,11 +250,9 @@ pub(crate) async fn post_score(
         (status = 200, description = "The score", body = ScoreView, headers(("ETag" = String))),
         (status = 304, description = "Unchanged since If-None-Match"),
         (status = 400, description = "Invalid wait", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "No valid API key", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "The team lacks fraud:read", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such score", body = Problem, content_type = "application/problem+json"),
-        (status = 429, description = "Rate limited; see Retry-After", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "State unavailable", body = Problem, content_type = "application/problem+json"),
+        GetProblems,
     )
 )]
 pub(crate) async fn get_score(State(app): State<Arc<Gateway>>, Path(id): Path<String>, query: QueryMap, headers: HeaderMap) -> Response {

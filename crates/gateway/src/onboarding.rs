@@ -10,7 +10,7 @@
 
 use crate::auth::Team;
 use crate::kyc::{DocumentRequest, PersonRequest};
-use crate::problem::{PostProblems, Problem};
+use crate::problem::{GetProblems, PostProblems, Problem};
 use crate::projection::{json, Projected, Projects};
 use crate::resource::{self, Answer, Prepared, QueryMap, ACCEPTED};
 use crate::Gateway;
@@ -430,11 +430,9 @@ pub(crate) async fn post_decision(
         (status = 200, description = "The application", body = ApplicationView, headers(("ETag" = String))),
         (status = 304, description = "Unchanged since If-None-Match"),
         (status = 400, description = "Invalid wait", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "No valid API key", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "The team lacks onboarding:read", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such application", body = Problem, content_type = "application/problem+json"),
-        (status = 429, description = "Rate limited; see Retry-After", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "State unavailable", body = Problem, content_type = "application/problem+json"),
+        GetProblems,
     )
 )]
 pub(crate) async fn get_application(State(app): State<Arc<Gateway>>, Path(id): Path<String>, query: QueryMap, headers: HeaderMap) -> Response {
@@ -454,10 +452,8 @@ pub(crate) async fn get_application(State(app): State<Arc<Gateway>>, Path(id): P
     responses(
         (status = 200, description = "The applications", body = ApplicationList),
         (status = 400, description = "Missing or unknown status, or limit out of range", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "No valid API key", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "The team lacks onboarding:read", body = Problem, content_type = "application/problem+json"),
-        (status = 429, description = "Rate limited; see Retry-After", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "State unavailable", body = Problem, content_type = "application/problem+json"),
+        GetProblems,
     )
 )]
 pub(crate) async fn list_applications(State(app): State<Arc<Gateway>>, query: QueryMap) -> Response {

@@ -14,7 +14,7 @@
 
 use crate::auth::Team;
 use crate::payouts::{refuses_another_command, ViewError};
-use crate::problem::{PostProblems, Problem};
+use crate::problem::{GetProblems, PostProblems, Problem};
 use crate::projection::{json, Projected, Projects};
 use crate::resource::{self, Answer, Prepared, QueryMap, ACCEPTED};
 use crate::Gateway;
@@ -389,11 +389,9 @@ pub(crate) async fn post_consent(
         (status = 200, description = "The consent", body = ConsentView, headers(("ETag" = String))),
         (status = 304, description = "Unchanged since If-None-Match"),
         (status = 400, description = "Invalid wait", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "No valid API key", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "The team lacks openbanking:read", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such consent", body = Problem, content_type = "application/problem+json"),
-        (status = 429, description = "Rate limited; see Retry-After", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "State unavailable", body = Problem, content_type = "application/problem+json"),
+        GetProblems,
     )
 )]
 pub(crate) async fn get_consent(State(app): State<Arc<Gateway>>, Path(id): Path<String>, query: QueryMap, headers: HeaderMap) -> Response {
@@ -411,10 +409,8 @@ pub(crate) async fn get_consent(State(app): State<Arc<Gateway>>, Path(id): Path<
     responses(
         (status = 200, description = "The consents", body = ConsentList),
         (status = 400, description = "Missing or unknown status, or limit out of range", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "No valid API key", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "The team lacks openbanking:read", body = Problem, content_type = "application/problem+json"),
-        (status = 429, description = "Rate limited; see Retry-After", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "State unavailable", body = Problem, content_type = "application/problem+json"),
+        GetProblems,
     )
 )]
 pub(crate) async fn list_consents(State(app): State<Arc<Gateway>>, query: QueryMap) -> Response {

@@ -7,7 +7,7 @@
 //! on `(payouts, key)` then sees an honest duplicate, never a collision.
 
 use crate::auth::Team;
-use crate::problem::{PostProblems, Problem};
+use crate::problem::{GetProblems, PostProblems, Problem};
 use crate::projection::{json, Projected, Projects};
 use crate::resource::{self, Answer, Prepared, QueryMap, ACCEPTED};
 use crate::Gateway;
@@ -266,11 +266,9 @@ pub(crate) async fn post_payout(
         (status = 200, description = "The payout", body = PayoutView, headers(("ETag" = String))),
         (status = 304, description = "Unchanged since If-None-Match"),
         (status = 400, description = "Invalid wait", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "No valid API key", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "The team lacks payouts:read", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such payout", body = Problem, content_type = "application/problem+json"),
-        (status = 429, description = "Rate limited; see Retry-After", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "State unavailable", body = Problem, content_type = "application/problem+json"),
+        GetProblems,
     )
 )]
 pub(crate) async fn get_payout(State(app): State<Arc<Gateway>>, Path(id): Path<String>, query: QueryMap, headers: HeaderMap) -> Response {
@@ -289,10 +287,8 @@ pub(crate) async fn get_payout(State(app): State<Arc<Gateway>>, Path(id): Path<S
     responses(
         (status = 200, description = "The payouts", body = PayoutList),
         (status = 400, description = "Missing or unknown status, or limit out of range", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "No valid API key", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "The team lacks payouts:read", body = Problem, content_type = "application/problem+json"),
-        (status = 429, description = "Rate limited; see Retry-After", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "State unavailable", body = Problem, content_type = "application/problem+json"),
+        GetProblems,
     )
 )]
 pub(crate) async fn list_payouts(State(app): State<Arc<Gateway>>, query: QueryMap) -> Response {

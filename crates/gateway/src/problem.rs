@@ -253,3 +253,16 @@ pub(crate) enum PostProblems {
     #[response(status = 503, description = "Not accepted (bus or store unavailable); retry with the same key", content_type = "application/problem+json")]
     NotAccepted(Problem),
 }
+
+/// The problems every `GET` may answer besides its route's own, as
+/// [`PostProblems`] for POSTs.
+#[derive(utoipa::IntoResponses)]
+#[allow(dead_code)]
+pub(crate) enum GetProblems {
+    #[response(status = 401, description = "No valid API key", content_type = "application/problem+json")]
+    Unauthenticated(Problem),
+    #[response(status = 429, description = "Rate limited; see Retry-After", content_type = "application/problem+json")]
+    RateLimited(Problem),
+    #[response(status = 503, description = "State unavailable", content_type = "application/problem+json")]
+    Unavailable(Problem),
+}
