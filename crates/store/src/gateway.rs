@@ -50,6 +50,13 @@ const DDL: &[&str] = &[
     "CREATE INDEX IF NOT EXISTS gateway_resources_status ON gateway_resources (domain, status, updated_at_ms)",
 ];
 
+/// How a view is written over a stored one: only by an observation at
+/// least as new, so a replayed or re-read old outcome never moves a
+/// resource back. One text for the projection's writes and the answers'.
+pub(crate) const NEWER_VIEW_WINS: &str = " ON CONFLICT (domain, resource_id) DO UPDATE SET status = excluded.status, body = excluded.body, \
+     observed_at_ms = excluded.observed_at_ms, updated_at_ms = excluded.updated_at_ms \
+     WHERE gateway_resources.observed_at_ms <= excluded.observed_at_ms";
+
 /// The claims' and answers' own connections, whose commits return before
 /// the WAL is flushed (`synchronous_commit = off`): at 2,000 POSTs a second
 /// the two flushes on every request's path were most of what the gateway
@@ -239,12 +246,10 @@ impl GatewayStore {
     /// re-read old outcome never moves a resource back. True when written
     /// (an observation as new as the stored one is written again).
     pub async fn upsert_resource(&self, domain: &str, resource_id: &str, status: &str, body: &str, observed_at_ms: i64) -> Result<bool, StoreError> {
-        let written = sqlx::query(
-            "INSERT INTO gateway_resources (domain, resource_id, status, body, observed_at_ms, updated_at_ms) VALUES ($1, $2, $3, $4, $5, $6) \
-             ON CONFLICT (domain, resource_id) DO UPDATE SET status = excluded.status, body = excluded.body, \
-             observed_at_ms = excluded.observed_at_ms, updated_at_ms = excluded.updated_at_ms \
-             WHERE gateway_resources.observed_at_ms <= excluded.observed_at_ms",
-        )
+        static UPSERT: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+            format!("INSERT INTO gateway_resources (domain, resource_id, status, body, observed_at_ms, updated_at_ms) VALUES ($1, $2, $3, $4, $5, $6){NEWER_VIEW_WINS}")
+        });
+        let written = sqlx::query(UPSERT.as_str())
         .bind(domain)
         .bind(resource_id)
         .bind(status)

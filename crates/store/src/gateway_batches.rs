@@ -7,6 +7,7 @@
 //! commit, so nothing is answered on a write that did not happen.
 
 use crate::bulk::{self, Column, Dialect, Kind};
+use crate::gateway::NEWER_VIEW_WINS;
 use crate::records::{Bind, Sql};
 use futures::future::BoxFuture;
 use futures::FutureExt;
@@ -126,9 +127,7 @@ pub(crate) fn store_answers<'a>(pool: &'a AnyPool, answers: &'a [QueuedAnswer]) 
                 "gateway_resources",
                 VIEW_COLUMNS,
                 rows,
-                " ON CONFLICT (domain, resource_id) DO UPDATE SET status = excluded.status, body = excluded.body, \
-                 observed_at_ms = excluded.observed_at_ms, updated_at_ms = excluded.updated_at_ms \
-                 WHERE gateway_resources.observed_at_ms <= excluded.observed_at_ms",
+                NEWER_VIEW_WINS,
             );
             insert.query().persistent(prepared).execute(pool).await?;
         }
